@@ -1,0 +1,19 @@
+/* auth.h - access tokens: Authorization: Bearer (or ?access_token=) ->
+ * user and device. Tokens are 32 random bytes, sent as unpadded URL-safe
+ * base64, stored only as their SHA-256. */
+#ifndef AL_AUTH_H
+#define AL_AUTH_H
+
+#include "http.h"
+
+/* Authenticate the request. On success sets req->user_id and req->device_id
+ * and returns 0. Otherwise replies 401 M_MISSING_TOKEN / M_UNKNOWN_TOKEN
+ * (403 M_FORBIDDEN with a suspension message for suspended users) and
+ * returns -1: the handler must return without replying again. */
+int auth_require(struct http_req *req);
+
+/* As auth_require, and the user must be a server admin (config `admins` or
+ * users.is_admin); others get 403 M_FORBIDDEN. */
+int auth_require_admin(struct http_req *req);
+
+#endif

@@ -1,0 +1,260 @@
+#include "db.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define MIGRATION_LOCK_ID "7246913"
+#define MAX_MIGRATIONS 1000
+#define MAX_MIGRATION_BYTES (4 * 1024 * 1024)
+
+int db_open(struct db *db, const char *conninfo, struct al_error *err)
+{
+	memset(db, 0, sizeof(*db));
+	db->conninfo = strdup(conninfo);
+	if (!db->conninfo)
+		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	db->conn = PQconnectdb(conninfo);
+	if (PQstatus(db->conn) != CONNECTION_OK) {
+		al_error_set(err, 500, "M_UNKNOWN", "database connection failed: %s",
+			     PQerrorMessage(db->conn));
+		db_close(db);
+		return -1;
+	}
+	PGresult *r = PQexec(db->conn, "SET TIME ZONE 'UTC'");
+	PQclear(r);
+	return 0;
+}
+
+void db_close(struct db *db)
+{
+	if (db->conn)
+		PQfinish(db->conn);
+	free(db->conninfo);
+	memset(db, 0, sizeof(*db));
+}
+
+static int result_ok(const PGresult *r)
+{
+	ExecStatusType st = PQresultStatus(r);
+	return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+}
+
+static PGresult *exec_once(struct db *db, const char *sql, int nparams, const char *const *params)
+{
+	return PQexecParams(db->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+}
+
+static PGresult *exec_checked(struct db *db, struct al_error *err, int *conflict, const char *sql,
+			      int nparams, const char *const *params)
+{
+	int was_idle = PQtransactionStatus(db->conn) == PQTRANS_IDLE;
+	PGresult *r = exec_once(db, sql, nparams, params);
+	if (!result_ok(r) && PQstatus(db->conn) == CONNECTION_BAD && was_idle) {
+		log_warn("db", "connection lost, reconnecting");
+		PQclear(r);
+		PQreset(db->conn);
+		r = exec_once(db, sql, nparams, params);
+	}
+	if (result_ok(r))
+		return r;
+	const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+	if (conflict && state && strcmp(state, "23505") == 0) {
+		*conflict = 1;
+		PQclear(r);
+		return NULL;
+	}
+	log_error("db", "query failed: %s sqlstate=%s", PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
+							    ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
+							    : PQerrorMessage(db->conn),
+		  state ? state : "-");
+	al_error_set(err, 500, "M_UNKNOWN", "internal database error");
+	PQclear(r);
+	return NULL;
+}
+
+PGresult *db_exec(struct db *db, struct al_error *err, const char *sql, int nparams,
+		  const char *const *params)
+{
+	return exec_checked(db, err, NULL, sql, nparams, params);
+}
+
+PGresult *db_exec_unique(struct db *db, struct al_error *err, int *conflict, const char *sql,
+			 int nparams, const char *const *params)
+{
+	*conflict = 0;
+	return exec_checked(db, err, conflict, sql, nparams, params);
+}
+
+static int exec_simple(struct db *db, struct al_error *err, const char *sql)
+{
+	PGresult *r = db_exec(db, err, sql, 0, NULL);
+	if (!r)
+		return -1;
+	PQclear(r);
+	return 0;
+}
+
+int db_begin(struct db *db, struct al_error *err)
+{
+	return exec_simple(db, err, "BEGIN");
+}
+
+int db_commit(struct db *db, struct al_error *err)
+{
+	return exec_simple(db, err, "COMMIT");
+}
+
+void db_rollback(struct db *db)
+{
+	if (PQtransactionStatus(db->conn) != PQTRANS_IDLE)
+		PQclear(PQexec(db->conn, "ROLLBACK"));
+}
+
+/* ---- migrations ---- */
+
+struct migration {
+	int version;
+	char name[256];
+};
+
+static int migration_cmp(const void *a, const void *b)
+{
+	return ((const struct migration *)a)->version - ((const struct migration *)b)->version;
+}
+
+static int parse_migration_name(const char *name, struct migration *m)
+{
+	size_t len = strlen(name);
+	if (len < 9 || len >= sizeof(m->name) || strcmp(name + len - 4, ".sql") != 0)
+		return -1;
+	for (int i = 0; i < 3; i++)
+		if (name[i] < '0' || name[i] > '9')
+			return -1;
+	if (name[3] != '_')
+		return -1;
+	m->version = (name[0] - '0') * 100 + (name[1] - '0') * 10 + (name[2] - '0');
+	snprintf(m->name, sizeof(m->name), "%s", name);
+	return 0;
+}
+
+static int list_migrations(const char *dir, struct migration *out, int max, struct al_error *err)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return al_error_set(err, 500, "M_UNKNOWN", "migrations directory %s cannot be opened", dir);
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		struct migration m;
+		if (parse_migration_name(e->d_name, &m) < 0)
+			continue;
+		if (n == max) {
+			closedir(d);
+			return al_error_set(err, 500, "M_UNKNOWN", "too many migrations in %s", dir);
+		}
+		out[n++] = m;
+	}
+	closedir(d);
+	qsort(out, (size_t)n, sizeof(*out), migration_cmp);
+	for (int i = 1; i < n; i++)
+		if (out[i].version == out[i - 1].version)
+			return al_error_set(err, 500, "M_UNKNOWN", "two migrations numbered %03d in %s",
+					    out[i].version, dir);
+	return n;
+}
+
+static char *read_file(const char *path, struct al_error *err)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		al_error_set(err, 500, "M_UNKNOWN", "cannot read %s", path);
+		return NULL;
+	}
+	char *buf = malloc(MAX_MIGRATION_BYTES + 1);
+	size_t n = buf ? fread(buf, 1, MAX_MIGRATION_BYTES + 1, f) : 0;
+	fclose(f);
+	if (!buf || n > MAX_MIGRATION_BYTES) {
+		free(buf);
+		al_error_set(err, 500, "M_UNKNOWN", "%s is too large", path);
+		return NULL;
+	}
+	buf[n] = '\0';
+	return buf;
+}
+
+static int current_version(struct db *db, struct al_error *err)
+{
+	if (exec_simple(db, err,
+			"CREATE TABLE IF NOT EXISTS schema_version ("
+			" version integer PRIMARY KEY, name text NOT NULL,"
+			" applied_at timestamptz NOT NULL DEFAULT now())") < 0)
+		return -1;
+	PGresult *r = db_exec(db, err, "SELECT coalesce(max(version), 0) FROM schema_version", 0, NULL);
+	if (!r)
+		return -1;
+	int v = atoi(PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return v;
+}
+
+static int apply_migration(struct db *db, const char *dir, const struct migration *m,
+			   struct al_error *err)
+{
+	char path[2048];
+	snprintf(path, sizeof(path), "%s/%s", dir, m->name);
+	char *sql = read_file(path, err);
+	if (!sql)
+		return -1;
+	if (db_begin(db, err) < 0) {
+		free(sql);
+		return -1;
+	}
+	PGresult *r = PQexec(db->conn, sql);
+	free(sql);
+	if (!result_ok(r)) {
+		al_error_set(err, 500, "M_UNKNOWN", "migration %s failed: %s", m->name,
+			     PQresultErrorMessage(r));
+		PQclear(r);
+		db_rollback(db);
+		return -1;
+	}
+	PQclear(r);
+	char version[16];
+	snprintf(version, sizeof(version), "%d", m->version);
+	const char *params[] = {version, m->name};
+	r = db_exec(db, err, "INSERT INTO schema_version (version, name) VALUES ($1, $2)", 2, params);
+	if (!r) {
+		db_rollback(db);
+		return -1;
+	}
+	PQclear(r);
+	if (db_commit(db, err) < 0)
+		return -1;
+	log_info("db", "applied migration %s", m->name);
+	return 0;
+}
+
+int db_migrate(struct db *db, const char *dir, struct al_error *err)
+{
+	static struct migration found[MAX_MIGRATIONS];
+	int n = list_migrations(dir, found, MAX_MIGRATIONS, err);
+	if (n < 0)
+		return -1;
+	if (exec_simple(db, err, "SELECT pg_advisory_lock(" MIGRATION_LOCK_ID ")") < 0)
+		return -1;
+	int rc = 0;
+	int have = current_version(db, err);
+	if (have < 0)
+		rc = -1;
+	for (int i = 0; rc == 0 && i < n; i++)
+		if (found[i].version > have)
+			rc = apply_migration(db, dir, &found[i], err);
+	struct al_error ignored;
+	PGresult *r = db_exec(db, &ignored, "SELECT pg_advisory_unlock(" MIGRATION_LOCK_ID ")", 0, NULL);
+	PQclear(r);
+	return rc;
+}

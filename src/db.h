@@ -1,0 +1,37 @@
+/* db.h - libpq connections, parameterised queries and migrations. */
+#ifndef AL_DB_H
+#define AL_DB_H
+
+#include <libpq-fe.h>
+
+#include "error.h"
+
+struct db {
+	PGconn *conn;
+	char *conninfo;
+};
+
+int db_open(struct db *db, const char *conninfo, struct al_error *err);
+void db_close(struct db *db);
+
+/* Run a parameterised statement. Returns the result when it succeeded
+ * (PGRES_COMMAND_OK or PGRES_TUPLES_OK); otherwise logs the server's message,
+ * fills err with 500 M_UNKNOWN and returns NULL. A broken connection is
+ * reset once and the statement retried when no transaction was open. */
+PGresult *db_exec(struct db *db, struct al_error *err, const char *sql, int nparams,
+		  const char *const *params);
+
+/* As db_exec, but a unique-violation (23505) is reported as 1 in *conflict
+ * instead of as an error, so callers can answer "already taken". */
+PGresult *db_exec_unique(struct db *db, struct al_error *err, int *conflict, const char *sql,
+			 int nparams, const char *const *params);
+
+int db_begin(struct db *db, struct al_error *err);
+int db_commit(struct db *db, struct al_error *err);
+void db_rollback(struct db *db);
+
+/* Apply sql/NNN_name.sql files with a number above the recorded
+ * schema_version, each in its own transaction, in order. */
+int db_migrate(struct db *db, const char *dir, struct al_error *err);
+
+#endif

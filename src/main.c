@@ -1,0 +1,195 @@
+/* main.c - auralinkd: command line, start-up, signals, shutdown. */
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <getopt.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app.h"
+#include "config.h"
+#include "db.h"
+#include "handlers_discovery.h"
+#include "http.h"
+#include "keys.h"
+#include "log.h"
+#include "router.h"
+
+#define EXIT_CONFIG 2
+
+enum action { ACT_SERVE, ACT_CHECK_CONFIG, ACT_GENERATE_KEYS, ACT_ROTATE_KEY };
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: auralinkd --config FILE [ACTION]\n"
+		"\n"
+		"Without an action, auralinkd applies pending database migrations and serves.\n"
+		"\n"
+		"  -c, --config FILE     configuration file (auralinkd.conf(5))\n"
+		"  -n, --check-config    validate the configuration and exit\n"
+		"      --generate-keys   create the signing key at signing_key_path if missing\n"
+		"      --rotate-key      retire the current signing key (kept in old_verify_keys)\n"
+		"                        and create a new one\n"
+		"  -v, --version         print the version and exit\n"
+		"  -h, --help            print this help and exit\n");
+}
+
+static int load_config(const char *path, struct al_config *cfg)
+{
+	char err[1200];
+	if (!path) {
+		fprintf(stderr, "config: --config FILE is required\n");
+		return -1;
+	}
+	if (config_load_file(path, cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s\n", err);
+		return -1;
+	}
+	enum log_level lvl = LOG_LVL_INFO;
+	log_level_parse(cfg->log_level, &lvl);
+	log_set_level(lvl);
+	return 0;
+}
+
+static int run_key_action(enum action act, const struct al_config *cfg)
+{
+	struct al_error err = {0};
+	int created = 0;
+	int rc = act == ACT_GENERATE_KEYS ? keys_generate_file(cfg->signing_key_path, &created, &err)
+					  : keys_rotate_file(cfg->signing_key_path, http_now_ms(), &err);
+	if (rc < 0) {
+		fprintf(stderr, "keys: %s\n", err.message);
+		return 1;
+	}
+	if (act == ACT_ROTATE_KEY)
+		printf("rotated signing key %s\n", cfg->signing_key_path);
+	else
+		printf("%s signing key %s\n", created ? "created" : "kept existing", cfg->signing_key_path);
+	return 0;
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	log_info("main", "signal %d received, shutting down", (int)sig);
+	event_base_loopexit((struct event_base *)arg, NULL);
+}
+
+static int register_routes(struct app *app)
+{
+	return discovery_register_routes(app);
+}
+
+static int migrate(const struct al_config *cfg)
+{
+	struct db db;
+	struct al_error err = {0};
+	if (db_open(&db, cfg->conninfo, &err) < 0) {
+		log_error("main", "database.conninfo: %s", err.message);
+		return -1;
+	}
+	int rc = db_migrate(&db, cfg->migrations_dir, &err);
+	if (rc < 0)
+		log_error("main", "database: %s", err.message);
+	db_close(&db);
+	return rc;
+}
+
+static int serve(struct app *app)
+{
+	struct al_error err = {0};
+	int rc = 1;
+	struct event_base *base = event_base_new();
+	struct event *sigint = NULL, *sigterm = NULL;
+	struct http_server *srv = NULL;
+	app->router = router_new();
+	if (!base || !app->router || register_routes(app) < 0)
+		goto out;
+	if (migrate(&app->cfg) < 0)
+		goto out;
+	srv = http_server_start(app, &err);
+	if (!srv) {
+		log_error("main", "%s", err.message);
+		goto out;
+	}
+	sigint = evsignal_new(base, SIGINT, on_signal, base);
+	sigterm = evsignal_new(base, SIGTERM, on_signal, base);
+	evsignal_add(sigint, NULL);
+	evsignal_add(sigterm, NULL);
+	log_info("main", "serving server_name=%s client=%s:%d federation=%s:%d workers=%d",
+		 app->cfg.server_name, app->cfg.client.bind, app->cfg.client.port,
+		 app->cfg.federation.bind, app->cfg.federation.port, app->cfg.worker_threads);
+	event_base_dispatch(base);
+	rc = 0;
+out:
+	http_server_stop(srv);
+	if (sigint)
+		event_free(sigint);
+	if (sigterm)
+		event_free(sigterm);
+	if (base)
+		event_base_free(base);
+	router_free(app->router);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"check-config", no_argument, NULL, 'n'},
+		{"generate-keys", no_argument, NULL, 'g'},
+		{"rotate-key", no_argument, NULL, 'r'},
+		{"version", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *config_path = NULL;
+	enum action act = ACT_SERVE;
+	int c;
+	while ((c = getopt_long(argc, argv, "c:nvh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': config_path = optarg; break;
+		case 'n': act = ACT_CHECK_CONFIG; break;
+		case 'g': act = ACT_GENERATE_KEYS; break;
+		case 'r': act = ACT_ROTATE_KEY; break;
+		case 'v': printf("auralinkd %s\n", PACKAGE_VERSION); return 0;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return EXIT_CONFIG;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "auralinkd: unexpected argument '%s'\n", argv[optind]);
+		return EXIT_CONFIG;
+	}
+	if (sodium_init() < 0) {
+		fprintf(stderr, "auralinkd: libsodium cannot initialise\n");
+		return 1;
+	}
+	static struct app app;
+	if (load_config(config_path, &app.cfg) < 0)
+		return EXIT_CONFIG;
+	int rc = 0;
+	if (act == ACT_CHECK_CONFIG) {
+		printf("config %s is valid\n", config_path);
+	} else if (act == ACT_GENERATE_KEYS || act == ACT_ROTATE_KEY) {
+		rc = run_key_action(act, &app.cfg);
+	} else {
+		signal(SIGPIPE, SIG_IGN);
+		evthread_use_pthreads();
+		struct al_error err = {0};
+		app.keys = keys_load(app.cfg.signing_key_path, app.cfg.server_name,
+				     app.cfg.key_validity_hours, &err);
+		if (!app.keys) {
+			fprintf(stderr, "config: %s\n", err.message);
+			config_free(&app.cfg);
+			return EXIT_CONFIG;
+		}
+		rc = serve(&app);
+		keys_free(app.keys);
+	}
+	config_free(&app.cfg);
+	return rc;
+}
