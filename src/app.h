@@ -7,11 +7,18 @@
 
 struct keys;
 struct router;
+struct event_base;
+struct db;
 
 struct app {
 	struct al_config cfg;
 	struct keys *keys;
 	struct router *router;
+	/* The main thread's loop and database connection, for periodic
+	 * maintenance (batched flushes, sweepers). Only touch them from
+	 * callbacks that run on main_base. */
+	struct event_base *main_base;
+	struct db *maint_db;
 };
 
 #endif

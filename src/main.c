@@ -77,24 +77,34 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	event_base_loopexit((struct event_base *)arg, NULL);
 }
 
-static int register_routes(struct app *app)
+/* Each module registers its routes and periodic tasks; one line each. */
+static int start_modules(struct app *app)
 {
-	return discovery_register_routes(app);
+	int rc = 0;
+	rc |= discovery_register_routes(app);
+	return rc ? -1 : 0;
 }
 
-static int migrate(const struct al_config *cfg)
+/* After the workers stopped: flush and free module state, one line each. */
+static void stop_modules(struct app *app)
 {
-	struct db db;
+	(void)app;
+}
+
+/* Opens the maintenance connection and applies pending migrations. */
+static int open_database(const struct al_config *cfg, struct db *db)
+{
 	struct al_error err = {0};
-	if (db_open(&db, cfg->conninfo, &err) < 0) {
+	if (db_open(db, cfg->conninfo, &err) < 0) {
 		log_error("main", "database.conninfo: %s", err.message);
 		return -1;
 	}
-	int rc = db_migrate(&db, cfg->migrations_dir, &err);
-	if (rc < 0)
+	if (db_migrate(db, cfg->migrations_dir, &err) < 0) {
 		log_error("main", "database: %s", err.message);
-	db_close(&db);
-	return rc;
+		db_close(db);
+		return -1;
+	}
+	return 0;
 }
 
 static int serve(struct app *app)
@@ -104,10 +114,13 @@ static int serve(struct app *app)
 	struct event_base *base = event_base_new();
 	struct event *sigint = NULL, *sigterm = NULL;
 	struct http_server *srv = NULL;
+	struct db maint = {0};
 	app->router = router_new();
-	if (!base || !app->router || register_routes(app) < 0)
+	app->main_base = base;
+	app->maint_db = &maint;
+	if (!base || !app->router || open_database(&app->cfg, &maint) < 0)
 		goto out;
-	if (migrate(&app->cfg) < 0)
+	if (start_modules(app) < 0)
 		goto out;
 	srv = http_server_start(app, &err);
 	if (!srv) {
@@ -125,12 +138,15 @@ static int serve(struct app *app)
 	rc = 0;
 out:
 	http_server_stop(srv);
+	stop_modules(app);
 	if (sigint)
 		event_free(sigint);
 	if (sigterm)
 		event_free(sigterm);
 	if (base)
 		event_base_free(base);
+	if (maint.conn)
+		db_close(&maint);
 	router_free(app->router);
 	return rc;
 }
