@@ -55,7 +55,7 @@ al_pg_bin() {
 
 # Run a PostgreSQL command as its owner: the postgres user when we are root.
 al_pg_run() {
-	if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+	if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 # The cluster lives in STATE/pg. When root runs from a directory that the
@@ -64,8 +64,8 @@ al_pg_run() {
 al_pg_dir() {
 	local state=$1
 	if [ -e "$state/pg" ]; then readlink -f "$state/pg"; return; fi
-	if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -w "$state" 2>/dev/null; then
-		if runuser -u postgres -- test -x "$state" 2>/dev/null; then
+	if [ "$(id -u)" -eq 0 ] && ! al_pg_run test -w "$state" 2>/dev/null; then
+		if al_pg_run test -x "$state" 2>/dev/null; then
 			mkdir -p "$state/pg" && chown postgres: "$state/pg"
 		else
 			local h

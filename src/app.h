@@ -9,6 +9,9 @@ struct keys;
 struct router;
 struct event_base;
 struct db;
+struct workpool;
+struct ratelimit_table;
+struct tokencache;
 
 struct app {
 	struct al_config cfg;
@@ -19,6 +22,12 @@ struct app {
 	 * callbacks that run on main_base. */
 	struct event_base *main_base;
 	struct db *maint_db;
+	/* CPU-bound work (password hashing) off the event loops: workpool.h */
+	struct workpool *workpool;
+	/* Token buckets of ratelimit.c */
+	struct ratelimit_table *ratelimit;
+	/* Access-token cache of auth.c */
+	struct tokencache *tokens;
 };
 
 #endif

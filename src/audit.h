@@ -6,13 +6,34 @@
 #define AL_AUDIT_H
 
 #include <jansson.h>
+#include <stdint.h>
 
 #include "db.h"
 #include "error.h"
 
 /* category: identity|federation|keys|mesh|abuse|admin. actor, target,
- * origin_server may be NULL; details may be NULL (borrowed, not stolen). */
+ * origin_server may be NULL; details may be NULL (borrowed, not stolen).
+ * Joins the caller's open transaction (takes an advisory lock that
+ * serialises writers until it ends); without one it runs in its own. */
 int audit_append(struct db *db, const char *category, const char *action, const char *actor,
 		 const char *target, const char *origin_server, json_t *details, struct al_error *err);
+
+/* Recompute the whole chain in one pass (batched reads). *entries gets
+ * the number of entries, *first_bad_id the id of the first entry whose
+ * prev_hash or entry_hash does not match (0 when the chain is intact).
+ * Returns 0 (whether or not the chain is intact) or -1 on a database
+ * error. */
+int audit_verify(struct db *db, int64_t *entries, int64_t *first_bad_id, struct al_error *err);
+
+/* ---- pure, for unit tests ---- */
+
+#define AUDIT_HASH_BYTES 32
+
+/* entry_hash of an entry. details NULL means {}. Returns 0, or -1 with err
+ * filled when the fields cannot be canonicalised. */
+int audit_entry_hash(const char *category, const char *action, const char *actor, const char *target,
+		     const char *origin_server, const json_t *details, int64_t created_ms,
+		     const unsigned char prev_hash[AUDIT_HASH_BYTES],
+		     unsigned char out[AUDIT_HASH_BYTES], struct al_error *err);
 
 #endif

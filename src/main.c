@@ -8,18 +8,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "accounts.h"
 #include "app.h"
+#include "audit.h"
+#include "auth.h"
 #include "config.h"
 #include "db.h"
+#include "handlers_account.h"
+#include "handlers_admin.h"
 #include "handlers_discovery.h"
 #include "http.h"
 #include "keys.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "router.h"
+#include "workpool.h"
 
 #define EXIT_CONFIG 2
 
-enum action { ACT_SERVE, ACT_CHECK_CONFIG, ACT_GENERATE_KEYS, ACT_ROTATE_KEY };
+enum action { ACT_SERVE, ACT_CHECK_CONFIG, ACT_GENERATE_KEYS, ACT_ROTATE_KEY, ACT_GRANT_ADMIN };
 
 static void usage(FILE *out)
 {
@@ -33,6 +40,7 @@ static void usage(FILE *out)
 		"      --generate-keys   create the signing key at signing_key_path if missing\n"
 		"      --rotate-key      retire the current signing key (kept in old_verify_keys)\n"
 		"                        and create a new one\n"
+		"      --grant-admin USER  make the local user USER (@name:server) a server admin\n"
 		"  -v, --version         print the version and exit\n"
 		"  -h, --help            print this help and exit\n");
 }
@@ -71,6 +79,34 @@ static int run_key_action(enum action act, const struct al_config *cfg)
 	return 0;
 }
 
+static int open_database(const struct al_config *cfg, struct db *db);
+
+/* --grant-admin: users.is_admin = true, with an audit entry. */
+static int run_grant_admin(const struct al_config *cfg, const char *user_id)
+{
+	struct db db = {0};
+	struct al_error err = {0};
+	int rc = 1;
+	if (open_database(cfg, &db) < 0)
+		return 1;
+	if (db_begin(&db, &err) < 0 || accounts_grant_admin(&db, user_id, &err) < 0 ||
+	    audit_append(&db, "admin", "grant_admin", "auralinkd --grant-admin", user_id, NULL, NULL,
+			 &err) < 0 ||
+	    db_commit(&db, &err) < 0) {
+		db_rollback(&db);
+		if (err.status == 404)
+			fprintf(stderr, "auralinkd: no such user %s on this server\n", user_id);
+		else
+			fprintf(stderr, "auralinkd: cannot grant admin: %s\n", err.message);
+		goto out;
+	}
+	printf("%s is now a server admin\n", user_id);
+	rc = 0;
+out:
+	db_close(&db);
+	return rc;
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	log_info("main", "signal %d received, shutting down", (int)sig);
@@ -82,13 +118,21 @@ static int start_modules(struct app *app)
 {
 	int rc = 0;
 	rc |= discovery_register_routes(app);
+	rc |= (app->workpool = workpool_new(WORKPOOL_DEFAULT_THREADS)) ? 0 : -1;
+	rc |= ratelimit_start(app);
+	rc |= auth_start(app);
+	rc |= account_register_routes(app);
+	rc |= admin_register_routes(app);
 	return rc ? -1 : 0;
 }
 
 /* After the workers stopped: flush and free module state, one line each. */
 static void stop_modules(struct app *app)
 {
-	(void)app;
+	workpool_free(app->workpool); /* normally already stopped in serve() */
+	app->workpool = NULL;
+	ratelimit_stop(app);
+	auth_stop(app);
 }
 
 /* Opens the maintenance connection and applies pending migrations. */
@@ -137,6 +181,10 @@ static int serve(struct app *app)
 	event_base_dispatch(base);
 	rc = 0;
 out:
+	/* The pool hands results to the workers' loops: stop it while they
+	 * still run (queued jobs finish, their replies go out). */
+	workpool_free(app->workpool);
+	app->workpool = NULL;
 	http_server_stop(srv);
 	stop_modules(app);
 	if (sigint)
@@ -158,11 +206,13 @@ int main(int argc, char **argv)
 		{"check-config", no_argument, NULL, 'n'},
 		{"generate-keys", no_argument, NULL, 'g'},
 		{"rotate-key", no_argument, NULL, 'r'},
+		{"grant-admin", required_argument, NULL, 'a'},
 		{"version", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *config_path = NULL;
+	const char *grant_user = NULL;
 	enum action act = ACT_SERVE;
 	int c;
 	while ((c = getopt_long(argc, argv, "c:nvh", opts, NULL)) != -1) {
@@ -171,6 +221,7 @@ int main(int argc, char **argv)
 		case 'n': act = ACT_CHECK_CONFIG; break;
 		case 'g': act = ACT_GENERATE_KEYS; break;
 		case 'r': act = ACT_ROTATE_KEY; break;
+		case 'a': act = ACT_GRANT_ADMIN; grant_user = optarg; break;
 		case 'v': printf("auralinkd %s\n", PACKAGE_VERSION); return 0;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return EXIT_CONFIG;
@@ -190,6 +241,8 @@ int main(int argc, char **argv)
 	int rc = 0;
 	if (act == ACT_CHECK_CONFIG) {
 		printf("config %s is valid\n", config_path);
+	} else if (act == ACT_GRANT_ADMIN) {
+		rc = run_grant_admin(&app.cfg, grant_user);
 	} else if (act == ACT_GENERATE_KEYS || act == ACT_ROTATE_KEY) {
 		rc = run_key_action(act, &app.cfg);
 	} else {

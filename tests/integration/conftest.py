@@ -50,7 +50,8 @@ def admin_sql(statement):
 
 
 class Server:
-    def __init__(self, tmpdir, ca, server_name=None, config_extra="", registration=True):
+    def __init__(self, tmpdir, ca, server_name=None, config_extra="", registration=True,
+                 limits="rate_per_second = 0.0;", allow_guests=False):
         self.dir = str(tmpdir)
         self.client_port = free_port()
         self.fed_port = free_port()
@@ -64,6 +65,8 @@ class Server:
         self.fed_base = "https://127.0.0.1:%d" % self.fed_port
         lib_sh("al_tls_cert %s %s %s" % (self.dir, "localhost", ca))
         admin_sql('CREATE DATABASE "%s"' % self.dbname)
+        self.limits = limits
+        self.allow_guests = allow_guests
         self.write_config(registration, config_extra)
         self.run_cli("--generate-keys")
 
@@ -80,15 +83,16 @@ database = {{ conninfo = "host={pg} dbname={db} user=postgres"; migrations_dir =
 signing_key_path = "{dir}/signing.key";
 worker_threads = 2;
 log_level = "info";
-registration = {{ enabled = {reg}; }};
+registration = {{ enabled = {reg}; allow_guests = {guests}; }};
 passwords = {{ argon2_ops_limit = 1; argon2_mem_limit_kib = 8192; }};
-limits = {{ rate_per_second = 0.0; }};
+limits = {{ {limits} }};
 federation = {{ ca_file = "{ca}/ca.crt"; allow_loopback = true; }};
 verification = {{ dev_verifier = true; }};
 {extra}
 """.format(name=self.server_name, base=self.base, cport=self.client_port, fport=self.fed_port,
            dir=self.dir, pg=PGHOST, db=self.dbname, sql=SQL_DIR,
-           reg="true" if registration else "false", ca=self.ca, extra=extra)
+           reg="true" if registration else "false", ca=self.ca, extra=extra,
+           limits=self.limits, guests="true" if self.allow_guests else "false")
         with open(self.config_path, "w") as f:
             f.write(conf)
 
