@@ -77,10 +77,16 @@ RESULTS=$HERE/results
 WORK=${SYTEST_WORK:-$RESULTS/work}
 mkdir -p "$RESULTS" "$WORK"
 WORK=$(cd "$WORK" && pwd)
+exec 9>"$RESULTS/.lock"
+flock -n 9 || al_die "another sytest-compat/run.sh is running (lock $RESULTS/.lock)"
 
+# What the summary names as the version under test.
+version=$(git -C "$AL_ROOT" describe --always --dirty 2>/dev/null || echo unknown)
 if [ -z "${AURALINK_BIN:-}" ]; then
 	al_build "$AL_ROOT/build"
 	AURALINK_BIN=$AL_ROOT/build/auralinkd
+else
+	version="$AURALINK_BIN (checkout at $version)"
 fi
 [ -x "$AURALINK_BIN" ] || al_die "AURALINK_BIN=$AURALINK_BIN is not executable"
 export AURALINK_BIN AURALINK_ROOT=$AL_ROOT
@@ -116,7 +122,7 @@ elapsed=$(( $(date +%s) - started ))
 summarize=(perl "$HERE/summarize.pl" --tap "$RESULTS/tap.txt" --log "$RESULTS/sytest.log"
 	--sytest "$SYTEST_DIR" --passing "$HERE/passing.txt" --tsv "$RESULTS/results.tsv"
 	--command "$(echo sytest-compat/run.sh ${extra[*]} SYTEST_DIR ${orig_args[@]+"${orig_args[@]}"})"
-	--commit "$(git -C "$AL_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+	--commit "$version"
 	--sytest-commit "${SYTEST_COMMIT:-$(git -C "$SYTEST_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)}"
 	--elapsed "$elapsed" --sytest-exit "$sytest_rc")
 [ $update_passing -eq 1 ] && summarize+=(--update-passing)

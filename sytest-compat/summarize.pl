@@ -59,7 +59,7 @@ my ( @tests, $plan );
       next if m/^\s/;          # sub-test lines of a multi-test
       if( m/^# (.*)$/ ) {
          my $l = $1;
-         next if $l =~ m/^(Started|Ended): |^Killing process |^Timed out waiting for /;
+         next if $l =~ m/^(Started|Ended): |^Killing process |^Timed out waiting for \S+; sending SIGKILL/;
          push @{ $cur->{why} }, $l if @{ $cur->{why} } < 3;
       }
    }

@@ -202,7 +202,7 @@ database = {
 signing_key_path = ${\ $q->( "$hs_dir/signing.key" ) };
 worker_threads = 2;
 log_level = "info";
-registration = { enabled = true; };
+registration = { enabled = true; allow_guests = true; };
 passwords = { argon2_ops_limit = 1; argon2_mem_limit_kib = 8192; };
 limits = { rate_per_second = 0.0; };
 federation = {
