@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit.h"
 #include "b64.h"
 #include "log.h"
 
@@ -326,6 +327,76 @@ int accounts_logout_all(struct db *db, const char *user_id, struct al_error *err
 {
 	const char *p[1] = {user_id};
 	return exec_ok(db, err, "DELETE FROM devices WHERE user_id = $1", 1, p);
+}
+
+int accounts_devices_delete(struct db *db, const char *user_id, const json_t *device_ids,
+			    struct al_error *err)
+{
+	char *ids = json_dumps(device_ids, JSON_COMPACT);
+	if (!ids)
+		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	const char *p[2] = {user_id, ids};
+	int rc = exec_ok(db, err,
+			 "DELETE FROM devices WHERE user_id = $1"
+			 " AND device_id IN (SELECT json_array_elements_text($2::json))",
+			 2, p);
+	free(ids);
+	return rc;
+}
+
+/* Runs fn inside one transaction: BEGIN, fn, COMMIT (ROLLBACK on failure). */
+static int in_transaction(struct db *db, struct al_error *err,
+			  int (*fn)(struct db *, const void *, struct al_error *), const void *arg)
+{
+	if (db_begin(db, err) < 0)
+		return -1;
+	if (fn(db, arg, err) < 0 || db_commit(db, err) < 0) {
+		db_rollback(db);
+		return -1;
+	}
+	return 0;
+}
+
+struct password_change {
+	const char *user_id, *hash, *keep_device;
+	bool logout_others;
+};
+
+static int change_password(struct db *db, const void *arg, struct al_error *err)
+{
+	const struct password_change *c = arg;
+	const char *p[2] = {c->user_id, c->hash};
+	if (exec_ok(db, err, "UPDATE users SET password_hash = $2 WHERE user_id = $1", 2, p) < 0)
+		return -1;
+	if (!c->logout_others)
+		return 0;
+	const char *q[2] = {c->user_id, c->keep_device ? c->keep_device : ""};
+	return exec_ok(db, err, "DELETE FROM devices WHERE user_id = $1 AND device_id <> $2", 2, q);
+}
+
+int accounts_set_password(struct db *db, const char *user_id, const char *password_hash,
+			  const char *logout_except, bool logout_others, struct al_error *err)
+{
+	struct password_change c = {user_id, password_hash, logout_except, logout_others};
+	return in_transaction(db, err, change_password, &c);
+}
+
+static int deactivate(struct db *db, const void *arg, struct al_error *err)
+{
+	const char *user_id = arg;
+	const char *p[1] = {user_id};
+	if (exec_ok(db, err,
+		    "UPDATE users SET deactivated_at = now(), password_hash = NULL WHERE user_id = $1", 1,
+		    p) < 0 ||
+	    exec_ok(db, err, "DELETE FROM devices WHERE user_id = $1", 1, p) < 0 ||
+	    exec_ok(db, err, "UPDATE aura_id_registry SET status = 'inactive' WHERE user_id = $1", 1, p) < 0)
+		return -1;
+	return audit_append(db, "identity", "account.deactivate", user_id, user_id, NULL, NULL, err);
+}
+
+int accounts_deactivate(struct db *db, const char *user_id, struct al_error *err)
+{
+	return in_transaction(db, err, deactivate, user_id);
 }
 
 static json_t *device_json(PGresult *r, int row)

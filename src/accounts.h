@@ -116,6 +116,20 @@ int accounts_logout_device(struct db *db, const char *user_id, const char *devic
 			   struct al_error *err);
 int accounts_logout_all(struct db *db, const char *user_id, struct al_error *err);
 
+/* Delete the devices named by a JSON array of strings (unknown ones are
+ * ignored); their tokens go with them. One statement. */
+int accounts_devices_delete(struct db *db, const char *user_id, const json_t *device_ids,
+			    struct al_error *err);
+
+/* New password hash; with logout_others every device of the user but
+ * logout_except (may be NULL) is logged out. One transaction. */
+int accounts_set_password(struct db *db, const char *user_id, const char *password_hash,
+			  const char *logout_except, bool logout_others, struct al_error *err);
+
+/* Deactivate for good: no password, no devices or tokens, the AuraID
+ * inactive, an audit entry. One transaction. */
+int accounts_deactivate(struct db *db, const char *user_id, struct al_error *err);
+
 /* {devices: [{device_id, display_name?, last_seen_ip?, last_seen_ts?}]} */
 json_t *accounts_devices_list(struct db *db, const char *user_id, struct al_error *err);
 /* One device; 404 M_NOT_FOUND when unknown. */

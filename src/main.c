@@ -15,6 +15,7 @@
 #include "config.h"
 #include "db.h"
 #include "handlers_account.h"
+#include "handlers_account_manage.h"
 #include "handlers_admin.h"
 #include "handlers_discovery.h"
 #include "http.h"
@@ -123,6 +124,7 @@ static int start_modules(struct app *app)
 	rc |= auth_start(app);
 	rc |= account_register_routes(app);
 	rc |= admin_register_routes(app);
+	rc |= account_manage_register_routes(app);
 	return rc ? -1 : 0;
 }
 
