@@ -7,6 +7,7 @@
 
 struct keys;
 struct router;
+struct uia_sessions;
 struct event_base;
 struct db;
 struct workpool;
@@ -28,6 +29,7 @@ struct app {
 	struct ratelimit_table *ratelimit;
 	/* Access-token cache of auth.c */
 	struct tokencache *tokens;
+	struct uia_sessions *uia;     /* /register user-interactive auth sessions */
 };
 
 #endif

@@ -10,6 +10,7 @@
 #include "http.h"
 #include "log.h"
 #include "ratelimit.h"
+#include "uia.h"
 #include "workpool.h"
 
 #define CLIENT "/_matrix/client/r0|v3"
@@ -57,6 +58,7 @@ struct reg_job {
 	bool login;
 	int hash_rc;
 	char hash[ACCOUNTS_HASH_STR_MAX];
+	char session[UIA_SESSION_ID_LEN + 1];
 };
 
 static void reg_job_free(struct reg_job *j)
@@ -97,6 +99,8 @@ static void reg_done(void *arg)
 		http_reply_al_error(req, &err);
 		goto out;
 	}
+	if (j->session[0])
+		uia_session_complete(req->app->uia, j->session, s.user_id);
 	log_info("accounts", "registered user_id=%s guest=%d", s.user_id, j->is_guest);
 	http_reply_json(req, 200, session_json(&req->app->cfg, &s));
 	accounts_session_clear(&s);
@@ -104,13 +108,10 @@ out:
 	reg_job_free(j);
 }
 
-static void reply_uia(struct http_req *req, const char *errcode, const char *error)
+/* 401 with the flows; session is the UIA session to continue. */
+static void reply_uia(struct http_req *req, const char *session, const char *errcode, const char *error)
 {
 	json_t *o = json_loads(register_flows, 0, NULL);
-	unsigned char rnd[12];
-	char session[sizeof(rnd) * 2 + 1];
-	randombytes_buf(rnd, sizeof(rnd));
-	sodium_bin2hex(session, sizeof(session), rnd, sizeof(rnd));
 	if (o) {
 		json_object_set_new(o, "session", json_string(session));
 		if (errcode) {
@@ -119,6 +120,73 @@ static void reply_uia(struct http_req *req, const char *errcode, const char *err
 		}
 	}
 	http_reply_json(req, 401, o);
+}
+
+/* What /register remembers of the request that opened a UIA session. */
+static const char *const session_params[] = {"username", "device_id", "initial_device_display_name",
+					      "inhibit_login"};
+
+/* First request without auth: open a session remembering its parameters
+ * (the password only in memory) and answer 401 with the flows. */
+static void start_session(struct http_req *req, json_t *body, const char *password)
+{
+	json_t *params = json_object();
+	for (size_t i = 0; params && i < sizeof(session_params) / sizeof(session_params[0]); i++) {
+		json_t *v = json_object_get(body, session_params[i]);
+		if (v)
+			json_object_set(params, session_params[i], v);
+	}
+	char id[UIA_SESSION_ID_LEN + 1];
+	if (!params || uia_session_create(req->app->uia, params, password, http_now_ms(), id) < 0) {
+		json_decref(params);
+		http_reply_error(req, 500, "M_UNKNOWN", "out of memory");
+		return;
+	}
+	json_decref(params);
+	reply_uia(req, id, NULL, NULL);
+}
+
+/* A request continuing a session: what it lacks comes from the session.
+ * completed gets the user a finished session created ("" otherwise). An
+ * unknown or expired session is treated as none. -1 when replied. */
+static int resume_session(struct http_req *req, json_t *body, const char *session, char *completed,
+			  size_t len)
+{
+	struct uia_session_view v;
+	if (uia_session_get(req->app->uia, session, http_now_ms(), &v) < 0)
+		return 0;
+	const char *key;
+	json_t *value;
+	json_object_foreach(v.params, key, value) {
+		if (!json_object_get(body, key))
+			json_object_set(body, key, value);
+	}
+	int rc = 0;
+	if (v.password && !json_object_get(body, "password") &&
+	    json_object_set_new(body, "password", json_string(v.password)) < 0)
+		rc = -1;
+	snprintf(completed, len, "%s", v.completed_user_id);
+	json_decref(v.params);
+	uia_secret_free(v.password);
+	if (rc < 0)
+		http_reply_error(req, 500, "M_UNKNOWN", "out of memory");
+	return rc;
+}
+
+/* A completed session asked again: the same user, logged in anew. */
+static void login_again(struct http_req *req, const char *user_id, const char *device_id,
+			const char *dname, bool inhibit)
+{
+	struct al_error err = {0};
+	struct accounts_session s = {0};
+	if (inhibit) {
+		snprintf(s.user_id, sizeof(s.user_id), "%s", user_id);
+	} else if (accounts_login(&req->worker->db, user_id, device_id, dname, &s, &err) < 0) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	http_reply_json(req, 200, session_json(&req->app->cfg, &s));
+	accounts_session_clear(&s);
 }
 
 static void get_register(struct http_req *req)
@@ -171,6 +239,17 @@ static void post_register(struct http_req *req)
 	}
 	const char *username, *password, *device_id, *dname, *session = NULL;
 	bool inhibit = false;
+	json_t *auth = json_object_get(body, "auth");
+	if (auth && !json_is_null(auth) && !json_is_object(auth)) {
+		http_reply_error(req, 400, "M_INVALID_PARAM", "auth must be an object");
+		return;
+	}
+	if (auth && json_is_object(auth) &&
+	    fields_string(req, auth, "session", false, 255, 0, &session) < 0)
+		return;
+	char completed[ACCOUNTS_USER_ID_MAX + 1] = "";
+	if (session && resume_session(req, body, session, completed, sizeof(completed)) < 0)
+		return;
 	if (fields_string(req, body, "username", false, 1024, 0, &username) < 0 ||
 	    fields_string(req, body, "password", false, ACCOUNTS_PASSWORD_MAX, 0, &password) < 0 ||
 	    fields_string(req, body, "device_id", false, ACCOUNTS_DEVICE_ID_MAX, 0, &device_id) < 0 ||
@@ -182,14 +261,10 @@ static void post_register(struct http_req *req)
 		http_reply_error(req, 400, "M_INVALID_PARAM", "device_id is not a valid device ID");
 		return;
 	}
-	json_t *auth = json_object_get(body, "auth");
-	if (auth && !json_is_null(auth) && !json_is_object(auth)) {
-		http_reply_error(req, 400, "M_INVALID_PARAM", "auth must be an object");
+	if (completed[0]) {
+		login_again(req, completed, device_id, dname, inhibit);
 		return;
 	}
-	if (auth && json_is_object(auth) &&
-	    fields_string(req, auth, "session", false, 255, 0, &session) < 0)
-		return;
 
 	struct reg_job *j = calloc(1, sizeof(*j));
 	if (!j) {
@@ -217,12 +292,13 @@ static void post_register(struct http_req *req)
 		const char *type = NULL;
 		json_t *t = auth && json_is_object(auth) ? json_object_get(auth, "type") : NULL;
 		if (!auth || json_is_null(auth)) {
-			reply_uia(req, NULL, NULL);
+			start_session(req, body, password);
 			goto fail;
 		}
 		type = json_is_string(t) ? json_string_value(t) : NULL;
 		if (!type || strcmp(type, "m.login.dummy") != 0) {
-			reply_uia(req, "M_FORBIDDEN", "Unsupported authentication type; use m.login.dummy");
+			reply_uia(req, session ? session : "", "M_FORBIDDEN",
+				  "Unsupported authentication type; use m.login.dummy");
 			goto fail;
 		}
 	}
@@ -233,6 +309,8 @@ static void post_register(struct http_req *req)
 		http_reply_error(req, 500, "M_UNKNOWN", "out of memory");
 		goto fail;
 	}
+	if (session)
+		snprintf(j->session, sizeof(j->session), "%s", session);
 	if (workpool_submit(req->app->workpool, req->worker->base, reg_work, reg_done, j) < 0) {
 		reply_busy(req);
 		goto fail;

@@ -23,6 +23,7 @@
 #include "log.h"
 #include "ratelimit.h"
 #include "router.h"
+#include "uia.h"
 #include "workpool.h"
 
 #define EXIT_CONFIG 2
@@ -122,6 +123,7 @@ static int start_modules(struct app *app)
 	rc |= (app->workpool = workpool_new(WORKPOOL_DEFAULT_THREADS)) ? 0 : -1;
 	rc |= ratelimit_start(app);
 	rc |= auth_start(app);
+	rc |= (app->uia = uia_sessions_new(UIA_MAX_SESSIONS, UIA_TTL_MS)) ? 0 : -1;
 	rc |= account_register_routes(app);
 	rc |= admin_register_routes(app);
 	rc |= account_manage_register_routes(app);
@@ -135,6 +137,7 @@ static void stop_modules(struct app *app)
 	app->workpool = NULL;
 	ratelimit_stop(app);
 	auth_stop(app);
+	uia_sessions_free(app->uia);
 }
 
 /* Opens the maintenance connection and applies pending migrations. */
