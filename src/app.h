@@ -13,6 +13,7 @@ struct db;
 struct workpool;
 struct ratelimit_table;
 struct tokencache;
+struct federation;
 
 struct app {
 	struct al_config cfg;
@@ -30,6 +31,8 @@ struct app {
 	/* Access-token cache of auth.c */
 	struct tokencache *tokens;
 	struct uia_sessions *uia;     /* /register user-interactive auth sessions */
+	/* Federation layer (federation/federation.h) */
+	struct federation *federation;
 };
 
 #endif

@@ -14,6 +14,7 @@
 #include "auth.h"
 #include "config.h"
 #include "db.h"
+#include "federation.h"
 #include "handlers_account.h"
 #include "handlers_account_manage.h"
 #include "handlers_admin.h"
@@ -127,6 +128,7 @@ static int start_modules(struct app *app)
 	rc |= account_register_routes(app);
 	rc |= admin_register_routes(app);
 	rc |= account_manage_register_routes(app);
+	rc |= federation_start(app);
 	return rc ? -1 : 0;
 }
 
@@ -138,6 +140,7 @@ static void stop_modules(struct app *app)
 	ratelimit_stop(app);
 	auth_stop(app);
 	uia_sessions_free(app->uia);
+	federation_free(app);
 }
 
 /* Opens the maintenance connection and applies pending migrations. */
@@ -190,6 +193,7 @@ out:
 	 * still run (queued jobs finish, their replies go out). */
 	workpool_free(app->workpool);
 	app->workpool = NULL;
+	federation_stop(app); /* same reason: its callbacks run on the workers */
 	http_server_stop(srv);
 	stop_modules(app);
 	if (sigint)

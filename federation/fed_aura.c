@@ -1,0 +1,375 @@
+/* fed_aura.c - outbound queries for client handlers: remote profiles and
+ * AuraIDs hosted on other servers (fan-out to known peers, attestation
+ * verified with the answering server's key, positive and negative cache). */
+#include <ctype.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "fed_internal.h"
+#include "log.h"
+#include "sign.h"
+
+#define AURA_CACHE_MAX 1024
+#define AURA_TTL_MS (5 * 60 * 1000)
+#define AURA_NEG_TTL_MS (30 * 1000)
+#define AURA_FANOUT 8
+#define AURA_TIMEOUT_MS 5000
+
+struct aura_entry {
+	char handle[48];   /* lower case */
+	char *record;      /* JSON text; NULL: negative entry */
+	int status;
+	int64_t expires_ms;
+};
+
+struct fed_aura_cache {
+	pthread_mutex_t lock;
+	struct aura_entry e[AURA_CACHE_MAX];
+	int n;
+};
+
+struct fed_aura_cache *fed_aura_new(void)
+{
+	struct fed_aura_cache *c = calloc(1, sizeof(*c));
+	if (c)
+		pthread_mutex_init(&c->lock, NULL);
+	return c;
+}
+
+void fed_aura_free(struct fed_aura_cache *c)
+{
+	if (!c)
+		return;
+	for (int i = 0; i < c->n; i++)
+		free(c->e[i].record);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
+
+static void lower_copy(char *dst, size_t len, const char *src)
+{
+	size_t i = 0;
+	for (; src[i] && i + 1 < len; i++)
+		dst[i] = (char)tolower((unsigned char)src[i]);
+	dst[i] = '\0';
+}
+
+/* 1 hit (status/record filled; record malloc'd or NULL), 0 miss. */
+static int cache_get(struct fed_aura_cache *c, const char *handle, int *status, char **record)
+{
+	char key[48];
+	lower_copy(key, sizeof(key), handle);
+	int hit = 0;
+	int64_t now = http_now_ms();
+	pthread_mutex_lock(&c->lock);
+	for (int i = 0; i < c->n; i++) {
+		if (strcmp(c->e[i].handle, key) != 0)
+			continue;
+		if (c->e[i].expires_ms > now) {
+			*status = c->e[i].status;
+			*record = c->e[i].record ? strdup(c->e[i].record) : NULL;
+			hit = 1;
+		}
+		break;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return hit;
+}
+
+static void cache_put(struct fed_aura_cache *c, const char *handle, int status, const char *record,
+		      int64_t ttl_ms)
+{
+	char key[48];
+	lower_copy(key, sizeof(key), handle);
+	int64_t now = http_now_ms();
+	pthread_mutex_lock(&c->lock);
+	struct aura_entry *e = NULL;
+	for (int i = 0; i < c->n && !e; i++)
+		if (strcmp(c->e[i].handle, key) == 0)
+			e = &c->e[i];
+	if (!e && c->n < AURA_CACHE_MAX)
+		e = &c->e[c->n++];
+	if (!e) {
+		e = &c->e[0];
+		for (int i = 1; i < c->n; i++)
+			if (c->e[i].expires_ms < e->expires_ms)
+				e = &c->e[i];
+		free(e->record);
+		e->record = NULL;
+	} else if (e->handle[0]) {
+		free(e->record);
+		e->record = NULL;
+	}
+	snprintf(e->handle, sizeof(e->handle), "%s", key);
+	e->record = record ? strdup(record) : NULL;
+	e->status = status;
+	e->expires_ms = now + ttl_ms;
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- delivery to the caller's loop ---- */
+
+struct delivery {
+	federation_json_cb cb;
+	void *arg;
+	int status;
+	json_t *body;
+	struct al_error err;
+};
+
+static void deliver_run(void *arg)
+{
+	struct delivery *d = arg;
+	d->cb(d->arg, d->status, d->body, &d->err);
+	json_decref(d->body);
+	free(d);
+}
+
+/* Takes body. */
+static void deliver(struct federation *fed, struct event_base *base, federation_json_cb cb, void *arg,
+		    int status, json_t *body, const char *errcode, const char *msg)
+{
+	struct delivery *d = calloc(1, sizeof(*d));
+	if (!d) {
+		json_decref(body);
+		return;
+	}
+	d->cb = cb;
+	d->arg = arg;
+	d->status = status;
+	d->body = body;
+	if (errcode)
+		al_error_set(&d->err, status ? status : 502, errcode, "%s", msg ? msg : "");
+	if (fed_client_defer(fed->fc, base, deliver_run, d) < 0) {
+		log_error("fed_aura", "cannot deliver a result");
+		json_decref(body);
+		free(d);
+	}
+}
+
+/* ---- AuraID resolve ---- */
+
+struct resolve {
+	struct federation *fed;
+	char handle[48];
+	struct event_base *base;
+	federation_json_cb cb;
+	void *arg;
+	atomic_int outstanding;
+	bool done;
+	bool forbidden;
+	bool unreachable;
+};
+
+struct peer {
+	struct resolve *r;
+	char dest[256];
+	json_t *record;
+};
+
+static void resolve_release(struct resolve *r)
+{
+	if (atomic_fetch_sub(&r->outstanding, 1) > 1)
+		return;
+	if (!r->done) {
+		if (r->forbidden) {
+			deliver(r->fed, r->base, r->cb, r->arg, 403, NULL, "M_FORBIDDEN",
+				"The owner's server refused to share this AuraID");
+		} else {
+			if (!r->unreachable)
+				cache_put(r->fed->aura, r->handle, 404, NULL, AURA_NEG_TTL_MS);
+			deliver(r->fed, r->base, r->cb, r->arg, 404, NULL, "M_NOT_FOUND", "Unknown AuraID");
+		}
+	}
+	free(r);
+}
+
+static void resolve_release_cb(void *arg)
+{
+	resolve_release(arg);
+}
+
+/* 1 verified, 0 bad, -1 key unknown (fetch needed). */
+static int check_record(struct federation *fed, const char *dest, const char *handle, json_t *rec)
+{
+	json_t *att = json_object_get(rec, "attestation");
+	const char *server = json_string_value(json_object_get(att, "server"));
+	const char *aid = json_string_value(json_object_get(att, "aura_id"));
+	const char *uid = json_string_value(json_object_get(att, "user_id"));
+	json_t *vu = json_object_get(att, "valid_until_ts");
+	if (!server || !aid || !uid || !json_is_integer(vu) || strcasecmp(server, dest) != 0 ||
+	    strcasecmp(aid, handle) != 0 || json_integer_value(vu) < http_now_ms())
+		return 0;
+	const char *colon = strchr(uid, ':');
+	if (!colon || strcasecmp(colon + 1, dest) != 0)
+		return 0;
+	/* The record's visible fields must match the attestation. */
+	const char *ruid = json_string_value(json_object_get(rec, "user_id"));
+	if (!ruid || strcmp(ruid, uid) != 0)
+		return 0;
+	json_t *sigs = json_object_get(json_object_get(att, "signatures"), dest);
+	const char *kid;
+	json_t *v;
+	int rc = 0;
+	json_object_foreach(sigs, kid, v) {
+		unsigned char pk[32];
+		enum fed_key_status st = fed_keys_lookup(fed->keys, dest, kid, http_now_ms(), pk);
+		if (st == FED_KEY_OK) {
+			if (sign_verify_json(att, dest, kid, pk, NULL) == 0)
+				return 1;
+			return 0;
+		}
+		rc = -1;
+	}
+	return rc;
+}
+
+static void peer_verified(struct peer *p, bool ok)
+{
+	struct resolve *r = p->r;
+	if (ok && !r->done) {
+		r->done = true;
+		json_object_set_new(p->record, "server", json_string(p->dest));
+		char *text = json_dumps(p->record, JSON_COMPACT);
+		if (text) {
+			cache_put(r->fed->aura, r->handle, 200, text, AURA_TTL_MS);
+			free(text);
+		}
+		deliver(r->fed, r->base, r->cb, r->arg, 200, json_incref(p->record), NULL, NULL);
+	} else if (!ok) {
+		log_warn("fed_aura", "attestation refused aura_id=%s server=%s", r->handle, p->dest);
+	}
+	json_decref(p->record);
+	free(p);
+	resolve_release(r);
+}
+
+static void peer_keys_fetched(void *arg, bool ok)
+{
+	struct peer *p = arg;
+	(void)ok;
+	peer_verified(p, check_record(p->r->fed, p->dest, p->r->handle, p->record) == 1);
+}
+
+static void peer_done(const struct fed_response *resp, void *arg)
+{
+	struct peer *p = arg;
+	struct resolve *r = p->r;
+	if (resp->status == 403)
+		r->forbidden = true;
+	if (resp->status == 0 || resp->status >= 500)
+		r->unreachable = true;
+	if (r->done || resp->status != 200 || !json_is_object(resp->body)) {
+		peer_verified(p, false);
+		return;
+	}
+	p->record = json_deep_copy(resp->body);
+	int rc = check_record(r->fed, p->dest, r->handle, p->record);
+	if (rc >= 0) {
+		peer_verified(p, rc == 1);
+		return;
+	}
+	if (fed_keys_fetch(r->fed, p->dest, fed_client_base(r->fed->fc), peer_keys_fetched, p) < 0)
+		peer_verified(p, false);
+}
+
+int federation_resolve_aura_id(struct app *app, const char *aura_id, struct event_base *base,
+			       federation_json_cb cb, void *arg)
+{
+	struct federation *fed = fed_of(app);
+	if (!fed || !aura_id || strlen(aura_id) > 40)
+		return -1;
+	int status = 0;
+	char *rec = NULL;
+	if (cache_get(fed->aura, aura_id, &status, &rec)) {
+		json_t *body = rec ? json_loads(rec, 0, NULL) : NULL;
+		free(rec);
+		deliver(fed, base, cb, arg, status, body, status == 200 ? NULL : "M_NOT_FOUND",
+			"Unknown AuraID");
+		return 0;
+	}
+	struct resolve *r = calloc(1, sizeof(*r));
+	char (*peers)[256] = calloc(AURA_FANOUT, 256);
+	if (!r || !peers) {
+		free(r);
+		free(peers);
+		return -1;
+	}
+	r->fed = fed;
+	snprintf(r->handle, sizeof(r->handle), "%s", aura_id);
+	r->base = base;
+	r->cb = cb;
+	r->arg = arg;
+	atomic_init(&r->outstanding, 1);
+	int n = fed_servers_pick(fed->servers, peers, AURA_FANOUT, false);
+	char *enc = evhttp_encode_uri(aura_id);
+	char path[256];
+	snprintf(path, sizeof(path), "/_matrix/federation/v1/query/org.auralink.aura_id?aura_id=%s",
+		 enc ? enc : "");
+	free(enc);
+	for (int i = 0; i < n; i++) {
+		struct peer *p = calloc(1, sizeof(*p));
+		if (!p)
+			break;
+		p->r = r;
+		snprintf(p->dest, sizeof(p->dest), "%s", peers[i]);
+		struct fed_request rq = {.method = "GET", .destination = peers[i], .path = path,
+					 .sign = true, .timeout_ms = AURA_TIMEOUT_MS};
+		atomic_fetch_add(&r->outstanding, 1);
+		if (fed_client_submit(fed->fc, &rq, fed_client_base(fed->fc), peer_done, p) < 0) {
+			atomic_fetch_sub(&r->outstanding, 1);
+			free(p);
+		}
+	}
+	free(peers);
+	/* The last reference is dropped on the federation thread. */
+	if (fed_client_defer(fed->fc, fed_client_base(fed->fc), resolve_release_cb, r) < 0)
+		resolve_release(r);
+	return 0;
+}
+
+/* ---- remote profile ---- */
+
+struct profile_q {
+	federation_json_cb cb;
+	void *arg;
+};
+
+static void profile_done(const struct fed_response *resp, void *arg)
+{
+	struct profile_q *q = arg;
+	q->cb(q->arg, resp->status, resp->body, &resp->err);
+	free(q);
+}
+
+int federation_query_profile(struct app *app, const char *user_id, const char *field,
+			     struct event_base *base, federation_json_cb cb, void *arg)
+{
+	struct federation *fed = fed_of(app);
+	const char *colon = user_id ? strchr(user_id, ':') : NULL;
+	if (!fed || !colon || strlen(user_id) > 255)
+		return -1;
+	char *enc = evhttp_encode_uri(user_id);
+	if (!enc)
+		return -1;
+	char path[1024];
+	snprintf(path, sizeof(path), "/_matrix/federation/v1/query/profile?user_id=%s%s%s", enc,
+		 field ? "&field=" : "", field ? field : "");
+	free(enc);
+	struct profile_q *q = malloc(sizeof(*q));
+	if (!q)
+		return -1;
+	q->cb = cb;
+	q->arg = arg;
+	struct fed_request rq = {.method = "GET", .destination = colon + 1, .path = path, .sign = true,
+				 .timeout_ms = 10000};
+	if (fed_client_submit(fed->fc, &rq, base, profile_done, q) < 0) {
+		free(q);
+		return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,215 @@
+/* fed_inbound.c - PUT /_matrix/federation/v1/send/{txnId}: de-duplicated
+ * per origin, EDUs dispatched once per type to registered handlers, all in
+ * the transaction that records the txnId and its response. PDUs are
+ * answered with a per-event error until rooms exist (milestone 5). */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "audit.h"
+#include "cjson.h"
+#include "fed_internal.h"
+#include "fed_sender.h"
+#include "log.h"
+
+#define MAX_EDU_TYPES 32
+#define ROUTE_EDU "org.auralink.route"
+
+struct edu_reg {
+	char type[FED_EDU_TYPE_MAX + 1];
+	fed_edu_handler fn;
+};
+
+static struct edu_reg registry[MAX_EDU_TYPES];
+static int nregistry;
+static atomic_long edus_dispatched;
+
+int fed_edu_register(const char *type, fed_edu_handler fn)
+{
+	if (nregistry >= MAX_EDU_TYPES || strlen(type) > FED_EDU_TYPE_MAX)
+		return -1;
+	for (int i = 0; i < nregistry; i++)
+		if (strcmp(registry[i].type, type) == 0) {
+			registry[i].fn = fn;
+			return 0;
+		}
+	snprintf(registry[nregistry].type, sizeof(registry[nregistry].type), "%s", type);
+	registry[nregistry++].fn = fn;
+	return 0;
+}
+
+long fed_inbound_edus_dispatched(void)
+{
+	return atomic_load(&edus_dispatched);
+}
+
+/* org.auralink.route: {call_id, route_id?, path_nodes?, predicted_latency_ms?} */
+static int route_edu(struct db *db, const char *origin, json_t *contents, struct al_error *err)
+{
+	json_t *ok = json_array();
+	size_t i;
+	json_t *c;
+	json_array_foreach(contents, i, c) {
+		const char *call_id = json_string_value(json_object_get(c, "call_id"));
+		json_t *rid = json_object_get(c, "route_id");
+		json_t *pn = json_object_get(c, "path_nodes");
+		json_t *lat = json_object_get(c, "predicted_latency_ms");
+		if (!call_id || !call_id[0] || strlen(call_id) > 255 || (rid && !json_is_string(rid)) ||
+		    (pn && (!json_is_array(pn) || json_array_size(pn) > 16)) || (lat && !json_is_number(lat)))
+			continue;
+		json_array_append(ok, c);
+	}
+	int rc = 0;
+	if (json_array_size(ok) > 0) {
+		char *text = cjson_encode(ok, NULL, err);
+		if (!text) {
+			json_decref(ok);
+			return -1;
+		}
+		const char *p[2] = {origin, text};
+		PGresult *r = db_exec(db, err,
+				      "INSERT INTO federation_routes_received (origin, call_id, route_id, path_nodes, predicted_latency_ms, content) "
+				      "SELECT $1, x->>'call_id', x->>'route_id', coalesce(x->'path_nodes', '[]'), "
+				      "(x->>'predicted_latency_ms')::real, x FROM jsonb_array_elements($2::jsonb) x",
+				      2, p);
+		free(text);
+		rc = r ? 0 : -1;
+		PQclear(r);
+	}
+	json_decref(ok);
+	return rc;
+}
+
+static void send_authed(struct http_req *req)
+{
+	const char *origin = req->user_id;
+	const char *txn_id = req->params[0];
+	struct al_error err = {0};
+	json_t *body = http_req_json_body(req, &err);
+	if (!body) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	if (!txn_id[0] || strlen(txn_id) > 255) {
+		http_reply_error(req, 400, "M_INVALID_PARAM", "bad txnId");
+		return;
+	}
+	json_t *pdus = json_object_get(body, "pdus");
+	json_t *edus = json_object_get(body, "edus");
+	const char *borigin = json_string_value(json_object_get(body, "origin"));
+	if (!json_is_array(pdus) || (edus && !json_is_array(edus))) {
+		http_reply_error(req, 400, "M_BAD_JSON", "pdus must be an array (and edus, when present)");
+		return;
+	}
+	if (borigin && strcasecmp(borigin, origin) != 0) {
+		http_reply_error(req, 400, "M_INVALID_PARAM", "origin does not match the signed origin");
+		return;
+	}
+	if (json_array_size(pdus) > FED_TXN_MAX_PDUS || json_array_size(edus) > FED_TXN_MAX_EDUS) {
+		http_reply_error(req, 400, "M_TOO_LARGE", "at most %d PDUs and %d EDUs per transaction",
+				 FED_TXN_MAX_PDUS, FED_TXN_MAX_EDUS);
+		return;
+	}
+	struct db *db = &req->worker->db;
+	const char *p[3] = {origin, txn_id, NULL};
+	if (db_begin(db, &err) < 0)
+		goto fail;
+	PGresult *r = db_exec(db, &err,
+			      "INSERT INTO federation_inbound_txns (origin, txn_id, response) VALUES ($1, $2, '{}') "
+			      "ON CONFLICT DO NOTHING RETURNING 1",
+			      2, p);
+	if (!r)
+		goto rollback;
+	int fresh = PQntuples(r);
+	PQclear(r);
+	if (!fresh) {
+		db_rollback(db);
+		r = db_exec(db, &err, "SELECT response::text FROM federation_inbound_txns WHERE origin = $1 AND txn_id = $2",
+			    2, p);
+		if (!r)
+			goto fail;
+		if (PQntuples(r) == 1) {
+			log_info("fed_inbound", "repeated transaction origin=%s txn=%s", origin, txn_id);
+			http_reply_raw(req, 200, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
+		} else {
+			http_reply_error(req, 500, "M_UNKNOWN", "transaction state lost");
+		}
+		PQclear(r);
+		return;
+	}
+	/* EDUs, grouped by type, each group to its handler once. */
+	int dispatched = 0, ignored = 0;
+	for (int t = 0; t < nregistry; t++) {
+		json_t *group = json_array();
+		size_t i;
+		json_t *e;
+		json_array_foreach(edus, i, e) {
+			const char *type = json_string_value(json_object_get(e, "edu_type"));
+			json_t *content = json_object_get(e, "content");
+			if (type && json_is_object(content) && strcmp(type, registry[t].type) == 0)
+				json_array_append(group, content);
+		}
+		int rc = json_array_size(group) ? registry[t].fn(db, origin, group, &err) : 0;
+		dispatched += (int)json_array_size(group);
+		json_decref(group);
+		if (rc < 0)
+			goto rollback;
+	}
+	ignored = (int)json_array_size(edus) - dispatched;
+	json_t *results = json_object();
+	size_t i;
+	json_t *pdu;
+	json_array_foreach(pdus, i, pdu) {
+		const char *eid = json_string_value(json_object_get(pdu, "event_id"));
+		char key[64];
+		if (!eid || strlen(eid) > 255) {
+			snprintf(key, sizeof(key), "pdu_%zu", i);
+			eid = key;
+		}
+		json_object_set_new(results, eid,
+				    json_pack("{s:s}", "error", "rooms are not supported on this server yet"));
+	}
+	json_t *resp = json_pack("{s:o}", "pdus", results);
+	char *text = cjson_encode(resp, NULL, &err);
+	if (!text) {
+		json_decref(resp);
+		goto rollback;
+	}
+	p[2] = text;
+	r = db_exec(db, &err, "UPDATE federation_inbound_txns SET response = $3::jsonb WHERE origin = $1 AND txn_id = $2",
+		    3, p);
+	free(text);
+	PQclear(r);
+	json_t *det = json_pack("{s:s, s:i, s:i, s:i}", "txn_id", txn_id, "pdus", (int)json_array_size(pdus),
+				"edus", dispatched, "edus_ignored", ignored);
+	int arc = r ? audit_append(db, "federation", "transaction.received", NULL, req->app->cfg.server_name,
+				   origin, det, &err)
+		    : -1;
+	json_decref(det);
+	if (arc < 0 || db_commit(db, &err) < 0) {
+		json_decref(resp);
+		goto rollback;
+	}
+	atomic_fetch_add(&edus_dispatched, dispatched);
+	http_reply_json(req, 200, resp);
+	return;
+rollback:
+	db_rollback(db);
+fail:
+	http_reply_al_error(req, &err);
+}
+
+static void put_send(struct http_req *req)
+{
+	fed_auth_require(req, send_authed);
+}
+
+int fed_inbound_register(struct app *app)
+{
+	int rc = 0;
+	rc |= fed_edu_register(ROUTE_EDU, route_edu);
+	rc |= http_route(app, ROUTER_PUT, "/_matrix/federation/v1/send/{txnId}", put_send);
+	return rc ? -1 : 0;
+}

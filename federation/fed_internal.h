@@ -1,0 +1,74 @@
+/* fed_internal.h - the federation layer's shared context. Only files in
+ * federation/ include it; src/ sees federation.h. */
+#ifndef AL_FED_INTERNAL_H
+#define AL_FED_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "app.h"
+#include "fed_client.h"
+#include "fed_keys.h"
+#include "federation.h"
+#include "http.h"
+
+struct fed_servers;
+struct fed_sender;
+struct fed_aura_cache;
+
+struct federation {
+	struct app *app;
+	struct fed_client *fc;
+	struct fed_keys *keys;
+	struct fed_servers *servers;
+	struct fed_sender *sender;
+	struct fed_aura_cache *aura;
+};
+
+/* app->federation */
+struct federation *fed_of(struct app *app);
+
+/* ---- inbound authentication (fed_auth.c) ---- */
+
+/* Continue a request once its X-Matrix header verified. req->user_id then
+ * holds the origin server name. */
+typedef void (*fed_auth_cont)(struct http_req *req);
+
+/* Verify the request's X-Matrix header. When the origin's key is in memory
+ * this runs cont at once; otherwise the request is parked, the key fetched
+ * asynchronously, and cont (or the error reply) runs later on the worker's
+ * loop. Failures: 401 M_UNAUTHORIZED with a precise message and an audit
+ * entry; 403 M_FORBIDDEN for refused origins. */
+void fed_auth_require(struct http_req *req, fed_auth_cont cont);
+
+/* ---- registry and policy (fed_servers.c) ---- */
+
+struct fed_servers *fed_servers_new(struct federation *fed);
+void fed_servers_free(struct fed_servers *s);
+int fed_servers_load(struct fed_servers *s, struct db *db, struct al_error *err);
+/* Policy, from memory (config lists + registry): may we talk to server? */
+bool fed_servers_allowed(struct fed_servers *s, const char *server);
+/* Up to max trusted or verified peers (for notaries and AuraID fan-out:
+ * whitelisted and trusted first, then others seen). Returns the count. */
+int fed_servers_pick(struct fed_servers *s, char (*out)[256], int max, bool trusted_only);
+/* Record that server was seen inbound (memory; flushed in batches). */
+void fed_servers_seen(struct fed_servers *s, const char *server);
+/* Outbound traffic statistics (federation thread). */
+void fed_servers_traffic(void *arg, const char *destination, int status, int64_t elapsed_ms);
+void fed_servers_tick(void *arg);
+int fed_servers_register_routes(struct app *app);
+
+/* ---- handlers (fed_handlers.c) ---- */
+int fed_handlers_register(struct app *app);
+
+/* ---- AuraID across domains (fed_aura.c) ---- */
+struct fed_aura_cache *fed_aura_new(void);
+void fed_aura_free(struct fed_aura_cache *c);
+
+/* ---- sender and inbound transactions (sender.c, fed_inbound.c) ---- */
+struct fed_sender *fed_sender_new(struct federation *fed);
+void fed_sender_free(struct fed_sender *s);
+void fed_sender_tick(void *arg);
+int fed_inbound_register(struct app *app);
+
+#endif

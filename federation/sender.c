@@ -1,0 +1,283 @@
+/* sender.c - the durable sender, on the federation thread with its own
+ * database connection: per destination one transaction in flight, built
+ * from federation_outbox, items deleted after a 200, exponential back-off
+ * persisted in federation_destinations. */
+#include <sodium.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "audit.h"
+#include "cjson.h"
+#include "fed_internal.h"
+#include "fed_sender.h"
+#include "log.h"
+
+#define MAX_INFLIGHT 64
+
+struct inflight {
+	char dest[256];
+	char txn_id[64];
+	int64_t prev_interval;
+	int count;
+};
+
+struct fed_sender {
+	struct federation *fed;
+	struct inflight slots[MAX_INFLIGHT];
+	int n;
+	atomic_bool wake_pending;
+};
+
+int64_t fed_backoff_next(int64_t current_ms)
+{
+	if (current_ms < FED_BACKOFF_MIN_MS)
+		return FED_BACKOFF_MIN_MS;
+	if (current_ms >= FED_BACKOFF_MAX_MS / 2)
+		return FED_BACKOFF_MAX_MS;
+	return current_ms * 2;
+}
+
+struct fed_sender *fed_sender_new(struct federation *fed)
+{
+	struct fed_sender *s = calloc(1, sizeof(*s));
+	if (s) {
+		s->fed = fed;
+		atomic_init(&s->wake_pending, false);
+	}
+	return s;
+}
+
+void fed_sender_free(struct fed_sender *s)
+{
+	free(s);
+}
+
+int fed_sender_enqueue_edu(struct db *db, const char *destination, const char *edu_type,
+			   json_t *content, struct al_error *err)
+{
+	if (!destination || strlen(destination) > 255 || !edu_type || strlen(edu_type) > FED_EDU_TYPE_MAX ||
+	    !json_is_object(content))
+		return al_error_set(err, 400, "M_INVALID_PARAM", "bad EDU");
+	json_t *payload = json_pack("{s:s, s:O}", "edu_type", edu_type, "content", content);
+	char *text = payload ? cjson_encode(payload, NULL, err) : NULL;
+	json_decref(payload);
+	if (!text)
+		return -1;
+	const char *p[2] = {destination, text};
+	PGresult *r = db_exec(db, err,
+			      "INSERT INTO federation_outbox (destination, kind, payload) VALUES ($1, 'edu', $2::jsonb)",
+			      2, p);
+	free(text);
+	if (!r)
+		return -1;
+	PQclear(r);
+	return 0;
+}
+
+static struct inflight *slot_find(struct fed_sender *s, const char *dest)
+{
+	for (int i = 0; i < s->n; i++)
+		if (strcasecmp(s->slots[i].dest, dest) == 0)
+			return &s->slots[i];
+	return NULL;
+}
+
+static void slot_remove(struct fed_sender *s, struct inflight *f)
+{
+	*f = s->slots[--s->n];
+}
+
+struct txn_ctx {
+	struct fed_sender *s;
+	char dest[256];
+};
+
+static void start_txn(struct fed_sender *s, const char *dest);
+
+static void record_failure(struct fed_sender *s, struct inflight *f, const char *why)
+{
+	struct db *db = fed_client_db(s->fed->fc);
+	struct al_error err = {0};
+	int64_t next = fed_backoff_next(f->prev_interval);
+	char iv[24];
+	snprintf(iv, sizeof(iv), "%lld", (long long)next);
+	char msg[256];
+	snprintf(msg, sizeof(msg), "%.250s", why);
+	const char *p[3] = {f->dest, iv, msg};
+	if (db_begin(db, &err) < 0)
+		return;
+	PGresult *r = db_exec(db, &err,
+			      "INSERT INTO federation_destinations (destination, retry_interval_ms, retry_after, last_failure_at, last_error) "
+			      "VALUES ($1, $2::bigint, now() + $2::bigint * interval '1 millisecond', now(), $3) "
+			      "ON CONFLICT (destination) DO UPDATE SET retry_interval_ms = EXCLUDED.retry_interval_ms, "
+			      "retry_after = EXCLUDED.retry_after, last_failure_at = now(), last_error = EXCLUDED.last_error",
+			      3, p);
+	PQclear(r);
+	if (r && f->prev_interval == 0) {
+		json_t *det = json_pack("{s:s, s:I}", "error", msg, "retry_in_ms", (json_int_t)next);
+		if (audit_append(db, "federation", "destination.backoff", NULL, f->dest, NULL, det, &err) < 0)
+			r = NULL;
+		json_decref(det);
+	}
+	if (!r || db_commit(db, &err) < 0)
+		db_rollback(db);
+	log_info("sender", "transaction failed destination=%s retry_in_ms=%lld error=%s", f->dest,
+		 (long long)next, msg);
+}
+
+static void txn_done(const struct fed_response *resp, void *arg)
+{
+	struct txn_ctx *c = arg;
+	struct fed_sender *s = c->s;
+	struct inflight *f = slot_find(s, c->dest);
+	free(c);
+	if (!f)
+		return;
+	if (resp->status != 200) {
+		char why[400];
+		snprintf(why, sizeof(why), "status %d %s", resp->status, resp->err.message);
+		record_failure(s, f, why);
+		slot_remove(s, f);
+		return;
+	}
+	struct db *db = fed_client_db(s->fed->fc);
+	struct al_error err = {0};
+	const char *p[2] = {f->dest, f->txn_id};
+	char dest[256];
+	snprintf(dest, sizeof(dest), "%s", f->dest);
+	bool ok = false;
+	if (db_begin(db, &err) == 0) {
+		PGresult *r = db_exec(db, &err,
+				      "WITH del AS (DELETE FROM federation_outbox WHERE destination = $1 AND txn_id = $2 RETURNING 1) "
+				      "INSERT INTO federation_destinations (destination, retry_interval_ms, retry_after, last_success_at) "
+				      "VALUES ($1, 0, NULL, now()) ON CONFLICT (destination) DO UPDATE SET retry_interval_ms = 0, "
+				      "retry_after = NULL, last_success_at = now() RETURNING (SELECT count(*) FROM del)",
+				      2, p);
+		ok = r != NULL;
+		PQclear(r);
+		json_t *det = json_pack("{s:s, s:i}", "txn_id", f->txn_id, "items", f->count);
+		if (ok && audit_append(db, "federation", f->prev_interval ? "destination.recovered" : "transaction.sent",
+				       NULL, f->dest, NULL, det, &err) < 0)
+			ok = false;
+		json_decref(det);
+		if (!ok || db_commit(db, &err) < 0) {
+			db_rollback(db);
+			ok = false;
+		}
+	}
+	slot_remove(s, f);
+	if (!ok) {
+		log_error("sender", "cannot record delivery destination=%s: %s", dest, err.message);
+		return;
+	}
+	start_txn(s, dest); /* more items waiting? */
+}
+
+static void start_txn(struct fed_sender *s, const char *dest)
+{
+	if (s->n >= MAX_INFLIGHT || slot_find(s, dest))
+		return;
+	if (!fed_servers_allowed(s->fed->servers, dest))
+		return;
+	struct db *db = fed_client_db(s->fed->fc);
+	struct al_error err = {0};
+	char txn_id[64];
+	snprintf(txn_id, sizeof(txn_id), "%lld.%08x", (long long)http_now_ms(), randombytes_random());
+	const char *p[2] = {dest, txn_id};
+	/* Resend a transaction that was built but not acknowledged, else tag
+	 * a new batch. One statement either way. */
+	PGresult *r = db_exec(db, &err,
+			      "WITH old AS (SELECT txn_id FROM federation_outbox WHERE destination = $1 AND txn_id IS NOT NULL "
+			      "  ORDER BY id LIMIT 1), "
+			      "tagged AS (UPDATE federation_outbox SET txn_id = $2 WHERE NOT EXISTS (SELECT 1 FROM old) AND id IN ("
+			      "  (SELECT id FROM federation_outbox WHERE destination = $1 AND txn_id IS NULL AND kind = 'pdu' ORDER BY id LIMIT 50) "
+			      "  UNION ALL "
+			      "  (SELECT id FROM federation_outbox WHERE destination = $1 AND txn_id IS NULL AND kind = 'edu' ORDER BY id LIMIT 100)) "
+			      "  RETURNING id, kind, payload), "
+			      "items AS (SELECT id, kind, payload FROM tagged UNION ALL "
+			      "  SELECT o.id, o.kind, o.payload FROM federation_outbox o, old WHERE o.destination = $1 AND o.txn_id = old.txn_id) "
+			      "SELECT coalesce((SELECT txn_id FROM old), $2), count(*), "
+			      "coalesce(jsonb_agg(payload ORDER BY id) FILTER (WHERE kind = 'pdu'), '[]')::text, "
+			      "coalesce(jsonb_agg(payload ORDER BY id) FILTER (WHERE kind = 'edu'), '[]')::text, "
+			      "(SELECT retry_interval_ms FROM federation_destinations WHERE destination = $1) FROM items",
+			      2, p);
+	if (!r)
+		return;
+	int count = atoi(PQgetvalue(r, 0, 1));
+	if (count == 0) {
+		PQclear(r);
+		return;
+	}
+	struct inflight *f = &s->slots[s->n++];
+	memset(f, 0, sizeof(*f));
+	snprintf(f->dest, sizeof(f->dest), "%s", dest);
+	snprintf(f->txn_id, sizeof(f->txn_id), "%s", PQgetvalue(r, 0, 0));
+	f->prev_interval = PQgetisnull(r, 0, 4) ? 0 : atoll(PQgetvalue(r, 0, 4));
+	f->count = count;
+	json_t *pdus = cjson_parse(PQgetvalue(r, 0, 2), (size_t)PQgetlength(r, 0, 2), NULL, NULL);
+	json_t *edus = cjson_parse(PQgetvalue(r, 0, 3), (size_t)PQgetlength(r, 0, 3), NULL, NULL);
+	PQclear(r);
+	json_t *body = NULL;
+	if (pdus && edus)
+		body = json_pack("{s:s, s:I, s:o, s:o}", "origin", s->fed->app->cfg.server_name,
+				 "origin_server_ts", (json_int_t)http_now_ms(), "pdus", pdus, "edus", edus);
+	else {
+		json_decref(pdus);
+		json_decref(edus);
+	}
+	char path[128];
+	snprintf(path, sizeof(path), "/_matrix/federation/v1/send/%s", f->txn_id);
+	struct txn_ctx *c = calloc(1, sizeof(*c));
+	struct fed_request rq = {.method = "PUT", .destination = dest, .path = path, .body = body,
+				 .sign = true, .timeout_ms = 30000};
+	if (!body || !c ||
+	    fed_client_submit(s->fed->fc, &rq, fed_client_base(s->fed->fc), txn_done, c) < 0) {
+		free(c);
+		slot_remove(s, f);
+	} else {
+		snprintf(c->dest, sizeof(c->dest), "%s", dest);
+		c->s = s;
+	}
+	json_decref(body);
+}
+
+void fed_sender_tick(void *arg)
+{
+	struct fed_sender *s = arg;
+	atomic_store(&s->wake_pending, false);
+	if (s->n >= MAX_INFLIGHT)
+		return;
+	struct al_error err = {0};
+	PGresult *r = db_exec(fed_client_db(s->fed->fc), &err,
+			      "WITH RECURSIVE d AS ("
+			      "  (SELECT destination FROM federation_outbox ORDER BY destination LIMIT 1) "
+			      "  UNION ALL SELECT (SELECT o.destination FROM federation_outbox o WHERE o.destination > d.destination "
+			      "  ORDER BY o.destination LIMIT 1) FROM d WHERE d.destination IS NOT NULL) "
+			      "SELECT d.destination FROM d LEFT JOIN federation_destinations x USING (destination) "
+			      "WHERE d.destination IS NOT NULL AND (x.retry_after IS NULL OR x.retry_after <= now()) LIMIT 64",
+			      0, NULL);
+	if (!r)
+		return;
+	for (int i = 0; i < PQntuples(r); i++)
+		start_txn(s, PQgetvalue(r, i, 0));
+	PQclear(r);
+}
+
+static void wake_cb(void *arg)
+{
+	fed_sender_tick(arg);
+}
+
+void federation_sender_wake(struct app *app)
+{
+	struct federation *fed = fed_of(app);
+	if (!fed || !fed->sender)
+		return;
+	if (atomic_exchange(&fed->sender->wake_pending, true))
+		return;
+	if (fed_client_defer(fed->fc, fed_client_base(fed->fc), wake_cb, fed->sender) < 0)
+		atomic_store(&fed->sender->wake_pending, false);
+}
