@@ -136,6 +136,14 @@ size_t accounts_utf8_chars(const char *s)
 
 /* ---- passwords ---- */
 
+void accounts_secret_free(char *s)
+{
+	if (s) {
+		sodium_memzero(s, strlen(s));
+		free(s);
+	}
+}
+
 int accounts_password_hash(const struct al_config *cfg, const char *password,
 			   char out[ACCOUNTS_HASH_STR_MAX])
 {
@@ -344,19 +352,6 @@ int accounts_devices_delete(struct db *db, const char *user_id, const json_t *de
 	return rc;
 }
 
-/* Runs fn inside one transaction: BEGIN, fn, COMMIT (ROLLBACK on failure). */
-static int in_transaction(struct db *db, struct al_error *err,
-			  int (*fn)(struct db *, const void *, struct al_error *), const void *arg)
-{
-	if (db_begin(db, err) < 0)
-		return -1;
-	if (fn(db, arg, err) < 0 || db_commit(db, err) < 0) {
-		db_rollback(db);
-		return -1;
-	}
-	return 0;
-}
-
 struct password_change {
 	const char *user_id, *hash, *keep_device;
 	bool logout_others;
@@ -378,7 +373,7 @@ int accounts_set_password(struct db *db, const char *user_id, const char *passwo
 			  const char *logout_except, bool logout_others, struct al_error *err)
 {
 	struct password_change c = {user_id, password_hash, logout_except, logout_others};
-	return in_transaction(db, err, change_password, &c);
+	return db_transaction(db, err, change_password, &c);
 }
 
 static int deactivate(struct db *db, const void *arg, struct al_error *err)
@@ -396,7 +391,7 @@ static int deactivate(struct db *db, const void *arg, struct al_error *err)
 
 int accounts_deactivate(struct db *db, const char *user_id, struct al_error *err)
 {
-	return in_transaction(db, err, deactivate, user_id);
+	return db_transaction(db, err, deactivate, user_id);
 }
 
 static json_t *device_json(PGresult *r, int row)
@@ -510,36 +505,35 @@ int accounts_profile_set(struct db *db, const char *user_id, const char *field, 
 	return n ? 0 : al_error_set(err, 404, "M_NOT_FOUND", "Profile not found");
 }
 
-int accounts_suspend(struct db *db, const char *user_id, bool suspended, struct al_error *err)
+struct suspension {
+	const char *user_id;
+	bool suspended;
+};
+
+static int suspend(struct db *db, const void *arg, struct al_error *err)
 {
-	bool own = PQtransactionStatus(db->conn) == PQTRANS_IDLE;
-	if (own && db_begin(db, err) < 0)
-		return -1;
-	const char *p[2] = {user_id, suspended ? "t" : "f"};
+	const struct suspension *x = arg;
+	const char *p[2] = {x->user_id, x->suspended ? "t" : "f"};
 	PGresult *r = db_exec(db, err,
 			      "UPDATE users SET suspended_at = CASE WHEN $2::boolean"
 			      " THEN coalesce(suspended_at, now()) ELSE NULL END WHERE user_id = $1",
 			      2, p);
 	if (!r)
-		goto fail;
+		return -1;
 	int n = atoi(PQcmdTuples(r));
 	PQclear(r);
-	if (!n) {
-		al_error_set(err, 404, "M_NOT_FOUND", "Unknown user");
-		goto fail;
-	}
-	if (exec_ok(db, err,
-		    "UPDATE aura_id_registry SET status = CASE WHEN $2::boolean THEN 'suspended'"
-		    " ELSE 'active' END WHERE user_id = $1",
-		    2, p) < 0)
-		goto fail;
-	if (own && db_commit(db, err) < 0)
-		goto fail;
-	return 0;
-fail:
-	if (own)
-		db_rollback(db);
-	return -1;
+	if (!n)
+		return al_error_set(err, 404, "M_NOT_FOUND", "Unknown user");
+	return exec_ok(db, err,
+		       "UPDATE aura_id_registry SET status = CASE WHEN $2::boolean THEN 'suspended'"
+		       " ELSE 'active' END WHERE user_id = $1",
+		       2, p);
+}
+
+int accounts_suspend(struct db *db, const char *user_id, bool suspended, struct al_error *err)
+{
+	struct suspension x = {user_id, suspended};
+	return db_transaction(db, err, suspend, &x);
 }
 
 int accounts_grant_admin(struct db *db, const char *user_id, struct al_error *err)

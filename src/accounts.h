@@ -59,6 +59,9 @@ int accounts_password_hash(const struct al_config *cfg, const char *password,
  * verifies against the dummy hash, so the work is the same, and is false. */
 bool accounts_password_verify(const char *hash, const char *password);
 
+/* Wipe and free a secret string (password, token); NULL is fine. */
+void accounts_secret_free(char *s);
+
 /* ---- tokens ---- */
 
 /* A new token (malloc'd text, caller frees with accounts_token_free) and

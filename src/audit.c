@@ -109,21 +109,23 @@ static int append_locked(struct db *db, const char *category, const char *action
 	return 0;
 }
 
+struct audit_entry {
+	const char *category, *action, *actor, *target, *origin_server;
+	json_t *details;
+};
+
+static int append(struct db *db, const void *arg, struct al_error *err)
+{
+	const struct audit_entry *e = arg;
+	return append_locked(db, e->category, e->action, e->actor, e->target, e->origin_server, e->details,
+			     err);
+}
+
 int audit_append(struct db *db, const char *category, const char *action, const char *actor,
 		 const char *target, const char *origin_server, json_t *details, struct al_error *err)
 {
-	bool own = PQtransactionStatus(db->conn) == PQTRANS_IDLE;
-	if (own && db_begin(db, err) < 0)
-		return -1;
-	if (append_locked(db, category, action, actor, target, origin_server, details, err) < 0)
-		goto fail;
-	if (own && db_commit(db, err) < 0)
-		goto fail;
-	return 0;
-fail:
-	if (own)
-		db_rollback(db);
-	return -1;
+	struct audit_entry e = {category, action, actor, target, origin_server, details};
+	return db_transaction(db, err, append, &e);
 }
 
 static const char *nullable(PGresult *r, int row, int col)

@@ -1,6 +1,7 @@
 #include "db.h"
 
 #include <dirent.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,6 +113,18 @@ void db_rollback(struct db *db)
 {
 	if (PQtransactionStatus(db->conn) != PQTRANS_IDLE)
 		PQclear(PQexec(db->conn, "ROLLBACK"));
+}
+
+int db_transaction(struct db *db, struct al_error *err, db_txn_fn fn, const void *arg)
+{
+	bool own = PQtransactionStatus(db->conn) == PQTRANS_IDLE;
+	if (own && db_begin(db, err) < 0)
+		return -1;
+	if (fn(db, arg, err) == 0 && (!own || db_commit(db, err) == 0))
+		return 0;
+	if (own)
+		db_rollback(db);
+	return -1;
 }
 
 /* ---- migrations ---- */

@@ -30,6 +30,12 @@ int db_begin(struct db *db, struct al_error *err);
 int db_commit(struct db *db, struct al_error *err);
 void db_rollback(struct db *db);
 
+/* Run fn inside a transaction: the caller's when one is open (so a change
+ * and its audit entry commit together), else its own, committed when fn
+ * returns 0 and rolled back when it fails. */
+typedef int (*db_txn_fn)(struct db *db, const void *arg, struct al_error *err);
+int db_transaction(struct db *db, struct al_error *err, db_txn_fn fn, const void *arg);
+
 /* Apply sql/NNN_name.sql files with a number above the recorded
  * schema_version, each in its own transaction, in order. */
 int db_migrate(struct db *db, const char *dir, struct al_error *err);

@@ -45,3 +45,30 @@ int fields_bool(struct http_req *req, json_t *body, const char *key, bool *out)
 	*out = json_is_true(v);
 	return 0;
 }
+
+int fields_user_identifier(struct http_req *req, json_t *dict, bool required, const char **user)
+{
+	json_t *ident = json_object_get(dict, "identifier");
+	if (ident && !json_is_null(ident)) {
+		if (!json_is_object(ident)) {
+			http_reply_error(req, 400, "M_INVALID_PARAM", "identifier must be an object");
+			return -1;
+		}
+		const char *type;
+		if (fields_string(req, ident, "type", true, 64, 0, &type) < 0)
+			return -1;
+		if (strcmp(type, "m.id.user") != 0) {
+			http_reply_error(req, 400, "M_UNKNOWN", "Unsupported identifier type: only m.id.user");
+			return -1;
+		}
+		return fields_string(req, ident, "user", true, 1024, 0, user);
+	}
+	if (fields_string(req, dict, "user", false, 1024, 0, user) < 0)
+		return -1;
+	if (!*user && required) {
+		http_reply_error(req, 400, "M_MISSING_PARAM", "Missing parameter: identifier");
+		return -1;
+	}
+	return 0;
+}
+

@@ -20,4 +20,9 @@ int fields_string(struct http_req *req, json_t *body, const char *key, bool requ
 /* body[key] as a boolean; absent or null leaves *out unchanged. */
 int fields_bool(struct http_req *req, json_t *body, const char *key, bool *out);
 
+/* The user named by a login or auth dict: identifier {type: m.id.user,
+ * user} or the deprecated top-level user. *out is NULL when neither is
+ * given (then 400 M_MISSING_PARAM when required). */
+int fields_user_identifier(struct http_req *req, json_t *dict, bool required, const char **out);
+
 #endif

@@ -20,14 +20,6 @@ static char *dup_or_null(const char *s)
 	return s ? strdup(s) : NULL;
 }
 
-static void free_secret(char *s)
-{
-	if (s) {
-		sodium_memzero(s, strlen(s));
-		free(s);
-	}
-}
-
 static void reply_busy(struct http_req *req)
 {
 	http_reply_error(req, 503, "M_UNKNOWN", "Server busy, try again");
@@ -63,7 +55,7 @@ struct reg_job {
 
 static void reg_job_free(struct reg_job *j)
 {
-	free_secret(j->password);
+	accounts_secret_free(j->password);
 	free(j->display_name);
 	sodium_memzero(j->hash, sizeof(j->hash));
 	free(j);
@@ -167,7 +159,7 @@ static int resume_session(struct http_req *req, json_t *body, const char *sessio
 		rc = -1;
 	snprintf(completed, len, "%s", v.completed_user_id);
 	json_decref(v.params);
-	uia_secret_free(v.password);
+	accounts_secret_free(v.password);
 	if (rc < 0)
 		http_reply_error(req, 500, "M_UNKNOWN", "out of memory");
 	return rc;
@@ -358,7 +350,7 @@ struct login_job {
 
 static void login_job_free(struct login_job *j)
 {
-	free_secret(j->password);
+	accounts_secret_free(j->password);
 	free(j->display_name);
 	sodium_memzero(&j->info, sizeof(j->info));
 	free(j);
@@ -414,34 +406,6 @@ static void get_login(struct http_req *req)
 	http_reply_raw(req, 200, login_flows, sizeof(login_flows) - 1);
 }
 
-/* The user named by the request: identifier {type: m.id.user, user} or the
- * deprecated top-level user. -1 when replied. */
-static int login_user(struct http_req *req, json_t *body, const char **user)
-{
-	json_t *ident = json_object_get(body, "identifier");
-	if (ident && !json_is_null(ident)) {
-		if (!json_is_object(ident)) {
-			http_reply_error(req, 400, "M_INVALID_PARAM", "identifier must be an object");
-			return -1;
-		}
-		const char *type;
-		if (fields_string(req, ident, "type", true, 64, 0, &type) < 0)
-			return -1;
-		if (strcmp(type, "m.id.user") != 0) {
-			http_reply_error(req, 400, "M_UNKNOWN", "Unsupported identifier type: only m.id.user");
-			return -1;
-		}
-		return fields_string(req, ident, "user", true, 1024, 0, user);
-	}
-	if (fields_string(req, body, "user", false, 1024, 0, user) < 0)
-		return -1;
-	if (!*user) {
-		http_reply_error(req, 400, "M_MISSING_PARAM", "Missing parameter: identifier");
-		return -1;
-	}
-	return 0;
-}
-
 static void post_login(struct http_req *req)
 {
 	if (ratelimit_check(req, "login") < 0)
@@ -459,7 +423,7 @@ static void post_login(struct http_req *req)
 		http_reply_error(req, 400, "M_UNKNOWN", "Unknown login type");
 		return;
 	}
-	if (login_user(req, body, &user) < 0 ||
+	if (fields_user_identifier(req, body, true, &user) < 0 ||
 	    fields_string(req, body, "password", true, ACCOUNTS_PASSWORD_MAX, 0, &password) < 0 ||
 	    fields_string(req, body, "device_id", false, ACCOUNTS_DEVICE_ID_MAX, 0, &device_id) < 0 ||
 	    fields_string(req, body, "initial_device_display_name", false, ACCOUNTS_NAME_MAX_BYTES,

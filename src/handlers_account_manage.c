@@ -32,18 +32,10 @@ struct uia_job {
 	void *ctx;
 };
 
-static void free_secret(char *s)
-{
-	if (s) {
-		sodium_memzero(s, strlen(s));
-		free(s);
-	}
-}
-
 static void uia_job_free(struct uia_job *j)
 {
-	free_secret(j->password);
-	free_secret(j->new_password);
+	accounts_secret_free(j->password);
+	accounts_secret_free(j->new_password);
 	sodium_memzero(j, sizeof(*j));
 	free(j);
 }
@@ -86,24 +78,13 @@ static void uia_done(void *arg)
 	uia_job_free(j);
 }
 
-/* The user the auth dict names, as a full user ID, or -1 when replied. */
+/* The user the auth dict names, as a full user ID (the requester when it
+ * names none), or -1 when replied. */
 static int uia_user(struct http_req *req, json_t *auth, char *out, size_t outlen)
 {
 	const char *user = NULL;
-	json_t *ident = json_object_get(auth, "identifier");
-	if (json_is_object(ident)) {
-		const char *type;
-		if (fields_string(req, ident, "type", true, 64, 0, &type) < 0)
-			return -1;
-		if (strcmp(type, "m.id.user") != 0) {
-			http_reply_error(req, 400, "M_UNKNOWN", "Unsupported identifier type: only m.id.user");
-			return -1;
-		}
-		if (fields_string(req, ident, "user", true, 1024, 0, &user) < 0)
-			return -1;
-	} else if (fields_string(req, auth, "user", false, 1024, 0, &user) < 0) {
+	if (fields_user_identifier(req, auth, false, &user) < 0)
 		return -1;
-	}
 	if (!user) {
 		snprintf(out, outlen, "%s", req->user_id);
 		return 0;

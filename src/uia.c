@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "accounts.h"
+
 #define UIA_BUCKETS 1024
 
 struct session {
@@ -25,14 +27,6 @@ struct uia_sessions {
 	size_t count, max;
 	int64_t ttl_ms;
 };
-
-void uia_secret_free(char *secret)
-{
-	if (secret) {
-		sodium_memzero(secret, strlen(secret));
-		free(secret);
-	}
-}
 
 struct uia_sessions *uia_sessions_new(size_t max_sessions, int64_t ttl_ms)
 {
@@ -70,7 +64,7 @@ static void unlink_session(struct uia_sessions *s, struct session *x)
 		s->newest = x->older;
 	s->count--;
 	json_decref(x->params);
-	uia_secret_free(x->password);
+	accounts_secret_free(x->password);
 	free(x);
 }
 
@@ -106,7 +100,7 @@ int uia_session_create(struct uia_sessions *s, const json_t *params, const char 
 	x->created_ms = now_ms;
 	if (!x->params || (password && !x->password)) {
 		json_decref(x->params);
-		uia_secret_free(x->password);
+		accounts_secret_free(x->password);
 		free(x);
 		return -1;
 	}
@@ -158,7 +152,7 @@ void uia_session_complete(struct uia_sessions *s, const char *id, const char *us
 	struct session *x = find(s, id);
 	if (x) {
 		snprintf(x->completed_user_id, sizeof(x->completed_user_id), "%s", user_id);
-		uia_secret_free(x->password);
+		accounts_secret_free(x->password);
 		x->password = NULL;
 	}
 	pthread_mutex_unlock(&s->lock);

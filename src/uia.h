@@ -25,13 +25,12 @@ int uia_session_create(struct uia_sessions *s, const json_t *params, const char 
 
 struct uia_session_view {
 	json_t *params;        /* new reference; caller decrefs */
-	char *password;        /* malloc'd copy or NULL; free with uia_secret_free */
+	char *password;        /* malloc'd copy or NULL; free with accounts_secret_free */
 	char completed_user_id[256]; /* "" until completed */
 };
 
 /* 0 and fills view, or -1 for an unknown or expired session. */
 int uia_session_get(struct uia_sessions *s, const char *id, int64_t now_ms, struct uia_session_view *view);
 void uia_session_complete(struct uia_sessions *s, const char *id, const char *user_id);
-void uia_secret_free(char *secret);
 
 #endif

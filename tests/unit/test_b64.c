@@ -1,14 +1,9 @@
-#include <check.h>
-#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "b64.h"
+#include "unit.h"
 
-static void setup(void)
-{
-	ck_assert_int_ge(sodium_init(), 0);
-}
+#include "b64.h"
 
 /* The spec appendix "Unpadded Base64" examples. */
 static const char *const spec_plain[] = { "", "f", "fo", "foo", "foob", "fooba", "foobar" };
@@ -166,30 +161,10 @@ START_TEST(test_decode_does_not_fit)
 }
 END_TEST
 
-static Suite *b64_suite(void)
-{
-	Suite *s = suite_create("b64");
-	TCase *tc = tcase_create("core");
-
-	tcase_add_checked_fixture(tc, setup, NULL);
-	tcase_add_test(tc, test_encode_spec_examples);
-	tcase_add_test(tc, test_alphabets);
-	tcase_add_test(tc, test_round_trip_both_alphabets);
-	tcase_add_test(tc, test_decode_padded_and_unpadded);
-	tcase_add_test(tc, test_decode_rejects_garbage);
-	tcase_add_test(tc, test_decode_nonzero_trailing_bits);
-	tcase_add_test(tc, test_decode_does_not_fit);
-	suite_add_tcase(s, tc);
-	return s;
-}
-
-int main(void)
-{
-	SRunner *sr = srunner_create(b64_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed != 0 ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+UNIT_MAIN("b64", test_encode_spec_examples,
+	  test_alphabets,
+	  test_round_trip_both_alphabets,
+	  test_decode_padded_and_unpadded,
+	  test_decode_rejects_garbage,
+	  test_decode_nonzero_trailing_bits,
+	  test_decode_does_not_fit)

@@ -1,14 +1,9 @@
-#include <check.h>
-#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cjson.h"
+#include "unit.h"
 
-static void setup(void)
-{
-	ck_assert_int_ge(sodium_init(), 0);
-}
+#include "cjson.h"
 
 /* Canonical form of JSON text, or NULL; err gets the encoder's error. */
 static char *canon(const char *text, struct al_error *err)
@@ -318,44 +313,20 @@ START_TEST(test_parse_object)
 }
 END_TEST
 
-static Suite *cjson_suite(void)
-{
-	Suite *s = suite_create("cjson");
-	TCase *enc = tcase_create("encode");
-	TCase *parse = tcase_create("parse");
-
-	tcase_add_checked_fixture(enc, setup, NULL);
-	tcase_add_test(enc, test_spec_examples);
-	tcase_add_test(enc, test_scalars_and_arrays);
-	tcase_add_test(enc, test_escapes);
-	tcase_add_test(enc, test_key_order);
-	tcase_add_test(enc, test_nul_in_keys_and_strings);
-	tcase_add_test(enc, test_len_out);
-	tcase_add_test(enc, test_integer_range);
-	tcase_add_test(enc, test_reals_refused);
-	tcase_add_test(enc, test_depth_limit);
-	tcase_add_test(enc, test_invalid_utf8_refused);
-	suite_add_tcase(s, enc);
-
-	tcase_add_checked_fixture(parse, setup, NULL);
-	tcase_add_test(parse, test_parse_ok);
-	tcase_add_test(parse, test_parse_too_large);
-	tcase_add_test(parse, test_parse_too_deep);
-	tcase_add_test(parse, test_parse_depth_ignores_strings);
-	tcase_add_test(parse, test_parse_not_json);
-	tcase_add_test(parse, test_parse_duplicate_keys);
-	tcase_add_test(parse, test_parse_object);
-	suite_add_tcase(s, parse);
-	return s;
-}
-
-int main(void)
-{
-	SRunner *sr = srunner_create(cjson_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed != 0 ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+UNIT_MAIN("cjson", test_spec_examples,
+	  test_scalars_and_arrays,
+	  test_escapes,
+	  test_key_order,
+	  test_nul_in_keys_and_strings,
+	  test_len_out,
+	  test_integer_range,
+	  test_reals_refused,
+	  test_depth_limit,
+	  test_invalid_utf8_refused,
+	  test_parse_ok,
+	  test_parse_too_large,
+	  test_parse_too_deep,
+	  test_parse_depth_ignores_strings,
+	  test_parse_not_json,
+	  test_parse_duplicate_keys,
+	  test_parse_object)

@@ -1,7 +1,7 @@
-#include <check.h>
-#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "unit.h"
 
 #include "b64.h"
 #include "cjson.h"
@@ -315,37 +315,17 @@ START_TEST(test_detached)
 }
 END_TEST
 
-static Suite *sign_suite(void)
-{
-	Suite *s = suite_create("sign");
-	TCase *tc = tcase_create("core");
-
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_add_test(tc, test_key_from_seed);
-	tcase_add_test(tc, test_key_id_checked);
-	tcase_add_test(tc, test_generate_and_wipe);
-	tcase_add_test(tc, test_vector_empty);
-	tcase_add_test(tc, test_vector_one_two);
-	tcase_add_test(tc, test_unsigned_ignored_and_kept);
-	tcase_add_test(tc, test_other_signatures_kept);
-	tcase_add_test(tc, test_verify_fails_after_change);
-	tcase_add_test(tc, test_verify_fails_with_wrong_key);
-	tcase_add_test(tc, test_verify_missing_or_malformed);
-	tcase_add_test(tc, test_verify_accepts_padded_urlsafe_signature);
-	tcase_add_test(tc, test_sign_refuses_bad_input);
-	tcase_add_test(tc, test_sign_covers_nul_keys);
-	tcase_add_test(tc, test_detached);
-	suite_add_tcase(s, tc);
-	return s;
-}
-
-int main(void)
-{
-	SRunner *sr = srunner_create(sign_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed != 0 ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+UNIT_MAIN_WITH_FIXTURE("sign", setup, teardown, test_key_from_seed,
+	  test_key_id_checked,
+	  test_generate_and_wipe,
+	  test_vector_empty,
+	  test_vector_one_two,
+	  test_unsigned_ignored_and_kept,
+	  test_other_signatures_kept,
+	  test_verify_fails_after_change,
+	  test_verify_fails_with_wrong_key,
+	  test_verify_missing_or_malformed,
+	  test_verify_accepts_padded_urlsafe_signature,
+	  test_sign_refuses_bad_input,
+	  test_sign_covers_nul_keys,
+	  test_detached)

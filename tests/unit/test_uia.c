@@ -1,5 +1,6 @@
 #include <string.h>
 
+#include "accounts.h"
 #include "uia.h"
 #include "unit.h"
 
@@ -17,7 +18,7 @@ START_TEST(remembers_params_and_password)
 	ck_assert_str_eq(v.password, "pw");
 	ck_assert_str_eq(v.completed_user_id, "");
 	json_decref(v.params);
-	uia_secret_free(v.password);
+	accounts_secret_free(v.password);
 	uia_session_complete(s, id, "@alice:a.test");
 	ck_assert_int_eq(uia_session_get(s, id, 20, &v), 0);
 	ck_assert_str_eq(v.completed_user_id, "@alice:a.test");
