@@ -13,6 +13,7 @@ struct db;
 struct workpool;
 struct ratelimit_table;
 struct tokencache;
+struct sync_state;
 struct federation;
 
 struct app {
@@ -30,6 +31,8 @@ struct app {
 	struct ratelimit_table *ratelimit;
 	/* Access-token cache of auth.c */
 	struct tokencache *tokens;
+	/* Parked long-poll syncs per worker (handlers_sync.c) */
+	struct sync_state *sync;
 	struct uia_sessions *uia;     /* /register user-interactive auth sessions */
 	/* Federation layer (federation/federation.h) */
 	struct federation *federation;

@@ -19,6 +19,8 @@
 #include "handlers_account_manage.h"
 #include "handlers_admin.h"
 #include "handlers_discovery.h"
+#include "handlers_room.h"
+#include "handlers_sync.h"
 #include "http.h"
 #include "keys.h"
 #include "log.h"
@@ -129,6 +131,7 @@ static int start_modules(struct app *app)
 	rc |= admin_register_routes(app);
 	rc |= account_manage_register_routes(app);
 	rc |= federation_start(app);
+	rc |= rooms_start(app);
 	return rc ? -1 : 0;
 }
 
@@ -139,6 +142,7 @@ static void stop_modules(struct app *app)
 	app->workpool = NULL;
 	ratelimit_stop(app);
 	auth_stop(app);
+	sync_stop(app);
 	uia_sessions_free(app->uia);
 	federation_free(app);
 }
@@ -194,6 +198,7 @@ out:
 	workpool_free(app->workpool);
 	app->workpool = NULL;
 	federation_stop(app); /* same reason: its callbacks run on the workers */
+	sync_drain(app);
 	http_server_stop(srv);
 	stop_modules(app);
 	if (sigint)

@@ -1,0 +1,120 @@
+"""Driver of bench/rooms.sh: prints figures, never passes or fails."""
+import concurrent.futures
+import statistics
+import sys
+import threading
+import time
+import uuid
+
+import requests
+
+BASE = sys.argv[1]
+NROOMS = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
+C = BASE + "/_matrix/client/v3"
+local = threading.local()
+
+
+def sess():
+    if not hasattr(local, "s"):
+        local.s = requests.Session()
+    return local.s
+
+
+def register():
+    name = "b" + uuid.uuid4().hex[:12]
+    r = sess().post(C + "/register", json={"auth": {"type": "m.login.dummy"}, "username": name, "password": "pw"})
+    r.raise_for_status()
+    b = r.json()
+    return b["user_id"], {"Authorization": "Bearer " + b["access_token"]}
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(len(xs) * p))]
+
+
+def rate(fn, n, threads):
+    t0 = time.time()
+    with concurrent.futures.ThreadPoolExecutor(threads) as ex:
+        list(ex.map(lambda i: fn(i), range(n)))
+    return n / (time.time() - t0)
+
+
+def main():
+    base_rps = rate(lambda i: sess().get(BASE + "/_matrix/client/versions").raise_for_status(), 4000, 32)
+    print("baseline GET /versions:             %8.0f req/s (32 clients)" % base_rps)
+
+    owner, oh = register()
+    room = sess().post(C + "/createRoom", headers=oh, json={"preset": "public_chat"}).json()["room_id"]
+    members = [register() for _ in range(49)]
+    for uid, h in members:
+        sess().post(C + "/join/" + room, headers=h, json={}).raise_for_status()
+    senders = [oh] + [h for _, h in members]
+
+    def send(i):
+        h = senders[i % len(senders)]
+        sess().put(C + "/rooms/%s/send/m.room.message/%s" % (room, uuid.uuid4().hex), headers=h,
+                   json={"msgtype": "m.text", "body": "m%d" % i}).raise_for_status()
+    msg_rate = rate(send, 5000, 32)
+    print("PUT /send, 1 room, 50 members:      %8.0f msg/s (32 clients; goal >= 3000)" % msg_rate)
+
+    # long-poll wake latency
+    token = sess().get(C + "/sync", headers=oh, params={"timeout": "0"}).json()["next_batch"]
+    lat = []
+    for i in range(50):
+        res = {}
+
+        def poll():
+            s = requests.get(C + "/sync", headers=oh, params={"since": token, "timeout": "10000"}, timeout=30)
+            res["t"] = time.time()
+            res["b"] = s.json()
+        th = threading.Thread(target=poll)
+        th.start()
+        time.sleep(0.05)
+        t_send = time.time()
+        send(i)
+        t_done = time.time()
+        th.join()
+        token = res["b"]["next_batch"]
+        lat.append((res["t"] - t_done) * 1000)
+        del t_send
+    print("long-poll wake after send returned: p50 %.2f ms  p99 %.2f ms (goal p99 <= 5 ms)" %
+          (statistics.median(lat), pct(lat, 0.99)))
+
+    # a user in many rooms: incremental sync
+    uid, uh = register()
+    def mk(i):
+        sess().post(C + "/createRoom", headers=uh, json={"preset": "private_chat"}).raise_for_status()
+    t0 = time.time()
+    with concurrent.futures.ThreadPoolExecutor(16) as ex:
+        list(ex.map(mk, range(NROOMS)))
+    print("created %d rooms in %.1f s" % (NROOMS, time.time() - t0))
+    tok = sess().get(C + "/sync", headers=uh, params={"timeout": "0"}, timeout=120).json()["next_batch"]
+    one = sess().get(C + "/joined_rooms", headers=uh).json()["joined_rooms"][0]
+    inc = []
+    for i in range(200):
+        if i % 2 == 0:
+            sess().put(C + "/rooms/%s/send/m.room.message/%s" % (one, uuid.uuid4().hex), headers=uh,
+                       json={"msgtype": "m.text", "body": "x"}).raise_for_status()
+        t = time.time()
+        b = sess().get(C + "/sync", headers=uh, params={"since": tok, "timeout": "0"}).json()
+        inc.append((time.time() - t) * 1000)
+        tok = b["next_batch"]
+    print("incremental sync, %d rooms:       p50 %.2f ms  p99 %.2f ms (goal p99 <= 10 ms)" %
+          (NROOMS, statistics.median(inc), pct(inc, 0.99)))
+
+    # initial sync of 100 rooms
+    uid2, h2 = register()
+    with concurrent.futures.ThreadPoolExecutor(16) as ex:
+        list(ex.map(lambda i: sess().post(C + "/createRoom", headers=h2, json={"name": "r%d" % i}).raise_for_status(),
+                    range(100)))
+    ini = []
+    for _ in range(20):
+        t = time.time()
+        sess().get(C + "/sync", headers=h2, params={"timeout": "0"}).raise_for_status()
+        ini.append((time.time() - t) * 1000)
+    print("initial sync, 100 rooms:            p50 %.1f ms  p99 %.1f ms (goal <= 100 ms)" %
+          (statistics.median(ini), pct(ini, 0.99)))
+
+
+main()

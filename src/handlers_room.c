@@ -1,0 +1,515 @@
+#include "handlers_room.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth.h"
+#include "handlers_sync.h"
+#include "http.h"
+#include "keys.h"
+#include "ratelimit.h"
+#include "room.h"
+
+#define CLIENT "/_matrix/client/r0|v3"
+
+static struct room_ctx ctx_of(struct http_req *req)
+{
+	struct room_ctx c = {.db = &req->worker->db, .keys = req->app->keys};
+	return c;
+}
+
+static bool valid_room_id(struct http_req *req, const char *id)
+{
+	if (!id || id[0] != '!' || !strchr(id, ':') || strlen(id) > ROOM_ID_MAX) {
+		http_reply_error(req, 400, "M_INVALID_PARAM", "malformed room ID");
+		return false;
+	}
+	return true;
+}
+
+static bool valid_type(struct http_req *req, const char *t, bool allow_empty)
+{
+	if (!t || (!allow_empty && !*t) || strlen(t) > EVENT_TYPE_MAX) {
+		http_reply_error(req, 400, "M_INVALID_PARAM", "event type or state key must be 1-255 bytes");
+		return false;
+	}
+	return true;
+}
+
+static void reply_event_id(struct http_req *req, const char *event_id)
+{
+	http_reply_json(req, 200, json_pack("{s:s}", "event_id", event_id));
+}
+
+/* ---- createRoom ---- */
+
+static void post_create_room(struct http_req *req)
+{
+	if (auth_require(req) < 0 || ratelimit_check(req, "create_room") < 0)
+		return;
+	struct al_error err = {0};
+	json_t *body = http_req_json_body(req, &err);
+	if (!body) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	char room_id[ROOM_ID_MAX + 1];
+	int64_t stream;
+	struct room_ctx c = ctx_of(req);
+	if (room_create(&c, req->user_id, body, room_id, &stream, &err) < 0) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	sync_notify(req->app);
+	http_reply_json(req, 200, json_pack("{s:s}", "room_id", room_id));
+}
+
+/* ---- aliases ---- */
+
+static bool valid_alias(struct http_req *req, const char *a)
+{
+	if (!a || a[0] != '#' || !strchr(a, ':') || strlen(a) > 255) {
+		http_reply_error(req, 400, "M_INVALID_PARAM", "malformed room alias");
+		return false;
+	}
+	return true;
+}
+
+static void put_alias(struct http_req *req)
+{
+	if (auth_require(req) < 0)
+		return;
+	const char *alias = req->params[0];
+	if (!valid_alias(req, alias))
+		return;
+	const char *server = keys_server_name(req->app->keys);
+	const char *colon = strchr(alias, ':');
+	if (strcmp(colon + 1, server) != 0) {
+		http_reply_error(req, 400, "M_INVALID_PARAM", "alias must be on this server");
+		return;
+	}
+	struct al_error err = {0};
+	json_t *body = http_req_json_body(req, &err);
+	if (!body) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	const char *room_id = json_string_value(json_object_get(body, "room_id"));
+	if (!room_id) {
+		http_reply_error(req, 400, "M_INVALID_PARAM", "room_id is required");
+		return;
+	}
+	if (!valid_room_id(req, room_id))
+		return;
+	if (room_alias_put(&req->worker->db, alias, room_id, req->user_id, &err) < 0) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	http_reply_json(req, 200, json_object());
+}
+
+static void get_alias(struct http_req *req)
+{
+	if (auth_require(req) < 0)
+		return;
+	const char *alias = req->params[0];
+	if (!valid_alias(req, alias))
+		return;
+	char room_id[ROOM_ID_MAX + 1];
+	struct al_error err = {0};
+	if (room_alias_resolve(&req->worker->db, alias, room_id, &err) < 0) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	http_reply_json(req, 200,
+			json_pack("{s:s, s:[s]}", "room_id", room_id, "servers", keys_server_name(req->app->keys)));
+}
+
+static void delete_alias(struct http_req *req)
+{
+	if (auth_require(req) < 0)
+		return;
+	const char *alias = req->params[0];
+	if (!valid_alias(req, alias))
+		return;
+	struct al_error err = {0};
+	if (room_alias_delete(&req->worker->db, alias, req->user_id, &err) < 0) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	http_reply_json(req, 200, json_object());
+}
+
+static void get_room_aliases(struct http_req *req)
+{
+	if (auth_require(req) < 0 || !valid_room_id(req, req->params[0]))
+		return;
+	struct al_error err = {0};
+	json_t *st = room_state(&req->worker->db, req->params[0], req->user_id, &err);
+	if (!st) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	json_decref(st);
+	json_t *a = room_alias_list(&req->worker->db, req->params[0], &err);
+	if (!a) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	http_reply_json(req, 200, a);
+}
+
+/* ---- membership ---- */
+
+static void do_membership(struct http_req *req, const char *room, const char *target, const char *membership,
+			  const char *reason, json_t *extra, bool reply_room_id)
+{
+	struct al_error err = {0};
+	char room_id[ROOM_ID_MAX + 1];
+	int64_t stream;
+	struct room_ctx c = ctx_of(req);
+	if (room_membership(&c, room, req->user_id, target, membership, reason, extra, room_id, &stream, &err) < 0) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	sync_notify(req->app);
+	if (reply_room_id)
+		http_reply_json(req, 200, json_pack("{s:s}", "room_id", room_id));
+	else
+		http_reply_json(req, 200, json_object());
+}
+
+static const char *body_reason(json_t *body)
+{
+	return json_string_value(json_object_get(body, "reason"));
+}
+
+static void post_join(struct http_req *req)
+{
+	if (auth_require(req) < 0 || ratelimit_check(req, "join") < 0)
+		return;
+	struct al_error err = {0};
+	json_t *body = http_req_json_body(req, &err);
+	do_membership(req, req->params[0], NULL, "join", body ? body_reason(body) : NULL, body, true);
+}
+
+static void post_membership_target(struct http_req *req, const char *membership)
+{
+	if (auth_require(req) < 0 || !valid_room_id(req, req->params[0]))
+		return;
+	struct al_error err = {0};
+	json_t *body = http_req_json_body(req, &err);
+	if (!body) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	const char *target = json_string_value(json_object_get(body, "user_id"));
+	if (!target) {
+		http_reply_error(req, 400, "M_MISSING_PARAM", "user_id is required");
+		return;
+	}
+	do_membership(req, req->params[0], target, membership, body_reason(body), NULL, false);
+}
+
+static void post_invite(struct http_req *req)
+{
+	post_membership_target(req, "invite");
+}
+
+static void post_kick(struct http_req *req)
+{
+	post_membership_target(req, "leave");
+}
+
+static void post_ban(struct http_req *req)
+{
+	post_membership_target(req, "ban");
+}
+
+static void post_unban(struct http_req *req)
+{
+	post_membership_target(req, "leave");
+}
+
+static void post_leave(struct http_req *req)
+{
+	if (auth_require(req) < 0 || !valid_room_id(req, req->params[0]))
+		return;
+	struct al_error err = {0};
+	json_t *body = http_req_json_body(req, &err);
+	do_membership(req, req->params[0], NULL, "leave", body ? body_reason(body) : NULL, NULL, false);
+}
+
+static void post_forget(struct http_req *req)
+{
+	if (auth_require(req) < 0 || !valid_room_id(req, req->params[0]))
+		return;
+	struct al_error err = {0};
+	if (room_forget(&req->worker->db, req->params[0], req->user_id, &err) < 0) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	http_reply_json(req, 200, json_object());
+}
+
+/* ---- sending ---- */
+
+static void send_event(struct http_req *req, const char *type, const char *state_key, const char *txn_id,
+		       const char *redacts)
+{
+	if (!valid_room_id(req, req->params[0]) || !valid_type(req, type, false) ||
+	    (state_key && !valid_type(req, state_key, true)))
+		return;
+	if (txn_id && strlen(txn_id) > 255) {
+		http_reply_error(req, 400, "M_INVALID_PARAM", "txnId too long");
+		return;
+	}
+	struct al_error err = {0};
+	json_t *body = http_req_json_body(req, &err);
+	if (!body) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	json_t *content = body;
+	json_t *copy = NULL;
+	if (redacts) {
+		copy = json_object();
+		const char *reason = body_reason(body);
+		if (reason)
+			json_object_set_new(copy, "reason", json_string(reason));
+		content = copy;
+	}
+	struct room_event_spec spec = {.type = type, .state_key = state_key, .content = content,
+				       .redacts = redacts, .device_id = req->device_id, .txn_id = txn_id};
+	char event_id[EVENT_ID_MAX];
+	int64_t stream;
+	struct room_ctx c = ctx_of(req);
+	int rc = room_send(&c, req->params[0], req->user_id, &spec, event_id, &stream, &err);
+	json_decref(copy);
+	if (rc < 0) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	if (stream)
+		sync_notify(req->app);
+	reply_event_id(req, event_id);
+}
+
+static void put_send(struct http_req *req)
+{
+	if (auth_require(req) < 0 || ratelimit_check(req, "send") < 0)
+		return;
+	send_event(req, req->params[1], NULL, req->params[2], NULL);
+}
+
+static void post_send(struct http_req *req)
+{
+	if (auth_require(req) < 0 || ratelimit_check(req, "send") < 0)
+		return;
+	send_event(req, req->params[1], NULL, NULL, NULL);
+}
+
+static void put_state(struct http_req *req)
+{
+	if (auth_require(req) < 0)
+		return;
+	send_event(req, req->params[1], req->nparams > 2 ? req->params[2] : "", NULL, NULL);
+}
+
+static void put_redact(struct http_req *req)
+{
+	if (auth_require(req) < 0)
+		return;
+	const char *target = req->params[1];
+	if (!target || target[0] != '$' || strlen(target) > 255) {
+		http_reply_error(req, 400, "M_INVALID_PARAM", "malformed event ID");
+		return;
+	}
+	send_event(req, "m.room.redaction", NULL, req->nparams > 2 ? req->params[2] : NULL, target);
+}
+
+/* ---- reads ---- */
+
+static void get_state(struct http_req *req)
+{
+	if (auth_require(req) < 0 || !valid_room_id(req, req->params[0]))
+		return;
+	struct al_error err = {0};
+	json_t *a = room_state(&req->worker->db, req->params[0], req->user_id, &err);
+	if (!a) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	http_reply_json(req, 200, a);
+}
+
+static void get_state_event(struct http_req *req)
+{
+	if (auth_require(req) < 0 || !valid_room_id(req, req->params[0]) || !valid_type(req, req->params[1], false))
+		return;
+	const char *sk = req->nparams > 2 ? req->params[2] : "";
+	struct al_error err = {0};
+	const char *fmt = http_req_query(req, "format");
+	json_t *c = room_state_event(&req->worker->db, req->params[0], req->user_id, req->params[1], sk,
+				     fmt && strcmp(fmt, "event") == 0, &err);
+	if (!c) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	http_reply_json(req, 200, c);
+}
+
+static void get_members(struct http_req *req)
+{
+	if (auth_require(req) < 0 || !valid_room_id(req, req->params[0]))
+		return;
+	struct al_error err = {0};
+	json_t *m = room_members(&req->worker->db, req->params[0], req->user_id, http_req_query(req, "membership"),
+				 http_req_query(req, "not_membership"), &err);
+	if (!m) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	http_reply_json(req, 200, m);
+}
+
+static void get_joined_members(struct http_req *req)
+{
+	if (auth_require(req) < 0 || !valid_room_id(req, req->params[0]))
+		return;
+	struct al_error err = {0};
+	json_t *m = room_joined_members(&req->worker->db, req->params[0], req->user_id, &err);
+	if (!m) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	http_reply_json(req, 200, m);
+}
+
+static void get_joined_rooms(struct http_req *req)
+{
+	if (auth_require(req) < 0)
+		return;
+	struct al_error err = {0};
+	json_t *m = room_joined_rooms(&req->worker->db, req->user_id, &err);
+	if (!m) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	http_reply_json(req, 200, m);
+}
+
+static void get_event(struct http_req *req)
+{
+	if (auth_require(req) < 0 || !valid_room_id(req, req->params[0]))
+		return;
+	struct al_error err = {0};
+	json_t *e = room_get_event(&req->worker->db, req->params[0], req->user_id, req->params[1], &err);
+	if (!e) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	http_reply_json(req, 200, e);
+}
+
+static int query_limit(struct http_req *req, int dflt, int max)
+{
+	const char *l = http_req_query(req, "limit");
+	if (!l)
+		return dflt;
+	char *end;
+	long v = strtol(l, &end, 10);
+	if (*end || v < 0)
+		return -1;
+	return v > max ? max : (int)v;
+}
+
+static void get_messages(struct http_req *req)
+{
+	if (auth_require(req) < 0 || !valid_room_id(req, req->params[0]))
+		return;
+	const char *dir = http_req_query(req, "dir");
+	if (dir && strcmp(dir, "b") != 0 && strcmp(dir, "f") != 0) {
+		http_reply_error(req, 400, "M_INVALID_PARAM", "dir must be b or f");
+		return;
+	}
+	int limit = query_limit(req, 10, 1000);
+	if (limit < 0) {
+		http_reply_error(req, 400, "M_INVALID_PARAM", "bad limit");
+		return;
+	}
+	struct al_error err = {0};
+	json_t *filter = NULL;
+	const char *fp = http_req_query(req, "filter");
+	if (fp) {
+		filter = json_loads(fp, 0, NULL);
+		if (!json_is_object(filter)) {
+			json_decref(filter);
+			http_reply_error(req, 400, "M_INVALID_PARAM", "filter must be a JSON object");
+			return;
+		}
+	}
+	json_t *m = room_messages(&req->worker->db, req->params[0], req->user_id, req->device_id,
+				  http_req_query(req, "from"), http_req_query(req, "to"), dir ? dir[0] : 'b', limit,
+				  filter, &err);
+	json_decref(filter);
+	if (!m) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	http_reply_json(req, 200, m);
+}
+
+static void get_context(struct http_req *req)
+{
+	if (auth_require(req) < 0 || !valid_room_id(req, req->params[0]))
+		return;
+	int limit = query_limit(req, 10, 100);
+	if (limit < 0) {
+		http_reply_error(req, 400, "M_INVALID_PARAM", "bad limit");
+		return;
+	}
+	struct al_error err = {0};
+	json_t *m = room_context(&req->worker->db, req->params[0], req->user_id, req->params[1], limit, &err);
+	if (!m) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	http_reply_json(req, 200, m);
+}
+
+int rooms_start(struct app *app)
+{
+	int rc = 0;
+	rc |= http_route(app, ROUTER_POST, CLIENT "/createRoom", post_create_room);
+	rc |= http_route(app, ROUTER_PUT, CLIENT "/directory/room/{alias}", put_alias);
+	rc |= http_route(app, ROUTER_GET, CLIENT "/directory/room/{alias}", get_alias);
+	rc |= http_route(app, ROUTER_DELETE, CLIENT "/directory/room/{alias}", delete_alias);
+	rc |= http_route(app, ROUTER_GET, CLIENT "/rooms/{roomId}/aliases", get_room_aliases);
+	rc |= http_route(app, ROUTER_POST, CLIENT "/join/{roomIdOrAlias}", post_join);
+	rc |= http_route(app, ROUTER_POST, CLIENT "/rooms/{roomId}/join", post_join);
+	rc |= http_route(app, ROUTER_POST, CLIENT "/rooms/{roomId}/invite", post_invite);
+	rc |= http_route(app, ROUTER_POST, CLIENT "/rooms/{roomId}/leave", post_leave);
+	rc |= http_route(app, ROUTER_POST, CLIENT "/rooms/{roomId}/kick", post_kick);
+	rc |= http_route(app, ROUTER_POST, CLIENT "/rooms/{roomId}/ban", post_ban);
+	rc |= http_route(app, ROUTER_POST, CLIENT "/rooms/{roomId}/unban", post_unban);
+	rc |= http_route(app, ROUTER_POST, CLIENT "/rooms/{roomId}/forget", post_forget);
+	rc |= http_route(app, ROUTER_PUT, CLIENT "/rooms/{roomId}/send/{type}/{txnId}", put_send);
+	rc |= http_route(app, ROUTER_POST, CLIENT "/rooms/{roomId}/send/{type}", post_send);
+	rc |= http_route(app, ROUTER_PUT, CLIENT "/rooms/{roomId}/state/{type}", put_state);
+	rc |= http_route(app, ROUTER_PUT, CLIENT "/rooms/{roomId}/state/{type}/{stateKey}", put_state);
+	rc |= http_route(app, ROUTER_GET, CLIENT "/rooms/{roomId}/state/{type}", get_state_event);
+	rc |= http_route(app, ROUTER_GET, CLIENT "/rooms/{roomId}/state/{type}/{stateKey}", get_state_event);
+	rc |= http_route(app, ROUTER_GET, CLIENT "/rooms/{roomId}/state", get_state);
+	rc |= http_route(app, ROUTER_PUT, CLIENT "/rooms/{roomId}/redact/{eventId}/{txnId}", put_redact);
+	rc |= http_route(app, ROUTER_POST, CLIENT "/rooms/{roomId}/redact/{eventId}", put_redact);
+	rc |= http_route(app, ROUTER_GET, CLIENT "/rooms/{roomId}/members", get_members);
+	rc |= http_route(app, ROUTER_GET, CLIENT "/rooms/{roomId}/joined_members", get_joined_members);
+	rc |= http_route(app, ROUTER_GET, CLIENT "/joined_rooms", get_joined_rooms);
+	rc |= http_route(app, ROUTER_GET, CLIENT "/rooms/{roomId}/event/{eventId}", get_event);
+	rc |= http_route(app, ROUTER_GET, CLIENT "/rooms/{roomId}/messages", get_messages);
+	rc |= http_route(app, ROUTER_GET, CLIENT "/rooms/{roomId}/context/{eventId}", get_context);
+	rc |= sync_start(app);
+	return rc ? -1 : 0;
+}

@@ -1,0 +1,388 @@
+#include "handlers_sync.h"
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <time.h>
+
+#include "auth.h"
+#include "http.h"
+#include "log.h"
+#include "room.h"
+#include "sync.h"
+
+#define CLIENT "/_matrix/client/r0|v3"
+
+struct sync_park;
+
+struct sync_worker {
+	struct sync_state *st;
+	struct event *wake;
+	TAILQ_HEAD(, sync_park) parked;
+	int nparked;
+};
+
+struct sync_state {
+	pthread_mutex_t mu;
+	pthread_cond_t drained;
+	int nworkers;
+	int total_parked;
+	bool draining;
+	struct sync_worker *workers;
+};
+
+struct sync_park {
+	TAILQ_ENTRY(sync_park) link;
+	struct http_req *req;
+	struct sync_worker *sw;
+	struct sync_state *st;
+	struct event *timer;
+	struct evhttp_connection *conn;
+	int64_t since;
+	bool full_state;
+	struct sync_filter filter;
+};
+
+/* ---- building and replying ---- */
+
+/* 1 replied (or error replied), 0 nothing to report. */
+static int try_reply(struct http_req *req, int64_t since, bool full_state, const struct sync_filter *f, bool force)
+{
+	struct al_error err = {0};
+	bool empty = true;
+	json_t *out = sync_build(&req->worker->db, req->user_id, req->device_id, since, full_state, f, &empty, &err);
+	if (!out) {
+		http_reply_al_error(req, &err);
+		return 1;
+	}
+	if (empty && !force) {
+		json_decref(out);
+		return 0;
+	}
+	http_reply_json(req, 200, out);
+	return 1;
+}
+
+static void park_remove(struct sync_park *p)
+{
+	struct sync_state *st = p->st;
+	TAILQ_REMOVE(&p->sw->parked, p, link);
+	p->sw->nparked--;
+	if (p->timer)
+		event_free(p->timer);
+	if (p->conn)
+		evhttp_connection_set_closecb(p->conn, NULL, NULL);
+	sync_filter_clear(&p->filter);
+	pthread_mutex_lock(&st->mu);
+	st->total_parked--;
+	if (st->total_parked == 0)
+		pthread_cond_broadcast(&st->drained);
+	pthread_mutex_unlock(&st->mu);
+	free(p);
+}
+
+static void on_close(struct evhttp_connection *conn, void *arg);
+
+static void park_answer(struct sync_park *p, bool force)
+{
+	/* No close callback may point at p once the reply is on its way. */
+	if (p->conn)
+		evhttp_connection_set_closecb(p->conn, NULL, NULL);
+	if (!try_reply(p->req, p->since, p->full_state, &p->filter, force)) {
+		if (p->conn)
+			evhttp_connection_set_closecb(p->conn, on_close, p);
+		return;
+	}
+	p->conn = NULL;
+	p->req = NULL;
+	park_remove(p);
+}
+
+static void on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	park_answer(arg, true);
+}
+
+static void on_close(struct evhttp_connection *conn, void *arg)
+{
+	struct sync_park *p = arg;
+	p->conn = NULL;
+	if (evhttp_request_get_connection(p->req->ev) == NULL) {
+		/* libevent detached the request: replying frees it. */
+		http_reply_error(p->req, 499, "M_UNKNOWN", "client went away");
+	} else {
+		log_warn("sync", "parked request dropped with its connection");
+	}
+	p->req = NULL;
+	park_remove(p);
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+	struct sync_worker *sw = arg;
+	struct sync_park *p, *next;
+	bool draining;
+	struct sync_state *st = sw->st;
+	pthread_mutex_lock(&st->mu);
+	draining = st->draining;
+	pthread_mutex_unlock(&st->mu);
+	for (p = TAILQ_FIRST(&sw->parked); p; p = next) {
+		next = TAILQ_NEXT(p, link);
+		park_answer(p, draining);
+	}
+}
+
+static int park(struct http_req *req, struct sync_state *st, int64_t since, bool full_state,
+		struct sync_filter *f, int timeout_ms)
+{
+	struct sync_worker *sw = &st->workers[req->worker->index];
+	pthread_mutex_lock(&st->mu);
+	if (st->draining) {
+		pthread_mutex_unlock(&st->mu);
+		return -1;
+	}
+	if (!sw->wake)
+		sw->wake = event_new(req->worker->base, -1, 0, on_wake, sw);
+	pthread_mutex_unlock(&st->mu);
+	if (!sw->wake)
+		return -1;
+	struct sync_park *p = calloc(1, sizeof(*p));
+	if (!p)
+		return -1;
+	p->req = req;
+	p->sw = sw;
+	p->st = st;
+	p->since = since;
+	p->full_state = full_state;
+	p->filter = *f;
+	memset(f, 0, sizeof(*f));
+	p->timer = evtimer_new(req->worker->base, on_timeout, p);
+	struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+	if (!p->timer || evtimer_add(p->timer, &tv) < 0) {
+		if (p->timer)
+			event_free(p->timer);
+		*f = p->filter;
+		free(p);
+		return -1;
+	}
+	p->conn = evhttp_request_get_connection(req->ev);
+	if (p->conn)
+		evhttp_connection_set_closecb(p->conn, on_close, p);
+	TAILQ_INSERT_TAIL(&sw->parked, p, link);
+	sw->nparked++;
+	pthread_mutex_lock(&st->mu);
+	st->total_parked++;
+	pthread_mutex_unlock(&st->mu);
+	/* An event may have committed between the check and now. */
+	event_active(sw->wake, EV_READ, 1);
+	return 0;
+}
+
+static void get_sync(struct http_req *req)
+{
+	if (auth_require(req) < 0)
+		return;
+	struct sync_state *st = req->app->sync;
+	const char *since_s = http_req_query(req, "since");
+	const char *timeout_s = http_req_query(req, "timeout");
+	const char *fs = http_req_query(req, "full_state");
+	bool full_state = fs && strcmp(fs, "true") == 0;
+	int64_t since = 0;
+	if (since_s) {
+		since = room_token_parse(since_s);
+		if (since < 0) {
+			http_reply_error(req, 400, "M_INVALID_PARAM", "malformed since token");
+			return;
+		}
+	}
+	long timeout = 0;
+	if (timeout_s) {
+		char *end;
+		timeout = strtol(timeout_s, &end, 10);
+		if (*end || timeout < 0) {
+			http_reply_error(req, 400, "M_INVALID_PARAM", "timeout must be a non-negative integer");
+			return;
+		}
+		if (timeout > SYNC_MAX_TIMEOUT_MS)
+			timeout = SYNC_MAX_TIMEOUT_MS;
+	}
+	struct al_error err = {0};
+	struct sync_filter f = {0};
+	if (sync_filter_load(&req->worker->db, req->user_id, http_req_query(req, "filter"), &f, &err) < 0) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	bool can_park = since > 0 && timeout > 0 && !full_state;
+	if (!try_reply(req, since, full_state, &f, !can_park) &&
+	    park(req, st, since, full_state, &f, (int)timeout) < 0)
+		try_reply(req, since, full_state, &f, true); /* could not park: answer now */
+	sync_filter_clear(&f);
+}
+
+void sync_notify(struct app *app)
+{
+	struct sync_state *st = app->sync;
+	if (!st)
+		return;
+	pthread_mutex_lock(&st->mu);
+	if (st->total_parked > 0)
+		for (int i = 0; i < st->nworkers; i++)
+			if (st->workers[i].wake)
+				event_active(st->workers[i].wake, EV_READ, 1);
+	pthread_mutex_unlock(&st->mu);
+}
+
+void sync_drain(struct app *app)
+{
+	struct sync_state *st = app->sync;
+	if (!st)
+		return;
+	pthread_mutex_lock(&st->mu);
+	st->draining = true;
+	for (int i = 0; i < st->nworkers; i++)
+		if (st->workers[i].wake)
+			event_active(st->workers[i].wake, EV_READ, 1);
+	struct timespec deadline;
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += 2;
+	while (st->total_parked > 0)
+		if (pthread_cond_timedwait(&st->drained, &st->mu, &deadline) != 0)
+			break;
+	if (st->total_parked > 0)
+		log_warn("sync", "%d parked syncs not answered at shutdown", st->total_parked);
+	struct event *wakes[st->nworkers > 0 ? st->nworkers : 1];
+	for (int i = 0; i < st->nworkers; i++) {
+		wakes[i] = st->workers[i].wake;
+		st->workers[i].wake = NULL;
+	}
+	pthread_mutex_unlock(&st->mu);
+	for (int i = 0; i < st->nworkers; i++)
+		if (wakes[i])
+			event_free(wakes[i]); /* waits for a running callback */
+}
+
+/* ---- filters ---- */
+
+static bool own_user(struct http_req *req)
+{
+	if (strcmp(req->params[0], req->user_id) != 0) {
+		http_reply_error(req, 403, "M_FORBIDDEN", "Cannot access another user's data");
+		return false;
+	}
+	return true;
+}
+
+static void post_filter(struct http_req *req)
+{
+	if (auth_require(req) < 0 || !own_user(req))
+		return;
+	struct al_error err = {0};
+	json_t *body = http_req_json_body(req, &err);
+	if (!body) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	int64_t id = sync_filter_store(&req->worker->db, req->user_id, body, &err);
+	if (id < 0) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	char buf[24];
+	snprintf(buf, sizeof(buf), "%lld", (long long)id);
+	http_reply_json(req, 200, json_pack("{s:s}", "filter_id", buf));
+}
+
+static void get_filter(struct http_req *req)
+{
+	if (auth_require(req) < 0 || !own_user(req))
+		return;
+	struct al_error err = {0};
+	json_t *doc = sync_filter_get(&req->worker->db, req->user_id, req->params[1], &err);
+	if (!doc) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	http_reply_json(req, 200, doc);
+}
+
+/* ---- account data ---- */
+
+static void put_account_data(struct http_req *req)
+{
+	if (auth_require(req) < 0 || !own_user(req))
+		return;
+	const char *room = req->nparams > 2 ? req->params[1] : "";
+	const char *type = req->params[req->nparams - 1];
+	struct al_error err = {0};
+	json_t *body = http_req_json_body(req, &err);
+	if (!body) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	if (sync_account_data_put(&req->worker->db, req->user_id, room, type, body, &err) < 0) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	sync_notify(req->app);
+	http_reply_json(req, 200, json_object());
+}
+
+static void get_account_data(struct http_req *req)
+{
+	if (auth_require(req) < 0 || !own_user(req))
+		return;
+	const char *room = req->nparams > 2 ? req->params[1] : "";
+	const char *type = req->params[req->nparams - 1];
+	struct al_error err = {0};
+	json_t *c = sync_account_data_get(&req->worker->db, req->user_id, room, type, &err);
+	if (!c) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	http_reply_json(req, 200, c);
+}
+
+int sync_start(struct app *app)
+{
+	struct sync_state *st = calloc(1, sizeof(*st));
+	if (!st)
+		return -1;
+	st->nworkers = app->cfg.worker_threads;
+	st->workers = calloc((size_t)st->nworkers + 1, sizeof(*st->workers));
+	if (!st->workers) {
+		free(st);
+		return -1;
+	}
+	for (int i = 0; i < st->nworkers; i++) {
+		TAILQ_INIT(&st->workers[i].parked);
+		st->workers[i].st = st;
+	}
+	pthread_mutex_init(&st->mu, NULL);
+	pthread_cond_init(&st->drained, NULL);
+	app->sync = st;
+	int rc = 0;
+	rc |= http_route(app, ROUTER_GET, CLIENT "/sync", get_sync);
+	rc |= http_route(app, ROUTER_POST, CLIENT "/user/{userId}/filter", post_filter);
+	rc |= http_route(app, ROUTER_GET, CLIENT "/user/{userId}/filter/{filterId}", get_filter);
+	rc |= http_route(app, ROUTER_PUT, CLIENT "/user/{userId}/account_data/{type}", put_account_data);
+	rc |= http_route(app, ROUTER_GET, CLIENT "/user/{userId}/account_data/{type}", get_account_data);
+	rc |= http_route(app, ROUTER_PUT, CLIENT "/user/{userId}/rooms/{roomId}/account_data/{type}", put_account_data);
+	rc |= http_route(app, ROUTER_GET, CLIENT "/user/{userId}/rooms/{roomId}/account_data/{type}", get_account_data);
+	return rc ? -1 : 0;
+}
+
+void sync_stop(struct app *app)
+{
+	struct sync_state *st = app->sync;
+	if (!st)
+		return;
+	/* Workers are gone; any wake event left belongs to a freed base. */
+	pthread_mutex_destroy(&st->mu);
+	pthread_cond_destroy(&st->drained);
+	free(st->workers);
+	free(st);
+	app->sync = NULL;
+}

@@ -1,0 +1,1304 @@
+#include "room.h"
+
+#include <inttypes.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cjson.h"
+#include "keys.h"
+#include "log.h"
+#include "room_auth.h"
+
+#define STREAM_LOCK "6006"
+
+int64_t room_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t room_token_parse(const char *tok)
+{
+	if (!tok)
+		return -1;
+	if (*tok == 's' || *tok == 't')
+		tok++;
+	if (!*tok || strlen(tok) > 18)
+		return -1;
+	int64_t v = 0;
+	for (const char *p = tok; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return -1;
+		v = v * 10 + (*p - '0');
+	}
+	return v;
+}
+
+void room_token_format(int64_t pos, char *out, size_t len)
+{
+	snprintf(out, len, "s%" PRId64, pos < 0 ? 0 : pos);
+}
+
+char *room_pg_array(const char *const *items, int n)
+{
+	size_t cap = 3;
+	for (int i = 0; i < n; i++)
+		cap += 2 * strlen(items[i]) + 3;
+	char *s = malloc(cap), *p = s;
+	if (!s)
+		return NULL;
+	*p++ = '{';
+	for (int i = 0; i < n; i++) {
+		if (i)
+			*p++ = ',';
+		*p++ = '"';
+		for (const char *q = items[i]; *q; q++) {
+			if (*q == '"' || *q == '\\')
+				*p++ = '\\';
+			*p++ = *q;
+		}
+		*p++ = '"';
+	}
+	*p++ = '}';
+	*p = 0;
+	return s;
+}
+
+static void fmt_i64(char *buf, size_t len, int64_t v)
+{
+	snprintf(buf, len, "%" PRId64, v);
+}
+
+static int64_t col_i64(PGresult *r, int row, int col)
+{
+	return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+static const char *col_str(PGresult *r, int row, int col)
+{
+	return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
+}
+
+static const char *server_part(const char *id)
+{
+	const char *c = id ? strchr(id, ':') : NULL;
+	return c ? c + 1 : NULL;
+}
+
+/* ---- client format ---- */
+
+json_t *room_client_event(const char *json_text, const char *event_id, const char *sender,
+			  const char *txn_device, const char *txn_id, const char *viewer,
+			  const char *viewer_device)
+{
+	json_t *pdu = json_loads(json_text, JSON_DECODE_ANY, NULL);
+	if (!pdu)
+		return NULL;
+	json_t *ev = event_to_client(pdu, event_id);
+	json_decref(pdu);
+	if (!ev)
+		return NULL;
+	if (txn_id && txn_device && viewer && viewer_device && sender && strcmp(sender, viewer) == 0 &&
+	    strcmp(txn_device, viewer_device) == 0) {
+		json_t *u = json_object_get(ev, "unsigned");
+		if (!json_is_object(u)) {
+			u = json_object();
+			json_object_set_new(ev, "unsigned", u);
+		}
+		json_object_set_new(u, "transaction_id", json_string(txn_id));
+	}
+	json_t *u = json_object_get(ev, "unsigned");
+	json_t *ts = json_object_get(ev, "origin_server_ts");
+	if (json_is_integer(ts)) {
+		if (!json_is_object(u)) {
+			u = json_object();
+			json_object_set_new(ev, "unsigned", u);
+		}
+		json_object_set_new(u, "age", json_integer(room_now_ms() - json_integer_value(ts)));
+	}
+	return ev;
+}
+
+/* ---- the writer: events into one locked room ---- */
+
+struct writer {
+	const struct room_ctx *c;
+	char room_id[ROOM_ID_MAX + 1];
+	char version[4];
+	struct event_rules rules;
+	char head[EVENT_ID_MAX];
+	int64_t depth;
+	int64_t group;
+	int chain_len;
+	json_t *state; /* room_auth map; each PDU carries its "event_id" */
+	bool stream_locked;
+	int64_t stream;
+};
+
+static const char *pdu_id(const json_t *pdu)
+{
+	return json_string_value(json_object_get(pdu, "event_id"));
+}
+
+static void writer_clear(struct writer *w)
+{
+	json_decref(w->state);
+	w->state = NULL;
+}
+
+static int state_put(json_t *state, const char *type, const char *sk, json_t *pdu_with_id)
+{
+	char k[ROOM_AUTH_KEY_MAX + 1];
+	if (room_auth_key(type, sk, k, sizeof(k)) < 0)
+		return -1;
+	return json_object_set(state, k, pdu_with_id);
+}
+
+static int load_state_rows(struct writer *w, PGresult *r)
+{
+	for (int i = 0; i < PQntuples(r); i++) {
+		json_t *pdu = json_loads(PQgetvalue(r, i, 3), JSON_DECODE_ANY, NULL);
+		if (!pdu)
+			return -1;
+		json_object_set_new(pdu, "event_id", json_string(PQgetvalue(r, i, 2)));
+		state_put(w->state, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), pdu);
+		json_decref(pdu);
+	}
+	return 0;
+}
+
+/* Lock the room row and load the state the next event needs. The caller
+ * has begun a transaction. */
+static int writer_load(struct writer *w, const struct room_ctx *c, const char *room_id, const char *sender,
+		       const char *target, const char *type, const char *sk, struct al_error *err)
+{
+	memset(w, 0, sizeof(*w));
+	w->c = c;
+	w->state = json_object();
+	if (!w->state || strlen(room_id) > ROOM_ID_MAX)
+		return al_error_set(err, 404, "M_NOT_FOUND", "Unknown room");
+	snprintf(w->room_id, sizeof(w->room_id), "%s", room_id);
+	const char *p1[] = {room_id};
+	PGresult *r = db_exec(c->db, err,
+			      "SELECT r.room_version, r.head_event_id, r.head_depth, r.state_group, "
+			      "coalesce(g.chain_len, 0) FROM rooms r LEFT JOIN state_groups g ON g.id = r.state_group "
+			      "WHERE r.room_id = $1 FOR UPDATE OF r",
+			      1, p1);
+	if (!r)
+		return -1;
+	if (PQntuples(r) != 1) {
+		PQclear(r);
+		return al_error_set(err, 404, "M_NOT_FOUND", "Unknown room");
+	}
+	snprintf(w->version, sizeof(w->version), "%s", PQgetvalue(r, 0, 0));
+	snprintf(w->head, sizeof(w->head), "%s", col_str(r, 0, 1) ? col_str(r, 0, 1) : "");
+	w->depth = col_i64(r, 0, 2);
+	w->group = col_i64(r, 0, 3);
+	w->chain_len = (int)col_i64(r, 0, 4);
+	PQclear(r);
+	if (event_rules_for(w->version, &w->rules) < 0)
+		return al_error_set(err, 400, "M_UNSUPPORTED_ROOM_VERSION", "room version %s", w->version);
+	const char *p[] = {room_id, sender, target ? target : sender, type ? type : "", sk ? sk : ""};
+	r = db_exec(c->db, err,
+		    "SELECT cs.type, cs.state_key, e.event_id, e.json FROM current_state cs "
+		    "JOIN events e ON e.event_id = cs.event_id WHERE cs.room_id = $1 AND ("
+		    "(cs.state_key = '' AND cs.type IN ('m.room.create', 'm.room.power_levels', "
+		    "'m.room.join_rules')) OR (cs.type = 'm.room.member' AND cs.state_key IN ($2, $3)) "
+		    "OR (cs.type = $4 AND cs.state_key = $5))",
+		    5, p);
+	if (!r)
+		return -1;
+	int rc = load_state_rows(w, r);
+	PQclear(r);
+	return rc < 0 ? al_error_set(err, 500, "M_UNKNOWN", "bad stored event") : 0;
+}
+
+static int apply_redaction(struct writer *w, const char *target, json_t *redaction_client,
+			   struct al_error *err)
+{
+	const char *p[] = {target, w->room_id};
+	PGresult *r = db_exec(w->c->db, err,
+			      "SELECT json FROM events WHERE event_id = $1 AND room_id = $2 AND redacted_by IS NULL",
+			      2, p);
+	if (!r)
+		return -1;
+	if (PQntuples(r) == 0) {
+		PQclear(r);
+		return 0;
+	}
+	json_t *pdu = json_loads(PQgetvalue(r, 0, 0), JSON_DECODE_ANY, NULL);
+	PQclear(r);
+	json_t *red = pdu ? event_redact(pdu, &w->rules) : NULL;
+	json_decref(pdu);
+	if (!red)
+		return al_error_set(err, 500, "M_UNKNOWN", "cannot redact");
+	json_object_set_new(red, "unsigned", json_pack("{s:O}", "redacted_because", redaction_client));
+	char *text = cjson_encode(red, NULL, err);
+	json_decref(red);
+	if (!text)
+		return -1;
+	const char *by = json_string_value(json_object_get(redaction_client, "event_id"));
+	const char *u[] = {target, text, by};
+	r = db_exec(w->c->db, err, "UPDATE events SET json = $2, redacted_by = $3 WHERE event_id = $1", 3, u);
+	free(text);
+	if (!r)
+		return -1;
+	PQclear(r);
+	return 0;
+}
+
+/* New state group for a state event; sets w->group. */
+static int writer_new_group(struct writer *w, const char *type, const char *sk, const char *event_id,
+			    struct al_error *err)
+{
+	char prev[24], len[24];
+	bool snapshot = w->group == 0 || w->chain_len + 1 >= ROOM_SNAPSHOT_INTERVAL;
+	fmt_i64(prev, sizeof(prev), w->group);
+	fmt_i64(len, sizeof(len), snapshot ? 0 : w->chain_len + 1);
+	const char *p[] = {w->room_id, snapshot ? NULL : prev, len, type, sk, event_id};
+	PGresult *r = db_exec(
+		w->c->db, err,
+		snapshot ? "WITH g AS (INSERT INTO state_groups (room_id, prev_group, chain_len) "
+			   "VALUES ($1::text, $2::bigint, $3::int) RETURNING id), "
+			   "x AS (INSERT INTO state_group_edits (state_group, type, state_key, event_id) "
+			   "SELECT g.id, cs.type, cs.state_key, cs.event_id FROM current_state cs, g "
+			   "WHERE cs.room_id = $1::text AND NOT (cs.type = $4::text AND cs.state_key = $5::text) "
+			   "UNION ALL SELECT g.id, $4::text, $5::text, $6::text FROM g) SELECT id FROM g"
+			 : "WITH g AS (INSERT INTO state_groups (room_id, prev_group, chain_len) "
+			   "VALUES ($1::text, $2::bigint, $3::int) RETURNING id), "
+			   "x AS (INSERT INTO state_group_edits (state_group, type, state_key, event_id) "
+			   "SELECT g.id, $4::text, $5::text, $6::text FROM g) SELECT id FROM g",
+		6, p);
+	if (!r)
+		return -1;
+	w->group = col_i64(r, 0, 0);
+	w->chain_len = snapshot ? 0 : w->chain_len + 1;
+	PQclear(r);
+	return 0;
+}
+
+/* Build, authorise, sign and store one event. */
+static int writer_append(struct writer *w, const char *sender, const struct room_event_spec *spec,
+			 char *event_id, struct al_error *err)
+{
+	const struct sign_key *key = keys_current(w->c->keys);
+	const char *server = keys_server_name(w->c->keys);
+	json_t *pdu = NULL, *content = NULL, *client = NULL;
+	char *text = NULL, *prev_arr = NULL, *auth_arr = NULL;
+	int rc = -1;
+	if (!spec->type || strlen(spec->type) > EVENT_TYPE_MAX || !*spec->type ||
+	    (spec->state_key && strlen(spec->state_key) > EVENT_TYPE_MAX))
+		return al_error_set(err, 400, "M_INVALID_PARAM", "event type or state key too long");
+	content = spec->content ? json_deep_copy(spec->content) : json_object();
+	if (!json_is_object(content)) {
+		al_error_set(err, 400, "M_BAD_JSON", "content must be an object");
+		goto out;
+	}
+	if (spec->redacts && w->rules.redacts_in_content)
+		json_object_set_new(content, "redacts", json_string(spec->redacts));
+	pdu = json_pack("{s:s, s:s, s:s, s:O, s:I, s:I}", "room_id", w->room_id, "sender", sender, "type",
+			spec->type, "content", content, "depth", (json_int_t)(w->depth + 1),
+			"origin_server_ts", (json_int_t)room_now_ms());
+	if (!pdu) {
+		al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+		goto out;
+	}
+	if (spec->state_key)
+		json_object_set_new(pdu, "state_key", json_string(spec->state_key));
+	if (spec->redacts && !w->rules.redacts_in_content)
+		json_object_set_new(pdu, "redacts", json_string(spec->redacts));
+	if (!w->rules.redact_v11)
+		json_object_set_new(pdu, "origin", json_string(server));
+	if (w->rules.id_format == 1) {
+		/* v1-2: the origin names its events "$random:server" */
+		unsigned char rnd[16];
+		char hex[33], id[EVENT_ID_MAX];
+		randombytes_buf(rnd, sizeof(rnd));
+		sodium_bin2hex(hex, sizeof(hex), rnd, sizeof(rnd));
+		snprintf(id, sizeof(id), "$%s:%s", hex, server);
+		json_object_set_new(pdu, "event_id", json_string(id));
+	}
+	json_t *prev = json_array();
+	if (w->head[0])
+		json_array_append_new(prev, json_string(w->head));
+	json_object_set_new(pdu, "prev_events", prev);
+	const char *auth_ids[5];
+	int nauth = room_auth_select(pdu, w->state, auth_ids, 5, pdu_id);
+	json_t *auth = json_array();
+	for (int i = 0; i < nauth; i++)
+		json_array_append_new(auth, json_string(auth_ids[i]));
+	json_object_set_new(pdu, "auth_events", auth);
+	if (room_auth_check(&w->rules, pdu, w->state, w->depth == 1, err) < 0)
+		goto out;
+	if (event_hash_and_sign(pdu, &w->rules, server, key, err) < 0)
+		goto out;
+	if (event_compute_id(pdu, &w->rules, event_id, EVENT_ID_MAX, err) < 0)
+		goto out;
+	long size = event_canonical_size(pdu);
+	if (size < 0 || size > EVENT_MAX_BYTES) {
+		al_error_set(err, 413, "M_TOO_LARGE", "event is larger than %d bytes", EVENT_MAX_BYTES);
+		goto out;
+	}
+	if (spec->state_key) {
+		json_t *old = room_auth_state_get(w->state, spec->type, spec->state_key);
+		if (old)
+			json_object_set_new(pdu, "unsigned",
+					    json_pack("{s:s, s:O, s:s}", "replaces_state", pdu_id(old),
+						      "prev_content", json_object_get(old, "content"),
+						      "prev_sender", json_string_value(json_object_get(old, "sender"))));
+	}
+	text = cjson_encode(pdu, NULL, err);
+	if (!text)
+		goto out;
+	if (!w->stream_locked) {
+		PGresult *l = db_exec(w->c->db, err, "SELECT pg_advisory_xact_lock(" STREAM_LOCK ")", 0, NULL);
+		if (!l)
+			goto out;
+		PQclear(l);
+		w->stream_locked = true;
+	}
+	if (spec->state_key && writer_new_group(w, spec->type, spec->state_key, event_id, err) < 0)
+		goto out;
+	const char *prevs[1] = {w->head};
+	prev_arr = room_pg_array(prevs, w->head[0] ? 1 : 0);
+	auth_arr = room_pg_array(auth_ids, nauth);
+	char depth[24], ts[24], group[24];
+	fmt_i64(depth, sizeof(depth), w->depth + 1);
+	fmt_i64(ts, sizeof(ts), json_integer_value(json_object_get(pdu, "origin_server_ts")));
+	fmt_i64(group, sizeof(group), w->group);
+	const char *membership = NULL;
+	if (strcmp(spec->type, "m.room.member") == 0 && spec->state_key)
+		membership = json_string_value(json_object_get(content, "membership"));
+	const char *p[] = {event_id, w->room_id, depth, spec->type, spec->state_key, sender, ts, text,
+			   w->group ? group : NULL, spec->txn_id ? spec->device_id : NULL, spec->txn_id,
+			   prev_arr, auth_arr, membership};
+	PGresult *r = db_exec(
+		w->c->db, err,
+		"WITH e AS (INSERT INTO events (event_id, room_id, stream_ordering, depth, type, state_key, "
+		"sender, origin_server_ts, json, state_group, txn_device, txn_id) VALUES ($1::text, $2::text, "
+		"nextval('al_stream_seq'), $3::bigint, $4::text, $5::text, $6::text, $7::bigint, $8::text, "
+		"$9::bigint, $10::text, $11::text) RETURNING stream_ordering), "
+		"p AS (INSERT INTO event_edges (event_id, prev_event_id) SELECT $1::text, unnest($12::text[])), "
+		"a AS (INSERT INTO event_auth (event_id, auth_event_id) SELECT $1::text, unnest($13::text[])), "
+		"t AS (INSERT INTO event_txns (user_id, device_id, txn_id, room_id, event_id) "
+		"SELECT $6::text, $10::text, $11::text, $2::text, $1::text WHERE $11::text IS NOT NULL), "
+		"s AS (INSERT INTO current_state (room_id, type, state_key, event_id) "
+		"SELECT $2::text, $4::text, $5::text, $1::text WHERE $5::text IS NOT NULL "
+		"ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = EXCLUDED.event_id), "
+		"m AS (INSERT INTO room_memberships (room_id, user_id, membership, event_id, stream_ordering) "
+		"SELECT $2::text, $5::text, $14::text, $1::text, e.stream_ordering FROM e WHERE $14::text IS NOT NULL "
+		"ON CONFLICT (room_id, user_id) DO UPDATE SET membership = EXCLUDED.membership, "
+		"event_id = EXCLUDED.event_id, stream_ordering = EXCLUDED.stream_ordering, forgotten = false), "
+		"r AS (UPDATE rooms SET head_event_id = $1::text, head_depth = $3::bigint, "
+		"state_group = $9::bigint WHERE room_id = $2::text) "
+		"SELECT stream_ordering FROM e",
+		14, p);
+	if (!r)
+		goto out;
+	w->stream = col_i64(r, 0, 0);
+	PQclear(r);
+	snprintf(w->head, sizeof(w->head), "%s", event_id);
+	w->depth++;
+	if (spec->state_key) {
+		json_object_set_new(pdu, "event_id", json_string(event_id));
+		state_put(w->state, spec->type, spec->state_key, pdu);
+	}
+	if (spec->redacts && strcmp(spec->type, "m.room.redaction") == 0) {
+		client = event_to_client(pdu, event_id);
+		if (!client || apply_redaction(w, spec->redacts, client, err) < 0)
+			goto out;
+	}
+	rc = 0;
+out:
+	json_decref(client);
+	json_decref(pdu);
+	json_decref(content);
+	free(text);
+	free(prev_arr);
+	free(auth_arr);
+	return rc;
+}
+
+/* ---- sending ---- */
+
+static int txn_lookup(struct db *db, const char *user, const char *device, const char *txn, char *event_id,
+		      struct al_error *err)
+{
+	const char *p[] = {user, device, txn};
+	PGresult *r = db_exec(db, err,
+			      "SELECT event_id FROM event_txns WHERE user_id = $1 AND device_id = $2 AND txn_id = $3", 3,
+			      p);
+	if (!r)
+		return -1;
+	int found = PQntuples(r) == 1;
+	if (found)
+		snprintf(event_id, EVENT_ID_MAX, "%s", PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return found;
+}
+
+/* The redaction's extra rule (spec: servers check the redact level or
+ * that the sender redacts her own event). */
+static int check_redact(struct writer *w, const char *sender, const char *target, struct al_error *err)
+{
+	const char *p[] = {target, w->room_id};
+	PGresult *r = db_exec(w->c->db, err, "SELECT sender FROM events WHERE event_id = $1 AND room_id = $2", 2, p);
+	if (!r)
+		return -1;
+	if (PQntuples(r) == 0) {
+		PQclear(r);
+		return al_error_set(err, 404, "M_NOT_FOUND", "Event not found");
+	}
+	bool own = strcmp(PQgetvalue(r, 0, 0), sender) == 0;
+	PQclear(r);
+	if (own)
+		return 0;
+	if (room_auth_user_level(w->state, sender) >= room_auth_named_level(w->state, "redact"))
+		return 0;
+	return al_error_set(err, 403, "M_FORBIDDEN", "your power level is too low to redact other users' events");
+}
+
+int room_send(const struct room_ctx *c, const char *room_id, const char *sender,
+	      const struct room_event_spec *spec, char *event_id, int64_t *stream, struct al_error *err)
+{
+	struct writer w;
+	memset(&w, 0, sizeof(w));
+	*stream = 0;
+	if (db_begin(c->db, err) < 0)
+		return -1;
+	if (spec->txn_id && spec->device_id) {
+		int found = txn_lookup(c->db, sender, spec->device_id, spec->txn_id, event_id, err);
+		if (found != 0) {
+			db_rollback(c->db);
+			return found < 0 ? -1 : 0;
+		}
+	}
+	const char *target = NULL;
+	if (spec->state_key && strcmp(spec->type, "m.room.member") == 0)
+		target = spec->state_key;
+	if (writer_load(&w, c, room_id, sender, target, spec->type, spec->state_key, err) < 0)
+		goto fail;
+	if (spec->redacts && check_redact(&w, sender, spec->redacts, err) < 0)
+		goto fail;
+	if (writer_append(&w, sender, spec, event_id, err) < 0)
+		goto fail;
+	if (db_commit(c->db, err) < 0)
+		goto fail_nr;
+	*stream = w.stream;
+	writer_clear(&w);
+	return 0;
+fail:
+	db_rollback(c->db);
+fail_nr:
+	writer_clear(&w);
+	return -1;
+}
+
+/* ---- aliases ---- */
+
+int room_alias_put(struct db *db, const char *alias, const char *room_id, const char *creator,
+		   struct al_error *err)
+{
+	int conflict = 0;
+	const char *p[] = {alias, room_id, creator};
+	PGresult *r = db_exec_unique(db, err, &conflict,
+				     "INSERT INTO room_aliases (alias, room_id, creator) "
+				     "SELECT $1, room_id, $3 FROM rooms WHERE room_id = $2",
+				     3, p);
+	if (conflict)
+		return al_error_set(err, 409, "M_UNKNOWN", "Room alias %s already exists", alias);
+	if (!r)
+		return -1;
+	bool done = strcmp(PQcmdTuples(r), "1") == 0;
+	PQclear(r);
+	return done ? 0 : al_error_set(err, 404, "M_NOT_FOUND", "Unknown room");
+}
+
+int room_alias_resolve(struct db *db, const char *alias, char *room_id, struct al_error *err)
+{
+	const char *p[] = {alias};
+	PGresult *r = db_exec(db, err, "SELECT room_id FROM room_aliases WHERE alias = $1", 1, p);
+	if (!r)
+		return -1;
+	if (PQntuples(r) != 1) {
+		PQclear(r);
+		return al_error_set(err, 404, "M_NOT_FOUND", "Room alias %s not found", alias);
+	}
+	snprintf(room_id, ROOM_ID_MAX + 1, "%s", PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return 0;
+}
+
+int room_alias_delete(struct db *db, const char *alias, const char *user_id, struct al_error *err)
+{
+	const char *p[] = {alias, user_id};
+	/* The creator of the alias, or a member with the power to change
+	 * m.room.canonical_alias, may delete it. */
+	PGresult *r = db_exec(db, err,
+			      "SELECT a.creator = $2, a.room_id FROM room_aliases a WHERE a.alias = $1", 2, p);
+	if (!r)
+		return -1;
+	if (PQntuples(r) != 1) {
+		PQclear(r);
+		return al_error_set(err, 404, "M_NOT_FOUND", "Room alias %s not found", alias);
+	}
+	bool own = PQgetvalue(r, 0, 0)[0] == 't';
+	char room_id[ROOM_ID_MAX + 1];
+	snprintf(room_id, sizeof(room_id), "%s", PQgetvalue(r, 0, 1));
+	PQclear(r);
+	if (!own) {
+		const char *q[] = {room_id, user_id};
+		r = db_exec(db, err,
+			    "SELECT cs.type, cs.state_key, e.event_id, e.json FROM current_state cs "
+			    "JOIN events e ON e.event_id = cs.event_id WHERE cs.room_id = $1 AND ("
+			    "(cs.state_key = '' AND cs.type IN ('m.room.create', 'm.room.power_levels')) "
+			    "OR (cs.type = 'm.room.member' AND cs.state_key = $2))",
+			    2, q);
+		if (!r)
+			return -1;
+		struct writer w;
+		memset(&w, 0, sizeof(w));
+		w.state = json_object();
+		load_state_rows(&w, r);
+		PQclear(r);
+		bool ok = strcmp(room_auth_membership(w.state, user_id), "join") == 0 &&
+			  room_auth_user_level(w.state, user_id) >=
+				  room_auth_event_level(w.state, "m.room.canonical_alias", true);
+		json_decref(w.state);
+		if (!ok)
+			return al_error_set(err, 403, "M_FORBIDDEN", "You may not delete this alias");
+	}
+	r = db_exec(db, err, "DELETE FROM room_aliases WHERE alias = $1", 1, p);
+	if (!r)
+		return -1;
+	PQclear(r);
+	return 0;
+}
+
+json_t *room_alias_list(struct db *db, const char *room_id, struct al_error *err)
+{
+	const char *p[] = {room_id};
+	PGresult *r = db_exec(db, err, "SELECT alias FROM room_aliases WHERE room_id = $1 ORDER BY alias", 1, p);
+	if (!r)
+		return NULL;
+	json_t *a = json_array();
+	for (int i = 0; i < PQntuples(r); i++)
+		json_array_append_new(a, json_string(PQgetvalue(r, i, 0)));
+	PQclear(r);
+	return json_pack("{s:o}", "aliases", a);
+}
+
+/* ---- membership ---- */
+
+static int profile_of(struct db *db, const char *user_id, json_t *content, struct al_error *err)
+{
+	const char *p[] = {user_id};
+	PGresult *r = db_exec(db, err, "SELECT displayname, avatar_url FROM users WHERE user_id = $1", 1, p);
+	if (!r)
+		return -1;
+	if (PQntuples(r) == 1) {
+		if (col_str(r, 0, 0))
+			json_object_set_new(content, "displayname", json_string(col_str(r, 0, 0)));
+		if (col_str(r, 0, 1))
+			json_object_set_new(content, "avatar_url", json_string(col_str(r, 0, 1)));
+	}
+	PQclear(r);
+	return 0;
+}
+
+int room_membership(const struct room_ctx *c, const char *room_id_or_alias, const char *sender,
+		    const char *target, const char *membership, const char *reason, json_t *extra_content,
+		    char *room_id_out, int64_t *stream, struct al_error *err)
+{
+	char room_id[ROOM_ID_MAX + 1];
+	char event_id[EVENT_ID_MAX];
+	if (!room_id_or_alias || strlen(room_id_or_alias) > ROOM_ID_MAX)
+		return al_error_set(err, 400, "M_INVALID_PARAM", "bad room ID");
+	if (room_id_or_alias[0] == '#') {
+		if (room_alias_resolve(c->db, room_id_or_alias, room_id, err) < 0)
+			return -1;
+	} else if (room_id_or_alias[0] == '!') {
+		snprintf(room_id, sizeof(room_id), "%s", room_id_or_alias);
+	} else {
+		return al_error_set(err, 400, "M_INVALID_PARAM", "not a room ID or alias");
+	}
+	if (!target)
+		target = sender;
+	if (target[0] != '@' || !server_part(target) || strlen(target) > 255)
+		return al_error_set(err, 400, "M_INVALID_PARAM", "user_id is not a user ID");
+	json_t *content = json_is_object(extra_content) ? json_deep_copy(extra_content) : json_object();
+	if (!content)
+		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	json_object_set_new(content, "membership", json_string(membership));
+	if (reason)
+		json_object_set_new(content, "reason", json_string(reason));
+	if ((strcmp(membership, "join") == 0 && !json_object_get(content, "displayname")) ||
+	    strcmp(membership, "invite") == 0) {
+		if (profile_of(c->db, target, content, err) < 0) {
+			json_decref(content);
+			return -1;
+		}
+	}
+	struct room_event_spec spec = {.type = "m.room.member", .state_key = target, .content = content};
+	int rc = room_send(c, room_id, sender, &spec, event_id, stream, err);
+	json_decref(content);
+	if (rc == 0 && room_id_out)
+		snprintf(room_id_out, ROOM_ID_MAX + 1, "%s", room_id);
+	return rc;
+}
+
+int room_forget(struct db *db, const char *room_id, const char *user_id, struct al_error *err)
+{
+	const char *p[] = {room_id, user_id};
+	PGresult *r = db_exec(db, err,
+			      "UPDATE room_memberships SET forgotten = true WHERE room_id = $1 AND user_id = $2 "
+			      "AND membership IN ('leave', 'ban') RETURNING 1",
+			      2, p);
+	if (!r)
+		return -1;
+	int n = PQntuples(r);
+	PQclear(r);
+	if (n == 0) {
+		const char *q[] = {room_id, user_id};
+		r = db_exec(db, err, "SELECT membership FROM room_memberships WHERE room_id = $1 AND user_id = $2", 2, q);
+		if (!r)
+			return -1;
+		bool member = PQntuples(r) == 1;
+		PQclear(r);
+		if (member)
+			return al_error_set(err, 400, "M_UNKNOWN", "You must leave the room before forgetting it");
+	}
+	return 0;
+}
+
+/* ---- createRoom ---- */
+
+static bool is_user_id(const char *s)
+{
+	return s && s[0] == '@' && strchr(s, ':') && strlen(s) <= 255;
+}
+
+static json_t *default_power_levels(const char *creator, const char *preset, json_t *invites)
+{
+	json_t *pl = json_pack("{s:{s:i}, s:i, s:{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i}, s:i, s:i, s:i, "
+			       "s:i, s:i, s:i}",
+			       "users", creator, 100, "users_default", 0, "events", "m.room.name", 50,
+			       "m.room.power_levels", 100, "m.room.history_visibility", 100,
+			       "m.room.canonical_alias", 50, "m.room.avatar", 50, "m.room.tombstone", 100,
+			       "m.room.server_acl", 100, "m.room.encryption", 100, "events_default", 0,
+			       "state_default", 50, "ban", 50, "kick", 50, "redact", 50, "invite",
+			       strcmp(preset, "public_chat") == 0 ? 50 : 0);
+	if (pl && strcmp(preset, "trusted_private_chat") == 0) {
+		size_t i;
+		json_t *v;
+		json_array_foreach(invites, i, v)
+		{
+			json_object_set_new(json_object_get(pl, "users"), json_string_value(v), json_integer(100));
+		}
+	}
+	return pl;
+}
+
+static int create_validate(json_t *body, const char **version, const char **preset, struct al_error *err)
+{
+	json_t *v = json_object_get(body, "room_version");
+	*version = ROOM_DEFAULT_VERSION;
+	if (v && !json_is_null(v)) {
+		struct event_rules r;
+		*version = json_string_value(v);
+		if (!*version)
+			return al_error_set(err, 400, "M_BAD_JSON", "room_version must be a string");
+		if (event_rules_for(*version, &r) < 0)
+			return al_error_set(err, 400, "M_UNSUPPORTED_ROOM_VERSION", "unsupported room version %s",
+					    *version);
+	}
+	const char *vis = json_string_value(json_object_get(body, "visibility"));
+	if (json_object_get(body, "visibility") && (!vis || (strcmp(vis, "public") && strcmp(vis, "private"))))
+		return al_error_set(err, 400, "M_INVALID_PARAM", "visibility must be public or private");
+	*preset = json_string_value(json_object_get(body, "preset"));
+	if (json_object_get(body, "preset") && !*preset)
+		return al_error_set(err, 400, "M_INVALID_PARAM", "preset must be a string");
+	if (!*preset)
+		*preset = vis && strcmp(vis, "public") == 0 ? "public_chat" : "private_chat";
+	if (strcmp(*preset, "public_chat") && strcmp(*preset, "private_chat") &&
+	    strcmp(*preset, "trusted_private_chat"))
+		return al_error_set(err, 400, "M_INVALID_PARAM", "unknown preset");
+	static const char *const strs[] = {"name", "topic", "room_alias_name", NULL};
+	for (const char *const *k = strs; *k; k++) {
+		json_t *x = json_object_get(body, *k);
+		if (x && !json_is_null(x) && !json_is_string(x))
+			return al_error_set(err, 400, "M_INVALID_PARAM", "%s must be a string", *k);
+	}
+	json_t *inv = json_object_get(body, "invite");
+	if (inv && !json_is_array(inv))
+		return al_error_set(err, 400, "M_INVALID_PARAM", "invite must be a list of user IDs");
+	size_t i;
+	json_array_foreach(inv, i, v)
+	{
+		if (!is_user_id(json_string_value(v)))
+			return al_error_set(err, 400, "M_INVALID_PARAM", "invite must be a list of user IDs");
+	}
+	if (json_array_size(inv) > 100)
+		return al_error_set(err, 400, "M_INVALID_PARAM", "too many invites");
+	json_t *is = json_object_get(body, "initial_state");
+	if (is && !json_is_array(is))
+		return al_error_set(err, 400, "M_INVALID_PARAM", "initial_state must be a list");
+	json_array_foreach(is, i, v)
+	{
+		json_t *sk = json_object_get(v, "state_key");
+		if (!json_is_object(v) || !json_is_string(json_object_get(v, "type")) ||
+		    !json_is_object(json_object_get(v, "content")) || (sk && !json_is_string(sk)))
+			return al_error_set(err, 400, "M_INVALID_PARAM", "bad initial_state event");
+	}
+	if (json_array_size(is) > 100)
+		return al_error_set(err, 400, "M_INVALID_PARAM", "too many initial_state events");
+	json_t *cc = json_object_get(body, "creation_content");
+	if (cc && !json_is_object(cc))
+		return al_error_set(err, 400, "M_INVALID_PARAM", "creation_content must be an object");
+	json_t *plo = json_object_get(body, "power_level_content_override");
+	if (plo && !json_is_null(plo) && !json_is_object(plo))
+		return al_error_set(err, 400, "M_INVALID_PARAM", "power_level_content_override must be an object");
+	return 0;
+}
+
+static int append_state(struct writer *w, const char *sender, const char *type, const char *sk, json_t *content,
+			struct al_error *err)
+{
+	char id[EVENT_ID_MAX];
+	struct room_event_spec s = {.type = type, .state_key = sk, .content = content};
+	int rc = content ? writer_append(w, sender, &s, id, err) : al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	json_decref(content);
+	return rc;
+}
+
+static bool initial_state_has(json_t *is, const char *type)
+{
+	size_t i;
+	json_t *v;
+	json_array_foreach(is, i, v)
+	{
+		const char *t = json_string_value(json_object_get(v, "type"));
+		const char *sk = json_string_value(json_object_get(v, "state_key"));
+		if (t && strcmp(t, type) == 0 && (!sk || !*sk))
+			return true;
+	}
+	return false;
+}
+
+int room_create(const struct room_ctx *c, const char *creator, json_t *body, char *room_id, int64_t *stream,
+		struct al_error *err)
+{
+	const char *version, *preset;
+	const char *server = keys_server_name(c->keys);
+	char alias[ROOM_ID_MAX + 1] = "";
+	struct writer w;
+	memset(&w, 0, sizeof(w));
+	if (create_validate(body, &version, &preset, err) < 0)
+		return -1;
+	const char *alias_name = json_string_value(json_object_get(body, "room_alias_name"));
+	if (alias_name) {
+		int n = snprintf(alias, sizeof(alias), "#%s:%s", alias_name, server);
+		if (n < 0 || (size_t)n >= sizeof(alias) || !*alias_name || strchr(alias_name, ':') ||
+		    strpbrk(alias_name, " \t\n#"))
+			return al_error_set(err, 400, "M_INVALID_PARAM", "invalid room_alias_name");
+	}
+	unsigned char rnd[12];
+	randombytes_buf(rnd, sizeof(rnd));
+	char local[25];
+	static const char letters[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+	for (size_t i = 0; i < 18; i++)
+		local[i] = letters[(rnd[i % 12] + i * 7) % 52];
+	local[18] = 0;
+	randombytes_buf(rnd, sizeof(rnd));
+	for (size_t i = 0; i < 12; i++)
+		local[i] = letters[rnd[i] % 52];
+	int n = snprintf(room_id, ROOM_ID_MAX + 1, "!%s:%s", local, server);
+	if (n < 0 || n > ROOM_ID_MAX)
+		return al_error_set(err, 500, "M_UNKNOWN", "server name too long");
+
+	json_t *invites = json_object_get(body, "invite");
+	json_t *is = json_object_get(body, "initial_state");
+	bool is_direct = json_is_true(json_object_get(body, "is_direct"));
+	const char *vis = json_string_value(json_object_get(body, "visibility"));
+	if (db_begin(c->db, err) < 0)
+		return -1;
+	const char *rp[] = {room_id, version, creator, vis && strcmp(vis, "public") == 0 ? "t" : "f"};
+	PGresult *r = db_exec(c->db, err,
+			      "INSERT INTO rooms (room_id, room_version, creator, is_public) VALUES ($1, $2, $3, $4)", 4,
+			      rp);
+	if (!r)
+		goto fail;
+	PQclear(r);
+	w.c = c;
+	w.state = json_object();
+	snprintf(w.room_id, sizeof(w.room_id), "%s", room_id);
+	snprintf(w.version, sizeof(w.version), "%s", version);
+	event_rules_for(version, &w.rules);
+
+	json_t *cc = json_object_get(body, "creation_content");
+	json_t *create = cc ? json_deep_copy(cc) : json_object();
+	json_object_set_new(create, "room_version", json_string(version));
+	if (!w.rules.creator_is_sender)
+		json_object_set_new(create, "creator", json_string(creator));
+	else
+		json_object_del(create, "creator");
+	if (append_state(&w, creator, "m.room.create", "", create, err) < 0)
+		goto fail;
+	json_t *member = json_pack("{s:s}", "membership", "join");
+	if (profile_of(c->db, creator, member, err) < 0) {
+		json_decref(member);
+		goto fail;
+	}
+	if (append_state(&w, creator, "m.room.member", creator, member, err) < 0)
+		goto fail;
+	json_t *pl = default_power_levels(creator, preset, invites);
+	json_t *plo = json_object_get(body, "power_level_content_override");
+	if (pl && json_is_object(plo))
+		json_object_update(pl, plo);
+	if (append_state(&w, creator, "m.room.power_levels", "", pl, err) < 0)
+		goto fail;
+	if (alias[0]) {
+		if (room_alias_put(c->db, alias, room_id, creator, err) < 0) {
+			if (err->status == 409)
+				al_error_set(err, 400, "M_ROOM_IN_USE", "Room alias already taken");
+			goto fail;
+		}
+		if (append_state(&w, creator, "m.room.canonical_alias", "", json_pack("{s:s}", "alias", alias), err) < 0)
+			goto fail;
+	}
+	bool public = strcmp(preset, "public_chat") == 0;
+	if (!initial_state_has(is, "m.room.join_rules") &&
+	    append_state(&w, creator, "m.room.join_rules", "",
+			 json_pack("{s:s}", "join_rule", public ? "public" : "invite"), err) < 0)
+		goto fail;
+	if (!initial_state_has(is, "m.room.history_visibility") &&
+	    append_state(&w, creator, "m.room.history_visibility", "",
+			 json_pack("{s:s}", "history_visibility", "shared"), err) < 0)
+		goto fail;
+	if (!public && !initial_state_has(is, "m.room.guest_access") &&
+	    append_state(&w, creator, "m.room.guest_access", "", json_pack("{s:s}", "guest_access", "can_join"),
+			 err) < 0)
+		goto fail;
+	size_t i;
+	json_t *v;
+	json_array_foreach(is, i, v)
+	{
+		const char *sk = json_string_value(json_object_get(v, "state_key"));
+		if (append_state(&w, creator, json_string_value(json_object_get(v, "type")), sk ? sk : "",
+				 json_deep_copy(json_object_get(v, "content")), err) < 0)
+			goto fail;
+	}
+	const char *name = json_string_value(json_object_get(body, "name"));
+	if (name && append_state(&w, creator, "m.room.name", "", json_pack("{s:s}", "name", name), err) < 0)
+		goto fail;
+	const char *topic = json_string_value(json_object_get(body, "topic"));
+	if (topic && append_state(&w, creator, "m.room.topic", "", json_pack("{s:s}", "topic", topic), err) < 0)
+		goto fail;
+	json_array_foreach(invites, i, v)
+	{
+		const char *uid = json_string_value(v);
+		json_t *inv = json_pack("{s:s}", "membership", "invite");
+		if (is_direct)
+			json_object_set_new(inv, "is_direct", json_true());
+		if (profile_of(c->db, uid, inv, err) < 0) {
+			json_decref(inv);
+			goto fail;
+		}
+		if (append_state(&w, creator, "m.room.member", uid, inv, err) < 0)
+			goto fail;
+	}
+	if (db_commit(c->db, err) < 0)
+		goto fail_nr;
+	*stream = w.stream;
+	writer_clear(&w);
+	log_info("room", "created room_id=%s version=%s preset=%s", room_id, version, preset);
+	return 0;
+fail:
+	db_rollback(c->db);
+fail_nr:
+	writer_clear(&w);
+	return -1;
+}
+
+/* ---- reads ---- */
+
+/* The highest stream position user_id may see in the room: INT64_MAX while
+ * joined, the membership event's position after leaving or being banned.
+ * 403 otherwise. */
+static int viewer_limit(struct db *db, const char *room_id, const char *user_id, int64_t *max,
+			struct al_error *err)
+{
+	const char *p[] = {room_id, user_id};
+	PGresult *r = db_exec(db, err,
+			      "SELECT m.membership, m.stream_ordering, (SELECT 1 FROM rooms WHERE room_id = $1) "
+			      "FROM (SELECT 1) x LEFT JOIN room_memberships m ON m.room_id = $1 AND m.user_id = $2",
+			      2, p);
+	if (!r)
+		return -1;
+	const char *m = col_str(r, 0, 0);
+	bool exists = !PQgetisnull(r, 0, 2);
+	int64_t s = col_i64(r, 0, 1);
+	int rc = 0;
+	if (m && strcmp(m, "join") == 0)
+		*max = INT64_MAX;
+	else if (m && (strcmp(m, "leave") == 0 || strcmp(m, "ban") == 0))
+		*max = s;
+	else
+		rc = exists ? al_error_set(err, 403, "M_FORBIDDEN", "You are not a member of room %s", room_id)
+			    : al_error_set(err, 403, "M_FORBIDDEN", "Unknown room %s", room_id);
+	PQclear(r);
+	return rc;
+}
+
+/* Rows (event_id, json, sender, type, state_key) of the room state at
+ * stream position max (current state when INT64_MAX). */
+static PGresult *state_rows(struct db *db, const char *room_id, int64_t max, struct al_error *err)
+{
+	if (max == INT64_MAX) {
+		const char *p[] = {room_id};
+		return db_exec(db, err,
+			       "SELECT e.event_id, e.json, e.sender, cs.type, cs.state_key FROM current_state cs "
+			       "JOIN events e ON e.event_id = cs.event_id WHERE cs.room_id = $1 ORDER BY e.stream_ordering",
+			       1, p);
+	}
+	char ms[24];
+	fmt_i64(ms, sizeof(ms), max);
+	const char *p[] = {room_id, ms};
+	return db_exec(db, err,
+		       "WITH RECURSIVE chain(id, prev, lvl) AS ("
+		       " SELECT id, prev_group, 0 FROM state_groups WHERE id = (SELECT state_group FROM events "
+		       " WHERE room_id = $1 AND stream_ordering <= $2::bigint AND state_group IS NOT NULL "
+		       " ORDER BY stream_ordering DESC LIMIT 1)"
+		       " UNION ALL SELECT g.id, g.prev_group, c.lvl + 1 FROM state_groups g JOIN chain c ON g.id = c.prev) "
+		       "SELECT e.event_id, e.json, e.sender, x.type, x.state_key FROM (SELECT DISTINCT ON (s.type, s.state_key) "
+		       "s.type, s.state_key, s.event_id FROM state_group_edits s JOIN chain c ON s.state_group = c.id "
+		       "ORDER BY s.type, s.state_key, c.lvl) x JOIN events e ON e.event_id = x.event_id "
+		       "ORDER BY e.stream_ordering",
+		       2, p);
+}
+
+json_t *room_state(struct db *db, const char *room_id, const char *user_id, struct al_error *err)
+{
+	int64_t max;
+	if (viewer_limit(db, room_id, user_id, &max, err) < 0)
+		return NULL;
+	PGresult *r = state_rows(db, room_id, max, err);
+	if (!r)
+		return NULL;
+	json_t *a = json_array();
+	for (int i = 0; i < PQntuples(r); i++) {
+		json_t *ev = room_client_event(PQgetvalue(r, i, 1), PQgetvalue(r, i, 0), NULL, NULL, NULL, NULL, NULL);
+		if (ev)
+			json_array_append_new(a, ev);
+	}
+	PQclear(r);
+	return a;
+}
+
+json_t *room_state_event(struct db *db, const char *room_id, const char *user_id, const char *type,
+			 const char *state_key, bool as_event, struct al_error *err)
+{
+	int64_t max;
+	if (viewer_limit(db, room_id, user_id, &max, err) < 0)
+		return NULL;
+	PGresult *r = state_rows(db, room_id, max, err);
+	if (!r)
+		return NULL;
+	json_t *content = NULL;
+	for (int i = 0; i < PQntuples(r); i++) {
+		if (strcmp(PQgetvalue(r, i, 3), type) == 0 && strcmp(PQgetvalue(r, i, 4), state_key) == 0) {
+			if (as_event) {
+				content = room_client_event(PQgetvalue(r, i, 1), PQgetvalue(r, i, 0), NULL, NULL, NULL, NULL,
+							    NULL);
+				break;
+			}
+			json_t *pdu = json_loads(PQgetvalue(r, i, 1), JSON_DECODE_ANY, NULL);
+			content = json_incref(json_object_get(pdu, "content"));
+			json_decref(pdu);
+			break;
+		}
+	}
+	PQclear(r);
+	if (!content)
+		al_error_set(err, 404, "M_NOT_FOUND", "Event not found");
+	return content;
+}
+
+json_t *room_members(struct db *db, const char *room_id, const char *user_id, const char *membership,
+		     const char *not_membership, struct al_error *err)
+{
+	int64_t max;
+	if (viewer_limit(db, room_id, user_id, &max, err) < 0)
+		return NULL;
+	PGresult *r = state_rows(db, room_id, max, err);
+	if (!r)
+		return NULL;
+	json_t *chunk = json_array();
+	for (int i = 0; i < PQntuples(r); i++) {
+		if (strcmp(PQgetvalue(r, i, 3), "m.room.member") != 0)
+			continue;
+		json_t *ev = room_client_event(PQgetvalue(r, i, 1), PQgetvalue(r, i, 0), NULL, NULL, NULL, NULL, NULL);
+		const char *m = json_string_value(json_object_get(json_object_get(ev, "content"), "membership"));
+		if (!ev || !m || (membership && strcmp(m, membership) != 0) ||
+		    (not_membership && strcmp(m, not_membership) == 0)) {
+			json_decref(ev);
+			continue;
+		}
+		json_array_append_new(chunk, ev);
+	}
+	PQclear(r);
+	return json_pack("{s:o}", "chunk", chunk);
+}
+
+json_t *room_joined_members(struct db *db, const char *room_id, const char *user_id, struct al_error *err)
+{
+	int64_t max;
+	if (viewer_limit(db, room_id, user_id, &max, err) < 0)
+		return NULL;
+	if (max != INT64_MAX) {
+		al_error_set(err, 403, "M_FORBIDDEN", "You are not in room %s", room_id);
+		return NULL;
+	}
+	const char *p[] = {room_id};
+	PGresult *r = db_exec(db, err,
+			      "SELECT m.user_id, e.json FROM room_memberships m JOIN events e ON e.event_id = m.event_id "
+			      "WHERE m.room_id = $1 AND m.membership = 'join'",
+			      1, p);
+	if (!r)
+		return NULL;
+	json_t *joined = json_object();
+	for (int i = 0; i < PQntuples(r); i++) {
+		json_t *pdu = json_loads(PQgetvalue(r, i, 1), JSON_DECODE_ANY, NULL);
+		json_t *c = json_object_get(pdu, "content");
+		json_t *o = json_object();
+		json_t *dn = json_object_get(c, "displayname"), *av = json_object_get(c, "avatar_url");
+		json_object_set_new(o, "display_name", json_is_string(dn) ? json_copy(dn) : json_null());
+		json_object_set_new(o, "avatar_url", json_is_string(av) ? json_copy(av) : json_null());
+		json_object_set_new(joined, PQgetvalue(r, i, 0), o);
+		json_decref(pdu);
+	}
+	PQclear(r);
+	return json_pack("{s:o}", "joined", joined);
+}
+
+json_t *room_joined_rooms(struct db *db, const char *user_id, struct al_error *err)
+{
+	const char *p[] = {user_id};
+	PGresult *r = db_exec(db, err,
+			      "SELECT room_id FROM room_memberships WHERE user_id = $1 AND membership = 'join' "
+			      "ORDER BY stream_ordering",
+			      1, p);
+	if (!r)
+		return NULL;
+	json_t *a = json_array();
+	for (int i = 0; i < PQntuples(r); i++)
+		json_array_append_new(a, json_string(PQgetvalue(r, i, 0)));
+	PQclear(r);
+	return json_pack("{s:o}", "joined_rooms", a);
+}
+
+#define EVENT_COLS "event_id, json, sender, txn_device, txn_id, stream_ordering"
+
+static json_t *row_event(PGresult *r, int i, const char *viewer, const char *device)
+{
+	return room_client_event(PQgetvalue(r, i, 1), PQgetvalue(r, i, 0), PQgetvalue(r, i, 2), col_str(r, i, 3),
+				 col_str(r, i, 4), viewer, device);
+}
+
+json_t *room_get_event(struct db *db, const char *room_id, const char *user_id, const char *event_id,
+		       struct al_error *err)
+{
+	int64_t max;
+	if (viewer_limit(db, room_id, user_id, &max, err) < 0)
+		return NULL;
+	char ms[24];
+	fmt_i64(ms, sizeof(ms), max);
+	const char *p[] = {room_id, event_id, ms};
+	PGresult *r = db_exec(db, err,
+			      "SELECT " EVENT_COLS " FROM events WHERE room_id = $1 AND event_id = $2 "
+			      "AND stream_ordering <= $3::bigint",
+			      3, p);
+	if (!r)
+		return NULL;
+	json_t *ev = PQntuples(r) == 1 ? row_event(r, 0, user_id, NULL) : NULL;
+	PQclear(r);
+	if (!ev)
+		al_error_set(err, 404, "M_NOT_FOUND", "Event not found");
+	return ev;
+}
+
+static bool type_allowed(json_t *filter, const char *type)
+{
+	json_t *types = json_object_get(filter, "types"), *not_types = json_object_get(filter, "not_types");
+	size_t i;
+	json_t *v;
+	json_array_foreach(not_types, i, v)
+	{
+		const char *t = json_string_value(v);
+		if (t && strcmp(t, type) == 0)
+			return false;
+	}
+	if (!json_is_array(types))
+		return true;
+	json_array_foreach(types, i, v)
+	{
+		const char *t = json_string_value(v);
+		size_t n = t ? strlen(t) : 0;
+		if (t && (strcmp(t, type) == 0 || (n && t[n - 1] == '*' && strncmp(t, type, n - 1) == 0)))
+			return true;
+	}
+	return false;
+}
+
+json_t *room_messages(struct db *db, const char *room_id, const char *user_id, const char *device_id,
+		      const char *from, const char *to, char dir, int limit, json_t *filter,
+		      struct al_error *err)
+{
+	int64_t max;
+	if (viewer_limit(db, room_id, user_id, &max, err) < 0)
+		return NULL;
+	int64_t f = from ? room_token_parse(from) : (dir == 'b' ? INT64_MAX : 0);
+	int64_t t = to ? room_token_parse(to) : (dir == 'b' ? 0 : INT64_MAX);
+	if (f < 0 || t < 0) {
+		al_error_set(err, 400, "M_INVALID_PARAM", "malformed pagination token");
+		return NULL;
+	}
+	char lo[24], hi[24], lim[16];
+	if (dir == 'b') {
+		fmt_i64(hi, sizeof(hi), f < max ? f : max);
+		fmt_i64(lo, sizeof(lo), t);
+	} else {
+		fmt_i64(lo, sizeof(lo), f);
+		fmt_i64(hi, sizeof(hi), t < max ? t : max);
+	}
+	snprintf(lim, sizeof(lim), "%d", limit);
+	const char *p[] = {room_id, lo, hi, lim};
+	PGresult *r = db_exec(db, err,
+			      dir == 'b' ? "SELECT " EVENT_COLS " FROM events WHERE room_id = $1 AND stream_ordering > $2::bigint "
+					   "AND stream_ordering <= $3::bigint ORDER BY stream_ordering DESC LIMIT $4::int"
+					 : "SELECT " EVENT_COLS " FROM events WHERE room_id = $1 AND stream_ordering > $2::bigint "
+					   "AND stream_ordering <= $3::bigint ORDER BY stream_ordering ASC LIMIT $4::int",
+			      4, p);
+	if (!r)
+		return NULL;
+	json_t *chunk = json_array();
+	int n = PQntuples(r);
+	for (int i = 0; i < n; i++) {
+		json_t *ev = row_event(r, i, user_id, device_id);
+		if (ev && filter && !type_allowed(filter, json_string_value(json_object_get(ev, "type")))) {
+			json_decref(ev);
+			continue;
+		}
+		if (ev)
+			json_array_append_new(chunk, ev);
+	}
+	char start[32], end[32];
+	if (from)
+		snprintf(start, sizeof(start), "%s", from);
+	else if (n > 0)
+		room_token_format(dir == 'b' ? col_i64(r, 0, 5) : col_i64(r, 0, 5) - 1, start, sizeof(start));
+	else
+		room_token_format(dir == 'b' ? (max == INT64_MAX ? 0 : max) : f, start, sizeof(start));
+	json_t *state = json_array();
+	if (json_is_true(json_object_get(filter, "lazy_load_members")) && n > 0) {
+		const char **senders = calloc((size_t)n, sizeof(*senders));
+		int ns = 0;
+		for (int i = 0; senders && i < n; i++) {
+			bool seen = false;
+			for (int j = 0; j < ns && !seen; j++)
+				seen = strcmp(senders[j], PQgetvalue(r, i, 2)) == 0;
+			if (!seen)
+				senders[ns++] = PQgetvalue(r, i, 2);
+		}
+		char *arr = senders ? room_pg_array(senders, ns) : NULL;
+		const char *q[] = {room_id, arr};
+		PGresult *m = arr ? db_exec(db, err,
+					    "SELECT e.event_id, e.json FROM current_state cs JOIN events e ON e.event_id = cs.event_id "
+					    "WHERE cs.room_id = $1 AND cs.type = 'm.room.member' AND cs.state_key = ANY($2::text[])",
+					    2, q)
+				  : NULL;
+		for (int i = 0; m && i < PQntuples(m); i++) {
+			json_t *ev = room_client_event(PQgetvalue(m, i, 1), PQgetvalue(m, i, 0), NULL, NULL, NULL, NULL, NULL);
+			if (ev)
+				json_array_append_new(state, ev);
+		}
+		if (m)
+			PQclear(m);
+		free(arr);
+		free(senders);
+	}
+	json_t *out = json_pack("{s:o, s:s, s:o}", "chunk", chunk, "start", start, "state", state);
+	if (n > 0) {
+		int64_t last = col_i64(r, n - 1, 5);
+		room_token_format(dir == 'b' ? last - 1 : last, end, sizeof(end));
+		json_object_set_new(out, "end", json_string(end));
+	}
+	PQclear(r);
+	return out;
+}
+
+json_t *room_context(struct db *db, const char *room_id, const char *user_id, const char *event_id,
+		     int limit, struct al_error *err)
+{
+	int64_t max;
+	if (viewer_limit(db, room_id, user_id, &max, err) < 0)
+		return NULL;
+	char ms[24], lim[16];
+	fmt_i64(ms, sizeof(ms), max);
+	int half = limit / 2, after = limit - half;
+	snprintf(lim, sizeof(lim), "%d", half > after ? half : after);
+	const char *p[] = {room_id, event_id, ms, lim};
+	PGresult *r = db_exec(db, err,
+			      "WITH x AS (SELECT stream_ordering s FROM events WHERE room_id = $1 AND event_id = $2 "
+			      "AND stream_ordering <= $3::bigint) "
+			      "SELECT " EVENT_COLS ", 0 AS part FROM events, x WHERE event_id = $2 "
+			      "UNION ALL (SELECT " EVENT_COLS ", 1 FROM events, x WHERE room_id = $1 AND stream_ordering < x.s "
+			      "ORDER BY stream_ordering DESC LIMIT $4::int) "
+			      "UNION ALL (SELECT " EVENT_COLS ", 2 FROM events, x WHERE room_id = $1 AND stream_ordering > x.s "
+			      "AND stream_ordering <= $3::bigint ORDER BY stream_ordering ASC LIMIT $4::int)",
+			      4, p);
+	if (!r)
+		return NULL;
+	json_t *ev = NULL, *before = json_array(), *aft = json_array();
+	int64_t start = 0, end = 0;
+	int nb = 0, na = 0;
+	for (int i = 0; i < PQntuples(r); i++) {
+		int part = atoi(PQgetvalue(r, i, 6));
+		int64_t s = col_i64(r, i, 5);
+		json_t *e = row_event(r, i, user_id, NULL);
+		if (!e)
+			continue;
+		if (part == 0) {
+			ev = e;
+			start = s - 1;
+			end = s;
+		} else if (part == 1 && nb < half) {
+			json_array_append_new(before, e);
+			nb++;
+			start = s - 1;
+		} else if (part == 2 && na < after) {
+			json_array_append_new(aft, e);
+			na++;
+			end = s;
+		} else {
+			json_decref(e);
+		}
+	}
+	PQclear(r);
+	if (!ev) {
+		json_decref(before);
+		json_decref(aft);
+		al_error_set(err, 404, "M_NOT_FOUND", "Event not found");
+		return NULL;
+	}
+	json_t *state = room_state(db, room_id, user_id, err);
+	char st[32], en[32];
+	room_token_format(start, st, sizeof(st));
+	room_token_format(end, en, sizeof(en));
+	return json_pack("{s:o, s:o, s:o, s:o, s:s, s:s}", "event", ev, "events_before", before, "events_after",
+			 aft, "state", state ? state : json_array(), "start", st, "end", en);
+}

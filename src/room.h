@@ -1,0 +1,103 @@
+/* room.h - rooms on this server (domain logic, no HTTP): creating rooms,
+ * writing events (built, authorised against the current state, hashed,
+ * signed and stored with their DAG edges and state group), aliases,
+ * memberships, and reading events and state for clients.
+ *
+ * Writes to one room are serialised by locking its rooms row (SELECT ...
+ * FOR UPDATE) for the transaction, so each new event has the single
+ * previous head as prev_event and depth + 1: the local DAG is a line.
+ * Stream positions (al_stream_seq) are drawn under a global advisory lock
+ * held to commit, so /sync never sees position N+1 before N. */
+#ifndef AL_ROOM_H
+#define AL_ROOM_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "db.h"
+#include "error.h"
+#include "event.h"
+
+struct keys;
+
+#define ROOM_ID_MAX 255
+#define ROOM_DEFAULT_VERSION "11"
+#define ROOM_SNAPSHOT_INTERVAL 100  /* a full state snapshot every N state groups */
+
+struct room_event_spec {
+	const char *type;
+	const char *state_key;   /* NULL: not a state event */
+	json_t *content;         /* borrowed */
+	const char *redacts;     /* m.room.redaction only */
+	const char *device_id;   /* with txn_id: idempotency key of PUT /send */
+	const char *txn_id;
+};
+
+struct room_ctx {
+	struct db *db;
+	const struct keys *keys;
+};
+
+/* The body of POST /createRoom (validated here). Fills room_id (size
+ * ROOM_ID_MAX+1) and the stream position of the last event written. */
+int room_create(const struct room_ctx *c, const char *creator, json_t *body, char *room_id,
+		int64_t *stream, struct al_error *err);
+
+/* Write one event as sender. event_id (size EVENT_ID_MAX) gets its ID; a
+ * repeated (sender, device_id, txn_id) returns the first event's ID. */
+int room_send(const struct room_ctx *c, const char *room_id, const char *sender,
+	      const struct room_event_spec *spec, char *event_id, int64_t *stream, struct al_error *err);
+
+/* Membership change as sender: membership "join" (sender joins; room_id
+ * may be an alias), "invite"/"leave"/"ban" with target. reason may be NULL;
+ * extra_content (a join's request body, may be NULL) adds members to the content.
+ * room_id_out (size ROOM_ID_MAX+1) may be NULL. */
+int room_membership(const struct room_ctx *c, const char *room_id_or_alias, const char *sender,
+		    const char *target, const char *membership, const char *reason, json_t *extra_content,
+		    char *room_id_out, int64_t *stream, struct al_error *err);
+
+int room_forget(struct db *db, const char *room_id, const char *user_id, struct al_error *err);
+
+/* Aliases. put: 409 M_UNKNOWN if taken; resolve: 404 M_NOT_FOUND. */
+int room_alias_put(struct db *db, const char *alias, const char *room_id, const char *creator,
+		   struct al_error *err);
+int room_alias_resolve(struct db *db, const char *alias, char *room_id, struct al_error *err);
+int room_alias_delete(struct db *db, const char *alias, const char *user_id, struct al_error *err);
+json_t *room_alias_list(struct db *db, const char *room_id, struct al_error *err);
+
+/* Reads, as seen by user_id (joined, or up to the moment she left). */
+json_t *room_state(struct db *db, const char *room_id, const char *user_id, struct al_error *err);
+/* The content of one state event, or (as_event) the whole client event. */
+json_t *room_state_event(struct db *db, const char *room_id, const char *user_id, const char *type,
+			 const char *state_key, bool as_event, struct al_error *err);
+json_t *room_members(struct db *db, const char *room_id, const char *user_id, const char *membership,
+		     const char *not_membership, struct al_error *err);
+json_t *room_joined_members(struct db *db, const char *room_id, const char *user_id, struct al_error *err);
+json_t *room_joined_rooms(struct db *db, const char *user_id, struct al_error *err);
+json_t *room_get_event(struct db *db, const char *room_id, const char *user_id, const char *event_id,
+		       struct al_error *err);
+/* dir 'b' or 'f'; from NULL: the end (b) or the start (f); to may be NULL. */
+json_t *room_messages(struct db *db, const char *room_id, const char *user_id, const char *device_id,
+		      const char *from, const char *to, char dir, int limit, json_t *filter,
+		      struct al_error *err);
+json_t *room_context(struct db *db, const char *room_id, const char *user_id, const char *event_id,
+		     int limit, struct al_error *err);
+
+/* Stream tokens: "s<N>"; -1 if malformed. */
+int64_t room_token_parse(const char *tok);
+void room_token_format(int64_t pos, char *out, size_t len);
+
+/* A stored event row -> client event (redacted form when redacted; adds
+ * unsigned.transaction_id when viewer_device sent it). New reference. */
+json_t *room_client_event(const char *json_text, const char *event_id, const char *sender,
+			  const char *txn_device, const char *txn_id, const char *viewer,
+			  const char *viewer_device);
+
+/* '{"a","b"}' text for a PostgreSQL text[] parameter; malloc'd. */
+char *room_pg_array(const char *const *items, int n);
+
+/* ms since the epoch */
+int64_t room_now_ms(void);
+
+#endif

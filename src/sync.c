@@ -1,0 +1,640 @@
+#include "sync.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cjson.h"
+#include "room.h"
+
+static void fmt_i64(char *buf, size_t len, int64_t v)
+{
+	snprintf(buf, len, "%" PRId64, v);
+}
+
+static int64_t col_i64(PGresult *r, int row, int col)
+{
+	return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+static const char *col_str(PGresult *r, int row, int col)
+{
+	return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
+}
+
+/* ---- filters ---- */
+
+void sync_filter_clear(struct sync_filter *f)
+{
+	json_decref(f->doc);
+	memset(f, 0, sizeof(*f));
+	f->timeline_limit = SYNC_DEFAULT_TIMELINE;
+}
+
+static int check_str_list(json_t *o, const char *key, struct al_error *err)
+{
+	json_t *a = json_object_get(o, key);
+	if (!a)
+		return 0;
+	if (!json_is_array(a) || json_array_size(a) > 100)
+		return al_error_set(err, 400, "M_BAD_JSON", "filter: %s must be a list of strings", key);
+	size_t i;
+	json_t *v;
+	json_array_foreach(a, i, v)
+	{
+		if (!json_is_string(v) || json_string_length(v) > 255)
+			return al_error_set(err, 400, "M_BAD_JSON", "filter: %s must be a list of strings", key);
+	}
+	return 0;
+}
+
+static int check_event_filter(json_t *o, const char *name, struct al_error *err)
+{
+	if (!o)
+		return 0;
+	if (!json_is_object(o))
+		return al_error_set(err, 400, "M_BAD_JSON", "filter: %s must be an object", name);
+	json_t *lim = json_object_get(o, "limit");
+	if (lim && (!json_is_integer(lim) || json_integer_value(lim) < 0))
+		return al_error_set(err, 400, "M_BAD_JSON", "filter: %s.limit must be a non-negative integer", name);
+	static const char *const lists[] = {"types", "not_types", "senders", "not_senders", "rooms", "not_rooms", NULL};
+	for (const char *const *k = lists; *k; k++)
+		if (check_str_list(o, *k, err) < 0)
+			return -1;
+	return 0;
+}
+
+int sync_filter_parse(json_t *doc, struct sync_filter *f, struct al_error *err)
+{
+	sync_filter_clear(f);
+	if (!json_is_object(doc))
+		return al_error_set(err, 400, "M_BAD_JSON", "filter must be an object");
+	json_t *room = json_object_get(doc, "room");
+	if (room && !json_is_object(room))
+		return al_error_set(err, 400, "M_BAD_JSON", "filter: room must be an object");
+	if (check_event_filter(json_object_get(doc, "presence"), "presence", err) < 0 ||
+	    check_event_filter(json_object_get(doc, "account_data"), "account_data", err) < 0 ||
+	    check_event_filter(json_object_get(room, "timeline"), "room.timeline", err) < 0 ||
+	    check_event_filter(json_object_get(room, "state"), "room.state", err) < 0 ||
+	    check_event_filter(json_object_get(room, "ephemeral"), "room.ephemeral", err) < 0 ||
+	    check_event_filter(json_object_get(room, "account_data"), "room.account_data", err) < 0 ||
+	    check_str_list(room, "rooms", err) < 0 || check_str_list(room, "not_rooms", err) < 0)
+		return -1;
+	json_t *ef = json_object_get(doc, "event_fields");
+	if (ef && check_str_list(doc, "event_fields", err) < 0)
+		return -1;
+	json_t *fmt = json_object_get(doc, "event_format");
+	if (fmt && (!json_is_string(fmt) || (strcmp(json_string_value(fmt), "client") != 0 &&
+					     strcmp(json_string_value(fmt), "federation") != 0)))
+		return al_error_set(err, 400, "M_BAD_JSON", "filter: event_format must be client or federation");
+	f->doc = json_incref(doc);
+	f->timeline = json_object_get(room, "timeline");
+	f->state = json_object_get(room, "state");
+	json_t *lim = json_object_get(f->timeline, "limit");
+	if (json_is_integer(lim))
+		f->timeline_limit = (int)(json_integer_value(lim) > SYNC_MAX_TIMELINE ? SYNC_MAX_TIMELINE
+										     : json_integer_value(lim));
+	f->lazy_load_members = json_is_true(json_object_get(json_object_get(room, "state"), "lazy_load_members"));
+	return 0;
+}
+
+int64_t sync_filter_store(struct db *db, const char *user_id, json_t *doc, struct al_error *err)
+{
+	struct sync_filter f = {0};
+	if (sync_filter_parse(doc, &f, err) < 0)
+		return -1;
+	sync_filter_clear(&f);
+	size_t len;
+	char *text = cjson_encode(doc, &len, err);
+	if (!text)
+		return -1;
+	if (len > SYNC_FILTER_MAX_BYTES) {
+		free(text);
+		return al_error_set(err, 413, "M_TOO_LARGE", "filter too large");
+	}
+	const char *p[] = {user_id, text};
+	PGresult *r = db_exec(db, err, "INSERT INTO user_filters (user_id, json) VALUES ($1, $2) RETURNING filter_id", 2, p);
+	free(text);
+	if (!r)
+		return -1;
+	int64_t id = col_i64(r, 0, 0);
+	PQclear(r);
+	return id;
+}
+
+json_t *sync_filter_get(struct db *db, const char *user_id, const char *filter_id, struct al_error *err)
+{
+	if (room_token_parse(filter_id) < 0 || filter_id[0] == 's' || filter_id[0] == 't') {
+		al_error_set(err, 404, "M_NOT_FOUND", "No such filter");
+		return NULL;
+	}
+	const char *p[] = {user_id, filter_id};
+	PGresult *r = db_exec(db, err, "SELECT json FROM user_filters WHERE user_id = $1 AND filter_id = $2::bigint", 2, p);
+	if (!r)
+		return NULL;
+	json_t *doc = PQntuples(r) == 1 ? json_loads(PQgetvalue(r, 0, 0), 0, NULL) : NULL;
+	PQclear(r);
+	if (!doc)
+		al_error_set(err, 404, "M_NOT_FOUND", "No such filter");
+	return doc;
+}
+
+int sync_filter_load(struct db *db, const char *user_id, const char *param, struct sync_filter *f,
+		     struct al_error *err)
+{
+	sync_filter_clear(f);
+	if (!param)
+		return 0;
+	json_t *doc;
+	if (param[0] == '{') {
+		doc = cjson_parse_object(param, strlen(param), NULL, err);
+		if (!doc)
+			return -1;
+	} else {
+		doc = sync_filter_get(db, user_id, param, err);
+		if (!doc)
+			return al_error_set(err, 400, "M_INVALID_PARAM", "unknown filter %s", param);
+	}
+	int rc = sync_filter_parse(doc, f, err);
+	json_decref(doc);
+	return rc;
+}
+
+/* ---- stream ---- */
+
+int64_t sync_current_position(struct db *db, struct al_error *err)
+{
+	PGresult *r = db_exec(db, err,
+			      "SELECT greatest((SELECT max(stream_ordering) FROM events), "
+			      "(SELECT max(stream_ordering) FROM account_data), "
+			      "(SELECT max(stream_ordering) FROM receipts), 0)",
+			      0, NULL);
+	if (!r)
+		return -1;
+	int64_t v = col_i64(r, 0, 0);
+	PQclear(r);
+	return v;
+}
+
+static bool type_matches(json_t *filter, const char *type)
+{
+	json_t *types = json_object_get(filter, "types"), *not_types = json_object_get(filter, "not_types");
+	size_t i;
+	json_t *v;
+	json_array_foreach(not_types, i, v)
+	{
+		const char *t = json_string_value(v);
+		size_t n = t ? strlen(t) : 0;
+		if (t && (strcmp(t, type) == 0 || (n && t[n - 1] == '*' && strncmp(t, type, n - 1) == 0)))
+			return false;
+	}
+	if (!json_is_array(types))
+		return true;
+	json_array_foreach(types, i, v)
+	{
+		const char *t = json_string_value(v);
+		size_t n = t ? strlen(t) : 0;
+		if (t && (strcmp(t, type) == 0 || (n && t[n - 1] == '*' && strncmp(t, type, n - 1) == 0)))
+			return true;
+	}
+	return false;
+}
+
+/* A filter's type list as LIKE patterns ('*' matches anything), as a
+ * PostgreSQL text[] literal; NULL when the list is absent. */
+static char *like_array(json_t *list)
+{
+	if (!json_is_array(list))
+		return NULL;
+	size_t n = json_array_size(list);
+	const char **items = calloc(n + 1, sizeof(*items));
+	char **bufs = calloc(n + 1, sizeof(*bufs));
+	char *out = NULL;
+	if (!items || !bufs)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		const char *t = json_string_value(json_array_get(list, i));
+		size_t len = t ? strlen(t) : 0;
+		char *b = malloc(2 * len + 1), *q = b;
+		if (!b)
+			goto out;
+		for (size_t k = 0; k < len; k++) {
+			if (t[k] == '*') {
+				*q++ = '%';
+				continue;
+			}
+			if (t[k] == '%' || t[k] == '_' || t[k] == '\\')
+				*q++ = '\\';
+			*q++ = t[k];
+		}
+		*q = 0;
+		bufs[i] = b;
+		items[i] = b;
+	}
+	out = room_pg_array(items, (int)n);
+out:
+	for (size_t i = 0; bufs && i < n; i++)
+		free(bufs[i]);
+	free(bufs);
+	free(items);
+	return out;
+}
+
+/* Per-room working data. */
+struct sroom {
+	const char *room_id;
+	char membership[8];
+	int64_t mstream;   /* position of the membership event */
+	int64_t lo, cap;   /* timeline window (lo, cap] */
+	bool full_state;
+	bool has_new;      /* events in (since, cap] */
+	json_t *timeline;  /* array */
+	bool limited;
+	int64_t first;     /* stream of the first timeline event */
+	json_t *state;     /* array */
+	json_t *senders;   /* set of timeline senders (lazy loading) */
+	json_t *ids;       /* set of timeline event IDs */
+	json_t *account_data;
+};
+
+static void sroom_free(struct sroom *r)
+{
+	json_decref(r->timeline);
+	json_decref(r->state);
+	json_decref(r->senders);
+	json_decref(r->ids);
+	json_decref(r->account_data);
+}
+
+static struct sroom *find_room(struct sroom *rooms, int n, const char *room_id)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(rooms[i].room_id, room_id) == 0)
+			return &rooms[i];
+	return NULL;
+}
+
+json_t *sync_build(struct db *db, const char *user_id, const char *device_id, int64_t since, bool full_state,
+		   const struct sync_filter *f, bool *empty, struct al_error *err)
+{
+	PGresult *mem = NULL, *r = NULL;
+	struct sroom *rooms = NULL;
+	json_t *out = NULL, *global_ad = json_array();
+	char *arr_rooms = NULL, *arr_caps = NULL, *arr_los = NULL, *arr_full = NULL, *arr_inv = NULL;
+	const char **ids = NULL, **caps = NULL, **los = NULL, **full_ids = NULL, **inv_ids = NULL;
+	char (*capbuf)[24] = NULL, (*lobuf)[24] = NULL;
+	int limit = f ? f->timeline_limit : SYNC_DEFAULT_TIMELINE;
+	*empty = true;
+	int64_t now = sync_current_position(db, err);
+	if (now < 0)
+		goto fail;
+	if (since > now)
+		since = now;
+	char s_since[24], s_now[24];
+	fmt_i64(s_since, sizeof(s_since), since);
+	fmt_i64(s_now, sizeof(s_now), now);
+
+	const char *mp[] = {user_id, s_since, s_now};
+	mem = db_exec(db, err,
+		      "SELECT room_id, membership, stream_ordering FROM room_memberships WHERE user_id = $1 "
+		      "AND NOT forgotten AND stream_ordering <= $3::bigint AND ("
+		      "($2::bigint = 0 AND membership IN ('join', 'invite')) OR "
+		      "($2::bigint > 0 AND (membership = 'join' OR stream_ordering > $2::bigint)))",
+		      3, mp);
+	if (!mem)
+		goto fail;
+	int n = PQntuples(mem);
+	rooms = calloc((size_t)n + 1, sizeof(*rooms));
+	ids = calloc((size_t)n + 1, sizeof(*ids));
+	caps = calloc((size_t)n + 1, sizeof(*caps));
+	los = calloc((size_t)n + 1, sizeof(*los));
+	full_ids = calloc((size_t)n + 1, sizeof(*full_ids));
+	inv_ids = calloc((size_t)n + 1, sizeof(*inv_ids));
+	capbuf = calloc((size_t)n + 1, sizeof(*capbuf));
+	lobuf = calloc((size_t)n + 1, sizeof(*lobuf));
+	if (!rooms || !ids || !caps || !los || !full_ids || !inv_ids || !capbuf || !lobuf) {
+		al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+		goto fail;
+	}
+	int nt = 0, nfull = 0, ninv = 0;
+	for (int i = 0; i < n; i++) {
+		struct sroom *sr = &rooms[i];
+		sr->room_id = PQgetvalue(mem, i, 0);
+		snprintf(sr->membership, sizeof(sr->membership), "%s", PQgetvalue(mem, i, 1));
+		sr->mstream = col_i64(mem, i, 2);
+		sr->timeline = json_array();
+		sr->state = json_array();
+		sr->senders = json_object();
+		sr->ids = json_object();
+		sr->account_data = json_array();
+		if (strcmp(sr->membership, "invite") == 0) {
+			inv_ids[ninv++] = sr->room_id;
+			continue;
+		}
+		bool joined = strcmp(sr->membership, "join") == 0;
+		sr->cap = joined ? now : sr->mstream;
+		sr->full_state = full_state || since == 0 || (joined && sr->mstream > since);
+		sr->lo = sr->full_state ? 0 : since;
+		if (joined && sr->full_state)
+			full_ids[nfull++] = sr->room_id;
+		ids[nt] = sr->room_id;
+		fmt_i64(capbuf[nt], sizeof(capbuf[nt]), sr->cap);
+		fmt_i64(lobuf[nt], sizeof(lobuf[nt]), sr->lo);
+		caps[nt] = capbuf[nt];
+		los[nt] = lobuf[nt];
+		nt++;
+	}
+
+	/* Incremental: only rooms with new events need a timeline query. */
+	if (since > 0 && nt > 0) {
+		const char *p[] = {s_since, s_now};
+		r = db_exec(db, err,
+			    "SELECT DISTINCT room_id FROM events WHERE stream_ordering > $1::bigint "
+			    "AND stream_ordering <= $2::bigint",
+			    2, p);
+		if (!r)
+			goto fail;
+		for (int i = 0; i < PQntuples(r); i++) {
+			struct sroom *sr = find_room(rooms, n, PQgetvalue(r, i, 0));
+			if (sr)
+				sr->has_new = true;
+		}
+		PQclear(r);
+		r = NULL;
+		int k = 0;
+		for (int i = 0; i < nt; i++) {
+			struct sroom *sr = find_room(rooms, n, ids[i]);
+			if (sr->has_new || sr->full_state) {
+				ids[k] = ids[i];
+				caps[k] = caps[i];
+				los[k] = los[i];
+				k++;
+			}
+		}
+		nt = k;
+	}
+	if (nt > 0) {
+		arr_rooms = room_pg_array(ids, nt);
+		arr_caps = room_pg_array(caps, nt);
+		arr_los = room_pg_array(los, nt);
+		char lim[16];
+		snprintf(lim, sizeof(lim), "%d", limit + 1);
+		char *types = like_array(json_object_get(f ? f->timeline : NULL, "types"));
+		char *not_types = like_array(json_object_get(f ? f->timeline : NULL, "not_types"));
+		const char *p[] = {arr_rooms, arr_caps, arr_los, lim, types, not_types};
+		r = db_exec(db, err,
+			    "SELECT x.room_id, x.event_id, x.json, x.sender, x.txn_device, x.txn_id, x.stream_ordering "
+			    "FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS q(room_id, cap, lo) "
+			    "CROSS JOIN LATERAL (SELECT e.room_id, e.event_id, e.json, e.sender, e.txn_device, e.txn_id, "
+			    "e.stream_ordering FROM events e WHERE e.room_id = q.room_id AND e.stream_ordering > q.lo "
+			    "AND e.stream_ordering <= q.cap AND ($5::text[] IS NULL OR e.type LIKE ANY ($5::text[])) "
+			    "AND NOT (e.type LIKE ANY (coalesce($6::text[], '{}'))) "
+			    "ORDER BY e.stream_ordering DESC LIMIT $4::int) x "
+			    "ORDER BY x.room_id, x.stream_ordering",
+			    6, p);
+		free(types);
+		free(not_types);
+		if (!r)
+			goto fail;
+		/* rows come oldest first per room; count per room to drop the extra one */
+		for (int i = 0; i < PQntuples(r);) {
+			struct sroom *sr = find_room(rooms, n, PQgetvalue(r, i, 0));
+			int j = i;
+			while (j < PQntuples(r) && strcmp(PQgetvalue(r, j, 0), PQgetvalue(r, i, 0)) == 0)
+				j++;
+			int start = i;
+			if (j - i > limit) {
+				sr->limited = true;
+				start = j - limit;
+			}
+			for (int k = start; k < j; k++) {
+				json_t *ev = room_client_event(PQgetvalue(r, k, 2), PQgetvalue(r, k, 1), PQgetvalue(r, k, 3),
+							       col_str(r, k, 4), col_str(r, k, 5), user_id, device_id);
+				if (!ev)
+					continue;
+				if (k == start)
+					sr->first = col_i64(r, k, 6);
+				json_object_set_new(sr->ids, PQgetvalue(r, k, 1), json_true());
+				json_object_set_new(sr->senders, PQgetvalue(r, k, 3), json_true());
+				json_array_append_new(sr->timeline, ev);
+			}
+			i = j;
+		}
+		PQclear(r);
+		r = NULL;
+		/* State: full state for new rooms; for limited incremental
+		 * timelines the state that changed in the gap. */
+		const char *gap[1024];
+		int ngap = 0;
+		for (int i = 0; i < n && ngap < 1024; i++)
+			if (rooms[i].limited && !rooms[i].full_state && strcmp(rooms[i].membership, "join") == 0)
+				gap[ngap++] = rooms[i].room_id;
+		if (nfull + ngap > 0) {
+			arr_full = room_pg_array(full_ids, nfull);
+			char *arr_gap = room_pg_array(gap, ngap);
+			const char *sp[] = {arr_full, arr_gap, s_since};
+			r = db_exec(db, err,
+				    "SELECT cs.room_id, e.event_id, e.json, e.sender, cs.type, cs.state_key, e.stream_ordering "
+				    "FROM current_state cs JOIN events e ON e.event_id = cs.event_id "
+				    "WHERE cs.room_id = ANY($1::text[]) OR (cs.room_id = ANY($2::text[]) "
+				    "AND e.stream_ordering > $3::bigint) ORDER BY e.stream_ordering",
+				    3, sp);
+			free(arr_gap);
+			if (!r)
+				goto fail;
+			for (int i = 0; i < PQntuples(r); i++) {
+				struct sroom *sr = find_room(rooms, n, PQgetvalue(r, i, 0));
+				int64_t s = col_i64(r, i, 6);
+				if (!sr || s > sr->cap || json_object_get(sr->ids, PQgetvalue(r, i, 1)))
+					continue;
+				if (!sr->full_state && sr->first && s >= sr->first)
+					continue;
+				if (f && f->lazy_load_members && strcmp(PQgetvalue(r, i, 4), "m.room.member") == 0 &&
+				    strcmp(PQgetvalue(r, i, 5), user_id) != 0 &&
+				    !json_object_get(sr->senders, PQgetvalue(r, i, 5)))
+					continue;
+				if (f && f->state && !type_matches(f->state, PQgetvalue(r, i, 4)))
+					continue;
+				json_t *ev = room_client_event(PQgetvalue(r, i, 2), PQgetvalue(r, i, 1), NULL, NULL, NULL,
+							       NULL, NULL);
+				if (ev)
+					json_array_append_new(sr->state, ev);
+			}
+			PQclear(r);
+			r = NULL;
+		}
+	}
+	/* Invites: stripped state. */
+	if (ninv > 0) {
+		arr_inv = room_pg_array(inv_ids, ninv);
+		const char *p[] = {arr_inv, user_id};
+		r = db_exec(db, err,
+			    "SELECT cs.room_id, e.json FROM current_state cs JOIN events e ON e.event_id = cs.event_id "
+			    "WHERE cs.room_id = ANY($1::text[]) AND ((cs.state_key = '' AND cs.type IN ('m.room.create', "
+			    "'m.room.join_rules', 'm.room.name', 'm.room.avatar', 'm.room.canonical_alias', "
+			    "'m.room.encryption', 'm.room.topic')) OR (cs.type = 'm.room.member' AND cs.state_key = $2))",
+			    2, p);
+		if (!r)
+			goto fail;
+		for (int i = 0; i < PQntuples(r); i++) {
+			struct sroom *sr = find_room(rooms, n, PQgetvalue(r, i, 0));
+			json_t *pdu = json_loads(PQgetvalue(r, i, 1), 0, NULL);
+			if (sr && pdu)
+				json_array_append_new(sr->state,
+						      json_pack("{s:O, s:O, s:O, s:O}", "type", json_object_get(pdu, "type"),
+								"state_key", json_object_get(pdu, "state_key"), "content",
+								json_object_get(pdu, "content"), "sender",
+								json_object_get(pdu, "sender")));
+			json_decref(pdu);
+		}
+		PQclear(r);
+		r = NULL;
+	}
+	/* Account data. */
+	{
+		const char *p[] = {user_id, s_since, s_now};
+		r = db_exec(db, err,
+			    "SELECT room_id, type, content FROM account_data WHERE user_id = $1 "
+			    "AND stream_ordering > $2::bigint AND stream_ordering <= $3::bigint ORDER BY stream_ordering",
+			    3, p);
+		if (!r)
+			goto fail;
+		for (int i = 0; i < PQntuples(r); i++) {
+			json_t *c = json_loads(PQgetvalue(r, i, 2), 0, NULL);
+			json_t *ev = json_pack("{s:s, s:o}", "type", PQgetvalue(r, i, 1), "content", c ? c : json_object());
+			const char *rid = PQgetvalue(r, i, 0);
+			if (!*rid) {
+				json_array_append_new(global_ad, ev);
+				*empty = false;
+				continue;
+			}
+			struct sroom *sr = find_room(rooms, n, rid);
+			if (sr && strcmp(sr->membership, "join") == 0)
+				json_array_append_new(sr->account_data, ev);
+			else
+				json_decref(ev);
+		}
+		PQclear(r);
+		r = NULL;
+	}
+
+	json_t *join = json_object(), *invite = json_object(), *leave = json_object();
+	char tok[32];
+	for (int i = 0; i < n; i++) {
+		struct sroom *sr = &rooms[i];
+		if (strcmp(sr->membership, "invite") == 0) {
+			json_object_set_new(invite, sr->room_id,
+					    json_pack("{s:{s:O}}", "invite_state", "events", sr->state));
+			*empty = false;
+			continue;
+		}
+		bool joined = strcmp(sr->membership, "join") == 0;
+		bool some = json_array_size(sr->timeline) > 0 || json_array_size(sr->state) > 0 ||
+			    json_array_size(sr->account_data) > 0;
+		if (!some && !(joined && sr->full_state) && !(!joined && sr->mstream > since))
+			continue;
+		room_token_format(sr->first ? sr->first - 1 : since, tok, sizeof(tok));
+		json_t *entry = json_pack("{s:{s:O, s:b, s:s}, s:{s:O}, s:{s:O}}", "timeline", "events", sr->timeline,
+					  "limited", sr->limited, "prev_batch", tok, "state", "events", sr->state,
+					  "account_data", "events", sr->account_data);
+		if (joined) {
+			json_object_set_new(entry, "ephemeral", json_pack("{s:[]}", "events"));
+			json_object_set_new(entry, "unread_notifications",
+					    json_pack("{s:i, s:i}", "highlight_count", 0, "notification_count", 0));
+			json_object_set_new(entry, "summary", json_object());
+			json_object_set_new(join, sr->room_id, entry);
+		} else {
+			json_object_set_new(leave, sr->room_id, entry);
+		}
+		*empty = false;
+	}
+	room_token_format(now, tok, sizeof(tok));
+	out = json_pack("{s:s, s:{s:o, s:o, s:o}, s:{s:O}, s:{s:[]}, s:{s:[]}, s:{s:[], s:[]}, s:{}}", "next_batch", tok,
+			"rooms", "join", join, "invite", invite, "leave", leave, "account_data", "events", global_ad,
+			"presence", "events", "to_device", "events", "device_lists", "changed", "left",
+			"device_one_time_keys_count");
+	if (!out)
+		al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+fail:
+	if (rooms) {
+		for (int i = 0; i < (mem ? PQntuples(mem) : 0); i++)
+			sroom_free(&rooms[i]);
+	}
+	json_decref(global_ad);
+	if (r)
+		PQclear(r);
+	if (mem)
+		PQclear(mem);
+	free(rooms);
+	free(ids);
+	free(caps);
+	free(los);
+	free(full_ids);
+	free(inv_ids);
+	free(capbuf);
+	free(lobuf);
+	free(arr_rooms);
+	free(arr_caps);
+	free(arr_los);
+	free(arr_full);
+	free(arr_inv);
+	return out;
+}
+
+/* ---- account data ---- */
+
+int sync_account_data_put(struct db *db, const char *user_id, const char *room_id, const char *type,
+			  json_t *content, struct al_error *err)
+{
+	if (!type || !*type || strlen(type) > 255)
+		return al_error_set(err, 400, "M_INVALID_PARAM", "type must be 1-255 bytes");
+	size_t len;
+	char *text = cjson_encode(content, &len, err);
+	if (!text)
+		return -1;
+	if (len > 65536) {
+		free(text);
+		return al_error_set(err, 413, "M_TOO_LARGE", "account data too large");
+	}
+	const char *p[] = {user_id, room_id, type, text};
+	int rc = -1;
+	if (db_begin(db, err) < 0)
+		goto out;
+	PGresult *r = db_exec(db, err, "SELECT pg_advisory_xact_lock(6006)", 0, NULL);
+	if (!r)
+		goto rollback;
+	PQclear(r);
+	r = db_exec(db, err,
+		    "INSERT INTO account_data (user_id, room_id, type, content, stream_ordering) "
+		    "VALUES ($1, $2, $3, $4, nextval('al_stream_seq')) ON CONFLICT (user_id, room_id, type) "
+		    "DO UPDATE SET content = EXCLUDED.content, stream_ordering = EXCLUDED.stream_ordering",
+		    4, p);
+	if (!r)
+		goto rollback;
+	PQclear(r);
+	if (db_commit(db, err) < 0)
+		goto out;
+	rc = 0;
+	goto out;
+rollback:
+	db_rollback(db);
+out:
+	free(text);
+	return rc;
+}
+
+json_t *sync_account_data_get(struct db *db, const char *user_id, const char *room_id, const char *type,
+			      struct al_error *err)
+{
+	const char *p[] = {user_id, room_id, type};
+	PGresult *r = db_exec(db, err,
+			      "SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2 AND type = $3", 3, p);
+	if (!r)
+		return NULL;
+	json_t *c = PQntuples(r) == 1 ? json_loads(PQgetvalue(r, 0, 0), 0, NULL) : NULL;
+	PQclear(r);
+	if (!c)
+		al_error_set(err, 404, "M_NOT_FOUND", "Account data not found");
+	return c;
+}

@@ -1,0 +1,64 @@
+"""Helpers shared by test_rooms.py and test_sync.py."""
+import uuid
+
+import requests
+
+C = "/_matrix/client/v3"
+
+
+class User:
+    def __init__(self, server, name=None):
+        self.s = server
+        name = name or "u" + uuid.uuid4().hex[:10]
+        r = server.post(C + "/register", json={"auth": {"type": "m.login.dummy"}, "username": name,
+                                               "password": "pw-" + name})
+        assert r.status_code == 200, r.text
+        b = r.json()
+        self.user_id = b["user_id"]
+        self.token = b["access_token"]
+        self.device_id = b["device_id"]
+        self.h = {"Authorization": "Bearer " + self.token}
+
+    def get(self, path, timeout=10, **kw):
+        return requests.get(self.s.base + C + path, headers=self.h, timeout=timeout, **kw)
+
+    def post(self, path, body=None, **kw):
+        return requests.post(self.s.base + C + path, headers=self.h, timeout=10,
+                             json={} if body is None else body, **kw)
+
+    def put(self, path, body=None, **kw):
+        return requests.put(self.s.base + C + path, headers=self.h, timeout=10,
+                            json={} if body is None else body, **kw)
+
+    def delete(self, path, **kw):
+        return requests.delete(self.s.base + C + path, headers=self.h, timeout=10, **kw)
+
+    def create_room(self, **body):
+        r = self.post("/createRoom", body)
+        assert r.status_code == 200, r.text
+        return r.json()["room_id"]
+
+    def send(self, room_id, body="hi", txn=None, type_="m.room.message"):
+        txn = txn or uuid.uuid4().hex
+        return self.put("/rooms/%s/send/%s/%s" % (room_id, type_, txn), {"msgtype": "m.text", "body": body})
+
+    def send_ok(self, room_id, body="hi", **kw):
+        r = self.send(room_id, body, **kw)
+        assert r.status_code == 200, r.text
+        return r.json()["event_id"]
+
+    def join(self, room):
+        return self.post("/join/%s" % room)
+
+    def sync(self, since=None, timeout=0, **params):
+        p = dict(params)
+        if since:
+            p["since"] = since
+        p["timeout"] = str(timeout)
+        r = self.get("/sync", params=p, timeout=max(10, timeout / 1000 + 10))
+        assert r.status_code == 200, r.text
+        return r.json()
+
+
+def errcode(r):
+    return r.json().get("errcode")
