@@ -30,6 +30,7 @@ struct fs_entry {
 	int consecutive_failures;
 	bool online;
 	char version[128];
+	bool auralink;
 	bool health_dirty;
 };
 
@@ -202,16 +203,6 @@ void fed_servers_traffic(void *arg, const char *destination, int status, int64_t
 	pthread_mutex_unlock(&s->lock);
 }
 
-static void health_done(const struct fed_response *resp, void *arg)
-{
-	struct fed_servers *s = fed_of((struct app *)arg)->servers;
-	(void)s;
-	const char *name = json_string_value(json_object_get(json_object_get(resp->body, "server"), "name"));
-	const char *ver = json_string_value(json_object_get(json_object_get(resp->body, "server"), "version"));
-	(void)name;
-	(void)ver;
-}
-
 struct health_arg {
 	struct fed_servers *s;
 	char domain[256];
@@ -228,8 +219,10 @@ static void health_cb(const struct fed_response *resp, void *arg)
 	struct fs_entry *e = find_locked(s, h->domain);
 	if (e) {
 		e->online = resp->status == 200;
-		if (resp->status == 200)
+		if (resp->status == 200) {
 			snprintf(e->version, sizeof(e->version), "%s %s", name ? name : "?", ver ? ver : "?");
+			e->auralink = name && strcmp(name, "auralink") == 0;
+		}
 		e->health_dirty = true;
 	}
 	pthread_mutex_unlock(&s->lock);
@@ -252,8 +245,10 @@ static void flush(struct fed_servers *s)
 			if (e->successes)
 				json_object_set_new(o, "avg", json_real(e->total_ms / (double)e->successes));
 		}
-		if (e->health_dirty && e->version[0])
+		if (e->health_dirty && e->version[0]) {
 			json_object_set_new(o, "ver", json_string(e->version));
+			json_object_set_new(o, "al", json_boolean(e->auralink));
+		}
 		json_array_append_new(rows, o);
 		e->seen_dirty = e->stats_dirty = e->health_dirty = false;
 	}
@@ -270,18 +265,25 @@ static void flush(struct fed_servers *s)
 	struct al_error err = {0};
 	PGresult *r = db_exec(fed_client_db(s->fed->fc), &err,
 			      "INSERT INTO federation_servers AS f (domain, last_seen_at, is_online, consecutive_failures, "
-			      "success_rate, avg_response_time_ms, server_version, last_health_check_at) "
+			      "success_rate, avg_response_time_ms, server_version, last_health_check_at, supports_aura_id, supports_mesh, "
+			      "supports_calls) "
 			      "SELECT x.d, CASE WHEN x.seen THEN now() END, x.online, x.cf, x.rate, x.avg, x.ver, "
-			      "CASE WHEN x.health THEN now() END "
+			      "CASE WHEN x.health THEN now() END, coalesce(x.al, false), coalesce(x.al, false), coalesce(x.al, false) "
 			      "FROM jsonb_to_recordset($1::jsonb) AS x(d text, seen boolean, stats boolean, health boolean, "
-			      "online boolean, cf int, rate real, avg real, ver text) "
+			      "online boolean, cf int, rate real, avg real, ver text, al boolean) "
 			      "ON CONFLICT ((lower(domain))) DO UPDATE SET "
 			      "last_seen_at = COALESCE(EXCLUDED.last_seen_at, f.last_seen_at), "
-			      "is_online = EXCLUDED.is_online, consecutive_failures = EXCLUDED.consecutive_failures, "
+			      "is_online = CASE WHEN EXCLUDED.last_health_check_at IS NULL AND EXCLUDED.success_rate IS NULL "
+			      "THEN f.is_online ELSE EXCLUDED.is_online END, "
+			      "consecutive_failures = CASE WHEN EXCLUDED.success_rate IS NULL THEN f.consecutive_failures "
+			      "ELSE EXCLUDED.consecutive_failures END, "
 			      "success_rate = COALESCE(EXCLUDED.success_rate, f.success_rate), "
 			      "avg_response_time_ms = COALESCE(EXCLUDED.avg_response_time_ms, f.avg_response_time_ms), "
 			      "server_version = COALESCE(EXCLUDED.server_version, f.server_version), "
-			      "last_health_check_at = COALESCE(EXCLUDED.last_health_check_at, f.last_health_check_at)",
+			      "last_health_check_at = COALESCE(EXCLUDED.last_health_check_at, f.last_health_check_at), "
+			      "supports_aura_id = CASE WHEN EXCLUDED.server_version IS NULL THEN f.supports_aura_id ELSE EXCLUDED.supports_aura_id END, "
+			      "supports_mesh = CASE WHEN EXCLUDED.server_version IS NULL THEN f.supports_mesh ELSE EXCLUDED.supports_mesh END, "
+			      "supports_calls = CASE WHEN EXCLUDED.server_version IS NULL THEN f.supports_calls ELSE EXCLUDED.supports_calls END",
 			      1, p);
 	PQclear(r);
 	free(text);
@@ -311,7 +313,6 @@ void fed_servers_tick(void *arg)
 			free(h);
 	}
 	free(list);
-	(void)health_done;
 }
 
 /* ---- admin API ---- */

@@ -10,11 +10,13 @@ struct router;
 struct uia_sessions;
 struct event_base;
 struct db;
+struct aura_id_state;
 struct workpool;
 struct ratelimit_table;
 struct tokencache;
 struct sync_state;
 struct federation;
+struct mesh_state;
 
 struct app {
 	struct al_config cfg;
@@ -25,15 +27,19 @@ struct app {
 	 * callbacks that run on main_base. */
 	struct event_base *main_base;
 	struct db *maint_db;
+	/* AuraID cache, pending last_used_at touches, verifier (aura_id.c). */
+	struct aura_id_state *aura_id;
 	/* CPU-bound work (password hashing) off the event loops: workpool.h */
 	struct workpool *workpool;
 	/* Token buckets of ratelimit.c */
 	struct ratelimit_table *ratelimit;
 	/* Access-token cache of auth.c */
 	struct tokencache *tokens;
+	struct uia_sessions *uia;     /* /register user-interactive auth sessions */
 	/* Parked long-poll syncs per worker (handlers_sync.c) */
 	struct sync_state *sync;
-	struct uia_sessions *uia;     /* /register user-interactive auth sessions */
+	/* Mesh registry, model, route cache (mesh.c) */
+	struct mesh_state *mesh;
 	/* Federation layer (federation/federation.h) */
 	struct federation *federation;
 };

@@ -235,6 +235,15 @@ static int load_settings(struct loader *ld, struct al_config *cfg)
 	    get_list(ld, "admins", &cfg->admins) < 0 ||
 	    get_bool(ld, "verification.dev_verifier", false, &cfg->dev_verifier) < 0)
 		return -1;
+	if (get_int(ld, "mesh.online_window_seconds", 1, 3600, 90, &v) < 0)
+		return -1;
+	cfg->mesh_online_window_s = (int)v;
+	if (get_int(ld, "mesh.flush_interval_ms", 10, 60000, 1000, &v) < 0)
+		return -1;
+	cfg->mesh_flush_interval_ms = (int)v;
+	if (get_int(ld, "mesh.heartbeat_min_interval_ms", 0, 600000, 1000, &v) < 0)
+		return -1;
+	cfg->mesh_heartbeat_min_interval_ms = (int)v;
 	const char *need_tls = cfg->federation.enabled ? NULL : "";
 	if (get_string(ld, "listeners.federation.tls_certificate", cfg->tls_certificate,
 		       sizeof(cfg->tls_certificate), need_tls) < 0 ||

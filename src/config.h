@@ -47,6 +47,9 @@ struct al_config {
 	struct config_string_list fed_whitelist;
 	struct config_string_list fed_blacklist;
 	struct config_string_list admins;
+	int mesh_online_window_s;      /* mesh: online = heartbeat within this */
+	int mesh_flush_interval_ms;    /* mesh: batched writes */
+	int mesh_heartbeat_min_interval_ms; /* mesh: per-node heartbeat limit */
 	bool dev_verifier;            /* built-in verifier that logs codes */
 };
 

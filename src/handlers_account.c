@@ -6,6 +6,7 @@
 
 #include "accounts.h"
 #include "auth.h"
+#include "federation.h"
 #include "fields.h"
 #include "http.h"
 #include "log.h"
@@ -557,9 +558,59 @@ static void put_device(struct http_req *req)
 
 /* ---- profile ---- */
 
+/* A user of another server: her server answers over federation. */
+struct remote_profile {
+	struct http_req *req;
+	const char *field; /* static string or NULL */
+};
+
+static void remote_profile_done(void *arg, int status, json_t *body, const struct al_error *err)
+{
+	struct remote_profile *rp = arg;
+	struct http_req *req = rp->req;
+	const char *field = rp->field;
+	free(rp);
+	if (status == 200 && json_is_object(body)) {
+		json_t *out = json_object();
+		const char *k;
+		json_t *v;
+		json_object_foreach(body, k, v)
+			if ((strcmp(k, "displayname") == 0 || strcmp(k, "avatar_url") == 0) &&
+			    json_is_string(v) && (!field || strcmp(k, field) == 0))
+				json_object_set(out, k, v);
+		http_reply_json(req, 200, out);
+	} else if (status == 404 || status == 403) {
+		http_reply_error(req, 404, "M_NOT_FOUND", "Profile not found");
+	} else {
+		http_reply_error(req, 502, "M_UNKNOWN", "The user's server did not answer: %s",
+				 err && err->message[0] ? err->message : "error");
+	}
+}
+
+/* true when the request was handed to federation (it answers later). */
+static bool profile_remote(struct http_req *req, const char *field)
+{
+	const char *colon = strchr(req->params[0], ':');
+	if (!colon || federation_is_local(req->app, colon + 1))
+		return false;
+	struct remote_profile *rp = malloc(sizeof(*rp));
+	if (rp) {
+		rp->req = req;
+		rp->field = field;
+	}
+	if (!rp || federation_query_profile(req->app, req->params[0], field, req->worker->base,
+					    remote_profile_done, rp) < 0) {
+		free(rp);
+		http_reply_error(req, 404, "M_NOT_FOUND", "Profile not found");
+	}
+	return true;
+}
+
 static void get_profile(struct http_req *req)
 {
 	if (ratelimit_check(req, "profile") < 0)
+		return;
+	if (profile_remote(req, NULL))
 		return;
 	struct al_error err = {0};
 	json_t *o = accounts_profile_get(&req->worker->db, req->params[0], &err);
@@ -573,6 +624,8 @@ static void get_profile(struct http_req *req)
 static void get_profile_field(struct http_req *req, const char *field)
 {
 	if (ratelimit_check(req, "profile") < 0)
+		return;
+	if (profile_remote(req, field))
 		return;
 	struct al_error err = {0};
 	json_t *o = accounts_profile_get(&req->worker->db, req->params[0], &err);

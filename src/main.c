@@ -10,6 +10,7 @@
 
 #include "accounts.h"
 #include "app.h"
+#include "aura_id.h"
 #include "audit.h"
 #include "auth.h"
 #include "config.h"
@@ -17,10 +18,14 @@
 #include "federation.h"
 #include "handlers_account.h"
 #include "handlers_account_manage.h"
+#include "handlers_abuse.h"
 #include "handlers_admin.h"
+#include "handlers_apps.h"
+#include "handlers_aura_id.h"
 #include "handlers_discovery.h"
 #include "handlers_room.h"
 #include "handlers_sync.h"
+#include "mesh.h"
 #include "http.h"
 #include "keys.h"
 #include "log.h"
@@ -130,6 +135,10 @@ static int start_modules(struct app *app)
 	rc |= account_register_routes(app);
 	rc |= admin_register_routes(app);
 	rc |= account_manage_register_routes(app);
+	rc |= aura_id_handlers_start(app);
+	rc |= apps_register_routes(app);
+	rc |= abuse_register_routes(app);
+	rc |= mesh_start(app);
 	rc |= federation_start(app);
 	rc |= rooms_start(app);
 	return rc ? -1 : 0;
@@ -142,8 +151,10 @@ static void stop_modules(struct app *app)
 	app->workpool = NULL;
 	ratelimit_stop(app);
 	auth_stop(app);
-	sync_stop(app);
 	uia_sessions_free(app->uia);
+	sync_stop(app);
+	aura_id_stop(app);
+	mesh_stop(app);
 	federation_free(app);
 }
 

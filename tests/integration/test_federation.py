@@ -330,3 +330,32 @@ def test_sender_durable_exactly_once(make_server):
     assert a.sql("SELECT retry_interval_ms FROM federation_destinations WHERE destination = %s",
                  b.server_name) == [(0,)]
     assert a.sql("SELECT count(*) FROM federation_audit_log WHERE action = 'destination.backoff'")[0][0] >= 1
+
+
+def test_remote_profile_through_federation(make_server):
+    a = make_server()
+    b = make_server()
+    uid, h = register(b, "erin")
+    r = requests.put(b.base + C + "/profile/%s/displayname" % uid, headers=h,
+                     json={"displayname": "Erin B"}, timeout=10)
+    assert r.status_code == 200, r.text
+    r = a.get(C + "/profile/" + uid)
+    assert r.status_code == 200 and r.json() == {"displayname": "Erin B"}, r.text
+    r = a.get(C + "/profile/%s/displayname" % uid)
+    assert r.status_code == 200 and r.json() == {"displayname": "Erin B"}, r.text
+    r = a.get(C + "/profile/%s/avatar_url" % uid)
+    assert r.status_code == 200 and r.json() == {}, r.text
+    r = a.get(C + "/profile/@nobody:" + b.server_name)
+    assert r.status_code == 404 and r.json()["errcode"] == "M_NOT_FOUND"
+    # B fetched A's key once and knows A now (traffic reached the registry)
+    assert b.sql("SELECT count(*) FROM federation_key_documents WHERE server_name = %s",
+                 a.server_name) == [(1,)]
+    seen = "SELECT count(*) FROM federation_servers WHERE domain = %s AND last_seen_at IS NOT NULL"
+    stats = ("SELECT count(*) FROM federation_servers WHERE domain = %s AND success_rate = 1 "
+             "AND avg_response_time_ms >= 0 AND is_online")
+    deadline = time.time() + 5
+    while time.time() < deadline and not (b.sql(seen, a.server_name)[0][0] and
+                                          a.sql(stats, b.server_name)[0][0]):
+        time.sleep(0.2)
+    assert b.sql(seen, a.server_name) == [(1,)]
+    assert a.sql(stats, b.server_name) == [(1,)]

@@ -1,0 +1,627 @@
+/* mesh.c - the mesh service: registry <-> PostgreSQL, routes, analytics. */
+#include "mesh.h"
+
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "audit.h"
+#include "handlers_mesh.h"
+#include "http.h"
+#include "log.h"
+#include "mesh_pgarr.h"
+
+#define NODE_COLUMNS                                                                               \
+	"node_id::text, aura_id, user_id, node_type, coalesce(address, ''), coalesce(port, 0),"    \
+	" max_connections, current_connections, bandwidth_capacity_mbps, bandwidth_used_mbps,"    \
+	" avg_latency_ms, packet_loss_rate, coalesce(region, ''), coalesce(country_code, ''),"     \
+	" latitude IS NOT NULL AND longitude IS NOT NULL, coalesce(latitude, 0),"                  \
+	" coalesce(longitude, 0), supports_video, supports_audio, supports_screen_share,"          \
+	" supports_aic, accepting_connections, is_online,"                                         \
+	" (extract(epoch from coalesce(last_heartbeat_at, 'epoch')) * 1000)::bigint,"              \
+	" (extract(epoch from created_at) * 1000)::bigint, reputation_score, uptime_percentage,"    \
+	" access_delay_ms, total_routes, successful_routes"
+
+static bool tf(const char *v)
+{
+	return v && v[0] == 't';
+}
+
+static void row_to_info(PGresult *res, int i, struct mesh_node_info *o)
+{
+	memset(o, 0, sizeof(*o));
+	snprintf(o->node_id, sizeof(o->node_id), "%s", PQgetvalue(res, i, 0));
+	snprintf(o->aura_id, sizeof(o->aura_id), "%s", PQgetvalue(res, i, 1));
+	snprintf(o->user_id, sizeof(o->user_id), "%s", PQgetvalue(res, i, 2));
+	o->type = mesh_node_type_parse(PQgetvalue(res, i, 3));
+	if (o->type < 0)
+		o->type = MESH_PEER;
+	snprintf(o->address, sizeof(o->address), "%s", PQgetvalue(res, i, 4));
+	o->port = atoi(PQgetvalue(res, i, 5));
+	o->max_connections = atoi(PQgetvalue(res, i, 6));
+	o->current_connections = atoi(PQgetvalue(res, i, 7));
+	o->bandwidth_capacity_mbps = atof(PQgetvalue(res, i, 8));
+	o->bandwidth_used_mbps = atof(PQgetvalue(res, i, 9));
+	o->avg_latency_ms = atof(PQgetvalue(res, i, 10));
+	o->packet_loss_rate = atof(PQgetvalue(res, i, 11));
+	snprintf(o->region, sizeof(o->region), "%s", PQgetvalue(res, i, 12));
+	snprintf(o->country_code, sizeof(o->country_code), "%s", PQgetvalue(res, i, 13));
+	o->has_position = tf(PQgetvalue(res, i, 14));
+	o->latitude = atof(PQgetvalue(res, i, 15));
+	o->longitude = atof(PQgetvalue(res, i, 16));
+	o->supports_video = tf(PQgetvalue(res, i, 17));
+	o->supports_audio = tf(PQgetvalue(res, i, 18));
+	o->supports_screen_share = tf(PQgetvalue(res, i, 19));
+	o->supports_aic = tf(PQgetvalue(res, i, 20));
+	o->accepting_connections = tf(PQgetvalue(res, i, 21));
+	o->is_online = tf(PQgetvalue(res, i, 22));
+	o->last_heartbeat_ms = strtoll(PQgetvalue(res, i, 23), NULL, 10);
+	o->created_ms = strtoll(PQgetvalue(res, i, 24), NULL, 10);
+	o->reputation_score = atof(PQgetvalue(res, i, 25));
+	o->uptime_percentage = atof(PQgetvalue(res, i, 26));
+	o->access_delay_ms = atof(PQgetvalue(res, i, 27));
+	o->total_routes = atoi(PQgetvalue(res, i, 28));
+	o->successful_routes = atoi(PQgetvalue(res, i, 29));
+}
+
+int mesh_load(struct mesh_registry *reg, struct db *db, int64_t now_ms, struct al_error *err)
+{
+	PGresult *res = db_exec(db, err, "SELECT " NODE_COLUMNS " FROM mesh_nodes", 0, NULL);
+	if (!res)
+		return -1;
+	struct mesh_node_info *info = malloc(sizeof(*info));
+	int n = PQntuples(res), rc = 0;
+	for (int i = 0; info && i < n; i++) {
+		row_to_info(res, i, info);
+		if (mesh_registry_add(reg, info, now_ms) < 0)
+			rc = -1;
+	}
+	free(info);
+	PQclear(res);
+	if (rc < 0 || !info)
+		return al_error_set(err, 500, "M_UNKNOWN", "cannot load the mesh registry");
+	size_t online = 0;
+	mesh_registry_count(reg, &online);
+	log_info("mesh", "registry loaded nodes=%d online=%zu", n, online);
+	return 0;
+}
+
+int mesh_flush(struct mesh_registry *reg, struct db *db, struct al_error *err)
+{
+	struct mesh_node_info *v = NULL;
+	size_t n = mesh_registry_take_dirty(reg, &v);
+	int rc = 0;
+	if (n) {
+		struct mesh_pgarr a[13] = {{0}};
+		const char *p[13];
+		rc = -1;
+		for (int i = 0; i < 13; i++)
+			if (mesh_pgarr_init(&a[i]) < 0)
+				goto done;
+		for (size_t i = 0; i < n; i++) {
+			mesh_pgarr_text(&a[0], v[i].node_id);
+			mesh_pgarr_long(&a[1], v[i].current_connections);
+			mesh_pgarr_double(&a[2], v[i].bandwidth_used_mbps);
+			mesh_pgarr_double(&a[3], v[i].avg_latency_ms);
+			mesh_pgarr_double(&a[4], v[i].packet_loss_rate);
+			mesh_pgarr_bool(&a[5], v[i].accepting_connections);
+			mesh_pgarr_bool(&a[6], v[i].is_online);
+			mesh_pgarr_long(&a[7], (long long)v[i].last_heartbeat_ms);
+			mesh_pgarr_double(&a[8], v[i].reputation_score);
+			mesh_pgarr_double(&a[9], v[i].uptime_percentage);
+			mesh_pgarr_double(&a[10], v[i].access_delay_ms);
+			mesh_pgarr_long(&a[11], v[i].total_routes);
+			mesh_pgarr_long(&a[12], v[i].successful_routes);
+		}
+		for (int i = 0; i < 13; i++)
+			if (!(p[i] = mesh_pgarr_finish(&a[i])))
+				goto done;
+		PGresult *res = db_exec(
+			db, err,
+			"UPDATE mesh_nodes m SET current_connections = u.cc, bandwidth_used_mbps = u.bw,"
+			" avg_latency_ms = u.lat, packet_loss_rate = u.loss, accepting_connections = u.acc,"
+			" is_online = u.online, last_heartbeat_at = to_timestamp(u.hb / 1000.0),"
+			" reputation_score = u.rep, trust_level = CASE WHEN u.rep >= 90 THEN 'verified'"
+			"  WHEN u.rep >= 70 THEN 'trusted' WHEN u.rep >= 30 THEN 'new'"
+			"  WHEN u.rep >= 10 THEN 'suspicious' ELSE 'banned' END,"
+			" uptime_percentage = u.up, access_delay_ms = u.ad, total_routes = u.tr,"
+			" successful_routes = u.sr"
+			" FROM unnest($1::uuid[], $2::int[], $3::real[], $4::real[], $5::real[], $6::bool[],"
+			"  $7::bool[], $8::bigint[], $9::real[], $10::real[], $11::real[], $12::int[],"
+			"  $13::int[]) AS u(node_id, cc, bw, lat, loss, acc, online, hb, rep, up, ad, tr, sr)"
+			" WHERE m.node_id = u.node_id",
+			13, p);
+		if (res) {
+			PQclear(res);
+			rc = 0;
+		}
+	done:
+		for (int i = 0; i < 13; i++)
+			mesh_pgarr_free(&a[i]);
+		free(v);
+		if (rc < 0)
+			log_warn("mesh", "node flush failed count=%zu", n);
+	}
+	if (mesh_rep_queue_flush(mesh_registry_events(reg), db, err) < 0)
+		rc = -1;
+	return rc;
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+	struct app *app = arg;
+	struct al_error err = {0};
+	(void)fd;
+	(void)what;
+	mesh_flush(app->mesh->reg, app->maint_db, &err);
+}
+
+static void on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+	struct app *app = arg;
+	(void)fd;
+	(void)what;
+	int n = mesh_registry_sweep(app->mesh->reg, http_now_ms());
+	if (n)
+		log_info("mesh", "nodes offline count=%d", n);
+}
+
+int mesh_start(struct app *app)
+{
+	struct al_error err = {0};
+	struct mesh_state *st = calloc(1, sizeof(*st));
+	if (!st)
+		return -1;
+	app->mesh = st;
+	st->app = app;
+	st->reg = mesh_registry_new((int64_t)app->cfg.mesh_online_window_s * 1000,
+				    app->cfg.mesh_heartbeat_min_interval_ms);
+	if (!st->reg)
+		return -1;
+	if (mesh_load(st->reg, app->maint_db, http_now_ms(), &err) < 0) {
+		log_error("mesh", "%s", err.message);
+		return -1;
+	}
+	int fl = app->cfg.mesh_flush_interval_ms;
+	struct timeval ftv = {fl / 1000, (fl % 1000) * 1000};
+	/* sweep 4 times per window, at most every 250 ms */
+	int sw = app->cfg.mesh_online_window_s * 250;
+	struct timeval stv = {sw / 1000, (sw % 1000) * 1000};
+	st->flush_ev = event_new(app->main_base, -1, EV_PERSIST, on_flush, app);
+	st->sweep_ev = event_new(app->main_base, -1, EV_PERSIST, on_sweep, app);
+	if (!st->flush_ev || !st->sweep_ev || event_add(st->flush_ev, &ftv) < 0 ||
+	    event_add(st->sweep_ev, &stv) < 0)
+		return -1;
+	return mesh_register_routes(app);
+}
+
+void mesh_stop(struct app *app)
+{
+	struct mesh_state *st = app->mesh;
+	struct al_error err = {0};
+	if (!st)
+		return;
+	if (st->flush_ev)
+		event_free(st->flush_ev);
+	if (st->sweep_ev)
+		event_free(st->sweep_ev);
+	if (st->reg && app->maint_db && app->maint_db->conn)
+		mesh_flush(st->reg, app->maint_db, &err);
+	mesh_registry_free(st->reg);
+	free(st);
+	app->mesh = NULL;
+}
+
+/* ---- nodes ---- */
+
+int mesh_node_register(struct app *app, struct db *db, const char *user_id, struct mesh_node_info *in,
+		       json_t **out, struct al_error *err)
+{
+	struct mesh_registry *reg = app->mesh->reg;
+	char lat[32], lon[32], maxc[16], bwc[32], port[16];
+	if (mesh_registry_may_register(reg, in->aura_id, err) < 0)
+		return -1;
+	snprintf(lat, sizeof(lat), "%.9g", in->latitude);
+	snprintf(lon, sizeof(lon), "%.9g", in->longitude);
+	snprintf(maxc, sizeof(maxc), "%d", in->max_connections);
+	snprintf(bwc, sizeof(bwc), "%.9g", in->bandwidth_capacity_mbps);
+	snprintf(port, sizeof(port), "%d", in->port);
+	const char *p[16] = {
+		in->aura_id,
+		user_id,
+		mesh_node_type_name(in->type),
+		in->address[0] ? in->address : NULL,
+		in->port ? port : NULL,
+		maxc,
+		bwc,
+		in->region[0] ? in->region : NULL,
+		in->country_code[0] ? in->country_code : NULL,
+		in->has_position ? lat : NULL,
+		in->has_position ? lon : NULL,
+		in->supports_video ? "t" : "f",
+		in->supports_audio ? "t" : "f",
+		in->supports_screen_share ? "t" : "f",
+		in->supports_aic ? "t" : "f",
+		in->accepting_connections ? "t" : "f",
+	};
+	/* The AuraID must be the caller's and active: the INSERT selects it. */
+	PGresult *res = db_exec(
+		db, err,
+		"INSERT INTO mesh_nodes (aura_id, user_id, node_type, address, port, max_connections,"
+		" bandwidth_capacity_mbps, region, country_code, latitude, longitude, supports_video,"
+		" supports_audio, supports_screen_share, supports_aic, accepting_connections)"
+		" SELECT a.aura_id, a.user_id, $3, $4, $5::int, $6::int, $7::real, $8, $9,"
+		"  $10::float8, $11::float8, $12::bool, $13::bool, $14::bool, $15::bool, $16::bool"
+		" FROM aura_id_registry a WHERE a.aura_id = $1 AND a.user_id = $2 AND a.status = 'active'"
+		" RETURNING " NODE_COLUMNS,
+		16, p);
+	if (!res)
+		return -1;
+	if (PQntuples(res) != 1) {
+		PQclear(res);
+		return al_error_set(err, 403, "M_FORBIDDEN", "aura_id: not an active AuraID of yours");
+	}
+	row_to_info(res, 0, in);
+	PQclear(res);
+	if (mesh_registry_add(reg, in, http_now_ms()) < 0)
+		return al_error_set(err, 500, "M_UNKNOWN", "cannot add the node");
+	*out = mesh_registry_node_json(reg, in->node_id);
+	return *out ? 0 : al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+}
+
+int mesh_node_delete(struct app *app, struct db *db, const char *user_id, const char *node_id,
+		     struct al_error *err)
+{
+	char owner[256];
+	if (mesh_registry_owner(app->mesh->reg, node_id, owner, sizeof(owner), NULL, 0, err) < 0)
+		return -1;
+	if (strcmp(owner, user_id))
+		return al_error_set(err, 403, "M_FORBIDDEN", "the node belongs to another user");
+	const char *p[2] = {node_id, user_id};
+	PGresult *res = db_exec(db, err, "DELETE FROM mesh_nodes WHERE node_id = $1::uuid AND user_id = $2",
+				2, p);
+	if (!res)
+		return -1;
+	PQclear(res);
+	mesh_registry_remove(app->mesh->reg, node_id);
+	return 0;
+}
+
+/* 0 when the AuraID is visible to viewer; 404 otherwise. The rule of
+ * aura_id.h: public -> everyone; private -> the owner; friends -> the owner
+ * and users sharing a room with her (no rooms yet: the owner). When
+ * aura_id_visible_to() is in git this should call it instead. */
+static int aura_visible(struct db *db, const char *viewer, const char *aura_id, struct al_error *err)
+{
+	const char *p[2] = {aura_id, viewer};
+	PGresult *res = db_exec(db, err,
+				"SELECT 1 FROM aura_id_registry WHERE aura_id = $1 AND status = 'active'"
+				" AND (privacy_level = 'public' OR user_id = $2)",
+				2, p);
+	if (!res)
+		return -1;
+	bool ok = PQntuples(res) == 1;
+	PQclear(res);
+	return ok ? 0 : al_error_set(err, 404, "M_NOT_FOUND", "unknown AuraID");
+}
+
+/* The user's active AuraID into out (len bytes); 404 when none. */
+static int own_aura(struct db *db, const char *user_id, char *out, size_t len, struct al_error *err)
+{
+	const char *p[1] = {user_id};
+	PGresult *res = db_exec(db, err,
+				"SELECT aura_id FROM aura_id_registry WHERE user_id = $1 AND status = 'active'",
+				1, p);
+	if (!res)
+		return -1;
+	int rc = 0;
+	if (PQntuples(res) != 1)
+		rc = al_error_set(err, 404, "ORG_AURALINK_NO_AURA_ID", "you have no AuraID");
+	else
+		snprintf(out, len, "%s", PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return rc;
+}
+
+int mesh_node_get(struct app *app, struct db *db, const char *viewer, const char *node_id, json_t **out,
+		  struct al_error *err)
+{
+	char owner[256], aura[256];
+	if (mesh_registry_owner(app->mesh->reg, node_id, owner, sizeof(owner), aura, sizeof(aura), err) < 0)
+		return -1;
+	if (strcmp(owner, viewer) && aura_visible(db, viewer, aura, err) < 0)
+		return al_error_set(err, 404, "M_NOT_FOUND", "no such node");
+	*out = mesh_registry_node_json(app->mesh->reg, node_id);
+	return *out ? 0 : al_error_set(err, 404, "M_NOT_FOUND", "no such node");
+}
+
+int mesh_nodes_of_aura(struct app *app, struct db *db, const char *viewer, const char *aura_id,
+		       json_t **out, struct al_error *err)
+{
+	if (aura_visible(db, viewer, aura_id, err) < 0)
+		return -1;
+	json_t *a = mesh_registry_aura_json(app->mesh->reg, aura_id);
+	if (!a)
+		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	*out = json_pack("{s:s, s:o, s:I}", "aura_id", aura_id, "nodes", a, "count",
+			 (json_int_t)json_array_size(a));
+	return 0;
+}
+
+int mesh_nodes_public_json(struct app *app, struct db *db, const char *user_id, json_t **out,
+			   struct al_error *err)
+{
+	char aura[256];
+	if (own_aura(db, user_id, aura, sizeof(aura), err) < 0)
+		return -1;
+	if (aura_visible(db, "", aura, err) < 0)
+		return -1;
+	json_t *all = mesh_registry_aura_json(app->mesh->reg, aura), *online = json_array();
+	size_t i;
+	json_t *v;
+	json_array_foreach(all, i, v)
+	{
+		if (json_is_true(json_object_get(v, "is_online")))
+			json_array_append(online, v);
+	}
+	json_decref(all);
+	*out = json_pack("{s:s, s:s, s:o}", "user_id", user_id, "aura_id", aura, "nodes", online);
+	return 0;
+}
+
+/* ---- routes ---- */
+
+static json_t *route_json(const struct mesh_cached_route *r, const char *src, const char *dst, int media,
+			  bool cached)
+{
+	double f[6];
+	char exp[80];
+	mesh_route_factors(&r->pm, f);
+	time_t t = (time_t)(r->expires_ms / 1000);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	snprintf(exp, sizeof(exp), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(r->expires_ms % 1000));
+	json_t *path = json_array();
+	for (int i = 0; i < r->n; i++)
+		json_array_append_new(path, json_string(r->node_ids[i]));
+	return json_pack(
+		"{s:s, s:s, s:s, s:o, s:i, s:s, s:s, s:f, s:f, s:f, s:{s:f, s:f, s:f, s:f, s:f, s:f, s:f,"
+		" s:f, s:i, s:b}, s:s, s:b}",
+		"route_id", r->route_id, "source_aura_id", src, "destination_aura_id", dst, "path_nodes",
+		path, "path_length", r->n, "route_type", r->n == 2 ? "direct_p2p" : "relay", "media_type",
+		mesh_media_name(media), "predicted_latency_ms", r->pm.latency_ms,
+		"predicted_bandwidth_mbps", r->pm.bandwidth_mbps, "ai_score", r->score,
+		"optimization_factors", "latency", f[0], "bandwidth", f[1], "reputation", f[2],
+		"hop_count", f[3], "aic_support", f[4], "uptime", f[5], "min_reputation",
+		r->pm.reputation, "min_uptime", r->pm.uptime, "hops", r->pm.links, "aic", r->pm.aic,
+		"expires_at", exp, "cached", cached);
+}
+
+int mesh_route_find_optimal(struct app *app, struct db *db, const char *user_id, const char *src_aura,
+			    const char *dst_aura, int media, bool require_aic, json_t **out,
+			    struct al_error *err)
+{
+	struct mesh_registry *reg = app->mesh->reg;
+	struct mesh_cached_route r;
+	struct mesh_find_stats st;
+	char owner[256];
+	/* the source must be the caller's AuraID */
+	if (own_aura(db, user_id, owner, sizeof(owner), err) < 0 || strcmp(owner, src_aura))
+		return al_error_set(err, 403, "M_FORBIDDEN", "source_aura_id: not your AuraID");
+	if (mesh_registry_find(reg, src_aura, dst_aura, media, require_aic, http_now_ms(), &r, &st, err) < 0)
+		return -1;
+	if (!st.cached) {
+		char lat[32], bw[32], score[32], len[8], exp[32];
+		json_t *tmp = route_json(&r, src_aura, dst_aura, media, false);
+		json_t *factors = json_object_get(tmp, "optimization_factors");
+		char *fjson = json_dumps(factors, JSON_COMPACT);
+		json_decref(tmp);
+		struct mesh_pgarr path;
+		if (!fjson || mesh_pgarr_init(&path) < 0) {
+			free(fjson);
+			return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+		}
+		for (int i = 0; i < r.n; i++)
+			mesh_pgarr_text(&path, r.node_ids[i]);
+		snprintf(lat, sizeof(lat), "%.6f", r.pm.latency_ms);
+		snprintf(bw, sizeof(bw), "%.6f", r.pm.bandwidth_mbps);
+		snprintf(score, sizeof(score), "%.6f", r.score);
+		snprintf(len, sizeof(len), "%d", r.n);
+		snprintf(exp, sizeof(exp), "%lld", (long long)r.expires_ms);
+		const char *p[13] = {src_aura,
+				     dst_aura,
+				     r.node_ids[0],
+				     r.node_ids[r.n - 1],
+				     mesh_pgarr_finish(&path),
+				     len,
+				     r.n == 2 ? "direct_p2p" : "relay",
+				     mesh_media_name(media),
+				     lat,
+				     bw,
+				     score,
+				     fjson,
+				     user_id};
+		PGresult *res = db_exec(
+			db, err,
+			"INSERT INTO mesh_routes (source_aura_id, destination_aura_id, source_node_id,"
+			" destination_node_id, path_nodes, path_length, route_type, media_type,"
+			" predicted_latency_ms, predicted_bandwidth_mbps, ai_score, optimization_factors,"
+			" is_optimal, requested_by, expires_at)"
+			" VALUES ($1, $2, $3::uuid, $4::uuid, $5::uuid[], $6::int, $7, $8, $9::real,"
+			"  $10::real, $11::real, $12::jsonb, true, $13, now() + interval '5 minutes')"
+			" RETURNING route_id::text, (extract(epoch from expires_at) * 1000)::bigint",
+			13, p);
+		mesh_pgarr_free(&path);
+		free(fjson);
+		if (!res)
+			return -1;
+		snprintf(r.route_id, sizeof(r.route_id), "%s", PQgetvalue(res, 0, 0));
+		r.expires_ms = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+		PQclear(res);
+		mesh_registry_cache_put(reg, src_aura, dst_aura, media, require_aic, &r);
+	}
+	*out = route_json(&r, src_aura, dst_aura, media, st.cached);
+	if (*out) {
+		json_object_set_new(*out, "relays_considered", json_integer((json_int_t)st.relays_considered));
+		json_object_set_new(*out, "paths_evaluated", json_integer((json_int_t)st.paths_evaluated));
+	}
+	return *out ? 0 : al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+}
+
+bool mesh_performance_success(const struct mesh_performance *p)
+{
+	if (p->packet_loss_rate >= 0.05)
+		return false;
+	if (p->actual_latency_ms >= 400)
+		return false;
+	return true;
+}
+
+static const char *num_or_null(char *buf, size_t len, double v)
+{
+	if (v < 0)
+		return NULL;
+	snprintf(buf, len, "%.6f", v);
+	return buf;
+}
+
+int mesh_route_performance(struct app *app, struct db *db, const char *user_id, const char *route_id,
+			   const struct mesh_performance *pf, json_t **out, struct al_error *err)
+{
+	char b[4][32];
+	bool ok = mesh_performance_success(pf);
+	const char *p[7] = {route_id,
+			    user_id,
+			    num_or_null(b[0], sizeof(b[0]), pf->actual_latency_ms),
+			    num_or_null(b[1], sizeof(b[1]), pf->actual_bandwidth_mbps),
+			    num_or_null(b[2], sizeof(b[2]), pf->packet_loss_rate),
+			    num_or_null(b[3], sizeof(b[3]), pf->jitter_ms),
+			    ok ? "1" : "0"};
+	/* Running means of the actuals over the reports that carried them;
+	 * usage_count counts reports, success_rate = successes / reports. */
+	PGresult *res = db_exec(
+		db, err,
+		"UPDATE mesh_routes SET"
+		" actual_latency_ms = CASE WHEN $3::real IS NULL THEN actual_latency_ms"
+		"  ELSE (coalesce(actual_latency_ms, 0) * usage_count + $3::real) / (usage_count + 1) END,"
+		" actual_bandwidth_mbps = CASE WHEN $4::real IS NULL THEN actual_bandwidth_mbps"
+		"  ELSE (coalesce(actual_bandwidth_mbps, 0) * usage_count + $4::real) / (usage_count + 1) END,"
+		" packet_loss_rate = CASE WHEN $5::real IS NULL THEN packet_loss_rate"
+		"  ELSE (coalesce(packet_loss_rate, 0) * usage_count + $5::real) / (usage_count + 1) END,"
+		" jitter_ms = CASE WHEN $6::real IS NULL THEN jitter_ms"
+		"  ELSE (coalesce(jitter_ms, 0) * usage_count + $6::real) / (usage_count + 1) END,"
+		" usage_count = usage_count + 1, success_count = success_count + $7::int,"
+		" success_rate = (success_count + $7::int)::real / (usage_count + 1),"
+		" performance_reported_at = now()"
+		" WHERE route_id = $1::uuid AND requested_by = $2"
+		" RETURNING path_nodes::text[], usage_count, success_count, success_rate,"
+		"  actual_latency_ms, predicted_latency_ms",
+		7, p);
+	if (!res)
+		return -1;
+	if (PQntuples(res) != 1) {
+		PQclear(res);
+		return al_error_set(err, 404, "M_NOT_FOUND", "no such route of yours");
+	}
+	/* path_nodes text: {a,b,c} */
+	char ids[4][37];
+	int n = 0;
+	const char *s = PQgetvalue(res, 0, 0);
+	if (*s == '{')
+		s++;
+	while (*s && *s != '}' && n < 4) {
+		size_t len = strcspn(s, ",}");
+		if (len == 36) {
+			memcpy(ids[n], s, 36);
+			ids[n][36] = 0;
+			n++;
+		}
+		s += len;
+		if (*s == ',')
+			s++;
+	}
+	*out = json_pack("{s:s, s:i, s:i, s:f, s:b}", "route_id", route_id, "usage_count",
+			 atoi(PQgetvalue(res, 0, 1)), "success_count", atoi(PQgetvalue(res, 0, 2)),
+			 "success_rate", atof(PQgetvalue(res, 0, 3)), "success", ok);
+	if (*out && !PQgetisnull(res, 0, 4))
+		json_object_set_new(*out, "actual_latency_ms", json_real(atof(PQgetvalue(res, 0, 4))));
+	if (*out && !PQgetisnull(res, 0, 5))
+		json_object_set_new(*out, "predicted_latency_ms", json_real(atof(PQgetvalue(res, 0, 5))));
+	PQclear(res);
+	char rid[37];
+	snprintf(rid, sizeof(rid), "%s", route_id);
+	mesh_registry_feedback(app->mesh->reg, rid, (const char(*)[37])ids, n, pf->actual_latency_ms, ok);
+	return *out ? 0 : al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+}
+
+int mesh_route_analytics(struct db *db, const char *user_id, int hours, json_t **out,
+			 struct al_error *err)
+{
+	char h[16];
+	snprintf(h, sizeof(h), "%d", hours);
+	const char *p[2] = {user_id, h};
+	PGresult *res = db_exec(
+		db, err,
+		"SELECT count(*), count(*) FILTER (WHERE is_optimal), coalesce(avg(ai_score), 0),"
+		" coalesce(avg(predicted_latency_ms) FILTER (WHERE actual_latency_ms IS NOT NULL), 0),"
+		" coalesce(avg(actual_latency_ms), 0),"
+		" coalesce(avg(abs(predicted_latency_ms - actual_latency_ms)), 0),"
+		" coalesce(100 * avg(abs(predicted_latency_ms - actual_latency_ms) / actual_latency_ms)"
+		"  FILTER (WHERE actual_latency_ms > 0), 0),"
+		" coalesce(sum(success_count)::float8 / nullif(sum(usage_count), 0), 0),"
+		" count(*) FILTER (WHERE usage_count > 0), coalesce(sum(usage_count), 0)"
+		" FROM mesh_routes WHERE requested_by = $1"
+		" AND created_at > now() - make_interval(hours => $2::int)",
+		2, p);
+	if (!res)
+		return -1;
+	*out = json_pack("{s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:i, s:i, s:i}", "total_routes",
+			 atoi(PQgetvalue(res, 0, 0)), "optimal_routes", atoi(PQgetvalue(res, 0, 1)),
+			 "avg_ai_score", atof(PQgetvalue(res, 0, 2)), "avg_predicted_latency_ms",
+			 atof(PQgetvalue(res, 0, 3)), "avg_actual_latency_ms", atof(PQgetvalue(res, 0, 4)),
+			 "mean_abs_error_ms", atof(PQgetvalue(res, 0, 5)), "mape",
+			 atof(PQgetvalue(res, 0, 6)), "avg_success_rate", atof(PQgetvalue(res, 0, 7)),
+			 "routes_with_reports", atoi(PQgetvalue(res, 0, 8)), "reports",
+			 atoi(PQgetvalue(res, 0, 9)), "hours", hours);
+	PQclear(res);
+	return *out ? 0 : al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+}
+
+int mesh_node_abuse_confirmed(struct app *app, const char *node_id, const char *severity,
+			      const char *report_id, struct al_error *err)
+{
+	char desc[128];
+	snprintf(desc, sizeof(desc), "abuse report %.40s confirmed (%.16s)", report_id ? report_id : "?",
+		 severity ? severity : "medium");
+	if (!app->mesh)
+		return al_error_set(err, 500, "M_UNKNOWN", "mesh not started");
+	return mesh_registry_reputation(app->mesh->reg, node_id, mesh_reputation_abuse_delta(severity),
+					MESH_REP_ABUSE_CONFIRMED, desc, NULL, NULL, NULL, err);
+}
+
+int mesh_admin_reputation(struct app *app, struct db *db, const char *admin, const char *node_id,
+			  double change, int event_type, const char *description, json_t **out,
+			  struct al_error *err)
+{
+	double prev = 0, now = 0;
+	if (mesh_registry_reputation(app->mesh->reg, node_id, change, (enum mesh_rep_event)event_type,
+				     description, NULL, &prev, &now, err) < 0)
+		return -1;
+	/* canonical JSON (the audit hash) has no floats: scores as text */
+	char ps[32], ns[32], cs[32];
+	snprintf(ps, sizeof(ps), "%.2f", prev);
+	snprintf(ns, sizeof(ns), "%.2f", now);
+	snprintf(cs, sizeof(cs), "%.2f", change);
+	json_t *details = json_pack("{s:s, s:s, s:s, s:s, s:s?}", "previous_score", ps, "new_score", ns,
+				    "change", cs, "event_type",
+				    mesh_rep_event_name((enum mesh_rep_event)event_type), "description",
+				    description);
+	int rc = audit_append(db, "mesh", "node_reputation", admin, node_id, NULL, details, err);
+	json_decref(details);
+	if (rc < 0)
+		return -1;
+	*out = mesh_registry_node_json(app->mesh->reg, node_id);
+	return *out ? 0 : al_error_set(err, 404, "M_NOT_FOUND", "no such node");
+}

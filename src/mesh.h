@@ -1,0 +1,79 @@
+/* mesh.h - the mesh service: the registry in memory backed by PostgreSQL
+ * (load at start, batched flushes, sweeper on app->main_base), node
+ * registration, routes and their feedback, analytics, admin reputation.
+ * Handlers (handlers_mesh.c) call these after validating their input.
+ *
+ * Cross-domain destinations: when federation core lands, the federation
+ * engineer fetches org.auralink.mesh_nodes for a remote AuraID and hands the
+ * records to mesh_registry_add_remote() (mesh_registry.h); find-optimal then
+ * treats them as the destination's nodes. mesh_nodes_public_json() below is
+ * the answer this server gives to that query for its own users. */
+#ifndef AL_MESH_H
+#define AL_MESH_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "app.h"
+#include "db.h"
+#include "error.h"
+#include "mesh_registry.h"
+
+struct mesh_state {
+	struct mesh_registry *reg;
+	struct event *flush_ev, *sweep_ev;
+	struct app *app;
+};
+
+int mesh_start(struct app *app);
+void mesh_stop(struct app *app);
+
+/* Load every node from the database into reg. */
+int mesh_load(struct mesh_registry *reg, struct db *db, int64_t now_ms, struct al_error *err);
+/* Write dirty nodes (one UPDATE ... FROM unnest) and queued reputation
+ * events (one INSERT). */
+int mesh_flush(struct mesh_registry *reg, struct db *db, struct al_error *err);
+
+/* Register a node for user_id (in->aura_id must be hers): *out the record. */
+int mesh_node_register(struct app *app, struct db *db, const char *user_id, struct mesh_node_info *in,
+		       json_t **out, struct al_error *err);
+int mesh_node_delete(struct app *app, struct db *db, const char *user_id, const char *node_id,
+		     struct al_error *err);
+/* A node record, if its AuraID is visible to viewer (else 404). */
+int mesh_node_get(struct app *app, struct db *db, const char *viewer, const char *node_id, json_t **out,
+		  struct al_error *err);
+int mesh_nodes_of_aura(struct app *app, struct db *db, const char *viewer, const char *aura_id,
+		       json_t **out, struct al_error *err);
+/* org.auralink.mesh_nodes: online nodes of a local public AuraID owned by
+ * user_id (for the federation query handler). */
+int mesh_nodes_public_json(struct app *app, struct db *db, const char *user_id, json_t **out,
+			   struct al_error *err);
+
+int mesh_route_find_optimal(struct app *app, struct db *db, const char *user_id, const char *src_aura,
+			    const char *dst_aura, int media, bool require_aic, json_t **out,
+			    struct al_error *err);
+
+struct mesh_performance {
+	double actual_latency_ms;     /* < 0: not sent */
+	double actual_bandwidth_mbps; /* < 0: not sent */
+	double packet_loss_rate;      /* < 0: not sent */
+	double jitter_ms;             /* < 0: not sent */
+};
+/* Success: packet loss below 5 % and latency below 400 ms (when sent). */
+bool mesh_performance_success(const struct mesh_performance *p);
+int mesh_route_performance(struct app *app, struct db *db, const char *user_id, const char *route_id,
+			   const struct mesh_performance *p, json_t **out, struct al_error *err);
+int mesh_route_analytics(struct db *db, const char *user_id, int hours, json_t **out,
+			 struct al_error *err);
+
+/* For abuse.c: an admin confirmed a report against node_id; lowers its
+ * reputation by mesh_reputation_abuse_delta(severity) with an
+ * abuse_confirmed event. 404 when the node is unknown (deleted since). */
+int mesh_node_abuse_confirmed(struct app *app, const char *node_id, const char *severity,
+			      const char *report_id, struct al_error *err);
+
+int mesh_admin_reputation(struct app *app, struct db *db, const char *admin, const char *node_id,
+			  double change, int event_type, const char *description, json_t **out,
+			  struct al_error *err);
+
+#endif

@@ -1,0 +1,306 @@
+/* test_mesh_route.c - score, exact search versus brute force, cache,
+ * model convergence, reputation tiers. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mesh_model.h"
+#include "mesh_reputation.h"
+#include "mesh_route.h"
+#include "unit.h"
+
+START_TEST(score_bounds_and_weights)
+{
+	struct mesh_path_metrics best = {0, 1000, 100, 100, 1, true};
+	struct mesh_path_metrics worst = {1000, 0, 0, 0, 3, false};
+	ck_assert_double_eq_tol(mesh_route_score(&best), 100.0, 1e-9);
+	ck_assert_double_eq_tol(mesh_route_score(&worst), 0.0, 1e-9);
+	struct mesh_path_metrics p = {150, 50, 80, 90, 2, false};
+	/* -0.4*0.5 + 0.25*0.5 + 0.15*0.8 - 0.1*0.5 + 0 + 0.05*0.9 = 0.04 */
+	ck_assert_double_eq_tol(mesh_route_score(&p), 54.0, 1e-9);
+	struct mesh_path_metrics q = p;
+	q.latency_ms = 160;
+	ck_assert(mesh_route_score(&q) < mesh_route_score(&p));
+	q = p;
+	q.links = 3;
+	ck_assert_double_eq_tol(mesh_route_score(&p) - mesh_route_score(&q), 5.0, 1e-9);
+	q = p;
+	q.aic = true;
+	ck_assert_double_eq_tol(mesh_route_score(&q) - mesh_route_score(&p), 5.0, 1e-9);
+}
+END_TEST
+
+START_TEST(tiers)
+{
+	ck_assert_int_eq(mesh_reputation_tier(100), MESH_TRUST_VERIFIED);
+	ck_assert_int_eq(mesh_reputation_tier(90), MESH_TRUST_VERIFIED);
+	ck_assert_int_eq(mesh_reputation_tier(89.99), MESH_TRUST_TRUSTED);
+	ck_assert_int_eq(mesh_reputation_tier(70), MESH_TRUST_TRUSTED);
+	ck_assert_int_eq(mesh_reputation_tier(69.9), MESH_TRUST_NEW);
+	ck_assert_int_eq(mesh_reputation_tier(30), MESH_TRUST_NEW);
+	ck_assert_int_eq(mesh_reputation_tier(29.9), MESH_TRUST_SUSPICIOUS);
+	ck_assert_int_eq(mesh_reputation_tier(10), MESH_TRUST_SUSPICIOUS);
+	ck_assert_int_eq(mesh_reputation_tier(9.99), MESH_TRUST_BANNED);
+	ck_assert_int_eq(mesh_reputation_tier(0), MESH_TRUST_BANNED);
+	ck_assert_str_eq(mesh_trust_name(MESH_TRUST_TRUSTED), "trusted");
+	ck_assert_double_eq(mesh_reputation_apply(95, 10), 100);
+	ck_assert_double_eq(mesh_reputation_apply(5, -10), 0);
+	ck_assert_int_eq(mesh_rep_event_parse("admin_adjustment"), MESH_REP_ADMIN_ADJUSTMENT);
+	ck_assert_int_eq(mesh_rep_event_parse("nope"), -1);
+}
+END_TEST
+
+/* A hidden-truth oracle: floor * inflation + access delays. */
+struct truth {
+	int n;
+	float *infl; /* n*n */
+	const struct mesh_rnode *base;
+};
+
+static double truth_link(void *ctx, const struct mesh_rnode *a, const struct mesh_rnode *b)
+{
+	struct truth *t = ctx;
+	int i = (int)(a - t->base), j = (int)(b - t->base);
+	return mesh_model_floor_ms(&a->m, &b->m) * t->infl[i * t->n + j] + a->m.acc_ms + b->m.acc_ms;
+}
+
+static void random_world(unsigned seed, int n, struct mesh_rnode *nodes, struct truth *t)
+{
+	srand(seed);
+	t->n = n;
+	t->base = nodes;
+	t->infl = malloc(sizeof(float) * n * n);
+	for (int i = 0; i < n; i++) {
+		struct mesh_rnode *r = &nodes[i];
+		memset(r, 0, sizeof(*r));
+		r->m.key = (uint32_t)i + 1;
+		mesh_mnode_set_position(&r->m, rand() % 140 - 70, rand() % 360 - 180);
+		r->m.acc_ms = (float)(rand() % 40);
+		r->bw_avail_mbps = (float)(rand() % 150);
+		r->reputation = (float)(60 + rand() % 41);
+		r->uptime = (float)(80 + rand() % 21);
+		r->aic = rand() % 3 != 0;
+	}
+	for (int i = 0; i < n; i++)
+		for (int j = 0; j <= i; j++) {
+			float f = 1.0f + (float)(rand() % 100) / 100.0f;
+			if (rand() % 5 == 0)
+				f += 3.0f; /* a bad link: detour */
+			t->infl[i * n + j] = t->infl[j * n + i] = i == j ? 1.0f : f;
+		}
+}
+
+START_TEST(search_matches_brute_force)
+{
+	enum { N = 14 };
+	int relay_wins = 0, two_relay_wins = 0;
+	for (unsigned seed = 1; seed <= 400; seed++) {
+		struct mesh_rnode nodes[N];
+		struct truth t;
+		random_world(seed, N, nodes, &t);
+		const struct mesh_rnode *relays[N];
+		for (int i = 0; i < N - 2; i++)
+			relays[i] = &nodes[i + 2];
+		struct mesh_oracle o = {truth_link, &t, 0};
+		struct mesh_route_query q = {&nodes[0], &nodes[1], relays, N - 2, seed % 4 == 0, 2, &o};
+		struct mesh_route_result a, b;
+		int ra = mesh_route_search(&q, &a), rb = mesh_route_brute_force(&q, &b);
+		ck_assert_int_eq(ra, rb);
+		if (ra == 0) {
+			ck_assert_msg(fabs(a.score - b.score) < 1e-6, "seed %u: search %f brute %f", seed,
+				      a.score, b.score);
+			/* the reported metrics are those of the reported path */
+			struct mesh_path_metrics pm;
+			mesh_route_path_metrics(&o, a.path, a.n, &pm);
+			ck_assert_double_eq_tol(mesh_route_score(&pm), a.score, 1e-6);
+			relay_wins += a.n > 2;
+			two_relay_wins += a.n == 4;
+		}
+		free(t.infl);
+	}
+	/* the worlds exercise relayed paths (two-relay wins: see two_relays_win) */
+	ck_assert_int_gt(relay_wins, 10);
+	(void)two_relay_wins;
+}
+END_TEST
+
+START_TEST(search_with_model_oracle_matches_brute_force)
+{
+	enum { N = 12 };
+	for (unsigned seed = 1; seed <= 100; seed++) {
+		struct mesh_rnode nodes[N];
+		struct truth t;
+		random_world(seed, N, nodes, &t);
+		struct mesh_model *m = mesh_model_new();
+		/* teach it some links, with negative corrections too */
+		for (int k = 0; k < 40; k++) {
+			int i = rand() % N, j = rand() % N;
+			if (i == j)
+				continue;
+			struct mesh_mnode *p[2] = {&nodes[i].m, &nodes[j].m};
+			mesh_model_learn(m, p, 2, truth_link(&t, &nodes[i], &nodes[j]) * (rand() % 2 ? 0.5 : 1.5));
+		}
+		const struct mesh_rnode *relays[N];
+		for (int i = 0; i < N - 2; i++)
+			relays[i] = &nodes[i + 2];
+		struct mesh_oracle o;
+		mesh_route_model_oracle(&o, m);
+		struct mesh_route_query q = {&nodes[0], &nodes[1], relays, N - 2, false, 2, &o};
+		struct mesh_route_result a, b;
+		ck_assert_int_eq(mesh_route_search(&q, &a), 0);
+		ck_assert_int_eq(mesh_route_brute_force(&q, &b), 0);
+		ck_assert_msg(fabs(a.score - b.score) < 1e-6, "seed %u", seed);
+		mesh_model_free(m);
+		free(t.infl);
+	}
+}
+END_TEST
+
+/* A hand-made graph where only a two-relay path avoids the bad links. */
+static double mat[4][4];
+static struct mesh_rnode hm[4];
+static double mat_link(void *ctx, const struct mesh_rnode *a, const struct mesh_rnode *b)
+{
+	(void)ctx;
+	return mat[a - hm][b - hm];
+}
+
+START_TEST(two_relays_win)
+{
+	/* 0 = s, 1 = d, 2 = r1, 3 = r2: all at one place (floor 0) */
+	for (int i = 0; i < 4; i++) {
+		memset(&hm[i], 0, sizeof(hm[i]));
+		hm[i].m.key = (uint32_t)i + 1;
+		mesh_mnode_set_position(&hm[i].m, 10, 10);
+		hm[i].bw_avail_mbps = 100;
+		hm[i].reputation = 90;
+		hm[i].uptime = 100;
+		for (int j = 0; j < 4; j++)
+			mat[i][j] = 250;
+	}
+	mat[0][2] = mat[2][0] = 10;
+	mat[2][3] = mat[3][2] = 10;
+	mat[3][1] = mat[1][3] = 10;
+	const struct mesh_rnode *relays[2] = {&hm[2], &hm[3]};
+	struct mesh_oracle o = {mat_link, NULL, 0};
+	struct mesh_route_query q = {&hm[0], &hm[1], relays, 2, false, 2, &o};
+	struct mesh_route_result a, b;
+	ck_assert_int_eq(mesh_route_search(&q, &a), 0);
+	ck_assert_int_eq(mesh_route_brute_force(&q, &b), 0);
+	ck_assert_int_eq(a.n, 4);
+	ck_assert_ptr_eq(a.path[1], &hm[2]);
+	ck_assert_ptr_eq(a.path[2], &hm[3]);
+	ck_assert_double_eq_tol(a.pm.latency_ms, 30, 1e-9);
+	ck_assert_double_eq_tol(a.score, b.score, 1e-9);
+	/* with one relay allowed, the best is direct or one relay */
+	q.max_relays = 1;
+	ck_assert_int_eq(mesh_route_search(&q, &a), 0);
+	ck_assert_int_lt(a.n, 4);
+	/* a relay with too little reputation... is the caller's filter; a
+	 * slower middle link makes the direct path win again */
+	q.max_relays = 2;
+	mat[2][3] = mat[3][2] = 400;
+	ck_assert_int_eq(mesh_route_search(&q, &a), 0);
+	ck_assert_int_eq(a.n, 2);
+}
+END_TEST
+
+START_TEST(require_aic)
+{
+	struct mesh_rnode nodes[3];
+	struct truth t;
+	random_world(7, 3, nodes, &t);
+	nodes[0].aic = nodes[1].aic = true;
+	nodes[2].aic = false;
+	const struct mesh_rnode *relays[1] = {&nodes[2]};
+	struct mesh_oracle o = {truth_link, &t, 0};
+	struct mesh_route_query q = {&nodes[0], &nodes[1], relays, 1, true, 2, &o};
+	struct mesh_route_result r;
+	ck_assert_int_eq(mesh_route_search(&q, &r), 0);
+	ck_assert_int_eq(r.n, 2);
+	nodes[1].aic = false;
+	ck_assert_int_eq(mesh_route_search(&q, &r), -1);
+	free(t.infl);
+}
+END_TEST
+
+START_TEST(model_floor_and_convergence)
+{
+	struct mesh_mnode a = {.key = 1, .acc_ms = MESH_ACCESS_PRIOR_MS};
+	struct mesh_mnode b = {.key = 2, .acc_ms = MESH_ACCESS_PRIOR_MS};
+	struct mesh_mnode c = {.key = 3, .acc_ms = MESH_ACCESS_PRIOR_MS};
+	mesh_mnode_set_position(&a, 51.5, -0.13); /* London */
+	mesh_mnode_set_position(&b, 40.71, -74.0); /* New York */
+	mesh_mnode_set_position(&c, 48.86, 2.35);  /* Paris */
+	double km = mesh_model_distance_km(&a, &b);
+	ck_assert_msg(km > 5500 && km < 5620, "%f", km);
+	ck_assert_double_eq_tol(mesh_model_floor_ms(&a, &b), km / MESH_FIBRE_KM_PER_MS, 1e-9);
+	struct mesh_model *m = mesh_model_new();
+	double truth_ab = 45.0, truth_bc = 52.0, truth_ac = 9.0;
+	double e0 = fabs(mesh_model_link_ms(m, &a, &b) - truth_ab);
+	for (int k = 0; k < 30; k++) {
+		struct mesh_mnode *p1[2] = {&a, &b}, *p2[2] = {&b, &c}, *p3[2] = {&a, &c};
+		mesh_model_learn(m, p1, 2, truth_ab);
+		mesh_model_learn(m, p2, 2, truth_bc);
+		mesh_model_learn(m, p3, 2, truth_ac);
+	}
+	double e1 = fabs(mesh_model_link_ms(m, &a, &b) - truth_ab);
+	ck_assert_msg(e1 < 0.5 && e1 < e0, "before %f after %f", e0, e1);
+	ck_assert(fabs(mesh_model_link_ms(m, &b, &c) - truth_bc) < 0.5);
+	ck_assert(fabs(mesh_model_link_ms(m, &a, &c) - truth_ac) < 0.5);
+	/* a relayed path converges as well */
+	for (int k = 0; k < 30; k++) {
+		struct mesh_mnode *p[3] = {&a, &c, &b};
+		mesh_model_learn(m, p, 3, 70.0);
+	}
+	double pred = mesh_model_link_ms(m, &a, &c) + mesh_model_link_ms(m, &c, &b);
+	ck_assert_msg(fabs(pred - 70.0) < 1.0, "%f", pred);
+	ck_assert(mesh_model_corr_lower_bound(m) <= 0);
+	ck_assert_uint_eq(mesh_model_links(m), 3);
+	mesh_model_forget_node(m, 3);
+	ck_assert_uint_eq(mesh_model_links(m), 1);
+	mesh_model_free(m);
+}
+END_TEST
+
+static uint32_t cur_epoch[8];
+static bool valid_cb(void *ctx, uint32_t key, uint32_t epoch)
+{
+	(void)ctx;
+	return key < 8 && cur_epoch[key] == epoch;
+}
+
+START_TEST(cache_invalidation)
+{
+	struct mesh_route_cache *c = mesh_route_cache_new(16);
+	struct mesh_cached_route r = {0}, out;
+	snprintf(r.route_id, sizeof(r.route_id), "route-1");
+	r.expires_ms = 1000 + MESH_ROUTE_TTL_MS;
+	r.n = 3;
+	for (int i = 0; i < 3; i++) {
+		r.keys[i] = (uint32_t)i + 1;
+		r.epochs[i] = cur_epoch[i + 1] = 5;
+	}
+	mesh_route_cache_put(c, "@a.aura|@b.aura|audio|0", &r);
+	ck_assert_int_eq(mesh_route_cache_get(c, "@a.aura|@b.aura|audio|0", 2000, valid_cb, NULL, &out), 0);
+	ck_assert_str_eq(out.route_id, "route-1");
+	ck_assert_int_eq(mesh_route_cache_get(c, "@a.aura|@b.aura|video|0", 2000, valid_cb, NULL, &out), -1);
+	/* expiry */
+	ck_assert_int_eq(mesh_route_cache_get(c, "@a.aura|@b.aura|audio|0", 1000 + MESH_ROUTE_TTL_MS,
+					      valid_cb, NULL, &out), -1);
+	/* a relay going offline drops it */
+	mesh_route_cache_put(c, "@a.aura|@b.aura|audio|0", &r);
+	cur_epoch[2]++;
+	ck_assert_int_eq(mesh_route_cache_get(c, "@a.aura|@b.aura|audio|0", 2000, valid_cb, NULL, &out), -1);
+	cur_epoch[2]--; /* dropped for good even if the epoch matched again */
+	ck_assert_int_eq(mesh_route_cache_get(c, "@a.aura|@b.aura|audio|0", 2000, valid_cb, NULL, &out), -1);
+	mesh_route_cache_put(c, "k", &r);
+	mesh_route_cache_drop_route(c, "route-1");
+	ck_assert_int_eq(mesh_route_cache_get(c, "k", 2000, valid_cb, NULL, &out), -1);
+	mesh_route_cache_free(c);
+}
+END_TEST
+
+UNIT_MAIN("mesh_route", score_bounds_and_weights, tiers, search_matches_brute_force,
+	  search_with_model_oracle_matches_brute_force, two_relays_win, require_aic, model_floor_and_convergence,
+	  cache_invalidation)
