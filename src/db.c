@@ -199,19 +199,26 @@ static char *read_file(const char *path, struct al_error *err)
 	return buf;
 }
 
-static int current_version(struct db *db, struct al_error *err)
+/* Marks applied[v] for every version recorded in schema_version. A version
+ * is looked up by itself, not against the highest one: a migration numbered
+ * below one already applied (added later on another branch) still runs. */
+static int applied_versions(struct db *db, bool applied[1000], struct al_error *err)
 {
 	if (exec_simple(db, err,
 			"CREATE TABLE IF NOT EXISTS schema_version ("
 			" version integer PRIMARY KEY, name text NOT NULL,"
 			" applied_at timestamptz NOT NULL DEFAULT now())") < 0)
 		return -1;
-	PGresult *r = db_exec(db, err, "SELECT coalesce(max(version), 0) FROM schema_version", 0, NULL);
+	PGresult *r = db_exec(db, err, "SELECT version FROM schema_version", 0, NULL);
 	if (!r)
 		return -1;
-	int v = atoi(PQgetvalue(r, 0, 0));
+	for (int i = 0; i < PQntuples(r); i++) {
+		int v = atoi(PQgetvalue(r, i, 0));
+		if (v >= 0 && v < 1000)
+			applied[v] = true;
+	}
 	PQclear(r);
-	return v;
+	return 0;
 }
 
 static int apply_migration(struct db *db, const char *dir, const struct migration *m,
@@ -259,12 +266,10 @@ int db_migrate(struct db *db, const char *dir, struct al_error *err)
 		return -1;
 	if (exec_simple(db, err, "SELECT pg_advisory_lock(" MIGRATION_LOCK_ID ")") < 0)
 		return -1;
-	int rc = 0;
-	int have = current_version(db, err);
-	if (have < 0)
-		rc = -1;
+	bool applied[1000] = {false};
+	int rc = applied_versions(db, applied, err);
 	for (int i = 0; rc == 0 && i < n; i++)
-		if (found[i].version > have)
+		if (!applied[found[i].version])
 			rc = apply_migration(db, dir, &found[i], err);
 	struct al_error ignored;
 	PGresult *r = db_exec(db, &ignored, "SELECT pg_advisory_unlock(" MIGRATION_LOCK_ID ")", 0, NULL);
