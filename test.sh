@@ -37,6 +37,13 @@ for prog in "$BUILD"/tests/unit/test_*; do
 	echo "  $(basename "$prog"): $summary"
 done
 
+al_say "style (scripts/check-style.sh)"
+if "$AL_ROOT/scripts/check-style.sh"; then
+	unit_passed=$((unit_passed + 1))
+else
+	unit_failed=$((unit_failed + 1))
+fi
+
 al_say "integration tests"
 TMPSTATE=$(mktemp -d /tmp/auralink-test.XXXXXX)
 chmod 755 "$TMPSTATE"

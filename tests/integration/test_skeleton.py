@@ -100,6 +100,23 @@ def test_huge_body_is_refused_and_server_keeps_serving(server):
     assert server.get("/_matrix/client/versions").status_code == 200
 
 
+@pytest.mark.parametrize("body,status,errcode", [
+    (b"not json", 400, "M_NOT_JSON"),
+    (b"[" * 200 + b"]" * 200, 400, "M_BAD_JSON"),
+    (b'{"type": "m.login.password", "type": "x"}', 400, "M_NOT_JSON"),
+    (b'["an array"]', 400, "M_BAD_JSON"),
+    (b'{"pad": "' + b"x" * 100000 + b'"}', 413, "M_TOO_LARGE"),
+])
+def test_malformed_bodies_on_a_real_route(server, body, status, errcode):
+    # Our own parser's answers (the 100 kB body is above limits.max_body_bytes,
+    # 64 KiB by default, but below libevent's own backstop).
+    r = server.post("/_matrix/client/v3/login", data=body,
+                    headers={"Content-Type": "application/json"})
+    assert r.status_code == status, r.text
+    assert r.json()["errcode"] == errcode
+    assert server.get("/_matrix/client/versions").status_code == 200
+
+
 def run(args, **kw):
     return subprocess.run([BIN] + args, capture_output=True, text=True, timeout=30, **kw)
 
