@@ -75,6 +75,16 @@ long fed_keys_fetch_count(struct fed_keys *ks)
 	return atomic_load(&ks->fetches);
 }
 
+/* a <= b + s for s >= 0, without overflow (b comes from remote JSON). */
+static bool le_plus(int64_t a, int64_t b, int64_t s)
+{
+	if (s < 0)
+		s = 0;
+	if (b > INT64_MAX - s)
+		return true;
+	return a <= b + s;
+}
+
 static struct fk_server *find_locked(struct fed_keys *ks, const char *server)
 {
 	for (struct fk_server *s = ks->buckets[bucket_of(server)]; s; s = s->next)
@@ -86,6 +96,12 @@ static struct fk_server *find_locked(struct fed_keys *ks, const char *server)
 enum fed_key_status fed_keys_lookup(struct fed_keys *ks, const char *server, const char *key_id,
 				    int64_t at_ms, unsigned char pk[32])
 {
+	return fed_keys_lookup_skew(ks, server, key_id, at_ms, 0, pk);
+}
+
+enum fed_key_status fed_keys_lookup_skew(struct fed_keys *ks, const char *server, const char *key_id,
+					 int64_t at_ms, int64_t skew_ms, unsigned char pk[32])
+{
 	enum fed_key_status st = FED_KEY_UNKNOWN;
 	pthread_rwlock_rdlock(&ks->lock);
 	struct fk_server *s = find_locked(ks, server);
@@ -93,7 +109,7 @@ enum fed_key_status fed_keys_lookup(struct fed_keys *ks, const char *server, con
 		const struct fed_key *k = &s->doc.keys[i];
 		if (strcmp(k->key_id, key_id) != 0)
 			continue;
-		bool ok = k->expired_ts ? at_ms < k->expired_ts : at_ms <= k->valid_until_ts;
+		bool ok = k->expired_ts ? at_ms < k->expired_ts : le_plus(at_ms, k->valid_until_ts, skew_ms);
 		if (ok) {
 			memcpy(pk, k->pk, 32);
 			st = FED_KEY_OK;
@@ -104,6 +120,32 @@ enum fed_key_status fed_keys_lookup(struct fed_keys *ks, const char *server, con
 	}
 	pthread_rwlock_unlock(&ks->lock);
 	return st;
+}
+
+int64_t fed_clock_skew_ms(const struct federation *fed)
+{
+	return fed->app->cfg.fed_clock_skew_ms;
+}
+
+enum fed_key_status fed_keys_lookup_signed(struct federation *fed, const char *server,
+					   const char *key_id, int64_t signed_ts, unsigned char pk[32])
+{
+	return fed_keys_lookup_skew(fed->keys, server, key_id, signed_ts, fed_clock_skew_ms(fed), pk);
+}
+
+bool fed_keys_times_check(int64_t issued_ts, int64_t valid_until_ts, int64_t now_ms, int64_t skew_ms)
+{
+	return issued_ts <= valid_until_ts && le_plus(issued_ts, now_ms, skew_ms) &&
+	       le_plus(now_ms, valid_until_ts, skew_ms);
+}
+
+bool fed_keys_times_ok(const struct federation *fed, const json_t *obj)
+{
+	json_t *is = json_object_get(obj, "issued_ts"), *vu = json_object_get(obj, "valid_until_ts");
+	if (!json_is_integer(is) || !json_is_integer(vu))
+		return false;
+	return fed_keys_times_check(json_integer_value(is), json_integer_value(vu), http_now_ms(),
+				    fed_clock_skew_ms(fed));
 }
 
 char *fed_keys_document(struct fed_keys *ks, const char *server, int64_t *valid_until)
@@ -200,6 +242,18 @@ static const struct fed_key *doc_key(const struct fed_key_doc *d, const char *ke
 	return NULL;
 }
 
+/* The spec: use the lesser of valid_until_ts and 7 days after the fetch. */
+static void cap_validity(struct fed_key_doc *d, int64_t fetched_ms)
+{
+	int64_t cap = fetched_ms + FED_KEYS_MAX_VALIDITY_MS;
+	if (d->valid_until_ts <= cap)
+		return;
+	d->valid_until_ts = cap;
+	for (int i = 0; i < d->nkeys; i++)
+		if (!d->keys[i].expired_ts)
+			d->keys[i].valid_until_ts = cap;
+}
+
 /* Put a checked document in memory. Takes text. */
 static int memory_put(struct fed_keys *ks, const struct fed_key_doc *d, char *text, size_t len)
 {
@@ -226,7 +280,9 @@ static int memory_put(struct fed_keys *ks, const struct fed_key_doc *d, char *te
 
 int fed_keys_load(struct fed_keys *ks, struct db *db, struct al_error *err)
 {
-	PGresult *r = db_exec(db, err, "SELECT server_name, document::text FROM federation_key_documents",
+	PGresult *r = db_exec(db, err,
+			      "SELECT server_name, document::text, (extract(epoch from fetched_at) * 1000)::bigint "
+			      "FROM federation_key_documents",
 			      0, NULL);
 	if (!r)
 		return -1;
@@ -237,15 +293,33 @@ int fed_keys_load(struct fed_keys *ks, struct db *db, struct al_error *err)
 		struct fed_key_doc d;
 		size_t len = 0;
 		char *canon = doc ? cjson_encode(doc, &len, NULL) : NULL;
-		if (canon && fed_keys_parse_document(doc, PQgetvalue(r, i, 0), &d, NULL) == 0 &&
-		    memory_put(ks, &d, canon, len) == 0)
-			loaded++;
-		else
+		if (canon && fed_keys_parse_document(doc, PQgetvalue(r, i, 0), &d, NULL) == 0) {
+			cap_validity(&d, strtoll(PQgetvalue(r, i, 2), NULL, 10));
+			if (memory_put(ks, &d, canon, len) == 0)
+				loaded++;
+		} else {
 			free(canon);
+		}
 		json_decref(doc);
 	}
 	PQclear(r);
 	log_info("fed_keys", "loaded key documents count=%d", loaded);
+	return 0;
+}
+
+int fed_keys_memory_store(struct fed_keys *ks, const json_t *doc, const char *expect_server,
+			  int64_t fetched_ms, struct al_error *err)
+{
+	struct fed_key_doc d;
+	size_t len = 0;
+	if (fed_keys_parse_document(doc, expect_server, &d, err) < 0)
+		return -1;
+	char *text = cjson_encode(doc, &len, err);
+	if (!text)
+		return -1;
+	cap_validity(&d, fetched_ms);
+	if (memory_put(ks, &d, text, len) < 0)
+		return al_error_set(err, 500, "M_UNKNOWN", "key store full");
 	return 0;
 }
 
@@ -328,6 +402,7 @@ int fed_keys_store(struct federation *fed, struct db *db, const json_t *doc, con
 	if (db_commit(db, err) < 0)
 		goto rollback;
 	json_decref(changed);
+	cap_validity(&d, http_now_ms());
 	if (memory_put(ks, &d, text, len) < 0)
 		return al_error_set(err, 500, "M_UNKNOWN", "key store full");
 	return 0;
@@ -403,7 +478,7 @@ static void notary_done(const struct fed_response *resp, void *arg)
 		bool notary_ok = false;
 		json_object_foreach(nsigs, kid, v) {
 			unsigned char pk[32];
-			if (fed_keys_lookup(c->fed->keys, notary, kid, http_now_ms(), pk) == FED_KEY_OK &&
+			if (fed_keys_lookup_signed(c->fed, notary, kid, http_now_ms(), pk) == FED_KEY_OK &&
 			    sign_verify_json(doc, notary, kid, pk, NULL) == 0) {
 				notary_ok = true;
 				break;
