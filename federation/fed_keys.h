@@ -99,13 +99,22 @@ int fed_keys_memory_store(struct fed_keys *ks, const json_t *doc, const char *ex
 int fed_keys_store(struct federation *fed, struct db *db, const json_t *doc, const char *expect_server,
 		   struct al_error *err);
 
-/* Fetch server's keys: directly, then through notaries (trusted peers)
- * when that fails. cb(arg, ok) runs on base's loop. Never blocks. */
+/* Fetch server's keys: directly, then through notaries (whitelisted or
+ * trusted peers) when that fails; a notary whose own key we do not hold
+ * yet is asked for it first. cb(arg, ok) runs on base's loop. Never
+ * blocks. Concurrent fetches of one server share one; while we hold a
+ * current document of server (the caller misses a key id), a new fetch
+ * happens at most once per federation.key_refetch_interval_seconds and
+ * otherwise cb gets ok=false at once. -1 (cb never runs) only when it
+ * cannot be queued. */
 typedef void (*fed_keys_cb)(void *arg, bool ok);
 int fed_keys_fetch(struct federation *fed, const char *server, struct event_base *base,
 		   fed_keys_cb cb, void *arg);
 
-/* Counters for tests and benchmarks. */
+/* Counters for tests and benchmarks: key requests sent, fetches that
+ * joined one in flight, refetches suppressed by the interval. */
 long fed_keys_fetch_count(struct fed_keys *ks);
+long fed_keys_coalesced_count(struct fed_keys *ks);
+long fed_keys_suppressed_count(struct fed_keys *ks);
 
 #endif
