@@ -144,7 +144,7 @@ int fed_servers_configure(struct fed_servers *s, struct db *db, struct al_error 
 			      "SELECT DISTINCT ON (lower(x.d)) x.d, x.w, NOT x.w "
 			      "FROM jsonb_to_recordset($1::jsonb) AS x(d text, w boolean) "
 			      "ON CONFLICT ((lower(domain))) DO UPDATE SET is_whitelisted = EXCLUDED.is_whitelisted, "
-			      "is_blacklisted = EXCLUDED.is_blacklisted, updated_at = now()",
+			      "is_blacklisted = EXCLUDED.is_blacklisted",
 			      1, p);
 	free(text);
 	if (!r)
