@@ -202,7 +202,7 @@ static int check_record(struct federation *fed, const char *dest, const char *ha
 	const char *uid = json_string_value(json_object_get(att, "user_id"));
 	json_t *vu = json_object_get(att, "valid_until_ts");
 	if (!server || !aid || !uid || !json_is_integer(vu) || strcasecmp(server, dest) != 0 ||
-	    strcasecmp(aid, handle) != 0 || json_integer_value(vu) < http_now_ms())
+	    strcasecmp(aid, handle) != 0 || !fed_keys_times_ok(fed, att))
 		return 0;
 	const char *colon = strchr(uid, ':');
 	if (!colon || strcasecmp(colon + 1, dest) != 0)
@@ -217,7 +217,8 @@ static int check_record(struct federation *fed, const char *dest, const char *ha
 	int rc = 0;
 	json_object_foreach(sigs, kid, v) {
 		unsigned char pk[32];
-		enum fed_key_status st = fed_keys_lookup(fed->keys, dest, kid, http_now_ms(), pk);
+		enum fed_key_status st = fed_keys_lookup_signed(
+			fed, dest, kid, json_integer_value(json_object_get(att, "issued_ts")), pk);
 		if (st == FED_KEY_OK) {
 			if (sign_verify_json(att, dest, kid, pk, NULL) == 0)
 				return 1;

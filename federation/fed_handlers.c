@@ -316,8 +316,11 @@ static void admin_stats(struct http_req *req)
 {
 	if (auth_require_admin(req) < 0)
 		return;
+	struct fed_keys *ks = fed_of(req->app)->keys;
 	http_reply_json(req, 200,
-			json_pack("{s:I, s:I}", "key_fetches", (json_int_t)fed_keys_fetch_count(fed_of(req->app)->keys),
+			json_pack("{s:I, s:I, s:I, s:I}", "key_fetches", (json_int_t)fed_keys_fetch_count(ks),
+				  "key_fetches_coalesced", (json_int_t)fed_keys_coalesced_count(ks),
+				  "key_refetches_suppressed", (json_int_t)fed_keys_suppressed_count(ks),
 				  "edus_dispatched", (json_int_t)fed_inbound_edus_dispatched()));
 }
 

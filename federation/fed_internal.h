@@ -46,6 +46,9 @@ void fed_auth_require(struct http_req *req, fed_auth_cont cont);
 struct fed_servers *fed_servers_new(struct federation *fed);
 void fed_servers_free(struct fed_servers *s);
 int fed_servers_load(struct fed_servers *s, struct db *db, struct al_error *err);
+/* Upsert a row for every federation.whitelist / federation.blacklist entry
+ * of the config (one statement), flags set from the config. */
+int fed_servers_configure(struct fed_servers *s, struct db *db, struct al_error *err);
 /* Policy, from memory (config lists + registry): may we talk to server? */
 bool fed_servers_allowed(struct fed_servers *s, const char *server);
 /* Up to max trusted or verified peers (for notaries and AuraID fan-out:

@@ -129,7 +129,8 @@ def audit_reasons(s, action="auth_failed"):
 
 
 def test_xmatrix_refusals_and_key_cache(make_server, tmp_path_factory, ca):
-    a = make_server()
+    # refetches for unknown key ids: at most one a second here (default 30 s)
+    a = make_server(federation_extra="key_refetch_interval_seconds = 1;")
     uid, _ = register(a, "carl")
     fake = FakeOrigin(tmp_path_factory.mktemp("fake"), ca)
     try:
@@ -175,6 +176,7 @@ def test_xmatrix_refusals_and_key_cache(make_server, tmp_path_factory, ca):
         assert any("Destination" in x for x in reasons)
 
         # the key changes without rotation (old key not in old_verify_keys)
+        time.sleep(1.1)  # past key_refetch_interval_seconds
         fake.key = signedjson.key.generate_signing_key("a2")
         r = fake.request(a, "GET", path)
         assert r.status_code == 200, r.text
@@ -188,7 +190,8 @@ def test_xmatrix_refusals_and_key_cache(make_server, tmp_path_factory, ca):
 def test_expired_key_refused(make_server, tmp_path_factory, ca):
     a = make_server()
     uid, _ = register(a, "dora")
-    fake = FakeOrigin(tmp_path_factory.mktemp("fake"), ca, valid_for_ms=-60_000)
+    # expired ten minutes ago: beyond federation.clock_skew_ms (five minutes)
+    fake = FakeOrigin(tmp_path_factory.mktemp("fake"), ca, valid_for_ms=-600_000)
     try:
         path = "/_matrix/federation/v1/query/profile?user_id=" + urllib.parse.quote(uid)
         r = fake.request(a, "GET", path)

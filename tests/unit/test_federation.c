@@ -1,6 +1,7 @@
 #include "unit.h"
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -192,5 +193,73 @@ START_TEST(key_document_checks)
 }
 END_TEST
 
+static void resign(json_t *doc, const char *server, struct sign_key *k)
+{
+	json_object_del(doc, "signatures");
+	ck_assert_int_eq(sign_json(doc, server, k, NULL), 0);
+}
+
+START_TEST(key_lookup_times)
+{
+	struct sign_key cur, old;
+	ck_assert_int_eq(sign_key_generate(&cur, "ed25519:cur"), 0);
+	ck_assert_int_eq(sign_key_generate(&old, "ed25519:old"), 0);
+	const int64_t now = 1700000000000LL, skew = 300000;
+	struct al_error err = {0};
+	json_t *doc = key_doc(&cur, "s.test", now + 1000);
+	char *oldpub = sign_public_b64(&old);
+	json_object_set_new(json_object_get(doc, "old_verify_keys"), "ed25519:old",
+			    json_pack("{s:s, s:I}", "key", oldpub, "expired_ts", (json_int_t)(now - 5000)));
+	free(oldpub);
+	resign(doc, "s.test", &cur);
+	struct fed_keys *ks = fed_keys_new();
+	ck_assert_int_eq(fed_keys_memory_store(ks, doc, "s.test", now, &err), 0);
+	unsigned char pk[32];
+	/* a current key: until valid_until_ts, plus the tolerance */
+	ck_assert_int_eq(fed_keys_lookup(ks, "s.test", "ed25519:cur", now + 1000, pk), FED_KEY_OK);
+	ck_assert(memcmp(pk, cur.pk, 32) == 0);
+	ck_assert_int_eq(fed_keys_lookup(ks, "s.test", "ed25519:cur", now + 1001, pk), FED_KEY_EXPIRED);
+	ck_assert_int_eq(fed_keys_lookup_skew(ks, "s.test", "ed25519:cur", now + 1001, skew, pk), FED_KEY_OK);
+	ck_assert_int_eq(fed_keys_lookup_skew(ks, "s.test", "ed25519:cur", now + 1001 + skew, skew, pk),
+			 FED_KEY_EXPIRED);
+	/* an old key: for signatures made before its expired_ts (strict) */
+	memset(pk, 0, sizeof(pk));
+	ck_assert_int_eq(fed_keys_lookup_skew(ks, "s.test", "ed25519:old", now - 5001, skew, pk), FED_KEY_OK);
+	ck_assert(memcmp(pk, old.pk, 32) == 0);
+	ck_assert_int_eq(fed_keys_lookup_skew(ks, "s.test", "ed25519:old", now - 5000, skew, pk), FED_KEY_EXPIRED);
+	ck_assert_int_eq(fed_keys_lookup_skew(ks, "s.test", "ed25519:old", now, skew, pk), FED_KEY_EXPIRED);
+	ck_assert_int_eq(fed_keys_lookup(ks, "s.test", "ed25519:nope", now, pk), FED_KEY_UNKNOWN);
+	ck_assert_int_eq(fed_keys_lookup(ks, "x.test", "ed25519:cur", now, pk), FED_KEY_UNKNOWN);
+	/* hostile timestamps do not overflow */
+	ck_assert_int_eq(fed_keys_lookup_skew(ks, "s.test", "ed25519:cur", INT64_MAX, INT64_MAX, pk), FED_KEY_OK);
+	ck_assert_int_eq(fed_keys_lookup_skew(ks, "s.test", "ed25519:cur", INT64_MIN, skew, pk), FED_KEY_OK);
+	json_decref(doc);
+	/* valid_until_ts is believed for 7 days after the fetch at most */
+	doc = key_doc(&cur, "far.test", now + 30LL * 24 * 3600 * 1000);
+	ck_assert_int_eq(fed_keys_memory_store(ks, doc, "far.test", now, &err), 0);
+	int64_t cap = now + FED_KEYS_MAX_VALIDITY_MS;
+	ck_assert_int_eq(fed_keys_lookup(ks, "far.test", "ed25519:cur", cap, pk), FED_KEY_OK);
+	ck_assert_int_eq(fed_keys_lookup(ks, "far.test", "ed25519:cur", cap + 1, pk), FED_KEY_EXPIRED);
+	int64_t vu = 0;
+	free(fed_keys_document(ks, "far.test", &vu));
+	ck_assert_int_eq(vu, cap);
+	json_decref(doc);
+	fed_keys_free(ks);
+
+	/* issued_ts / valid_until_ts of attestations */
+	ck_assert(fed_keys_times_check(now, now + 10, now, 0));
+	ck_assert(!fed_keys_times_check(now + 1, now + 10, now, 0));
+	ck_assert(fed_keys_times_check(now + skew, now + 2 * skew, now, skew));
+	ck_assert(!fed_keys_times_check(now + skew + 1, now + 2 * skew, now, skew));
+	ck_assert(!fed_keys_times_check(now - 20, now - 10, now, 0));
+	ck_assert(fed_keys_times_check(now - 20, now - 10, now, 10));
+	ck_assert(!fed_keys_times_check(now, now - 1, now, skew));
+	ck_assert(!fed_keys_times_check(INT64_MAX, INT64_MAX, now, skew));
+	ck_assert(!fed_keys_times_check(INT64_MIN, INT64_MIN, now, skew));
+	sign_key_wipe(&cur);
+	sign_key_wipe(&old);
+}
+END_TEST
+
 UNIT_MAIN("federation", xmatrix_build_parse_verify, xmatrix_parse_variants, backoff_math,
-	  discovery_parsing, key_document_checks)
+	  discovery_parsing, key_document_checks, key_lookup_times)
