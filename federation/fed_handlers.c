@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "auth.h"
+#include "aura_id.h"
 #include "cjson.h"
 #include "fed_sender.h"
 #include "fed_internal.h"
@@ -231,9 +232,17 @@ static void query_aura_id(struct http_req *req)
 		http_reply_al_error(req, &err);
 		return;
 	}
-	if (PQntuples(r) == 0 || strcmp(PQgetvalue(r, 0, 5), "public") != 0) {
+	/* A remote server asks for nobody in particular: the privacy rule with
+	 * an anonymous viewer (public AuraIDs only). */
+	int visible = PQntuples(r) == 1 ? aura_id_visible_to(&req->worker->db, NULL, PQgetvalue(r, 0, 1),
+							      PQgetvalue(r, 0, 5), &err)
+					: 0;
+	if (visible <= 0) {
 		PQclear(r);
-		http_reply_error(req, 404, "M_NOT_FOUND", "Unknown AuraID");
+		if (visible < 0)
+			http_reply_al_error(req, &err);
+		else
+			http_reply_error(req, 404, "M_NOT_FOUND", "Unknown AuraID");
 		return;
 	}
 	if (PQgetvalue(r, 0, 6)[0] != 't') {

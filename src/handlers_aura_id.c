@@ -193,7 +193,8 @@ static void get_resolve(struct http_req *req)
 	if (guard(req, "aura_id.resolve") < 0)
 		return;
 	size_t len = 0;
-	char *json = aura_id_resolve(req->app, &req->worker->db, req->user_id, req->params[0], &len, &err);
+	char *json = aura_id_resolve(req->app, &req->worker->db, req->user_id, req->params[0], &len, NULL,
+				     &err);
 	if (!json) {
 		http_reply_al_error(req, &err);
 		return;
