@@ -250,22 +250,67 @@ def test_aura_id_across_domains(make_server):
     carol, _ = register(b, "carol")
     claim(b, carol, "carolfed", ["only.example"])
 
-    r = a.get(ADM + "/federation/resolve/@bobfed.aura", headers=ha)
+    # a user of A resolves B's handle through the client endpoint
+    _, hal = register(a, "alice")
+
+    def resolve(handle):
+        return a.get(A + "/aura_id/resolve/" + handle, headers=hal)
+
+    def queries_on_b():
+        return b.read_log().count("/_matrix/federation/v1/query/org.auralink.aura_id")
+
+    r = resolve("@bobfed.aura")
     assert r.status_code == 200, r.text
     rec = r.json()
     assert rec["server"] == b.server_name and rec["user_id"] == "@bob:" + b.server_name
+    assert rec["aura_id"] == "@bobfed.aura" and rec["privacy_level"] == "public"
+    assert rec["is_online"] is False and rec["is_verified"] is False
     att = rec["attestation"]
     assert att["aura_id"] == "@bobfed.aura" and att["server"] == b.server_name
+    assert att["user_id"] == rec["user_id"]
     assert verify_signed(att, b.server_name, b.fed_get("/_matrix/key/v2/server").json())
-    # warm: served from the cache
+    # warm: served from A's cache, B is not asked again
+    asked = queries_on_b()
+    r = resolve("@BobFed.aura")
+    assert r.status_code == 200 and r.json()["user_id"] == rec["user_id"], r.text
+    assert queries_on_b() == asked
+    # the admin endpoint resolves through the same machinery
     r = a.get(ADM + "/federation/resolve/@bobfed.aura", headers=ha)
-    assert r.status_code == 200
-    # carol shares only with another domain
+    assert r.status_code == 200 and r.json()["server"] == b.server_name, r.text
+    # carol shares only with another domain: her server refuses A; A's
+    # user gets the 404 of a hidden AuraID, the admin sees the refusal
+    r = resolve("@carolfed.aura")
+    assert r.status_code == 404 and r.json()["errcode"] == "M_NOT_FOUND", r.text
     r = a.get(ADM + "/federation/resolve/@carolfed.aura", headers=ha)
     assert r.status_code == 403, r.text
-    # unknown handle
-    r = a.get(ADM + "/federation/resolve/@nobodyhere.aura", headers=ha)
-    assert r.status_code == 404, r.text
+    # unknown everywhere
+    r = resolve("@nobodyhere.aura")
+    assert r.status_code == 404 and r.json()["errcode"] == "M_NOT_FOUND", r.text
+    # friends-level and private AuraIDs on B are not shared with servers
+    for name, level in [("erinfed", "friends"), ("frankfed", "private")]:
+        uid, _ = register(b, name[:-3])
+        claim(b, uid, name)
+        b.sql("UPDATE aura_id_registry SET privacy_level = %s WHERE user_id = %s", level, uid)
+        r = resolve("@%s.aura" % name)
+        assert r.status_code == 404, (name, r.text)
+    # a handle hosted on A but hidden there (private, or suspended) is
+    # answered 404 by A without asking anyone, even though B has one
+    for name in ("twin", "twin2"):
+        uid, _ = register(b, "b" + name)
+        claim(b, uid, name)
+    r = requests.post(a.base + A + "/aura_id", headers=register(a, "twinowner")[1], timeout=10,
+                      json={"username": "twin", "privacy_level": "private"})
+    assert r.status_code == 201, r.text
+    suspended, hs = register(a, "twin2owner")
+    r = requests.post(a.base + A + "/aura_id", headers=hs, timeout=10, json={"username": "twin2"})
+    assert r.status_code == 201, r.text
+    r = requests.post(a.base + ADM + "/users/%s/suspend" % suspended, headers=ha, timeout=10, json={})
+    assert r.status_code == 200, r.text
+    asked = queries_on_b()
+    for name in ("@twin.aura", "@twin2.aura"):
+        r = resolve(name)
+        assert r.status_code == 404 and r.json()["errcode"] == "M_NOT_FOUND", (name, r.text)
+    assert queries_on_b() == asked
 
     # B blacklists A: refused
     dan, _ = register(b, "dan")
@@ -273,6 +318,8 @@ def test_aura_id_across_domains(make_server):
     r = requests.post(b.base + ADM + "/federation/servers", headers=hb, timeout=10,
                       json={"domain": a.server_name, "is_blacklisted": True})
     assert r.status_code == 201, r.text
+    r = resolve("@danfed.aura")
+    assert r.status_code == 404 and r.json()["errcode"] == "M_NOT_FOUND", r.text
     r = a.get(ADM + "/federation/resolve/@danfed.aura", headers=ha)
     assert r.status_code == 403, r.text
     assert b.sql("SELECT count(*) FROM federation_audit_log WHERE category = 'federation' "
