@@ -199,19 +199,24 @@ static char *read_file(const char *path, struct al_error *err)
 	return buf;
 }
 
-static int current_version(struct db *db, struct al_error *err)
+/* Mark in applied[] (MAX_MIGRATIONS entries) every version recorded. */
+static int applied_versions(struct db *db, bool *applied, struct al_error *err)
 {
 	if (exec_simple(db, err,
 			"CREATE TABLE IF NOT EXISTS schema_version ("
 			" version integer PRIMARY KEY, name text NOT NULL,"
 			" applied_at timestamptz NOT NULL DEFAULT now())") < 0)
 		return -1;
-	PGresult *r = db_exec(db, err, "SELECT coalesce(max(version), 0) FROM schema_version", 0, NULL);
+	PGresult *r = db_exec(db, err, "SELECT version FROM schema_version", 0, NULL);
 	if (!r)
 		return -1;
-	int v = atoi(PQgetvalue(r, 0, 0));
+	for (int i = 0; i < PQntuples(r); i++) {
+		int v = atoi(PQgetvalue(r, i, 0));
+		if (v >= 0 && v < MAX_MIGRATIONS)
+			applied[v] = true;
+	}
 	PQclear(r);
-	return v;
+	return 0;
 }
 
 static int apply_migration(struct db *db, const char *dir, const struct migration *m,
@@ -259,12 +264,13 @@ int db_migrate(struct db *db, const char *dir, struct al_error *err)
 		return -1;
 	if (exec_simple(db, err, "SELECT pg_advisory_lock(" MIGRATION_LOCK_ID ")") < 0)
 		return -1;
-	int rc = 0;
-	int have = current_version(db, err);
-	if (have < 0)
-		rc = -1;
+	/* Every file not yet recorded, in order: also one numbered below the
+	 * newest applied (branches that land out of order leave such gaps). */
+	static bool applied[MAX_MIGRATIONS];
+	memset(applied, 0, sizeof(applied));
+	int rc = applied_versions(db, applied, err);
 	for (int i = 0; rc == 0 && i < n; i++)
-		if (found[i].version > have)
+		if (!applied[found[i].version])
 			rc = apply_migration(db, dir, &found[i], err);
 	struct al_error ignored;
 	PGresult *r = db_exec(db, &ignored, "SELECT pg_advisory_unlock(" MIGRATION_LOCK_ID ")", 0, NULL);
