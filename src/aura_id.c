@@ -366,8 +366,9 @@ enum aura_id_visibility aura_id_visibility(const char *viewer, const char *owner
 	return AURA_ID_HIDDEN; /* private, or an unknown level: fail closed */
 }
 
-/* Friends: both currently joined to one room at least. Two index-only
- * scans of room_memberships_joined_idx (032), merged on room_id. */
+/* Friends: both currently joined to one room at least. Index-only scans
+ * of room_memberships_joined_idx (032): one user's joined rooms, each
+ * probed for the other (or merged on room_id); stops at the first hit. */
 #define FRIENDS_SQL                                                                       \
 	"SELECT EXISTS (SELECT 1 FROM room_memberships o JOIN room_memberships v"          \
 	" ON v.room_id = o.room_id AND v.user_id = $2 AND v.membership = 'join'"           \
