@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "auth.h"
+#include "aura_id.h"
 #include "cjson.h"
 #include "fed_sender.h"
 #include "fed_internal.h"
@@ -222,7 +223,8 @@ static void query_aura_id(struct http_req *req)
 	PGresult *r = db_exec(&req->worker->db, &err,
 			      "SELECT a.aura_id, a.user_id, coalesce(a.display_name, u.displayname), "
 			      "coalesce(a.avatar_url, u.avatar_url), a.is_verified, a.privacy_level, "
-			      "a.federation_enabled, a.federated_domains::text[] "
+			      "a.federation_enabled, a.federated_domains::text[], "
+			      "EXISTS (SELECT 1 FROM mesh_nodes n WHERE n.aura_id = a.aura_id AND n.is_online) "
 			      "FROM aura_id_registry a JOIN users u USING (user_id) "
 			      "WHERE lower(a.aura_id) = lower($1) AND a.status = 'active' AND u.suspended_at IS NULL "
 			      "AND u.deactivated_at IS NULL",
@@ -231,9 +233,17 @@ static void query_aura_id(struct http_req *req)
 		http_reply_al_error(req, &err);
 		return;
 	}
-	if (PQntuples(r) == 0 || strcmp(PQgetvalue(r, 0, 5), "public") != 0) {
+	/* A remote server asks for nobody in particular: the privacy rule with
+	 * an anonymous viewer (public AuraIDs only). */
+	int visible = PQntuples(r) == 1 ? aura_id_visible_to(&req->worker->db, NULL, PQgetvalue(r, 0, 1),
+							      PQgetvalue(r, 0, 5), &err)
+					: 0;
+	if (visible <= 0) {
 		PQclear(r);
-		http_reply_error(req, 404, "M_NOT_FOUND", "Unknown AuraID");
+		if (visible < 0)
+			http_reply_al_error(req, &err);
+		else
+			http_reply_error(req, 404, "M_NOT_FOUND", "Unknown AuraID");
 		return;
 	}
 	if (PQgetvalue(r, 0, 6)[0] != 't') {
@@ -268,11 +278,12 @@ static void query_aura_id(struct http_req *req)
 		http_reply_error(req, 500, "M_UNKNOWN", "cannot sign the attestation");
 		return;
 	}
-	json_t *o = json_pack("{s:s, s:s, s:s, s:o, s:o, s:b, s:o}", "aura_id", PQgetvalue(r, 0, 0), "user_id",
-			      PQgetvalue(r, 0, 1), "server", server, "display_name",
+	json_t *o = json_pack("{s:s, s:s, s:s, s:o, s:o, s:b, s:b, s:s, s:o}", "aura_id", PQgetvalue(r, 0, 0),
+			      "user_id", PQgetvalue(r, 0, 1), "server", server, "display_name",
 			      PQgetisnull(r, 0, 2) ? json_null() : json_string(PQgetvalue(r, 0, 2)), "avatar_url",
 			      PQgetisnull(r, 0, 3) ? json_null() : json_string(PQgetvalue(r, 0, 3)), "is_verified",
-			      PQgetvalue(r, 0, 4)[0] == 't', "attestation", att);
+			      PQgetvalue(r, 0, 4)[0] == 't', "is_online", PQgetvalue(r, 0, 8)[0] == 't',
+			      "privacy_level", PQgetvalue(r, 0, 5), "attestation", att);
 	PQclear(r);
 	http_reply_json(req, 200, o);
 }

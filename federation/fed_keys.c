@@ -664,7 +664,7 @@ static void direct_done(const struct fed_response *resp, void *arg)
 		fetch_finish(c);
 		return;
 	}
-	c->nnotaries = fed_servers_pick(c->fed->servers, c->notaries, MAX_NOTARIES, true);
+	c->nnotaries = fed_servers_pick(c->fed->servers, c->notaries, MAX_NOTARIES, true, NULL);
 	/* never ask the server itself */
 	for (int i = 0; i < c->nnotaries; i++)
 		if (strcasecmp(c->notaries[i], c->server) == 0)

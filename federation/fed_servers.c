@@ -185,7 +185,7 @@ static int rank(const struct fs_entry *e)
 	return 2;
 }
 
-int fed_servers_pick(struct fed_servers *s, char (*out)[256], int max, bool trusted_only)
+int fed_servers_pick(struct fed_servers *s, char (*out)[256], int max, bool trusted_only, int *ranks)
 {
 	int n = 0;
 	pthread_mutex_lock(&s->lock);
@@ -196,6 +196,8 @@ int fed_servers_pick(struct fed_servers *s, char (*out)[256], int max, bool trus
 				continue;
 			if (strcasecmp(e->domain, s->fed->app->cfg.server_name) == 0)
 				continue;
+			if (ranks)
+				ranks[n] = r;
 			snprintf(out[n++], 256, "%s", e->domain);
 		}
 	pthread_mutex_unlock(&s->lock);
@@ -330,7 +332,7 @@ void fed_servers_tick(void *arg)
 	char (*list)[256] = calloc(64, 256);
 	if (!list)
 		return;
-	int n = fed_servers_pick(s, list, 64, false);
+	int n = fed_servers_pick(s, list, 64, false, NULL);
 	for (int i = 0; i < n; i++) {
 		struct health_arg *h = calloc(1, sizeof(*h));
 		if (!h)

@@ -37,7 +37,10 @@ int federation_query_profile(struct app *app, const char *user_id, const char *f
 
 /* Resolve an AuraID hosted elsewhere: asks known peers (whitelisted and
  * trusted first, at most 8 at once), verifies the signed attestation with
- * the answering server's key, caches the answer (and misses) with a TTL.
+ * the answering server's key (it must name one of that server's own users),
+ * caches the answer (and misses) with a TTL. When several peers answer, the
+ * best-ranked one wins: a lower-ranked answer waits for the better-ranked
+ * peers still outstanding, at most the request timeout (5 s).
  * cb gets status 200 and the record {aura_id, user_id, server,
  * display_name, avatar_url, is_verified, attestation}, or 404 M_NOT_FOUND /
  * 403 M_FORBIDDEN / 502. */

@@ -224,9 +224,44 @@ static void touch_entry(struct aura_id_state *st, struct cache_entry *e, int64_t
 
 enum cache_result { CACHE_MISS, CACHE_HIT };
 
-/* Under the read lock: decide and copy the answer out. */
-static enum cache_result cache_lookup(struct app *app, struct db *db, const char *key,
-				      const char *viewer, char **json, size_t *len, bool *visible)
+/* What a lookup learned about a handle, copied out of the cache (or read
+ * from PostgreSQL) so that the privacy decision, which may query the
+ * database, runs with no lock held. */
+struct lookup {
+	bool found;  /* an AuraID by that name is hosted here */
+	bool active;
+	char aura_id[AURA_ID_MAX];
+	char user_id[256]; /* users.user_id is at most 255 bytes */
+	char privacy[8];
+	char *json; /* malloc'd copy of the answer, or NULL */
+	size_t json_len;
+};
+
+static void lookup_fill(struct lookup *l, const struct cache_entry *e, bool want_json)
+{
+	l->found = e->found;
+	l->active = e->active;
+	snprintf(l->aura_id, sizeof(l->aura_id), "%s", e->aura_id);
+	snprintf(l->user_id, sizeof(l->user_id), "%s", e->user_id);
+	snprintf(l->privacy, sizeof(l->privacy), "%s", e->privacy);
+	l->json = NULL;
+	l->json_len = 0;
+	if (want_json && e->found && e->active) {
+		l->json = malloc(e->json_len + 1);
+		if (l->json) {
+			memcpy(l->json, e->json, e->json_len + 1);
+			l->json_len = e->json_len;
+		}
+	}
+}
+
+/* Under the read lock: copy the entry out and apply the privacy rule's
+ * lock-free part (aura_id_visibility); when that already says visible,
+ * record the use (touch) here. AURA_ID_IF_FRIENDS is settled by the caller
+ * after the lock is released. */
+static enum cache_result cache_lookup(struct app *app, const char *key, const char *viewer,
+				      bool want_json, bool touch, struct lookup *out,
+				      enum aura_id_visibility *visibility)
 {
 	struct aura_id_state *st = app->aura_id;
 	unsigned set = cache_set_of(st, key);
@@ -239,19 +274,31 @@ static enum cache_result cache_lookup(struct app *app, struct db *db, const char
 		if (!e || strcmp(e->key, key) != 0 || now >= e->expires_ms)
 			continue;
 		res = CACHE_HIT;
-		*visible = e->found && e->active && aura_id_visible_to(db, viewer, e->user_id, e->privacy);
-		if (*visible) {
-			*json = malloc(e->json_len + 1);
-			if (*json) {
-				memcpy(*json, e->json, e->json_len + 1);
-				*len = e->json_len;
-			}
+		*visibility = e->found && e->active ? aura_id_visibility(viewer, e->user_id, e->privacy)
+						    : AURA_ID_HIDDEN;
+		lookup_fill(out, e, want_json && *visibility != AURA_ID_HIDDEN);
+		if (touch && *visibility == AURA_ID_VISIBLE)
 			touch_entry(st, e, now);
-		}
 		break;
 	}
 	pthread_rwlock_unlock(cache_lock(st, set));
 	return res;
+}
+
+/* Record a use of a cached handle after a visibility query (the entry may
+ * have been replaced meanwhile: then the next lookup records it). */
+static void cache_touch(struct app *app, const char *key)
+{
+	struct aura_id_state *st = app->aura_id;
+	unsigned set = cache_set_of(st, key);
+	pthread_rwlock_rdlock(cache_lock(st, set));
+	struct cache_entry **ways = &st->slots[set * CACHE_WAYS];
+	for (int i = 0; i < CACHE_WAYS; i++)
+		if (ways[i] && strcmp(ways[i]->key, key) == 0) {
+			touch_entry(st, ways[i], now_ms());
+			break;
+		}
+	pthread_rwlock_unlock(cache_lock(st, set));
 }
 
 static struct cache_entry *entry_new(const char *key, const char *aura_id, const char *user_id,
@@ -307,16 +354,44 @@ static void cache_insert(struct aura_id_state *st, struct cache_entry *e, uint64
 
 /* ---- resolve ---- */
 
-bool aura_id_visible_to(struct db *db, const char *viewer, const char *owner,
-			const char *privacy_level)
+enum aura_id_visibility aura_id_visibility(const char *viewer, const char *owner,
+					   const char *privacy_level)
 {
-	(void)db; /* the rooms issue will look up shared joined rooms here */
-	if (strcmp(privacy_level, "public") == 0)
-		return true;
-	bool is_owner = viewer && owner && strcmp(viewer, owner) == 0;
-	if (strcmp(privacy_level, "friends") == 0)
-		return is_owner; /* + users sharing a joined room, once rooms exist */
-	return is_owner;
+	if (viewer && owner && owner[0] && strcmp(viewer, owner) == 0)
+		return AURA_ID_VISIBLE;
+	if (privacy_level && strcmp(privacy_level, "public") == 0)
+		return AURA_ID_VISIBLE;
+	if (viewer && viewer[0] && privacy_level && strcmp(privacy_level, "friends") == 0)
+		return AURA_ID_IF_FRIENDS;
+	return AURA_ID_HIDDEN; /* private, or an unknown level: fail closed */
+}
+
+/* Friends: both currently joined to one room at least. Index-only scans
+ * of room_memberships_joined_idx (032): one user's joined rooms, each
+ * probed for the other (or merged on room_id); stops at the first hit. */
+#define FRIENDS_SQL                                                                       \
+	"SELECT EXISTS (SELECT 1 FROM room_memberships o JOIN room_memberships v"          \
+	" ON v.room_id = o.room_id AND v.user_id = $2 AND v.membership = 'join'"           \
+	" WHERE o.user_id = $1 AND o.membership = 'join')"
+
+int aura_id_visible_to(struct db *db, const char *viewer, const char *owner, const char *privacy_level,
+		       struct al_error *err)
+{
+	switch (aura_id_visibility(viewer, owner, privacy_level)) {
+	case AURA_ID_VISIBLE:
+		return 1;
+	case AURA_ID_HIDDEN:
+		return 0;
+	case AURA_ID_IF_FRIENDS:
+		break;
+	}
+	const char *params[] = {owner, viewer};
+	PGresult *r = db_exec(db, err, FRIENDS_SQL, 2, params);
+	if (!r)
+		return -1;
+	int visible = PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
+	PQclear(r);
+	return visible;
 }
 
 #define RESOLVE_COLUMNS                                                                     \
@@ -390,44 +465,95 @@ static void cache_preload(struct app *app)
 	log_info("aura_id", "cache preloaded handles=%d ms=%lld", n, (long long)(now_ms() - t0));
 }
 
-char *aura_id_resolve(struct app *app, struct db *db, const char *viewer, const char *handle,
-		      size_t *len, struct al_error *err)
+/* Look key up (cache, else PostgreSQL, then cached) and decide whether
+ * viewer may see it, the friends query running with no lock held. touch:
+ * count this as a use for last_used_at. 1 visible, 0 not, -1 error. *l is
+ * filled in every case; l->json (want_json, visible) is the caller's. */
+static int lookup_visible(struct app *app, struct db *db, const char *key, const char *viewer,
+			  bool want_json, bool touch, struct lookup *l, struct al_error *err)
 {
 	struct aura_id_state *st = app->aura_id;
-	char username[AURA_ID_MAX], key[AURA_ID_MAX];
-	if (!aura_id_parse(handle, username, sizeof(username))) {
-		al_error_set(err, 404, "M_NOT_FOUND", "no such AuraID");
-		return NULL;
-	}
-	char lower_user[AURA_ID_USERNAME_MAX + 2];
-	lower_copy(lower_user, sizeof(lower_user), username);
-	snprintf(key, sizeof(key), "@%s.aura", lower_user);
-	char *json = NULL;
-	bool visible = false;
-	if (cache_lookup(app, db, key, viewer, &json, len, &visible) == CACHE_MISS) {
+	enum aura_id_visibility vis = AURA_ID_HIDDEN;
+	memset(l, 0, sizeof(*l));
+	if (cache_lookup(app, key, viewer, want_json, touch, l, &vis) == CACHE_MISS) {
 		uint64_t gen = atomic_load(&st->generation);
 		struct cache_entry *e = resolve_fetch(app, db, key, err);
 		if (!e)
-			return NULL;
-		visible = e->found && e->active && aura_id_visible_to(db, viewer, e->user_id, e->privacy);
-		if (visible) {
-			json = malloc(e->json_len + 1);
-			if (json) {
-				memcpy(json, e->json, e->json_len + 1);
-				*len = e->json_len;
-			}
+			return -1;
+		vis = e->found && e->active ? aura_id_visibility(viewer, e->user_id, e->privacy)
+					    : AURA_ID_HIDDEN;
+		lookup_fill(l, e, want_json && vis != AURA_ID_HIDDEN);
+		if (touch && vis == AURA_ID_VISIBLE) {
 			atomic_store(&e->touched_ms, now_ms());
 			touch_push(st, e->aura_id);
 		}
-		cache_insert(st, e, gen);
+		cache_insert(st, e, gen); /* e belongs to the cache now (or is freed) */
 	}
-	if (!visible) {
+	int visible = vis == AURA_ID_VISIBLE;
+	if (vis == AURA_ID_IF_FRIENDS) {
+		visible = aura_id_visible_to(db, viewer, l->user_id, l->privacy, err);
+		if (visible > 0 && touch)
+			cache_touch(app, key);
+	}
+	if (visible <= 0) {
+		free(l->json);
+		l->json = NULL;
+	}
+	return visible;
+}
+
+/* "@Name.aura" / "name.aura" -> "@name.aura" (the cache key); false when
+ * malformed. */
+static bool handle_key(const char *handle, char key[AURA_ID_MAX])
+{
+	char username[AURA_ID_MAX];
+	if (!aura_id_parse(handle, username, sizeof(username)))
+		return false;
+	char lower_user[AURA_ID_USERNAME_MAX + 2];
+	lower_copy(lower_user, sizeof(lower_user), username);
+	snprintf(key, AURA_ID_MAX, "@%s.aura", lower_user);
+	return true;
+}
+
+char *aura_id_resolve(struct app *app, struct db *db, const char *viewer, const char *handle,
+		      size_t *len, bool *unknown, struct al_error *err)
+{
+	char key[AURA_ID_MAX];
+	struct lookup l;
+	if (unknown)
+		*unknown = false;
+	if (!handle_key(handle, key)) {
 		al_error_set(err, 404, "M_NOT_FOUND", "no such AuraID");
 		return NULL;
 	}
-	if (!json)
+	int visible = lookup_visible(app, db, key, viewer, true, true, &l, err);
+	if (visible < 0)
+		return NULL;
+	if (!visible) {
+		if (unknown)
+			*unknown = !l.found;
+		al_error_set(err, 404, "M_NOT_FOUND", "no such AuraID");
+		return NULL;
+	}
+	if (!l.json) {
 		al_error_set(err, 500, "M_UNKNOWN", "out of memory");
-	return json;
+		return NULL;
+	}
+	*len = l.json_len;
+	return l.json;
+}
+
+int aura_id_check_visible(struct app *app, struct db *db, const char *viewer, const char *handle,
+			  struct al_error *err)
+{
+	char key[AURA_ID_MAX];
+	struct lookup l;
+	if (!handle_key(handle, key))
+		return al_error_set(err, 404, "M_NOT_FOUND", "no such AuraID");
+	int visible = lookup_visible(app, db, key, viewer, false, false, &l, err);
+	if (visible < 0)
+		return -1;
+	return visible ? 0 : al_error_set(err, 404, "M_NOT_FOUND", "no such AuraID");
 }
 
 /* ---- last_used_at batches ---- */

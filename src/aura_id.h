@@ -75,16 +75,35 @@ int aura_id_search(struct db *db, const char *q, int limit, json_t **out, struct
 
 /* Resolve a handle for `viewer`: the JSON answer (malloc'd, *len bytes) or
  * NULL with 404 M_NOT_FOUND when unknown, not active or not visible to her.
- * Served from the cache when possible; records the use for last_used_at. */
+ * *unknown (may be NULL) is set when the handle is well formed and no AuraID
+ * by that name is hosted here at all, so the caller may ask federation; it
+ * stays false for a handle that exists here but is hidden, private,
+ * suspended or inactive (those are never looked up elsewhere). Served from
+ * the cache when possible; records the use for last_used_at. */
 char *aura_id_resolve(struct app *app, struct db *db, const char *viewer, const char *handle,
-		      size_t *len, struct al_error *err);
+		      size_t *len, bool *unknown, struct al_error *err);
 
-/* Who may see an AuraID of the given privacy level: public -> everyone;
- * private -> the owner; friends -> the owner and users sharing a joined
- * room with her (rooms do not exist yet: the owner only). The one place
- * this rule lives. */
-bool aura_id_visible_to(struct db *db, const char *viewer, const char *owner,
-			const char *privacy_level);
+/* The privacy rule without the database: who may see an AuraID of the
+ * given privacy level. The owner always; public -> everyone; private ->
+ * nobody else; friends -> AURA_ID_IF_FRIENDS (viewer NULL, an anonymous or
+ * remote asker: hidden). */
+enum aura_id_visibility { AURA_ID_HIDDEN, AURA_ID_VISIBLE, AURA_ID_IF_FRIENDS };
+enum aura_id_visibility aura_id_visibility(const char *viewer, const char *owner,
+					   const char *privacy_level);
+
+/* The one function that decides whether viewer may see owner's AuraID:
+ * aura_id_visibility(), and for AURA_ID_IF_FRIENDS one indexed query: are
+ * viewer and owner both currently joined to at least one common room?
+ * 1 visible, 0 not, -1 database error (err filled). Call it without any
+ * lock held. */
+int aura_id_visible_to(struct db *db, const char *viewer, const char *owner, const char *privacy_level,
+		       struct al_error *err);
+
+/* 0 when handle is an active AuraID hosted here and visible to viewer
+ * (NULL: anonymous); 404 M_NOT_FOUND otherwise, 500 on database errors.
+ * Through the resolve cache; does not count as a use. */
+int aura_id_check_visible(struct app *app, struct db *db, const char *viewer, const char *handle,
+			  struct al_error *err);
 
 /* Verification: without a code, issue one through the configured verifier
  * (*out: {method, expires_in_ms}); with a code, check it and mark the AuraID

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "audit.h"
+#include "aura_id.h"
 #include "handlers_mesh.h"
 #include "http.h"
 #include "log.h"
@@ -288,24 +289,6 @@ int mesh_node_delete(struct app *app, struct db *db, const char *user_id, const 
 	return 0;
 }
 
-/* 0 when the AuraID is visible to viewer; 404 otherwise. The rule of
- * aura_id.h: public -> everyone; private -> the owner; friends -> the owner
- * and users sharing a room with her (no rooms yet: the owner). When
- * aura_id_visible_to() is in git this should call it instead. */
-static int aura_visible(struct db *db, const char *viewer, const char *aura_id, struct al_error *err)
-{
-	const char *p[2] = {aura_id, viewer};
-	PGresult *res = db_exec(db, err,
-				"SELECT 1 FROM aura_id_registry WHERE aura_id = $1 AND status = 'active'"
-				" AND (privacy_level = 'public' OR user_id = $2)",
-				2, p);
-	if (!res)
-		return -1;
-	bool ok = PQntuples(res) == 1;
-	PQclear(res);
-	return ok ? 0 : al_error_set(err, 404, "M_NOT_FOUND", "unknown AuraID");
-}
-
 /* The user's active AuraID into out (len bytes); 404 when none. */
 static int own_aura(struct db *db, const char *user_id, char *out, size_t len, struct al_error *err)
 {
@@ -330,7 +313,7 @@ int mesh_node_get(struct app *app, struct db *db, const char *viewer, const char
 	char owner[256], aura[256];
 	if (mesh_registry_owner(app->mesh->reg, node_id, owner, sizeof(owner), aura, sizeof(aura), err) < 0)
 		return -1;
-	if (strcmp(owner, viewer) && aura_visible(db, viewer, aura, err) < 0)
+	if (strcmp(owner, viewer) && aura_id_check_visible(app, db, viewer, aura, err) < 0)
 		return al_error_set(err, 404, "M_NOT_FOUND", "no such node");
 	*out = mesh_registry_node_json(app->mesh->reg, node_id);
 	return *out ? 0 : al_error_set(err, 404, "M_NOT_FOUND", "no such node");
@@ -339,7 +322,7 @@ int mesh_node_get(struct app *app, struct db *db, const char *viewer, const char
 int mesh_nodes_of_aura(struct app *app, struct db *db, const char *viewer, const char *aura_id,
 		       json_t **out, struct al_error *err)
 {
-	if (aura_visible(db, viewer, aura_id, err) < 0)
+	if (aura_id_check_visible(app, db, viewer, aura_id, err) < 0)
 		return -1;
 	json_t *a = mesh_registry_aura_json(app->mesh->reg, aura_id);
 	if (!a)
@@ -355,7 +338,8 @@ int mesh_nodes_public_json(struct app *app, struct db *db, const char *user_id, 
 	char aura[256];
 	if (own_aura(db, user_id, aura, sizeof(aura), err) < 0)
 		return -1;
-	if (aura_visible(db, "", aura, err) < 0)
+	/* asked by another server: anonymous, so public AuraIDs only */
+	if (aura_id_check_visible(app, db, NULL, aura, err) < 0)
 		return -1;
 	json_t *all = mesh_registry_aura_json(app->mesh->reg, aura), *online = json_array();
 	size_t i;

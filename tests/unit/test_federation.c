@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "fed_client.h"
+#include "fed_internal.h"
 #include "fed_keys.h"
 #include "fed_sender.h"
 #include "sign.h"
@@ -261,5 +262,62 @@ START_TEST(key_lookup_times)
 }
 END_TEST
 
+/* An org.auralink.aura_id answer as the owner's server builds it. */
+static json_t *aura_answer(const char *server, const char *aura_id, const char *user_id, json_int_t valid_until)
+{
+	return json_pack("{s:s, s:s, s:s, s:{s:s, s:s, s:s, s:I, s:I}}", "aura_id", aura_id, "user_id",
+			 user_id, "server", server, "attestation", "aura_id", aura_id, "user_id", user_id,
+			 "server", server, "issued_ts", (json_int_t)1000, "valid_until_ts", valid_until);
+}
+
+START_TEST(aura_attestation_checks)
+{
+	json_t *rec = aura_answer("b.test", "@bob.aura", "@bob:b.test", 5000);
+	ck_assert_int_eq(fed_aura_attestation_check("b.test", "@bob.aura", rec, 4000, 0), 1);
+	ck_assert_int_eq(fed_aura_attestation_check("B.TEST", "@BOB.aura", rec, 4000, 0), 1);
+	/* expired */
+	ck_assert_int_eq(fed_aura_attestation_check("b.test", "@bob.aura", rec, 6000, 0), 0);
+	/* another handle than asked for */
+	ck_assert_int_eq(fed_aura_attestation_check("b.test", "@bobby.aura", rec, 4000, 0), 0);
+	/* answered by another server than the one it names */
+	ck_assert_int_eq(fed_aura_attestation_check("c.test", "@bob.aura", rec, 4000, 0), 0);
+	json_decref(rec);
+	/* c.test vouching for a user of b.test (or of a server whose name only
+	 * starts or ends like its own) is refused */
+	const char *foreign[] = {"@bob:b.test", "@bob:c.test.evil", "@bob:evil.c.test", "@bob:c.test:8448",
+				 "bob:c.test", "@:c.test", "@bob"};
+	for (size_t i = 0; i < sizeof(foreign) / sizeof(foreign[0]); i++) {
+		rec = aura_answer("c.test", "@bob.aura", foreign[i], 5000);
+		ck_assert_msg(fed_aura_attestation_check("c.test", "@bob.aura", rec, 4000, 0) == 0, "%s",
+			      foreign[i]);
+		json_decref(rec);
+	}
+	/* a port is part of the server name */
+	rec = aura_answer("c.test:8448", "@bob.aura", "@bob:c.test:8448", 5000);
+	ck_assert_int_eq(fed_aura_attestation_check("c.test:8448", "@bob.aura", rec, 4000, 0), 1);
+	ck_assert_int_eq(fed_aura_attestation_check("c.test", "@bob.aura", rec, 4000, 0), 0);
+	/* the record's own fields must match what is signed */
+	json_object_set_new(rec, "user_id", json_string("@mallory:c.test:8448"));
+	ck_assert_int_eq(fed_aura_attestation_check("c.test:8448", "@bob.aura", rec, 4000, 0), 0);
+	json_object_set_new(rec, "user_id", json_string("@bob:c.test:8448"));
+	json_object_set_new(rec, "aura_id", json_string("@other.aura"));
+	ck_assert_int_eq(fed_aura_attestation_check("c.test:8448", "@bob.aura", rec, 4000, 0), 0);
+	/* no attestation, or fields of the wrong type */
+	json_object_del(rec, "attestation");
+	ck_assert_int_eq(fed_aura_attestation_check("c.test:8448", "@bob.aura", rec, 4000, 0), 0);
+	json_decref(rec);
+	rec = aura_answer("c.test", "@bob.aura", "@bob:c.test", 5000);
+	json_object_set_new(json_object_get(rec, "attestation"), "valid_until_ts", json_string("5000"));
+	ck_assert_int_eq(fed_aura_attestation_check("c.test", "@bob.aura", rec, 4000, 0), 0);
+	json_decref(rec);
+	ck_assert_int_eq(fed_aura_attestation_check("c.test", "@bob.aura", NULL, 4000, 0), 0);
+	/* the clock tolerance applies to valid_until_ts */
+	rec = aura_answer("b.test", "@bob.aura", "@bob:b.test", 5000);
+	ck_assert_int_eq(fed_aura_attestation_check("b.test", "@bob.aura", rec, 6000, 1000), 1);
+	ck_assert_int_eq(fed_aura_attestation_check("b.test", "@bob.aura", rec, 6001, 1000), 0);
+	json_decref(rec);
+}
+END_TEST
+
 UNIT_MAIN("federation", xmatrix_build_parse_verify, xmatrix_parse_variants, backoff_math,
-	  discovery_parsing, key_document_checks, key_lookup_times)
+	  discovery_parsing, key_document_checks, key_lookup_times, aura_attestation_checks)
