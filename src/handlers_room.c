@@ -229,7 +229,27 @@ static void post_ban(struct http_req *req)
 
 static void post_unban(struct http_req *req)
 {
-	post_membership_target(req, "leave");
+	if (auth_require(req) < 0 || !valid_room_id(req, req->params[0]))
+		return;
+	struct al_error err = {0};
+	json_t *body = http_req_json_body(req, &err);
+	if (!body) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	const char *target = json_string_value(json_object_get(body, "user_id"));
+	if (!target) {
+		http_reply_error(req, 400, "M_MISSING_PARAM", "user_id is required");
+		return;
+	}
+	int64_t stream;
+	struct room_ctx c = ctx_of(req);
+	if (room_unban(&c, req->params[0], req->user_id, target, body_reason(body), &stream, &err) < 0) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	sync_notify(req->app);
+	http_reply_json(req, 200, json_object());
 }
 
 static void post_leave(struct http_req *req)

@@ -281,7 +281,14 @@ static int writer_new_group(struct writer *w, const char *type, const char *sk, 
 	return 0;
 }
 
-/* Build, authorise, sign and store one event. */
+/* The endpoint a txnId belongs to: PUT /redact or PUT /send. */
+static const char *txn_kind(const struct room_event_spec *spec)
+{
+	return spec->redacts ? "redact" : "send";
+}
+
+/* Build, authorise, sign and store one event. -2 (err filled) when the
+ * insert hit a unique violation: a concurrent request with the same txnId. */
 static int writer_append(struct writer *w, const char *sender, const struct room_event_spec *spec,
 			 char *event_id, struct al_error *err)
 {
@@ -375,17 +382,18 @@ static int writer_append(struct writer *w, const char *sender, const struct room
 		membership = json_string_value(json_object_get(content, "membership"));
 	const char *p[] = {event_id, w->room_id, depth, spec->type, spec->state_key, sender, ts, text,
 			   w->group ? group : NULL, spec->txn_id ? spec->device_id : NULL, spec->txn_id,
-			   prev_arr, auth_arr, membership};
-	PGresult *r = db_exec(
-		w->c->db, err,
+			   prev_arr, auth_arr, membership, txn_kind(spec)};
+	int conflict = 0;
+	PGresult *r = db_exec_unique(
+		w->c->db, err, &conflict,
 		"WITH e AS (INSERT INTO events (event_id, room_id, stream_ordering, depth, type, state_key, "
 		"sender, origin_server_ts, json, state_group, txn_device, txn_id) VALUES ($1::text, $2::text, "
 		"nextval('al_stream_seq'), $3::bigint, $4::text, $5::text, $6::text, $7::bigint, $8::text, "
 		"$9::bigint, $10::text, $11::text) RETURNING stream_ordering), "
 		"p AS (INSERT INTO event_edges (event_id, prev_event_id) SELECT $1::text, unnest($12::text[])), "
 		"a AS (INSERT INTO event_auth (event_id, auth_event_id) SELECT $1::text, unnest($13::text[])), "
-		"t AS (INSERT INTO event_txns (user_id, device_id, txn_id, room_id, event_id) "
-		"SELECT $6::text, $10::text, $11::text, $2::text, $1::text WHERE $11::text IS NOT NULL), "
+		"t AS (INSERT INTO event_txns (user_id, device_id, txn_id, room_id, event_id, kind) "
+		"SELECT $6::text, $10::text, $11::text, $2::text, $1::text, $15::text WHERE $11::text IS NOT NULL), "
 		"s AS (INSERT INTO current_state (room_id, type, state_key, event_id) "
 		"SELECT $2::text, $4::text, $5::text, $1::text WHERE $5::text IS NOT NULL "
 		"ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = EXCLUDED.event_id), "
@@ -396,7 +404,11 @@ static int writer_append(struct writer *w, const char *sender, const struct room
 		"r AS (UPDATE rooms SET head_event_id = $1::text, head_depth = $3::bigint, "
 		"state_group = $9::bigint WHERE room_id = $2::text) "
 		"SELECT stream_ordering FROM e",
-		14, p);
+		15, p);
+	if (conflict) {
+		al_error_set(err, 500, "M_UNKNOWN", "concurrent write of the same transaction");
+		rc = -2;
+	}
 	if (!r)
 		goto out;
 	w->stream = col_i64(r, 0, 0);
@@ -425,13 +437,14 @@ out:
 
 /* ---- sending ---- */
 
-static int txn_lookup(struct db *db, const char *user, const char *device, const char *txn, char *event_id,
-		      struct al_error *err)
+static int txn_lookup(struct db *db, const char *user, const char *room_id, const struct room_event_spec *spec,
+		      char *event_id, struct al_error *err)
 {
-	const char *p[] = {user, device, txn};
+	const char *p[] = {user, spec->device_id, room_id, txn_kind(spec), spec->txn_id};
 	PGresult *r = db_exec(db, err,
-			      "SELECT event_id FROM event_txns WHERE user_id = $1 AND device_id = $2 AND txn_id = $3", 3,
-			      p);
+			      "SELECT event_id FROM event_txns WHERE user_id = $1 AND device_id = $2 AND room_id = $3 "
+			      "AND kind = $4 AND txn_id = $5",
+			      5, p);
 	if (!r)
 		return -1;
 	int found = PQntuples(r) == 1;
@@ -468,23 +481,43 @@ int room_send(const struct room_ctx *c, const char *room_id, const char *sender,
 	struct writer w;
 	memset(&w, 0, sizeof(w));
 	*stream = 0;
+	bool txn = spec->txn_id && spec->device_id;
 	if (db_begin(c->db, err) < 0)
 		return -1;
-	if (spec->txn_id && spec->device_id) {
-		int found = txn_lookup(c->db, sender, spec->device_id, spec->txn_id, event_id, err);
-		if (found != 0) {
-			db_rollback(c->db);
-			return found < 0 ? -1 : 0;
-		}
+	int found = txn ? txn_lookup(c->db, sender, room_id, spec, event_id, err) : 0;
+	if (found != 0) {
+		db_rollback(c->db);
+		return found < 0 ? -1 : 0;
 	}
 	const char *target = NULL;
 	if (spec->state_key && strcmp(spec->type, "m.room.member") == 0)
 		target = spec->state_key;
 	if (writer_load(&w, c, room_id, sender, target, spec->type, spec->state_key, err) < 0)
 		goto fail;
+	/* A request with the same txnId may have committed while we waited
+	 * for the room lock. */
+	found = txn ? txn_lookup(c->db, sender, room_id, spec, event_id, err) : 0;
+	if (found != 0) {
+		db_rollback(c->db);
+		writer_clear(&w);
+		return found < 0 ? -1 : 0;
+	}
+	if (spec->require_membership && target &&
+	    strcmp(room_auth_membership(w.state, target), spec->require_membership) != 0) {
+		al_error_set(err, 403, "M_FORBIDDEN", "%s's membership is not %s", target, spec->require_membership);
+		goto fail;
+	}
 	if (spec->redacts && check_redact(&w, sender, spec->redacts, err) < 0)
 		goto fail;
-	if (writer_append(&w, sender, spec, event_id, err) < 0)
+	int rc = writer_append(&w, sender, spec, event_id, err);
+	if (rc == -2 && txn) {
+		db_rollback(c->db);
+		writer_clear(&w);
+		struct al_error lerr = {0};
+		found = txn_lookup(c->db, sender, room_id, spec, event_id, &lerr);
+		return found == 1 ? 0 : -1;
+	}
+	if (rc < 0)
 		goto fail;
 	if (db_commit(c->db, err) < 0)
 		goto fail_nr;
@@ -610,9 +643,9 @@ static int profile_of(struct db *db, const char *user_id, json_t *content, struc
 	return 0;
 }
 
-int room_membership(const struct room_ctx *c, const char *room_id_or_alias, const char *sender,
-		    const char *target, const char *membership, const char *reason, json_t *extra_content,
-		    char *room_id_out, int64_t *stream, struct al_error *err)
+static int membership_send(const struct room_ctx *c, const char *room_id_or_alias, const char *sender,
+			   const char *target, const char *membership, const char *require, const char *reason,
+			   json_t *extra_content, char *room_id_out, int64_t *stream, struct al_error *err)
 {
 	char room_id[ROOM_ID_MAX + 1];
 	char event_id[EVENT_ID_MAX];
@@ -643,12 +676,29 @@ int room_membership(const struct room_ctx *c, const char *room_id_or_alias, cons
 			return -1;
 		}
 	}
-	struct room_event_spec spec = {.type = "m.room.member", .state_key = target, .content = content};
+	struct room_event_spec spec = {
+		.type = "m.room.member", .state_key = target, .content = content, .require_membership = require};
 	int rc = room_send(c, room_id, sender, &spec, event_id, stream, err);
 	json_decref(content);
 	if (rc == 0 && room_id_out)
 		snprintf(room_id_out, ROOM_ID_MAX + 1, "%s", room_id);
 	return rc;
+}
+
+int room_membership(const struct room_ctx *c, const char *room_id_or_alias, const char *sender,
+		    const char *target, const char *membership, const char *reason, json_t *extra_content,
+		    char *room_id_out, int64_t *stream, struct al_error *err)
+{
+	return membership_send(c, room_id_or_alias, sender, target, membership, NULL, reason, extra_content,
+			       room_id_out, stream, err);
+}
+
+int room_unban(const struct room_ctx *c, const char *room_id, const char *sender, const char *target,
+	       const char *reason, int64_t *stream, struct al_error *err)
+{
+	if (!room_id || room_id[0] != '!')
+		return al_error_set(err, 400, "M_INVALID_PARAM", "not a room ID");
+	return membership_send(c, room_id, sender, target, "leave", "ban", reason, NULL, NULL, stream, err);
 }
 
 int room_forget(struct db *db, const char *room_id, const char *user_id, struct al_error *err)

@@ -30,8 +30,11 @@ struct room_event_spec {
 	const char *state_key;   /* NULL: not a state event */
 	json_t *content;         /* borrowed */
 	const char *redacts;     /* m.room.redaction only */
-	const char *device_id;   /* with txn_id: idempotency key of PUT /send */
-	const char *txn_id;
+	const char *device_id;   /* with txn_id: idempotency key of PUT /send and /redact, */
+	const char *txn_id;      /* per (sender, device, room, endpoint: redacts set or not) */
+	/* m.room.member: refused (403) unless the target's membership, under
+	 * the room lock, is this one. NULL: no condition. */
+	const char *require_membership;
 };
 
 struct room_ctx {
@@ -45,7 +48,8 @@ int room_create(const struct room_ctx *c, const char *creator, json_t *body, cha
 		int64_t *stream, struct al_error *err);
 
 /* Write one event as sender. event_id (size EVENT_ID_MAX) gets its ID; a
- * repeated (sender, device_id, txn_id) returns the first event's ID. */
+ * repeated (sender, device_id, room, endpoint, txn_id), also a concurrent
+ * one, returns the first event's ID with *stream 0. */
 int room_send(const struct room_ctx *c, const char *room_id, const char *sender,
 	      const struct room_event_spec *spec, char *event_id, int64_t *stream, struct al_error *err);
 
@@ -56,6 +60,11 @@ int room_send(const struct room_ctx *c, const char *room_id, const char *sender,
 int room_membership(const struct room_ctx *c, const char *room_id_or_alias, const char *sender,
 		    const char *target, const char *membership, const char *reason, json_t *extra_content,
 		    char *room_id_out, int64_t *stream, struct al_error *err);
+
+/* POST /unban: target's membership becomes leave; 403 M_FORBIDDEN unless
+ * it is ban now. */
+int room_unban(const struct room_ctx *c, const char *room_id, const char *sender, const char *target,
+	       const char *reason, int64_t *stream, struct al_error *err);
 
 int room_forget(struct db *db, const char *room_id, const char *user_id, struct al_error *err);
 
