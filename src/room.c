@@ -11,6 +11,7 @@
 #include "keys.h"
 #include "log.h"
 #include "room_auth.h"
+#include "sync.h"
 
 #define STREAM_LOCK "6006"
 
@@ -27,13 +28,15 @@ int64_t room_token_parse(const char *tok)
 		return -1;
 	if (*tok == 's' || *tok == 't')
 		tok++;
-	if (!*tok || strlen(tok) > 18)
+	/* a /sync token "s<stream>_<typing>_<to_device>" pages from its stream part */
+	size_t n = strcspn(tok, "_");
+	if (n == 0 || n > 18 || strlen(tok) > 64 || strspn(tok + n, "_0123456789") != strlen(tok + n))
 		return -1;
 	int64_t v = 0;
-	for (const char *p = tok; *p; p++) {
-		if (*p < '0' || *p > '9')
+	for (size_t i = 0; i < n; i++) {
+		if (tok[i] < '0' || tok[i] > '9')
 			return -1;
-		v = v * 10 + (*p - '0');
+		v = v * 10 + (tok[i] - '0');
 	}
 	return v;
 }
@@ -1149,6 +1152,86 @@ json_t *room_joined_rooms(struct db *db, const char *user_id, struct al_error *e
 		json_array_append_new(a, json_string(PQgetvalue(r, i, 0)));
 	PQclear(r);
 	return json_pack("{s:o}", "joined_rooms", a);
+}
+
+int room_require_joined(struct db *db, const char *room_id, const char *user_id, struct al_error *err)
+{
+	int64_t max;
+	if (viewer_limit(db, room_id, user_id, &max, err) < 0)
+		return -1;
+	if (max != INT64_MAX)
+		return al_error_set(err, 403, "M_FORBIDDEN", "You are not in room %s", room_id);
+	return 0;
+}
+
+/* ---- receipts ---- */
+
+int room_receipt_check(struct db *db, const char *room_id, const char *user_id, const char *event_id,
+		       struct al_error *err)
+{
+	if (!event_id || event_id[0] != '$' || strlen(event_id) > 255)
+		return al_error_set(err, 400, "M_INVALID_PARAM", "malformed event ID");
+	if (room_require_joined(db, room_id, user_id, err) < 0)
+		return -1;
+	const char *p[] = {room_id, event_id};
+	PGresult *r = db_exec(db, err, "SELECT 1 FROM events WHERE room_id = $1 AND event_id = $2", 2, p);
+	if (!r)
+		return -1;
+	bool found = PQntuples(r) == 1;
+	PQclear(r);
+	return found ? 0 : al_error_set(err, 404, "M_NOT_FOUND", "Event not found");
+}
+
+int room_receipt_put(struct db *db, const char *room_id, const char *user_id, const char *type,
+		     const char *thread_id, const char *event_id, bool *changed, struct al_error *err)
+{
+	*changed = false;
+	bool fully_read = strcmp(type, "m.fully_read") == 0;
+	if (!fully_read && strcmp(type, "m.read") != 0 && strcmp(type, "m.read.private") != 0)
+		return al_error_set(err, 400, "M_INVALID_PARAM", "unknown receipt type");
+	if (thread_id && fully_read)
+		return al_error_set(err, 400, "M_INVALID_PARAM", "m.fully_read has no thread");
+	if (thread_id && strcmp(thread_id, "main") != 0 && (thread_id[0] != '$' || strlen(thread_id) > 255))
+		return al_error_set(err, 400, "M_INVALID_PARAM", "thread_id must be main or an event ID");
+	if (room_receipt_check(db, room_id, user_id, event_id, err) < 0)
+		return -1;
+	if (fully_read) {
+		json_t *c = json_pack("{s:s}", "event_id", event_id);
+		int rc = c ? sync_account_data_put(db, user_id, room_id, "m.fully_read", c, err)
+			   : al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+		json_decref(c);
+		*changed = rc == 0;
+		return rc;
+	}
+	char ts[24];
+	fmt_i64(ts, sizeof(ts), room_now_ms());
+	const char *p[] = {room_id, user_id, type, thread_id ? thread_id : "", event_id, ts};
+	if (db_begin(db, err) < 0)
+		return -1;
+	PGresult *r = db_exec(db, err, "SELECT pg_advisory_xact_lock(" STREAM_LOCK ")", 0, NULL);
+	if (!r)
+		goto fail;
+	PQclear(r);
+	/* A receipt only moves forward: one for an earlier event is ignored. */
+	r = db_exec(db, err,
+		    "INSERT INTO receipts AS x (room_id, user_id, receipt_type, thread_id, event_id, ts, stream_ordering) "
+		    "VALUES ($1, $2, $3, $4, $5, $6::bigint, nextval('al_stream_seq')) "
+		    "ON CONFLICT (room_id, user_id, receipt_type, thread_id) DO UPDATE SET event_id = EXCLUDED.event_id, "
+		    "ts = EXCLUDED.ts, stream_ordering = EXCLUDED.stream_ordering "
+		    "WHERE coalesce((SELECT stream_ordering FROM events WHERE event_id = x.event_id), 0) < "
+		    "(SELECT stream_ordering FROM events WHERE event_id = EXCLUDED.event_id) RETURNING 1",
+		    6, p);
+	if (!r)
+		goto fail;
+	*changed = PQntuples(r) == 1;
+	PQclear(r);
+	if (db_commit(db, err) < 0)
+		goto fail;
+	return 0;
+fail:
+	db_rollback(db);
+	*changed = false;
+	return -1;
 }
 
 #define EVENT_COLS "event_id, json, sender, txn_device, txn_id, stream_ordering"

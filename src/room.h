@@ -84,6 +84,19 @@ json_t *room_members(struct db *db, const char *room_id, const char *user_id, co
 		     const char *not_membership, struct al_error *err);
 json_t *room_joined_members(struct db *db, const char *room_id, const char *user_id, struct al_error *err);
 json_t *room_joined_rooms(struct db *db, const char *user_id, struct al_error *err);
+/* 0 when user_id is joined to room_id; 403 M_FORBIDDEN otherwise. */
+int room_require_joined(struct db *db, const char *room_id, const char *user_id, struct al_error *err);
+
+/* Receipts. check: user_id is joined and event_id is an event of the room
+ * (400 malformed, 403, 404). put: type m.read or m.read.private (stored in
+ * receipts with a stream position; thread_id NULL = unthreaded, else "main"
+ * or an event ID; an earlier event than the current receipt's is ignored)
+ * or m.fully_read (room account data, no thread). *changed: something new
+ * for /sync. */
+int room_receipt_check(struct db *db, const char *room_id, const char *user_id, const char *event_id,
+		       struct al_error *err);
+int room_receipt_put(struct db *db, const char *room_id, const char *user_id, const char *type,
+		     const char *thread_id, const char *event_id, bool *changed, struct al_error *err);
 json_t *room_get_event(struct db *db, const char *room_id, const char *user_id, const char *event_id,
 		       struct al_error *err);
 /* dir 'b' or 'f'; from NULL: the end (b) or the start (f); to may be NULL. */
@@ -93,7 +106,8 @@ json_t *room_messages(struct db *db, const char *room_id, const char *user_id, c
 json_t *room_context(struct db *db, const char *room_id, const char *user_id, const char *event_id,
 		     int limit, struct al_error *err);
 
-/* Stream tokens: "s<N>"; -1 if malformed. */
+/* Stream tokens: "s<N>" (a /sync token's stream part is accepted too);
+ * -1 if malformed. */
 int64_t room_token_parse(const char *tok);
 void room_token_format(int64_t pos, char *out, size_t len);
 
