@@ -464,3 +464,20 @@ def test_to_device_wakes_long_poll(server):
     # acknowledged by the next sync; a parked one then times out empty
     s = b.sync(since=body["next_batch"], timeout=300)
     assert to_device(s) == []
+
+
+def test_to_device_concurrent_identical_puts_and_bodyless_receipt(server):
+    import concurrent.futures
+    import requests
+    a, b = User(server), User(server)
+    token = b.sync()["next_batch"]
+    msg = {"messages": {b.user_id: {b.device_id: {"once": True}}}}
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        rs = list(ex.map(lambda _: a.put("/sendToDevice/org.example.race/same", msg), range(8)))
+    assert [r.status_code for r in rs] == [200] * 8, [r.text for r in rs]
+    assert [e["content"] for e in to_device(b.sync(since=token))] == [{"once": True}]
+    # POST /receipt without any body
+    room = a.create_room()
+    e1 = a.send_ok(room, "x")
+    r = requests.post(server.base + C + "/rooms/%s/receipt/m.read/%s" % (room, e1), headers=a.h, timeout=10)
+    assert r.status_code == 200, r.text
