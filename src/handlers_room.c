@@ -10,6 +10,7 @@
 #include "keys.h"
 #include "ratelimit.h"
 #include "room.h"
+#include "typing.h"
 
 #define CLIENT "/_matrix/client/r0|v3"
 
@@ -173,6 +174,9 @@ static void do_membership(struct http_req *req, const char *room, const char *ta
 		http_reply_al_error(req, &err);
 		return;
 	}
+	/* Whoever leaves the room stops typing in it. */
+	if (strcmp(membership, "leave") == 0 || strcmp(membership, "ban") == 0)
+		typing_set(req->app->typing, room_id, target ? target : req->user_id, false, 0, http_now_ms());
 	sync_notify(req->app);
 	if (reply_room_id)
 		http_reply_json(req, 200, json_pack("{s:s}", "room_id", room_id));
@@ -229,7 +233,27 @@ static void post_ban(struct http_req *req)
 
 static void post_unban(struct http_req *req)
 {
-	post_membership_target(req, "leave");
+	if (auth_require(req) < 0 || !valid_room_id(req, req->params[0]))
+		return;
+	struct al_error err = {0};
+	json_t *body = http_req_json_body(req, &err);
+	if (!body) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	const char *target = json_string_value(json_object_get(body, "user_id"));
+	if (!target) {
+		http_reply_error(req, 400, "M_MISSING_PARAM", "user_id is required");
+		return;
+	}
+	int64_t stream;
+	struct room_ctx c = ctx_of(req);
+	if (room_unban(&c, req->params[0], req->user_id, target, body_reason(body), &stream, &err) < 0) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	sync_notify(req->app);
+	http_reply_json(req, 200, json_object());
 }
 
 static void post_leave(struct http_req *req)
@@ -327,6 +351,124 @@ static void put_redact(struct http_req *req)
 		return;
 	}
 	send_event(req, "m.room.redaction", NULL, req->nparams > 2 ? req->params[2] : NULL, target);
+}
+
+/* ---- typing and receipts ---- */
+
+static void put_typing(struct http_req *req)
+{
+	if (auth_require(req) < 0 || !valid_room_id(req, req->params[0]))
+		return;
+	if (strcmp(req->params[1], req->user_id) != 0) {
+		http_reply_error(req, 403, "M_FORBIDDEN", "Cannot send typing notices for another user");
+		return;
+	}
+	struct al_error err = {0};
+	json_t *body = http_req_json_body(req, &err);
+	if (!body) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	json_t *typing = json_object_get(body, "typing"), *timeout = json_object_get(body, "timeout");
+	if (!json_is_boolean(typing)) {
+		http_reply_error(req, 400, "M_BAD_JSON", "typing must be a boolean");
+		return;
+	}
+	if (timeout && (!json_is_integer(timeout) || json_integer_value(timeout) < 0)) {
+		http_reply_error(req, 400, "M_BAD_JSON", "timeout must be a non-negative integer");
+		return;
+	}
+	if (room_require_joined(&req->worker->db, req->params[0], req->user_id, &err) < 0) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	int64_t ms = timeout ? (int64_t)json_integer_value(timeout) : TYPING_DEFAULT_TIMEOUT_MS;
+	int rc = typing_set(req->app->typing, req->params[0], req->user_id, json_is_true(typing), ms, http_now_ms());
+	if (rc < 0) {
+		http_reply_error(req, 500, "M_UNKNOWN", "out of memory");
+		return;
+	}
+	if (rc > 0)
+		sync_notify(req->app);
+	http_reply_json(req, 200, json_object());
+}
+
+/* An optional JSON body: NULL (no error) when there is none. */
+static bool optional_body(struct http_req *req, json_t **body)
+{
+	size_t len = 0;
+	*body = NULL;
+	if (!http_req_body_bytes(req, &len) || len == 0)
+		return true;
+	struct al_error err = {0};
+	*body = http_req_json_body(req, &err);
+	if (!*body)
+		http_reply_al_error(req, &err);
+	return *body != NULL;
+}
+
+static void post_receipt(struct http_req *req)
+{
+	if (auth_require(req) < 0 || !valid_room_id(req, req->params[0]))
+		return;
+	json_t *body;
+	if (!optional_body(req, &body))
+		return;
+	json_t *thread = json_object_get(body, "thread_id");
+	if (thread && !json_is_string(thread)) {
+		http_reply_error(req, 400, "M_INVALID_PARAM", "thread_id must be a string");
+		return;
+	}
+	struct al_error err = {0};
+	bool changed;
+	if (room_receipt_put(&req->worker->db, req->params[0], req->user_id, req->params[1], json_string_value(thread),
+			     req->params[2], &changed, &err) < 0) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	if (changed)
+		sync_notify(req->app);
+	http_reply_json(req, 200, json_object());
+}
+
+static void post_read_markers(struct http_req *req)
+{
+	if (auth_require(req) < 0 || !valid_room_id(req, req->params[0]))
+		return;
+	struct al_error err = {0};
+	json_t *body = http_req_json_body(req, &err);
+	if (!body) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	static const char *const types[] = {"m.fully_read", "m.read", "m.read.private"};
+	const char *ids[3];
+	for (int i = 0; i < 3; i++) {
+		json_t *v = json_object_get(body, types[i]);
+		if (v && !json_is_string(v)) {
+			http_reply_error(req, 400, "M_INVALID_PARAM", "%s must be an event ID", types[i]);
+			return;
+		}
+		ids[i] = json_string_value(v);
+		/* check them all before writing any */
+		if (ids[i] && room_receipt_check(&req->worker->db, req->params[0], req->user_id, ids[i], &err) < 0) {
+			http_reply_al_error(req, &err);
+			return;
+		}
+	}
+	bool any = false;
+	for (int i = 0; i < 3; i++) {
+		bool changed = false;
+		if (ids[i] && room_receipt_put(&req->worker->db, req->params[0], req->user_id, types[i], NULL, ids[i],
+					       &changed, &err) < 0) {
+			http_reply_al_error(req, &err);
+			return;
+		}
+		any |= changed;
+	}
+	if (any)
+		sync_notify(req->app);
+	http_reply_json(req, 200, json_object());
 }
 
 /* ---- reads ---- */
@@ -510,6 +652,9 @@ int rooms_start(struct app *app)
 	rc |= http_route(app, ROUTER_GET, CLIENT "/rooms/{roomId}/event/{eventId}", get_event);
 	rc |= http_route(app, ROUTER_GET, CLIENT "/rooms/{roomId}/messages", get_messages);
 	rc |= http_route(app, ROUTER_GET, CLIENT "/rooms/{roomId}/context/{eventId}", get_context);
+	rc |= http_route(app, ROUTER_PUT, CLIENT "/rooms/{roomId}/typing/{userId}", put_typing);
+	rc |= http_route(app, ROUTER_POST, CLIENT "/rooms/{roomId}/receipt/{receiptType}/{eventId}", post_receipt);
+	rc |= http_route(app, ROUTER_POST, CLIENT "/rooms/{roomId}/read_markers", post_read_markers);
 	rc |= sync_start(app);
 	return rc ? -1 : 0;
 }
