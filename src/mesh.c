@@ -266,7 +266,7 @@ int mesh_node_register(struct app *app, struct db *db, const char *user_id, stru
 	PQclear(res);
 	if (mesh_registry_add(reg, in, http_now_ms()) < 0)
 		return al_error_set(err, 500, "M_UNKNOWN", "cannot add the node");
-	*out = mesh_registry_node_json(reg, in->node_id);
+	*out = mesh_registry_node_json(reg, in->node_id, http_now_ms());
 	return *out ? 0 : al_error_set(err, 500, "M_UNKNOWN", "out of memory");
 }
 
@@ -332,7 +332,7 @@ int mesh_node_get(struct app *app, struct db *db, const char *viewer, const char
 		return -1;
 	if (strcmp(owner, viewer) && aura_visible(db, viewer, aura, err) < 0)
 		return al_error_set(err, 404, "M_NOT_FOUND", "no such node");
-	*out = mesh_registry_node_json(app->mesh->reg, node_id);
+	*out = mesh_registry_node_json(app->mesh->reg, node_id, http_now_ms());
 	return *out ? 0 : al_error_set(err, 404, "M_NOT_FOUND", "no such node");
 }
 
@@ -341,7 +341,7 @@ int mesh_nodes_of_aura(struct app *app, struct db *db, const char *viewer, const
 {
 	if (aura_visible(db, viewer, aura_id, err) < 0)
 		return -1;
-	json_t *a = mesh_registry_aura_json(app->mesh->reg, aura_id);
+	json_t *a = mesh_registry_aura_json(app->mesh->reg, aura_id, http_now_ms());
 	if (!a)
 		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
 	*out = json_pack("{s:s, s:o, s:I}", "aura_id", aura_id, "nodes", a, "count",
@@ -357,7 +357,7 @@ int mesh_nodes_public_json(struct app *app, struct db *db, const char *user_id, 
 		return -1;
 	if (aura_visible(db, "", aura, err) < 0)
 		return -1;
-	json_t *all = mesh_registry_aura_json(app->mesh->reg, aura), *online = json_array();
+	json_t *all = mesh_registry_aura_json(app->mesh->reg, aura, http_now_ms()), *online = json_array();
 	size_t i;
 	json_t *v;
 	json_array_foreach(all, i, v)
@@ -622,6 +622,6 @@ int mesh_admin_reputation(struct app *app, struct db *db, const char *admin, con
 	json_decref(details);
 	if (rc < 0)
 		return -1;
-	*out = mesh_registry_node_json(app->mesh->reg, node_id);
+	*out = mesh_registry_node_json(app->mesh->reg, node_id, http_now_ms());
 	return *out ? 0 : al_error_set(err, 404, "M_NOT_FOUND", "no such node");
 }

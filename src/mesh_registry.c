@@ -42,6 +42,7 @@ struct mesh_node {
 	float latitude, longitude;
 	float uptime_pct;
 	int64_t last_hb_ms, created_ms;
+	int64_t remote_until_ms; /* remote nodes: usable until then (their TTL) */
 };
 
 struct idx {
@@ -295,6 +296,18 @@ static void mark_dirty(struct mesh_registry *r, struct mesh_node *n, int32_t slo
 static bool relay_capable(int type)
 {
 	return type == MESH_RELAY || type == MESH_EDGE || type == MESH_SUPER_NODE;
+}
+
+/* Online right now: the flag alone lags up to a sweep interval behind, so
+ * the heartbeat's age is checked too (remote nodes: their TTL). Every
+ * reader that serves or routes through a node asks this. */
+static bool node_live(const struct mesh_registry *r, const struct mesh_node *n, int64_t now_ms)
+{
+	if (!n->online)
+		return false;
+	if (n->remote)
+		return now_ms < n->remote_until_ms;
+	return now_ms - n->last_hb_ms < r->window_ms;
 }
 
 static void refresh_search_view(struct mesh_node *n)
@@ -655,7 +668,7 @@ static void iso_time(int64_t ms, char *buf, size_t len)
 		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
 }
 
-static json_t *node_json(const struct mesh_registry *r, const struct mesh_node *n)
+static json_t *node_json(const struct mesh_registry *r, const struct mesh_node *n, int64_t now_ms)
 {
 	char hb[80], cr[80];
 	iso_time(n->last_hb_ms, hb, sizeof(hb));
@@ -669,14 +682,13 @@ static json_t *node_json(const struct mesh_registry *r, const struct mesh_node *
 		"bandwidth_used_mbps", (double)n->bw_used, "avg_latency_ms", (double)n->avg_latency,
 		"packet_loss_rate", (double)n->loss, "supports_video", n->supports_video,
 		"supports_audio", n->supports_audio, "supports_screen_share", n->supports_screen_share,
-		"supports_aic", n->r.aic, "accepting_connections", n->accepting, "is_online", n->online,
+				"supports_aic", n->r.aic, "accepting_connections", n->accepting, "is_online", node_live(r, n, now_ms),
 		"last_heartbeat_at", hb, "reputation_score", (double)n->r.reputation, "trust_level",
 		mesh_trust_name((enum mesh_trust)n->trust), "uptime_percentage", (double)n->uptime_pct,
 		"total_routes", (int)n->total_routes, "successful_routes", (int)n->successful_routes,
 		"created_at", cr, "access_delay_ms", (double)n->r.m.acc_ms, "is_remote", n->remote);
 	if (!o)
 		return NULL;
-	(void)r;
 	json_object_set_new(o, "address", n->address ? json_string(n->address) : json_null());
 	json_object_set_new(o, "port", n->port ? json_integer(n->port) : json_null());
 	json_object_set_new(o, "region", n->region ? json_string(n->region) : json_null());
@@ -686,23 +698,23 @@ static json_t *node_json(const struct mesh_registry *r, const struct mesh_node *
 	return o;
 }
 
-json_t *mesh_registry_node_json(struct mesh_registry *r, const char *node_id)
+json_t *mesh_registry_node_json(struct mesh_registry *r, const char *node_id, int64_t now_ms)
 {
 	pthread_rwlock_rdlock(&r->lock);
 	struct mesh_node *n = by_id(r, node_id, NULL);
-	json_t *o = n ? node_json(r, n) : NULL;
+	json_t *o = n ? node_json(r, n, now_ms) : NULL;
 	pthread_rwlock_unlock(&r->lock);
 	return o;
 }
 
-json_t *mesh_registry_aura_json(struct mesh_registry *r, const char *aura_id)
+json_t *mesh_registry_aura_json(struct mesh_registry *r, const char *aura_id, int64_t now_ms)
 {
 	json_t *a = json_array();
 	if (!a)
 		return NULL;
 	pthread_rwlock_rdlock(&r->lock);
 	for (int32_t p = aura_head(r, aura_id); p >= 0; p = r->slots[p]->next_same_aura)
-		json_array_append_new(a, node_json(r, r->slots[p]));
+		json_array_append_new(a, node_json(r, r->slots[p], now_ms));
 	pthread_rwlock_unlock(&r->lock);
 	return a;
 }
@@ -712,7 +724,6 @@ json_t *mesh_registry_status_json(struct mesh_registry *r, int64_t now_ms)
 	json_t *by_type = json_object(), *by_trust = json_object(), *by_region = json_object();
 	size_t total = 0, online = 0, conns = 0, maxconns = 0, lat_n = 0;
 	double lat = 0, bw_used = 0, bw_cap = 0;
-	(void)now_ms;
 	for (int i = 0; i < 4; i++)
 		json_object_set_new(by_type, type_names[i], json_integer(0));
 	for (int i = 0; i < 5; i++)
@@ -723,7 +734,7 @@ json_t *mesh_registry_status_json(struct mesh_registry *r, int64_t now_ms)
 		if (!n || n->remote)
 			continue;
 		total++;
-		if (!n->online)
+		if (!node_live(r, n, now_ms))
 			continue;
 		online++;
 		json_t *v = json_object_get(by_type, type_names[n->type]);
@@ -783,13 +794,13 @@ static double endpoint_score(const struct mesh_node *n)
 }
 
 static struct mesh_node *best_endpoint(struct mesh_registry *r, const char *aura, int media,
-				       bool require_aic)
+				       bool require_aic, int64_t now_ms)
 {
 	struct mesh_node *best = NULL;
 	double bs = -1e30;
 	for (int32_t p = aura_head(r, aura); p >= 0; p = r->slots[p]->next_same_aura) {
 		struct mesh_node *n = r->slots[p];
-		if (!n->online || !n->accepting || n->trust == MESH_TRUST_BANNED ||
+		if (!node_live(r, n, now_ms) || !n->accepting || n->trust == MESH_TRUST_BANNED ||
 		    !supports_media(n, media) || (require_aic && !n->r.aic))
 			continue;
 		double s = endpoint_score(n);
@@ -801,24 +812,31 @@ static struct mesh_node *best_endpoint(struct mesh_registry *r, const char *aura
 	return best;
 }
 
-static bool relay_eligible(const struct mesh_node *n, int media, bool require_aic)
+static bool relay_eligible(const struct mesh_registry *r, const struct mesh_node *n, int media,
+			   bool require_aic, int64_t now_ms)
 {
-	return n->online && n->accepting && n->trust >= MESH_TRUST_TRUSTED &&
+	return node_live(r, n, now_ms) && n->accepting && n->trust >= MESH_TRUST_TRUSTED &&
 	       n->r.reputation >= MESH_RELAY_MIN_REPUTATION &&
 	       n->current_connections < MESH_RELAY_MAX_LOAD * n->max_connections &&
 	       supports_media(n, media) && (!require_aic || n->r.aic);
 }
 
+struct valid_ctx {
+	const struct mesh_registry *r;
+	int64_t now_ms;
+};
+
 static bool still_valid(void *ctx, uint32_t key, uint32_t epoch)
 {
-	struct mesh_registry *r = ctx;
+	const struct valid_ctx *vc = ctx;
+	const struct mesh_registry *r = vc->r;
 	if (key == 0 || key > r->nserials)
 		return false;
 	int32_t slot = r->serial_slot[key - 1];
 	if (slot < 0 || !r->slots[slot])
 		return false;
 	const struct mesh_node *n = r->slots[slot];
-	return n->r.m.key == key && n->r.epoch == epoch && n->online;
+	return n->r.m.key == key && n->r.epoch == epoch && node_live(r, n, vc->now_ms);
 }
 
 static void cache_key(char *buf, size_t len, const char *src, const char *dst, int media, bool aic)
@@ -837,13 +855,14 @@ int mesh_registry_find(struct mesh_registry *r, const char *src_aura, const char
 	memset(st, 0, sizeof(*st));
 	cache_key(key, sizeof(key), src_aura, dst_aura, media, require_aic);
 	pthread_rwlock_rdlock(&r->lock);
-	if (mesh_route_cache_get(r->cache, key, now_ms, still_valid, r, out) == 0) {
+	struct valid_ctx vc = {r, now_ms};
+	if (mesh_route_cache_get(r->cache, key, now_ms, still_valid, &vc, out) == 0) {
 		st->cached = true;
 		rc = 0;
 		goto out;
 	}
-	struct mesh_node *s = best_endpoint(r, src_aura, media, require_aic);
-	struct mesh_node *d = best_endpoint(r, dst_aura, media, require_aic);
+	struct mesh_node *s = best_endpoint(r, src_aura, media, require_aic, now_ms);
+	struct mesh_node *d = best_endpoint(r, dst_aura, media, require_aic, now_ms);
 	if (!s) {
 		al_error_set(err, 404, "M_NOT_FOUND", "source_aura_id has no online node for this call");
 		goto out;
@@ -864,7 +883,7 @@ int mesh_registry_find(struct mesh_registry *r, const char *src_aura, const char
 	size_t nr = 0;
 	for (size_t i = 0; i < r->nrelays; i++) {
 		struct mesh_node *n = r->slots[r->relays[i]];
-		if (n != s && n != d && relay_eligible(n, media, require_aic))
+		if (n != s && n != d && relay_eligible(r, n, media, require_aic, now_ms))
 			relays[nr++] = &n->r;
 	}
 	struct mesh_oracle o;

@@ -84,10 +84,13 @@ int mesh_registry_reputation(struct mesh_registry *r, const char *node_id, doubl
 			     enum mesh_rep_event e, const char *description, const char *route_id,
 			     double *out_prev, double *out_new, struct al_error *err);
 
-/* JSON record of a node (column names of mesh_nodes), NULL when unknown. */
-json_t *mesh_registry_node_json(struct mesh_registry *r, const char *node_id);
+/* JSON record of a node (column names of mesh_nodes), NULL when unknown.
+ * is_online is true only while the last heartbeat is within the online
+ * window at now_ms (remote nodes: within their TTL), even before the
+ * sweeper ran. */
+json_t *mesh_registry_node_json(struct mesh_registry *r, const char *node_id, int64_t now_ms);
 /* Array of an AuraID's node records. */
-json_t *mesh_registry_aura_json(struct mesh_registry *r, const char *aura_id);
+json_t *mesh_registry_aura_json(struct mesh_registry *r, const char *aura_id, int64_t now_ms);
 /* Online counts by type, trust level and region, latency, capacity. */
 json_t *mesh_registry_status_json(struct mesh_registry *r, int64_t now_ms);
 

@@ -110,7 +110,7 @@ START_TEST(lifecycle_and_routes)
 	ck_assert_int_eq(mesh_registry_find(r, "@alice.aura", "@bob.aura", MESH_MEDIA_AUDIO, false, now + 91000,
 					    &rt, &st, &err), -1);
 	ck_assert_int_eq(err.status, 404);
-	json_t *j = mesh_registry_node_json(r, "00000000-0000-0000-0000-000000000001");
+	json_t *j = mesh_registry_node_json(r, "00000000-0000-0000-0000-000000000001", now + 91000);
 	ck_assert(json_is_false(json_object_get(j, "is_online")));
 	ck_assert_double_eq(json_real_value(json_object_get(j, "reputation_score")), 39);
 	json_decref(j);
@@ -125,7 +125,7 @@ START_TEST(lifecycle_and_routes)
 
 	ck_assert_int_eq(mesh_registry_remove(r, "00000000-0000-0000-0000-000000000001"), 0);
 	ck_assert_int_eq(mesh_registry_remove(r, "00000000-0000-0000-0000-000000000001"), -1);
-	j = mesh_registry_aura_json(r, "@alice.aura");
+	j = mesh_registry_aura_json(r, "@alice.aura", now + 91000);
 	ck_assert_uint_eq(json_array_size(j), 0);
 	json_decref(j);
 	mesh_registry_free(r);
@@ -147,15 +147,15 @@ START_TEST(many_nodes_per_aura_and_bans)
 		snprintf(id, sizeof(id), "00000000-0000-0000-0000-%012d", i);
 		ck_assert_int_eq(mesh_registry_remove(r, id), 0);
 	}
-	json_t *j = mesh_registry_aura_json(r, "@odd.aura");
-	json_t *k = mesh_registry_aura_json(r, "@even.aura");
+	json_t *j = mesh_registry_aura_json(r, "@odd.aura", now);
+	json_t *k = mesh_registry_aura_json(r, "@even.aura", now);
 	ck_assert_uint_eq(json_array_size(j) + json_array_size(k), 40 - 14);
 	json_decref(j);
 	json_decref(k);
 	for (int i = 2; i <= 40; i += 3) {
 		char id[37];
 		snprintf(id, sizeof(id), "00000000-0000-0000-0000-%012d", i);
-		json_t *n = mesh_registry_node_json(r, id);
+		json_t *n = mesh_registry_node_json(r, id, now);
 		ck_assert_ptr_nonnull(n);
 		json_decref(n);
 	}
@@ -164,6 +164,83 @@ START_TEST(many_nodes_per_aura_and_bans)
 				 NULL, NULL, NULL, NULL, &err);
 	ck_assert_int_eq(mesh_registry_may_register(r, "@odd.aura", &err), -1);
 	ck_assert_int_eq(err.status, 403);
+	mesh_registry_free(r);
+}
+END_TEST
+
+/* Between two sweeps a node whose last heartbeat left the online window is
+ * already offline for every reader: endpoint choice, relay eligibility,
+ * cached routes, JSON records and the network status. */
+START_TEST(stale_nodes_between_sweeps)
+{
+	int64_t now = 1000000, window = 90000;
+	struct mesh_registry *r = mesh_registry_new(window, 0);
+	struct mesh_node_info in;
+	struct al_error err = {0};
+	struct mesh_cached_route rt;
+	struct mesh_find_stats st;
+	info(&in, 1, "@alice.aura", MESH_PEER, 51.5, -0.1, 50, now);
+	ck_assert_int_eq(mesh_registry_add(r, &in, now), 0);
+	info(&in, 2, "@bob.aura", MESH_PEER, -33.9, 151.2, 50, now);
+	ck_assert_int_eq(mesh_registry_add(r, &in, now), 0);
+	info(&in, 3, "@relay.aura", MESH_RELAY, 1.35, 103.8, 80, now);
+	ck_assert_int_eq(mesh_registry_add(r, &in, now), 0);
+	info(&in, 4, "@carol.aura", MESH_PEER, 48.9, 2.35, 50, now);
+	ck_assert_int_eq(mesh_registry_add(r, &in, now), 0);
+	const char *relay = "00000000-0000-0000-0000-000000000003";
+
+	/* a route through the relay, cached */
+	const char ids_direct[2][37] = {"00000000-0000-0000-0000-000000000001",
+					"00000000-0000-0000-0000-000000000002"};
+	for (int k = 0; k < 5; k++)
+		mesh_registry_feedback(r, "x", ids_direct, 2, 400, false);
+	ck_assert_int_eq(mesh_registry_find(r, "@alice.aura", "@bob.aura", MESH_MEDIA_AUDIO, false, now, &rt, &st,
+					    &err), 0);
+	ck_assert_int_eq(rt.n, 3);
+	snprintf(rt.route_id, sizeof(rt.route_id), "r1");
+	mesh_registry_cache_put(r, "@alice.aura", "@bob.aura", MESH_MEDIA_AUDIO, false, &rt);
+
+	/* the endpoints keep beating, the relay and carol do not; no sweep */
+	struct mesh_heartbeat hb = {0, -1, -1, -1, -1};
+	int64_t later = now + window, retry = 0;
+	ck_assert_int_eq(mesh_registry_heartbeat(r, ids_direct[0], "@ualice.aura:test", &hb, later - 10, &retry,
+						 &err), 0);
+	ck_assert_int_eq(mesh_registry_heartbeat(r, ids_direct[1], "@ubob.aura:test", &hb, later - 10, &retry,
+						 &err), 0);
+
+	/* just inside the window: still online everywhere */
+	json_t *j = mesh_registry_node_json(r, relay, later - 1);
+	ck_assert(json_is_true(json_object_get(j, "is_online")));
+	json_decref(j);
+	ck_assert_int_eq(mesh_registry_find(r, "@alice.aura", "@bob.aura", MESH_MEDIA_AUDIO, false, later - 1,
+					    &rt, &st, &err), 0);
+	ck_assert(st.cached);
+
+	/* at the window's end: the cached route is dropped, the relay is not
+	 * eligible and carol has no endpoint, although the flags still say
+	 * online (the sweeper has not run) */
+	ck_assert_int_eq(mesh_registry_find(r, "@alice.aura", "@bob.aura", MESH_MEDIA_AUDIO, false, later, &rt,
+					    &st, &err), 0);
+	ck_assert(!st.cached);
+	ck_assert_int_eq(rt.n, 2);
+	ck_assert_uint_eq(st.relays_considered, 0);
+	ck_assert_int_eq(mesh_registry_find(r, "@alice.aura", "@carol.aura", MESH_MEDIA_AUDIO, false, later, &rt,
+					    &st, &err), -1);
+	ck_assert_int_eq(err.status, 404);
+	j = mesh_registry_node_json(r, relay, later);
+	ck_assert(json_is_false(json_object_get(j, "is_online")));
+	json_decref(j);
+	j = mesh_registry_aura_json(r, "@carol.aura", later);
+	ck_assert(json_is_false(json_object_get(json_array_get(j, 0), "is_online")));
+	json_decref(j);
+	j = mesh_registry_status_json(r, later);
+	ck_assert_int_eq(json_integer_value(json_object_get(j, "online_nodes")), 2);
+	ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(j, "online_by_type"), "relay")), 0);
+	json_decref(j);
+	size_t online = 0;
+	mesh_registry_count(r, &online);
+	ck_assert_uint_eq(online, 4); /* the flags: the sweeper's job */
+	ck_assert_int_eq(mesh_registry_sweep(r, later), 2);
 	mesh_registry_free(r);
 }
 END_TEST
@@ -186,4 +263,5 @@ START_TEST(memory_per_node)
 }
 END_TEST
 
-UNIT_MAIN("mesh_registry", lifecycle_and_routes, many_nodes_per_aura_and_bans, memory_per_node)
+UNIT_MAIN("mesh_registry", lifecycle_and_routes, many_nodes_per_aura_and_bans, stale_nodes_between_sweeps,
+	  memory_per_node)
