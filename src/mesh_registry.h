@@ -124,12 +124,26 @@ void mesh_registry_feedback(struct mesh_registry *r, const char *route_id,
 /* Only the model part of feedback: learn the path's measured latency. */
 void mesh_registry_learn(struct mesh_registry *r, const char (*node_ids)[37], int n, double actual_ms);
 
-/* Remote nodes for cross-domain routes: the federation engineer hands the
- * records of org.auralink.mesh_nodes (a JSON array of node records) here; they
- * join the registry as nodes of the remote AuraID (not persisted), so
- * mesh_registry_find can route to them. Not wired yet: see mesh.h. */
-int mesh_registry_add_remote(struct mesh_registry *r, const char *aura_id, const json_t *nodes,
-			     int64_t now_ms, struct al_error *err);
+/* Remote nodes for cross-domain routes: the records of an
+ * org.auralink.mesh_nodes answer (a JSON array of node records as
+ * mesh_registry_node_json writes them) for aura_id, owned by user_id on
+ * another server. Nothing a peer sends is trusted: at most
+ * MESH_MAX_NODES_PER_AURA records, each checked for types and ranges (the
+ * ranges of register/heartbeat; node_id a UUID, aura_id when present the
+ * same, node_type known); one bad record refuses the whole answer (502,
+ * the field named) and changes nothing. Offline records are skipped. The
+ * accepted nodes replace the AuraID's previous remote nodes (a node that
+ * stays keeps its serial, so what the model learned stays), are usable
+ * until now_ms + MESH_REMOTE_TTL_MS, are never written to the database and
+ * are endpoints of their AuraID only (never relays of other calls). A
+ * node_id that is local or another AuraID's is refused (502), an AuraID
+ * with local nodes too (409). Returns how many nodes it holds now (>= 0). */
+#define MESH_REMOTE_TTL_MS (60 * 1000)
+int mesh_registry_add_remote(struct mesh_registry *r, const char *aura_id, const char *user_id,
+			     const json_t *nodes, int64_t now_ms, struct al_error *err);
+/* True when aura_id has remote nodes within their TTL (no need to ask
+ * their server again). */
+bool mesh_registry_remote_fresh(struct mesh_registry *r, const char *aura_id, int64_t now_ms);
 
 /* ---- persistence hooks (mesh.c) ---- */
 /* Dirty nodes, drained: their current state for the batched UPDATE. */
