@@ -349,25 +349,59 @@ int mesh_nodes_of_aura(struct app *app, struct db *db, const char *viewer, const
 	return 0;
 }
 
-int mesh_nodes_public_json(struct app *app, struct db *db, const char *user_id, json_t **out,
-			   struct al_error *err)
+int mesh_nodes_public_json(struct app *app, struct db *db, const char *origin, const char *user_id,
+			   json_t **out, struct al_error *err)
 {
-	char aura[256];
-	if (own_aura(db, user_id, aura, sizeof(aura), err) < 0)
+	/* The rule of the org.auralink.aura_id query (fed_handlers.c): only a
+	 * public, active AuraID of an active user (else 404), federation
+	 * enabled and, when federated_domains is not empty, the asking server
+	 * in it (else 403). One query. */
+	const char *p[2] = {user_id, origin};
+	PGresult *res = db_exec(
+		db, err,
+		"SELECT a.aura_id, a.privacy_level = 'public', a.federation_enabled,"
+		" cardinality(a.federated_domains) = 0"
+		"  OR lower($2) = ANY (SELECT lower(d) FROM unnest(a.federated_domains) d)"
+		" FROM aura_id_registry a JOIN users u USING (user_id)"
+		" WHERE a.user_id = $1 AND a.status = 'active' AND u.suspended_at IS NULL"
+		" AND u.deactivated_at IS NULL",
+		2, p);
+	if (!res)
 		return -1;
-	if (aura_visible(db, "", aura, err) < 0)
+	int rc = 0;
+	char aura[256];
+	if (PQntuples(res) != 1 || !tf(PQgetvalue(res, 0, 1)))
+		rc = al_error_set(err, 404, "M_NOT_FOUND", "Unknown user or no public AuraID");
+	else if (!tf(PQgetvalue(res, 0, 2)))
+		rc = al_error_set(err, 403, "M_FORBIDDEN", "The owner does not federate this AuraID");
+	else if (!tf(PQgetvalue(res, 0, 3)))
+		rc = al_error_set(err, 403, "M_FORBIDDEN", "The owner does not share this AuraID with %.255s",
+				  origin);
+	else
+		snprintf(aura, sizeof(aura), "%s", PQgetvalue(res, 0, 0));
+	PQclear(res);
+	if (rc < 0)
 		return -1;
 	json_t *all = mesh_registry_aura_json(app->mesh->reg, aura, http_now_ms()), *online = json_array();
+	if (!all || !online) {
+		json_decref(all);
+		json_decref(online);
+		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	}
 	size_t i;
 	json_t *v;
 	json_array_foreach(all, i, v)
 	{
-		if (json_is_true(json_object_get(v, "is_online")))
+		/* online (within the window) and local: never re-export what
+		 * another server told us */
+		if (json_is_true(json_object_get(v, "is_online")) &&
+		    !json_is_true(json_object_get(v, "is_remote")) &&
+		    json_array_size(online) < MESH_MAX_NODES_PER_AURA)
 			json_array_append(online, v);
 	}
 	json_decref(all);
 	*out = json_pack("{s:s, s:s, s:o}", "user_id", user_id, "aura_id", aura, "nodes", online);
-	return 0;
+	return *out ? 0 : al_error_set(err, 500, "M_UNKNOWN", "out of memory");
 }
 
 /* ---- routes ---- */

@@ -44,10 +44,14 @@ int mesh_node_get(struct app *app, struct db *db, const char *viewer, const char
 		  struct al_error *err);
 int mesh_nodes_of_aura(struct app *app, struct db *db, const char *viewer, const char *aura_id,
 		       json_t **out, struct al_error *err);
-/* org.auralink.mesh_nodes: online nodes of a local public AuraID owned by
- * user_id (for the federation query handler). */
-int mesh_nodes_public_json(struct app *app, struct db *db, const char *user_id, json_t **out,
-			   struct al_error *err);
+/* org.auralink.mesh_nodes asked by server `origin`: {user_id, aura_id,
+ * nodes} with the online local nodes of user_id's AuraID, under the rule
+ * of the org.auralink.aura_id query: 404 M_NOT_FOUND when the user has no
+ * active public AuraID (unknown, private, friends-only, suspended or
+ * deactivated); 403 M_FORBIDDEN when she disabled federation or her
+ * federated_domains does not list origin. */
+int mesh_nodes_public_json(struct app *app, struct db *db, const char *origin, const char *user_id,
+			   json_t **out, struct al_error *err);
 
 int mesh_route_find_optimal(struct app *app, struct db *db, const char *user_id, const char *src_aura,
 			    const char *dst_aura, int media, bool require_aic, json_t **out,
