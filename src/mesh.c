@@ -1,12 +1,15 @@
 /* mesh.c - the mesh service: registry <-> PostgreSQL, routes, analytics. */
 #include "mesh.h"
 
+#include <ctype.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "audit.h"
+#include "federation.h"
 #include "handlers_mesh.h"
 #include "http.h"
 #include "log.h"
@@ -306,24 +309,6 @@ static int aura_visible(struct db *db, const char *viewer, const char *aura_id, 
 	return ok ? 0 : al_error_set(err, 404, "M_NOT_FOUND", "unknown AuraID");
 }
 
-/* The user's active AuraID into out (len bytes); 404 when none. */
-static int own_aura(struct db *db, const char *user_id, char *out, size_t len, struct al_error *err)
-{
-	const char *p[1] = {user_id};
-	PGresult *res = db_exec(db, err,
-				"SELECT aura_id FROM aura_id_registry WHERE user_id = $1 AND status = 'active'",
-				1, p);
-	if (!res)
-		return -1;
-	int rc = 0;
-	if (PQntuples(res) != 1)
-		rc = al_error_set(err, 404, "ORG_AURALINK_NO_AURA_ID", "you have no AuraID");
-	else
-		snprintf(out, len, "%s", PQgetvalue(res, 0, 0));
-	PQclear(res);
-	return rc;
-}
-
 int mesh_node_get(struct app *app, struct db *db, const char *viewer, const char *node_id, json_t **out,
 		  struct al_error *err)
 {
@@ -433,17 +418,15 @@ static json_t *route_json(const struct mesh_cached_route *r, const char *src, co
 		"expires_at", exp, "cached", cached);
 }
 
-int mesh_route_find_optimal(struct app *app, struct db *db, const char *user_id, const char *src_aura,
+/* Search the registry (local nodes, and remote ones already fetched),
+ * store a new route in mesh_routes and cache it; *out the reply. */
+static int route_find_store(struct app *app, struct db *db, const char *user_id, const char *src_aura,
 			    const char *dst_aura, int media, bool require_aic, json_t **out,
 			    struct al_error *err)
 {
 	struct mesh_registry *reg = app->mesh->reg;
 	struct mesh_cached_route r;
 	struct mesh_find_stats st;
-	char owner[256];
-	/* the source must be the caller's AuraID */
-	if (own_aura(db, user_id, owner, sizeof(owner), err) < 0 || strcmp(owner, src_aura))
-		return al_error_set(err, 403, "M_FORBIDDEN", "source_aura_id: not your AuraID");
 	if (mesh_registry_find(reg, src_aura, dst_aura, media, require_aic, http_now_ms(), &r, &st, err) < 0)
 		return -1;
 	if (!st.cached) {
@@ -502,6 +485,154 @@ int mesh_route_find_optimal(struct app *app, struct db *db, const char *user_id,
 		json_object_set_new(*out, "paths_evaluated", json_integer((json_int_t)st.paths_evaluated));
 	}
 	return *out ? 0 : al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+}
+
+/* ---- find-optimal for any destination ---- */
+
+struct find_ctx {
+	struct app *app;
+	struct db *db;
+	char user_id[256], src[256], dst[256]; /* dst lower-cased: the key of its remote nodes */
+	char remote_user[256];
+	int media;
+	bool require_aic;
+	struct event_base *base;
+	mesh_find_cb cb;
+	void *arg;
+};
+
+static void find_finish(struct find_ctx *c, int rc, json_t *out, struct al_error *err)
+{
+	c->cb(c->arg, rc < 0 ? NULL : out, err);
+	free(c);
+}
+
+static void find_fail(struct find_ctx *c, int status, const char *errcode, const char *msg)
+{
+	struct al_error err = {0};
+	al_error_set(&err, status, errcode, "%s", msg);
+	find_finish(c, -1, NULL, &err);
+}
+
+static void find_remote_route(struct find_ctx *c)
+{
+	struct al_error err = {0};
+	json_t *out = NULL;
+	int rc = route_find_store(c->app, c->db, c->user_id, c->src, c->dst, c->media, c->require_aic, &out, &err);
+	if (rc == 0 && c->remote_user[0]) {
+		const char *colon = strchr(c->remote_user, ':');
+		json_object_set_new(out, "destination_server", json_string(colon ? colon + 1 : ""));
+	}
+	find_finish(c, rc, out, &err);
+}
+
+static void on_remote_nodes(void *arg, int status, json_t *body, const struct al_error *ferr)
+{
+	struct find_ctx *c = arg;
+	struct al_error err = {0};
+	if (status == 403 || status == 404) {
+		find_fail(c, 404, "M_NOT_FOUND",
+			  "destination_aura_id: its owner's server does not share her mesh nodes with us");
+		return;
+	}
+	if (status != 200 || !json_is_object(body)) {
+		log_warn("mesh", "remote nodes unavailable user=%s status=%d error=%s", c->remote_user, status,
+			 ferr && ferr->message[0] ? ferr->message : "-");
+		find_fail(c, 502, "M_UNKNOWN", "destination_aura_id: its owner's server did not answer");
+		return;
+	}
+	/* the answer must be about whom we asked */
+	json_t *uid = json_object_get(body, "user_id"), *aid = json_object_get(body, "aura_id");
+	if ((uid && (!json_is_string(uid) || strcmp(json_string_value(uid), c->remote_user))) ||
+	    (aid && (!json_is_string(aid) || strcasecmp(json_string_value(aid), c->dst)))) {
+		find_fail(c, 502, "M_UNKNOWN", "destination_aura_id: its owner's server answered for someone else");
+		return;
+	}
+	if (mesh_registry_add_remote(c->app->mesh->reg, c->dst, c->remote_user, json_object_get(body, "nodes"),
+				     http_now_ms(), &err) < 0) {
+		log_warn("mesh", "remote nodes refused user=%s: %s", c->remote_user, err.message);
+		find_finish(c, -1, NULL, &err);
+		return;
+	}
+	find_remote_route(c);
+}
+
+static void on_resolved(void *arg, int status, json_t *body, const struct al_error *ferr)
+{
+	struct find_ctx *c = arg;
+	(void)ferr;
+	const char *uid = json_string_value(json_object_get(body, "user_id"));
+	const char *colon = uid ? strchr(uid, ':') : NULL;
+	if (status != 200 || !colon || strlen(uid) >= sizeof(c->remote_user)) {
+		find_fail(c, 404, "M_NOT_FOUND",
+			  status == 403 ? "destination_aura_id: its owner does not share it with this server"
+					: "destination_aura_id: unknown here and on the servers we know");
+		return;
+	}
+	snprintf(c->remote_user, sizeof(c->remote_user), "%s", uid);
+	/* a resolve answered by another request meanwhile may have filled them */
+	if (mesh_registry_remote_fresh(c->app->mesh->reg, c->dst, http_now_ms())) {
+		find_remote_route(c);
+		return;
+	}
+	if (federation_query_mesh_nodes(c->app, uid, c->base, on_remote_nodes, c) < 0)
+		find_fail(c, 404, "M_NOT_FOUND", "destination_aura_id: its owner's server cannot be asked");
+}
+
+void mesh_route_find(struct app *app, struct db *db, const char *user_id, const char *src_aura,
+		     const char *dst_aura, int media, bool require_aic, struct event_base *base, mesh_find_cb cb,
+		     void *arg)
+{
+	struct al_error err = {0};
+	json_t *out = NULL;
+	/* one query: the caller's AuraID, and whether the destination's is ours */
+	const char *p[2] = {user_id, dst_aura};
+	PGresult *res = db_exec(db, &err,
+				"SELECT (SELECT aura_id FROM aura_id_registry WHERE user_id = $1 AND status = 'active'),"
+				" EXISTS (SELECT 1 FROM aura_id_registry WHERE lower(aura_id) = lower($2)"
+				"  AND status = 'active')",
+				2, p);
+	if (!res) {
+		cb(arg, NULL, &err);
+		return;
+	}
+	bool mine = !PQgetisnull(res, 0, 0) && !strcmp(PQgetvalue(res, 0, 0), src_aura);
+	bool local = tf(PQgetvalue(res, 0, 1));
+	PQclear(res);
+	if (!mine) {
+		al_error_set(&err, 403, "M_FORBIDDEN", "source_aura_id: not your AuraID");
+		cb(arg, NULL, &err);
+		return;
+	}
+	if (local) {
+		int rc = route_find_store(app, db, user_id, src_aura, dst_aura, media, require_aic, &out, &err);
+		cb(arg, rc < 0 ? NULL : out, &err);
+		return;
+	}
+	struct find_ctx *c = calloc(1, sizeof(*c));
+	if (!c) {
+		al_error_set(&err, 500, "M_UNKNOWN", "out of memory");
+		cb(arg, NULL, &err);
+		return;
+	}
+	c->app = app;
+	c->db = db;
+	c->base = base;
+	snprintf(c->user_id, sizeof(c->user_id), "%s", user_id);
+	snprintf(c->src, sizeof(c->src), "%s", src_aura);
+	for (size_t i = 0; dst_aura[i] && i + 1 < sizeof(c->dst); i++)
+		c->dst[i] = (char)tolower((unsigned char)dst_aura[i]);
+	c->media = media;
+	c->require_aic = require_aic;
+	c->cb = cb;
+	c->arg = arg;
+	/* the remote nodes of the last 60 s: no federation traffic */
+	if (mesh_registry_remote_fresh(app->mesh->reg, c->dst, http_now_ms())) {
+		find_remote_route(c);
+		return;
+	}
+	if (federation_resolve_aura_id(app, c->dst, base, on_resolved, c) < 0)
+		find_fail(c, 404, "M_NOT_FOUND", "destination_aura_id: unknown here (no federation)");
 }
 
 bool mesh_performance_success(const struct mesh_performance *p)
