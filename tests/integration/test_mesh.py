@@ -306,3 +306,60 @@ def test_restart_rebuilds_registry(mesh_server):
     assert j["node_type"] == "relay" and j["current_connections"] == 4
     # its last heartbeat is older than the 2 s window by now, or soon
     assert wait_for(lambda: u.get("/nodes/" + n["node_id"]).json()["is_online"] is False)
+
+
+def test_confirmed_abuse_lowers_reputation_once(mesh_server):
+    root = admin(mesh_server)
+    rep = User(mesh_server, "reporter")
+    bad = User(mesh_server, "badrelay")
+    n = bad.register(node_type="relay")
+    nid = n["node_id"]
+
+    def report(severity):
+        r = mesh_server.post("/_auralink/client/v1/abuse_reports", headers=rep.h, json={
+            "reported_node_id": nid, "report_type": "malicious_node", "severity": severity,
+            "description": "drops media"})
+        assert r.status_code == 201, r.text
+        return r.json()["id"]
+
+    def patch(report_id, status):
+        r = requests.patch(mesh_server.base + "/_auralink/admin/v1/abuse_reports/" + report_id, headers=root.h,
+                           json={"status": status}, timeout=10)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def events():
+        return mesh_server.sql("SELECT previous_score, new_score, change, description FROM node_reputation_events"
+                               " WHERE node_id = %s AND event_type = 'abuse_confirmed' ORDER BY id", nid)
+
+    high = report("high")
+    # investigating, dismissed: nothing happens
+    patch(high, "investigating")
+    low = report("low")
+    patch(low, "dismissed")
+    time.sleep(0.3)
+    assert events() == []
+    assert bad.get("/nodes/" + nid).json()["reputation_score"] == 50
+    # confirmed: -20 for high, at once in memory, then as an event row
+    rec = patch(high, "confirmed")
+    assert rec["reputation_applied_at"] is not None
+    assert bad.get("/nodes/" + nid).json()["reputation_score"] == 30
+    assert wait_for(lambda: len(events()) == 1)
+    prev, new, change, desc = events()[0]
+    assert (prev, new, change) == (50, 30, -20) and high in desc
+    # reopened and confirmed again: not punished twice
+    patch(high, "pending")
+    again = patch(high, "confirmed")
+    assert again["reputation_applied_at"] == rec["reputation_applied_at"]
+    # the dismissed low one confirmed after all: -5
+    patch(low, "confirmed")
+    assert bad.get("/nodes/" + nid).json()["reputation_score"] == 25
+    assert wait_for(lambda: [e[:3] for e in events()] == [(50, 30, -20), (30, 25, -5)])
+    assert mesh_server.sql("SELECT reputation_score, trust_level FROM mesh_nodes WHERE node_id = %s",
+                           nid) == [(25.0, "suspicious")]
+    # a report about an AuraID (no node) confirms without touching any node
+    aura_report = mesh_server.post("/_auralink/client/v1/abuse_reports", headers=rep.h, json={
+        "reported_aura_id": bad.aura, "report_type": "spam", "description": "x"}).json()["id"]
+    assert patch(aura_report, "confirmed")["reputation_applied_at"] is None
+    time.sleep(0.3)
+    assert len(events()) == 2
