@@ -433,6 +433,8 @@ static int route_find_store(struct app *app, struct db *db, const char *user_id,
 		char lat[32], bw[32], score[32], len[8], exp[32];
 		json_t *tmp = route_json(&r, src_aura, dst_aura, media, false);
 		json_t *factors = json_object_get(tmp, "optimization_factors");
+		/* kept for re-scoring the route after feedback (is_optimal) */
+		json_object_set_new(factors, "require_aic", json_boolean(require_aic));
 		char *fjson = json_dumps(factors, JSON_COMPACT);
 		json_decref(tmp);
 		struct mesh_pgarr path;
@@ -467,7 +469,7 @@ static int route_find_store(struct app *app, struct db *db, const char *user_id,
 			" predicted_latency_ms, predicted_bandwidth_mbps, ai_score, optimization_factors,"
 			" is_optimal, requested_by, expires_at)"
 			" VALUES ($1, $2, $3::uuid, $4::uuid, $5::uuid[], $6::int, $7, $8, $9::real,"
-			"  $10::real, $11::real, $12::jsonb, true, $13, now() + interval '5 minutes')"
+			"  $10::real, $11::real, $12::jsonb, false, $13, now() + interval '5 minutes')"
 			" RETURNING route_id::text, (extract(epoch from expires_at) * 1000)::bigint",
 			13, p);
 		mesh_pgarr_free(&path);
@@ -682,7 +684,8 @@ int mesh_route_performance(struct app *app, struct db *db, const char *user_id, 
 		" performance_reported_at = now()"
 		" WHERE route_id = $1::uuid AND requested_by = $2"
 		" RETURNING path_nodes::text[], usage_count, success_count, success_rate,"
-		"  actual_latency_ms, predicted_latency_ms",
+		"  actual_latency_ms, predicted_latency_ms, media_type,"
+		"  coalesce((optimization_factors->>'require_aic')::bool, false)",
 		7, p);
 	if (!res)
 		return -1;
@@ -714,11 +717,40 @@ int mesh_route_performance(struct app *app, struct db *db, const char *user_id, 
 		json_object_set_new(*out, "actual_latency_ms", json_real(atof(PQgetvalue(res, 0, 4))));
 	if (*out && !PQgetisnull(res, 0, 5))
 		json_object_set_new(*out, "predicted_latency_ms", json_real(atof(PQgetvalue(res, 0, 5))));
+	bool has_actual = !PQgetisnull(res, 0, 4);
+	double mean_actual = has_actual ? atof(PQgetvalue(res, 0, 4)) : -1;
+	int media = mesh_media_parse(PQgetvalue(res, 0, 6));
+	bool aic = tf(PQgetvalue(res, 0, 7));
 	PQclear(res);
 	char rid[37];
 	snprintf(rid, sizeof(rid), "%s", route_id);
 	mesh_registry_feedback(app->mesh->reg, rid, (const char(*)[37])ids, n, pf->actual_latency_ms, ok);
-	return *out ? 0 : al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	if (!*out)
+		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	/* is_optimal (mesh_route.h): the route re-scored with its mean
+	 * measured latency against the best path between its ends now that
+	 * the model learned from the report. Unknown (kept) when a node of it
+	 * is gone. */
+	double actual_score, best_score;
+	bool same;
+	if (has_actual && media >= 0 &&
+	    mesh_registry_rescore(app->mesh->reg, (const char(*)[37])ids, n, mean_actual, media, aic, http_now_ms(),
+				  &actual_score, &best_score, &same) == 0) {
+		bool optimal = same || actual_score >= best_score - MESH_OPTIMAL_TOLERANCE_POINTS;
+		const char *q[2] = {route_id, optimal ? "t" : "f"};
+		PGresult *u = db_exec(db, err, "UPDATE mesh_routes SET is_optimal = $2::bool WHERE route_id = $1::uuid",
+				      2, q);
+		if (!u) {
+			json_decref(*out);
+			*out = NULL;
+			return -1;
+		}
+		PQclear(u);
+		json_object_set_new(*out, "is_optimal", json_boolean(optimal));
+		json_object_set_new(*out, "actual_score", json_real(actual_score));
+		json_object_set_new(*out, "best_alternative_score", json_real(best_score));
+	}
+	return 0;
 }
 
 int mesh_route_analytics(struct db *db, const char *user_id, int hours, json_t **out,
@@ -736,14 +768,20 @@ int mesh_route_analytics(struct db *db, const char *user_id, int hours, json_t *
 		" coalesce(100 * avg(abs(predicted_latency_ms - actual_latency_ms) / actual_latency_ms)"
 		"  FILTER (WHERE actual_latency_ms > 0), 0),"
 		" coalesce(sum(success_count)::float8 / nullif(sum(usage_count), 0), 0),"
-		" count(*) FILTER (WHERE usage_count > 0), coalesce(sum(usage_count), 0)"
+		" count(*) FILTER (WHERE usage_count > 0), coalesce(sum(usage_count), 0),"
+		" coalesce(count(*) FILTER (WHERE is_optimal)::float8"
+		"  / nullif(count(*) FILTER (WHERE actual_latency_ms IS NOT NULL), 0), 0)"
 		" FROM mesh_routes WHERE requested_by = $1"
 		" AND created_at > now() - make_interval(hours => $2::int)",
 		2, p);
 	if (!res)
 		return -1;
-	*out = json_pack("{s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:i, s:i, s:i}", "total_routes",
+	/* optimal_routes: routes judged optimal after a latency report (see
+	 * MESH_OPTIMAL_TOLERANCE_POINTS); optimal_share: of the routes with a
+	 * latency report (routes never reported on are not judged) */
+	*out = json_pack("{s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:i, s:i, s:i}", "total_routes",
 			 atoi(PQgetvalue(res, 0, 0)), "optimal_routes", atoi(PQgetvalue(res, 0, 1)),
+			 "optimal_share", atof(PQgetvalue(res, 0, 10)),
 			 "avg_ai_score", atof(PQgetvalue(res, 0, 2)), "avg_predicted_latency_ms",
 			 atof(PQgetvalue(res, 0, 3)), "avg_actual_latency_ms", atof(PQgetvalue(res, 0, 4)),
 			 "mean_abs_error_ms", atof(PQgetvalue(res, 0, 5)), "mape",

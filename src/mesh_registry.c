@@ -884,6 +884,24 @@ static bool still_valid(void *ctx, uint32_t key, uint32_t epoch)
 	return n->r.m.key == key && n->r.epoch == epoch && node_live(r, n, vc->now_ms);
 }
 
+/* The relays eligible for a call between s and d (malloc'd; *nr of them),
+ * NULL when out of memory. Under the lock. */
+static const struct mesh_rnode **eligible_relays(struct mesh_registry *r, const struct mesh_node *s,
+						 const struct mesh_node *d, int media, bool require_aic,
+						 int64_t now_ms, size_t *nr)
+{
+	const struct mesh_rnode **relays = malloc((r->nrelays + 1) * sizeof(*relays));
+	*nr = 0;
+	if (!relays)
+		return NULL;
+	for (size_t i = 0; i < r->nrelays; i++) {
+		struct mesh_node *n = r->slots[r->relays[i]];
+		if (n != s && n != d && relay_eligible(r, n, media, require_aic, now_ms))
+			relays[(*nr)++] = &n->r;
+	}
+	return relays;
+}
+
 static void cache_key(char *buf, size_t len, const char *src, const char *dst, int media, bool aic)
 {
 	snprintf(buf, len, "%s|%s|%d|%d", src, dst, media, aic ? 1 : 0);
@@ -920,16 +938,11 @@ int mesh_registry_find(struct mesh_registry *r, const char *src_aura, const char
 		al_error_set(err, 400, "M_INVALID_PARAM", "destination_aura_id: same node as the source");
 		goto out;
 	}
-	relays = malloc((r->nrelays + 1) * sizeof(*relays));
+	size_t nr = 0;
+	relays = eligible_relays(r, s, d, media, require_aic, now_ms, &nr);
 	if (!relays) {
 		al_error_set(err, 500, "M_UNKNOWN", "out of memory");
 		goto out;
-	}
-	size_t nr = 0;
-	for (size_t i = 0; i < r->nrelays; i++) {
-		struct mesh_node *n = r->slots[r->relays[i]];
-		if (n != s && n != d && relay_eligible(r, n, media, require_aic, now_ms))
-			relays[nr++] = &n->r;
 	}
 	struct mesh_oracle o;
 	mesh_route_model_oracle(&o, r->model);
@@ -1001,6 +1014,45 @@ void mesh_registry_feedback(struct mesh_registry *r, const char *route_id,
 				  NULL, NULL);
 	}
 	pthread_rwlock_unlock(&r->lock);
+}
+
+int mesh_registry_rescore(struct mesh_registry *r, const char (*node_ids)[37], int n, double actual_latency_ms,
+			  int media, bool require_aic, int64_t now_ms, double *actual, double *best, bool *same)
+{
+	const struct mesh_rnode *path[4];
+	const struct mesh_node *nodes[4];
+	int rc = -1;
+	if (n < 2 || n > 4 || !(actual_latency_ms >= 0))
+		return -1;
+	pthread_rwlock_rdlock(&r->lock);
+	for (int i = 0; i < n; i++) {
+		if (!(nodes[i] = by_id(r, node_ids[i], NULL)))
+			goto out;
+		path[i] = &nodes[i]->r;
+	}
+	struct mesh_oracle o;
+	mesh_route_model_oracle(&o, r->model);
+	struct mesh_path_metrics pm;
+	mesh_route_path_metrics(&o, path, n, &pm);
+	pm.latency_ms = actual_latency_ms;
+	*actual = mesh_route_score(&pm);
+	size_t nr = 0;
+	const struct mesh_rnode **relays = eligible_relays(r, nodes[0], nodes[n - 1], media, require_aic, now_ms, &nr);
+	if (!relays)
+		goto out;
+	struct mesh_route_query q = {path[0], path[n - 1], relays, nr, require_aic, 2, &o};
+	struct mesh_route_result res;
+	if (mesh_route_search(&q, &res) == 0) {
+		*same = res.n == n;
+		for (int i = 0; *same && i < n; i++)
+			*same = res.path[i] == path[i];
+		*best = *same ? *actual : res.score;
+		rc = 0;
+	}
+	free(relays);
+out:
+	pthread_rwlock_unlock(&r->lock);
+	return rc;
 }
 
 void mesh_registry_learn(struct mesh_registry *r, const char (*node_ids)[37], int n, double actual_ms)

@@ -121,6 +121,16 @@ void mesh_registry_cache_put(struct mesh_registry *r, const char *src_aura, cons
 void mesh_registry_feedback(struct mesh_registry *r, const char *route_id,
 			    const char (*node_ids)[37], int n, double actual_latency_ms, bool success);
 
+/* Re-score a reported path (node_ids[0..n-1]) with its measured latency:
+ * *actual = its score with actual_latency_ms in place of the prediction
+ * (the other factors from its nodes now); *best = the score of the path
+ * the search chooses now between the same two nodes (same media and AIC
+ * rule, the current model), or *actual when that is this path (*same).
+ * -1 when a node of the path is gone or the search has no path. See
+ * MESH_OPTIMAL_TOLERANCE_POINTS (mesh_route.h). */
+int mesh_registry_rescore(struct mesh_registry *r, const char (*node_ids)[37], int n, double actual_latency_ms,
+			  int media, bool require_aic, int64_t now_ms, double *actual, double *best, bool *same);
+
 /* Only the model part of feedback: learn the path's measured latency. */
 void mesh_registry_learn(struct mesh_registry *r, const char (*node_ids)[37], int n, double actual_ms);
 

@@ -393,6 +393,41 @@ START_TEST(remote_nodes)
 }
 END_TEST
 
+/* is_optimal's judgement: the reported path re-scored with its measured
+ * latency against the search's best path between its ends. */
+START_TEST(rescore_after_feedback)
+{
+	int64_t now = 1000000;
+	struct mesh_registry *r = mesh_registry_new(90000, 0);
+	struct mesh_node_info in;
+	info(&in, 1, "@alice.aura", MESH_PEER, 51.5, -0.13, 80, now);
+	ck_assert_int_eq(mesh_registry_add(r, &in, now), 0);
+	info(&in, 2, "@bob.aura", MESH_PEER, 48.86, 2.35, 80, now);
+	ck_assert_int_eq(mesh_registry_add(r, &in, now), 0);
+	info(&in, 3, "@relay.aura", MESH_RELAY, 50.85, 4.35, 80, now);
+	ck_assert_int_eq(mesh_registry_add(r, &in, now), 0);
+	const char direct[2][37] = {"00000000-0000-0000-0000-000000000001", "00000000-0000-0000-0000-000000000002"};
+	const char gone[2][37] = {"00000000-0000-0000-0000-000000000001", "00000000-0000-0000-0000-000000000009"};
+	double actual, best;
+	bool same;
+	/* as predicted: the direct path is the search's choice */
+	ck_assert_int_eq(mesh_registry_rescore(r, direct, 2, 25, MESH_MEDIA_AUDIO, false, now, &actual, &best, &same),
+			 0);
+	ck_assert(same);
+	ck_assert_double_eq(actual, best);
+	/* measured slow, learned: the relayed path now beats it by far */
+	for (int k = 0; k < 3; k++)
+		mesh_registry_feedback(r, "x", direct, 2, 250, true);
+	ck_assert_int_eq(mesh_registry_rescore(r, direct, 2, 250, MESH_MEDIA_AUDIO, false, now, &actual, &best, &same),
+			 0);
+	ck_assert(!same);
+	ck_assert_msg(actual < best - MESH_OPTIMAL_TOLERANCE_POINTS, "actual %f best %f", actual, best);
+	/* no judgement about a path with a node that is gone */
+	ck_assert_int_eq(mesh_registry_rescore(r, gone, 2, 25, MESH_MEDIA_AUDIO, false, now, &actual, &best, &same), -1);
+	mesh_registry_free(r);
+}
+END_TEST
+
 START_TEST(memory_per_node)
 {
 	struct mesh_registry *r = mesh_registry_new(90000, 0);
@@ -412,4 +447,4 @@ START_TEST(memory_per_node)
 END_TEST
 
 UNIT_MAIN("mesh_registry", lifecycle_and_routes, many_nodes_per_aura_and_bans, stale_nodes_between_sweeps,
-	  remote_nodes, memory_per_node)
+	  remote_nodes, rescore_after_feedback, memory_per_node)
