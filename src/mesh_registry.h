@@ -105,8 +105,9 @@ struct mesh_find_stats {
 	bool cached;
 };
 
-/* The best route between the best online endpoint nodes of two local
- * AuraIDs. 404 M_NOT_FOUND (naming the side) when an AuraID has no usable
+/* The best route between the best online endpoint nodes of two AuraIDs
+ * (local ones, or a remote one whose nodes mesh_registry_add_remote holds;
+ * "online" as in mesh_registry_node_json). 404 M_NOT_FOUND (naming the side) when an AuraID has no usable
  * node. Cached routes are returned while valid (out->route_id set);
  * otherwise out->route_id is empty and the caller stores the route and then
  * calls mesh_registry_cache_put with its id. */
