@@ -1,6 +1,6 @@
 /* fed_handlers.c - inbound server-server endpoints: the notary
  * (/_matrix/key/v2/query) and /_matrix/federation/v1/query/{type}
- * (profile, org.auralink.aura_id). */
+ * (profile, org.auralink.aura_id, org.auralink.mesh_nodes). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +13,7 @@
 #include "fed_internal.h"
 #include "keys.h"
 #include "log.h"
+#include "mesh.h"
 #include "sign.h"
 
 #define NOTARY_MAX_SERVERS 16
@@ -288,6 +289,32 @@ static void query_aura_id(struct http_req *req)
 	http_reply_json(req, 200, o);
 }
 
+/* The online mesh nodes of a local user's AuraID, for the asking server's
+ * route search; privacy as for org.auralink.aura_id (mesh.h). */
+static void query_mesh_nodes(struct http_req *req)
+{
+	const char *user_id = http_req_query(req, "user_id");
+	if (!user_id || !*user_id || strlen(user_id) > 255) {
+		http_reply_error(req, 400, "M_MISSING_PARAM", "user_id is required");
+		return;
+	}
+	if (!user_is_local(req->app, user_id)) {
+		http_reply_error(req, 403, "M_FORBIDDEN", "User is not on this server");
+		return;
+	}
+	if (!req->app->mesh) {
+		http_reply_error(req, 404, "M_UNRECOGNIZED", "The mesh is not enabled here");
+		return;
+	}
+	struct al_error err = {0};
+	json_t *out = NULL;
+	if (mesh_nodes_public_json(req->app, &req->worker->db, req->user_id, user_id, &out, &err) < 0) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	http_reply_json(req, 200, out);
+}
+
 static void query_authed(struct http_req *req)
 {
 	const char *type = req->params[0];
@@ -295,6 +322,8 @@ static void query_authed(struct http_req *req)
 		query_profile(req);
 	else if (strcmp(type, "org.auralink.aura_id") == 0)
 		query_aura_id(req);
+	else if (strcmp(type, "org.auralink.mesh_nodes") == 0)
+		query_mesh_nodes(req);
 	else
 		http_reply_error(req, 404, "M_UNRECOGNIZED", "Unknown query type");
 }

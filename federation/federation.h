@@ -47,6 +47,16 @@ int federation_query_profile(struct app *app, const char *user_id, const char *f
 int federation_resolve_aura_id(struct app *app, const char *aura_id, struct event_base *base,
 			       federation_json_cb cb, void *arg);
 
+/* Online mesh nodes of a user of another server: GET
+ * /_matrix/federation/v1/query/org.auralink.mesh_nodes on her server
+ * (fed_mesh.c). cb as for federation_query_profile, once, on base's loop:
+ * 200 and {user_id, aura_id, nodes: [node records]} (unvalidated: hand the
+ * nodes to mesh_registry_add_remote), 403/404 when her settings refuse,
+ * 0 when unreachable. -1 when it could not be started (a local or
+ * malformed user_id). */
+int federation_query_mesh_nodes(struct app *app, const char *user_id, struct event_base *base,
+				federation_json_cb cb, void *arg);
+
 /* Queue an EDU for destination in the durable outbox; runs inside the
  * caller's transaction when one is open. The sender wakes after commit
  * (at the latest on its next tick). */

@@ -1,13 +1,16 @@
 /* mesh.c - the mesh service: registry <-> PostgreSQL, routes, analytics. */
 #include "mesh.h"
 
+#include <ctype.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "audit.h"
 #include "aura_id.h"
+#include "federation.h"
 #include "handlers_mesh.h"
 #include "http.h"
 #include "log.h"
@@ -267,7 +270,7 @@ int mesh_node_register(struct app *app, struct db *db, const char *user_id, stru
 	PQclear(res);
 	if (mesh_registry_add(reg, in, http_now_ms()) < 0)
 		return al_error_set(err, 500, "M_UNKNOWN", "cannot add the node");
-	*out = mesh_registry_node_json(reg, in->node_id);
+	*out = mesh_registry_node_json(reg, in->node_id, http_now_ms());
 	return *out ? 0 : al_error_set(err, 500, "M_UNKNOWN", "out of memory");
 }
 
@@ -289,24 +292,6 @@ int mesh_node_delete(struct app *app, struct db *db, const char *user_id, const 
 	return 0;
 }
 
-/* The user's active AuraID into out (len bytes); 404 when none. */
-static int own_aura(struct db *db, const char *user_id, char *out, size_t len, struct al_error *err)
-{
-	const char *p[1] = {user_id};
-	PGresult *res = db_exec(db, err,
-				"SELECT aura_id FROM aura_id_registry WHERE user_id = $1 AND status = 'active'",
-				1, p);
-	if (!res)
-		return -1;
-	int rc = 0;
-	if (PQntuples(res) != 1)
-		rc = al_error_set(err, 404, "ORG_AURALINK_NO_AURA_ID", "you have no AuraID");
-	else
-		snprintf(out, len, "%s", PQgetvalue(res, 0, 0));
-	PQclear(res);
-	return rc;
-}
-
 int mesh_node_get(struct app *app, struct db *db, const char *viewer, const char *node_id, json_t **out,
 		  struct al_error *err)
 {
@@ -315,7 +300,7 @@ int mesh_node_get(struct app *app, struct db *db, const char *viewer, const char
 		return -1;
 	if (strcmp(owner, viewer) && aura_id_check_visible(app, db, viewer, aura, err) < 0)
 		return al_error_set(err, 404, "M_NOT_FOUND", "no such node");
-	*out = mesh_registry_node_json(app->mesh->reg, node_id);
+	*out = mesh_registry_node_json(app->mesh->reg, node_id, http_now_ms());
 	return *out ? 0 : al_error_set(err, 404, "M_NOT_FOUND", "no such node");
 }
 
@@ -324,7 +309,7 @@ int mesh_nodes_of_aura(struct app *app, struct db *db, const char *viewer, const
 {
 	if (aura_id_check_visible(app, db, viewer, aura_id, err) < 0)
 		return -1;
-	json_t *a = mesh_registry_aura_json(app->mesh->reg, aura_id);
+	json_t *a = mesh_registry_aura_json(app->mesh->reg, aura_id, http_now_ms());
 	if (!a)
 		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
 	*out = json_pack("{s:s, s:o, s:I}", "aura_id", aura_id, "nodes", a, "count",
@@ -332,26 +317,59 @@ int mesh_nodes_of_aura(struct app *app, struct db *db, const char *viewer, const
 	return 0;
 }
 
-int mesh_nodes_public_json(struct app *app, struct db *db, const char *user_id, json_t **out,
-			   struct al_error *err)
+int mesh_nodes_public_json(struct app *app, struct db *db, const char *origin, const char *user_id,
+			   json_t **out, struct al_error *err)
 {
+	/* The rule of the org.auralink.aura_id query (fed_handlers.c): only a
+	 * public, active AuraID of an active user (else 404), federation
+	 * enabled and, when federated_domains is not empty, the asking server
+	 * in it (else 403). One query. */
+	const char *p[2] = {user_id, origin};
+	PGresult *res = db_exec(
+		db, err,
+		"SELECT a.aura_id, a.privacy_level = 'public', a.federation_enabled,"
+		" cardinality(a.federated_domains) = 0"
+		"  OR lower($2) = ANY (SELECT lower(d) FROM unnest(a.federated_domains) d)"
+		" FROM aura_id_registry a JOIN users u USING (user_id)"
+		" WHERE a.user_id = $1 AND a.status = 'active' AND u.suspended_at IS NULL"
+		" AND u.deactivated_at IS NULL",
+		2, p);
+	if (!res)
+		return -1;
+	int rc = 0;
 	char aura[256];
-	if (own_aura(db, user_id, aura, sizeof(aura), err) < 0)
+	if (PQntuples(res) != 1 || !tf(PQgetvalue(res, 0, 1)))
+		rc = al_error_set(err, 404, "M_NOT_FOUND", "Unknown user or no public AuraID");
+	else if (!tf(PQgetvalue(res, 0, 2)))
+		rc = al_error_set(err, 403, "M_FORBIDDEN", "The owner does not federate this AuraID");
+	else if (!tf(PQgetvalue(res, 0, 3)))
+		rc = al_error_set(err, 403, "M_FORBIDDEN", "The owner does not share this AuraID with %.255s",
+				  origin);
+	else
+		snprintf(aura, sizeof(aura), "%s", PQgetvalue(res, 0, 0));
+	PQclear(res);
+	if (rc < 0)
 		return -1;
-	/* asked by another server: anonymous, so public AuraIDs only */
-	if (aura_id_check_visible(app, db, NULL, aura, err) < 0)
-		return -1;
-	json_t *all = mesh_registry_aura_json(app->mesh->reg, aura), *online = json_array();
+	json_t *all = mesh_registry_aura_json(app->mesh->reg, aura, http_now_ms()), *online = json_array();
+	if (!all || !online) {
+		json_decref(all);
+		json_decref(online);
+		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	}
 	size_t i;
 	json_t *v;
 	json_array_foreach(all, i, v)
 	{
-		if (json_is_true(json_object_get(v, "is_online")))
+		/* online (within the window) and local: never re-export what
+		 * another server told us */
+		if (json_is_true(json_object_get(v, "is_online")) &&
+		    !json_is_true(json_object_get(v, "is_remote")) &&
+		    json_array_size(online) < MESH_MAX_NODES_PER_AURA)
 			json_array_append(online, v);
 	}
 	json_decref(all);
 	*out = json_pack("{s:s, s:s, s:o}", "user_id", user_id, "aura_id", aura, "nodes", online);
-	return 0;
+	return *out ? 0 : al_error_set(err, 500, "M_UNKNOWN", "out of memory");
 }
 
 /* ---- routes ---- */
@@ -383,23 +401,23 @@ static json_t *route_json(const struct mesh_cached_route *r, const char *src, co
 		"expires_at", exp, "cached", cached);
 }
 
-int mesh_route_find_optimal(struct app *app, struct db *db, const char *user_id, const char *src_aura,
+/* Search the registry (local nodes, and remote ones already fetched),
+ * store a new route in mesh_routes and cache it; *out the reply. */
+static int route_find_store(struct app *app, struct db *db, const char *user_id, const char *src_aura,
 			    const char *dst_aura, int media, bool require_aic, json_t **out,
 			    struct al_error *err)
 {
 	struct mesh_registry *reg = app->mesh->reg;
 	struct mesh_cached_route r;
 	struct mesh_find_stats st;
-	char owner[256];
-	/* the source must be the caller's AuraID */
-	if (own_aura(db, user_id, owner, sizeof(owner), err) < 0 || strcmp(owner, src_aura))
-		return al_error_set(err, 403, "M_FORBIDDEN", "source_aura_id: not your AuraID");
 	if (mesh_registry_find(reg, src_aura, dst_aura, media, require_aic, http_now_ms(), &r, &st, err) < 0)
 		return -1;
 	if (!st.cached) {
 		char lat[32], bw[32], score[32], len[8], exp[32];
 		json_t *tmp = route_json(&r, src_aura, dst_aura, media, false);
 		json_t *factors = json_object_get(tmp, "optimization_factors");
+		/* kept for re-scoring the route after feedback (is_optimal) */
+		json_object_set_new(factors, "require_aic", json_boolean(require_aic));
 		char *fjson = json_dumps(factors, JSON_COMPACT);
 		json_decref(tmp);
 		struct mesh_pgarr path;
@@ -434,7 +452,7 @@ int mesh_route_find_optimal(struct app *app, struct db *db, const char *user_id,
 			" predicted_latency_ms, predicted_bandwidth_mbps, ai_score, optimization_factors,"
 			" is_optimal, requested_by, expires_at)"
 			" VALUES ($1, $2, $3::uuid, $4::uuid, $5::uuid[], $6::int, $7, $8, $9::real,"
-			"  $10::real, $11::real, $12::jsonb, true, $13, now() + interval '5 minutes')"
+			"  $10::real, $11::real, $12::jsonb, false, $13, now() + interval '5 minutes')"
 			" RETURNING route_id::text, (extract(epoch from expires_at) * 1000)::bigint",
 			13, p);
 		mesh_pgarr_free(&path);
@@ -452,6 +470,154 @@ int mesh_route_find_optimal(struct app *app, struct db *db, const char *user_id,
 		json_object_set_new(*out, "paths_evaluated", json_integer((json_int_t)st.paths_evaluated));
 	}
 	return *out ? 0 : al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+}
+
+/* ---- find-optimal for any destination ---- */
+
+struct find_ctx {
+	struct app *app;
+	struct db *db;
+	char user_id[256], src[256], dst[256]; /* dst lower-cased: the key of its remote nodes */
+	char remote_user[256];
+	int media;
+	bool require_aic;
+	struct event_base *base;
+	mesh_find_cb cb;
+	void *arg;
+};
+
+static void find_finish(struct find_ctx *c, int rc, json_t *out, struct al_error *err)
+{
+	c->cb(c->arg, rc < 0 ? NULL : out, err);
+	free(c);
+}
+
+static void find_fail(struct find_ctx *c, int status, const char *errcode, const char *msg)
+{
+	struct al_error err = {0};
+	al_error_set(&err, status, errcode, "%s", msg);
+	find_finish(c, -1, NULL, &err);
+}
+
+static void find_remote_route(struct find_ctx *c)
+{
+	struct al_error err = {0};
+	json_t *out = NULL;
+	int rc = route_find_store(c->app, c->db, c->user_id, c->src, c->dst, c->media, c->require_aic, &out, &err);
+	if (rc == 0 && c->remote_user[0]) {
+		const char *colon = strchr(c->remote_user, ':');
+		json_object_set_new(out, "destination_server", json_string(colon ? colon + 1 : ""));
+	}
+	find_finish(c, rc, out, &err);
+}
+
+static void on_remote_nodes(void *arg, int status, json_t *body, const struct al_error *ferr)
+{
+	struct find_ctx *c = arg;
+	struct al_error err = {0};
+	if (status == 403 || status == 404) {
+		find_fail(c, 404, "M_NOT_FOUND",
+			  "destination_aura_id: its owner's server does not share her mesh nodes with us");
+		return;
+	}
+	if (status != 200 || !json_is_object(body)) {
+		log_warn("mesh", "remote nodes unavailable user=%s status=%d error=%s", c->remote_user, status,
+			 ferr && ferr->message[0] ? ferr->message : "-");
+		find_fail(c, 502, "M_UNKNOWN", "destination_aura_id: its owner's server did not answer");
+		return;
+	}
+	/* the answer must be about whom we asked */
+	json_t *uid = json_object_get(body, "user_id"), *aid = json_object_get(body, "aura_id");
+	if ((uid && (!json_is_string(uid) || strcmp(json_string_value(uid), c->remote_user))) ||
+	    (aid && (!json_is_string(aid) || strcasecmp(json_string_value(aid), c->dst)))) {
+		find_fail(c, 502, "M_UNKNOWN", "destination_aura_id: its owner's server answered for someone else");
+		return;
+	}
+	if (mesh_registry_add_remote(c->app->mesh->reg, c->dst, c->remote_user, json_object_get(body, "nodes"),
+				     http_now_ms(), &err) < 0) {
+		log_warn("mesh", "remote nodes refused user=%s: %s", c->remote_user, err.message);
+		find_finish(c, -1, NULL, &err);
+		return;
+	}
+	find_remote_route(c);
+}
+
+static void on_resolved(void *arg, int status, json_t *body, const struct al_error *ferr)
+{
+	struct find_ctx *c = arg;
+	(void)ferr;
+	const char *uid = json_string_value(json_object_get(body, "user_id"));
+	const char *colon = uid ? strchr(uid, ':') : NULL;
+	if (status != 200 || !colon || strlen(uid) >= sizeof(c->remote_user)) {
+		find_fail(c, 404, "M_NOT_FOUND",
+			  status == 403 ? "destination_aura_id: its owner does not share it with this server"
+					: "destination_aura_id: unknown here and on the servers we know");
+		return;
+	}
+	snprintf(c->remote_user, sizeof(c->remote_user), "%s", uid);
+	/* a resolve answered by another request meanwhile may have filled them */
+	if (mesh_registry_remote_fresh(c->app->mesh->reg, c->dst, http_now_ms())) {
+		find_remote_route(c);
+		return;
+	}
+	if (federation_query_mesh_nodes(c->app, uid, c->base, on_remote_nodes, c) < 0)
+		find_fail(c, 404, "M_NOT_FOUND", "destination_aura_id: its owner's server cannot be asked");
+}
+
+void mesh_route_find(struct app *app, struct db *db, const char *user_id, const char *src_aura,
+		     const char *dst_aura, int media, bool require_aic, struct event_base *base, mesh_find_cb cb,
+		     void *arg)
+{
+	struct al_error err = {0};
+	json_t *out = NULL;
+	/* one query: the caller's AuraID, and whether the destination's is ours */
+	const char *p[2] = {user_id, dst_aura};
+	PGresult *res = db_exec(db, &err,
+				"SELECT (SELECT aura_id FROM aura_id_registry WHERE user_id = $1 AND status = 'active'),"
+				" EXISTS (SELECT 1 FROM aura_id_registry WHERE lower(aura_id) = lower($2)"
+				"  AND status = 'active')",
+				2, p);
+	if (!res) {
+		cb(arg, NULL, &err);
+		return;
+	}
+	bool mine = !PQgetisnull(res, 0, 0) && !strcmp(PQgetvalue(res, 0, 0), src_aura);
+	bool local = tf(PQgetvalue(res, 0, 1));
+	PQclear(res);
+	if (!mine) {
+		al_error_set(&err, 403, "M_FORBIDDEN", "source_aura_id: not your AuraID");
+		cb(arg, NULL, &err);
+		return;
+	}
+	if (local) {
+		int rc = route_find_store(app, db, user_id, src_aura, dst_aura, media, require_aic, &out, &err);
+		cb(arg, rc < 0 ? NULL : out, &err);
+		return;
+	}
+	struct find_ctx *c = calloc(1, sizeof(*c));
+	if (!c) {
+		al_error_set(&err, 500, "M_UNKNOWN", "out of memory");
+		cb(arg, NULL, &err);
+		return;
+	}
+	c->app = app;
+	c->db = db;
+	c->base = base;
+	snprintf(c->user_id, sizeof(c->user_id), "%s", user_id);
+	snprintf(c->src, sizeof(c->src), "%s", src_aura);
+	for (size_t i = 0; dst_aura[i] && i + 1 < sizeof(c->dst); i++)
+		c->dst[i] = (char)tolower((unsigned char)dst_aura[i]);
+	c->media = media;
+	c->require_aic = require_aic;
+	c->cb = cb;
+	c->arg = arg;
+	/* the remote nodes of the last 60 s: no federation traffic */
+	if (mesh_registry_remote_fresh(app->mesh->reg, c->dst, http_now_ms())) {
+		find_remote_route(c);
+		return;
+	}
+	if (federation_resolve_aura_id(app, c->dst, base, on_resolved, c) < 0)
+		find_fail(c, 404, "M_NOT_FOUND", "destination_aura_id: unknown here (no federation)");
 }
 
 bool mesh_performance_success(const struct mesh_performance *p)
@@ -501,7 +667,8 @@ int mesh_route_performance(struct app *app, struct db *db, const char *user_id, 
 		" performance_reported_at = now()"
 		" WHERE route_id = $1::uuid AND requested_by = $2"
 		" RETURNING path_nodes::text[], usage_count, success_count, success_rate,"
-		"  actual_latency_ms, predicted_latency_ms",
+		"  actual_latency_ms, predicted_latency_ms, media_type,"
+		"  coalesce((optimization_factors->>'require_aic')::bool, false)",
 		7, p);
 	if (!res)
 		return -1;
@@ -533,11 +700,40 @@ int mesh_route_performance(struct app *app, struct db *db, const char *user_id, 
 		json_object_set_new(*out, "actual_latency_ms", json_real(atof(PQgetvalue(res, 0, 4))));
 	if (*out && !PQgetisnull(res, 0, 5))
 		json_object_set_new(*out, "predicted_latency_ms", json_real(atof(PQgetvalue(res, 0, 5))));
+	bool has_actual = !PQgetisnull(res, 0, 4);
+	double mean_actual = has_actual ? atof(PQgetvalue(res, 0, 4)) : -1;
+	int media = mesh_media_parse(PQgetvalue(res, 0, 6));
+	bool aic = tf(PQgetvalue(res, 0, 7));
 	PQclear(res);
 	char rid[37];
 	snprintf(rid, sizeof(rid), "%s", route_id);
 	mesh_registry_feedback(app->mesh->reg, rid, (const char(*)[37])ids, n, pf->actual_latency_ms, ok);
-	return *out ? 0 : al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	if (!*out)
+		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	/* is_optimal (mesh_route.h): the route re-scored with its mean
+	 * measured latency against the best path between its ends now that
+	 * the model learned from the report. Unknown (kept) when a node of it
+	 * is gone. */
+	double actual_score, best_score;
+	bool same;
+	if (has_actual && media >= 0 &&
+	    mesh_registry_rescore(app->mesh->reg, (const char(*)[37])ids, n, mean_actual, media, aic, http_now_ms(),
+				  &actual_score, &best_score, &same) == 0) {
+		bool optimal = same || actual_score >= best_score - MESH_OPTIMAL_TOLERANCE_POINTS;
+		const char *q[2] = {route_id, optimal ? "t" : "f"};
+		PGresult *u = db_exec(db, err, "UPDATE mesh_routes SET is_optimal = $2::bool WHERE route_id = $1::uuid",
+				      2, q);
+		if (!u) {
+			json_decref(*out);
+			*out = NULL;
+			return -1;
+		}
+		PQclear(u);
+		json_object_set_new(*out, "is_optimal", json_boolean(optimal));
+		json_object_set_new(*out, "actual_score", json_real(actual_score));
+		json_object_set_new(*out, "best_alternative_score", json_real(best_score));
+	}
+	return 0;
 }
 
 int mesh_route_analytics(struct db *db, const char *user_id, int hours, json_t **out,
@@ -555,14 +751,20 @@ int mesh_route_analytics(struct db *db, const char *user_id, int hours, json_t *
 		" coalesce(100 * avg(abs(predicted_latency_ms - actual_latency_ms) / actual_latency_ms)"
 		"  FILTER (WHERE actual_latency_ms > 0), 0),"
 		" coalesce(sum(success_count)::float8 / nullif(sum(usage_count), 0), 0),"
-		" count(*) FILTER (WHERE usage_count > 0), coalesce(sum(usage_count), 0)"
+		" count(*) FILTER (WHERE usage_count > 0), coalesce(sum(usage_count), 0),"
+		" coalesce(count(*) FILTER (WHERE is_optimal)::float8"
+		"  / nullif(count(*) FILTER (WHERE actual_latency_ms IS NOT NULL), 0), 0)"
 		" FROM mesh_routes WHERE requested_by = $1"
 		" AND created_at > now() - make_interval(hours => $2::int)",
 		2, p);
 	if (!res)
 		return -1;
-	*out = json_pack("{s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:i, s:i, s:i}", "total_routes",
+	/* optimal_routes: routes judged optimal after a latency report (see
+	 * MESH_OPTIMAL_TOLERANCE_POINTS); optimal_share: of the routes with a
+	 * latency report (routes never reported on are not judged) */
+	*out = json_pack("{s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:i, s:i, s:i}", "total_routes",
 			 atoi(PQgetvalue(res, 0, 0)), "optimal_routes", atoi(PQgetvalue(res, 0, 1)),
+			 "optimal_share", atof(PQgetvalue(res, 0, 10)),
 			 "avg_ai_score", atof(PQgetvalue(res, 0, 2)), "avg_predicted_latency_ms",
 			 atof(PQgetvalue(res, 0, 3)), "avg_actual_latency_ms", atof(PQgetvalue(res, 0, 4)),
 			 "mean_abs_error_ms", atof(PQgetvalue(res, 0, 5)), "mape",
@@ -606,6 +808,6 @@ int mesh_admin_reputation(struct app *app, struct db *db, const char *admin, con
 	json_decref(details);
 	if (rc < 0)
 		return -1;
-	*out = mesh_registry_node_json(app->mesh->reg, node_id);
+	*out = mesh_registry_node_json(app->mesh->reg, node_id, http_now_ms());
 	return *out ? 0 : al_error_set(err, 404, "M_NOT_FOUND", "no such node");
 }
