@@ -845,7 +845,7 @@ static bool initial_state_has(json_t *is, const char *type)
 int room_create(const struct room_ctx *c, const char *creator, json_t *body, char *room_id, int64_t *stream,
 		struct al_error *err)
 {
-	const char *version, *preset;
+	const char *version = NULL, *preset = NULL;
 	const char *server = keys_server_name(c->keys);
 	char alias[ROOM_ID_MAX + 1] = "";
 	struct writer w;
