@@ -34,11 +34,9 @@ SOCK=$(al_pg_start "$W")
 al_pg_createdb "$SOCK" auralink
 al_tls_cert "$W" localhost
 al_write_config "$W/auralinkd.conf"
-sed -i 's/log_level = "info"/log_level = "warn"/' "$W/auralinkd.conf"
-cat >>"$W/auralinkd.conf" <<CONF
-registration = { enabled = true; };
-limits = { rate_per_second = 0.0; };
-CONF
+# Rate limits off: the load generator is one client.
+sed -i -e 's/log_level = "info"/log_level = "warn"/' \
+	-e 's/rate_per_second = [0-9.]*;/rate_per_second = 0.0;/' "$W/auralinkd.conf"
 "$BIN" --config "$W/auralinkd.conf" --generate-keys >/dev/null
 PSQL() { psql -h "$SOCK" -U postgres -d auralink -qAt -v ON_ERROR_STOP=1 "$@"; }
 BASE=http://127.0.0.1:$CPORT
