@@ -1,6 +1,7 @@
 /* calls.c - tracking of calls in federated_calls: see calls.h. */
 #include "calls.h"
 
+#include <ctype.h>
 #include <event2/event.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -448,8 +449,10 @@ static void send_refusal(struct app *app, struct db *db, const struct call_row *
 	json_decref(content);
 }
 
-/* Route on the caller's server (calls.h): mesh_route_find answers at once
- * for a callee whose AuraID is known here. */
+/* Route on the caller's server (calls.h). mesh_route_find answers at once
+ * for a local callee; for a remote one her server is first asked for her
+ * AuraID and online nodes, and the rest runs on app->main_base with
+ * app->maint_db. */
 struct route_ctx {
 	struct app *app;
 	struct db *db; /* the connection of the thread the next step runs on */
@@ -518,6 +521,42 @@ static void find_route(struct route_ctx *c)
 			on_route, c);
 }
 
+/* org.auralink.mesh_nodes of the remote callee, on app->main_base. */
+static void on_callee_nodes(void *arg, int status, json_t *body, const struct al_error *ferr)
+{
+	struct route_ctx *c = arg;
+	struct al_error err = {0};
+	c->db = c->app->maint_db;
+	const char *uid = json_string_value(json_object_get(body, "user_id"));
+	const char *aura = json_string_value(json_object_get(body, "aura_id"));
+	if (status != 200 || !uid || strcmp(uid, c->callee) != 0 || !aura || !aura[0] || strlen(aura) > USER_MAX) {
+		log_info("calls", "no route call_id=%s: the callee's nodes are not available status=%d error=%s",
+			 c->call_id, status, ferr && ferr->message[0] ? ferr->message : "-");
+		free(c);
+		return;
+	}
+	/* the registry keys remote AuraIDs lower-cased (as mesh_route_find) */
+	size_t i = 0;
+	for (; aura[i]; i++)
+		c->callee_aura[i] = (char)tolower((unsigned char)aura[i]);
+	c->callee_aura[i] = '\0';
+	if (mesh_registry_add_remote(c->app->mesh->reg, c->callee_aura, c->callee, json_object_get(body, "nodes"),
+				     room_now_ms(), &err) < 0) {
+		log_info("calls", "no route call_id=%s: the callee's nodes were refused: %s", c->call_id, err.message);
+		free(c);
+		return;
+	}
+	/* her server told us her AuraID: the row keeps it */
+	const char *p[2] = {c->id, aura};
+	PGresult *r = db_exec(c->db, &err,
+			      "UPDATE federated_calls SET callee_aura_id = $2 WHERE id = $1::uuid AND callee_aura_id IS NULL",
+			      2, p);
+	if (!r)
+		log_warn("calls", "could not record the callee's AuraID call_id=%s: %s", c->call_id, err.message);
+	PQclear(r);
+	find_route(c);
+}
+
 static void pick_route(struct app *app, struct db *db, const struct call_row *row)
 {
 	struct route_ctx *c = calloc(1, sizeof(*c));
@@ -539,8 +578,10 @@ static void pick_route(struct app *app, struct db *db, const struct call_row *ro
 		find_route(c);
 		return;
 	}
-	log_info("calls", "no route call_id=%s: the callee has no AuraID here", c->call_id);
-	free(c);
+	if (!c->remote || federation_query_mesh_nodes(app, c->callee, app->main_base, on_callee_nodes, c) < 0) {
+		log_info("calls", "no route call_id=%s: the callee has no AuraID here", c->call_id);
+		free(c);
+	}
 }
 
 void calls_on_event(struct app *app, struct db *db, const char *room_id, const char *event_id, const char *type,

@@ -51,16 +51,19 @@
  *    active apps (oldest first), the kind (a known caller: personal, else
  *    unknown) and the server's local weekday and time.
  *
- * Route. When an invite is first seen on the caller's server and both
- * AuraIDs are known here, the mesh engine picks a route (mesh_route_find,
+ * Route. When an invite is first seen on the caller's server and the
+ * caller has an AuraID, the mesh engine picks a route (mesh_route_find,
  * requested by the caller, so she can report its performance with PUT
- * /mesh/routes/{id}/performance, which feeds the model). The route_id is
- * recorded on the row and, for a remote callee, sent to her server as an
- * org.auralink.route EDU {call_id, route_id, path_nodes,
- * predicted_latency_ms (whole ms: canonical JSON has no floats), room_id}
- * through the durable sender. The callee's server records it on its row
- * whichever of the EDU and the invite arrives first (sql/041_calls.sql).
- * No route (no AuraID, no usable mesh node) is not an error.
+ * /mesh/routes/{id}/performance, which feeds the model). A remote callee's
+ * server is asked first for her AuraID and online nodes
+ * (org.auralink.mesh_nodes; the AuraID is kept on the row); that part runs
+ * on app->main_base. The route_id is recorded on the row and, for a remote
+ * callee, sent to her server as an org.auralink.route EDU {call_id,
+ * route_id, path_nodes, predicted_latency_ms (whole ms: canonical JSON has
+ * no floats), room_id} through the durable sender. The callee's server
+ * records it on its row whichever of the EDU and the invite arrives first
+ * (sql/041_calls.sql). No route (no AuraID, no usable mesh node, her
+ * server refuses) is not an error.
  *
  * Expiry: every CALLS_SWEEP_INTERVAL_MS the main loop records a timeout on
  * unanswered calls whose invite lifetime has passed (calls_state.h). */

@@ -365,3 +365,41 @@ def test_route_edu_recorded_on_the_callee_server(make_server):
     assert b.sql("SELECT predicted_latency_ms FROM federation_routes_received WHERE origin = %s",
                  a.server_name) == [(21,)]
 
+
+def test_outbound_call_to_a_remote_callee(make_server):
+    """A call from alice on A to bob on B, as far as one server can take it
+    today: A's room lists bob as invited (rooms over federation will carry
+    the events to B). A tracks the call as outbound, learns bob's AuraID and
+    nodes from B (org.auralink.mesh_nodes), routes through the mesh engine
+    and sends the route to B, which records it on its row (made with SQL
+    here, as B's PDU path will make it)."""
+    a = make_server()
+    b = make_server()
+    alice = User(a)
+    na = alice.node()
+    bob = User(b)
+    nb = bob.node()
+    room = alice.create_room(invite=[bob.user_id])
+    b.sql("INSERT INTO federated_calls (call_id, room_id, caller_user_id, callee_user_id, caller_server, "
+          "callee_server, direction, identity_rank) VALUES ('c-out', %s, %s, %s, %s, %s, 'inbound', 3)",
+          room, alice.user_id, bob.user_id, a.server_name, b.server_name)
+    invite(alice, room, "c-out", sdp=VIDEO_SDP)
+    status, direction, callee, cs, ces, ringing = row(a, "c-out", "call_status", "direction", "callee_user_id",
+                                                      "caller_server", "callee_server", "ringing_at")
+    # the callee's server has not answered anything yet: initiated
+    assert (status, direction, callee) == ("initiated", "outbound", bob.user_id)
+    assert (cs, ces, ringing) == (a.server_name, b.server_name, None)
+    route_id = wait_for(lambda: row(a, "c-out", "route_id")[0], timeout=15)
+    assert route_id, a.read_log()[-3000:]
+    assert row(a, "c-out", "callee_aura_id") == (bob.aura,)
+    assert a.sql("SELECT destination_aura_id, path_nodes::text[], media_type FROM mesh_routes WHERE route_id = %s",
+                 route_id) == [(bob.aura, [na, nb], "video")]
+    # B records the same route on its row
+    assert wait_for(lambda: row(b, "c-out", "route_id")[0] == route_id, timeout=30), a.read_log()[-3000:]
+    edu = b.sql("SELECT origin, content FROM federation_routes_received WHERE call_id = 'c-out'")
+    assert len(edu) == 1 and edu[0][0] == a.server_name
+    content = edu[0][1]
+    assert content["route_id"] == route_id and content["path_nodes"] == [na, nb] and content["room_id"] == room
+    assert isinstance(content["predicted_latency_ms"], int)
+    assert [c["call_id"] for c in alice.calls()] == ["c-out"]
+    quiet(a)
