@@ -121,7 +121,7 @@ def test_full_call_ringing_answer_hangup(server):
     assert cs == ces == server.server_name
     assert apps == ["chat.app", "work.app"] and inv == invite_id
     # the route, chosen by the mesh engine for the caller
-    route_id = wait_for(lambda: row(server, call_id, "route_id")[0])
+    route_id = wait_for(lambda: row(server, call_id, "route_id::text")[0])
     assert route_id
     assert server.sql("SELECT source_aura_id, destination_aura_id, requested_by, path_nodes::text[] "
                       "FROM mesh_routes WHERE route_id = %s", route_id) == [
@@ -182,7 +182,7 @@ def test_reject_and_hangup_before_answer(server):
                                                      "connected_at", "duration_seconds")
     assert status == "failed" and reason == "rejected" and ended and connected is None and duration is None
     # no route without both AuraIDs
-    assert row(server, "c-rej", "route_id") == (None,)
+    assert row(server, "c-rej", "route_id::text") == (None,)
     # the caller gives up before an answer
     invite(alice, room, "c-cancel")
     hangup(alice, room, "c-cancel", reason="user_busy")
@@ -214,7 +214,7 @@ def test_block_unknown_callers(server):
     status, reason, apps, ringing = row(server, "c-block", "call_status", "end_reason", "notified_apps",
                                         "ringing_at")
     assert status == "failed" and reason == "blocked_unknown_caller" and apps == [] and ringing is None
-    assert row(server, "c-block", "route_id") == (None,)  # no route for a refused call
+    assert row(server, "c-block", "route_id::text") == (None,)  # no route for a refused call
     # the server declined on bob's behalf: the caller's client sees a reject
     msgs = bob.get("/rooms/%s/messages" % room, params={"dir": "b", "limit": 5}).json()["chunk"]
     rejects = [e for e in msgs if e["type"] == "m.call.reject"]
@@ -245,7 +245,7 @@ def test_block_unknown_callers(server):
     assert stranger.join(shared).status_code == 200
     invite(stranger, room3, "c-shared")
     assert row(server, "c-shared", "call_status") == ("ringing",)
-    assert wait_for(lambda: row(server, "c-shared", "route_id")[0])
+    assert wait_for(lambda: row(server, "c-shared", "route_id::text")[0])
     quiet(server)
 
 
@@ -353,12 +353,12 @@ def test_route_edu_recorded_on_the_callee_server(make_server):
     # a route EDU from another origin is stored but ignored
     b.sql("INSERT INTO federation_routes_received (origin, call_id, route_id, content) "
           "VALUES ('evil.example', 'c-fed', %s, '{}')", str(uuid.uuid4()))
-    assert row(b, "c-fed", "route_id") == (None,)
+    assert row(b, "c-fed", "route_id::text") == (None,)
     content = '{"call_id": "c-fed", "route_id": "%s", "path_nodes": [], "predicted_latency_ms": 21, ' \
               '"room_id": "%s"}' % (rid, room)
     a.sql("INSERT INTO federation_outbox (destination, kind, payload) VALUES (%s, 'edu', "
           "('{\"edu_type\": \"org.auralink.route\", \"content\": ' || %s || '}')::jsonb)", b.server_name, content)
-    got = wait_for(lambda: row(b, "c-fed", "route_id")[0], timeout=30)
+    got = wait_for(lambda: row(b, "c-fed", "route_id::text")[0], timeout=30)
     assert got == rid, (b.sql("SELECT origin, call_id, route_id, content::text FROM federation_routes_received"),
                         a.sql("SELECT count(*) FROM federation_outbox"), a.read_log()[-3000:])
     assert bob.calls()[0]["route_id"] == rid
@@ -389,13 +389,13 @@ def test_outbound_call_to_a_remote_callee(make_server):
     # the callee's server has not answered anything yet: initiated
     assert (status, direction, callee) == ("initiated", "outbound", bob.user_id)
     assert (cs, ces, ringing) == (a.server_name, b.server_name, None)
-    route_id = wait_for(lambda: row(a, "c-out", "route_id")[0], timeout=15)
+    route_id = wait_for(lambda: row(a, "c-out", "route_id::text")[0], timeout=15)
     assert route_id, a.read_log()[-3000:]
     assert row(a, "c-out", "callee_aura_id") == (bob.aura,)
     assert a.sql("SELECT destination_aura_id, path_nodes::text[], media_type FROM mesh_routes WHERE route_id = %s",
                  route_id) == [(bob.aura, [na, nb], "video")]
     # B records the same route on its row
-    assert wait_for(lambda: row(b, "c-out", "route_id")[0] == route_id, timeout=30), a.read_log()[-3000:]
+    assert wait_for(lambda: row(b, "c-out", "route_id::text")[0] == route_id, timeout=30), a.read_log()[-3000:]
     edu = b.sql("SELECT origin, content FROM federation_routes_received WHERE call_id = 'c-out'")
     assert len(edu) == 1 and edu[0][0] == a.server_name
     content = edu[0][1]
