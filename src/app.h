@@ -18,6 +18,7 @@ struct sync_state;
 struct typing;
 struct federation;
 struct mesh_state;
+struct calls_module;
 
 struct app {
 	struct al_config cfg;
@@ -45,6 +46,8 @@ struct app {
 	struct mesh_state *mesh;
 	/* Federation layer (federation/federation.h) */
 	struct federation *federation;
+	/* Call tracking: the expiry sweeper (calls.c) */
+	struct calls_module *calls;
 };
 
 #endif
