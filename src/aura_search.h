@@ -8,15 +8,18 @@
  *
  * each tier ordered by lower(username) (unique: handles are unique
  * case-insensitively) in byte order, the order of PostgreSQL's C collation
- * that run.sh's cluster uses; results are the tiers concatenated, cut at
- * the limit.
+ * that run.sh's cluster uses (with another collation the SQL would order
+ * '_' and '-' among letters differently; the index keeps byte order);
+ * results are the tiers concatenated, cut at the limit.
  *
  * Case folding (aura_search_fold) maps ASCII A-Z to a-z and leaves every
  * other byte alone: PostgreSQL's lower() in a C/POSIX ctype database. A
  * database whose ctype folds beyond ASCII (en_US.UTF-8, ...) lower-cases
  * non-ASCII letters too; the caller detects that and sends terms with
- * non-ASCII bytes to SQL (see aura_id.c). Matching is byte-wise on UTF-8,
- * which equals character-wise LIKE for valid UTF-8.
+ * non-ASCII bytes to SQL (see aura_id.c). What remains different there:
+ * the few non-ASCII letters whose lower case is ASCII (U+212A KELVIN SIGN,
+ * U+0130) match an ASCII term in SQL and not here. Matching is byte-wise
+ * on UTF-8, which equals character-wise LIKE for valid UTF-8.
  *
  * Structure: the entries, one allocation each; an array of them sorted by
  * lower(username) (exact and prefix on the handle: binary search), one
