@@ -72,7 +72,10 @@ void sync_filter_clear(struct sync_filter *f)
 	f->timeline_limit = SYNC_DEFAULT_TIMELINE;
 }
 
-static int check_str_list(json_t *o, const char *key, struct al_error *err)
+/* o[key], if present, as a list of at most 100 strings of at most 255 bytes;
+ * with a sigil, each must look like "<sigil>localpart:server" (room IDs for
+ * rooms/not_rooms, user IDs for senders/not_senders). */
+static int check_id_list(json_t *o, const char *key, char sigil, struct al_error *err)
 {
 	json_t *a = json_object_get(o, key);
 	if (!a)
@@ -85,8 +88,17 @@ static int check_str_list(json_t *o, const char *key, struct al_error *err)
 	{
 		if (!json_is_string(v) || json_string_length(v) > 255)
 			return al_error_set(err, 400, "M_BAD_JSON", "filter: %s must be a list of strings", key);
+		const char *s = json_string_value(v);
+		if (sigil && (s[0] != sigil || !strchr(s + 1, ':') || s[1] == ':'))
+			return al_error_set(err, 400, "M_BAD_JSON", "filter: %s: %s is not a valid %s", key, s,
+					    sigil == '!' ? "room ID" : "user ID");
 	}
 	return 0;
+}
+
+static int check_str_list(json_t *o, const char *key, struct al_error *err)
+{
+	return check_id_list(o, key, 0, err);
 }
 
 static int check_event_filter(json_t *o, const char *name, struct al_error *err)
@@ -98,9 +110,13 @@ static int check_event_filter(json_t *o, const char *name, struct al_error *err)
 	json_t *lim = json_object_get(o, "limit");
 	if (lim && (!json_is_integer(lim) || json_integer_value(lim) < 0))
 		return al_error_set(err, 400, "M_BAD_JSON", "filter: %s.limit must be a non-negative integer", name);
-	static const char *const lists[] = {"types", "not_types", "senders", "not_senders", "rooms", "not_rooms", NULL};
-	for (const char *const *k = lists; *k; k++)
-		if (check_str_list(o, *k, err) < 0)
+	static const struct {
+		const char *key;
+		char sigil;
+	} lists[] = {{"types", 0},	 {"not_types", 0}, {"senders", '@'},
+		     {"not_senders", '@'}, {"rooms", '!'},   {"not_rooms", '!'}};
+	for (size_t k = 0; k < sizeof(lists) / sizeof(lists[0]); k++)
+		if (check_id_list(o, lists[k].key, lists[k].sigil, err) < 0)
 			return -1;
 	return 0;
 }
@@ -119,7 +135,7 @@ int sync_filter_parse(json_t *doc, struct sync_filter *f, struct al_error *err)
 	    check_event_filter(json_object_get(room, "state"), "room.state", err) < 0 ||
 	    check_event_filter(json_object_get(room, "ephemeral"), "room.ephemeral", err) < 0 ||
 	    check_event_filter(json_object_get(room, "account_data"), "room.account_data", err) < 0 ||
-	    check_str_list(room, "rooms", err) < 0 || check_str_list(room, "not_rooms", err) < 0)
+	    check_id_list(room, "rooms", '!', err) < 0 || check_id_list(room, "not_rooms", '!', err) < 0)
 		return -1;
 	json_t *ef = json_object_get(doc, "event_fields");
 	if (ef && check_str_list(doc, "event_fields", err) < 0)
