@@ -725,7 +725,14 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 			    json_array_size(sr->account_data) > 0 || json_array_size(sr->ephemeral) > 0;
 		if (!some && !(is_joined && sr->full_state) && !(!is_joined && sr->mstream > since))
 			continue;
-		room_token_format(sr->first ? sr->first - 1 : since, tok, sizeof(tok));
+		/* prev_batch: where /messages continues backwards. A room loaded
+		 * whole (initial sync, new join) whose timeline was not trimmed
+		 * gives the sync point itself, as Synapse does; otherwise just
+		 * before the first timeline event. */
+		int64_t prev = sr->first ? sr->first - 1 : since;
+		if (sr->full_state && !sr->limited)
+			prev = sr->cap;
+		room_token_format(prev, tok, sizeof(tok));
 		json_t *entry = json_pack("{s:{s:O, s:b, s:s}, s:{s:O}, s:{s:O}}", "timeline", "events", sr->timeline,
 					  "limited", sr->limited, "prev_batch", tok, "state", "events", sr->state,
 					  "account_data", "events", sr->account_data);

@@ -27,3 +27,23 @@ def test_filter_rooms_and_senders_must_be_ids(server):
     r = a.post(url, good)
     assert r.status_code == 200, r.text
 
+
+def test_messages_from_untrimmed_sync_prev_batch(server):
+    a = User(server)
+    room = a.create_room()
+    ev = a.send_ok(room, "hello")
+    tl = a.sync()["rooms"]["join"][room]["timeline"]
+    assert tl["limited"] is False
+    r = a.get("/rooms/%s/messages" % room, params={"dir": "b", "from": tl["prev_batch"]})
+    assert r.status_code == 200, r.text
+    b = r.json()
+    assert "end" in b and b["chunk"], b
+    assert b["chunk"][0]["event_id"] == ev
+    r = a.get("/rooms/%s/messages" % room, params={"dir": "b", "from": b["end"]})
+    assert r.status_code == 200 and r.json()["chunk"] == [] and "end" not in r.json()
+    # a trimmed timeline's prev_batch continues just before its first event
+    tl = a.sync(filter='{"room":{"timeline":{"limit":1}}}')["rooms"]["join"][room]["timeline"]
+    assert tl["limited"] is True and [e["event_id"] for e in tl["events"]] == [ev]
+    r = a.get("/rooms/%s/messages" % room, params={"dir": "b", "from": tl["prev_batch"], "limit": "1"})
+    assert r.json()["chunk"][0]["event_id"] != ev
+
