@@ -164,13 +164,16 @@ static void get_room_aliases(struct http_req *req)
 /* ---- membership ---- */
 
 static void do_membership(struct http_req *req, const char *room, const char *target, const char *membership,
-			  const char *reason, json_t *extra, bool reply_room_id)
+			  const char *reason, json_t *extra, bool reply_room_id, bool kick)
 {
 	struct al_error err = {0};
 	char room_id[ROOM_ID_MAX + 1];
 	int64_t stream;
 	struct room_ctx c = ctx_of(req);
-	if (room_membership(&c, room, req->user_id, target, membership, reason, extra, room_id, &stream, &err) < 0) {
+	snprintf(room_id, sizeof(room_id), "%s", room); /* room_membership resolves an alias here */
+	int rc = kick ? room_kick(&c, room, req->user_id, target, reason, &stream, &err)
+		      : room_membership(&c, room, req->user_id, target, membership, reason, extra, room_id, &stream, &err);
+	if (rc < 0) {
 		http_reply_al_error(req, &err);
 		return;
 	}
@@ -195,7 +198,7 @@ static void post_join(struct http_req *req)
 		return;
 	struct al_error err = {0};
 	json_t *body = http_req_json_body(req, &err);
-	do_membership(req, req->params[0], NULL, "join", body ? body_reason(body) : NULL, body, true);
+	do_membership(req, req->params[0], NULL, "join", body ? body_reason(body) : NULL, body, true, false);
 }
 
 static void post_membership_target(struct http_req *req, const char *membership)
@@ -213,7 +216,8 @@ static void post_membership_target(struct http_req *req, const char *membership)
 		http_reply_error(req, 400, "M_MISSING_PARAM", "user_id is required");
 		return;
 	}
-	do_membership(req, req->params[0], target, membership, body_reason(body), NULL, false);
+	do_membership(req, req->params[0], target, strcmp(membership, "kick") == 0 ? "leave" : membership,
+		      body_reason(body), NULL, false, strcmp(membership, "kick") == 0);
 }
 
 static void post_invite(struct http_req *req)
@@ -223,7 +227,7 @@ static void post_invite(struct http_req *req)
 
 static void post_kick(struct http_req *req)
 {
-	post_membership_target(req, "leave");
+	post_membership_target(req, "kick");
 }
 
 static void post_ban(struct http_req *req)
@@ -262,7 +266,7 @@ static void post_leave(struct http_req *req)
 		return;
 	struct al_error err = {0};
 	json_t *body = http_req_json_body(req, &err);
-	do_membership(req, req->params[0], NULL, "leave", body ? body_reason(body) : NULL, NULL, false);
+	do_membership(req, req->params[0], NULL, "leave", body ? body_reason(body) : NULL, NULL, false, false);
 }
 
 static void post_forget(struct http_req *req)

@@ -47,3 +47,49 @@ def test_messages_from_untrimmed_sync_prev_batch(server):
     r = a.get("/rooms/%s/messages" % room, params={"dir": "b", "from": tl["prev_batch"], "limit": "1"})
     assert r.json()["chunk"][0]["event_id"] != ev
 
+
+def test_same_state_twice_and_join_twice_are_idempotent(server):
+    a = User(server)
+    room = a.create_room()
+    r1 = a.put("/rooms/%s/state/a.test.state/" % room, {"k": "v"})
+    r2 = a.put("/rooms/%s/state/a.test.state/" % room, {"k": "v"})
+    assert r1.status_code == 200 and r2.status_code == 200
+    assert r1.json()["event_id"] == r2.json()["event_id"]
+    r3 = a.put("/rooms/%s/state/a.test.state/" % room, {"k": "w"})
+    assert r3.json()["event_id"] != r1.json()["event_id"]
+    member = a.get("/rooms/%s/state/m.room.member/%s?format=event" % (room, a.user_id)).json()["event_id"]
+    assert a.join(room).status_code == 200
+    again = a.get("/rooms/%s/state/m.room.member/%s?format=event" % (room, a.user_id)).json()["event_id"]
+    assert again == member
+
+
+def test_kick_needs_a_member_and_banned_user_stays_out(server):
+    a, b, c = User(server), User(server), User(server)
+    room = a.create_room(preset="public_chat")
+    # nobody of that name is in the room
+    r = a.post("/rooms/%s/kick" % room, {"user_id": "@bob:example.com"})
+    assert r.status_code == 403 and errcode(r) == "M_FORBIDDEN"
+    assert b.join(room).status_code == 200
+    assert a.post("/rooms/%s/kick" % room, {"user_id": b.user_id}).status_code == 200
+    r = a.post("/rooms/%s/kick" % room, {"user_id": b.user_id})
+    assert r.status_code == 403, r.text
+    assert c.join(room).status_code == 200
+    assert a.post("/rooms/%s/ban" % room, {"user_id": c.user_id}).status_code == 200
+    assert c.join(room).status_code == 403
+    assert a.post("/rooms/%s/invite" % room, {"user_id": c.user_id}).status_code == 403
+    r = a.post("/rooms/%s/kick" % room, {"user_id": c.user_id})
+    assert r.status_code == 403, r.text
+    st = a.get("/rooms/%s/state/m.room.member/%s" % (room, c.user_id)).json()
+    assert st["membership"] == "ban"
+    assert a.post("/rooms/%s/unban" % room, {"user_id": c.user_id}).status_code == 200
+    assert c.join(room).status_code == 200
+
+
+def test_redact_event_of_another_room_is_400(server):
+    a, b = User(server), User(server)
+    room1, room2 = a.create_room(), b.create_room()
+    ev = a.send_ok(room1, "x")
+    r = b.put("/rooms/%s/redact/%s/%s" % (room2, ev, uuid.uuid4().hex), {})
+    assert r.status_code == 400, r.text
+    r = a.put("/rooms/%s/redact/%s/%s" % (room1, ev, uuid.uuid4().hex), {})
+    assert r.status_code == 200, r.text
