@@ -153,6 +153,7 @@ int sync_filter_parse(json_t *doc, struct sync_filter *f, struct al_error *err)
 		f->timeline_limit = (int)(json_integer_value(lim) > SYNC_MAX_TIMELINE ? SYNC_MAX_TIMELINE
 										     : json_integer_value(lim));
 	f->lazy_load_members = json_is_true(json_object_get(json_object_get(room, "state"), "lazy_load_members"));
+	f->include_leave = json_is_true(json_object_get(room, "include_leave"));
 	return 0;
 }
 
@@ -453,13 +454,14 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 	fmt_i64(s_since, sizeof(s_since), since);
 	fmt_i64(s_now, sizeof(s_now), now);
 
-	const char *mp[] = {user_id, s_since, s_now};
+	const char *mp[] = {user_id, s_since, s_now, f && f->include_leave ? "t" : "f"};
 	mem = db_exec(db, err,
 		      "SELECT room_id, membership, stream_ordering FROM room_memberships WHERE user_id = $1 "
 		      "AND NOT forgotten AND stream_ordering <= $3::bigint AND ("
-		      "($2::bigint = 0 AND membership IN ('join', 'invite')) OR "
+		      "($2::bigint = 0 AND (membership IN ('join', 'invite') OR "
+		      "($4::boolean AND membership IN ('leave', 'ban')))) OR "
 		      "($2::bigint > 0 AND (membership = 'join' OR stream_ordering > $2::bigint)))",
-		      3, mp);
+		      4, mp);
 	if (!mem)
 		goto fail;
 	int n = PQntuples(mem);

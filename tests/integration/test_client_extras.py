@@ -93,3 +93,21 @@ def test_redact_event_of_another_room_is_400(server):
     assert r.status_code == 400, r.text
     r = a.put("/rooms/%s/redact/%s/%s" % (room1, ev, uuid.uuid4().hex), {})
     assert r.status_code == 200, r.text
+
+
+def test_include_leave_lists_left_and_banned_rooms(server):
+    a, b = User(server), User(server)
+    left = b.create_room()
+    assert b.post("/rooms/%s/leave" % left).status_code == 200
+    banned = a.create_room(preset="public_chat")
+    assert b.join(banned).status_code == 200
+    assert a.post("/rooms/%s/ban" % banned, {"user_id": b.user_id}).status_code == 200
+    s = b.sync()
+    assert left not in s["rooms"]["leave"] and banned not in s["rooms"]["leave"]
+    s = b.sync(filter='{"room":{"include_leave":true}}')
+    for room in (left, banned):
+        entry = s["rooms"]["leave"][room]
+        assert "timeline" in entry and "state" in entry
+    tl = [e.get("content", {}).get("membership") for e in s["rooms"]["leave"][banned]["timeline"]["events"]]
+    assert tl[-1] == "ban"
+    assert left not in s["rooms"]["join"] and banned not in s["rooms"]["join"]
