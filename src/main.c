@@ -23,6 +23,7 @@
 #include "handlers_apps.h"
 #include "handlers_aura_id.h"
 #include "handlers_discovery.h"
+#include "handlers_presence.h"
 #include "handlers_room.h"
 #include "handlers_sync.h"
 #include "mesh.h"
@@ -141,6 +142,7 @@ static int start_modules(struct app *app)
 	rc |= mesh_start(app);
 	rc |= federation_start(app);
 	rc |= rooms_start(app);
+	rc |= presence_register_routes(app);
 	return rc ? -1 : 0;
 }
 

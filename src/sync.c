@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cjson.h"
+#include "presence.h"
 #include "room.h"
 #include "typing.h"
 
@@ -228,7 +229,8 @@ int64_t sync_current_position(struct db *db, struct al_error *err)
 			      "SELECT greatest((SELECT max(stream_ordering) FROM events), "
 			      "(SELECT max(stream_ordering) FROM account_data), "
 			      "(SELECT max(stream_ordering) FROM receipts), "
-			      "(SELECT max(stream_ordering) FROM device_inbox), 0)",
+			      "(SELECT max(stream_ordering) FROM device_inbox), "
+			      "(SELECT max(stream_ordering) FROM presence), 0)",
 			      0, NULL);
 	if (!r)
 		return -1;
@@ -432,13 +434,39 @@ static json_t *to_device_events(struct db *db, const char *user_id, const char *
 	return a;
 }
 
+/* Drop the presence events a filter's senders/not_senders exclude. */
+static void presence_filter_senders(json_t *events, json_t *pf)
+{
+	json_t *senders = json_object_get(pf, "senders"), *not_senders = json_object_get(pf, "not_senders");
+	if (!senders && !not_senders)
+		return;
+	for (size_t i = json_array_size(events); i-- > 0;) {
+		const char *who = json_string_value(json_object_get(json_array_get(events, i), "sender"));
+		bool keep = !senders;
+		size_t k;
+		json_t *v;
+		json_array_foreach(senders, k, v)
+		{
+			if (who && strcmp(json_string_value(v), who) == 0)
+				keep = true;
+		}
+		json_array_foreach(not_senders, k, v)
+		{
+			if (who && strcmp(json_string_value(v), who) == 0)
+				keep = false;
+		}
+		if (!keep)
+			json_array_remove(events, i);
+	}
+}
+
 json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, const char *device_id,
 		   const struct sync_pos *since_pos, bool full_state, const struct sync_filter *f, bool *empty,
 		   struct al_error *err)
 {
 	PGresult *mem = NULL, *r = NULL;
 	struct sroom *rooms = NULL;
-	json_t *out = NULL, *global_ad = json_array(), *to_device = NULL, *typing_changed = NULL;
+	json_t *out = NULL, *global_ad = json_array(), *to_device = NULL, *typing_changed = NULL, *presence = NULL;
 	int64_t since = since_pos->stream;
 	char *arr_rooms = NULL, *arr_caps = NULL, *arr_los = NULL, *arr_full = NULL, *arr_inv = NULL;
 	const char **ids = NULL, **caps = NULL, **los = NULL, **full_ids = NULL, **inv_ids = NULL;
@@ -702,6 +730,17 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 			json_array_append_new(sr->ephemeral,
 					      json_pack("{s:s, s:O}", "type", "m.receipt", "content", sr->receipts));
 	}
+	/* Presence of the users she may see that changed since. */
+	json_t *pf = f && f->doc ? json_object_get(f->doc, "presence") : NULL;
+	json_t *pl = json_object_get(pf, "limit");
+	if (!pf || (type_matches(pf, "m.presence") && !(json_is_integer(pl) && json_integer_value(pl) == 0))) {
+		presence = presence_sync_events(db, user_id, since, now, room_now_ms(), err);
+		if (!presence)
+			goto fail;
+		presence_filter_senders(presence, pf);
+		if (json_array_size(presence) > 0)
+			*empty = false;
+	}
 	/* To-device messages of this device. */
 	if (device_id) {
 		int64_t after = since_pos->to_device < since ? since_pos->to_device : since;
@@ -752,9 +791,11 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 	if (!to_device)
 		to_device = json_array();
 	sync_pos_format(&next, tok, sizeof(tok));
-	out = json_pack("{s:s, s:{s:o, s:o, s:o}, s:{s:O}, s:{s:[]}, s:{s:O}, s:{s:[], s:[]}, s:{}}", "next_batch", tok,
+	if (!presence)
+		presence = json_array();
+	out = json_pack("{s:s, s:{s:o, s:o, s:o}, s:{s:O}, s:{s:O}, s:{s:O}, s:{s:[], s:[]}, s:{}}", "next_batch", tok,
 			"rooms", "join", join, "invite", invite, "leave", leave, "account_data", "events", global_ad,
-			"presence", "events", "to_device", "events", to_device,
+			"presence", "events", presence, "to_device", "events", to_device,
 			"device_lists", "changed", "left", "device_one_time_keys_count");
 	if (!out)
 		al_error_set(err, 500, "M_UNKNOWN", "out of memory");
@@ -765,6 +806,7 @@ fail:
 	}
 	json_decref(global_ad);
 	json_decref(to_device);
+	json_decref(presence);
 	json_decref(typing_changed);
 	if (r)
 		PQclear(r);

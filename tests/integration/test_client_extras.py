@@ -111,3 +111,56 @@ def test_include_leave_lists_left_and_banned_rooms(server):
     tl = [e.get("content", {}).get("membership") for e in s["rooms"]["leave"][banned]["timeline"]["events"]]
     assert tl[-1] == "ban"
     assert left not in s["rooms"]["join"] and banned not in s["rooms"]["join"]
+
+
+def test_presence_status(server):
+    a, b, c = User(server), User(server), User(server)
+    url = "/presence/%s/status"
+    r = a.get(url % a.user_id)
+    assert r.status_code == 200 and r.json()["presence"] == "offline", r.text
+    r = a.put(url % a.user_id, {"presence": "online", "status_msg": "busy coding"})
+    assert r.status_code == 200, r.text
+    body = a.get(url % a.user_id).json()
+    assert body["presence"] == "online" and body["status_msg"] == "busy coding"
+    assert body["currently_active"] is True and 0 <= body["last_active_ago"] < 60000
+    # only one's own presence is writable; bad values are refused
+    assert a.put(url % b.user_id, {"presence": "online"}).status_code == 403
+    r = a.put(url % a.user_id, {"presence": "sleeping"})
+    assert r.status_code == 400 and errcode(r) == "M_INVALID_PARAM"
+    r = a.put(url % a.user_id, {"presence": "online", "status_msg": "x" * 2000})
+    assert r.status_code == 400
+    r = a.put(url % a.user_id, {"status_msg": "no state"})
+    assert r.status_code == 400 and errcode(r) == "M_MISSING_PARAM"
+    # strangers may not look; room-mates may
+    assert b.get(url % a.user_id).status_code == 403
+    room = a.create_room(preset="public_chat")
+    assert b.join(room).status_code == 200
+    assert b.get(url % a.user_id).json()["status_msg"] == "busy coding"
+    assert c.get(url % a.user_id).status_code == 403
+    # /sync reports changes as m.presence events; set_presence=offline leaves it alone
+    s = b.sync(set_presence="offline")
+    ev = [e for e in s["presence"]["events"] if e["sender"] == a.user_id]
+    assert ev and ev[0]["type"] == "m.presence" and ev[0]["content"]["presence"] == "online"
+    assert not [e for e in s["presence"]["events"] if e["sender"] == b.user_id]
+    token = s["next_batch"]
+    assert a.put(url % a.user_id, {"presence": "unavailable"}).status_code == 200
+    s = b.sync(since=token, set_presence="offline")
+    ev = [e for e in s["presence"]["events"] if e["sender"] == a.user_id]
+    assert ev[-1]["content"]["presence"] == "unavailable" and "status_msg" not in ev[-1]["content"]
+    # a plain sync marks the syncing user online
+    b.sync()
+    assert b.get(url % b.user_id).json()["presence"] == "online"
+    s = b.sync(filter='{"presence":{"not_types":["m.presence"]}}')
+    assert s["presence"]["events"] == []
+
+
+def test_presence_of_new_room_mates_in_incremental_sync(server):
+    a, b = User(server), User(server)
+    room = a.create_room(preset="public_chat")
+    a.sync()  # a is online now
+    token = b.sync()["next_batch"]  # b too, before sharing a room
+    assert b.join(room).status_code == 200
+    s = b.sync(since=token)
+    assert [e["sender"] for e in s["presence"]["events"] if e["sender"] != b.user_id] == [a.user_id]
+    s = b.sync(since=s["next_batch"])
+    assert s["presence"]["events"] == []
