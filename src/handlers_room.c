@@ -194,9 +194,14 @@ static const char *body_reason(json_t *body)
 
 static void post_join(struct http_req *req)
 {
-	if (auth_require(req) < 0 || ratelimit_check(req, "join") < 0)
+	bool guest = false;
+	if (auth_require_ex(req, &guest) < 0 || ratelimit_check(req, "join") < 0)
 		return;
 	struct al_error err = {0};
+	if (guest && room_guest_join_check(&req->worker->db, req->params[0], &err) < 0) {
+		http_reply_al_error(req, &err);
+		return;
+	}
 	json_t *body = http_req_json_body(req, &err);
 	do_membership(req, req->params[0], NULL, "join", body ? body_reason(body) : NULL, body, true, false);
 }

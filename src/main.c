@@ -25,6 +25,7 @@
 #include "handlers_discovery.h"
 #include "handlers_presence.h"
 #include "handlers_room.h"
+#include "handlers_room_directory.h"
 #include "handlers_sync.h"
 #include "mesh.h"
 #include "http.h"
@@ -143,6 +144,7 @@ static int start_modules(struct app *app)
 	rc |= federation_start(app);
 	rc |= rooms_start(app);
 	rc |= presence_register_routes(app);
+	rc |= room_directory_register_routes(app);
 	return rc ? -1 : 0;
 }
 

@@ -608,6 +608,30 @@ int room_alias_resolve(struct db *db, const char *alias, char *room_id, struct a
 	return 0;
 }
 
+int room_guest_join_check(struct db *db, const char *room_id_or_alias, struct al_error *err)
+{
+	char room_id[ROOM_ID_MAX + 1];
+	if (!room_id_or_alias || strlen(room_id_or_alias) > ROOM_ID_MAX)
+		return al_error_set(err, 400, "M_INVALID_PARAM", "bad room ID");
+	if (room_id_or_alias[0] == '#') {
+		if (room_alias_resolve(db, room_id_or_alias, room_id, err) < 0)
+			return -1;
+	} else {
+		snprintf(room_id, sizeof(room_id), "%s", room_id_or_alias);
+	}
+	const char *p[] = {room_id};
+	PGresult *r = db_exec(db, err,
+			      "SELECT e.json::jsonb #>> '{content,guest_access}' = 'can_join' FROM current_state cs "
+			      "JOIN events e ON e.event_id = cs.event_id WHERE cs.room_id = $1 "
+			      "AND cs.type = 'm.room.guest_access' AND cs.state_key = ''",
+			      1, p);
+	if (!r)
+		return -1;
+	bool ok = PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
+	PQclear(r);
+	return ok ? 0 : al_error_set(err, 403, "M_FORBIDDEN", "Guest access not allowed");
+}
+
 int room_alias_delete(struct db *db, const char *alias, const char *user_id, struct al_error *err)
 {
 	const char *p[] = {alias, user_id};

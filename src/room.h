@@ -63,6 +63,10 @@ int room_membership(const struct room_ctx *c, const char *room_id_or_alias, cons
 		    const char *target, const char *membership, const char *reason, json_t *extra_content,
 		    char *room_id_out, int64_t *stream, struct al_error *err);
 
+/* A guest may join only rooms whose m.room.guest_access is can_join:
+ * 0, or 403 M_FORBIDDEN (404 for an unknown alias). */
+int room_guest_join_check(struct db *db, const char *room_id_or_alias, struct al_error *err);
+
 /* POST /kick: target's membership becomes leave; 403 M_FORBIDDEN unless
  * it is join, invite or knock now (a banned or departed user). */
 int room_kick(const struct room_ctx *c, const char *room_id, const char *sender, const char *target,

@@ -164,3 +164,63 @@ def test_presence_of_new_room_mates_in_incremental_sync(server):
     assert [e["sender"] for e in s["presence"]["events"] if e["sender"] != b.user_id] == [a.user_id]
     s = b.sync(since=s["next_batch"])
     assert s["presence"]["events"] == []
+
+
+def test_public_room_directory(server):
+    a, b = User(server), User(server)
+    pub = a.create_room(visibility="public", name="Wombles den", topic="all about wombles",
+                        room_alias_name="den" + uuid.uuid4().hex[:6])
+    priv = a.create_room(name="secret wombles")
+    assert b.join(pub).status_code == 200
+    others = [a.create_room(visibility="public") for _ in range(4)]
+    # GET needs no access token
+    r = server.get(C + "/publicRooms")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    ids = [x["room_id"] for x in body["chunk"]]
+    assert pub in ids and priv not in ids and set(others) <= set(ids)
+    assert ids[0] == pub  # most members first
+    entry = body["chunk"][0]
+    assert entry["name"] == "Wombles den" and entry["topic"] == "all about wombles"
+    assert entry["num_joined_members"] == 2 and entry["canonical_alias"].startswith("#den")
+    assert entry["world_readable"] is False and entry["guest_can_join"] is False
+    assert body["total_room_count_estimate"] == 5
+    # search (case-insensitive), pagination both ways
+    r = a.post("/publicRooms", {"filter": {"generic_search_term": "WOMBLES"}})
+    assert [x["room_id"] for x in r.json()["chunk"]] == [pub]
+    seen, since = [], None
+    while True:
+        page = a.post("/publicRooms", {"limit": 2, "since": since} if since else {"limit": 2}).json()
+        assert len(page["chunk"]) <= 2
+        seen += [x["room_id"] for x in page["chunk"]]
+        if "next_batch" not in page:
+            break
+        since = page["next_batch"]
+    assert sorted(seen) == sorted(ids)
+    back = a.post("/publicRooms", {"limit": 2, "since": page["prev_batch"]}).json()
+    assert [x["room_id"] for x in back["chunk"]] == ids[2:4]
+    assert a.post("/publicRooms", {"since": "nonsense"}).status_code == 400
+    assert server.post(C + "/publicRooms", json={}).status_code == 401
+    # visibility: read by anyone, changed by a member with the power to
+    r = server.get(C + "/directory/list/room/%s" % priv)
+    assert r.json() == {"visibility": "private"}
+    assert b.put("/directory/list/room/%s" % pub, {"visibility": "private"}).status_code == 403
+    assert a.put("/directory/list/room/%s" % priv, {"visibility": "public"}).status_code == 200
+    assert server.get(C + "/directory/list/room/%s" % priv).json() == {"visibility": "public"}
+    assert priv in [x["room_id"] for x in server.get(C + "/publicRooms").json()["chunk"]]
+    assert a.put("/directory/list/room/%s" % priv, {"visibility": "hidden"}).status_code == 400
+    assert server.get(C + "/directory/list/room/!nope:x").status_code == 404
+
+
+def test_guest_joins_only_guest_access_rooms(make_server):
+    s = make_server(allow_guests=True)
+    a = User(s)
+    room = a.create_room(preset="public_chat")
+    r = s.post(C + "/register?kind=guest", json={})
+    assert r.status_code == 200, r.text
+    h = {"Authorization": "Bearer " + r.json()["access_token"]}
+    r = s.post(C + "/join/%s" % room, headers=h, json={})
+    assert r.status_code == 403 and errcode(r) == "M_FORBIDDEN", r.text
+    assert a.put("/rooms/%s/state/m.room.guest_access/" % room, {"guest_access": "can_join"}).status_code == 200
+    r = s.post(C + "/join/%s" % room, headers=h, json={})
+    assert r.status_code == 200, r.text
