@@ -24,6 +24,7 @@
 #include "handlers_aura_id.h"
 #include "handlers_discovery.h"
 #include "handlers_presence.h"
+#include "handlers_pushers.h"
 #include "handlers_room.h"
 #include "handlers_room_directory.h"
 #include "handlers_sync.h"
@@ -145,6 +146,7 @@ static int start_modules(struct app *app)
 	rc |= rooms_start(app);
 	rc |= presence_register_routes(app);
 	rc |= room_directory_register_routes(app);
+	rc |= pushers_register_routes(app);
 	return rc ? -1 : 0;
 }
 

@@ -224,3 +224,50 @@ def test_guest_joins_only_guest_access_rooms(make_server):
     assert a.put("/rooms/%s/state/m.room.guest_access/" % room, {"guest_access": "can_join"}).status_code == 200
     r = s.post(C + "/join/%s" % room, headers=h, json={})
     assert r.status_code == 200, r.text
+
+
+def pusher(**kw):
+    body = {"profile_tag": "tag", "kind": "http", "app_id": "sytest", "app_display_name": "SyTest",
+            "device_display_name": "phone", "pushkey": "key-1", "lang": "en",
+            "data": {"url": "https://push.example/_matrix/push/v1/notify", "format": "event_id_only"}}
+    body.update(kw)
+    return body
+
+
+def test_pushers_set_list_delete(server):
+    a, b = User(server), User(server)
+    assert a.get("/pushers").json() == {"pushers": []}
+    assert a.post("/pushers/set", pusher()).status_code == 200
+    got = a.get("/pushers").json()["pushers"]
+    assert len(got) == 1 and got[0]["pushkey"] == "key-1" and got[0]["data"]["format"] == "event_id_only"
+    assert got[0]["profile_tag"] == "tag" and got[0]["kind"] == "http"
+    # same (app_id, pushkey) replaces; another pushkey adds
+    assert a.post("/pushers/set", pusher(lang="de")).status_code == 200
+    assert a.post("/pushers/set", pusher(pushkey="key-2")).status_code == 200
+    got = a.get("/pushers").json()["pushers"]
+    assert sorted((p["pushkey"], p["lang"]) for p in got) == [("key-1", "de"), ("key-2", "en")]
+    # validation
+    r = a.post("/pushers/set", pusher(data={"url": "https://push.example/elsewhere"}))
+    assert r.status_code == 400 and errcode(r) == "M_INVALID_PARAM"
+    r = a.post("/pushers/set", {"pushkey": "k", "app_id": "x", "kind": "http"})
+    assert r.status_code == 400 and errcode(r) == "M_MISSING_PARAM"
+    # without append, another user taking the pushkey removes a's pusher
+    assert b.post("/pushers/set", pusher(pushkey="key-2")).status_code == 200
+    assert [p["pushkey"] for p in a.get("/pushers").json()["pushers"]] == ["key-1"]
+    assert b.post("/pushers/set", pusher(append=True)).status_code == 200
+    assert [p["pushkey"] for p in a.get("/pushers").json()["pushers"]] == ["key-1"]
+    # kind null deletes
+    assert a.post("/pushers/set", {"pushkey": "key-1", "app_id": "sytest", "kind": None}).status_code == 200
+    assert a.get("/pushers").json() == {"pushers": []}
+
+
+def test_pushers_go_with_their_device(server):
+    a = User(server)
+    other = a.new_device()
+    assert a.post("/pushers/set", pusher(pushkey="mine")).status_code == 200
+    assert other.post("/pushers/set", pusher(pushkey="theirs")).status_code == 200
+    r = a.post("/account/password", {"new_password": "pw2-" + a.name,
+                                      "auth": {"type": "m.login.password", "password": "pw-" + a.name,
+                                               "identifier": {"type": "m.id.user", "user": a.name}}})
+    assert r.status_code == 200, r.text
+    assert [p["pushkey"] for p in a.get("/pushers").json()["pushers"]] == ["mine"]
