@@ -271,3 +271,22 @@ def test_pushers_go_with_their_device(server):
                                                "identifier": {"type": "m.id.user", "user": a.name}}})
     assert r.status_code == 200, r.text
     assert [p["pushkey"] for p in a.get("/pushers").json()["pushers"]] == ["mine"]
+
+
+def test_ui_auth_session_is_bound_to_its_operation(server):
+    a = User(server)
+    d1, d2 = a.new_device(), a.new_device()
+    auth = {"type": "m.login.password", "password": "pw-" + a.name,
+            "identifier": {"type": "m.id.user", "user": a.user_id}}
+    r = a.delete("/devices/%s" % d1.device_id, json={})
+    assert r.status_code == 401 and r.json()["session"]
+    session = r.json()["session"]
+    r = a.delete("/devices/%s" % d2.device_id, json={"auth": dict(auth, session=session)})
+    assert r.status_code == 403 and errcode(r) == "M_FORBIDDEN", r.text
+    assert a.get("/devices/%s" % d2.device_id).status_code == 200
+    # a wrong password answers in the same session
+    r = a.delete("/devices/%s" % d1.device_id, json={"auth": dict(auth, session=session, password="nope")})
+    assert r.status_code == 401 and r.json()["session"] == session
+    r = a.delete("/devices/%s" % d1.device_id, json={"auth": dict(auth, session=session)})
+    assert r.status_code == 200, r.text
+    assert a.get("/devices/%s" % d1.device_id).status_code == 404
