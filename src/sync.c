@@ -434,6 +434,80 @@ static json_t *to_device_events(struct db *db, const char *user_id, const char *
 	return a;
 }
 
+/* Room summaries (m.joined_member_count, m.invited_member_count, m.heroes),
+ * computed as Synapse does: when members are lazy-loaded, for joined rooms
+ * synced whole, gappy or with membership changes in the timeline. Heroes
+ * (the room has no name or canonical alias): up to 5 other joined or
+ * invited members by user ID, else those who left. One query for all
+ * rooms. Returns {room_id: summary}; NULL on error. */
+static json_t *room_summaries(struct db *db, struct sroom *rooms, int n, const char *user_id,
+			      const struct sync_filter *f, struct al_error *err)
+{
+	json_t *out = json_object();
+	if (!out || !f || !f->lazy_load_members)
+		return out;
+	const char **ids = calloc((size_t)n + 1, sizeof(*ids));
+	int k = 0;
+	for (int i = 0; ids && i < n; i++) {
+		struct sroom *sr = &rooms[i];
+		if (!joined(sr))
+			continue;
+		bool members = sr->full_state || sr->limited;
+		size_t j;
+		json_t *ev;
+		json_array_foreach(sr->timeline, j, ev)
+		{
+			const char *t = json_string_value(json_object_get(ev, "type"));
+			if (t && strcmp(t, "m.room.member") == 0)
+				members = true;
+		}
+		if (members)
+			ids[k++] = sr->room_id;
+	}
+	char *arr = ids && k > 0 ? room_pg_array(ids, k) : NULL;
+	free(ids);
+	if (!arr)
+		return out;
+	const char *p[] = {arr, user_id};
+	PGresult *r = db_exec(
+		db, err,
+		"SELECT q.room_id, "
+		"(SELECT count(*) FROM room_memberships m WHERE m.room_id = q.room_id AND m.membership = 'join'), "
+		"(SELECT count(*) FROM room_memberships m WHERE m.room_id = q.room_id AND m.membership = 'invite'), "
+		"EXISTS (SELECT 1 FROM current_state cs JOIN events e ON e.event_id = cs.event_id "
+		"WHERE cs.room_id = q.room_id AND cs.state_key = '' AND ((cs.type = 'm.room.name' AND "
+		"coalesce(e.json::jsonb #>> '{content,name}', '') <> '') OR (cs.type = 'm.room.canonical_alias' AND "
+		"coalesce(e.json::jsonb #>> '{content,alias}', '') <> ''))), "
+		"array_to_json(ARRAY(SELECT m.user_id FROM room_memberships m WHERE m.room_id = q.room_id "
+		"AND m.user_id <> $2 AND m.membership IN ('join', 'invite') ORDER BY m.user_id LIMIT 5)), "
+		"array_to_json(ARRAY(SELECT m.user_id FROM room_memberships m WHERE m.room_id = q.room_id "
+		"AND m.user_id <> $2 AND m.membership IN ('leave', 'ban') ORDER BY m.user_id LIMIT 5)) "
+		"FROM unnest($1::text[]) AS q(room_id)",
+		2, p);
+	free(arr);
+	if (!r) {
+		json_decref(out);
+		return NULL;
+	}
+	for (int i = 0; i < PQntuples(r); i++) {
+		json_t *sum = json_pack("{s:I, s:I}", "m.joined_member_count", (json_int_t)col_i64(r, i, 1),
+					"m.invited_member_count", (json_int_t)col_i64(r, i, 2));
+		if (!sum)
+			continue;
+		if (strcmp(PQgetvalue(r, i, 3), "t") != 0) {
+			json_t *heroes = json_loads(PQgetvalue(r, i, 4), 0, NULL);
+			if (json_array_size(heroes) == 0) {
+				json_decref(heroes);
+				heroes = json_loads(PQgetvalue(r, i, 5), 0, NULL);
+			}
+			json_object_set_new(sum, "m.heroes", heroes ? heroes : json_array());
+		}
+		json_object_set_new(out, PQgetvalue(r, i, 0), sum);
+	}
+	PQclear(r);
+	return out;
+}
+
 /* Drop the presence events a filter's senders/not_senders exclude. */
 static void presence_filter_senders(json_t *events, json_t *pf)
 {
@@ -466,7 +540,8 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 {
 	PGresult *mem = NULL, *r = NULL;
 	struct sroom *rooms = NULL;
-	json_t *out = NULL, *global_ad = json_array(), *to_device = NULL, *typing_changed = NULL, *presence = NULL;
+	json_t *out = NULL, *global_ad = json_array(), *to_device = NULL, *typing_changed = NULL, *presence = NULL,
+	       *summaries = NULL;
 	int64_t since = since_pos->stream;
 	char *arr_rooms = NULL, *arr_caps = NULL, *arr_los = NULL, *arr_full = NULL, *arr_inv = NULL;
 	const char **ids = NULL, **caps = NULL, **los = NULL, **full_ids = NULL, **inv_ids = NULL;
@@ -751,6 +826,9 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 			*empty = false;
 	}
 
+	summaries = room_summaries(db, rooms, n, user_id, f, err);
+	if (!summaries)
+		goto fail;
 	json_t *join = json_object(), *invite = json_object(), *leave = json_object();
 	char tok[SYNC_TOKEN_MAX];
 	for (int i = 0; i < n; i++) {
@@ -781,7 +859,8 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 			json_object_set_new(entry, "ephemeral", json_pack("{s:O}", "events", sr->ephemeral));
 			json_object_set_new(entry, "unread_notifications",
 					    json_pack("{s:i, s:i}", "highlight_count", 0, "notification_count", 0));
-			json_object_set_new(entry, "summary", json_object());
+			json_t *sum = json_object_get(summaries, sr->room_id);
+			json_object_set_new(entry, "summary", sum ? json_incref(sum) : json_object());
 			json_object_set_new(join, sr->room_id, entry);
 		} else {
 			json_object_set_new(leave, sr->room_id, entry);
@@ -807,6 +886,7 @@ fail:
 	json_decref(global_ad);
 	json_decref(to_device);
 	json_decref(presence);
+	json_decref(summaries);
 	json_decref(typing_changed);
 	if (r)
 		PQclear(r);

@@ -290,3 +290,25 @@ def test_ui_auth_session_is_bound_to_its_operation(server):
     r = a.delete("/devices/%s" % d1.device_id, json={"auth": dict(auth, session=session)})
     assert r.status_code == 200, r.text
     assert a.get("/devices/%s" % d1.device_id).status_code == 404
+
+
+def test_room_summary_with_lazy_loading(server):
+    users = [User(server) for _ in range(7)]
+    a, others = users[0], users[1:]
+    room = a.create_room(preset="public_chat")
+    for u in others[:2]:
+        assert u.join(room).status_code == 200
+    ll = '{"room":{"state":{"lazy_load_members":true}}}'
+    s = a.sync(filter=ll)["rooms"]["join"][room]["summary"]
+    assert s == {"m.joined_member_count": 3, "m.invited_member_count": 0,
+                 "m.heroes": sorted(u.user_id for u in others[:2])}
+    assert a.sync()["rooms"]["join"][room]["summary"] == {}  # only when lazy-loading, as Synapse
+    for u in others[2:]:
+        assert u.join(room).status_code == 200
+    assert a.post("/rooms/%s/invite" % room, {"user_id": "@ghost:example.org"}).status_code == 200
+    s = a.sync(filter=ll)["rooms"]["join"][room]["summary"]
+    assert s["m.joined_member_count"] == 7 and s["m.invited_member_count"] == 1
+    assert s["m.heroes"] == sorted([u.user_id for u in others] + ["@ghost:example.org"])[:5]
+    a.put("/rooms/%s/state/m.room.name" % room, {"name": "Named"})
+    s = a.sync(filter=ll)["rooms"]["join"][room]["summary"]
+    assert s == {"m.joined_member_count": 7, "m.invited_member_count": 1}
