@@ -8,8 +8,10 @@
 #include "handlers_sync.h"
 #include "http.h"
 #include "keys.h"
+#include "log.h"
 #include "ratelimit.h"
 #include "room.h"
+#include "room_directory.h"
 #include "typing.h"
 
 #define CLIENT "/_matrix/client/r0|v3"
@@ -135,9 +137,26 @@ static void delete_alias(struct http_req *req)
 	if (!valid_alias(req, alias))
 		return;
 	struct al_error err = {0};
-	if (room_alias_delete(&req->worker->db, alias, req->user_id, &err) < 0) {
+	char room_id[ROOM_ID_MAX + 1] = "";
+	if (room_alias_resolve(&req->worker->db, alias, room_id, &err) < 0 ||
+	    room_alias_delete(&req->worker->db, alias, req->user_id, &err) < 0) {
 		http_reply_al_error(req, &err);
 		return;
+	}
+	/* A deleted alias leaves the room's canonical alias event, as the
+	 * deleting user (who may lack the power: then it stays). */
+	json_t *content = room_directory_canonical_without(&req->worker->db, room_id, alias, &err);
+	if (content) {
+		struct room_event_spec spec = {.type = "m.room.canonical_alias", .state_key = "", .content = content};
+		char event_id[EVENT_ID_MAX];
+		int64_t stream = 0;
+		struct room_ctx c = ctx_of(req);
+		if (room_send(&c, room_id, req->user_id, &spec, event_id, &stream, &err) < 0)
+			log_info("rooms", "canonical alias kept after alias deletion room_id=%s reason=%s", room_id,
+				 err.message);
+		else if (stream)
+			sync_notify(req->app);
+		json_decref(content);
 	}
 	http_reply_json(req, 200, json_object());
 }
@@ -312,6 +331,12 @@ static void send_event(struct http_req *req, const char *type, const char *state
 		if (reason)
 			json_object_set_new(copy, "reason", json_string(reason));
 		content = copy;
+	}
+	if (state_key && !*state_key && strcmp(type, "m.room.canonical_alias") == 0 &&
+	    room_directory_check_canonical(&req->worker->db, keys_server_name(req->app->keys), req->params[0], body,
+					   &err) < 0) {
+		http_reply_al_error(req, &err);
+		return;
 	}
 	struct room_event_spec spec = {.type = type, .state_key = state_key, .content = content,
 				       .redacts = redacts, .device_id = req->device_id, .txn_id = txn_id};

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "room.h"
 #include "room_auth.h"
 
 /* Tokens: "p<offset>", an offset into the ordered list. */
@@ -149,4 +150,96 @@ int room_directory_set_visibility(struct db *db, const char *room_id, const char
 		return -1;
 	PQclear(r);
 	return 0;
+}
+
+/* "#localpart:server" of at most 255 bytes. */
+static bool alias_valid(const char *a)
+{
+	const char *colon = a ? strchr(a, ':') : NULL;
+	return a && a[0] == '#' && colon && colon > a + 1 && colon[1] && strlen(a) <= 255;
+}
+
+int room_directory_check_canonical(struct db *db, const char *server_name, const char *room_id, json_t *content,
+				   struct al_error *err)
+{
+	json_t *alias = json_object_get(content, "alias");
+	json_t *alt = json_object_get(content, "alt_aliases");
+	if (alias && !json_is_null(alias) && !json_is_string(alias))
+		return al_error_set(err, 400, "M_INVALID_PARAM", "alias must be a string");
+	if (alt && !json_is_array(alt))
+		return al_error_set(err, 400, "M_INVALID_PARAM", "alt_aliases must be a list of aliases");
+	if (json_array_size(alt) > ROOM_DIRECTORY_ALT_ALIASES_MAX)
+		return al_error_set(err, 400, "M_INVALID_PARAM", "at most %d alt_aliases",
+				    ROOM_DIRECTORY_ALT_ALIASES_MAX);
+	const char *local[ROOM_DIRECTORY_ALT_ALIASES_MAX + 1];
+	int n = 0;
+	size_t suffix = strlen(server_name);
+	for (size_t i = 0; i <= json_array_size(alt); i++) {
+		json_t *v = i == 0 ? alias : json_array_get(alt, i - 1);
+		if (i == 0 && (!v || json_is_null(v)))
+			continue;
+		const char *a = json_string_value(v);
+		if (!alias_valid(a))
+			return al_error_set(err, 400, "M_INVALID_PARAM", "%s is not a valid room alias",
+					    a ? a : "an alt_aliases entry");
+		size_t len = strlen(a);
+		if (len > suffix + 1 && a[len - suffix - 1] == ':' && strcmp(a + len - suffix, server_name) == 0)
+			local[n++] = a;
+	}
+	if (n == 0)
+		return 0;
+	char *arr = room_pg_array(local, n);
+	if (!arr)
+		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	const char *p[] = {arr, room_id};
+	PGresult *r = db_exec(db, err,
+			      "SELECT a FROM unnest($1::text[]) AS a WHERE NOT EXISTS (SELECT 1 FROM room_aliases ra "
+			      "WHERE ra.alias = a AND ra.room_id = $2) LIMIT 1",
+			      2, p);
+	free(arr);
+	if (!r)
+		return -1;
+	int bad = PQntuples(r);
+	if (bad)
+		al_error_set(err, 400, "M_BAD_ALIAS", "Room alias %s does not point to this room", PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return bad ? -1 : 0;
+}
+
+json_t *room_directory_canonical_without(struct db *db, const char *room_id, const char *alias,
+					 struct al_error *err)
+{
+	const char *p[] = {room_id};
+	PGresult *r = db_exec(db, err,
+			      "SELECT e.json FROM current_state cs JOIN events e ON e.event_id = cs.event_id "
+			      "WHERE cs.room_id = $1 AND cs.type = 'm.room.canonical_alias' AND cs.state_key = ''",
+			      1, p);
+	if (!r)
+		return NULL;
+	json_t *pdu = PQntuples(r) == 1 ? json_loads(PQgetvalue(r, 0, 0), 0, NULL) : NULL;
+	PQclear(r);
+	json_t *c = json_object_get(pdu, "content");
+	json_t *out = json_is_object(c) ? json_deep_copy(c) : NULL;
+	json_decref(pdu);
+	if (!out)
+		return NULL;
+	bool changed = false;
+	const char *cur = json_string_value(json_object_get(out, "alias"));
+	if (cur && strcmp(cur, alias) == 0) {
+		json_object_del(out, "alias");
+		changed = true;
+	}
+	json_t *alt = json_object_get(out, "alt_aliases");
+	for (size_t i = json_array_size(alt); i-- > 0;) {
+		const char *a = json_string_value(json_array_get(alt, i));
+		if (a && strcmp(a, alias) == 0) {
+			json_array_remove(alt, i);
+			changed = true;
+		}
+	}
+	if (!changed) {
+		json_decref(out);
+		return NULL;
+	}
+	return out;
 }

@@ -29,4 +29,18 @@ int room_directory_get_visibility(struct db *db, const char *room_id, bool *is_p
 int room_directory_set_visibility(struct db *db, const char *room_id, const char *user_id, bool is_public,
 				  struct al_error *err);
 
+/* The content of an m.room.canonical_alias event for room_id: alias and
+ * alt_aliases (at most ROOM_DIRECTORY_ALT_ALIASES_MAX) must be room aliases
+ * (400 M_INVALID_PARAM); those of server_name must exist and point to
+ * room_id (400 M_BAD_ALIAS). */
+#define ROOM_DIRECTORY_ALT_ALIASES_MAX 100
+int room_directory_check_canonical(struct db *db, const char *server_name, const char *room_id, json_t *content,
+				   struct al_error *err);
+
+/* After alias of room_id was deleted: the room's m.room.canonical_alias
+ * content without it, or NULL (and err untouched) when it does not name it.
+ * New reference. */
+json_t *room_directory_canonical_without(struct db *db, const char *room_id, const char *alias,
+					 struct al_error *err);
+
 #endif

@@ -3,6 +3,7 @@ sync prev_batch, idempotent state and membership, ban/kick/redact checks,
 archived rooms in sync, presence, the public room directory, pushers and
 user-interactive auth sessions."""
 import uuid
+from urllib.parse import quote
 
 from rooms_util import C, User, errcode
 
@@ -312,3 +313,29 @@ def test_room_summary_with_lazy_loading(server):
     a.put("/rooms/%s/state/m.room.name" % room, {"name": "Named"})
     s = a.sync(filter=ll)["rooms"]["join"][room]["summary"]
     assert s == {"m.joined_member_count": 7, "m.invited_member_count": 1}
+
+
+def test_canonical_alias_must_point_to_the_room(server):
+    a = User(server)
+    name = "c" + uuid.uuid4().hex[:8]
+    room = a.create_room(room_alias_name=name)
+    other = a.create_room(room_alias_name=name + "2")
+    domain = a.user_id.split(":", 1)[1]
+    alias, other_alias = "#%s:%s" % (name, domain), "#%s2:%s" % (name, domain)
+    url = "/rooms/%s/state/m.room.canonical_alias" % room
+    assert a.put(url, {"alias": alias, "alt_aliases": [alias]}).status_code == 200
+    r = a.put(url, {"alias": "#NOT-%s:%s" % (name, domain)})
+    assert r.status_code == 400 and errcode(r) == "M_BAD_ALIAS"
+    r = a.put(url, {"alias": alias, "alt_aliases": [other_alias]})
+    assert r.status_code == 400 and errcode(r) == "M_BAD_ALIAS"
+    r = a.put(url, {"alias": "%" + alias[1:]})
+    assert r.status_code == 400 and errcode(r) == "M_INVALID_PARAM"
+    r = a.put(url, {"alias": alias, "alt_aliases": "nope"})
+    assert r.status_code == 400 and errcode(r) == "M_INVALID_PARAM"
+    # a remote alias cannot be checked here and is taken as it is
+    assert a.put(url, {"alias": alias, "alt_aliases": ["#x:elsewhere.example"]}).status_code == 200
+    # deleting the alias takes it out of the canonical alias event
+    assert a.delete("/directory/room/%s" % quote(alias)).status_code == 200
+    st = a.get(url).json()
+    assert "alias" not in st and st["alt_aliases"] == ["#x:elsewhere.example"]
+    assert other
