@@ -28,6 +28,7 @@
 #include "handlers_room.h"
 #include "handlers_room_directory.h"
 #include "handlers_sync.h"
+#include "handlers_tags.h"
 #include "mesh.h"
 #include "http.h"
 #include "keys.h"
@@ -147,6 +148,7 @@ static int start_modules(struct app *app)
 	rc |= presence_register_routes(app);
 	rc |= room_directory_register_routes(app);
 	rc |= pushers_register_routes(app);
+	rc |= tags_register_routes(app);
 	return rc ? -1 : 0;
 }
 

@@ -339,3 +339,26 @@ def test_canonical_alias_must_point_to_the_room(server):
     st = a.get(url).json()
     assert "alias" not in st and st["alt_aliases"] == ["#x:elsewhere.example"]
     assert other
+
+
+def test_room_tags(server):
+    a, b = User(server), User(server)
+    room = a.create_room()
+    url = "/user/%s/rooms/%s/tags" % (a.user_id, room)
+    assert a.get(url).json() == {"tags": {}}
+    token = a.sync()["next_batch"]
+    assert a.put(url + "/u.work", {"order": 0.5}).status_code == 200
+    assert a.put(url + "/m.favourite", {}).status_code == 200
+    assert a.get(url).json() == {"tags": {"u.work": {"order": 0.5}, "m.favourite": {}}}
+    s = a.sync(since=token)
+    ad = s["rooms"]["join"][room]["account_data"]["events"]
+    assert [e for e in ad if e["type"] == "m.tag"][-1]["content"]["tags"]["u.work"] == {"order": 0.5}
+    assert a.delete(url + "/u.work").status_code == 200
+    assert a.get(url).json() == {"tags": {"m.favourite": {}}}
+    s = a.sync(since=s["next_batch"])
+    ad = s["rooms"]["join"][room]["account_data"]["events"]
+    assert [e for e in ad if e["type"] == "m.tag"][-1]["content"] == {"tags": {"m.favourite": {}}}
+    r = a.put(url + "/bad", {"order": "first"})
+    assert r.status_code == 400 and errcode(r) == "M_INVALID_PARAM"
+    assert b.get(url).status_code == 403
+    assert b.put(url + "/x", {}).status_code == 403
