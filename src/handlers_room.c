@@ -8,8 +8,10 @@
 #include "handlers_sync.h"
 #include "http.h"
 #include "keys.h"
+#include "log.h"
 #include "ratelimit.h"
 #include "room.h"
+#include "room_directory.h"
 #include "typing.h"
 
 #define CLIENT "/_matrix/client/r0|v3"
@@ -135,9 +137,26 @@ static void delete_alias(struct http_req *req)
 	if (!valid_alias(req, alias))
 		return;
 	struct al_error err = {0};
-	if (room_alias_delete(&req->worker->db, alias, req->user_id, &err) < 0) {
+	char room_id[ROOM_ID_MAX + 1] = "";
+	if (room_alias_resolve(&req->worker->db, alias, room_id, &err) < 0 ||
+	    room_alias_delete(&req->worker->db, alias, req->user_id, &err) < 0) {
 		http_reply_al_error(req, &err);
 		return;
+	}
+	/* A deleted alias leaves the room's canonical alias event, as the
+	 * deleting user (who may lack the power: then it stays). */
+	json_t *content = room_directory_canonical_without(&req->worker->db, room_id, alias, &err);
+	if (content) {
+		struct room_event_spec spec = {.type = "m.room.canonical_alias", .state_key = "", .content = content};
+		char event_id[EVENT_ID_MAX];
+		int64_t stream = 0;
+		struct room_ctx c = ctx_of(req);
+		if (room_send(&c, room_id, req->user_id, &spec, event_id, &stream, &err) < 0)
+			log_info("rooms", "canonical alias kept after alias deletion room_id=%s reason=%s", room_id,
+				 err.message);
+		else if (stream)
+			sync_notify(req->app);
+		json_decref(content);
 	}
 	http_reply_json(req, 200, json_object());
 }
@@ -164,13 +183,16 @@ static void get_room_aliases(struct http_req *req)
 /* ---- membership ---- */
 
 static void do_membership(struct http_req *req, const char *room, const char *target, const char *membership,
-			  const char *reason, json_t *extra, bool reply_room_id)
+			  const char *reason, json_t *extra, bool reply_room_id, bool kick)
 {
 	struct al_error err = {0};
 	char room_id[ROOM_ID_MAX + 1];
 	int64_t stream;
 	struct room_ctx c = ctx_of(req);
-	if (room_membership(&c, room, req->user_id, target, membership, reason, extra, room_id, &stream, &err) < 0) {
+	snprintf(room_id, sizeof(room_id), "%s", room); /* room_membership resolves an alias here */
+	int rc = kick ? room_kick(&c, room, req->user_id, target, reason, &stream, &err)
+		      : room_membership(&c, room, req->user_id, target, membership, reason, extra, room_id, &stream, &err);
+	if (rc < 0) {
 		http_reply_al_error(req, &err);
 		return;
 	}
@@ -191,11 +213,16 @@ static const char *body_reason(json_t *body)
 
 static void post_join(struct http_req *req)
 {
-	if (auth_require(req) < 0 || ratelimit_check(req, "join") < 0)
+	bool guest = false;
+	if (auth_require_ex(req, &guest) < 0 || ratelimit_check(req, "join") < 0)
 		return;
 	struct al_error err = {0};
+	if (guest && room_guest_join_check(&req->worker->db, req->params[0], &err) < 0) {
+		http_reply_al_error(req, &err);
+		return;
+	}
 	json_t *body = http_req_json_body(req, &err);
-	do_membership(req, req->params[0], NULL, "join", body ? body_reason(body) : NULL, body, true);
+	do_membership(req, req->params[0], NULL, "join", body ? body_reason(body) : NULL, body, true, false);
 }
 
 static void post_membership_target(struct http_req *req, const char *membership)
@@ -213,7 +240,8 @@ static void post_membership_target(struct http_req *req, const char *membership)
 		http_reply_error(req, 400, "M_MISSING_PARAM", "user_id is required");
 		return;
 	}
-	do_membership(req, req->params[0], target, membership, body_reason(body), NULL, false);
+	do_membership(req, req->params[0], target, strcmp(membership, "kick") == 0 ? "leave" : membership,
+		      body_reason(body), NULL, false, strcmp(membership, "kick") == 0);
 }
 
 static void post_invite(struct http_req *req)
@@ -223,7 +251,7 @@ static void post_invite(struct http_req *req)
 
 static void post_kick(struct http_req *req)
 {
-	post_membership_target(req, "leave");
+	post_membership_target(req, "kick");
 }
 
 static void post_ban(struct http_req *req)
@@ -262,7 +290,7 @@ static void post_leave(struct http_req *req)
 		return;
 	struct al_error err = {0};
 	json_t *body = http_req_json_body(req, &err);
-	do_membership(req, req->params[0], NULL, "leave", body ? body_reason(body) : NULL, NULL, false);
+	do_membership(req, req->params[0], NULL, "leave", body ? body_reason(body) : NULL, NULL, false, false);
 }
 
 static void post_forget(struct http_req *req)
@@ -303,6 +331,12 @@ static void send_event(struct http_req *req, const char *type, const char *state
 		if (reason)
 			json_object_set_new(copy, "reason", json_string(reason));
 		content = copy;
+	}
+	if (state_key && !*state_key && strcmp(type, "m.room.canonical_alias") == 0 &&
+	    room_directory_check_canonical(&req->worker->db, keys_server_name(req->app->keys), req->params[0], body,
+					   &err) < 0) {
+		http_reply_al_error(req, &err);
+		return;
 	}
 	struct room_event_spec spec = {.type = type, .state_key = state_key, .content = content,
 				       .redacts = redacts, .device_id = req->device_id, .txn_id = txn_id};

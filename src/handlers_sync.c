@@ -12,6 +12,7 @@
 #include "http.h"
 #include "keys.h"
 #include "log.h"
+#include "presence.h"
 #include "room.h"
 #include "sync.h"
 #include "typing.h"
@@ -218,6 +219,23 @@ static void get_sync(struct http_req *req)
 		http_reply_al_error(req, &err);
 		return;
 	}
+	/* Syncing marks the user online unless set_presence says otherwise. */
+	const char *sp = http_req_query(req, "set_presence");
+	if (sp && !presence_state_valid(sp)) {
+		sync_filter_clear(&f);
+		http_reply_error(req, 400, "M_INVALID_PARAM", "set_presence must be online, unavailable or offline");
+		return;
+	}
+	bool presence_changed = false;
+	if ((!sp || strcmp(sp, "offline") != 0) &&
+	    presence_touch(&req->worker->db, req->user_id, sp ? sp : "online", http_now_ms(), &presence_changed,
+			   &err) < 0) {
+		sync_filter_clear(&f);
+		http_reply_al_error(req, &err);
+		return;
+	}
+	if (presence_changed)
+		sync_notify(req->app);
 	if (sync_to_device_ack(&req->worker->db, req->user_id, req->device_id, since.to_device, &err) < 0) {
 		sync_filter_clear(&f);
 		http_reply_al_error(req, &err);

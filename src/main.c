@@ -25,8 +25,12 @@
 #include "handlers_calls.h"
 #include "handlers_aura_id.h"
 #include "handlers_discovery.h"
+#include "handlers_presence.h"
+#include "handlers_pushers.h"
 #include "handlers_room.h"
+#include "handlers_room_directory.h"
 #include "handlers_sync.h"
+#include "handlers_tags.h"
 #include "mesh.h"
 #include "http.h"
 #include "keys.h"
@@ -144,6 +148,10 @@ static int start_modules(struct app *app)
 	rc |= federation_start(app);
 	rc |= rooms_start(app);
 	rc |= calls_handlers_start(app);
+	rc |= presence_register_routes(app);
+	rc |= room_directory_register_routes(app);
+	rc |= pushers_register_routes(app);
+	rc |= tags_register_routes(app);
 	return rc ? -1 : 0;
 }
 

@@ -462,13 +462,17 @@ static int txn_lookup(struct db *db, const char *user, const char *room_id, cons
  * that the sender redacts her own event). */
 static int check_redact(struct writer *w, const char *sender, const char *target, struct al_error *err)
 {
-	const char *p[] = {target, w->room_id};
-	PGresult *r = db_exec(w->c->db, err, "SELECT sender FROM events WHERE event_id = $1 AND room_id = $2", 2, p);
+	const char *p[] = {target};
+	PGresult *r = db_exec(w->c->db, err, "SELECT sender, room_id FROM events WHERE event_id = $1", 1, p);
 	if (!r)
 		return -1;
 	if (PQntuples(r) == 0) {
 		PQclear(r);
 		return al_error_set(err, 404, "M_NOT_FOUND", "Event not found");
+	}
+	if (strcmp(PQgetvalue(r, 0, 1), w->room_id) != 0) {
+		PQclear(r);
+		return al_error_set(err, 400, "M_INVALID_PARAM", "Cannot redact an event of a different room");
 	}
 	bool own = strcmp(PQgetvalue(r, 0, 0), sender) == 0;
 	PQclear(r);
@@ -477,6 +481,32 @@ static int check_redact(struct writer *w, const char *sender, const char *target
 	if (room_auth_user_level(w->state, sender) >= room_auth_named_level(w->state, "redact"))
 		return 0;
 	return al_error_set(err, 403, "M_FORBIDDEN", "your power level is too low to redact other users' events");
+}
+
+/* Is membership m one of the space-separated list? */
+static bool membership_in(const char *m, const char *list)
+{
+	size_t n = strlen(m);
+	for (const char *p = list; *p;) {
+		size_t k = strcspn(p, " ");
+		if (k == n && strncmp(p, m, n) == 0)
+			return true;
+		p += k;
+		p += strspn(p, " ");
+	}
+	return false;
+}
+
+/* Would an event of sender with content repeat the current state event? */
+static bool same_state(const json_t *cur, const char *sender, const json_t *content)
+{
+	const char *cs = json_string_value(json_object_get(cur, "sender"));
+	json_t *cc = json_object_get(cur, "content");
+	json_t *empty = content ? NULL : json_object();
+	bool same = cs && strcmp(cs, sender) == 0 && json_is_string(json_object_get(cur, "event_id")) &&
+		    json_equal(cc, content ? (json_t *)content : empty);
+	json_decref(empty);
+	return same;
 }
 
 int room_send(const struct room_ctx *c, const char *room_id, const char *sender,
@@ -507,9 +537,18 @@ int room_send(const struct room_ctx *c, const char *room_id, const char *sender,
 		return found < 0 ? -1 : 0;
 	}
 	if (spec->require_membership && target &&
-	    strcmp(room_auth_membership(w.state, target), spec->require_membership) != 0) {
+	    !membership_in(room_auth_membership(w.state, target), spec->require_membership)) {
 		al_error_set(err, 403, "M_FORBIDDEN", "%s's membership is not %s", target, spec->require_membership);
 		goto fail;
+	}
+	/* The same state again from the same sender is no change: the current
+	 * event stands and its ID is the answer (as Synapse deduplicates). */
+	json_t *cur = spec->state_key && !spec->redacts ? room_auth_state_get(w.state, spec->type, spec->state_key) : NULL;
+	if (cur && same_state(cur, sender, spec->content)) {
+		snprintf(event_id, EVENT_ID_MAX, "%s", json_string_value(json_object_get(cur, "event_id")));
+		db_rollback(c->db);
+		writer_clear(&w);
+		return 0;
 	}
 	if (spec->redacts && check_redact(&w, sender, spec->redacts, err) < 0)
 		goto fail;
@@ -569,6 +608,30 @@ int room_alias_resolve(struct db *db, const char *alias, char *room_id, struct a
 	snprintf(room_id, ROOM_ID_MAX + 1, "%s", PQgetvalue(r, 0, 0));
 	PQclear(r);
 	return 0;
+}
+
+int room_guest_join_check(struct db *db, const char *room_id_or_alias, struct al_error *err)
+{
+	char room_id[ROOM_ID_MAX + 1];
+	if (!room_id_or_alias || strlen(room_id_or_alias) > ROOM_ID_MAX)
+		return al_error_set(err, 400, "M_INVALID_PARAM", "bad room ID");
+	if (room_id_or_alias[0] == '#') {
+		if (room_alias_resolve(db, room_id_or_alias, room_id, err) < 0)
+			return -1;
+	} else {
+		snprintf(room_id, sizeof(room_id), "%s", room_id_or_alias);
+	}
+	const char *p[] = {room_id};
+	PGresult *r = db_exec(db, err,
+			      "SELECT e.json::jsonb #>> '{content,guest_access}' = 'can_join' FROM current_state cs "
+			      "JOIN events e ON e.event_id = cs.event_id WHERE cs.room_id = $1 "
+			      "AND cs.type = 'm.room.guest_access' AND cs.state_key = ''",
+			      1, p);
+	if (!r)
+		return -1;
+	bool ok = PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
+	PQclear(r);
+	return ok ? 0 : al_error_set(err, 403, "M_FORBIDDEN", "Guest access not allowed");
 }
 
 int room_alias_delete(struct db *db, const char *alias, const char *user_id, struct al_error *err)
@@ -696,6 +759,15 @@ int room_membership(const struct room_ctx *c, const char *room_id_or_alias, cons
 {
 	return membership_send(c, room_id_or_alias, sender, target, membership, NULL, reason, extra_content,
 			       room_id_out, stream, err);
+}
+
+int room_kick(const struct room_ctx *c, const char *room_id, const char *sender, const char *target,
+	      const char *reason, int64_t *stream, struct al_error *err)
+{
+	if (!room_id || room_id[0] != '!')
+		return al_error_set(err, 400, "M_INVALID_PARAM", "not a room ID");
+	return membership_send(c, room_id, sender, target, "leave", "join invite knock", reason, NULL, NULL, stream,
+			       err);
 }
 
 int room_unban(const struct room_ctx *c, const char *room_id, const char *sender, const char *target,

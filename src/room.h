@@ -34,7 +34,8 @@ struct room_event_spec {
 	const char *device_id;   /* with txn_id: idempotency key of PUT /send and /redact, */
 	const char *txn_id;      /* per (sender, device, room, endpoint: redacts set or not) */
 	/* m.room.member: refused (403) unless the target's membership, under
-	 * the room lock, is this one. NULL: no condition. */
+	 * the room lock, is one of this space-separated list. NULL: no
+	 * condition. */
 	const char *require_membership;
 };
 
@@ -51,7 +52,8 @@ int room_create(const struct room_ctx *c, const char *creator, json_t *body, cha
 
 /* Write one event as sender. event_id (size EVENT_ID_MAX) gets its ID; a
  * repeated (sender, device_id, room, endpoint, txn_id), also a concurrent
- * one, returns the first event's ID with *stream 0. */
+ * one, returns the first event's ID with *stream 0, and so does a state
+ * event that repeats the current one (same sender and content). */
 int room_send(const struct room_ctx *c, const char *room_id, const char *sender,
 	      const struct room_event_spec *spec, char *event_id, int64_t *stream, struct al_error *err);
 
@@ -62,6 +64,15 @@ int room_send(const struct room_ctx *c, const char *room_id, const char *sender,
 int room_membership(const struct room_ctx *c, const char *room_id_or_alias, const char *sender,
 		    const char *target, const char *membership, const char *reason, json_t *extra_content,
 		    char *room_id_out, int64_t *stream, struct al_error *err);
+
+/* A guest may join only rooms whose m.room.guest_access is can_join:
+ * 0, or 403 M_FORBIDDEN (404 for an unknown alias). */
+int room_guest_join_check(struct db *db, const char *room_id_or_alias, struct al_error *err);
+
+/* POST /kick: target's membership becomes leave; 403 M_FORBIDDEN unless
+ * it is join, invite or knock now (a banned or departed user). */
+int room_kick(const struct room_ctx *c, const char *room_id, const char *sender, const char *target,
+	      const char *reason, int64_t *stream, struct al_error *err);
 
 /* POST /unban: target's membership becomes leave; 403 M_FORBIDDEN unless
  * it is ban now. */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cjson.h"
+#include "presence.h"
 #include "room.h"
 #include "typing.h"
 
@@ -72,7 +73,10 @@ void sync_filter_clear(struct sync_filter *f)
 	f->timeline_limit = SYNC_DEFAULT_TIMELINE;
 }
 
-static int check_str_list(json_t *o, const char *key, struct al_error *err)
+/* o[key], if present, as a list of at most 100 strings of at most 255 bytes;
+ * with a sigil, each must look like "<sigil>localpart:server" (room IDs for
+ * rooms/not_rooms, user IDs for senders/not_senders). */
+static int check_id_list(json_t *o, const char *key, char sigil, struct al_error *err)
 {
 	json_t *a = json_object_get(o, key);
 	if (!a)
@@ -85,8 +89,17 @@ static int check_str_list(json_t *o, const char *key, struct al_error *err)
 	{
 		if (!json_is_string(v) || json_string_length(v) > 255)
 			return al_error_set(err, 400, "M_BAD_JSON", "filter: %s must be a list of strings", key);
+		const char *s = json_string_value(v);
+		if (sigil && (s[0] != sigil || !strchr(s + 1, ':') || s[1] == ':'))
+			return al_error_set(err, 400, "M_BAD_JSON", "filter: %s: %s is not a valid %s", key, s,
+					    sigil == '!' ? "room ID" : "user ID");
 	}
 	return 0;
+}
+
+static int check_str_list(json_t *o, const char *key, struct al_error *err)
+{
+	return check_id_list(o, key, 0, err);
 }
 
 static int check_event_filter(json_t *o, const char *name, struct al_error *err)
@@ -98,9 +111,13 @@ static int check_event_filter(json_t *o, const char *name, struct al_error *err)
 	json_t *lim = json_object_get(o, "limit");
 	if (lim && (!json_is_integer(lim) || json_integer_value(lim) < 0))
 		return al_error_set(err, 400, "M_BAD_JSON", "filter: %s.limit must be a non-negative integer", name);
-	static const char *const lists[] = {"types", "not_types", "senders", "not_senders", "rooms", "not_rooms", NULL};
-	for (const char *const *k = lists; *k; k++)
-		if (check_str_list(o, *k, err) < 0)
+	static const struct {
+		const char *key;
+		char sigil;
+	} lists[] = {{"types", 0},	 {"not_types", 0}, {"senders", '@'},
+		     {"not_senders", '@'}, {"rooms", '!'},   {"not_rooms", '!'}};
+	for (size_t k = 0; k < sizeof(lists) / sizeof(lists[0]); k++)
+		if (check_id_list(o, lists[k].key, lists[k].sigil, err) < 0)
 			return -1;
 	return 0;
 }
@@ -119,7 +136,7 @@ int sync_filter_parse(json_t *doc, struct sync_filter *f, struct al_error *err)
 	    check_event_filter(json_object_get(room, "state"), "room.state", err) < 0 ||
 	    check_event_filter(json_object_get(room, "ephemeral"), "room.ephemeral", err) < 0 ||
 	    check_event_filter(json_object_get(room, "account_data"), "room.account_data", err) < 0 ||
-	    check_str_list(room, "rooms", err) < 0 || check_str_list(room, "not_rooms", err) < 0)
+	    check_id_list(room, "rooms", '!', err) < 0 || check_id_list(room, "not_rooms", '!', err) < 0)
 		return -1;
 	json_t *ef = json_object_get(doc, "event_fields");
 	if (ef && check_str_list(doc, "event_fields", err) < 0)
@@ -137,6 +154,7 @@ int sync_filter_parse(json_t *doc, struct sync_filter *f, struct al_error *err)
 		f->timeline_limit = (int)(json_integer_value(lim) > SYNC_MAX_TIMELINE ? SYNC_MAX_TIMELINE
 										     : json_integer_value(lim));
 	f->lazy_load_members = json_is_true(json_object_get(json_object_get(room, "state"), "lazy_load_members"));
+	f->include_leave = json_is_true(json_object_get(room, "include_leave"));
 	return 0;
 }
 
@@ -211,7 +229,8 @@ int64_t sync_current_position(struct db *db, struct al_error *err)
 			      "SELECT greatest((SELECT max(stream_ordering) FROM events), "
 			      "(SELECT max(stream_ordering) FROM account_data), "
 			      "(SELECT max(stream_ordering) FROM receipts), "
-			      "(SELECT max(stream_ordering) FROM device_inbox), 0)",
+			      "(SELECT max(stream_ordering) FROM device_inbox), "
+			      "(SELECT max(stream_ordering) FROM presence), 0)",
 			      0, NULL);
 	if (!r)
 		return -1;
@@ -415,13 +434,114 @@ static json_t *to_device_events(struct db *db, const char *user_id, const char *
 	return a;
 }
 
+/* Room summaries (m.joined_member_count, m.invited_member_count, m.heroes),
+ * computed as Synapse does: when members are lazy-loaded, for joined rooms
+ * synced whole, gappy or with membership changes in the timeline. Heroes
+ * (the room has no name or canonical alias): up to 5 other joined or
+ * invited members by user ID, else those who left. One query for all
+ * rooms. Returns {room_id: summary}; NULL on error. */
+static json_t *room_summaries(struct db *db, struct sroom *rooms, int n, const char *user_id,
+			      const struct sync_filter *f, struct al_error *err)
+{
+	json_t *out = json_object();
+	if (!out || !f || !f->lazy_load_members)
+		return out;
+	const char **ids = calloc((size_t)n + 1, sizeof(*ids));
+	int k = 0;
+	for (int i = 0; ids && i < n; i++) {
+		struct sroom *sr = &rooms[i];
+		if (!joined(sr))
+			continue;
+		bool members = sr->full_state || sr->limited;
+		size_t j;
+		json_t *ev;
+		json_array_foreach(sr->timeline, j, ev)
+		{
+			const char *t = json_string_value(json_object_get(ev, "type"));
+			if (t && strcmp(t, "m.room.member") == 0)
+				members = true;
+		}
+		if (members)
+			ids[k++] = sr->room_id;
+	}
+	char *arr = ids && k > 0 ? room_pg_array(ids, k) : NULL;
+	free(ids);
+	if (!arr)
+		return out;
+	const char *p[] = {arr, user_id};
+	PGresult *r = db_exec(
+		db, err,
+		"SELECT q.room_id, "
+		"(SELECT count(*) FROM room_memberships m WHERE m.room_id = q.room_id AND m.membership = 'join'), "
+		"(SELECT count(*) FROM room_memberships m WHERE m.room_id = q.room_id AND m.membership = 'invite'), "
+		"EXISTS (SELECT 1 FROM current_state cs JOIN events e ON e.event_id = cs.event_id "
+		"WHERE cs.room_id = q.room_id AND cs.state_key = '' AND ((cs.type = 'm.room.name' AND "
+		"coalesce(e.json::jsonb #>> '{content,name}', '') <> '') OR (cs.type = 'm.room.canonical_alias' AND "
+		"coalesce(e.json::jsonb #>> '{content,alias}', '') <> ''))), "
+		"array_to_json(ARRAY(SELECT m.user_id FROM room_memberships m WHERE m.room_id = q.room_id "
+		"AND m.user_id <> $2 AND m.membership IN ('join', 'invite') ORDER BY m.user_id LIMIT 5)), "
+		"array_to_json(ARRAY(SELECT m.user_id FROM room_memberships m WHERE m.room_id = q.room_id "
+		"AND m.user_id <> $2 AND m.membership IN ('leave', 'ban') ORDER BY m.user_id LIMIT 5)) "
+		"FROM unnest($1::text[]) AS q(room_id)",
+		2, p);
+	free(arr);
+	if (!r) {
+		json_decref(out);
+		return NULL;
+	}
+	for (int i = 0; i < PQntuples(r); i++) {
+		json_t *sum = json_pack("{s:I, s:I}", "m.joined_member_count", (json_int_t)col_i64(r, i, 1),
+					"m.invited_member_count", (json_int_t)col_i64(r, i, 2));
+		if (!sum)
+			continue;
+		if (strcmp(PQgetvalue(r, i, 3), "t") != 0) {
+			json_t *heroes = json_loads(PQgetvalue(r, i, 4), 0, NULL);
+			if (json_array_size(heroes) == 0) {
+				json_decref(heroes);
+				heroes = json_loads(PQgetvalue(r, i, 5), 0, NULL);
+			}
+			json_object_set_new(sum, "m.heroes", heroes ? heroes : json_array());
+		}
+		json_object_set_new(out, PQgetvalue(r, i, 0), sum);
+	}
+	PQclear(r);
+	return out;
+}
+
+/* Drop the presence events a filter's senders/not_senders exclude. */
+static void presence_filter_senders(json_t *events, json_t *pf)
+{
+	json_t *senders = json_object_get(pf, "senders"), *not_senders = json_object_get(pf, "not_senders");
+	if (!senders && !not_senders)
+		return;
+	for (size_t i = json_array_size(events); i-- > 0;) {
+		const char *who = json_string_value(json_object_get(json_array_get(events, i), "sender"));
+		bool keep = !senders;
+		size_t k;
+		json_t *v;
+		json_array_foreach(senders, k, v)
+		{
+			if (who && strcmp(json_string_value(v), who) == 0)
+				keep = true;
+		}
+		json_array_foreach(not_senders, k, v)
+		{
+			if (who && strcmp(json_string_value(v), who) == 0)
+				keep = false;
+		}
+		if (!keep)
+			json_array_remove(events, i);
+	}
+}
+
 json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, const char *device_id,
 		   const struct sync_pos *since_pos, bool full_state, const struct sync_filter *f, bool *empty,
 		   struct al_error *err)
 {
 	PGresult *mem = NULL, *r = NULL;
 	struct sroom *rooms = NULL;
-	json_t *out = NULL, *global_ad = json_array(), *to_device = NULL, *typing_changed = NULL;
+	json_t *out = NULL, *global_ad = json_array(), *to_device = NULL, *typing_changed = NULL, *presence = NULL,
+	       *summaries = NULL;
 	int64_t since = since_pos->stream;
 	char *arr_rooms = NULL, *arr_caps = NULL, *arr_los = NULL, *arr_full = NULL, *arr_inv = NULL;
 	const char **ids = NULL, **caps = NULL, **los = NULL, **full_ids = NULL, **inv_ids = NULL;
@@ -437,13 +557,14 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 	fmt_i64(s_since, sizeof(s_since), since);
 	fmt_i64(s_now, sizeof(s_now), now);
 
-	const char *mp[] = {user_id, s_since, s_now};
+	const char *mp[] = {user_id, s_since, s_now, f && f->include_leave ? "t" : "f"};
 	mem = db_exec(db, err,
 		      "SELECT room_id, membership, stream_ordering FROM room_memberships WHERE user_id = $1 "
 		      "AND NOT forgotten AND stream_ordering <= $3::bigint AND ("
-		      "($2::bigint = 0 AND membership IN ('join', 'invite')) OR "
+		      "($2::bigint = 0 AND (membership IN ('join', 'invite') OR "
+		      "($4::boolean AND membership IN ('leave', 'ban')))) OR "
 		      "($2::bigint > 0 AND (membership = 'join' OR stream_ordering > $2::bigint)))",
-		      3, mp);
+		      4, mp);
 	if (!mem)
 		goto fail;
 	int n = PQntuples(mem);
@@ -684,6 +805,17 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 			json_array_append_new(sr->ephemeral,
 					      json_pack("{s:s, s:O}", "type", "m.receipt", "content", sr->receipts));
 	}
+	/* Presence of the users she may see that changed since. */
+	json_t *pf = f && f->doc ? json_object_get(f->doc, "presence") : NULL;
+	json_t *pl = json_object_get(pf, "limit");
+	if (!pf || (type_matches(pf, "m.presence") && !(json_is_integer(pl) && json_integer_value(pl) == 0))) {
+		presence = presence_sync_events(db, user_id, since, now, room_now_ms(), err);
+		if (!presence)
+			goto fail;
+		presence_filter_senders(presence, pf);
+		if (json_array_size(presence) > 0)
+			*empty = false;
+	}
 	/* To-device messages of this device. */
 	if (device_id) {
 		int64_t after = since_pos->to_device < since ? since_pos->to_device : since;
@@ -694,6 +826,9 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 			*empty = false;
 	}
 
+	summaries = room_summaries(db, rooms, n, user_id, f, err);
+	if (!summaries)
+		goto fail;
 	json_t *join = json_object(), *invite = json_object(), *leave = json_object();
 	char tok[SYNC_TOKEN_MAX];
 	for (int i = 0; i < n; i++) {
@@ -709,7 +844,14 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 			    json_array_size(sr->account_data) > 0 || json_array_size(sr->ephemeral) > 0;
 		if (!some && !(is_joined && sr->full_state) && !(!is_joined && sr->mstream > since))
 			continue;
-		room_token_format(sr->first ? sr->first - 1 : since, tok, sizeof(tok));
+		/* prev_batch: where /messages continues backwards. A room loaded
+		 * whole (initial sync, new join) whose timeline was not trimmed
+		 * gives the sync point itself, as Synapse does; otherwise just
+		 * before the first timeline event. */
+		int64_t prev = sr->first ? sr->first - 1 : since;
+		if (sr->full_state && !sr->limited)
+			prev = sr->cap;
+		room_token_format(prev, tok, sizeof(tok));
 		json_t *entry = json_pack("{s:{s:O, s:b, s:s}, s:{s:O}, s:{s:O}}", "timeline", "events", sr->timeline,
 					  "limited", sr->limited, "prev_batch", tok, "state", "events", sr->state,
 					  "account_data", "events", sr->account_data);
@@ -717,7 +859,8 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 			json_object_set_new(entry, "ephemeral", json_pack("{s:O}", "events", sr->ephemeral));
 			json_object_set_new(entry, "unread_notifications",
 					    json_pack("{s:i, s:i}", "highlight_count", 0, "notification_count", 0));
-			json_object_set_new(entry, "summary", json_object());
+			json_t *sum = json_object_get(summaries, sr->room_id);
+			json_object_set_new(entry, "summary", sum ? json_incref(sum) : json_object());
 			json_object_set_new(join, sr->room_id, entry);
 		} else {
 			json_object_set_new(leave, sr->room_id, entry);
@@ -727,9 +870,11 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 	if (!to_device)
 		to_device = json_array();
 	sync_pos_format(&next, tok, sizeof(tok));
-	out = json_pack("{s:s, s:{s:o, s:o, s:o}, s:{s:O}, s:{s:[]}, s:{s:O}, s:{s:[], s:[]}, s:{}}", "next_batch", tok,
+	if (!presence)
+		presence = json_array();
+	out = json_pack("{s:s, s:{s:o, s:o, s:o}, s:{s:O}, s:{s:O}, s:{s:O}, s:{s:[], s:[]}, s:{}}", "next_batch", tok,
 			"rooms", "join", join, "invite", invite, "leave", leave, "account_data", "events", global_ad,
-			"presence", "events", "to_device", "events", to_device,
+			"presence", "events", presence, "to_device", "events", to_device,
 			"device_lists", "changed", "left", "device_one_time_keys_count");
 	if (!out)
 		al_error_set(err, 500, "M_UNKNOWN", "out of memory");
@@ -740,6 +885,8 @@ fail:
 	}
 	json_decref(global_ad);
 	json_decref(to_device);
+	json_decref(presence);
+	json_decref(summaries);
 	json_decref(typing_changed);
 	if (r)
 		PQclear(r);

@@ -40,6 +40,7 @@ void sync_pos_format(const struct sync_pos *p, char *out, size_t len);
 struct sync_filter {
 	int timeline_limit;
 	bool lazy_load_members;
+	bool include_leave; /* room.include_leave: initial syncs list left and banned rooms */
 	json_t *timeline; /* the room.timeline filter object (types, not_types), borrowed */
 	json_t *state;    /* the room.state filter object, borrowed */
 	json_t *ephemeral; /* the room.ephemeral filter object, borrowed */
