@@ -392,7 +392,9 @@ def test_is_optimal_judged_after_feedback(mesh_server):
     # not judged before a latency is reported
     direct = find()
     assert direct["route_type"] == "direct_p2p"
-    assert mesh_server.sql("SELECT is_optimal FROM mesh_routes WHERE route_id = %s", direct["route_id"]) == [(False,)]
+    # the row is written in a batch shortly after the answer
+    assert wait_for(lambda: mesh_server.sql("SELECT is_optimal FROM mesh_routes WHERE route_id = %s",
+                                            direct["route_id"])) == [(False,)]
     an = a.get("/routes/analytics").json()
     assert an["optimal_routes"] == 0 and an["optimal_share"] == 0
     # the direct path turns out slow: re-scored with 250 ms it is far below
