@@ -63,6 +63,13 @@ token_of() {
 		/usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# CPU ticks of the private cluster's backends (children of its postmaster)
+pg_ticks() {
+	local pm t=0 p
+	pm=$(head -n 1 "$SOCK/data/postmaster.pid")
+	for p in $(pgrep -P "$pm"); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
+	echo "$t"
+}
 
 start_server
 ALICE=$(token_of alice)
@@ -153,7 +160,15 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer $ALICE"
 LUA
 # run NAME DURATION SCRIPT URL: wrk --latency into $W/NAME.out
-run() { wrk -t2 -c32 -d"$2" --latency ${3:+-s "$3"} "$4" >"$W/$1.out"; }
+run() {
+	local c0 p0 n
+	c0=$(cpu_ticks "$AL_PID") p0=$(pg_ticks)
+	wrk -t2 -c32 -d"$2" --latency ${3:+-s "$3"} "$4" >"$W/$1.out"
+	sleep 0.2 # the last batch of rows
+	n=$(awk '/requests in/ {print $1}' "$W/$1.out")
+	awk -v c="$(($(cpu_ticks "$AL_PID") - c0))" -v p="$(($(pg_ticks) - p0))" -v n="$n" -v hz="$(getconf CLK_TCK)" \
+		'BEGIN {printf "CPU per request: server %.0f us, postgres %.0f us", c * 1e6 / hz / n, p * 1e6 / hz / n}' >"$W/$1.cpu"
+}
 rps() { awk '/Requests\/sec/ {print $2}' "$W/$1.out"; }
 p99() { awk '$1 == "99%" {print $2}' "$W/$1.out"; }
 non2xx() { awk '/Non-2xx/ {n = $NF} END {print n + 0}' "$W/$1.out"; }
@@ -170,7 +185,6 @@ if [ -n "${MESH_BENCH_PERF:-}" ]; then
 	cp "$W/cold.perf" "$MESH_BENCH_PERF.data"
 fi
 COLD_US=$(awk '/^search_us:/ {sub(/^search_us: /, ""); print}' "$W/cold.out")
-sleep 1.5 # routes are written in batches
 ROUTES=$(PSQL -c "SELECT count(*) FROM mesh_routes")
 run warm "${DUR}s" "$W/find_warm.lua" "$BASE/_auralink/client/v1/mesh/routes/find-optimal"
 run base "${DUR}s" "" "$BASE/_matrix/client/versions"
@@ -211,17 +225,18 @@ request = function()
 end
 LUA
 } >"$W/hb.lua"
-C0=$(cpu_ticks "$AL_PID")
+C0=$(cpu_ticks "$AL_PID") P0=$(pg_ticks)
 T0=$(date +%s%N)
 HB_OUT=$(wrk -t2 -c13 -d"${DUR}s" -s "$W/hb.lua" "$BASE/_auralink/client/v1/mesh/nodes/heartbeat")
 T1=$(date +%s%N)
 sleep 1.5 # let the last batched flush run inside the window below
-C1=$(cpu_ticks "$AL_PID")
+C1=$(cpu_ticks "$AL_PID") P1=$(pg_ticks)
 T2=$(date +%s%N)
 HB_RPS=$(echo "$HB_OUT" | awk '/Requests\/sec/ {print $2}')
 HB_NON2XX=$(echo "$HB_OUT" | awk '/Non-2xx/ {print $NF}')
 HZ=$(getconf CLK_TCK)
 CPU_PCT=$(awk -v c="$((C1 - C0))" -v hz="$HZ" -v ns="$((T2 - T0))" 'BEGIN {printf "%.1f", 100 * (c / hz) / (ns / 1e9)}')
+PG_PCT=$(awk -v c="$((P1 - P0))" -v hz="$HZ" -v ns="$((T2 - T0))" 'BEGIN {printf "%.1f", 100 * (c / hz) / (ns / 1e9)}')
 stop_server
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); wrk -t2 -c32"
@@ -229,12 +244,14 @@ echo "registry start-up: 10,000 nodes ${LOAD10K_MS} ms, $TOTAL nodes ${LOAD100K_
 COLD_RPS=$(rps cold) WARM_RPS=$(rps warm) BASE_RPS=$(rps base)
 printf 'find-optimal cold (new route each: search + store): %8.0f req/s  p99 %s  non-2xx %s (2 s, %s routes stored)\n' \
 	"$COLD_RPS" "$(p99 cold)" "$(non2xx cold)" "$ROUTES"
-printf '  server time in mesh_registry_find: %s\n' "$COLD_US"
+printf '  %s; time in mesh_registry_find (us): %s\n' "$(cat "$W/cold.cpu")" "$COLD_US"
 printf 'find-optimal warm (cached route):                   %8.0f req/s  p99 %s  non-2xx %s\n' \
 	"$WARM_RPS" "$(p99 warm)" "$(non2xx warm)"
+printf '  %s\n' "$(cat "$W/warm.cpu")"
 printf 'baseline GET /_matrix/client/versions:              %8.0f req/s  p99 %s\n' "$BASE_RPS" "$(p99 base)"
+printf '  %s\n' "$(cat "$W/base.cpu")"
 printf 'cold/baseline %.3f, warm/baseline %.3f\n' "$(echo "$COLD_RPS / $BASE_RPS" | bc -l)" \
 	"$(echo "$WARM_RPS / $BASE_RPS" | bc -l)"
-printf 'heartbeats: %s req/s for %s s (non-2xx: %s), server CPU %s %% of one core (goal <= 30 %% at 3,333/s)\n' \
-	"$HB_RPS" "$DUR" "${HB_NON2XX:-0}" "$CPU_PCT"
+printf 'heartbeats: %s req/s for %s s (non-2xx: %s), server CPU %s %% of one core (goal <= 30 %% at 3,333/s), postgres %s %%\n' \
+	"$HB_RPS" "$DUR" "${HB_NON2XX:-0}" "$CPU_PCT" "$PG_PCT"
 echo "sample route: $SAMPLE" | cut -c1-400

@@ -223,6 +223,7 @@ struct mesh_route_queue {
 	size_t n, cap;
 	const struct route_row *inflight; /* the batch being written */
 	size_t ninflight;
+	bool failing; /* the last batch failed */
 	pthread_mutex_t flush_mu; /* one writer at a time */
 };
 
@@ -373,11 +374,18 @@ static int routes_flush(struct mesh_route_queue *q, struct db *db, struct al_err
 		if (dropped)
 			log_warn("mesh", "routes dropped count=%zu: %s", dropped, err->message);
 	}
+	/* one line when writing starts failing and one when it works again */
+	bool was_failing = q->failing;
+	if (n)
+		q->failing = rc < 0;
+	size_t waiting = q->n;
 	pthread_mutex_unlock(&q->mu);
 	free(v);
 	pthread_mutex_unlock(&q->flush_mu);
-	if (rc < 0)
+	if (rc < 0 && !was_failing)
 		log_warn("mesh", "route flush failed count=%zu: %s", n, err->message);
+	else if (n && rc == 0 && was_failing)
+		log_info("mesh", "route flush works again count=%zu waiting=%zu", n, waiting);
 	return rc;
 }
 
