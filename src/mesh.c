@@ -200,7 +200,7 @@ static json_t *route_json(const struct mesh_cached_route *r, const char *src, co
  * waiting row, every MESH_ROUTE_FLUSH_MS on the main loop. Whoever needs
  * the row in PostgreSQL before that (a performance report for it, the
  * analytics) writes the waiting rows first on its own connection
- * (mesh_routes_flush); flush_mu makes that wait for a batch another
+ * (routes_flush); flush_mu makes that wait for a batch another
  * thread is writing. A request that finds MESH_ROUTE_QUEUE_MAX rows
  * waiting writes them itself; when that fails too the route is refused
  * (503). A batch that fails stays queued; rows that could not be written
