@@ -573,6 +573,24 @@ int aura_id_check_visible(struct app *app, struct db *db, const char *viewer, co
 	return visible ? 0 : al_error_set(err, 404, "M_NOT_FOUND", "no such AuraID");
 }
 
+int aura_id_lookup_active(struct app *app, struct db *db, const char *handle, char *aura_id,
+			  char *user_id, struct al_error *err)
+{
+	char key[AURA_ID_MAX];
+	struct lookup l;
+	if (!handle_key(handle, key))
+		return 0;
+	/* no viewer: the privacy rule never queries (friends is hidden to
+	 * nobody), so only a cache miss reads PostgreSQL */
+	if (lookup_visible(app, db, key, NULL, false, false, &l, err) < 0)
+		return -1;
+	if (!l.found || !l.active)
+		return 0;
+	snprintf(aura_id, AURA_ID_MAX, "%s", l.aura_id);
+	snprintf(user_id, 256, "%s", l.user_id);
+	return 1;
+}
+
 /* ---- last_used_at batches ---- */
 
 /* A text[] literal {"@a.aura","@b.aura"} of n handles (malloc'd); handles

@@ -118,6 +118,15 @@ int aura_id_visible_to(struct db *db, const char *viewer, const char *owner, con
 int aura_id_check_visible(struct app *app, struct db *db, const char *viewer, const char *handle,
 			  struct al_error *err);
 
+/* An AuraID hosted here, for routing (no privacy rule, not counted as a
+ * use): 1 when handle (any case) is an active AuraID here, with its stored
+ * form and its owner copied out (aura_id: AURA_ID_MAX bytes, user_id: 256);
+ * 0 when it is unknown here, not active or malformed; -1 on database
+ * errors. Through the resolve cache: PostgreSQL only on a miss, and the
+ * answer (found or not) is cached, invalidated by NOTIFY like resolve's. */
+int aura_id_lookup_active(struct app *app, struct db *db, const char *handle, char *aura_id,
+			  char *user_id, struct al_error *err);
+
 /* Verification: without a code, issue one through the configured verifier
  * (*out: {method, expires_in_ms}); with a code, check it and mark the AuraID
  * verified (*out: the record). method: phone|email|kyc. */

@@ -325,7 +325,7 @@ static void get_analytics(struct http_req *req)
 			return;
 		}
 	}
-	int rc = mesh_route_analytics(&req->worker->db, req->user_id, (int)hours, &out, &err);
+	int rc = mesh_route_analytics(req->app, &req->worker->db, req->user_id, (int)hours, &out, &err);
 	reply(req, rc, 200, out, &err);
 }
 

@@ -3,10 +3,13 @@
 
 #include <ctype.h>
 #include <event2/event.h>
+#include <pthread.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "audit.h"
 #include "aura_id.h"
@@ -152,12 +155,296 @@ int mesh_flush(struct mesh_registry *reg, struct db *db, struct al_error *err)
 	return rc;
 }
 
+/* ---- routes: replies and rows ---- */
+
+static void iso_ms(int64_t ms, char *buf, size_t len)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+/* optimization_factors of a route (the reply's and the row's). */
+static json_t *factors_json(const struct mesh_cached_route *r)
+{
+	double f[6];
+	mesh_route_factors(&r->pm, f);
+	return json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:i, s:b}", "latency", f[0], "bandwidth",
+			 f[1], "reputation", f[2], "hop_count", f[3], "aic_support", f[4], "uptime", f[5],
+			 "min_reputation", r->pm.reputation, "min_uptime", r->pm.uptime, "hops", r->pm.links,
+			 "aic", r->pm.aic);
+}
+
+static json_t *route_json(const struct mesh_cached_route *r, const char *src, const char *dst, int media,
+			  bool cached)
+{
+	char exp[80];
+	iso_ms(r->expires_ms, exp, sizeof(exp));
+	json_t *path = json_array();
+	for (int i = 0; path && i < r->n; i++)
+		json_array_append_new(path, json_string(r->node_ids[i]));
+	return json_pack("{s:s, s:s, s:s, s:o, s:i, s:s, s:s, s:f, s:f, s:f, s:o, s:s, s:b}", "route_id",
+			 r->route_id, "source_aura_id", src, "destination_aura_id", dst, "path_nodes", path,
+			 "path_length", r->n, "route_type", r->n == 2 ? "direct_p2p" : "relay", "media_type",
+			 mesh_media_name(media), "predicted_latency_ms", r->pm.latency_ms,
+			 "predicted_bandwidth_mbps", r->pm.bandwidth_mbps, "ai_score", r->score,
+			 "optimization_factors", factors_json(r), "expires_at", exp, "cached", cached);
+}
+
+/* ---- mesh_routes rows, written in batches ----
+ *
+ * A new route is answered at once: its route_id is generated here (a
+ * random UUID), the row waits in memory and one INSERT writes every
+ * waiting row, every MESH_ROUTE_FLUSH_MS on the main loop. Whoever needs
+ * the row in PostgreSQL before that (a performance report for it, the
+ * analytics) writes the waiting rows first on its own connection
+ * (routes_flush); flush_mu makes that wait for a batch another
+ * thread is writing. A request that finds MESH_ROUTE_QUEUE_MAX rows
+ * waiting writes them itself; when that fails too the route is refused
+ * (503). A batch that fails stays queued; rows that could not be written
+ * for MESH_ROUTE_MAX_AGE_MS are dropped with a warning. */
+#define MESH_ROUTE_FLUSH_MS 50
+#define MESH_ROUTE_QUEUE_MAX 20000
+#define MESH_ROUTE_MAX_AGE_MS 60000
+
+struct route_row {
+	struct mesh_cached_route r;
+	char src[256], dst[256], user_id[256];
+	int media;
+	bool require_aic;
+	int64_t created_ms;
+};
+
+struct mesh_route_queue {
+	pthread_mutex_t mu; /* v, n, cap, inflight */
+	struct route_row *v;
+	size_t n, cap;
+	const struct route_row *inflight; /* the batch being written */
+	size_t ninflight;
+	bool failing; /* the last batch failed */
+	pthread_mutex_t flush_mu; /* one writer at a time */
+};
+
+static struct mesh_route_queue *route_queue_new(void)
+{
+	struct mesh_route_queue *q = calloc(1, sizeof(*q));
+	if (!q)
+		return NULL;
+	pthread_mutex_init(&q->mu, NULL);
+	pthread_mutex_init(&q->flush_mu, NULL);
+	return q;
+}
+
+static void route_queue_free(struct mesh_route_queue *q)
+{
+	if (!q)
+		return;
+	if (q->n)
+		log_warn("mesh", "routes not written count=%zu", q->n);
+	free(q->v);
+	pthread_mutex_destroy(&q->mu);
+	pthread_mutex_destroy(&q->flush_mu);
+	free(q);
+}
+
+/* Append rows under q->mu; -1 when out of memory. */
+static int queue_append(struct mesh_route_queue *q, const struct route_row *rows, size_t n)
+{
+	if (q->n + n > q->cap) {
+		size_t ncap = q->cap ? q->cap : 256;
+		while (ncap < q->n + n)
+			ncap *= 2;
+		struct route_row *v = realloc(q->v, ncap * sizeof(*v));
+		if (!v)
+			return -1;
+		q->v = v;
+		q->cap = ncap;
+	}
+	memcpy(q->v + q->n, rows, n * sizeof(*rows));
+	q->n += n;
+	return 0;
+}
+
+static int routes_insert(struct db *db, const struct route_row *v, size_t n, struct al_error *err)
+{
+	struct mesh_pgarr a[12];
+	const char *p[12];
+	int rc = -1, inited = 0;
+	for (; inited < 12; inited++)
+		if (mesh_pgarr_init(&a[inited]) < 0)
+			goto done;
+	for (size_t i = 0; i < n; i++) {
+		const struct route_row *w = &v[i];
+		char path[4 * 37 + 3];
+		size_t off = 0;
+		path[off++] = '{';
+		for (int k = 0; k < w->r.n; k++) {
+			memcpy(path + off, w->r.node_ids[k], 36);
+			off += 36;
+			path[off++] = k + 1 < w->r.n ? ',' : '}';
+		}
+		path[off] = 0;
+		json_t *f = factors_json(&w->r);
+		/* kept for re-scoring the route after feedback (is_optimal) */
+		if (f)
+			json_object_set_new(f, "require_aic", json_boolean(w->require_aic));
+		char *fj = f ? json_dumps(f, JSON_COMPACT) : NULL;
+		json_decref(f);
+		if (!fj)
+			goto done;
+		mesh_pgarr_text(&a[0], w->r.route_id);
+		mesh_pgarr_text(&a[1], w->src);
+		mesh_pgarr_text(&a[2], w->dst);
+		mesh_pgarr_text(&a[3], path);
+		mesh_pgarr_text(&a[4], mesh_media_name(w->media));
+		mesh_pgarr_double(&a[5], w->r.pm.latency_ms);
+		mesh_pgarr_double(&a[6], w->r.pm.bandwidth_mbps);
+		mesh_pgarr_double(&a[7], w->r.score);
+		mesh_pgarr_text(&a[8], fj);
+		mesh_pgarr_text(&a[9], w->user_id);
+		mesh_pgarr_long(&a[10], (long long)w->created_ms);
+		mesh_pgarr_long(&a[11], (long long)w->r.expires_ms);
+		free(fj);
+	}
+	for (int i = 0; i < 12; i++)
+		if (!(p[i] = mesh_pgarr_finish(&a[i])))
+			goto done;
+	/* ON CONFLICT: a batch that was committed although its answer was
+	 * lost is written again harmlessly */
+	PGresult *res = db_exec(
+		db, err,
+		"INSERT INTO mesh_routes (route_id, source_aura_id, destination_aura_id, source_node_id,"
+		" destination_node_id, path_nodes, path_length, route_type, media_type, predicted_latency_ms,"
+		" predicted_bandwidth_mbps, ai_score, optimization_factors, is_optimal, requested_by,"
+		" created_at, expires_at)"
+		" SELECT u.id, u.src, u.dst, u.path[1], u.path[cardinality(u.path)], u.path,"
+		"  cardinality(u.path), CASE WHEN cardinality(u.path) = 2 THEN 'direct_p2p' ELSE 'relay' END,"
+		"  u.media, u.lat, u.bw, u.score, u.f::jsonb, false, u.who, to_timestamp(u.c / 1000.0),"
+		"  to_timestamp(u.e / 1000.0)"
+		" FROM (SELECT x.*, x.p::uuid[] AS path FROM unnest($1::uuid[], $2::text[], $3::text[],"
+		"  $4::text[], $5::text[], $6::real[], $7::real[], $8::real[], $9::text[], $10::text[],"
+		"  $11::bigint[], $12::bigint[]) AS x(id, src, dst, p, media, lat, bw, score, f, who, c, e)) u"
+		" ON CONFLICT (route_id) DO NOTHING",
+		12, p);
+	if (res) {
+		PQclear(res);
+		rc = 0;
+	}
+done:
+	for (int i = 0; i < inited; i++)
+		mesh_pgarr_free(&a[i]);
+	if (rc < 0 && !err->status)
+		al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	return rc;
+}
+
+/* Write every waiting row (and wait for a batch being written). */
+static int routes_flush(struct mesh_route_queue *q, struct db *db, struct al_error *err)
+{
+	int rc = 0;
+	pthread_mutex_lock(&q->flush_mu);
+	pthread_mutex_lock(&q->mu);
+	struct route_row *v = q->v;
+	size_t n = q->n;
+	q->v = NULL;
+	q->n = q->cap = 0;
+	q->inflight = v;
+	q->ninflight = n;
+	pthread_mutex_unlock(&q->mu);
+	if (n)
+		rc = routes_insert(db, v, n, err);
+	pthread_mutex_lock(&q->mu);
+	q->inflight = NULL;
+	q->ninflight = 0;
+	if (rc < 0) {
+		/* keep the batch (newer rows were queued meanwhile) but for the
+		 * rows that waited too long */
+		int64_t now = http_now_ms();
+		size_t keep = 0, dropped = 0;
+		for (size_t i = 0; i < n; i++) {
+			if (now - v[i].created_ms > MESH_ROUTE_MAX_AGE_MS)
+				dropped++;
+			else
+				v[keep++] = v[i];
+		}
+		if (queue_append(q, v, keep) < 0)
+			dropped += keep;
+		if (dropped)
+			log_warn("mesh", "routes dropped count=%zu: %s", dropped, err->message);
+	}
+	/* one line when writing starts failing and one when it works again */
+	bool was_failing = q->failing;
+	if (n)
+		q->failing = rc < 0;
+	size_t waiting = q->n;
+	pthread_mutex_unlock(&q->mu);
+	free(v);
+	pthread_mutex_unlock(&q->flush_mu);
+	if (rc < 0 && !was_failing)
+		log_warn("mesh", "route flush failed count=%zu: %s", n, err->message);
+	else if (n && rc == 0 && was_failing)
+		log_info("mesh", "route flush works again count=%zu waiting=%zu", n, waiting);
+	return rc;
+}
+
+/* Is route_id waiting (or being written)? */
+static bool route_pending(struct mesh_route_queue *q, const char *route_id)
+{
+	bool found = false;
+	pthread_mutex_lock(&q->mu);
+	for (size_t i = 0; i < q->n && !found; i++)
+		found = !strcasecmp(q->v[i].r.route_id, route_id);
+	for (size_t i = 0; i < q->ninflight && !found; i++)
+		found = !strcasecmp(q->inflight[i].r.route_id, route_id);
+	pthread_mutex_unlock(&q->mu);
+	return found;
+}
+
+/* Queue a new route's row; a full queue is written here first. */
+static int route_enqueue(struct mesh_route_queue *q, struct db *db, const struct route_row *row,
+			 struct al_error *err)
+{
+	pthread_mutex_lock(&q->mu);
+	bool full = q->n >= MESH_ROUTE_QUEUE_MAX;
+	pthread_mutex_unlock(&q->mu);
+	if (full) {
+		struct al_error ferr = {0};
+		routes_flush(q, db, &ferr);
+	}
+	pthread_mutex_lock(&q->mu);
+	int rc = q->n >= MESH_ROUTE_QUEUE_MAX ? -2 : queue_append(q, row, 1);
+	pthread_mutex_unlock(&q->mu);
+	if (rc == -2)
+		return al_error_set(err, 503, "M_UNKNOWN", "routes cannot be stored right now");
+	if (rc < 0)
+		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	return 0;
+}
+
+static void on_route_flush(evutil_socket_t fd, short what, void *arg)
+{
+	struct app *app = arg;
+	struct mesh_route_queue *q = app->mesh->routes;
+	struct al_error err = {0};
+	(void)fd;
+	(void)what;
+	pthread_mutex_lock(&q->mu);
+	size_t n = q->n;
+	pthread_mutex_unlock(&q->mu);
+	if (n)
+		routes_flush(q, app->maint_db, &err);
+}
+
 static void on_flush(evutil_socket_t fd, short what, void *arg)
 {
 	struct app *app = arg;
 	struct al_error err = {0};
 	(void)fd;
 	(void)what;
+	/* routes first: reputation events may name them */
+	routes_flush(app->mesh->routes, app->maint_db, &err);
 	mesh_flush(app->mesh->reg, app->maint_db, &err);
 }
 
@@ -192,10 +479,14 @@ int mesh_start(struct app *app)
 	/* sweep 4 times per window, at most every 250 ms */
 	int sw = app->cfg.mesh_online_window_s * 250;
 	struct timeval stv = {sw / 1000, (sw % 1000) * 1000};
+	struct timeval rtv = {0, MESH_ROUTE_FLUSH_MS * 1000};
+	st->routes = route_queue_new();
 	st->flush_ev = event_new(app->main_base, -1, EV_PERSIST, on_flush, app);
 	st->sweep_ev = event_new(app->main_base, -1, EV_PERSIST, on_sweep, app);
-	if (!st->flush_ev || !st->sweep_ev || event_add(st->flush_ev, &ftv) < 0 ||
-	    event_add(st->sweep_ev, &stv) < 0)
+	st->route_flush_ev = event_new(app->main_base, -1, EV_PERSIST, on_route_flush, app);
+	if (!st->routes || !st->flush_ev || !st->sweep_ev || !st->route_flush_ev ||
+	    event_add(st->flush_ev, &ftv) < 0 || event_add(st->sweep_ev, &stv) < 0 ||
+	    event_add(st->route_flush_ev, &rtv) < 0)
 		return -1;
 	return mesh_register_routes(app);
 }
@@ -210,6 +501,11 @@ void mesh_stop(struct app *app)
 		event_free(st->flush_ev);
 	if (st->sweep_ev)
 		event_free(st->sweep_ev);
+	if (st->route_flush_ev)
+		event_free(st->route_flush_ev);
+	if (st->routes && app->maint_db && app->maint_db->conn)
+		routes_flush(st->routes, app->maint_db, &err);
+	route_queue_free(st->routes);
 	if (st->reg && app->maint_db && app->maint_db->conn)
 		mesh_flush(st->reg, app->maint_db, &err);
 	mesh_registry_free(st->reg);
@@ -374,100 +670,66 @@ int mesh_nodes_public_json(struct app *app, struct db *db, const char *origin, c
 
 /* ---- routes ---- */
 
-static json_t *route_json(const struct mesh_cached_route *r, const char *src, const char *dst, int media,
-			  bool cached)
+/* A random (version 4) UUID, lower case. */
+static void route_uuid(char out[37])
 {
-	double f[6];
-	char exp[80];
-	mesh_route_factors(&r->pm, f);
-	time_t t = (time_t)(r->expires_ms / 1000);
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	snprintf(exp, sizeof(exp), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(r->expires_ms % 1000));
-	json_t *path = json_array();
-	for (int i = 0; i < r->n; i++)
-		json_array_append_new(path, json_string(r->node_ids[i]));
-	return json_pack(
-		"{s:s, s:s, s:s, s:o, s:i, s:s, s:s, s:f, s:f, s:f, s:{s:f, s:f, s:f, s:f, s:f, s:f, s:f,"
-		" s:f, s:i, s:b}, s:s, s:b}",
-		"route_id", r->route_id, "source_aura_id", src, "destination_aura_id", dst, "path_nodes",
-		path, "path_length", r->n, "route_type", r->n == 2 ? "direct_p2p" : "relay", "media_type",
-		mesh_media_name(media), "predicted_latency_ms", r->pm.latency_ms,
-		"predicted_bandwidth_mbps", r->pm.bandwidth_mbps, "ai_score", r->score,
-		"optimization_factors", "latency", f[0], "bandwidth", f[1], "reputation", f[2],
-		"hop_count", f[3], "aic_support", f[4], "uptime", f[5], "min_reputation",
-		r->pm.reputation, "min_uptime", r->pm.uptime, "hops", r->pm.links, "aic", r->pm.aic,
-		"expires_at", exp, "cached", cached);
+	unsigned char b[16];
+	randombytes_buf(b, sizeof(b));
+	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+	for (int i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			out[o++] = '-';
+		out[o++] = hex[b[i] >> 4];
+		out[o++] = hex[b[i] & 15];
+	}
+	out[o] = 0;
 }
 
-/* Search the registry (local nodes, and remote ones already fetched),
- * store a new route in mesh_routes and cache it; *out the reply. */
+static int64_t clock_us(clockid_t id)
+{
+	struct timespec ts;
+	clock_gettime(id, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Search the registry (local nodes, and remote ones already fetched); a
+ * new route gets its id here, is cached and queued for mesh_routes; *out
+ * the reply. No PostgreSQL unless the queue of rows is full. */
 static int route_find_store(struct app *app, struct db *db, const char *user_id, const char *src_aura,
 			    const char *dst_aura, int media, bool require_aic, json_t **out,
 			    struct al_error *err)
 {
 	struct mesh_registry *reg = app->mesh->reg;
-	struct mesh_cached_route r;
+	struct route_row row;
+	struct mesh_cached_route *r = &row.r;
 	struct mesh_find_stats st;
-	if (mesh_registry_find(reg, src_aura, dst_aura, media, require_aic, http_now_ms(), &r, &st, err) < 0)
+	/* the search's time: wall clock (with lock waits and preemption) and
+	 * this thread's CPU time (the computation alone) */
+	int64_t now = http_now_ms(), t0 = clock_us(CLOCK_MONOTONIC), c0 = clock_us(CLOCK_THREAD_CPUTIME_ID);
+	if (mesh_registry_find(reg, src_aura, dst_aura, media, require_aic, now, r, &st, err) < 0)
 		return -1;
+	int64_t search_us = clock_us(CLOCK_MONOTONIC) - t0, search_cpu_us = clock_us(CLOCK_THREAD_CPUTIME_ID) - c0;
 	if (!st.cached) {
-		char lat[32], bw[32], score[32], len[8], exp[32];
-		json_t *tmp = route_json(&r, src_aura, dst_aura, media, false);
-		json_t *factors = json_object_get(tmp, "optimization_factors");
-		/* kept for re-scoring the route after feedback (is_optimal) */
-		json_object_set_new(factors, "require_aic", json_boolean(require_aic));
-		char *fjson = json_dumps(factors, JSON_COMPACT);
-		json_decref(tmp);
-		struct mesh_pgarr path;
-		if (!fjson || mesh_pgarr_init(&path) < 0) {
-			free(fjson);
-			return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
-		}
-		for (int i = 0; i < r.n; i++)
-			mesh_pgarr_text(&path, r.node_ids[i]);
-		snprintf(lat, sizeof(lat), "%.6f", r.pm.latency_ms);
-		snprintf(bw, sizeof(bw), "%.6f", r.pm.bandwidth_mbps);
-		snprintf(score, sizeof(score), "%.6f", r.score);
-		snprintf(len, sizeof(len), "%d", r.n);
-		snprintf(exp, sizeof(exp), "%lld", (long long)r.expires_ms);
-		const char *p[13] = {src_aura,
-				     dst_aura,
-				     r.node_ids[0],
-				     r.node_ids[r.n - 1],
-				     mesh_pgarr_finish(&path),
-				     len,
-				     r.n == 2 ? "direct_p2p" : "relay",
-				     mesh_media_name(media),
-				     lat,
-				     bw,
-				     score,
-				     fjson,
-				     user_id};
-		PGresult *res = db_exec(
-			db, err,
-			"INSERT INTO mesh_routes (source_aura_id, destination_aura_id, source_node_id,"
-			" destination_node_id, path_nodes, path_length, route_type, media_type,"
-			" predicted_latency_ms, predicted_bandwidth_mbps, ai_score, optimization_factors,"
-			" is_optimal, requested_by, expires_at)"
-			" VALUES ($1, $2, $3::uuid, $4::uuid, $5::uuid[], $6::int, $7, $8, $9::real,"
-			"  $10::real, $11::real, $12::jsonb, false, $13, now() + interval '5 minutes')"
-			" RETURNING route_id::text, (extract(epoch from expires_at) * 1000)::bigint",
-			13, p);
-		mesh_pgarr_free(&path);
-		free(fjson);
-		if (!res)
+		route_uuid(r->route_id);
+		snprintf(row.src, sizeof(row.src), "%s", src_aura);
+		snprintf(row.dst, sizeof(row.dst), "%s", dst_aura);
+		snprintf(row.user_id, sizeof(row.user_id), "%s", user_id);
+		row.media = media;
+		row.require_aic = require_aic;
+		row.created_ms = now;
+		if (route_enqueue(app->mesh->routes, db, &row, err) < 0)
 			return -1;
-		snprintf(r.route_id, sizeof(r.route_id), "%s", PQgetvalue(res, 0, 0));
-		r.expires_ms = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-		PQclear(res);
-		mesh_registry_cache_put(reg, src_aura, dst_aura, media, require_aic, &r);
+		mesh_registry_cache_put(reg, src_aura, dst_aura, media, require_aic, r);
 	}
-	*out = route_json(&r, src_aura, dst_aura, media, st.cached);
+	*out = route_json(r, src_aura, dst_aura, media, st.cached);
 	if (*out) {
 		json_object_set_new(*out, "relays_considered", json_integer((json_int_t)st.relays_considered));
 		json_object_set_new(*out, "paths_evaluated", json_integer((json_int_t)st.paths_evaluated));
+		json_object_set_new(*out, "search_us", json_integer((json_int_t)search_us));
+		json_object_set_new(*out, "search_cpu_us", json_integer((json_int_t)search_cpu_us));
 	}
 	return *out ? 0 : al_error_set(err, 500, "M_UNKNOWN", "out of memory");
 }
@@ -570,27 +832,23 @@ void mesh_route_find(struct app *app, struct db *db, const char *user_id, const 
 {
 	struct al_error err = {0};
 	json_t *out = NULL;
-	/* one query: the caller's AuraID, and whether the destination's is ours */
-	const char *p[2] = {user_id, dst_aura};
-	PGresult *res = db_exec(db, &err,
-				"SELECT (SELECT aura_id FROM aura_id_registry WHERE user_id = $1 AND status = 'active'),"
-				" EXISTS (SELECT 1 FROM aura_id_registry WHERE lower(aura_id) = lower($2)"
-				"  AND status = 'active')",
-				2, p);
-	if (!res) {
+	/* the caller's AuraID and whether the destination's is ours, from the
+	 * AuraID cache (PostgreSQL only on a miss) */
+	char src_stored[AURA_ID_MAX], src_owner[256], dst_stored[AURA_ID_MAX], dst_owner[256];
+	int mine = aura_id_lookup_active(app, db, src_aura, src_stored, src_owner, &err);
+	int local = mine > 0 ? aura_id_lookup_active(app, db, dst_aura, dst_stored, dst_owner, &err) : 0;
+	if (mine < 0 || local < 0) {
 		cb(arg, NULL, &err);
 		return;
 	}
-	bool mine = !PQgetisnull(res, 0, 0) && !strcmp(PQgetvalue(res, 0, 0), src_aura);
-	bool local = tf(PQgetvalue(res, 0, 1));
-	PQclear(res);
-	if (!mine) {
+	if (!mine || strcmp(src_owner, user_id) || strcmp(src_stored, src_aura)) {
 		al_error_set(&err, 403, "M_FORBIDDEN", "source_aura_id: not your AuraID");
 		cb(arg, NULL, &err);
 		return;
 	}
 	if (local) {
-		int rc = route_find_store(app, db, user_id, src_aura, dst_aura, media, require_aic, &out, &err);
+		/* the stored spelling: the registry's key for her nodes */
+		int rc = route_find_store(app, db, user_id, src_aura, dst_stored, media, require_aic, &out, &err);
 		cb(arg, rc < 0 ? NULL : out, &err);
 		return;
 	}
@@ -649,6 +907,9 @@ int mesh_route_performance(struct app *app, struct db *db, const char *user_id, 
 			    num_or_null(b[2], sizeof(b[2]), pf->packet_loss_rate),
 			    num_or_null(b[3], sizeof(b[3]), pf->jitter_ms),
 			    ok ? "1" : "0"};
+	/* a route answered moments ago may still wait for its row */
+	if (route_pending(app->mesh->routes, route_id) && routes_flush(app->mesh->routes, db, err) < 0)
+		return -1;
 	/* Running means of the actuals over the reports that carried them;
 	 * usage_count counts reports, success_rate = successes / reports. */
 	PGresult *res = db_exec(
@@ -736,9 +997,11 @@ int mesh_route_performance(struct app *app, struct db *db, const char *user_id, 
 	return 0;
 }
 
-int mesh_route_analytics(struct db *db, const char *user_id, int hours, json_t **out,
+int mesh_route_analytics(struct app *app, struct db *db, const char *user_id, int hours, json_t **out,
 			 struct al_error *err)
 {
+	if (routes_flush(app->mesh->routes, db, err) < 0)
+		return -1;
 	char h[16];
 	snprintf(h, sizeof(h), "%d", hours);
 	const char *p[2] = {user_id, h};

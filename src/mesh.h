@@ -20,9 +20,12 @@
 #include "error.h"
 #include "mesh_registry.h"
 
+struct mesh_route_queue; /* mesh_routes rows waiting for their batch (mesh.c) */
+
 struct mesh_state {
 	struct mesh_registry *reg;
-	struct event *flush_ev, *sweep_ev;
+	struct mesh_route_queue *routes;
+	struct event *flush_ev, *sweep_ev, *route_flush_ev;
 	struct app *app;
 };
 
@@ -62,7 +65,14 @@ int mesh_nodes_public_json(struct app *app, struct db *db, const char *origin, c
  * MESH_REMOTE_TTL_MS (so later calls within that time ask nobody) and the
  * normal search runs. 404 M_NOT_FOUND when the AuraID is unknown, private,
  * not shared with this server or has no usable node; 502 when its server
- * did not answer or sent invalid records.
+ * did not answer or sent invalid records. Both AuraIDs come from the
+ * AuraID cache and the search from the registry, so a route to a local
+ * destination queries PostgreSQL only on a cache miss: a new route gets
+ * its route_id here and its mesh_routes row is written in a batch within
+ * about 50 ms (the route's performance report and the analytics write
+ * waiting rows first); a cached route touches nothing. The reply carries
+ * relays_considered, paths_evaluated, search_us and search_cpu_us (wall
+ * clock and CPU time of this thread in mesh_registry_find, microseconds).
  * cb runs exactly once with the route (owned by cb) or NULL and err: before
  * mesh_route_find returns when no federation is needed, otherwise later on
  * base's loop. db must be usable on base's thread (a worker's own
@@ -82,7 +92,7 @@ struct mesh_performance {
 bool mesh_performance_success(const struct mesh_performance *p);
 int mesh_route_performance(struct app *app, struct db *db, const char *user_id, const char *route_id,
 			   const struct mesh_performance *p, json_t **out, struct al_error *err);
-int mesh_route_analytics(struct db *db, const char *user_id, int hours, json_t **out,
+int mesh_route_analytics(struct app *app, struct db *db, const char *user_id, int hours, json_t **out,
 			 struct al_error *err);
 
 /* For abuse.c: an admin confirmed a report against node_id; lowers its

@@ -123,8 +123,9 @@ def test_full_call_ringing_answer_hangup(server):
     # the route, chosen by the mesh engine for the caller
     route_id = wait_for(lambda: row(server, call_id, "route_id::text")[0])
     assert route_id
-    assert server.sql("SELECT source_aura_id, destination_aura_id, requested_by, path_nodes::text[] "
-                      "FROM mesh_routes WHERE route_id = %s", route_id) == [
+    # its mesh_routes row is written in a batch shortly after
+    assert wait_for(lambda: server.sql("SELECT source_aura_id, destination_aura_id, requested_by, path_nodes::text[] "
+                                       "FROM mesh_routes WHERE route_id = %s", route_id)) == [
         (alice.aura, bob.aura, alice.user_id, [na, nb])]
     # candidates change nothing; the answer connects
     alice.call_event(room, "m.call.candidates", {"call_id": call_id, "party_id": "caller-dev", "version": "1",
@@ -392,8 +393,8 @@ def test_outbound_call_to_a_remote_callee(make_server):
     route_id = wait_for(lambda: row(a, "c-out", "route_id::text")[0], timeout=15)
     assert route_id, a.read_log()[-3000:]
     assert row(a, "c-out", "callee_aura_id") == (bob.aura,)
-    assert a.sql("SELECT destination_aura_id, path_nodes::text[], media_type FROM mesh_routes WHERE route_id = %s",
-                 route_id) == [(bob.aura, [na, nb], "video")]
+    assert wait_for(lambda: a.sql("SELECT destination_aura_id, path_nodes::text[], media_type FROM mesh_routes"
+                                  " WHERE route_id = %s", route_id)) == [(bob.aura, [na, nb], "video")]
     # B records the same route on its row
     assert wait_for(lambda: row(b, "c-out", "route_id::text")[0] == route_id, timeout=30), a.read_log()[-3000:]
     edu = b.sql("SELECT origin, content FROM federation_routes_received WHERE call_id = 'c-out'")

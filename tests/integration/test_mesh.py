@@ -293,6 +293,11 @@ def test_find_bad_inputs_and_analytics(mesh_server):
     assert an["avg_success_rate"] == 0.5
     assert a.get("/routes/analytics", params={"hours": "x"}).status_code == 400
     assert b.get("/routes/analytics").json()["total_routes"] == 0
+    # the destination in any case: her stored spelling, her nodes
+    r = a.post("/routes/find-optimal", {"source_aura_id": a.aura, "destination_aura_id": b.aura.upper()[:-5] + ".aura",
+                                        "media_type": "video"})
+    assert r.status_code == 200, r.text
+    assert r.json()["destination_aura_id"] == b.aura and r.json()["search_us"] >= 0
 
 
 def test_restart_rebuilds_registry(mesh_server):
@@ -300,7 +305,14 @@ def test_restart_rebuilds_registry(mesh_server):
     n = u.register(node_type="relay")
     time.sleep(0.25)
     assert u.beat(n["node_id"], current_connections=4).status_code == 200
+    # a route answered just before the shutdown is written by it
+    v = User(mesh_server, "phoenixpeer")
+    v.register(latitude=35.68, longitude=139.69)
+    r = u.post("/routes/find-optimal", {"source_aura_id": u.aura, "destination_aura_id": v.aura})
+    assert r.status_code == 200, r.text
     assert mesh_server.stop() == 0
+    assert mesh_server.sql("SELECT requested_by FROM mesh_routes WHERE route_id = %s",
+                           r.json()["route_id"]) == [(u.user_id,)]
     mesh_server.start()
     j = u.get("/nodes/" + n["node_id"]).json()
     assert j["node_type"] == "relay" and j["current_connections"] == 4
@@ -392,7 +404,9 @@ def test_is_optimal_judged_after_feedback(mesh_server):
     # not judged before a latency is reported
     direct = find()
     assert direct["route_type"] == "direct_p2p"
-    assert mesh_server.sql("SELECT is_optimal FROM mesh_routes WHERE route_id = %s", direct["route_id"]) == [(False,)]
+    # the row is written in a batch shortly after the answer
+    assert wait_for(lambda: mesh_server.sql("SELECT is_optimal FROM mesh_routes WHERE route_id = %s",
+                                            direct["route_id"])) == [(False,)]
     an = a.get("/routes/analytics").json()
     assert an["optimal_routes"] == 0 and an["optimal_share"] == 0
     # the direct path turns out slow: re-scored with 250 ms it is far below

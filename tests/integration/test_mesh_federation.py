@@ -3,6 +3,7 @@ another server resolves it through federation, fetches its owner's online
 nodes with org.auralink.mesh_nodes and routes to them; the serving side
 respects the owner's privacy and federation settings. Two real servers on
 loopback sharing the test CA."""
+import time
 import urllib.parse
 
 import requests
@@ -83,6 +84,10 @@ def test_route_to_a_remote_aura_id(make_server):
     assert rt["route_type"] == "direct_p2p" and rt["destination_server"] == b.server_name
     assert rt["destination_aura_id"] == bob.aura and 0 <= rt["ai_score"] <= 100
     assert rt["predicted_latency_ms"] > 0
+    # the row is written in a batch shortly after the answer
+    deadline = time.time() + 6
+    while not a.sql("SELECT 1 FROM mesh_routes WHERE route_id = %s", rt["route_id"]) and time.time() < deadline:
+        time.sleep(0.05)
     assert a.sql("SELECT destination_node_id::text, destination_aura_id FROM mesh_routes WHERE route_id = %s",
                  rt["route_id"]) == [(nb["node_id"], bob.aura)]
     assert mesh_queries(b) == 1
