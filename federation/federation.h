@@ -49,6 +49,11 @@ int federation_resolve_aura_id(struct app *app, const char *aura_id, struct even
  * (at the latest on its next tick). */
 int fed_sender_enqueue_edu(struct db *db, const char *destination, const char *edu_type,
 			   json_t *content, struct al_error *err);
+/* Queue a PDU (its "unsigned" member left out) for each destination, in
+ * the caller's transaction. The transaction that carries it is sent once
+ * the caller committed and the sender woke. */
+int fed_sender_enqueue_pdu(struct db *db, const char *const *destinations, int n, const json_t *pdu,
+			   struct al_error *err);
 /* Wake the sender now (after the caller's transaction committed). */
 void federation_sender_wake(struct app *app);
 
