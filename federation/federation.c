@@ -15,6 +15,12 @@ struct federation *fed_of(struct app *app)
 	return app->federation;
 }
 
+void federation_set_notify(struct app *app, federation_notify_fn fn)
+{
+	if (app->federation)
+		app->federation->notify = fn;
+}
+
 bool federation_is_local(struct app *app, const char *server_name)
 {
 	return server_name && strcasecmp(server_name, app->cfg.server_name) == 0;

@@ -24,6 +24,11 @@ void federation_stop(struct app *app);
 /* After the workers stopped: free everything (stop_modules). */
 void federation_free(struct app *app);
 
+/* Called (any thread) after events from other servers were stored, so
+ * that parked /sync requests wake up. Set after federation_start. */
+typedef void (*federation_notify_fn)(struct app *app);
+void federation_set_notify(struct app *app, federation_notify_fn fn);
+
 /* True when server_name is this server. */
 bool federation_is_local(struct app *app, const char *server_name);
 

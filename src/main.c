@@ -141,6 +141,7 @@ static int start_modules(struct app *app)
 	rc |= mesh_start(app);
 	rc |= federation_start(app);
 	rc |= rooms_start(app);
+	federation_set_notify(app, sync_notify);
 	return rc ? -1 : 0;
 }
 

@@ -82,6 +82,44 @@ int room_dag_group_states(struct db *db, const int64_t *groups, int n, json_t **
 	return 0;
 }
 
+json_t *room_dag_group_lookup(struct db *db, int64_t group, const char *const *keys, int n, struct al_error *err)
+{
+	json_t *pairs = json_array();
+	for (int i = 0; i < n; i++) {
+		char buf[ROOM_AUTH_KEY_MAX + 1];
+		const char *type, *sk;
+		if (split_key(keys[i], buf, sizeof(buf), &type, &sk) == 0)
+			json_array_append_new(pairs, json_pack("[s, s]", type, sk));
+	}
+	char *text = pairs ? cjson_encode(pairs, NULL, err) : NULL;
+	json_decref(pairs);
+	if (!text)
+		return NULL;
+	char g[24];
+	fmt_i64(g, sizeof(g), group);
+	const char *p[] = {g, text};
+	PGresult *r = db_exec(db, err,
+			      "WITH RECURSIVE g(id, lvl) AS (SELECT $1::bigint, 0 UNION ALL "
+			      "SELECT s.prev_group, g.lvl + 1 FROM state_groups s JOIN g ON s.id = g.id "
+			      "WHERE s.prev_group IS NOT NULL) "
+			      "SELECT DISTINCT ON (e.type, e.state_key) e.type, e.state_key, e.event_id "
+			      "FROM state_group_edits e JOIN g ON e.state_group = g.id "
+			      "WHERE (e.type, e.state_key) IN (SELECT x->>0, x->>1 FROM jsonb_array_elements($2::jsonb) x) "
+			      "ORDER BY e.type, e.state_key, g.lvl",
+			      2, p);
+	free(text);
+	if (!r)
+		return NULL;
+	json_t *out = json_object();
+	for (int i = 0; i < PQntuples(r); i++) {
+		char k[ROOM_AUTH_KEY_MAX + 1];
+		if (room_auth_key(PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), k, sizeof(k)) == 0)
+			json_object_set_new(out, k, json_string(PQgetvalue(r, i, 2)));
+	}
+	PQclear(r);
+	return out;
+}
+
 int room_dag_chain_len(struct db *db, int64_t group, struct al_error *err)
 {
 	char g[24];
@@ -164,6 +202,68 @@ int64_t room_dag_new_group(struct db *db, const char *room_id, json_t *state, in
 	PQclear(r);
 	if (chain_len)
 		*chain_len = delta ? prev_chain_len + 1 : 0;
+	return id;
+}
+
+int room_dag_set_current_key(struct db *db, const char *room_id, const char *type, const char *state_key,
+			     const char *event_id, int64_t group, int64_t stream, struct al_error *err)
+{
+	char g[24], s[24];
+	fmt_i64(g, sizeof(g), group);
+	fmt_i64(s, sizeof(s), stream);
+	const char *p[] = {room_id, type, state_key, event_id, g, s};
+	PGresult *r = db_exec(
+		db, err,
+		"WITH c AS (INSERT INTO current_state (room_id, type, state_key, event_id) "
+		"VALUES ($1::text, $2::text, $3::text, $4::text) ON CONFLICT (room_id, type, state_key) "
+		"DO UPDATE SET event_id = EXCLUDED.event_id), "
+		"m AS (INSERT INTO room_memberships (room_id, user_id, membership, event_id, stream_ordering) "
+		"SELECT $1::text, $3::text, ev.json::jsonb->'content'->>'membership', $4::text, $6::bigint "
+		"FROM events ev WHERE ev.event_id = $4::text AND $2::text = 'm.room.member' "
+		"AND ev.json::jsonb->'content'->>'membership' IN ('join', 'invite', 'leave', 'ban', 'knock') "
+		"ON CONFLICT (room_id, user_id) DO UPDATE SET membership = EXCLUDED.membership, "
+		"event_id = EXCLUDED.event_id, stream_ordering = EXCLUDED.stream_ordering, forgotten = false) "
+		"UPDATE rooms SET state_group = $5::bigint WHERE room_id = $1::text",
+		6, p);
+	if (!r)
+		return -1;
+	PQclear(r);
+	return 0;
+}
+
+int64_t room_dag_group_add(struct db *db, const char *room_id, int64_t prev_group, const char *type,
+			   const char *state_key, const char *event_id, struct al_error *err)
+{
+	int cl = prev_group > 0 ? room_dag_chain_len(db, prev_group, err) : 0;
+	if (cl < 0)
+		return 0;
+	bool snapshot = prev_group <= 0 || cl + 1 >= ROOM_SNAPSHOT_INTERVAL;
+	char prev[24], len[24];
+	fmt_i64(prev, sizeof(prev), prev_group);
+	fmt_i64(len, sizeof(len), snapshot ? 0 : cl + 1);
+	const char *p[] = {room_id, prev, len, type, state_key, event_id};
+	PGresult *r = db_exec(
+		db, err,
+		snapshot ? "WITH RECURSIVE c(id, lvl) AS (SELECT $2::bigint, 0 UNION ALL "
+			   "SELECT s.prev_group, c.lvl + 1 FROM state_groups s JOIN c ON s.id = c.id "
+			   "WHERE s.prev_group IS NOT NULL), "
+			   "old AS (SELECT DISTINCT ON (e.type, e.state_key) e.type, e.state_key, e.event_id "
+			   "FROM state_group_edits e JOIN c ON e.state_group = c.id ORDER BY e.type, e.state_key, c.lvl), "
+			   "g AS (INSERT INTO state_groups (room_id, prev_group, chain_len) "
+			   "VALUES ($1::text, NULL, $3::int) RETURNING id), "
+			   "x AS (INSERT INTO state_group_edits (state_group, type, state_key, event_id) "
+			   "SELECT g.id, o.type, o.state_key, o.event_id FROM old o, g "
+			   "WHERE NOT (o.type = $4::text AND o.state_key = $5::text) "
+			   "UNION ALL SELECT g.id, $4::text, $5::text, $6::text FROM g) SELECT id FROM g"
+			 : "WITH g AS (INSERT INTO state_groups (room_id, prev_group, chain_len) "
+			   "VALUES ($1::text, $2::bigint, $3::int) RETURNING id), "
+			   "x AS (INSERT INTO state_group_edits (state_group, type, state_key, event_id) "
+			   "SELECT g.id, $4::text, $5::text, $6::text FROM g) SELECT id FROM g",
+		6, p);
+	if (!r)
+		return 0;
+	int64_t id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
 	return id;
 }
 

@@ -19,6 +19,7 @@
 #include "event.h"
 
 #define ROOM_DAG_MAX_GROUPS 32 /* state groups resolved at once (forward extremities) */
+#define ROOM_DAG_MAX_GROUPS_STR "32"
 
 /* The state map of each of n groups, into out[0..n) (new references). */
 int room_dag_group_states(struct db *db, const int64_t *groups, int n, json_t **out, struct al_error *err);
@@ -30,6 +31,14 @@ int room_dag_group_states(struct db *db, const int64_t *groups, int n, json_t **
 int64_t room_dag_new_group(struct db *db, const char *room_id, json_t *state, int64_t prev_group,
 			   json_t *prev_state, int prev_chain_len, int *chain_len, struct al_error *err);
 
+/* Only the given keys (room_auth keys) of group's state: a state map. */
+json_t *room_dag_group_lookup(struct db *db, int64_t group, const char *const *keys, int n, struct al_error *err);
+
+/* The group after a state event: prev_group with (type, state_key) ->
+ * event_id, a snapshot when the chain grew long. 0 on error. */
+int64_t room_dag_group_add(struct db *db, const char *room_id, int64_t prev_group, const char *type,
+			   const char *state_key, const char *event_id, struct al_error *err);
+
 /* The chain length of group (0 for a snapshot); -1 on error. */
 int room_dag_chain_len(struct db *db, int64_t group, struct al_error *err);
 
@@ -39,6 +48,12 @@ int room_dag_chain_len(struct db *db, int64_t group, struct al_error *err);
  * set. */
 int room_dag_set_current(struct db *db, const char *room_id, json_t *state, int64_t group, int64_t stream,
 			 struct al_error *err);
+
+/* current_state[type, state_key] = event_id (and the membership when it is
+ * a member event), rooms.state_group = group: the current state moved by
+ * one event. */
+int room_dag_set_current_key(struct db *db, const char *room_id, const char *type, const char *state_key,
+			     const char *event_id, int64_t group, int64_t stream, struct al_error *err);
 
 /* The room's current state map. */
 json_t *room_dag_current_state(struct db *db, const char *room_id, struct al_error *err);

@@ -1,0 +1,566 @@
+/* fed_pdu.c - PDUs received from other servers: the signatures and content
+ * hash of each event (spec "Validating hashes and signatures on received
+ * events"), with the signing keys fetched asynchronously first, and the
+ * pipeline of an inbound transaction's PDUs: verify, store through
+ * room_remote, fill gaps (get_missing_events for unknown prev_events,
+ * event_auth for unknown auth events, once per room and transaction),
+ * answer with a result per PDU. Runs on the receiving worker's loop with
+ * its database connection; never blocks on the network. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cjson.h"
+#include "fed_internal.h"
+#include "keys.h"
+#include "log.h"
+#include "room_remote.h"
+#include "sign.h"
+
+#define FETCH_MAX_SERVERS 32
+#define GME_LIMIT 20
+#define EVENT_AUTH_MAX_FETCHES 5
+#define FETCH_TIMEOUT_MS 10000
+
+/* ---- signatures ---- */
+
+/* The servers whose signatures an event needs: its sender's (and for a
+ * restricted join, the authorising server's). */
+static int needed_servers(const struct event_rules *r, const json_t *pdu, const char **out, int max)
+{
+	int n = 0;
+	const char *sender = json_string_value(json_object_get(pdu, "sender"));
+	const char *s = sender ? strchr(sender, ':') : NULL;
+	if (s && n < max)
+		out[n++] = s + 1;
+	const char *type = json_string_value(json_object_get(pdu, "type"));
+	json_t *c = json_object_get(pdu, "content");
+	const char *via = json_string_value(json_object_get(c, "join_authorised_via_users_server"));
+	const char *m = json_string_value(json_object_get(c, "membership"));
+	if (r->restricted && type && strcmp(type, "m.room.member") == 0 && m && strcmp(m, "join") == 0 && via) {
+		const char *v = strchr(via, ':');
+		if (v && n < max && (!s || strcmp(v + 1, s + 1) != 0))
+			out[n++] = v + 1;
+	}
+	return n;
+}
+
+/* Does server have a signature on pdu made with a key we can check? */
+static bool key_known(struct federation *fed, const char *server, const json_t *pdu)
+{
+	if (federation_is_local(fed->app, server))
+		return true;
+	json_t *sigs = json_object_get(json_object_get(pdu, "signatures"), server);
+	int64_t ts = json_integer_value(json_object_get(pdu, "origin_server_ts"));
+	const char *kid;
+	json_t *v;
+	json_object_foreach(sigs, kid, v)
+	{
+		unsigned char pk[32];
+		if (fed_keys_lookup(fed->keys, server, kid, ts, pk) == FED_KEY_OK)
+			return true;
+	}
+	return false;
+}
+
+int fed_pdu_verify(struct federation *fed, const struct event_rules *r, const json_t *pdu, json_t **verified,
+		   char *why, size_t whylen)
+{
+	*verified = NULL;
+	const char *servers[2];
+	int ns = needed_servers(r, pdu, servers, 2);
+	if (ns == 0) {
+		snprintf(why, whylen, "no sender");
+		return -1;
+	}
+	json_t *red = event_redact(pdu, r);
+	if (!red) {
+		snprintf(why, whylen, "cannot redact");
+		return -1;
+	}
+	int64_t ts = json_integer_value(json_object_get(pdu, "origin_server_ts"));
+	for (int i = 0; i < ns; i++) {
+		json_t *sigs = json_object_get(json_object_get(pdu, "signatures"), servers[i]);
+		int good = 0, badsig = 0;
+		const char *kid;
+		json_t *v;
+		json_object_foreach(sigs, kid, v)
+		{
+			unsigned char pk[32];
+			bool have = false;
+			if (federation_is_local(fed->app, servers[i]))
+				have = keys_lookup_own(fed->app->keys, kid, pk) == 0;
+			else
+				have = fed_keys_lookup(fed->keys, servers[i], kid, ts, pk) == FED_KEY_OK;
+			if (!have)
+				continue; /* unknown or expired keys are skipped */
+			struct al_error e = {0};
+			if (sign_verify_json(red, servers[i], kid, pk, &e) == 0)
+				good++;
+			else
+				badsig++;
+		}
+		if (badsig > 0 || good == 0) {
+			snprintf(why, whylen, "%s signature of %s", badsig ? "bad" : "no valid", servers[i]);
+			json_decref(red);
+			return -1;
+		}
+	}
+	struct al_error e = {0};
+	if (event_check_content_hash(pdu, &e) == 0) {
+		*verified = json_incref((json_t *)pdu);
+		json_decref(red);
+	} else {
+		/* spec: treat it as the redacted copy we computed */
+		log_info("fed_pdu", "content hash mismatch: redacting sender=%s type=%s",
+			 json_string_value(json_object_get(pdu, "sender")), json_string_value(json_object_get(pdu, "type")));
+		*verified = red;
+	}
+	return 0;
+}
+
+/* ---- key fetching for a batch ---- */
+
+struct keys_job {
+	void (*cb)(void *arg);
+	void *arg;
+	int pending;
+};
+
+static void keys_one_done(void *arg, bool ok)
+{
+	(void)ok;
+	struct keys_job *j = arg;
+	if (--j->pending == 0) {
+		j->cb(j->arg);
+		free(j);
+	}
+}
+
+int fed_pdus_fetch_keys(struct federation *fed, struct event_base *base, json_t *pdus, const char *version,
+			void (*cb)(void *arg), void *arg)
+{
+	struct event_rules r;
+	if (event_rules_for(version, &r) < 0)
+		event_rules_for("11", &r);
+	char names[FETCH_MAX_SERVERS][256];
+	int nn = 0;
+	size_t i;
+	json_t *p;
+	json_array_foreach(pdus, i, p)
+	{
+		const char *servers[2];
+		int ns = needed_servers(&r, p, servers, 2);
+		for (int k = 0; k < ns; k++) {
+			if (key_known(fed, servers[k], p))
+				continue;
+			bool dup = false;
+			for (int q = 0; q < nn && !dup; q++)
+				dup = strcasecmp(names[q], servers[k]) == 0;
+			if (!dup && nn < FETCH_MAX_SERVERS && strlen(servers[k]) < 256)
+				snprintf(names[nn++], 256, "%s", servers[k]);
+		}
+	}
+	struct keys_job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return -1;
+	j->cb = cb;
+	j->arg = arg;
+	j->pending = 1;
+	for (int k = 0; k < nn; k++) {
+		j->pending++;
+		if (fed_keys_fetch(fed, names[k], base, keys_one_done, j) < 0)
+			j->pending--;
+	}
+	keys_one_done(j, true); /* runs cb now when nothing was started */
+	return 0;
+}
+
+/* ---- an inbound transaction's PDUs ---- */
+
+enum item_state { IT_VERIFY, IT_PENDING, IT_DONE };
+
+struct txn_job {
+	struct federation *fed;
+	struct http_worker *w;
+	char origin[256];
+	json_t *items;   /* array of objects, see add_item */
+	json_t *results; /* event_id -> {} or {error} */
+	json_t *tried;   /* room_id -> true: gaps asked for once */
+	int pending;
+	int fetches;
+	bool accepted_any;
+	fed_pdu_done_fn cb;
+	void *arg;
+};
+
+static void job_run(struct txn_job *j);
+
+static struct room_ctx ctx_of(struct txn_job *j)
+{
+	struct room_ctx c = {.db = &j->w->db, .keys = j->fed->app->keys};
+	return c;
+}
+
+static void result(struct txn_job *j, json_t *it, const char *error)
+{
+	json_object_set_new(it, "state", json_integer(IT_DONE));
+	if (json_is_true(json_object_get(it, "fetched")))
+		return;
+	const char *id = json_string_value(json_object_get(it, "event_id"));
+	if (!id)
+		return;
+	json_object_set_new(j->results, id, error ? json_pack("{s:s}", "error", error) : json_object());
+}
+
+/* flags of an item: fetched (by get_missing_events), outlier (from
+ * event_auth). */
+static void add_item(struct txn_job *j, json_t *pdu, bool fetched, bool outlier, json_t *versions)
+{
+	const char *room_id = json_string_value(json_object_get(pdu, "room_id"));
+	json_t *it = json_pack("{s:O, s:b, s:b, s:i}", "pdu", pdu, "fetched", fetched, "outlier", outlier, "state",
+			       IT_VERIFY);
+	json_array_append_new(j->items, it);
+	const char *version = room_id ? json_string_value(json_object_get(versions, room_id)) : NULL;
+	struct event_rules r;
+	struct al_error err = {0};
+	char id[EVENT_ID_MAX];
+	if (!version) {
+		if (!fetched) {
+			/* without the room's version the ID is computed as in the
+			 * current versions (or taken from the event) */
+			const char *given = json_string_value(json_object_get(pdu, "event_id"));
+			event_rules_for("11", &r);
+			if (given && strlen(given) < sizeof(id))
+				snprintf(id, sizeof(id), "%s", given);
+			else if (event_compute_id(pdu, &r, id, sizeof(id), &err) < 0)
+				snprintf(id, sizeof(id), "pdu_%zu", json_array_size(j->items));
+			json_object_set_new(it, "event_id", json_string(id));
+			result(j, it, "unknown room");
+		}
+		json_object_set_new(it, "state", json_integer(IT_DONE));
+		return;
+	}
+	json_object_set_new(it, "version", json_string(version));
+	event_rules_for(version, &r);
+	if (event_compute_id(pdu, &r, id, sizeof(id), &err) < 0) {
+		json_object_set_new(it, "state", json_integer(IT_DONE));
+		return;
+	}
+	json_object_set_new(it, "event_id", json_string(id));
+	if (room_pdu_check_format(&r, pdu, &err) < 0) {
+		result(j, it, err.message);
+		return;
+	}
+	if (!room_remote_version_supported(version))
+		result(j, it, "unsupported room version");
+}
+
+/* The versions of the rooms of pdus, in one query. */
+static json_t *room_versions(struct txn_job *j, json_t *pdus)
+{
+	json_t *out = json_object();
+	json_t *ids = json_array();
+	size_t i;
+	json_t *p;
+	json_array_foreach(pdus, i, p)
+	{
+		const char *room = json_string_value(json_object_get(p, "room_id"));
+		if (room && strlen(room) <= 255)
+			json_array_append_new(ids, json_string(room));
+	}
+	char *text = cjson_encode(ids, NULL, NULL);
+	json_decref(ids);
+	if (!text)
+		return out;
+	struct al_error err = {0};
+	const char *params[] = {text};
+	PGresult *r = db_exec(&j->w->db, &err,
+			      "SELECT room_id, room_version FROM rooms WHERE room_id IN "
+			      "(SELECT jsonb_array_elements_text($1::jsonb))",
+			      1, params);
+	free(text);
+	if (!r)
+		return out;
+	for (int k = 0; k < PQntuples(r); k++)
+		json_object_set_new(out, PQgetvalue(r, k, 0), json_string(PQgetvalue(r, k, 1)));
+	PQclear(r);
+	return out;
+}
+
+static void job_finish(struct txn_job *j)
+{
+	/* PDUs never decided (should not happen) */
+	size_t i;
+	json_t *it;
+	json_array_foreach(j->items, i, it)
+	{
+		if (json_integer_value(json_object_get(it, "state")) != IT_DONE)
+			result(j, it, "not processed");
+	}
+	if (j->accepted_any && j->fed->notify)
+		j->fed->notify(j->fed->app);
+	j->cb(j->arg, j->results);
+	json_decref(j->items);
+	json_decref(j->results);
+	json_decref(j->tried);
+	free(j);
+}
+
+static void verify_items(struct txn_job *j)
+{
+	size_t i;
+	json_t *it;
+	json_array_foreach(j->items, i, it)
+	{
+		if (json_integer_value(json_object_get(it, "state")) != IT_VERIFY)
+			continue;
+		struct event_rules r;
+		event_rules_for(json_string_value(json_object_get(it, "version")), &r);
+		json_t *verified = NULL;
+		char why[300];
+		if (fed_pdu_verify(j->fed, &r, json_object_get(it, "pdu"), &verified, why, sizeof(why)) < 0) {
+			log_info("fed_pdu", "dropped origin=%s event_id=%s: %s", j->origin,
+				 json_string_value(json_object_get(it, "event_id")), why);
+			result(j, it, why);
+			continue;
+		}
+		json_object_set_new(it, "pdu", verified);
+		json_object_set_new(it, "state", json_integer(IT_PENDING));
+	}
+}
+
+static void keys_ready(void *arg)
+{
+	struct txn_job *j = arg;
+	verify_items(j);
+	job_run(j);
+}
+
+/* Collect the PDUs awaiting verification and fetch the keys they need. */
+static void verify_then_run(struct txn_job *j)
+{
+	json_t *pdus = json_array();
+	size_t i;
+	json_t *it;
+	const char *version = "11";
+	json_array_foreach(j->items, i, it)
+	{
+		if (json_integer_value(json_object_get(it, "state")) == IT_VERIFY) {
+			json_array_append(pdus, json_object_get(it, "pdu"));
+			version = json_string_value(json_object_get(it, "version"));
+		}
+	}
+	int rc = fed_pdus_fetch_keys(j->fed, j->w->base, pdus, version, keys_ready, j);
+	json_decref(pdus);
+	if (rc < 0)
+		keys_ready(j);
+}
+
+static int depth_order(const void *a, const void *b)
+{
+	json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
+	json_int_t dx = json_integer_value(json_object_get(json_object_get(x, "pdu"), "depth"));
+	json_int_t dy = json_integer_value(json_object_get(json_object_get(y, "pdu"), "depth"));
+	return dx < dy ? -1 : dx > dy;
+}
+
+struct fetch_ctx {
+	struct txn_job *j;
+	char room_id[256];
+	bool outliers;
+};
+
+static void fetched(const struct fed_response *resp, void *arg)
+{
+	struct fetch_ctx *fc = arg;
+	struct txn_job *j = fc->j;
+	if (resp->status == 200 && resp->body) {
+		json_t *list = json_object_get(resp->body, fc->outliers ? "auth_chain" : "events");
+		json_t *versions = json_object();
+		struct al_error err = {0};
+		char version[4];
+		if (room_remote_room_version(&j->w->db, fc->room_id, version, &err) == 0)
+			json_object_set_new(versions, fc->room_id, json_string(version));
+		size_t i;
+		json_t *p;
+		json_array_foreach(list, i, p)
+		{
+			if (i >= (fc->outliers ? 200 : GME_LIMIT))
+				break;
+			if (json_is_object(p) && json_string_value(json_object_get(p, "room_id")) &&
+			    strcmp(json_string_value(json_object_get(p, "room_id")), fc->room_id) == 0)
+				add_item(j, p, true, fc->outliers, versions);
+		}
+		json_decref(versions);
+		log_info("fed_pdu", "fetched %zu %s events origin=%s room_id=%s", json_array_size(list),
+			 fc->outliers ? "auth chain" : "missing", j->origin, fc->room_id);
+	} else {
+		log_info("fed_pdu", "cannot fill a gap origin=%s room_id=%s status=%d %s", j->origin, fc->room_id,
+			 resp->status, resp->err.message);
+	}
+	free(fc);
+	if (--j->pending == 0)
+		verify_then_run(j);
+}
+
+static int fetch(struct txn_job *j, const char *room_id, const char *method, const char *path, json_t *body,
+		 bool outliers)
+{
+	struct fetch_ctx *fc = calloc(1, sizeof(*fc));
+	if (!fc)
+		return -1;
+	fc->j = j;
+	fc->outliers = outliers;
+	snprintf(fc->room_id, sizeof(fc->room_id), "%s", room_id);
+	struct fed_request rq = {.method = method, .destination = j->origin, .path = path, .body = body,
+				 .sign = true, .timeout_ms = FETCH_TIMEOUT_MS};
+	j->pending++;
+	if (fed_client_submit(j->fed->fc, &rq, j->w->base, fetched, fc) < 0) {
+		j->pending--;
+		free(fc);
+		return -1;
+	}
+	return 0;
+}
+
+static json_t *extremities(struct txn_job *j, const char *room_id)
+{
+	struct al_error err = {0};
+	const char *p[] = {room_id};
+	PGresult *r = db_exec(&j->w->db, &err, "SELECT event_id FROM room_extremities WHERE room_id = $1 LIMIT 20", 1, p);
+	json_t *a = json_array();
+	for (int i = 0; r && i < PQntuples(r); i++)
+		json_array_append_new(a, json_string(PQgetvalue(r, i, 0)));
+	if (r)
+		PQclear(r);
+	return a;
+}
+
+static void job_run(struct txn_job *j)
+{
+	size_t n = json_array_size(j->items);
+	json_t **order = calloc(n + 1, sizeof(*order));
+	if (!order) {
+		job_finish(j);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		order[i] = json_array_get(j->items, i);
+	qsort(order, n, sizeof(*order), depth_order);
+	struct room_ctx c = ctx_of(j);
+	json_t *gaps = json_object(); /* room_id -> [event IDs with unknown prev_events] */
+	json_t *auth_gaps = json_array();
+	for (size_t i = 0; i < n; i++) {
+		json_t *it = order[i];
+		if (json_integer_value(json_object_get(it, "state")) != IT_PENDING)
+			continue;
+		json_t *pdu = json_object_get(it, "pdu");
+		const char *room_id = json_string_value(json_object_get(pdu, "room_id"));
+		const char *event_id = json_string_value(json_object_get(it, "event_id"));
+		bool tried = json_object_get(j->tried, room_id) != NULL;
+		unsigned flags = 0;
+		if (tried || json_is_true(json_object_get(it, "fetched")))
+			flags |= ROOM_ACCEPT_GAPS;
+		if (json_is_true(json_object_get(it, "outlier")))
+			flags |= ROOM_ACCEPT_OUTLIER | ROOM_ACCEPT_GAPS;
+		struct room_pdu_outcome o;
+		struct al_error err = {0};
+		if (room_remote_accept(&c, room_id, pdu, event_id, flags, &o, &err) < 0) {
+			result(j, it, err.message);
+			continue;
+		}
+		if (o.status == ROOM_PDU_MISSING) {
+			if (o.missing_prev) {
+				json_t *g = json_object_get(gaps, room_id);
+				if (!g) {
+					g = json_array();
+					json_object_set_new(gaps, room_id, g);
+				}
+				json_array_append_new(g, json_string(event_id));
+			}
+			if (o.missing_auth && !o.missing_prev)
+				json_array_append_new(auth_gaps, json_pack("[s, s]", room_id, event_id));
+			room_pdu_outcome_clear(&o);
+			continue;
+		}
+		if (o.status == ROOM_PDU_ACCEPTED)
+			j->accepted_any = true;
+		result(j, it, o.status == ROOM_PDU_REJECTED ? o.reason : NULL);
+		room_pdu_outcome_clear(&o);
+	}
+	free(order);
+	/* fill the gaps once per room, then go again */
+	const char *room_id;
+	json_t *ids;
+	json_object_foreach(gaps, room_id, ids)
+	{
+		json_object_set_new(j->tried, room_id, json_true());
+		char *enc = evhttp_encode_uri(room_id);
+		char path[600];
+		snprintf(path, sizeof(path), "/_matrix/federation/v1/get_missing_events/%s", enc ? enc : "");
+		free(enc);
+		json_t *body = json_pack("{s:o, s:O, s:i, s:i}", "earliest_events", extremities(j, room_id),
+					 "latest_events", ids, "limit", GME_LIMIT, "min_depth", 0);
+		fetch(j, room_id, "POST", path, body, false);
+		json_decref(body);
+	}
+	size_t i;
+	json_t *g;
+	json_array_foreach(auth_gaps, i, g)
+	{
+		const char *rid = json_string_value(json_array_get(g, 0));
+		if (json_object_get(j->tried, rid) || j->fetches >= EVENT_AUTH_MAX_FETCHES)
+			continue;
+		j->fetches++;
+		char *er = evhttp_encode_uri(rid), *ee = evhttp_encode_uri(json_string_value(json_array_get(g, 1)));
+		char path[1024];
+		snprintf(path, sizeof(path), "/_matrix/federation/v1/event_auth/%s/%s", er ? er : "", ee ? ee : "");
+		free(er);
+		free(ee);
+		fetch(j, rid, "GET", path, NULL, true);
+	}
+	/* rooms whose gaps could not be asked for: accept with gaps now */
+	json_array_foreach(auth_gaps, i, g)
+	{
+		json_object_set_new(j->tried, json_string_value(json_array_get(g, 0)), json_true());
+	}
+	json_decref(gaps);
+	bool again = json_array_size(auth_gaps) > 0;
+	json_decref(auth_gaps);
+	if (j->pending > 0)
+		return; /* fetched() continues */
+	if (again) {
+		job_run(j);
+		return;
+	}
+	job_finish(j);
+}
+
+int fed_pdu_process(struct federation *fed, struct http_worker *w, const char *origin, json_t *pdus,
+		    fed_pdu_done_fn cb, void *arg)
+{
+	struct txn_job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return -1;
+	j->fed = fed;
+	j->w = w;
+	snprintf(j->origin, sizeof(j->origin), "%s", origin);
+	j->items = json_array();
+	j->results = json_object();
+	j->tried = json_object();
+	j->cb = cb;
+	j->arg = arg;
+	json_t *versions = room_versions(j, pdus);
+	size_t i;
+	json_t *p;
+	json_array_foreach(pdus, i, p)
+	{
+		if (json_is_object(p))
+			add_item(j, p, false, false, versions);
+	}
+	json_decref(versions);
+	verify_then_run(j);
+	return 0;
+}

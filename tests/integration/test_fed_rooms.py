@@ -1,0 +1,136 @@
+"""Rooms over federation (issue 7): PDUs received in /send (checked,
+stored, gaps filled), sent to the other servers of a room, joins, invites
+and leaves across servers, state resolution when the DAG forks, the
+federation read endpoints. A fake homeserver written in these tests (its
+own signing and hashing) plays the other side where a real auralinkd would
+not do what the test needs; otherwise two or three real servers talk."""
+import json
+import time
+import urllib.parse
+
+import pytest
+import signedjson.key
+
+from fedrooms_util import FakeServer, Room, event_id, sign_event, wait_for
+from rooms_util import User
+
+
+def q(s):
+    return urllib.parse.quote(s, safe="")
+
+
+def messages(user, room_id, limit=50):
+    r = user.get("/rooms/%s/messages" % q(room_id), params={"dir": "b", "limit": str(limit)})
+    assert r.status_code == 200, r.text
+    return r.json()["chunk"]
+
+
+def bodies(user, room_id):
+    return [e["content"].get("body") for e in reversed(messages(user, room_id)) if e["type"] == "m.room.message"]
+
+
+@pytest.fixture
+def fake(tmp_path_factory, ca):
+    f = FakeServer(tmp_path_factory.mktemp("fake"), ca)
+    yield f
+    f.close()
+
+
+def fake_join(a, fake, room_id, local="fred"):
+    """The fake server's user joins a public room on a by sending a join
+    PDU (as the resident server's /send would carry it)."""
+    room = Room(a, room_id)
+    uid = fake.user(local)
+    join = room.make(fake.name, fake.key, "m.room.member", uid, {"membership": "join"}, state_key=uid)
+    res = fake.send(a, [join])
+    jid = event_id(join)
+    assert res == {jid: {}}, res
+    room.add(join)
+    fake.events.update(room.events)
+    return room, uid
+
+
+def test_inbound_pdus_checked_and_stored(make_server, fake):
+    a = make_server()
+    alice = User(a)
+    room_id = alice.create_room(preset="public_chat")
+    since = alice.sync()["next_batch"]
+    room, fred = fake_join(a, fake, room_id)
+    # the join is in the room: members, and alice's /sync wakes with it
+    r = alice.get("/rooms/%s/joined_members" % q(room_id))
+    assert fred in r.json()["joined"], r.text
+    s = alice.sync(since=since, timeout=5000)
+    tl = s["rooms"]["join"][room_id]["timeline"]["events"]
+    assert any(e["type"] == "m.room.member" and e["state_key"] == fred for e in tl)
+
+    # a message from fred
+    msg = room.make(fake.name, fake.key, "m.room.message", fred, {"msgtype": "m.text", "body": "hello from F"})
+    res = fake.send(a, [msg])
+    assert res == {event_id(msg): {}}
+    room.add(msg)
+    assert bodies(alice, room_id)[-1] == "hello from F"
+
+    # the same transaction again and the same PDU again: stored once
+    res = fake.send(a, [msg])
+    assert res == {event_id(msg): {}}
+    assert a.sql("SELECT count(*) FROM events WHERE event_id = %s", event_id(msg)) == [(1,)]
+
+    # a forged signature (another key under the same key ID): dropped
+    other = signedjson.key.generate_signing_key("f1")
+    bad = room.make(fake.name, other, "m.room.message", fred, {"msgtype": "m.text", "body": "forged"})
+    res = fake.send(a, [bad])
+    assert "signature" in res[event_id(bad)]["error"], res
+    # a sender on another server (alice's), signed by the fake only: dropped
+    spoof = room.make(fake.name, fake.key, "m.room.message", alice.user_id, {"msgtype": "m.text", "body": "spoof"})
+    res = fake.send(a, [spoof])
+    assert "signature" in res[event_id(spoof)]["error"], res
+    # a user who never joined: rejected by the auth rules
+    ghost = fake.user("ghost")
+    g = room.make(fake.name, fake.key, "m.room.message", ghost, {"msgtype": "m.text", "body": "boo"})
+    res = fake.send(a, [g])
+    assert "not allowed" in res[event_id(g)]["error"], res
+    assert a.sql("SELECT rejected FROM events WHERE event_id = %s", event_id(g)) == [(True,)]
+    # fred may not change the power levels (state_default 50 > 0)
+    pl = room.make(fake.name, fake.key, "m.room.power_levels", fred, {"users": {fred: 100}}, state_key="")
+    res = fake.send(a, [pl])
+    assert "error" in res[event_id(pl)], res
+    # none of them shows up
+    assert bodies(alice, room_id) == ["hello from F"]
+
+    # a content hash that does not match: stored redacted
+    ev = room.make(fake.name, fake.key, "m.room.message", fred, {"msgtype": "m.text", "body": "secret"})
+    ev["content"]["body"] = "tampered"  # signatures cover the redacted form, the hash the content
+    res = fake.send(a, [ev])
+    assert res == {event_id(ev): {}}, res
+    room.add(ev)
+    got = [e for e in messages(alice, room_id) if e["event_id"] == event_id(ev)]
+    assert got and got[0]["content"] == {}, got
+
+    # an unknown room
+    other_room = dict(msg, room_id="!nowhere:" + fake.name)
+    res = fake.send(a, [other_room])
+    assert list(res.values()) == [{"error": "unknown room"}], res
+
+    # a malformed event (depth missing): dropped
+    broken = room.make(fake.name, fake.key, "m.room.message", fred, {"body": "x"})
+    del broken["depth"]
+    sign_event(broken, fake.name, fake.key)
+    res = fake.send(a, [broken])
+    assert "depth" in res[event_id(broken)]["error"], res
+
+
+def test_inbound_gap_filled_with_get_missing_events(make_server, fake):
+    a = make_server()
+    alice = User(a)
+    room_id = alice.create_room(preset="public_chat")
+    room, fred = fake_join(a, fake, room_id)
+    m1 = room.make(fake.name, fake.key, "m.room.message", fred, {"msgtype": "m.text", "body": "one"})
+    room.add(m1)
+    m2 = room.make(fake.name, fake.key, "m.room.message", fred, {"msgtype": "m.text", "body": "two"})
+    room.add(m2)
+    fake.events.update(room.events)
+    # only m2 arrives; a asks the fake for what lies between
+    res = fake.send(a, [m2])
+    assert res == {event_id(m2): {}}, res
+    assert any(p.startswith("/_matrix/federation/v1/get_missing_events/") for _, p in fake.requests)
+    assert bodies(alice, room_id) == ["one", "two"]
