@@ -134,3 +134,51 @@ def test_inbound_gap_filled_with_get_missing_events(make_server, fake):
     assert res == {event_id(m2): {}}, res
     assert any(p.startswith("/_matrix/federation/v1/get_missing_events/") for _, p in fake.requests)
     assert bodies(alice, room_id) == ["one", "two"]
+
+
+def verify_pdu(server, pdu):
+    """The PDU is signed by server's key and its content hash matches."""
+    import signedjson.sign as ss
+    from fedrooms_util import content_hash, redact
+    from signedjson.key import decode_verify_key_bytes
+    from unpaddedbase64 import decode_base64
+    doc = server.fed_get("/_matrix/key/v2/server").json()
+    name = doc["server_name"]
+    (kid, v), = doc["verify_keys"].items()
+    vk = decode_verify_key_bytes(kid, decode_base64(v["key"]))
+    ss.verify_signed_json(redact(pdu), name, vk)
+    assert pdu["hashes"]["sha256"] == content_hash(pdu)
+
+
+def test_outbound_pdus_to_servers_in_the_room(make_server, fake):
+    a = make_server()
+    alice = User(a)
+    room_id = alice.create_room(preset="public_chat")
+    # no remote member yet: nothing is queued
+    alice.send_ok(room_id, "before")
+    assert a.sql("SELECT count(*) FROM federation_outbox") == [(0,)]
+    room, fred = fake_join(a, fake, room_id)
+    eid = alice.send_ok(room_id, "to F")
+    got = wait_for(lambda: [p for p in fake.received_pdus() if event_id(p) == eid], what="the PDU at the fake")
+    pdu = got[0]
+    assert pdu["content"]["body"] == "to F" and pdu["sender"] == alice.user_id
+    assert "unsigned" not in pdu and "event_id" not in pdu
+    verify_pdu(a, pdu)
+    # it builds on the fake's join: the DAG joined up
+    assert pdu["prev_events"] == [event_id(room.events[room.extremities[0]])]
+    # a state change goes too, and the sender empties the outbox
+    r = alice.put("/rooms/%s/state/m.room.topic" % q(room_id), {"topic": "federated"})
+    assert r.status_code == 200, r.text
+    tid = r.json()["event_id"]
+    wait_for(lambda: any(event_id(p) == tid for p in fake.received_pdus()), what="the topic at the fake")
+    wait_for(lambda: a.sql("SELECT count(*) FROM federation_outbox") == [(0,)], what="an empty outbox")
+    # kicking fred reaches his server too
+    r = alice.post("/rooms/%s/kick" % q(room_id), {"user_id": fred})
+    assert r.status_code == 200, r.text
+    wait_for(lambda: any(p["type"] == "m.room.member" and p["state_key"] == fred and
+                         p["content"]["membership"] == "leave" for p in fake.received_pdus()), what="the kick")
+    # and after that nothing more is sent to it
+    n = len(fake.received_pdus())
+    alice.send_ok(room_id, "after")
+    time.sleep(1.5)
+    assert len(fake.received_pdus()) == n
