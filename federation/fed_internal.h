@@ -74,6 +74,11 @@ void fed_sender_free(struct fed_sender *s);
 void fed_sender_tick(void *arg);
 int fed_inbound_register(struct app *app);
 
+/* ---- room endpoints, serving side (fed_rooms.c) ---- */
+int fed_rooms_register(struct app *app);
+/* GET /query/directory?room_alias= (dispatched by fed_handlers.c) */
+void fed_rooms_query_directory(struct http_req *req);
+
 /* ---- PDUs from other servers (fed_pdu.c) ---- */
 
 /* Signatures of the servers an event needs (its sender's; a restricted
@@ -82,6 +87,12 @@ int fed_inbound_register(struct app *app);
  * not match (new reference); -1 (drop it) with why. */
 int fed_pdu_verify(struct federation *fed, const struct event_rules *r, const json_t *pdu, json_t **verified,
 		   char *why, size_t whylen);
+/* Is pdu signed by server (a known key, none failing)? 0 or -1 with why. */
+int fed_pdu_verify_server(struct federation *fed, const struct event_rules *r, const json_t *pdu, const char *server,
+			  char *why, size_t whylen);
+/* Fetch server's keys when its signatures on pdu cannot be checked yet. */
+int fed_pdus_fetch_keys_of(struct federation *fed, struct event_base *base, const char *server, const json_t *pdu,
+			   void (*cb)(void *arg), void *arg);
 /* Fetch the keys that checking pdus needs (servers whose signing keys are
  * not in memory); cb runs once on base's loop, maybe at once. */
 int fed_pdus_fetch_keys(struct federation *fed, struct event_base *base, json_t *pdus, const char *version,

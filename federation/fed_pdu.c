@@ -64,6 +64,52 @@ static bool key_known(struct federation *fed, const char *server, const json_t *
 	return false;
 }
 
+/* 0 when server signed red (the redacted event) with a key we know and
+ * no known key's signature fails. */
+static int verify_server_sig(struct federation *fed, const json_t *red, int64_t ts, const char *server, char *why,
+			     size_t whylen)
+{
+	json_t *sigs = json_object_get(json_object_get(red, "signatures"), server);
+	int good = 0, badsig = 0;
+	const char *kid;
+	json_t *v;
+	json_object_foreach(sigs, kid, v)
+	{
+		unsigned char pk[32];
+		bool have = false;
+		if (federation_is_local(fed->app, server))
+			have = keys_lookup_own(fed->app->keys, kid, pk) == 0;
+		else
+			have = fed_keys_lookup(fed->keys, server, kid, ts, pk) == FED_KEY_OK;
+		if (!have)
+			continue; /* unknown or expired keys are skipped */
+		struct al_error e = {0};
+		if (sign_verify_json(red, server, kid, pk, &e) == 0)
+			good++;
+		else
+			badsig++;
+	}
+	if (badsig > 0 || good == 0) {
+		snprintf(why, whylen, "%s signature of %s", badsig ? "bad" : "no valid", server);
+		return -1;
+	}
+	return 0;
+}
+
+int fed_pdu_verify_server(struct federation *fed, const struct event_rules *r, const json_t *pdu, const char *server,
+			  char *why, size_t whylen)
+{
+	json_t *red = event_redact(pdu, r);
+	if (!red) {
+		snprintf(why, whylen, "cannot redact");
+		return -1;
+	}
+	int rc = verify_server_sig(fed, red, json_integer_value(json_object_get(pdu, "origin_server_ts")), server, why,
+				   whylen);
+	json_decref(red);
+	return rc;
+}
+
 int fed_pdu_verify(struct federation *fed, const struct event_rules *r, const json_t *pdu, json_t **verified,
 		   char *why, size_t whylen)
 {
@@ -81,28 +127,7 @@ int fed_pdu_verify(struct federation *fed, const struct event_rules *r, const js
 	}
 	int64_t ts = json_integer_value(json_object_get(pdu, "origin_server_ts"));
 	for (int i = 0; i < ns; i++) {
-		json_t *sigs = json_object_get(json_object_get(pdu, "signatures"), servers[i]);
-		int good = 0, badsig = 0;
-		const char *kid;
-		json_t *v;
-		json_object_foreach(sigs, kid, v)
-		{
-			unsigned char pk[32];
-			bool have = false;
-			if (federation_is_local(fed->app, servers[i]))
-				have = keys_lookup_own(fed->app->keys, kid, pk) == 0;
-			else
-				have = fed_keys_lookup(fed->keys, servers[i], kid, ts, pk) == FED_KEY_OK;
-			if (!have)
-				continue; /* unknown or expired keys are skipped */
-			struct al_error e = {0};
-			if (sign_verify_json(red, servers[i], kid, pk, &e) == 0)
-				good++;
-			else
-				badsig++;
-		}
-		if (badsig > 0 || good == 0) {
-			snprintf(why, whylen, "%s signature of %s", badsig ? "bad" : "no valid", servers[i]);
+		if (verify_server_sig(fed, red, ts, servers[i], why, whylen) < 0) {
 			json_decref(red);
 			return -1;
 		}
@@ -174,6 +199,24 @@ int fed_pdus_fetch_keys(struct federation *fed, struct event_base *base, json_t 
 			j->pending--;
 	}
 	keys_one_done(j, true); /* runs cb now when nothing was started */
+	return 0;
+}
+
+int fed_pdus_fetch_keys_of(struct federation *fed, struct event_base *base, const char *server, const json_t *pdu,
+			   void (*cb)(void *arg), void *arg)
+{
+	struct keys_job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return -1;
+	j->cb = cb;
+	j->arg = arg;
+	j->pending = 1;
+	if (!key_known(fed, server, pdu)) {
+		j->pending++;
+		if (fed_keys_fetch(fed, server, base, keys_one_done, j) < 0)
+			j->pending--;
+	}
+	keys_one_done(j, true);
 	return 0;
 }
 

@@ -49,6 +49,28 @@ int federation_query_profile(struct app *app, const char *user_id, const char *f
 int federation_resolve_aura_id(struct app *app, const char *aura_id, struct event_base *base,
 			       federation_json_cb cb, void *arg);
 
+/* ---- rooms on other servers (fed_join.c). Each runs on base's loop (a
+ * worker's) with that worker's database connection db; cb gets 200 and a
+ * body, or the error. -1 when it could not start (cb never runs). ---- */
+
+/* Join room_or_alias (a room ID, or an alias on another server, resolved
+ * with /query/directory) through make_join and send_join v2 at the
+ * servers given (a JSON array, may be NULL) then the room's own server;
+ * the state and auth chain are verified and stored. content: extra
+ * members of the join event (may be NULL). Body: {room_id}. */
+int federation_room_join(struct app *app, struct event_base *base, struct db *db, const char *user_id,
+			 const char *room_or_alias, json_t *servers, json_t *content, federation_json_cb cb, void *arg);
+/* Reject an invite to a room this server is not in: make_leave and
+ * send_leave v2 at servers (the inviter's), then the room's server. */
+int federation_room_leave(struct app *app, struct event_base *base, struct db *db, const char *user_id,
+			  const char *room_id, json_t *servers, const char *reason, federation_json_cb cb, void *arg);
+/* Invite target (a user of another server) into a room here: the invite
+ * event is built, counter-signed by the target's server (invite v2) and
+ * then stored and sent to the room's other servers. Body: {}. */
+int federation_room_invite(struct app *app, struct event_base *base, struct db *db, const char *sender,
+			   const char *room_id, const char *target, const char *reason, federation_json_cb cb,
+			   void *arg);
+
 /* Queue an EDU for destination in the durable outbox; runs inside the
  * caller's transaction when one is open. The sender wakes after commit
  * (at the latest on its next tick). */

@@ -952,6 +952,8 @@ int room_create(const struct room_ctx *c, const char *creator, json_t *body, cha
 	json_array_foreach(invites, i, v)
 	{
 		const char *uid = json_string_value(v);
+		if (strcmp(server_part(uid), server) != 0)
+			continue; /* invited through federation once the room exists */
 		json_t *inv = json_pack("{s:s}", "membership", "invite");
 		if (is_direct)
 			json_object_set_new(inv, "is_direct", json_true());

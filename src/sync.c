@@ -474,6 +474,7 @@ json_t *sync_build(struct db *db, const char *user_id, const char *device_id, in
 			    "WHERE cs.room_id = ANY($1::text[]) AND ((cs.state_key = '' AND cs.type IN ('m.room.create', "
 			    "'m.room.join_rules', 'm.room.name', 'm.room.avatar', 'm.room.canonical_alias', "
 			    "'m.room.encryption', 'm.room.topic')) OR (cs.type = 'm.room.member' AND cs.state_key = $2)) "
+			    "AND NOT EXISTS (SELECT 1 FROM room_invite_state i WHERE i.room_id = cs.room_id AND i.user_id = $2) "
 			    /* invites from rooms on other servers: their stripped state */
 			    "UNION ALL SELECT i.room_id, x::text FROM room_invite_state i, jsonb_array_elements(i.state) x "
 			    "WHERE i.room_id = ANY($1::text[]) AND i.user_id = $2",

@@ -182,3 +182,129 @@ def test_outbound_pdus_to_servers_in_the_room(make_server, fake):
     alice.send_ok(room_id, "after")
     time.sleep(1.5)
     assert len(fake.received_pdus()) == n
+
+
+def join_remote(user, room, via):
+    r = user.post("/join/%s" % q(room) + ("?server_name=%s" % q(via) if via else ""))
+    return r
+
+
+def wait_bodies(user, room_id, want, timeout=20):
+    return wait_for(lambda: bodies(user, room_id) if bodies(user, room_id)[-len(want):] == want else None,
+                    timeout=timeout, what="%s to see %s" % (user.user_id, want))
+
+
+def test_cross_domain_join_and_messages_both_ways(make_server):
+    a = make_server()
+    b = make_server()
+    alice, bob = User(a), User(b)
+    # bob (on b) joins alice's room by ID through a
+    room_id = alice.create_room(preset="public_chat", name="on a")
+    alice.send_ok(room_id, "before bob")
+    since = bob.sync()["next_batch"]
+    r = join_remote(bob, room_id, a.server_name)
+    assert r.status_code == 200, r.text
+    assert r.json()["room_id"] == room_id
+    # b holds the room's state as outliers and the join in its timeline
+    assert b.sql("SELECT count(*) > 3 FROM events WHERE room_id = %s AND outlier", room_id) == [(True,)]
+    assert b.sql("SELECT type, outlier FROM events WHERE room_id = %s AND stream_ordering > 0", room_id) == [
+        ("m.room.member", False)]
+    s = bob.sync(since=since, timeout=5000)
+    jr = s["rooms"]["join"][room_id]
+    names = [e for e in jr["state"]["events"] + jr["timeline"]["events"] if e["type"] == "m.room.name"]
+    assert names and names[0]["content"]["name"] == "on a"
+    # both servers see bob joined
+    wait_for(lambda: bob.user_id in alice.get("/rooms/%s/joined_members" % q(room_id)).json()["joined"],
+             what="a to see bob's join")
+    assert set(bob.get("/rooms/%s/joined_members" % q(room_id)).json()["joined"]) == {alice.user_id, bob.user_id}
+    # messages both ways
+    alice.send_ok(room_id, "hi bob")
+    wait_bodies(bob, room_id, ["hi bob"])
+    bob.send_ok(room_id, "hi alice")
+    wait_bodies(alice, room_id, ["hi bob", "hi alice"])
+    assert bodies(bob, room_id)[-2:] == ["hi bob", "hi alice"]
+    # the other way round: alice joins bob's room by its alias on b
+    broom = bob.create_room(preset="public_chat", room_alias_name="bobs")
+    r = join_remote(alice, "#bobs:" + b.server_name, None)
+    assert r.status_code == 200, r.text
+    assert r.json()["room_id"] == broom
+    bob.send_ok(broom, "welcome")
+    wait_bodies(alice, broom, ["welcome"])
+    alice.send_ok(broom, "thanks")
+    wait_bodies(bob, broom, ["welcome", "thanks"])
+    # the event IDs agree on both sides
+    ids_a = [e["event_id"] for e in messages(alice, broom)]
+    ids_b = [e["event_id"] for e in messages(bob, broom)]
+    assert set(ids_a) <= set(ids_b) or set(ids_b) <= set(ids_a)
+
+
+def membership(user, room_id, who):
+    r = user.get("/rooms/%s/state/m.room.member/%s" % (q(room_id), q(who)))
+    return r.json().get("membership") if r.status_code == 200 else None
+
+
+def test_invite_leave_reject_and_ban_across_domains(make_server):
+    a = make_server()
+    b = make_server()
+    alice, bob = User(a), User(b)
+    room_id = alice.create_room(preset="private_chat", name="private on a")
+    # a private room: bob cannot just join
+    r = join_remote(bob, room_id, a.server_name)
+    assert r.status_code == 403, r.text
+    # invite: b signs it, bob sees it in /sync with the stripped state
+    since = bob.sync()["next_batch"]
+    r = alice.post("/rooms/%s/invite" % q(room_id), {"user_id": bob.user_id})
+    assert r.status_code == 200, r.text
+    assert membership(alice, room_id, bob.user_id) == "invite"
+    s = bob.sync(since=since, timeout=5000)
+    inv = s["rooms"]["invite"][room_id]["invite_state"]["events"]
+    assert any(e["type"] == "m.room.name" and e["content"]["name"] == "private on a" for e in inv)
+    assert any(e["type"] == "m.room.member" and e["state_key"] == bob.user_id for e in inv)
+    # bob accepts: a join through the inviting server
+    r = bob.join(room_id)
+    assert r.status_code == 200, r.text
+    wait_for(lambda: membership(alice, room_id, bob.user_id) == "join", what="bob's join on a")
+    bob.send_ok(room_id, "thanks for the invite")
+    wait_bodies(alice, room_id, ["thanks for the invite"])
+    # bob leaves: a sees it
+    r = bob.post("/rooms/%s/leave" % q(room_id))
+    assert r.status_code == 200, r.text
+    wait_for(lambda: membership(alice, room_id, bob.user_id) == "leave", what="bob's leave on a")
+    # invited again, bob rejects: make_leave / send_leave through a
+    r = alice.post("/rooms/%s/invite" % q(room_id), {"user_id": bob.user_id})
+    assert r.status_code == 200, r.text
+    wait_for(lambda: bob.sync()["rooms"].get("invite", {}).get(room_id), what="the second invite at bob")
+    r = bob.post("/rooms/%s/leave" % q(room_id))
+    assert r.status_code == 200, r.text
+    assert membership(alice, room_id, bob.user_id) == "leave"
+    assert room_id not in bob.sync()["rooms"].get("invite", {})
+    # a third invite, accepted; then alice bans bob
+    r = alice.post("/rooms/%s/invite" % q(room_id), {"user_id": bob.user_id})
+    assert r.status_code == 200, r.text
+    r = bob.join(room_id)
+    assert r.status_code == 200, r.text
+    wait_for(lambda: membership(alice, room_id, bob.user_id) == "join", what="bob's second join")
+    r = alice.post("/rooms/%s/ban" % q(room_id), {"user_id": bob.user_id, "reason": "bye"})
+    assert r.status_code == 200, r.text
+    wait_for(lambda: membership(bob, room_id, bob.user_id) == "ban", what="the ban on b")
+    # b knows bob is banned: his messages are refused there
+    r = bob.send(room_id, "still here?")
+    assert r.status_code == 403, r.text
+    # and a refuses a join attempt
+    r = join_remote(bob, room_id, a.server_name)
+    assert r.status_code == 403, r.text
+
+
+def test_create_room_with_remote_invitee(make_server):
+    a = make_server()
+    b = make_server()
+    alice, bob = User(a), User(b)
+    r = alice.post("/createRoom", {"preset": "trusted_private_chat", "is_direct": True, "invite": [bob.user_id]})
+    assert r.status_code == 200, r.text
+    room_id = r.json()["room_id"]
+    assert membership(alice, room_id, bob.user_id) == "invite"
+    wait_for(lambda: bob.sync()["rooms"].get("invite", {}).get(room_id), what="the DM invite at bob")
+    r = bob.join(room_id)
+    assert r.status_code == 200, r.text
+    bob.send_ok(room_id, "dm")
+    wait_bodies(alice, room_id, ["dm"])
