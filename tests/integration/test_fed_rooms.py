@@ -308,3 +308,110 @@ def test_create_room_with_remote_invitee(make_server):
     assert r.status_code == 200, r.text
     bob.send_ok(room_id, "dm")
     wait_bodies(alice, room_id, ["dm"])
+
+
+def test_read_endpoints_event_state_backfill_missing(make_server, fake):
+    a = make_server()
+    alice = User(a)
+    room_id = alice.create_room(preset="public_chat", name="readable")
+    e1 = alice.send_ok(room_id, "one")
+    # not in the room yet: refused
+    r = fake.request(a, "GET", "/_matrix/federation/v1/event/" + q(e1))
+    assert r.status_code == 403, r.text
+    room, fred = fake_join(a, fake, room_id)
+    e2 = alice.send_ok(room_id, "two")
+    e3 = alice.send_ok(room_id, "three")
+    # /event
+    r = fake.request(a, "GET", "/_matrix/federation/v1/event/" + q(e2))
+    assert r.status_code == 200, r.text
+    pdu = r.json()["pdus"][0]
+    assert event_id(pdu) == e2 and pdu["content"]["body"] == "two"
+    verify_pdu(a, pdu)
+    r = fake.request(a, "GET", "/_matrix/federation/v1/event/" + q("$nope"))
+    assert r.status_code == 404
+    # /state_ids and /state at e3: the state before it
+    r = fake.request(a, "GET", "/_matrix/federation/v1/state_ids/%s?event_id=%s" % (q(room_id), q(e3)))
+    assert r.status_code == 200, r.text
+    ids = set(r.json()["pdu_ids"])
+    assert ids == set(room.state.values()), (ids, room.state)
+    assert set(r.json()["auth_chain_ids"]) <= set(room.events)
+    r = fake.request(a, "GET", "/_matrix/federation/v1/state/%s?event_id=%s" % (q(room_id), q(e3)))
+    assert r.status_code == 200, r.text
+    assert {event_id(p) for p in r.json()["pdus"]} == ids
+    types = {p["type"] for p in r.json()["pdus"]}
+    assert {"m.room.create", "m.room.power_levels", "m.room.name", "m.room.member"} <= types
+    # a state event: the state at it does not include itself
+    name_id = room.state[("m.room.name", "")]
+    r = fake.request(a, "GET", "/_matrix/federation/v1/state_ids/%s?event_id=%s" % (q(room_id), q(name_id)))
+    assert name_id not in r.json()["pdu_ids"]
+    # event_auth
+    r = fake.request(a, "GET", "/_matrix/federation/v1/event_auth/%s/%s" % (q(room_id), q(e3)))
+    assert r.status_code == 200, r.text
+    chain = {event_id(p) for p in r.json()["auth_chain"]}
+    assert room.state[("m.room.create", "")] in chain
+    # backfill from e3, 3 events: e3, e2 and fred's join (newest first)
+    r = fake.request(a, "GET", "/_matrix/federation/v1/backfill/%s?v=%s&limit=3" % (q(room_id), q(e3)))
+    assert r.status_code == 200, r.text
+    got = [event_id(p) for p in r.json()["pdus"]]
+    assert got[:2] == [e3, e2] and len(got) == 3, got
+    # get_missing_events between fred's join and e3: e2 (e3 itself is latest)
+    join_id = [eid for eid, ev in room.events.items() if ev.get("state_key") == fred][0]
+    r = fake.request(a, "POST", "/_matrix/federation/v1/get_missing_events/" + q(room_id),
+                     {"earliest_events": [join_id], "latest_events": [e3], "limit": 10, "min_depth": 0})
+    assert r.status_code == 200, r.text
+    assert [event_id(p) for p in r.json()["events"]] == [e2]
+    # directory
+    r = alice.put("/directory/room/%s" % q("#readable:" + a.server_name), {"room_id": room_id})
+    assert r.status_code == 200, r.text
+    r = fake.request(a, "GET", "/_matrix/federation/v1/query/directory?room_alias=" + q("#readable:" + a.server_name))
+    assert r.status_code == 200, r.text
+    assert r.json()["room_id"] == room_id and r.json()["servers"][0] == a.server_name
+    assert fake.name in r.json()["servers"]
+    r = fake.request(a, "GET", "/_matrix/federation/v1/query/directory?room_alias=" + q("#none:" + a.server_name))
+    assert r.status_code == 404
+
+
+def test_server_down_then_back_catches_up(make_server):
+    a = make_server()
+    b = make_server()
+    alice, bob = User(a), User(b)
+    room_id = alice.create_room(preset="public_chat")
+    assert join_remote(bob, room_id, a.server_name).status_code == 200
+    alice.send_ok(room_id, "m0")
+    wait_bodies(bob, room_id, ["m0"])
+    b.stop()
+    sent = ["m%d" % i for i in range(1, 7)]
+    for m in sent:
+        alice.send_ok(room_id, m)
+    # lose some of what a queued for b (as if a transaction went missing):
+    # b fills the hole with get_missing_events when the rest arrives
+    wait_for(lambda: a.sql("SELECT count(*) FROM federation_outbox WHERE destination = %s", b.server_name)[0][0] >= 6,
+             what="a's outbox for b")
+    a.sql("DELETE FROM federation_outbox WHERE id IN (SELECT id FROM federation_outbox WHERE destination = %s "
+          "ORDER BY id LIMIT 3)", b.server_name)
+    a.sql("UPDATE federation_outbox SET txn_id = NULL WHERE destination = %s", b.server_name)
+    b.start()
+    wait_bodies(bob, room_id, ["m0"] + sent, timeout=60)
+    assert "get_missing_events" in a.read_log() or "fetched" in b.read_log()
+    # and b's users talk back once it is up
+    bob.send_ok(room_id, "back")
+    wait_bodies(alice, room_id, sent + ["back"])
+
+
+def test_three_servers_share_a_room(make_server):
+    a, b, c = make_server(), make_server(), make_server()
+    alice, bob, carol = User(a), User(b), User(c)
+    room_id = alice.create_room(preset="public_chat")
+    assert join_remote(bob, room_id, a.server_name).status_code == 200
+    wait_for(lambda: bob.user_id in alice.get("/rooms/%s/joined_members" % q(room_id)).json()["joined"],
+             what="bob on a")
+    # carol joins through b (which is resident now)
+    assert join_remote(carol, room_id, b.server_name).status_code == 200
+    wait_for(lambda: carol.user_id in alice.get("/rooms/%s/joined_members" % q(room_id)).json()["joined"],
+             what="carol's join relayed to a by b")
+    carol.send_ok(room_id, "from c")
+    wait_bodies(alice, room_id, ["from c"])
+    wait_bodies(bob, room_id, ["from c"])
+    bob.send_ok(room_id, "from b")
+    wait_bodies(carol, room_id, ["from c", "from b"])
+    wait_bodies(alice, room_id, ["from c", "from b"])
