@@ -415,3 +415,64 @@ def test_three_servers_share_a_room(make_server):
     bob.send_ok(room_id, "from b")
     wait_bodies(carol, room_id, ["from c", "from b"])
     wait_bodies(alice, room_id, ["from c", "from b"])
+
+
+def admin_headers(s, name="fedadmin"):
+    u = User(s, name)
+    s.run_cli("--grant-admin", u.user_id)
+    return u.h
+
+
+def block(s, h, other, blocked):
+    import requests
+    r = requests.post(s.base + "/_auralink/admin/v1/federation/servers", headers=h, timeout=10,
+                      json={"domain": other.server_name, "is_blacklisted": blocked})
+    assert r.status_code in (200, 201), r.text
+
+
+def topic(user, room_id):
+    r = user.get("/rooms/%s/state/m.room.topic" % q(room_id))
+    return r.json().get("topic") if r.status_code == 200 else None
+
+
+def test_concurrent_topics_converge_by_state_resolution(make_server):
+    a = make_server()
+    b = make_server()
+    alice, bob = User(a), User(b)
+    room_id = alice.create_room(preset="public_chat",
+                                power_level_content_override={"events": {"m.room.topic": 0}})
+    assert join_remote(bob, room_id, a.server_name).status_code == 200
+    wait_for(lambda: bob.user_id in alice.get("/rooms/%s/joined_members" % q(room_id)).json()["joined"],
+             what="bob on a")
+    ha, hb = admin_headers(a), admin_headers(b)
+    # cut the link both ways, change the topic on each side, reconnect
+    block(a, ha, b, True)
+    block(b, hb, a, True)
+    r = alice.put("/rooms/%s/state/m.room.topic" % q(room_id), {"topic": "from a"})
+    assert r.status_code == 200, r.text
+    ta = r.json()["event_id"]
+    time.sleep(0.05)
+    r = bob.put("/rooms/%s/state/m.room.topic" % q(room_id), {"topic": "from b"})
+    assert r.status_code == 200, r.text
+    tb = r.json()["event_id"]
+    assert topic(alice, room_id) == "from a" and topic(bob, room_id) == "from b"
+    block(a, ha, b, False)
+    block(b, hb, a, False)
+    # each side receives the other's topic: the DAG forks at the same
+    # parent, two extremities, state resolution v2 picks the same winner
+    wait_for(lambda: a.sql("SELECT count(*) FROM events WHERE event_id = %s", tb) == [(1,)], timeout=30,
+             what="b's topic on a")
+    wait_for(lambda: b.sql("SELECT count(*) FROM events WHERE event_id = %s", ta) == [(1,)], timeout=30,
+             what="a's topic on b")
+    assert len(a.sql("SELECT event_id FROM room_extremities WHERE room_id = %s", room_id)) == 2
+    wait_for(lambda: topic(alice, room_id) == topic(bob, room_id), what="the same topic on both servers")
+    assert topic(alice, room_id) == "from b"  # same mainline position: the later one is applied last
+    # the next event joins the branches; the state stays agreed
+    e = alice.send_ok(room_id, "merged")
+    wait_bodies(bob, room_id, ["merged"])
+    pdu = json.loads(a.sql("SELECT json FROM events WHERE event_id = %s", e)[0][0])
+    assert set(pdu["prev_events"]) == {ta, tb}
+    assert a.sql("SELECT event_id FROM room_extremities WHERE room_id = %s", room_id) == [(e,)]
+    wait_for(lambda: b.sql("SELECT event_id FROM room_extremities WHERE room_id = %s", room_id) == [(e,)],
+             what="one extremity on b")
+    assert topic(alice, room_id) == topic(bob, room_id) == "from b"
