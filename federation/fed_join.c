@@ -40,6 +40,8 @@ struct hs_job {
 	json_t *resp; /* the send_join response */
 	int last_status;
 	struct al_error last;
+	char bad_version[64]; /* the room_version of an M_INCOMPATIBLE_ROOM_VERSION answer */
+	bool tried_v1;        /* invite: the v1 API after a 404 for v2 */
 	federation_json_cb cb;
 	void *arg;
 };
@@ -70,6 +72,9 @@ static void job_free(struct hs_job *j)
 
 static void finish(struct hs_job *j, int status, json_t *body)
 {
+	if (status != 200 && !body && j->bad_version[0] && strcmp(j->last.errcode, "M_INCOMPATIBLE_ROOM_VERSION") == 0)
+		body = json_pack("{s:s, s:s, s:s}", "errcode", j->last.errcode, "error", j->last.message, "room_version",
+				 j->bad_version);
 	if (status == 200 && j->fed->notify)
 		j->fed->notify(j->app);
 	j->cb(j->arg, status, body, &j->last);
@@ -107,6 +112,9 @@ static void remote_error(struct hs_job *j, const struct fed_response *resp, cons
 	snprintf(m, sizeof(m), "%s at %s: %s", step, j->cands[j->idx - 1], msg ? msg : "failed");
 	int st = resp->status == 403 || resp->status == 404 || resp->status == 400 ? resp->status : 502;
 	fail_with(j, st, ec && st != 502 ? ec : "M_UNKNOWN", m);
+	const char *rv = json_string_value(json_object_get(resp->body, "room_version"));
+	if (ec && strcmp(ec, "M_INCOMPATIBLE_ROOM_VERSION") == 0 && rv && strlen(rv) < sizeof(j->bad_version))
+		snprintf(j->bad_version, sizeof(j->bad_version), "%s", rv);
 }
 
 /* ---- the state of a joined room ---- */
@@ -213,7 +221,10 @@ static int build_from_template(struct hs_job *j, json_t *tmpl, struct al_error *
 	json_object_del(ev, "signatures");
 	json_object_del(ev, "hashes");
 	json_object_del(ev, "unsigned");
-	json_object_set_new(ev, "origin", json_string(j->app->cfg.server_name));
+	if (!r.redact_v11)
+		json_object_set_new(ev, "origin", json_string(j->app->cfg.server_name));
+	else
+		json_object_del(ev, "origin");
 	json_object_set_new(ev, "origin_server_ts", json_integer(http_now_ms()));
 	json_t *content = json_object_get(ev, "content");
 	if (json_is_object(j->content))
@@ -455,13 +466,41 @@ static void invite_checked(void *arg)
 	finish(j, 200, json_object());
 }
 
+static int invite_path(struct hs_job *j, const char *v, char *path, size_t len)
+{
+	char *er = evhttp_encode_uri(j->room), *ee = evhttp_encode_uri(j->event_id);
+	int n = snprintf(path, len, "/_matrix/federation/%s/invite/%s/%s", v, er ? er : "", ee ? ee : "");
+	free(er);
+	free(ee);
+	return n > 0 && (size_t)n < len ? 0 : -1;
+}
+
 static void on_invite(const struct fed_response *resp, void *arg)
 {
 	struct hs_job *j = arg;
-	json_t *ev = json_object_get(resp->body, "event");
+	json_t *body = resp->body;
+	if (json_is_array(body) && json_array_size(body) == 2) /* v1: [200, {...}] */
+		body = json_array_get(body, 1);
+	json_t *ev = json_object_get(body, "event");
 	struct event_rules r;
 	event_rules_for(j->version, &r);
 	char id[EVENT_ID_MAX];
+	const char *ec = json_string_value(json_object_get(resp->body, "errcode"));
+	if (!j->tried_v1 && (resp->status == 404 || resp->status == 405 || (ec && strcmp(ec, "M_UNRECOGNIZED") == 0))) {
+		/* a server without invite v2: the v1 API, the stripped state in
+		 * the event's unsigned */
+		j->tried_v1 = true;
+		json_t *v1 = json_deep_copy(j->event);
+		if (r.id_format >= 3)
+			json_object_del(v1, "event_id");
+		json_object_set_new(v1, "unsigned", json_pack("{s:O}", "invite_room_state", j->content));
+		char path[1024];
+		int rc = invite_path(j, "v1", path, sizeof(path)) == 0 ? submit(j, "PUT", j->cands[0], path, v1, on_invite)
+								       : -1;
+		json_decref(v1);
+		if (rc == 0)
+			return;
+	}
 	if (resp->status != 200 || !json_is_object(ev)) {
 		j->idx = 1;
 		remote_error(j, resp, "invite");
@@ -526,17 +565,77 @@ int federation_room_invite(struct app *app, struct event_base *base, struct db *
 	event_rules_for(j->version, &r);
 	if (r.id_format >= 3)
 		json_object_del(ev, "event_id");
-	json_t *body = json_pack("{s:s, s:o, s:o}", "room_version", j->version, "event", ev, "invite_room_state",
-				 irs ? irs : json_array());
-	char *er = evhttp_encode_uri(room_id), *ee = evhttp_encode_uri(j->event_id);
+	if (!irs)
+		irs = json_array();
+	j->content = json_incref(irs); /* kept for a v1 retry */
+	json_t *body = json_pack("{s:s, s:o, s:o}", "room_version", j->version, "event", ev, "invite_room_state", irs);
 	char path[1024];
-	snprintf(path, sizeof(path), "/_matrix/federation/v2/invite/%s/%s", er ? er : "", ee ? ee : "");
-	free(er);
-	free(ee);
-	rc = submit(j, "PUT", j->cands[0], path, body, on_invite);
+	rc = invite_path(j, "v2", path, sizeof(path)) == 0 ? submit(j, "PUT", j->cands[0], path, body, on_invite) : -1;
 	json_decref(body);
 	if (rc < 0) {
 		job_free(j);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- an alias on another server ---- */
+
+struct dir_q {
+	federation_json_cb cb;
+	void *arg;
+};
+
+static void dir_done(const struct fed_response *resp, void *arg)
+{
+	struct dir_q *q = arg;
+	const char *room_id = json_string_value(json_object_get(resp->body, "room_id"));
+	json_t *servers = json_object_get(resp->body, "servers");
+	struct al_error err = {0};
+	if (resp->status == 200 && room_id && room_id[0] == '!' && strlen(room_id) <= 255 && json_is_array(servers)) {
+		json_t *list = json_array();
+		size_t i;
+		json_t *s;
+		json_array_foreach(servers, i, s)
+		{
+			if (json_is_string(s) && strlen(json_string_value(s)) < 256 && i < 32)
+				json_array_append(list, s);
+		}
+		json_t *body = json_pack("{s:s, s:o}", "room_id", room_id, "servers", list);
+		q->cb(q->arg, 200, body, &err);
+		json_decref(body);
+	} else if (resp->status == 404 || (resp->status == 200 && !room_id)) {
+		al_error_set(&err, 404, "M_NOT_FOUND", "Room alias not found");
+		q->cb(q->arg, 404, NULL, &err);
+	} else {
+		al_error_set(&err, 502, "M_UNKNOWN", "The alias's server did not answer (%d)", resp->status);
+		q->cb(q->arg, 502, NULL, &err);
+	}
+	free(q);
+}
+
+int federation_query_directory(struct app *app, const char *alias, struct event_base *base, federation_json_cb cb,
+			       void *arg)
+{
+	struct federation *fed = fed_of(app);
+	const char *server = server_of(alias);
+	if (!fed || !server || alias[0] != '#' || strlen(alias) > 255)
+		return -1;
+	char *enc = evhttp_encode_uri(alias);
+	if (!enc)
+		return -1;
+	char path[1024];
+	snprintf(path, sizeof(path), "/_matrix/federation/v1/query/directory?room_alias=%s", enc);
+	free(enc);
+	struct dir_q *q = malloc(sizeof(*q));
+	if (!q)
+		return -1;
+	q->cb = cb;
+	q->arg = arg;
+	struct fed_request rq = {.method = "GET", .destination = server, .path = path, .sign = true,
+				 .timeout_ms = 10000};
+	if (fed_client_submit(fed->fc, &rq, base, dir_done, q) < 0) {
+		free(q);
 		return -1;
 	}
 	return 0;

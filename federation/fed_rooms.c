@@ -1,6 +1,6 @@
 /* fed_rooms.c - the room endpoints other servers call (serving side):
  * make_join / send_join (v1, v2), make_leave / send_leave (v1, v2),
- * invite (v2), event, state, state_ids, event_auth, backfill,
+ * invite (v1, v2), event, state, state_ids, event_auth, backfill,
  * get_missing_events and the directory query. Thin: checks of the request
  * and the event, then room_remote / room_fed / room (src/). */
 #include <stdio.h>
@@ -108,7 +108,10 @@ static void make_membership(struct http_req *req, const char *membership)
 		http_reply_al_error(req, &err);
 		return;
 	}
-	json_object_set_new(tmpl, "origin", json_string(req->user_id));
+	struct event_rules r;
+	event_rules_for(version, &r);
+	if (!r.redact_v11) /* v11 events have no origin (it is not protected) */
+		json_object_set_new(tmpl, "origin", json_string(req->user_id));
 	http_reply_json(req, 200, json_pack("{s:s, s:o}", "room_version", version, "event", tmpl));
 }
 
@@ -125,7 +128,7 @@ static void make_leave_authed(struct http_req *req)
 /* ---- send_join / send_leave / invite: the event is checked once the keys
  * its signatures need are here ---- */
 
-enum send_kind { SEND_JOIN_V1, SEND_JOIN_V2, SEND_LEAVE_V1, SEND_LEAVE_V2, INVITE_V2 };
+enum send_kind { SEND_JOIN_V1, SEND_JOIN_V2, SEND_LEAVE_V1, SEND_LEAVE_V2, INVITE_V1, INVITE_V2 };
 
 struct send_ctx {
 	struct http_req *req;
@@ -213,7 +216,7 @@ static void send_checked(void *arg)
 			json_object_get(json_object_get(red, "signatures"), req->app->cfg.server_name));
 	json_decref(red);
 	struct room_ctx c = ctx_of(req);
-	if (s->kind == INVITE_V2) {
+	if (s->kind == INVITE_V2 || s->kind == INVITE_V1) {
 		int64_t stream = 0;
 		if (room_remote_store_invite(&c, s->version, pdu, s->event_id, s->invite_room_state, &stream, &err) < 0) {
 			http_reply_al_error(req, &err);
@@ -223,7 +226,7 @@ static void send_checked(void *arg)
 			json_t *ev = json_deep_copy(pdu);
 			if (r.id_format >= 3)
 				json_object_del(ev, "event_id");
-			http_reply_json(req, 200, json_pack("{s:o}", "event", ev));
+			reply_versioned(req, s->kind == INVITE_V1, json_pack("{s:o}", "event", ev));
 		}
 		json_decref(pdu);
 		send_ctx_free(s);
@@ -283,7 +286,30 @@ static void send_membership(struct http_req *req, enum send_kind kind)
 	s->req = req;
 	s->kind = kind;
 	json_t *pdu = body;
-	if (kind == INVITE_V2) {
+	if (kind == INVITE_V1) {
+		/* v1 carries no room version: the version the room's create event
+		 * names among the stripped state, else 1 */
+		const char *v = NULL;
+		size_t i;
+		json_t *st;
+		json_array_foreach(json_object_get(json_object_get(body, "unsigned"), "invite_room_state"), i, st)
+		{
+			if (json_is_string(json_object_get(st, "type")) && strcmp(event_str(st, "type"), "m.room.create") == 0)
+				v = event_content_str(st, "room_version");
+		}
+		if (!v)
+			v = "1";
+		if (!room_remote_version_supported(v)) {
+			http_reply_json(req, 400,
+					json_pack("{s:s, s:s, s:s}", "errcode", "M_INCOMPATIBLE_ROOM_VERSION", "error",
+						  "This server does not support this room version", "room_version", v));
+			send_ctx_free(s);
+			return;
+		}
+		snprintf(s->version, sizeof(s->version), "%s", v);
+		s->invite_room_state =
+			json_incref(json_object_get(json_object_get(body, "unsigned"), "invite_room_state"));
+	} else if (kind == INVITE_V2) {
 		pdu = json_object_get(body, "event");
 		const char *v = json_string_value(json_object_get(body, "room_version"));
 		if (!v || !room_remote_version_supported(v)) {
@@ -309,13 +335,19 @@ static void send_membership(struct http_req *req, enum send_kind kind)
 	}
 	struct event_rules r;
 	event_rules_for(s->version, &r);
+	if (!json_is_object(json_object_get(pdu, "signatures")) || !json_is_object(json_object_get(pdu, "hashes"))) {
+		http_reply_error(req, 403, "M_FORBIDDEN", "The event is not signed");
+		send_ctx_free(s);
+		return;
+	}
 	if (room_pdu_check_format(&r, pdu, &err) < 0 ||
 	    event_compute_id(pdu, &r, s->event_id, sizeof(s->event_id), &err) < 0) {
 		http_reply_al_error(req, &err);
 		send_ctx_free(s);
 		return;
 	}
-	const char *want = kind == INVITE_V2 ? "invite" : (kind == SEND_JOIN_V1 || kind == SEND_JOIN_V2) ? "join" : "leave";
+	bool invite = kind == INVITE_V1 || kind == INVITE_V2;
+	const char *want = invite ? "invite" : (kind == SEND_JOIN_V1 || kind == SEND_JOIN_V2) ? "join" : "leave";
 	const char *sender = event_str(pdu, "sender"), *sk = event_str(pdu, "state_key");
 	const char *m = event_content_str(pdu, "membership");
 	const char *why = NULL;
@@ -327,12 +359,14 @@ static void send_membership(struct http_req *req, enum send_kind kind)
 		why = "not the expected membership event";
 	else if (strcasecmp(server_of(sender), req->user_id) != 0)
 		why = "the sender is not on the origin server";
-	else if (kind != INVITE_V2 && strcmp(sender, sk) != 0)
+	else if (!invite && strcmp(sender, sk) != 0)
 		why = "the sender must be the user whose membership changes";
-	else if (kind == INVITE_V2 && !federation_is_local(req->app, server_of(sk)))
+	else if (invite && !federation_is_local(req->app, server_of(sk)))
 		why = "the invited user is not on this server";
 	if (why) {
-		http_reply_error(req, 400, "M_INVALID_PARAM", "%s", why);
+		/* someone else's membership: refused; a malformed request: 400 */
+		bool forbidden = strstr(why, "sender") != NULL;
+		http_reply_error(req, forbidden ? 403 : 400, forbidden ? "M_FORBIDDEN" : "M_INVALID_PARAM", "%s", why);
 		send_ctx_free(s);
 		return;
 	}
@@ -358,6 +392,10 @@ static void send_leave_v1(struct http_req *req)
 static void send_leave_v2(struct http_req *req)
 {
 	send_membership(req, SEND_LEAVE_V2);
+}
+static void invite_v1(struct http_req *req)
+{
+	send_membership(req, INVITE_V1);
 }
 static void invite_v2(struct http_req *req)
 {
@@ -556,6 +594,7 @@ AUTHED(put_send_join_v1, send_join_v1)
 AUTHED(put_send_join_v2, send_join_v2)
 AUTHED(put_send_leave_v1, send_leave_v1)
 AUTHED(put_send_leave_v2, send_leave_v2)
+AUTHED(put_invite_v1, invite_v1)
 AUTHED(put_invite_v2, invite_v2)
 AUTHED(get_event, event_authed)
 AUTHED(get_state_ids, state_ids_authed)
@@ -573,6 +612,7 @@ int fed_rooms_register(struct app *app)
 	rc |= http_route(app, ROUTER_PUT, "/_matrix/federation/v2/send_join/{roomId}/{eventId}", put_send_join_v2);
 	rc |= http_route(app, ROUTER_PUT, "/_matrix/federation/v1/send_leave/{roomId}/{eventId}", put_send_leave_v1);
 	rc |= http_route(app, ROUTER_PUT, "/_matrix/federation/v2/send_leave/{roomId}/{eventId}", put_send_leave_v2);
+	rc |= http_route(app, ROUTER_PUT, "/_matrix/federation/v1/invite/{roomId}/{eventId}", put_invite_v1);
 	rc |= http_route(app, ROUTER_PUT, "/_matrix/federation/v2/invite/{roomId}/{eventId}", put_invite_v2);
 	rc |= http_route(app, ROUTER_GET, "/_matrix/federation/v1/event/{eventId}", get_event);
 	rc |= http_route(app, ROUTER_GET, "/_matrix/federation/v1/state_ids/{roomId}", get_state_ids);

@@ -57,7 +57,8 @@ int federation_resolve_aura_id(struct app *app, const char *aura_id, struct even
  * with /query/directory) through make_join and send_join v2 at the
  * servers given (a JSON array, may be NULL) then the room's own server;
  * the state and auth chain are verified and stored. content: extra
- * members of the join event (may be NULL). Body: {room_id}. */
+ * members of the join event (may be NULL). Body: {room_id}; on an
+ * incompatible room version the error body with its room_version. */
 int federation_room_join(struct app *app, struct event_base *base, struct db *db, const char *user_id,
 			 const char *room_or_alias, json_t *servers, json_t *content, federation_json_cb cb, void *arg);
 /* Reject an invite to a room this server is not in: make_leave and
@@ -70,6 +71,11 @@ int federation_room_leave(struct app *app, struct event_base *base, struct db *d
 int federation_room_invite(struct app *app, struct event_base *base, struct db *db, const char *sender,
 			   const char *room_id, const char *target, const char *reason, federation_json_cb cb,
 			   void *arg);
+
+/* GET /query/directory?room_alias= on the alias's server: body {room_id,
+ * servers}; 404 M_NOT_FOUND. */
+int federation_query_directory(struct app *app, const char *alias, struct event_base *base, federation_json_cb cb,
+			       void *arg);
 
 /* Queue an EDU for destination in the durable outbox; runs inside the
  * caller's transaction when one is open. The sender wakes after commit

@@ -121,6 +121,8 @@ static void get_alias(struct http_req *req)
 		return;
 	char room_id[ROOM_ID_MAX + 1];
 	struct al_error err = {0};
+	if (room_remote_alias_lookup(req, alias))
+		return; /* on another server: asked there */
 	if (room_alias_resolve(&req->worker->db, alias, room_id, &err) < 0) {
 		http_reply_al_error(req, &err);
 		return;

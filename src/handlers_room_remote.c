@@ -43,6 +43,8 @@ static void done(void *arg, int status, json_t *body, const struct al_error *err
 			http_reply_json(req, 200, json_pack("{s:s}", "room_id", rid ? rid : p->room_id));
 		else
 			http_reply_json(req, 200, json_object());
+	} else if (json_string_value(json_object_get(body, "errcode"))) {
+		http_reply_json(req, status ? status : 502, json_incref(body)); /* e.g. with room_version */
 	} else if (err && err->status) {
 		http_reply_al_error(req, err);
 	} else {
@@ -223,5 +225,24 @@ bool room_remote_create_invites(struct http_req *req, const char *room_id, json_
 	}
 	p->invitees = remote;
 	invite_next(p);
+	return true;
+}
+
+static void alias_done(void *arg, int status, json_t *body, const struct al_error *err)
+{
+	struct http_req *req = arg;
+	if (status == 200 && body)
+		http_reply_json(req, 200, json_incref(body));
+	else
+		http_reply_al_error(req, err);
+}
+
+bool room_remote_alias_lookup(struct http_req *req, const char *alias)
+{
+	if (!req->app->federation || !alias || alias[0] != '#' || !server_of(alias) ||
+	    federation_is_local(req->app, server_of(alias)))
+		return false;
+	if (federation_query_directory(req->app, alias, req->worker->base, alias_done, req) < 0)
+		http_reply_error(req, 400, "M_INVALID_PARAM", "Cannot look up %s", alias);
 	return true;
 }

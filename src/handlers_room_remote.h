@@ -22,6 +22,10 @@ bool room_remote_membership(struct http_req *req, const char *room, const char *
  * then answer {room_id}. False (nothing started) when there are none. */
 bool room_remote_create_invites(struct http_req *req, const char *room_id, json_t *body);
 
+/* GET /directory/room/{alias} for an alias on another server: asked
+ * there (true, answered later); false for local aliases. */
+bool room_remote_alias_lookup(struct http_req *req, const char *alias);
+
 /* Is user_id on another server? */
 bool room_remote_user_is_remote(struct http_req *req, const char *user_id);
 

@@ -30,6 +30,7 @@
 #include "keys.h"
 #include "log.h"
 #include "ratelimit.h"
+#include "room.h"
 #include "router.h"
 #include "uia.h"
 #include "workpool.h"
@@ -140,6 +141,7 @@ static int start_modules(struct app *app)
 	rc |= abuse_register_routes(app);
 	rc |= mesh_start(app);
 	rc |= federation_start(app);
+	room_set_default_version(app->cfg.default_room_version);
 	rc |= rooms_start(app);
 	federation_set_notify(app, sync_notify);
 	return rc ? -1 : 0;

@@ -90,6 +90,22 @@ static const char *server_part(const char *id)
 	return c ? c + 1 : NULL;
 }
 
+/* ---- the version of new rooms ---- */
+
+static char default_version[4] = ROOM_DEFAULT_VERSION;
+
+void room_set_default_version(const char *version)
+{
+	struct event_rules r;
+	if (version && event_rules_for(version, &r) == 0)
+		snprintf(default_version, sizeof(default_version), "%s", version);
+}
+
+const char *room_default_version(void)
+{
+	return default_version;
+}
+
 /* ---- client format ---- */
 
 json_t *room_client_event(const char *json_text, const char *event_id, const char *sender,
@@ -757,7 +773,7 @@ static json_t *default_power_levels(const char *creator, const char *preset, jso
 static int create_validate(json_t *body, const char **version, const char **preset, struct al_error *err)
 {
 	json_t *v = json_object_get(body, "room_version");
-	*version = ROOM_DEFAULT_VERSION;
+	*version = default_version;
 	if (v && !json_is_null(v)) {
 		struct event_rules r;
 		*version = json_string_value(v);

@@ -43,6 +43,11 @@ struct room_ctx {
 	const struct keys *keys;
 };
 
+/* The version of rooms created without room_version (config
+ * rooms.default_room_version; set once at start-up, before the workers). */
+void room_set_default_version(const char *version);
+const char *room_default_version(void);
+
 /* The body of POST /createRoom (validated here). Fills room_id (size
  * ROOM_ID_MAX+1) and the stream position of the last event written. */
 int room_create(const struct room_ctx *c, const char *creator, json_t *body, char *room_id,

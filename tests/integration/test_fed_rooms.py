@@ -476,3 +476,27 @@ def test_concurrent_topics_converge_by_state_resolution(make_server):
     wait_for(lambda: b.sql("SELECT event_id FROM room_extremities WHERE room_id = %s", room_id) == [(e,)],
              what="one extremity on b")
     assert topic(alice, room_id) == topic(bob, room_id) == "from b"
+
+
+def test_version_10_rooms_and_remote_alias_lookup(make_server):
+    conf = 'rooms = { default_room_version = "10"; };'
+    a = make_server(config_extra=conf)
+    b = make_server(config_extra=conf)
+    alice, bob = User(a), User(b)
+    caps = alice.get("/capabilities").json()["capabilities"]["m.room_versions"]
+    assert caps["default"] == "10"
+    room_id = alice.create_room(preset="public_chat", room_alias_name="ten")
+    create = alice.get("/rooms/%s/state/m.room.create" % q(room_id)).json()
+    assert create["room_version"] == "10" and create["creator"] == alice.user_id
+    # bob looks the alias up on a through his server
+    r = bob.get("/directory/room/%s" % q("#ten:" + a.server_name))
+    assert r.status_code == 200, r.text
+    assert r.json()["room_id"] == room_id and a.server_name in r.json()["servers"]
+    r = bob.get("/directory/room/%s" % q("#eleven:" + a.server_name))
+    assert r.status_code == 404 and r.json()["errcode"] == "M_NOT_FOUND"
+    assert join_remote(bob, "#ten:" + a.server_name, None).status_code == 200
+    bob.send_ok(room_id, "in a v10 room")
+    wait_bodies(alice, room_id, ["in a v10 room"])
+    # v10 events carry origin (it is protected by the v10 redaction rules)
+    pdu = json.loads(a.sql("SELECT json FROM events WHERE room_id = %s AND type = 'm.room.message'", room_id)[0][0])
+    assert pdu["origin"] == b.server_name
