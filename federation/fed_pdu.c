@@ -2,9 +2,12 @@
  * hash of each event (spec "Validating hashes and signatures on received
  * events"), with the signing keys fetched asynchronously first, and the
  * pipeline of an inbound transaction's PDUs: verify, store through
- * room_remote, fill gaps (get_missing_events for unknown prev_events,
- * event_auth for unknown auth events, once per room and transaction),
- * answer with a result per PDU. Runs on the receiving worker's loop with
+ * room_remote, fill gaps, answer with a result per PDU. Gaps (bounded, as
+ * Synapse does them): a pushed event with unknown prev_events gets them
+ * from get_missing_events (once per room), else it is refused; an event
+ * pulled that way whose prev_events are still unknown gets the state at
+ * each of them (/state_ids, then /state and /event for what is missing,
+ * stored as outliers); unknown auth events come from /event_auth. Runs on the receiving worker's loop with
  * its database connection; never blocks on the network. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +23,8 @@
 
 #define FETCH_MAX_SERVERS 32
 #define GME_LIMIT 20
-#define EVENT_AUTH_MAX_FETCHES 5
+#define STATE_MAX_FETCHES 8
+#define MAX_RUNS 12
 #define FETCH_TIMEOUT_MS 10000
 
 /* ---- signatures ---- */
@@ -230,10 +234,14 @@ struct txn_job {
 	char origin[256];
 	json_t *items;   /* array of objects, see add_item */
 	json_t *results; /* event_id -> {} or {error} */
-	json_t *tried;   /* room_id -> true: gaps asked for once */
+	json_t *tried;       /* room_id -> true: get_missing_events asked once */
+	json_t *state_tried; /* event ID -> true: the state at its prev events asked */
+	json_t *auth_tried;  /* event ID -> true: its auth chain asked */
+	json_t *state_for;   /* prev event ID -> the state IDs before it (from /state_ids) */
 	int pending;
 	int fetches;
 	bool accepted_any;
+	int runs; /* passes over the items (bounded) */
 	fed_pdu_done_fn cb;
 	void *arg;
 };
@@ -257,8 +265,8 @@ static void result(struct txn_job *j, json_t *it, const char *error)
 	json_object_set_new(j->results, id, error ? json_pack("{s:s}", "error", error) : json_object());
 }
 
-/* flags of an item: fetched (by get_missing_events), outlier (from
- * event_auth). */
+/* flags of an item: fetched (pulled by us, not pushed), outlier (an
+ * auth chain or the state at a gap). */
 static void add_item(struct txn_job *j, json_t *pdu, bool fetched, bool outlier, json_t *versions)
 {
 	const char *room_id = json_string_value(json_object_get(pdu, "room_id"));
@@ -348,6 +356,9 @@ static void job_finish(struct txn_job *j)
 	json_decref(j->items);
 	json_decref(j->results);
 	json_decref(j->tried);
+	json_decref(j->state_tried);
+	json_decref(j->auth_tried);
+	json_decref(j->state_for);
 	free(j);
 }
 
@@ -409,54 +420,151 @@ static int depth_order(const void *a, const void *b)
 	return dx < dy ? -1 : dx > dy;
 }
 
+enum fetch_kind { F_MISSING, F_AUTH, F_STATE_IDS, F_STATE, F_EVENT };
+
 struct fetch_ctx {
 	struct txn_job *j;
+	enum fetch_kind kind;
 	char room_id[256];
-	bool outliers;
+	char event_id[EVENT_ID_MAX]; /* F_STATE_IDS, F_STATE, F_EVENT: the prev event */
 };
+
+static int fetch(struct txn_job *j, enum fetch_kind kind, const char *room_id, const char *event_id,
+		 const char *method, const char *path, json_t *body);
+
+static json_t *versions_of(struct txn_job *j, const char *room_id)
+{
+	json_t *versions = json_object();
+	struct al_error err = {0};
+	char version[4];
+	if (room_remote_room_version(&j->w->db, room_id, version, &err) == 0)
+		json_object_set_new(versions, room_id, json_string(version));
+	return versions;
+}
+
+static void add_list(struct txn_job *j, json_t *list, const char *room_id, bool outlier, size_t max)
+{
+	json_t *versions = versions_of(j, room_id);
+	size_t i;
+	json_t *p;
+	json_array_foreach(list, i, p)
+	{
+		if (i >= max)
+			break;
+		const char *r = json_is_object(p) ? json_string_value(json_object_get(p, "room_id")) : NULL;
+		if (r && strcmp(r, room_id) == 0)
+			add_item(j, p, true, outlier, versions);
+	}
+	json_decref(versions);
+}
+
+static char *path_of(const char *fmt_prefix, const char *room_id, const char *event_id, const char *query)
+{
+	char *er = evhttp_encode_uri(room_id), *ee = event_id ? evhttp_encode_uri(event_id) : NULL;
+	char buf[1200];
+	int n = snprintf(buf, sizeof(buf), "/_matrix/federation/v1/%s/%s%s%s%s%s", fmt_prefix, er ? er : "",
+			 ee && !query ? "/" : "", ee && !query ? ee : "", query ? query : "", ee && query ? ee : "");
+	free(er);
+	free(ee);
+	return n > 0 && (size_t)n < sizeof(buf) ? strdup(buf) : NULL;
+}
+
+/* After /state_ids at a prev event: fetch what of it we do not have. */
+static void state_ids_done(struct txn_job *j, struct fetch_ctx *fc, json_t *body)
+{
+	json_t *ids = json_object_get(body, "pdu_ids"), *chain = json_object_get(body, "auth_chain_ids");
+	if (!json_is_array(ids) || json_array_size(ids) > 50000 || (chain && !json_is_array(chain)))
+		return;
+	json_object_set_new(j->state_for, fc->event_id, json_pack("{s:s, s:O}", "room", fc->room_id, "ids", ids));
+	json_t *all = json_array();
+	json_array_extend(all, ids);
+	if (chain)
+		json_array_extend(all, chain);
+	json_array_append_new(all, json_string(fc->event_id));
+	char *text = cjson_encode(all, NULL, NULL);
+	json_decref(all);
+	if (!text)
+		return;
+	struct al_error err = {0};
+	const char *p[] = {text};
+	PGresult *r = db_exec(&j->w->db, &err,
+			      "SELECT x, x = ANY(SELECT event_id FROM events WHERE event_id IN "
+			      "(SELECT jsonb_array_elements_text($1::jsonb))) FROM jsonb_array_elements_text($1::jsonb) x",
+			      1, p);
+	free(text);
+	if (!r)
+		return;
+	bool need_state = false, need_event = false;
+	for (int i = 0; i < PQntuples(r); i++) {
+		if (PQgetvalue(r, i, 1)[0] == 't')
+			continue;
+		if (strcmp(PQgetvalue(r, i, 0), fc->event_id) == 0)
+			need_event = true;
+		else
+			need_state = true;
+	}
+	PQclear(r);
+	if (need_state) {
+		char *path = path_of("state", fc->room_id, fc->event_id, "?event_id=");
+		if (path)
+			fetch(j, F_STATE, fc->room_id, fc->event_id, "GET", path, NULL);
+		free(path);
+	}
+	if (need_event) {
+		char *enc = evhttp_encode_uri(fc->event_id);
+		char path[700];
+		snprintf(path, sizeof(path), "/_matrix/federation/v1/event/%s", enc ? enc : "");
+		free(enc);
+		fetch(j, F_EVENT, fc->room_id, fc->event_id, "GET", path, NULL);
+	}
+}
 
 static void fetched(const struct fed_response *resp, void *arg)
 {
 	struct fetch_ctx *fc = arg;
 	struct txn_job *j = fc->j;
-	if (resp->status == 200 && resp->body) {
-		json_t *list = json_object_get(resp->body, fc->outliers ? "auth_chain" : "events");
-		json_t *versions = json_object();
-		struct al_error err = {0};
-		char version[4];
-		if (room_remote_room_version(&j->w->db, fc->room_id, version, &err) == 0)
-			json_object_set_new(versions, fc->room_id, json_string(version));
-		size_t i;
-		json_t *p;
-		json_array_foreach(list, i, p)
-		{
-			if (i >= (fc->outliers ? 200 : GME_LIMIT))
-				break;
-			if (json_is_object(p) && json_string_value(json_object_get(p, "room_id")) &&
-			    strcmp(json_string_value(json_object_get(p, "room_id")), fc->room_id) == 0)
-				add_item(j, p, true, fc->outliers, versions);
-		}
-		json_decref(versions);
-		log_info("fed_pdu", "fetched %zu %s events origin=%s room_id=%s", json_array_size(list),
-			 fc->outliers ? "auth chain" : "missing", j->origin, fc->room_id);
+	json_t *body = resp->status == 200 && json_is_object(resp->body) ? resp->body : NULL;
+	static const char *const names[] = {"missing events", "auth chain", "state ids", "state", "event"};
+	if (!body) {
+		log_info("fed_pdu", "cannot fill a gap (%s) origin=%s room_id=%s status=%d %s", names[fc->kind], j->origin,
+			 fc->room_id, resp->status, resp->err.message);
 	} else {
-		log_info("fed_pdu", "cannot fill a gap origin=%s room_id=%s status=%d %s", j->origin, fc->room_id,
-			 resp->status, resp->err.message);
+		switch (fc->kind) {
+		case F_MISSING:
+			add_list(j, json_object_get(body, "events"), fc->room_id, false, GME_LIMIT);
+			break;
+		case F_AUTH:
+			add_list(j, json_object_get(body, "auth_chain"), fc->room_id, true, 1000);
+			break;
+		case F_STATE_IDS:
+			state_ids_done(j, fc, body);
+			break;
+		case F_STATE:
+			add_list(j, json_object_get(body, "auth_chain"), fc->room_id, true, 20000);
+			add_list(j, json_object_get(body, "pdus"), fc->room_id, true, 20000);
+			break;
+		case F_EVENT:
+			add_list(j, json_object_get(body, "pdus"), fc->room_id, true, 1);
+			break;
+		}
+		log_info("fed_pdu", "fetched %s origin=%s room_id=%s", names[fc->kind], j->origin, fc->room_id);
 	}
 	free(fc);
 	if (--j->pending == 0)
 		verify_then_run(j);
 }
 
-static int fetch(struct txn_job *j, const char *room_id, const char *method, const char *path, json_t *body,
-		 bool outliers)
+static int fetch(struct txn_job *j, enum fetch_kind kind, const char *room_id, const char *event_id,
+		 const char *method, const char *path, json_t *body)
 {
 	struct fetch_ctx *fc = calloc(1, sizeof(*fc));
 	if (!fc)
 		return -1;
 	fc->j = j;
-	fc->outliers = outliers;
+	fc->kind = kind;
 	snprintf(fc->room_id, sizeof(fc->room_id), "%s", room_id);
+	if (event_id)
+		snprintf(fc->event_id, sizeof(fc->event_id), "%s", event_id);
 	struct fed_request rq = {.method = method, .destination = j->origin, .path = path, .body = body,
 				 .sign = true, .timeout_ms = FETCH_TIMEOUT_MS};
 	j->pending++;
@@ -481,6 +589,34 @@ static json_t *extremities(struct txn_job *j, const char *room_id)
 	return a;
 }
 
+/* Accept one item; true when it is decided (a result was given). */
+static bool accept_item(struct txn_job *j, json_t *it, unsigned flags, struct room_pdu_outcome *o)
+{
+	struct room_ctx c = ctx_of(j);
+	json_t *pdu = json_object_get(it, "pdu");
+	const char *room_id = json_string_value(json_object_get(pdu, "room_id"));
+	const char *event_id = json_string_value(json_object_get(it, "event_id"));
+	struct al_error err = {0};
+	if (room_remote_accept(&c, room_id, pdu, event_id, flags, o, &err) < 0) {
+		result(j, it, err.message);
+		return true;
+	}
+	if (o->status == ROOM_PDU_MISSING)
+		return false;
+	if (o->status == ROOM_PDU_ACCEPTED)
+		j->accepted_any = true;
+	result(j, it, o->status == ROOM_PDU_REJECTED ? o->reason : NULL);
+	return true;
+}
+
+static void ask_event_auth(struct txn_job *j, const char *room_id, const char *event_id)
+{
+	char *path = path_of("event_auth", room_id, event_id, NULL);
+	if (path)
+		fetch(j, F_AUTH, room_id, NULL, "GET", path, NULL);
+	free(path);
+}
+
 static void job_run(struct txn_job *j)
 {
 	size_t n = json_array_size(j->items);
@@ -493,8 +629,38 @@ static void job_run(struct txn_job *j)
 		order[i] = json_array_get(j->items, i);
 	qsort(order, n, sizeof(*order), depth_order);
 	struct room_ctx c = ctx_of(j);
+	j->runs++;
+	json_t *byid = json_object(); /* event ID -> item */
+	for (size_t i = 0; i < n; i++) {
+		const char *id = json_string_value(json_object_get(order[i], "event_id"));
+		if (id)
+			json_object_set(byid, id, order[i]);
+	}
+	/* pass A: outliers (auth chains, the state at a gap) */
+	for (size_t i = 0; i < n; i++) {
+		json_t *it = order[i];
+		struct room_pdu_outcome o;
+		if (json_integer_value(json_object_get(it, "state")) == IT_PENDING &&
+		    json_is_true(json_object_get(it, "outlier"))) {
+			if (!accept_item(j, it, ROOM_ACCEPT_OUTLIER | ROOM_ACCEPT_GAPS, &o))
+				result(j, it, "not stored");
+			room_pdu_outcome_clear(&o);
+		}
+	}
+	/* the state after each prev event that was fetched for a gap */
+	const char *pid;
+	json_t *ids;
+	void *tmp;
+	json_object_foreach_safe(j->state_for, tmp, pid, ids)
+	{
+		struct al_error err = {0};
+		const char *room_id = json_string_value(json_object_get(ids, "room"));
+		if (room_remote_set_state_after(&c, room_id, pid, json_object_get(ids, "ids"), &err) < 0)
+			log_info("fed_pdu", "cannot use the state at %s: %s", pid, err.message);
+		json_object_del(j->state_for, pid);
+	}
+	/* pass B: the timeline, oldest first */
 	json_t *gaps = json_object(); /* room_id -> [event IDs with unknown prev_events] */
-	json_t *auth_gaps = json_array();
 	for (size_t i = 0; i < n; i++) {
 		json_t *it = order[i];
 		if (json_integer_value(json_object_get(it, "state")) != IT_PENDING)
@@ -502,81 +668,91 @@ static void job_run(struct txn_job *j)
 		json_t *pdu = json_object_get(it, "pdu");
 		const char *room_id = json_string_value(json_object_get(pdu, "room_id"));
 		const char *event_id = json_string_value(json_object_get(it, "event_id"));
-		bool tried = json_object_get(j->tried, room_id) != NULL;
-		unsigned flags = 0;
-		if (tried || json_is_true(json_object_get(it, "fetched")))
-			flags |= ROOM_ACCEPT_GAPS;
-		if (json_is_true(json_object_get(it, "outlier")))
-			flags |= ROOM_ACCEPT_OUTLIER | ROOM_ACCEPT_GAPS;
+		bool pulled = json_is_true(json_object_get(it, "fetched"));
+		bool state_tried = json_object_get(j->state_tried, event_id) != NULL;
+		bool auth_tried = json_object_get(j->auth_tried, event_id) != NULL;
 		struct room_pdu_outcome o;
-		struct al_error err = {0};
-		if (room_remote_accept(&c, room_id, pdu, event_id, flags, &o, &err) < 0) {
-			result(j, it, err.message);
+		if (accept_item(j, it, state_tried ? ROOM_ACCEPT_GAPS : 0, &o)) {
+			room_pdu_outcome_clear(&o);
 			continue;
 		}
-		if (o.status == ROOM_PDU_MISSING) {
-			if (o.missing_prev) {
+		bool waits = false; /* a missing prev event is in this job, not decided yet */
+		size_t k;
+		json_t *m;
+		json_array_foreach(o.missing_prev, k, m)
+		{
+			json_t *dep = json_object_get(byid, json_string_value(m));
+			if (dep && json_integer_value(json_object_get(dep, "state")) != IT_DONE)
+				waits = true;
+		}
+		if (waits && j->runs < MAX_RUNS) {
+			room_pdu_outcome_clear(&o);
+			continue;
+		}
+		if (o.missing_prev && !pulled) {
+			/* pushed to us: its prev_events come from get_missing_events
+			 * (once per room), else it is refused (spec: the sender must
+			 * divulge them) */
+			if (!json_object_get(j->tried, room_id)) {
 				json_t *g = json_object_get(gaps, room_id);
 				if (!g) {
 					g = json_array();
 					json_object_set_new(gaps, room_id, g);
 				}
 				json_array_append_new(g, json_string(event_id));
+			} else {
+				result(j, it, "its prev_events could not be fetched");
 			}
-			if (o.missing_auth && !o.missing_prev)
-				json_array_append_new(auth_gaps, json_pack("[s, s]", room_id, event_id));
+		} else if (o.missing_prev && !state_tried && j->fetches < STATE_MAX_FETCHES) {
+			/* pulled: ask for the state at each missing prev event */
+			json_object_set_new(j->state_tried, event_id, json_true());
+			json_array_foreach(o.missing_prev, k, m)
+			{
+				if (k >= 3 || j->fetches >= STATE_MAX_FETCHES)
+					break;
+				j->fetches++;
+				char *path = path_of("state_ids", room_id, json_string_value(m), "?event_id=");
+				if (path)
+					fetch(j, F_STATE_IDS, room_id, json_string_value(m), "GET", path, NULL);
+				free(path);
+			}
+		} else if (o.missing_auth && !auth_tried && j->fetches < STATE_MAX_FETCHES) {
+			json_object_set_new(j->auth_tried, event_id, json_true());
+			j->fetches++;
+			ask_event_auth(j, room_id, event_id);
+		} else {
+			/* nothing more to ask: decide with what we have */
 			room_pdu_outcome_clear(&o);
-			continue;
+			if (!accept_item(j, it, ROOM_ACCEPT_GAPS, &o))
+				result(j, it, "missing events");
 		}
-		if (o.status == ROOM_PDU_ACCEPTED)
-			j->accepted_any = true;
-		result(j, it, o.status == ROOM_PDU_REJECTED ? o.reason : NULL);
 		room_pdu_outcome_clear(&o);
 	}
 	free(order);
-	/* fill the gaps once per room, then go again */
-	const char *room_id;
-	json_t *ids;
-	json_object_foreach(gaps, room_id, ids)
+	json_decref(byid);
+	json_t *gids;
+	json_object_foreach(gaps, pid, gids)
 	{
-		json_object_set_new(j->tried, room_id, json_true());
-		char *enc = evhttp_encode_uri(room_id);
-		char path[600];
-		snprintf(path, sizeof(path), "/_matrix/federation/v1/get_missing_events/%s", enc ? enc : "");
-		free(enc);
-		json_t *body = json_pack("{s:o, s:O, s:i, s:i}", "earliest_events", extremities(j, room_id),
-					 "latest_events", ids, "limit", GME_LIMIT, "min_depth", 0);
-		fetch(j, room_id, "POST", path, body, false);
+		json_object_set_new(j->tried, pid, json_true());
+		char *path = path_of("get_missing_events", pid, NULL, NULL);
+		json_t *body = json_pack("{s:o, s:O, s:i, s:i}", "earliest_events", extremities(j, pid), "latest_events",
+					 gids, "limit", GME_LIMIT, "min_depth", 0);
+		if (path)
+			fetch(j, F_MISSING, pid, NULL, "POST", path, body);
+		free(path);
 		json_decref(body);
 	}
-	size_t i;
-	json_t *g;
-	json_array_foreach(auth_gaps, i, g)
-	{
-		const char *rid = json_string_value(json_array_get(g, 0));
-		if (json_object_get(j->tried, rid) || j->fetches >= EVENT_AUTH_MAX_FETCHES)
-			continue;
-		j->fetches++;
-		char *er = evhttp_encode_uri(rid), *ee = evhttp_encode_uri(json_string_value(json_array_get(g, 1)));
-		char path[1024];
-		snprintf(path, sizeof(path), "/_matrix/federation/v1/event_auth/%s/%s", er ? er : "", ee ? ee : "");
-		free(er);
-		free(ee);
-		fetch(j, rid, "GET", path, NULL, true);
-	}
-	/* rooms whose gaps could not be asked for: accept with gaps now */
-	json_array_foreach(auth_gaps, i, g)
-	{
-		json_object_set_new(j->tried, json_string_value(json_array_get(g, 0)), json_true());
-	}
 	json_decref(gaps);
-	bool again = json_array_size(auth_gaps) > 0;
-	json_decref(auth_gaps);
 	if (j->pending > 0)
 		return; /* fetched() continues */
-	if (again) {
-		job_run(j);
-		return;
+	size_t k;
+	json_t *it;
+	json_array_foreach(j->items, k, it)
+	{
+		if (json_integer_value(json_object_get(it, "state")) == IT_PENDING) {
+			job_run(j); /* a fetch could not be started: decide now */
+			return;
+		}
 	}
 	job_finish(j);
 }
@@ -593,6 +769,9 @@ int fed_pdu_process(struct federation *fed, struct http_worker *w, const char *o
 	j->items = json_array();
 	j->results = json_object();
 	j->tried = json_object();
+	j->state_tried = json_object();
+	j->auth_tried = json_object();
+	j->state_for = json_object();
 	j->cb = cb;
 	j->arg = arg;
 	json_t *versions = room_versions(j, pdus);

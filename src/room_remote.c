@@ -557,6 +557,7 @@ int room_remote_accept(const struct room_ctx *c, const char *room_id, const json
 	json_t *prev = json_object_get(pdu, "prev_events");
 	int64_t groups[ROOM_DAG_MAX_GROUPS];
 	int ng = 0;
+	bool outlier_prev = false; /* a prev event is known only from a gap's state */
 	size_t i;
 	json_t *v;
 	json_array_foreach(prev, i, v)
@@ -569,6 +570,8 @@ int room_remote_accept(const struct room_ctx *c, const char *room_id, const json
 			json_array_append(out->missing_prev, v);
 			continue;
 		}
+		if (json_is_true(json_object_get(k, "outlier")))
+			outlier_prev = true;
 		bool dup = false;
 		for (int j = 0; j < ng && !dup; j++)
 			dup = groups[j] == g;
@@ -633,6 +636,21 @@ int room_remote_accept(const struct room_ctx *c, const char *room_id, const json
 	bool soft = false;
 	if (current_group != group_before && current_group > 0) {
 		json_t *cur = room_dag_current_state(db, room_id, err);
+		if (cur && outlier_prev) {
+			/* its state came from another server at a gap: the current
+			 * state is the resolution of ours and that one (as Synapse) */
+			json_t *full[1] = {NULL};
+			if (room_dag_group_states(db, &group_before, 1, full, err) == 0) {
+				json_t *sets[2] = {cur, full[0]};
+				json_t *res = room_dag_resolve(db, room_id, &rules, sets, 2, err);
+				json_decref(cur);
+				cur = res;
+			} else {
+				json_decref(cur);
+				cur = NULL;
+			}
+			json_decref(full[0]);
+		}
 		json_t *cur_auth = cur ? room_dag_auth_state(db, room_id, pdu, cur, err) : NULL;
 		json_decref(cur);
 		if (!cur_auth)
@@ -716,6 +734,87 @@ done:
 	json_decref(known);
 	json_decref(pdu);
 	return rc;
+}
+
+int room_remote_set_state_after(const struct room_ctx *c, const char *room_id, const char *event_id, json_t *ids,
+				struct al_error *err)
+{
+	struct db *db = c->db;
+	if (!room_id || !event_id || !json_is_array(ids))
+		return al_error_set(err, 400, "M_BAD_JSON", "bad state");
+	json_t *all = json_deep_copy(ids);
+	json_array_append_new(all, json_string(event_id));
+	char *text = cjson_encode(all, NULL, err);
+	json_decref(all);
+	if (!text)
+		return -1;
+	if (db_begin(db, err) < 0) {
+		free(text);
+		return -1;
+	}
+	const char *p1[] = {room_id};
+	PGresult *r = db_exec(db, err, "SELECT 1 FROM rooms WHERE room_id = $1 FOR UPDATE", 1, p1);
+	if (!r)
+		goto fail;
+	PQclear(r);
+	const char *p[] = {text, room_id};
+	r = db_exec(db, err,
+		    "SELECT event_id, type, state_key, state_group IS NOT NULL FROM events WHERE room_id = $2 AND ("
+		    "(event_id IN (SELECT jsonb_array_elements_text($1::jsonb)) AND NOT rejected "
+		    "AND state_key IS NOT NULL) OR event_id = ($1::jsonb->>-1))",
+		    2, p);
+	if (!r)
+		goto fail;
+	json_t *st = json_object();
+	bool found = false, has_group = false, self_state = false;
+	char type[EVENT_TYPE_MAX + 1] = "", sk[EVENT_TYPE_MAX + 1] = "";
+	for (int i = 0; i < PQntuples(r); i++) {
+		if (strcmp(PQgetvalue(r, i, 0), event_id) == 0) {
+			found = true;
+			has_group = PQgetvalue(r, i, 3)[0] == 't';
+			if (!PQgetisnull(r, i, 2)) {
+				self_state = true;
+				snprintf(type, sizeof(type), "%s", PQgetvalue(r, i, 1));
+				snprintf(sk, sizeof(sk), "%s", PQgetvalue(r, i, 2));
+			}
+			continue;
+		}
+		char k[ROOM_AUTH_KEY_MAX + 1];
+		if (room_auth_key(PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), k, sizeof(k)) == 0)
+			json_object_set_new(st, k, json_string(PQgetvalue(r, i, 0)));
+	}
+	PQclear(r);
+	free(text);
+	text = NULL;
+	if (!found || has_group) {
+		json_decref(st);
+		db_rollback(db);
+		return found ? 0 : al_error_set(err, 404, "M_NOT_FOUND", "event %s is not stored", event_id);
+	}
+	if (self_state) {
+		char k[ROOM_AUTH_KEY_MAX + 1];
+		if (room_auth_key(type, sk, k, sizeof(k)) == 0)
+			json_object_set_new(st, k, json_string(event_id));
+	}
+	int64_t g = room_dag_new_group(db, room_id, st, 0, NULL, 0, NULL, err);
+	json_decref(st);
+	if (!g)
+		goto fail;
+	char gs[24];
+	fmt_i64(gs, sizeof(gs), g);
+	const char *u[] = {event_id, gs};
+	r = db_exec(db, err, "UPDATE events SET state_group = $2::bigint WHERE event_id = $1 AND state_group IS NULL", 2, u);
+	if (!r)
+		goto fail;
+	PQclear(r);
+	if (db_commit(db, err) < 0)
+		return -1;
+	log_info("room_remote", "state at a gap room_id=%s event_id=%s", room_id, event_id);
+	return 0;
+fail:
+	db_rollback(db);
+	free(text);
+	return -1;
 }
 
 /* ---- what a remote join, invite or leave brings ---- */

@@ -66,6 +66,14 @@ int room_remote_room_version(struct db *db, const char *room_id, char *version, 
 int room_remote_accept(const struct room_ctx *c, const char *room_id, const json_t *pdu, const char *event_id,
 		       unsigned flags, struct room_pdu_outcome *out, struct al_error *err);
 
+/* The state before event_id (a stored outlier, a prev event of a gap) as
+ * another server told it (/state_ids: ids, events stored already): the
+ * event gets a state group (that state, plus itself when it is a state
+ * event), so events after it can build on it. Unknown or rejected IDs are
+ * left out. */
+int room_remote_set_state_after(const struct room_ctx *c, const char *room_id, const char *event_id, json_t *ids,
+				struct al_error *err);
+
 /* A room joined through a resident server (send_join): the room's state
  * and auth chain (arrays of verified PDUs) become outliers (each checked
  * against its auth events), then the join event joins the timeline with

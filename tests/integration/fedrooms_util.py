@@ -143,6 +143,8 @@ class FakeServer:
         self.key = signedjson.key.generate_signing_key("f1")
         self.txns = []
         self.events = {}  # event ID -> PDU, what this server can hand out
+        self.state_at = {}  # event ID -> state IDs before it (/state_ids, /state)
+        self.gme_answer = None  # a fixed get_missing_events answer (list of PDUs)
         self.requests = []
         d = str(tmp_path)
         lib_sh("al_tls_cert %s localhost %s" % (d, ca))
@@ -170,6 +172,23 @@ class FakeServer:
                     parts = self.path.split("/")
                     eid = urllib.parse.unquote(parts[-1])
                     return self.reply(200, {"auth_chain": fake.auth_chain(eid)})
+                u = urllib.parse.urlparse(self.path)
+                qs = urllib.parse.parse_qs(u.query)
+                if u.path.startswith("/_matrix/federation/v1/event/"):
+                    eid = urllib.parse.unquote(u.path.split("/")[-1])
+                    if eid in fake.events:
+                        return self.reply(200, {"origin": fake.name, "origin_server_ts": 0,
+                                                "pdus": [fake.events[eid]]})
+                if u.path.startswith("/_matrix/federation/v1/state_ids/") or \
+                        u.path.startswith("/_matrix/federation/v1/state/"):
+                    eid = qs.get("event_id", [""])[0]
+                    if eid in fake.state_at:
+                        ids = fake.state_at[eid]
+                        chain = {a for i in ids for a in (event_id(e) for e in fake.auth_chain(i))}
+                        if "/state_ids/" in u.path:
+                            return self.reply(200, {"pdu_ids": ids, "auth_chain_ids": sorted(chain)})
+                        return self.reply(200, {"pdus": [fake.events[i] for i in ids],
+                                                "auth_chain": [fake.events[i] for i in chain]})
                 self.reply(404, {"errcode": "M_UNRECOGNIZED", "error": "not here"})
 
             def do_PUT(self):
@@ -184,6 +203,8 @@ class FakeServer:
                 body = self.body()
                 fake.requests.append(("POST", self.path))
                 if self.path.startswith("/_matrix/federation/v1/get_missing_events/"):
+                    if fake.gme_answer is not None:
+                        return self.reply(200, {"events": fake.gme_answer})
                     return self.reply(200, {"events": fake.missing(body)})
                 self.reply(404, {"errcode": "M_UNRECOGNIZED", "error": "not here"})
 

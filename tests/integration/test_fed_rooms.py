@@ -500,3 +500,40 @@ def test_version_10_rooms_and_remote_alias_lookup(make_server):
     # v10 events carry origin (it is protected by the v10 redaction rules)
     pdu = json.loads(a.sql("SELECT json FROM events WHERE room_id = %s AND type = 'm.room.message'", room_id)[0][0])
     assert pdu["origin"] == b.server_name
+
+
+def test_gap_state_fetched_and_unfillable_gap_refused(make_server, fake):
+    a = make_server()
+    alice = User(a)
+    room_id = alice.create_room(preset="public_chat")
+    room, fred = fake_join(a, fake, room_id)
+    state_before_q = list(room.state.values())
+    # Q (a second user joins), R, S: S is sent, get_missing_events gives R
+    # only; the state at Q comes from /state_ids (+ /state or /event)
+    greta = fake.user("greta")
+    q_ev = room.make(fake.name, fake.key, "m.room.member", greta, {"membership": "join"}, state_key=greta)
+    qid = room.add(q_ev)
+    r_ev = room.make(fake.name, fake.key, "m.room.message", greta, {"msgtype": "m.text", "body": "R"})
+    room.add(r_ev)
+    s_ev = room.make(fake.name, fake.key, "m.room.message", greta, {"msgtype": "m.text", "body": "S"})
+    room.add(s_ev)
+    fake.events.update(room.events)
+    fake.state_at[qid] = state_before_q
+    fake.gme_answer = [r_ev]
+    res = fake.send(a, [s_ev])
+    assert res == {event_id(s_ev): {}}, res
+    paths = [p for _, p in fake.requests]
+    assert any(p.startswith("/_matrix/federation/v1/state_ids/") and q(qid) in p for p in paths), paths
+    assert bodies(alice, room_id)[-2:] == ["R", "S"]
+    # Q is known as an outlier with the state after it: greta is a member
+    assert a.sql("SELECT outlier, state_group IS NOT NULL FROM events WHERE event_id = %s", qid) == [(True, True)]
+    # a gap the sender will not fill: the event is refused, no state asked
+    hidden = room.make(fake.name, fake.key, "m.room.message", fred, {"msgtype": "m.text", "body": "hidden"})
+    room.add(hidden)
+    shown = room.make(fake.name, fake.key, "m.room.message", fred, {"msgtype": "m.text", "body": "orphan"})
+    fake.gme_answer = []
+    n = len(fake.requests)
+    res = fake.send(a, [shown])
+    assert "prev_events" in res[event_id(shown)]["error"], res
+    assert not any("/state_ids/" in p for _, p in fake.requests[n:])
+    assert "orphan" not in bodies(alice, room_id)
