@@ -5,6 +5,7 @@
  * of another server (invite v2). Each is a small state machine on the
  * caller's loop (a worker's), using that worker's database connection;
  * candidates are tried in turn. */
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +22,7 @@
 
 #define MAX_CANDIDATES 8
 #define HANDSHAKE_TIMEOUT_MS 20000
-#define SUPPORTED_VERSIONS "ver=11&ver=10&ver=9&ver=8&ver=7&ver=6&ver=5&ver=4&ver=3"
+#define SUPPORTED_VERSIONS "ver=11&ver=10&ver=9&ver=8&ver=7&ver=6&ver=5&ver=4&ver=3&ver=2&ver=1"
 
 struct hs_job {
 	struct app *app;
@@ -218,6 +219,15 @@ static int build_from_template(struct hs_job *j, json_t *tmpl, struct al_error *
 		return al_error_set(err, 502, "M_UNKNOWN", "the resident server's template is not our membership event");
 	json_t *ev = json_deep_copy(tmpl);
 	json_object_del(ev, "event_id");
+	if (r.id_format == 1) {
+		/* versions 1-2: the joining server names its event */
+		unsigned char rnd[16];
+		char hex[33], id[EVENT_ID_MAX + 64];
+		randombytes_buf(rnd, sizeof(rnd));
+		sodium_bin2hex(hex, sizeof(hex), rnd, sizeof(rnd));
+		snprintf(id, sizeof(id), "$%s:%.200s", hex, j->app->cfg.server_name);
+		json_object_set_new(ev, "event_id", json_string(id));
+	}
 	json_object_del(ev, "signatures");
 	json_object_del(ev, "hashes");
 	json_object_del(ev, "unsigned");

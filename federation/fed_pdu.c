@@ -38,6 +38,11 @@ static int needed_servers(const struct event_rules *r, const json_t *pdu, const 
 	const char *s = sender ? strchr(sender, ':') : NULL;
 	if (s && n < max)
 		out[n++] = s + 1;
+	/* versions 1-2: the server that named the event signs it too */
+	const char *eid = r->id_format == 1 ? json_string_value(json_object_get(pdu, "event_id")) : NULL;
+	const char *es = eid ? strchr(eid, ':') : NULL;
+	if (es && n < max && (!s || strcmp(es + 1, s + 1) != 0))
+		out[n++] = es + 1;
 	const char *type = json_string_value(json_object_get(pdu, "type"));
 	json_t *c = json_object_get(pdu, "content");
 	const char *via = json_string_value(json_object_get(c, "join_authorised_via_users_server"));
@@ -118,8 +123,8 @@ int fed_pdu_verify(struct federation *fed, const struct event_rules *r, const js
 		   char *why, size_t whylen)
 {
 	*verified = NULL;
-	const char *servers[2];
-	int ns = needed_servers(r, pdu, servers, 2);
+	const char *servers[3];
+	int ns = needed_servers(r, pdu, servers, 3);
 	if (ns == 0) {
 		snprintf(why, whylen, "no sender");
 		return -1;
@@ -179,8 +184,8 @@ int fed_pdus_fetch_keys(struct federation *fed, struct event_base *base, json_t 
 	json_t *p;
 	json_array_foreach(pdus, i, p)
 	{
-		const char *servers[2];
-		int ns = needed_servers(&r, p, servers, 2);
+		const char *servers[3];
+		int ns = needed_servers(&r, p, servers, 3);
 		for (int k = 0; k < ns; k++) {
 			if (key_known(fed, servers[k], p))
 				continue;
@@ -605,7 +610,8 @@ static bool accept_item(struct txn_job *j, json_t *it, unsigned flags, struct ro
 		return false;
 	if (o->status == ROOM_PDU_ACCEPTED)
 		j->accepted_any = true;
-	result(j, it, o->status == ROOM_PDU_REJECTED ? o->reason : NULL);
+	/* a rejected event is stored as such: no error for it (spec) */
+	result(j, it, NULL);
 	return true;
 }
 

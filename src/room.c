@@ -149,6 +149,7 @@ struct writer {
 	struct event_rules rules;
 	char head[EVENT_ID_MAX];
 	char prevs[ROOM_MAX_PREV][EVENT_ID_MAX]; /* the forward extremities */
+	json_t *prev_pdus[ROOM_MAX_PREV];        /* their PDUs (room versions 1-2 only) */
 	int nprev;
 	int64_t depth;
 	int64_t group;
@@ -167,6 +168,10 @@ static void writer_clear(struct writer *w)
 {
 	json_decref(w->state);
 	w->state = NULL;
+	for (int i = 0; i < ROOM_MAX_PREV; i++) {
+		json_decref(w->prev_pdus[i]);
+		w->prev_pdus[i] = NULL;
+	}
 }
 
 static int state_put(json_t *state, const char *type, const char *sk, json_t *pdu_with_id)
@@ -222,13 +227,17 @@ static int writer_load(struct writer *w, const struct room_ctx *c, const char *r
 	if (event_rules_for(w->version, &w->rules) < 0)
 		return al_error_set(err, 400, "M_UNSUPPORTED_ROOM_VERSION", "room version %s", w->version);
 	r = db_exec(c->db, err,
-		    "SELECT x.event_id FROM room_extremities x JOIN events e ON e.event_id = x.event_id "
+		    "SELECT x.event_id, e.json FROM room_extremities x JOIN events e ON e.event_id = x.event_id "
 		    "WHERE x.room_id = $1 ORDER BY e.depth DESC, x.event_id LIMIT " ROOM_MAX_PREV_STR,
 		    1, p1);
 	if (!r)
 		return -1;
-	for (int i = 0; i < PQntuples(r) && i < ROOM_MAX_PREV; i++)
-		snprintf(w->prevs[w->nprev++], EVENT_ID_MAX, "%s", PQgetvalue(r, i, 0));
+	for (int i = 0; i < PQntuples(r) && i < ROOM_MAX_PREV; i++) {
+		snprintf(w->prevs[w->nprev], EVENT_ID_MAX, "%s", PQgetvalue(r, i, 0));
+		/* versions 1-2 refer to prev events with their reference hash */
+		w->prev_pdus[w->nprev++] =
+			w->rules.id_format == 1 ? json_loads(PQgetvalue(r, i, 1), JSON_DECODE_ANY, NULL) : NULL;
+	}
 	PQclear(r);
 	if (w->nprev == 0 && w->head[0])
 		snprintf(w->prevs[w->nprev++], EVENT_ID_MAX, "%s", w->head);
@@ -321,13 +330,26 @@ static json_t *writer_build(struct writer *w, const char *sender, const struct r
 	}
 	json_t *prev = json_array();
 	for (int i = 0; i < w->nprev; i++)
-		json_array_append_new(prev, json_string(w->prevs[i]));
+		json_array_append_new(prev, w->rules.id_format == 1
+						    ? event_ref_make(w->prev_pdus[i], w->prevs[i], &w->rules)
+						    : json_string(w->prevs[i]));
 	json_object_set_new(pdu, "prev_events", prev);
 	const char *auth_ids[5];
 	int nauth = room_auth_select(pdu, w->state, auth_ids, 5, pdu_id);
 	json_t *auth = json_array();
-	for (int i = 0; i < nauth; i++)
-		json_array_append_new(auth, json_string(auth_ids[i]));
+	for (int i = 0; i < nauth; i++) {
+		json_t *ae = NULL;
+		if (w->rules.id_format == 1) {
+			const char *k;
+			json_t *v;
+			json_object_foreach(w->state, k, v)
+			{
+				if (pdu_id(v) && strcmp(pdu_id(v), auth_ids[i]) == 0)
+					ae = event_ref_make(v, auth_ids[i], &w->rules);
+			}
+		}
+		json_array_append_new(auth, ae ? ae : json_string(auth_ids[i]));
+	}
 	json_object_set_new(pdu, "auth_events", auth);
 	const char *create_id = pdu_id(room_auth_state_get(w->state, "m.room.create", ""));
 	bool is_first = w->nprev == 1 && create_id && strcmp(w->prevs[0], create_id) == 0;
@@ -371,7 +393,7 @@ static int writer_append(struct writer *w, const char *sender, const struct room
 	int nauth = 0;
 	json_t *auth = json_object_get(pdu, "auth_events");
 	for (size_t i = 0; i < json_array_size(auth) && nauth < EVENT_MAX_AUTH; i++)
-		auth_ids[nauth++] = json_string_value(json_array_get(auth, i));
+		auth_ids[nauth++] = event_ref_id(json_array_get(auth, i));
 	/* the servers in the room before this event, and the target of a
 	 * kick or ban */
 	const char *extra = NULL;
@@ -446,6 +468,12 @@ static int writer_append(struct writer *w, const char *sender, const struct room
 	PQclear(r);
 	snprintf(w->head, sizeof(w->head), "%s", event_id);
 	snprintf(w->prevs[0], EVENT_ID_MAX, "%s", event_id);
+	for (int i = 0; i < ROOM_MAX_PREV; i++) {
+		json_decref(w->prev_pdus[i]);
+		w->prev_pdus[i] = NULL;
+	}
+	if (w->rules.id_format == 1)
+		w->prev_pdus[0] = json_incref(pdu);
 	w->nprev = 1;
 	w->depth++;
 	if (spec->state_key) {

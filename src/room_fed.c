@@ -93,7 +93,7 @@ int room_fed_state_ids(struct db *db, const char *room_id, const char *event_id,
 			      "SELECT e.state_group, e.type, e.state_key, (SELECT p.state_group FROM event_edges x "
 			      "JOIN events p ON p.event_id = x.prev_event_id WHERE x.event_id = e.event_id "
 			      "AND p.state_group IS NOT NULL ORDER BY p.depth DESC LIMIT 1) "
-			      "FROM events e WHERE e.room_id = $1 AND e.event_id = $2",
+			      "FROM events e WHERE e.room_id = $1 AND e.event_id = $2 AND NOT e.outlier AND NOT e.rejected",
 			      2, p);
 	if (!r)
 		return -1;

@@ -28,7 +28,8 @@ int room_fed_server_may_read(struct db *db, const char *room_id, const char *ser
 json_t *room_fed_event(struct db *db, const char *event_id, char *room_id_out, struct al_error *err);
 
 /* The state before event_id (the state "at" it) as event IDs, and the IDs
- * of their auth chain. New references. */
+ * of their auth chain. New references. 404 for outliers and rejected
+ * events (no state is known at them). */
 int room_fed_state_ids(struct db *db, const char *room_id, const char *event_id, json_t **pdu_ids,
 		       json_t **auth_chain_ids, struct al_error *err);
 

@@ -44,7 +44,7 @@ const char *room_pdu_status_name(enum room_pdu_status s)
 bool room_remote_version_supported(const char *version)
 {
 	struct event_rules r;
-	return event_rules_for(version, &r) == 0 && r.version >= 3;
+	return event_rules_for(version, &r) == 0;
 }
 
 /* ---- format ---- */
@@ -59,7 +59,8 @@ static int bad(struct al_error *err, const char *what)
 	return al_error_set(err, 400, "M_BAD_JSON", "invalid event: %s", what);
 }
 
-static int id_list_ok(const json_t *a, size_t max)
+/* v3+: event IDs; v1-2: [event_id, {"sha256": hash}] pairs. */
+static int id_list_ok(const json_t *a, size_t max, bool pairs)
 {
 	if (!json_is_array(a) || json_array_size(a) > max)
 		return 0;
@@ -67,7 +68,10 @@ static int id_list_ok(const json_t *a, size_t max)
 	json_t *v;
 	json_array_foreach(a, i, v)
 	{
-		if (!id_ok(json_string_value(v), '$'))
+		if (pairs ? !json_is_array(v) || json_array_size(v) != 2 || !json_is_object(json_array_get(v, 1))
+			  : !json_is_string(v))
+			return 0;
+		if (!id_ok(event_ref_id(v), '$'))
 			return 0;
 	}
 	return 1;
@@ -99,9 +103,9 @@ int room_pdu_check_format(const struct event_rules *r, const json_t *pdu, struct
 	json_t *depth = json_object_get(pdu, "depth");
 	if (!json_is_integer(depth) || json_integer_value(depth) < 0)
 		return bad(err, "depth");
-	if (!id_list_ok(json_object_get(pdu, "prev_events"), EVENT_MAX_PREV))
+	if (!id_list_ok(json_object_get(pdu, "prev_events"), EVENT_MAX_PREV, r->id_format == 1))
 		return bad(err, "prev_events");
-	if (!id_list_ok(json_object_get(pdu, "auth_events"), EVENT_MAX_AUTH))
+	if (!id_list_ok(json_object_get(pdu, "auth_events"), EVENT_MAX_AUTH, r->id_format == 1))
 		return bad(err, "auth_events");
 	if (!json_is_string(json_object_get(json_object_get(pdu, "hashes"), "sha256")))
 		return bad(err, "hashes");
@@ -123,7 +127,7 @@ int room_pdu_check_format(const struct event_rules *r, const json_t *pdu, struct
 		if (red && !id_ok(red, '$'))
 			return bad(err, "redacts");
 	}
-	if (r->id_format == 1 && !id_ok(event_str(pdu, "event_id"), '$'))
+	if (r->id_format == 1 && (!id_ok(event_str(pdu, "event_id"), '$') || !strchr(event_str(pdu, "event_id"), ':')))
 		return bad(err, "event_id");
 	if (strcmp(type, "m.room.create") == 0 && sk && !*json_string_value(sk)) {
 		const char *rs = room_dag_server_of(event_str(pdu, "room_id"));
@@ -213,9 +217,11 @@ static int insert_event(struct db *db, const char *room_id, const char *event_id
 	const char *pv[EVENT_MAX_PREV], *av[EVENT_MAX_AUTH];
 	int np = 0, na = 0;
 	for (size_t i = 0; i < json_array_size(prev) && np < EVENT_MAX_PREV; i++)
-		pv[np++] = json_string_value(json_array_get(prev, i));
+		if (event_ref_id(json_array_get(prev, i)))
+			pv[np++] = event_ref_id(json_array_get(prev, i));
 	for (size_t i = 0; i < json_array_size(auth) && na < EVENT_MAX_AUTH; i++)
-		av[na++] = json_string_value(json_array_get(auth, i));
+		if (event_ref_id(json_array_get(auth, i)))
+			av[na++] = event_ref_id(json_array_get(auth, i));
 	char *pa = room_pg_array(pv, np), *aa = room_pg_array(av, na);
 	char depth[24], ts[24], g[24];
 	fmt_i64(depth, sizeof(depth), json_integer_value(json_object_get(pdu, "depth")));
@@ -278,12 +284,13 @@ static int check_auth_events(const json_t *pdu, json_t *known, struct room_pdu_o
 	json_t *v;
 	json_array_foreach(auth, i, v)
 	{
-		const char *aid = json_string_value(v);
-		json_t *a = json_object_get(known, aid);
+		const char *aid = event_ref_id(v);
+		json_t *a = aid ? json_object_get(known, aid) : NULL;
 		if (!a) {
 			if (!out->missing_auth)
 				out->missing_auth = json_array();
-			json_array_append(out->missing_auth, v);
+			if (aid)
+				json_array_append_new(out->missing_auth, json_string(aid));
 			continue;
 		}
 		json_t *apdu = json_object_get(a, "pdu");
@@ -329,7 +336,7 @@ static bool first_after_create(const json_t *pdu, json_t *auth_map)
 	json_t *prev = json_object_get(pdu, "prev_events");
 	json_t *create = room_auth_state_get(auth_map, "m.room.create", "");
 	const char *cid = create ? event_str(create, "event_id") : NULL;
-	const char *p0 = json_string_value(json_array_get(prev, 0));
+	const char *p0 = event_ref_id(json_array_get(prev, 0));
 	return cid && p0 && json_array_size(prev) == 1 && strcmp(cid, p0) == 0;
 }
 
@@ -384,7 +391,8 @@ static int update_current(struct db *db, const char *room_id, const struct event
 	const char *pv[EVENT_MAX_PREV];
 	int np = 0;
 	for (size_t i = 0; i < json_array_size(prev) && np < EVENT_MAX_PREV; i++)
-		pv[np++] = json_string_value(json_array_get(prev, i));
+		if (event_ref_id(json_array_get(prev, i)))
+			pv[np++] = event_ref_id(json_array_get(prev, i));
 	char *pa = room_pg_array(pv, np);
 	if (!pa)
 		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
@@ -453,6 +461,7 @@ int room_remote_accept(const struct room_ctx *c, const char *room_id, const json
 	memset(out, 0, sizeof(*out));
 	json_t *pdu = json_deep_copy(pdu_in), *known = NULL, *auth_map = NULL, *before = NULL, *before_auth = NULL;
 	json_t *states[ROOM_DAG_MAX_GROUPS];
+	json_t *ref_auth = NULL, *ref_prev = NULL; /* the IDs of auth_events / prev_events */
 	int nstates = 0;
 	int rc = -1;
 	char reason[256] = "";
@@ -487,8 +496,10 @@ int room_remote_accept(const struct room_ctx *c, const char *room_id, const json
 	/* the event itself, its auth events and prev events, in one query */
 	json_t *ids = json_array();
 	json_array_append_new(ids, json_string(event_id));
-	json_array_extend(ids, json_object_get(pdu, "auth_events"));
-	json_array_extend(ids, json_object_get(pdu, "prev_events"));
+	ref_auth = event_ref_ids(json_object_get(pdu, "auth_events"));
+	ref_prev = event_ref_ids(json_object_get(pdu, "prev_events"));
+	json_array_extend(ids, ref_auth);
+	json_array_extend(ids, ref_prev);
 	char *arr = NULL;
 	{
 		size_t n = json_array_size(ids);
@@ -531,6 +542,18 @@ int room_remote_accept(const struct room_ctx *c, const char *room_id, const json
 	/* 4. auth against its auth events */
 	int ar = check_auth_events(pdu, known, out, &auth_map);
 	if (ar == 2 && !(flags & ROOM_ACCEPT_GAPS)) {
+		/* the prev events missing too: they are asked for first */
+		size_t pi;
+		json_t *pv;
+		json_array_foreach(ref_prev, pi, pv)
+		{
+			json_t *k = json_object_get(known, json_string_value(pv));
+			if (!k || json_integer_value(json_object_get(k, "group")) == 0) {
+				if (!out->missing_prev)
+					out->missing_prev = json_array();
+				json_array_append(out->missing_prev, pv);
+			}
+		}
 		out->status = ROOM_PDU_MISSING;
 		rc = 0;
 		goto rollback;
@@ -554,7 +577,7 @@ int room_remote_accept(const struct room_ctx *c, const char *room_id, const json
 		goto commit;
 	}
 	/* the prev events: their states after them */
-	json_t *prev = json_object_get(pdu, "prev_events");
+	json_t *prev = ref_prev;
 	int64_t groups[ROOM_DAG_MAX_GROUPS];
 	int ng = 0;
 	bool outlier_prev = false; /* a prev event is known only from a gap's state */
@@ -728,6 +751,8 @@ fail_nr:
 done:
 	for (int j = 0; j < nstates; j++)
 		json_decref(states[j]);
+	json_decref(ref_auth);
+	json_decref(ref_prev);
 	json_decref(before);
 	json_decref(before_auth);
 	json_decref(auth_map);
@@ -946,13 +971,14 @@ int room_remote_store_join(const struct room_ctx *c, const char *room_id, const 
 		char *text = stored_text(pdu, &rules, &e);
 		if (!text)
 			continue;
-		json_t *row = json_pack("{s:s, s:I, s:s, s:O, s:s, s:I, s:s, s:b, s:O, s:O}", "id", id, "depth",
+		json_t *row = json_pack("{s:s, s:I, s:s, s:O, s:s, s:I, s:s, s:b, s:o, s:o}", "id", id, "depth",
 					json_integer_value(json_object_get(pdu, "depth")), "type", event_str(pdu, "type"),
 					"sk", json_object_get(pdu, "state_key") ? json_object_get(pdu, "state_key") : json_null(),
 					"sender", event_str(pdu, "sender"), "ts",
 					json_integer_value(json_object_get(pdu, "origin_server_ts")), "json", text, "rejected",
 					json_is_true(json_object_get(json_object_get(known, id), "rejected")), "prev",
-					json_object_get(pdu, "prev_events"), "auth", json_object_get(pdu, "auth_events"));
+					event_ref_ids(json_object_get(pdu, "prev_events")), "auth",
+					event_ref_ids(json_object_get(pdu, "auth_events")));
 		free(text);
 		if (row)
 			json_array_append_new(rows, row);

@@ -48,8 +48,9 @@ const char *room_pdu_status_name(enum room_pdu_status s);
 #define ROOM_ACCEPT_STATE 4u   /* fill state_before */
 #define ROOM_ACCEPT_OUTLIER 8u /* store as an outlier after the auth-events check (fetched auth events) */
 
-/* The room versions this server federates (state resolution v2, hashed
- * event IDs): "3" .. "11". */
+/* The room versions this server federates: "1" .. "11" (versions 1 and 2
+ * refer to events as [event_id, hashes] and name their own event IDs;
+ * version 1 is resolved with state resolution v2 too, not v1). */
 bool room_remote_version_supported(const char *version);
 
 /* The event format of the room version (spec "Event format"): types,

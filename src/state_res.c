@@ -97,7 +97,7 @@ static int build_nodes(struct sr *s, json_t *const *states, int n)
 		int *auth = na ? calloc(na, sizeof(int)) : NULL;
 		int cnt = 0;
 		for (size_t j = 0; j < na; j++) {
-			const char *aid = json_string_value(json_array_get(ae, j));
+			const char *aid = event_ref_id(json_array_get(ae, j));
 			int x = aid ? node_add(s, aid) : -1;
 			if (x == -2) {
 				rc = al_error_set(s->err, 500, "M_UNKNOWN", "state too large to resolve");
@@ -231,7 +231,7 @@ static void iterative_auth(struct sr *s, const int *order, int n, json_t *partia
 		json_t *create = room_auth_state_get(auth, "m.room.create", "");
 		if (create && json_array_size(prev) == 1) {
 			const char *cid = json_string_value(json_object_get(create, "event_id"));
-			const char *p0 = json_string_value(json_array_get(prev, 0));
+			const char *p0 = event_ref_id(json_array_get(prev, 0));
 			is_first = cid && p0 && strcmp(cid, p0) == 0;
 		}
 		struct al_error e = {0};
