@@ -42,7 +42,7 @@ struct hs_job {
 	int last_status;
 	struct al_error last;
 	char bad_version[64]; /* the room_version of an M_INCOMPATIBLE_ROOM_VERSION answer */
-	bool tried_v1;        /* invite: the v1 API after a 404 for v2 */
+	bool tried_v1;        /* the v1 API after a 404 for v2 (send_join, send_leave, invite) */
 	federation_json_cb cb;
 	void *arg;
 };
@@ -160,10 +160,37 @@ static void store_joined(void *arg)
 	finish(j, 200, json_pack("{s:s}", "room_id", j->room));
 }
 
+static void on_send(const struct fed_response *resp, void *arg);
+
+static int send_membership_event(struct hs_job *j, const char *api)
+{
+	char *er = evhttp_encode_uri(j->room), *ee = evhttp_encode_uri(j->event_id);
+	char path[1024];
+	snprintf(path, sizeof(path), "/_matrix/federation/%s/send_%s/%s/%s", api, j->membership, er ? er : "",
+		 ee ? ee : "");
+	free(er);
+	free(ee);
+	json_t *body = json_deep_copy(j->event);
+	struct event_rules r;
+	event_rules_for(j->version, &r);
+	if (r.id_format >= 3)
+		json_object_del(body, "event_id");
+	int rc = submit(j, "PUT", j->cands[j->idx - 1], path, body, on_send);
+	json_decref(body);
+	return rc;
+}
+
 static void on_send(const struct fed_response *resp, void *arg)
 {
 	struct hs_job *j = arg;
 	bool join = strcmp(j->membership, "join") == 0;
+	const char *ec = json_string_value(json_object_get(resp->body, "errcode"));
+	if (!j->tried_v1 && (resp->status == 404 || resp->status == 405 || (ec && strcmp(ec, "M_UNRECOGNIZED") == 0))) {
+		/* a server without the v2 API: v1 */
+		j->tried_v1 = true;
+		if (send_membership_event(j, "v1") == 0)
+			return;
+	}
 	json_t *body = resp->body;
 	/* v1 answers [200, {...}] */
 	if (json_is_array(body) && json_array_size(body) == 2)
@@ -275,23 +302,11 @@ static void on_make(const struct fed_response *resp, void *arg)
 		try_next(j);
 		return;
 	}
-	char *er = evhttp_encode_uri(j->room), *ee = evhttp_encode_uri(j->event_id);
-	char path[1024];
-	snprintf(path, sizeof(path), "/_matrix/federation/v2/send_%s/%s/%s", j->membership, er ? er : "", ee ? ee : "");
-	free(er);
-	free(ee);
-	json_t *body = json_deep_copy(j->event);
-	struct event_rules r;
-	event_rules_for(j->version, &r);
-	if (r.id_format >= 3)
-		json_object_del(body, "event_id");
-	if (submit(j, "PUT", j->cands[j->idx - 1], path, body, on_send) < 0) {
+	j->tried_v1 = false;
+	if (send_membership_event(j, "v2") < 0) {
 		fail_with(j, 500, "M_UNKNOWN", "cannot send the request");
-		json_decref(body);
 		try_next(j);
-		return;
 	}
-	json_decref(body);
 }
 
 static void try_next(struct hs_job *j)
@@ -515,6 +530,12 @@ static void on_invite(const struct fed_response *resp, void *arg)
 		j->idx = 1;
 		remote_error(j, resp, "invite");
 		finish(j, j->last_status, NULL);
+		return;
+	}
+	struct al_error ferr = {0};
+	if (room_pdu_check_format(&r, ev, &ferr) < 0) {
+		j->last = ferr;
+		finish(j, ferr.status, NULL);
 		return;
 	}
 	if (event_compute_id(ev, &r, id, sizeof(id), NULL) < 0 || strcmp(id, j->event_id) != 0) {

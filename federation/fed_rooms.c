@@ -335,7 +335,8 @@ static void send_membership(struct http_req *req, enum send_kind kind)
 	}
 	struct event_rules r;
 	event_rules_for(s->version, &r);
-	if (!json_is_object(json_object_get(pdu, "signatures")) || !json_is_object(json_object_get(pdu, "hashes"))) {
+	if (!json_is_object(json_object_get(pdu, "signatures")) || !json_object_size(json_object_get(pdu, "signatures")) ||
+	    !json_is_object(json_object_get(pdu, "hashes"))) {
 		http_reply_error(req, 403, "M_FORBIDDEN", "The event is not signed");
 		send_ctx_free(s);
 		return;

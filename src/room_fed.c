@@ -172,7 +172,7 @@ int room_fed_pdus(struct db *db, const char *room_id, json_t *ids, json_t **pdus
 			      "WITH RECURSIVE s AS (SELECT jsonb_array_elements_text($1::jsonb) AS id), "
 			      "c(id) AS (SELECT a.auth_event_id FROM event_auth a JOIN s ON a.event_id = s.id "
 			      "WHERE $3::boolean UNION SELECT a.auth_event_id FROM event_auth a JOIN c ON a.event_id = c.id), "
-			      "x AS (SELECT id, true AS asked FROM s UNION SELECT id, false FROM c WHERE id NOT IN (SELECT id FROM s)) "
+			      "x AS (SELECT id, true AS asked FROM s UNION ALL SELECT id, false FROM c) "
 			      "SELECT e.json, x.asked, r.room_version FROM x JOIN events e ON e.event_id = x.id "
 			      "JOIN rooms r ON r.room_id = e.room_id WHERE e.room_id = $2 ORDER BY e.depth, e.event_id",
 			      3, p);

@@ -34,7 +34,8 @@ int room_fed_state_ids(struct db *db, const char *room_id, const char *event_id,
 		       json_t **auth_chain_ids, struct al_error *err);
 
 /* PDUs of ids (an array of event IDs of room_id), and (when chain is not
- * NULL) the PDUs of their auth chain that are not among ids. */
+ * NULL) the PDUs of their whole auth chain (also those among ids, as
+ * send_join answers it). */
 int room_fed_pdus(struct db *db, const char *room_id, json_t *ids, json_t **pdus, json_t **chain,
 		  struct al_error *err);
 

@@ -568,7 +568,10 @@ int room_remote_accept(const struct room_ctx *c, const char *room_id, const json
 	}
 	const char *type = event_str(pdu, "type"), *sk = event_str(pdu, "state_key");
 	int64_t stream = 0;
-	if (ar == 1 || (flags & ROOM_ACCEPT_OUTLIER)) {
+	/* rejected on its auth events: stored with the state before it when
+	 * that is known (later events may build on it), else as an outlier */
+	bool auth_rejected = ar == 1;
+	if (flags & ROOM_ACCEPT_OUTLIER) {
 		if (ar == 0)
 			out->status = ROOM_PDU_OUTLIER;
 		if (insert_event(db, room_id, event_id, pdu, &rules, INS_HIDDEN, 0, ar == 1, false, true, &stream,
@@ -609,8 +612,10 @@ int room_remote_accept(const struct room_ctx *c, const char *room_id, const json
 	if (ng == 0) {
 		/* nothing known before it (a gap we could not fill): keep it
 		 * out of the timeline */
-		out->status = ROOM_PDU_OUTLIER;
-		if (insert_event(db, room_id, event_id, pdu, &rules, INS_HIDDEN, 0, false, false, true, &stream, err) < 0)
+		if (!auth_rejected)
+			out->status = ROOM_PDU_OUTLIER;
+		if (insert_event(db, room_id, event_id, pdu, &rules, INS_HIDDEN, 0, auth_rejected, false, true, &stream,
+				 err) < 0)
 			goto fail;
 		goto commit;
 	}
@@ -648,8 +653,9 @@ int room_remote_accept(const struct room_ctx *c, const char *room_id, const json
 	before_auth = room_dag_auth_state(db, room_id, pdu, before, err);
 	if (!before_auth)
 		goto fail;
-	if (auth_against(&rules, pdu, before_auth, reason, sizeof(reason)) < 0) {
-		set_reason(out, ROOM_PDU_REJECTED, "not allowed by the state before it: %s", reason);
+	if (auth_rejected || auth_against(&rules, pdu, before_auth, reason, sizeof(reason)) < 0) {
+		if (!auth_rejected)
+			set_reason(out, ROOM_PDU_REJECTED, "not allowed by the state before it: %s", reason);
 		if (insert_event(db, room_id, event_id, pdu, &rules, INS_HIDDEN, group_before, true, false, false, &stream,
 				 err) < 0)
 			goto fail;
