@@ -490,7 +490,8 @@ int room_dag_redact(struct db *db, const struct event_rules *r, const char *room
 	json_decref(pdu);
 	if (!red)
 		return al_error_set(err, 500, "M_UNKNOWN", "cannot redact");
-	json_object_set_new(red, "unsigned", json_pack("{s:O}", "redacted_because", redaction));
+	json_object_set_new(red, "unsigned", json_pack("{s:O, s:O}", "redacted_because", redaction, "redacted_by",
+						      json_object_get(redaction, "event_id")));
 	char *text = cjson_encode(red, NULL, err);
 	json_decref(red);
 	if (!text)

@@ -661,6 +661,25 @@ int room_remote_accept(const struct room_ctx *c, const char *room_id, const json
 			goto fail;
 		goto commit;
 	}
+	if (strcmp(type, "m.room.redaction") == 0) {
+		/* a redaction of an event of another room is refused */
+		const char *target = rules.redacts_in_content ? event_content_str(pdu, "redacts") : event_str(pdu, "redacts");
+		const char *tp[] = {target, room_id};
+		PGresult *tr = target ? db_exec(db, err, "SELECT 1 FROM events WHERE event_id = $1 AND room_id <> $2", 2, tp)
+				      : NULL;
+		if (target && !tr)
+			goto fail;
+		bool elsewhere = tr && PQntuples(tr) > 0;
+		if (tr)
+			PQclear(tr);
+		if (elsewhere) {
+			set_reason(out, ROOM_PDU_REJECTED, "it redacts an event of another room");
+			if (insert_event(db, room_id, event_id, pdu, &rules, INS_HIDDEN, group_before, true, false, false,
+					 &stream, err) < 0)
+				goto fail;
+			goto commit;
+		}
+	}
 	/* 6. soft failure against the current state */
 	bool soft = false;
 	if (current_group != group_before && current_group > 0) {

@@ -559,3 +559,38 @@ def test_old_room_versions_across_servers(make_server, version):
         assert pdu["event_id"].endswith(":" + b.server_name)
     else:
         assert isinstance(pdu["prev_events"][0], str)
+
+
+def test_inbound_redactions(make_server, fake):
+    a = make_server(config_extra='rooms = { default_room_version = "10"; };')
+    alice = User(a)
+    room_id = alice.create_room(preset="public_chat")
+    other_room = alice.create_room(preset="public_chat")
+    room, fred = fake_join(a, fake, room_id)
+    msg = room.make(fake.name, fake.key, "m.room.message", fred, {"msgtype": "m.text", "body": "oops"})
+    assert fake.send(a, [msg]) == {event_id(msg): {}}
+    mid = room.add(msg)
+    # fred redacts his own message: applied, redacted_by set
+    red = room.make(fake.name, fake.key, "m.room.redaction", fred, {})
+    red["redacts"] = mid
+    sign_event(red, fake.name, fake.key)
+    assert fake.send(a, [red]) == {event_id(red): {}}
+    rid = room.add(red)
+    ev = alice.get("/rooms/%s/event/%s" % (q(room_id), q(mid))).json()
+    assert ev["content"] == {} and ev["unsigned"]["redacted_by"] == rid, ev
+    # fred may not redact alice's message (power level)
+    aid = alice.send_ok(room_id, "mine")
+    red2 = room.make(fake.name, fake.key, "m.room.redaction", fred, {})
+    red2["redacts"] = aid
+    sign_event(red2, fake.name, fake.key)
+    fake.send(a, [red2])
+    room.add(red2)
+    assert alice.get("/rooms/%s/event/%s" % (q(room_id), q(aid))).json()["content"]["body"] == "mine"
+    # a redaction of an event of another room: rejected
+    oid = alice.send_ok(other_room, "elsewhere")
+    red3 = room.make(fake.name, fake.key, "m.room.redaction", fred, {})
+    red3["redacts"] = oid
+    sign_event(red3, fake.name, fake.key)
+    fake.send(a, [red3])
+    assert a.sql("SELECT rejected FROM events WHERE event_id = %s", event_id(red3)) == [(True,)]
+    assert alice.get("/rooms/%s/event/%s" % (q(other_room), q(oid))).json()["content"]["body"] == "elsewhere"
