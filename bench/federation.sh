@@ -2,7 +2,8 @@
 # bench/federation.sh - issue 4 figures, each next to a baseline from the
 # same run:
 #   - cross-domain AuraID resolve on loopback: first (key fetches), cold and
-#     warm p99 (bench/federation.py; baseline: a non-federated admin request)
+#     warm p99 through the client endpoint (bench/federation.py; baseline:
+#     the same endpoint for a handle hosted on A)
 #   - sender throughput A -> B in EDUs/s (baseline: the outbox INSERT rate)
 #   - verifying an inbound transaction of 50 signed PDUs (bench/fed_verify.c;
 #     baselines: canonical JSON of the PDUs, 50 raw ed25519 verifications)

@@ -81,8 +81,9 @@ static void after_fetch(void *arg, bool ok)
 	struct parked *p = arg;
 	struct http_req *req = p->req;
 	unsigned char pk[32];
-	enum fed_key_status st = fed_keys_lookup(fed_of(req->app)->keys, p->a.origin, p->a.key_id,
-						 http_now_ms(), pk);
+	/* A request is signed when it is sent: the key must be valid now. */
+	enum fed_key_status st = fed_keys_lookup_signed(fed_of(req->app), p->a.origin, p->a.key_id,
+							http_now_ms(), pk);
 	if (st == FED_KEY_OK) {
 		if (verify_now(req, &p->a, pk) == 0)
 			p->cont(req);
@@ -130,7 +131,7 @@ void fed_auth_require(struct http_req *req, fed_auth_cont cont)
 		return;
 	}
 	unsigned char pk[32];
-	if (fed_keys_lookup(fed->keys, a.origin, a.key_id, http_now_ms(), pk) == FED_KEY_OK) {
+	if (fed_keys_lookup_signed(fed, a.origin, a.key_id, http_now_ms(), pk) == FED_KEY_OK) {
 		if (verify_now(req, &a, pk) == 0)
 			cont(req);
 		return;

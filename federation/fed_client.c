@@ -66,6 +66,7 @@ struct fed_job {
 struct wk_entry {
 	char name[FED_SERVER_NAME_MAX + 1];
 	char target[FED_SERVER_NAME_MAX + 16]; /* host:port */
+	char host[FED_SERVER_NAME_MAX + 1];    /* Host header: the delegated name, or name */
 	int64_t expires_ms;
 };
 
@@ -97,6 +98,7 @@ struct fed_client {
 	void *hook_arg;
 	struct tick ticks[MAX_TICKS];
 	int nticks;
+	struct curl_slist *connect_to; /* federation.connect_to */
 	struct fed_job *inflight; /* federation thread only */
 };
 
@@ -486,7 +488,8 @@ static struct wk_entry *wk_find(struct fed_client *fc, const char *name)
 	return NULL;
 }
 
-static void wk_store(struct fed_client *fc, const char *name, const char *target, long ttl_s)
+static void wk_store(struct fed_client *fc, const char *name, const char *target, const char *host,
+		     long ttl_s)
 {
 	struct wk_entry *e = NULL;
 	for (int i = 0; i < fc->nwk && !e; i++)
@@ -504,6 +507,7 @@ static void wk_store(struct fed_client *fc, const char *name, const char *target
 	}
 	snprintf(e->name, sizeof(e->name), "%s", name);
 	snprintf(e->target, sizeof(e->target), "%s", target);
+	snprintf(e->host, sizeof(e->host), "%s", host);
 	e->expires_ms = http_now_ms() + ttl_s * 1000;
 }
 
@@ -520,7 +524,9 @@ static int target_of(const char *name, char *out, size_t outlen)
 	return n < 0 || (size_t)n >= outlen ? -1 : 0;
 }
 
-static int start_transfer(struct fed_job *j, const char *target)
+/* target: host:port to connect to; host: the Host header (the server
+ * name, or the delegated name after a .well-known delegation). */
+static int start_transfer(struct fed_job *j, const char *target, const char *host)
 {
 	struct fed_client *fc = j->fc;
 	const struct al_config *cfg = &fc->app->cfg;
@@ -558,6 +564,8 @@ static int start_transfer(struct fed_job *j, const char *target)
 	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, cfg->fed_verify_tls ? 2L : 0L);
 	if (cfg->fed_ca_file[0])
 		curl_easy_setopt(e, CURLOPT_CAINFO, cfg->fed_ca_file);
+	if (fc->connect_to)
+		curl_easy_setopt(e, CURLOPT_CONNECT_TO, fc->connect_to);
 	if (!j->wellknown) {
 		j->headers = curl_slist_append(j->headers, "Content-Type: application/json");
 		j->headers = curl_slist_append(j->headers, "Expect:");
@@ -570,9 +578,10 @@ static int start_transfer(struct fed_job *j, const char *target)
 			j->headers = curl_slist_append(j->headers, h);
 			free(h);
 		}
-		/* Host header: the server name's host and port, per the spec. */
+		/* Host header per the spec's discovery: the server name, or the
+		 * delegated name (with its port when it has one). */
 		char hosth[FED_SERVER_NAME_MAX + 32];
-		snprintf(hosth, sizeof(hosth), "Host: %s", j->destination);
+		snprintf(hosth, sizeof(hosth), "Host: %s", host);
 		j->headers = curl_slist_append(j->headers, hosth);
 		curl_easy_setopt(e, CURLOPT_HTTPHEADER, j->headers);
 		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, j->method);
@@ -608,18 +617,20 @@ static void job_begin(struct fed_job *j)
 	}
 	if (port || ip) {
 		target_of(j->destination, target, sizeof(target));
+		snprintf(host, sizeof(host), "%s", j->destination);
 	} else {
 		struct wk_entry *w = wk_find(fc, j->destination);
 		if (!w) {
 			j->wellknown = true;
 			snprintf(target, sizeof(target), "%s", host);
-			if (start_transfer(j, target) < 0)
+			if (start_transfer(j, target, host) < 0)
 				job_fail(j, 500, "M_UNKNOWN", "cannot start the discovery request");
 			return;
 		}
 		snprintf(target, sizeof(target), "%s", w->target);
+		snprintf(host, sizeof(host), "%s", w->host);
 	}
-	if (start_transfer(j, target) < 0)
+	if (start_transfer(j, target, host) < 0)
 		job_fail(j, 500, "M_UNKNOWN", "cannot start the request");
 }
 
@@ -628,18 +639,23 @@ static void wellknown_done(struct fed_job *j, CURLcode res, long code)
 	struct fed_client *fc = j->fc;
 	char delegated[FED_SERVER_NAME_MAX + 1], target[FED_SERVER_NAME_MAX + 16];
 	long ttl = WK_FAIL_TTL_S;
+	bool delegated_ok = false;
 	if (res == CURLE_OK && code == 200 &&
 	    fed_wellknown_parse(j->resp ? j->resp : "", j->resp_len, delegated, sizeof(delegated)) == 0 &&
 	    target_of(delegated, target, sizeof(target)) == 0) {
 		ttl = fed_cache_control_max_age(j->wk_cache_ctl[0] ? j->wk_cache_ctl : NULL,
 						WK_DEFAULT_TTL_S, WK_MIN_TTL_S, WK_MAX_TTL_S);
+		delegated_ok = true;
 	} else {
+		/* no usable delegation: the server name on port 8448 */
 		target_of(j->destination, target, sizeof(target));
+		snprintf(delegated, sizeof(delegated), "%s", j->destination);
 	}
-	wk_store(fc, j->destination, target, ttl);
-	log_debug("fed_client", "discovery server=%s target=%s ttl=%ld", j->destination, target, ttl);
+	wk_store(fc, j->destination, target, delegated, ttl);
+	log_info("fed_client", "discovery server=%s target=%s host=%s ttl=%ld source=%s", j->destination,
+		 target, delegated, ttl, delegated_ok ? "well-known" : "fallback");
 	j->wellknown = false;
-	if (start_transfer(j, target) < 0)
+	if (start_transfer(j, target, delegated) < 0)
 		job_fail(j, 500, "M_UNKNOWN", "cannot start the request");
 }
 
@@ -825,6 +841,7 @@ void fed_client_free(struct fed_client *fc)
 		event_free(fc->wake);
 	if (fc->base)
 		event_base_free(fc->base);
+	curl_slist_free_all(fc->connect_to);
 	if (fc->db.conn)
 		db_close(&fc->db);
 	pthread_mutex_destroy(&fc->lock);
@@ -856,6 +873,16 @@ struct fed_client *fed_client_start(struct app *app, struct al_error *err)
 	}
 	if (db_open(&fc->db, app->cfg.conninfo, err) < 0)
 		goto fail;
+	for (int i = 0; i < app->cfg.fed_connect_to.count; i++) {
+		struct curl_slist *l = curl_slist_append(fc->connect_to, app->cfg.fed_connect_to.items[i]);
+		if (!l) {
+			al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+			goto fail;
+		}
+		fc->connect_to = l;
+	}
+	if (fc->connect_to)
+		log_info("fed_client", "federation.connect_to entries=%d", app->cfg.fed_connect_to.count);
 	fc->timer = evtimer_new(fc->base, on_timer, fc);
 	fc->wake = event_new(fc->base, -1, 0, on_wake, fc);
 	if (!fc->timer || !fc->wake) {

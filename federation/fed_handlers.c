@@ -1,17 +1,19 @@
 /* fed_handlers.c - inbound server-server endpoints: the notary
  * (/_matrix/key/v2/query) and /_matrix/federation/v1/query/{type}
- * (profile, org.auralink.aura_id; directory is fed_rooms.c's). */
+ * (profile, org.auralink.aura_id, org.auralink.mesh_nodes; directory is fed_rooms.c's). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "auth.h"
+#include "aura_id.h"
 #include "cjson.h"
 #include "fed_sender.h"
 #include "fed_internal.h"
 #include "keys.h"
 #include "log.h"
+#include "mesh.h"
 #include "sign.h"
 
 #define NOTARY_MAX_SERVERS 16
@@ -222,7 +224,8 @@ static void query_aura_id(struct http_req *req)
 	PGresult *r = db_exec(&req->worker->db, &err,
 			      "SELECT a.aura_id, a.user_id, coalesce(a.display_name, u.displayname), "
 			      "coalesce(a.avatar_url, u.avatar_url), a.is_verified, a.privacy_level, "
-			      "a.federation_enabled, a.federated_domains::text[] "
+			      "a.federation_enabled, a.federated_domains::text[], "
+			      "EXISTS (SELECT 1 FROM mesh_nodes n WHERE n.aura_id = a.aura_id AND n.is_online) "
 			      "FROM aura_id_registry a JOIN users u USING (user_id) "
 			      "WHERE lower(a.aura_id) = lower($1) AND a.status = 'active' AND u.suspended_at IS NULL "
 			      "AND u.deactivated_at IS NULL",
@@ -231,9 +234,17 @@ static void query_aura_id(struct http_req *req)
 		http_reply_al_error(req, &err);
 		return;
 	}
-	if (PQntuples(r) == 0 || strcmp(PQgetvalue(r, 0, 5), "public") != 0) {
+	/* A remote server asks for nobody in particular: the privacy rule with
+	 * an anonymous viewer (public AuraIDs only). */
+	int visible = PQntuples(r) == 1 ? aura_id_visible_to(&req->worker->db, NULL, PQgetvalue(r, 0, 1),
+							      PQgetvalue(r, 0, 5), &err)
+					: 0;
+	if (visible <= 0) {
 		PQclear(r);
-		http_reply_error(req, 404, "M_NOT_FOUND", "Unknown AuraID");
+		if (visible < 0)
+			http_reply_al_error(req, &err);
+		else
+			http_reply_error(req, 404, "M_NOT_FOUND", "Unknown AuraID");
 		return;
 	}
 	if (PQgetvalue(r, 0, 6)[0] != 't') {
@@ -268,13 +279,40 @@ static void query_aura_id(struct http_req *req)
 		http_reply_error(req, 500, "M_UNKNOWN", "cannot sign the attestation");
 		return;
 	}
-	json_t *o = json_pack("{s:s, s:s, s:s, s:o, s:o, s:b, s:o}", "aura_id", PQgetvalue(r, 0, 0), "user_id",
-			      PQgetvalue(r, 0, 1), "server", server, "display_name",
+	json_t *o = json_pack("{s:s, s:s, s:s, s:o, s:o, s:b, s:b, s:s, s:o}", "aura_id", PQgetvalue(r, 0, 0),
+			      "user_id", PQgetvalue(r, 0, 1), "server", server, "display_name",
 			      PQgetisnull(r, 0, 2) ? json_null() : json_string(PQgetvalue(r, 0, 2)), "avatar_url",
 			      PQgetisnull(r, 0, 3) ? json_null() : json_string(PQgetvalue(r, 0, 3)), "is_verified",
-			      PQgetvalue(r, 0, 4)[0] == 't', "attestation", att);
+			      PQgetvalue(r, 0, 4)[0] == 't', "is_online", PQgetvalue(r, 0, 8)[0] == 't',
+			      "privacy_level", PQgetvalue(r, 0, 5), "attestation", att);
 	PQclear(r);
 	http_reply_json(req, 200, o);
+}
+
+/* The online mesh nodes of a local user's AuraID, for the asking server's
+ * route search; privacy as for org.auralink.aura_id (mesh.h). */
+static void query_mesh_nodes(struct http_req *req)
+{
+	const char *user_id = http_req_query(req, "user_id");
+	if (!user_id || !*user_id || strlen(user_id) > 255) {
+		http_reply_error(req, 400, "M_MISSING_PARAM", "user_id is required");
+		return;
+	}
+	if (!user_is_local(req->app, user_id)) {
+		http_reply_error(req, 403, "M_FORBIDDEN", "User is not on this server");
+		return;
+	}
+	if (!req->app->mesh) {
+		http_reply_error(req, 404, "M_UNRECOGNIZED", "The mesh is not enabled here");
+		return;
+	}
+	struct al_error err = {0};
+	json_t *out = NULL;
+	if (mesh_nodes_public_json(req->app, &req->worker->db, req->user_id, user_id, &out, &err) < 0) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	http_reply_json(req, 200, out);
 }
 
 static void query_authed(struct http_req *req)
@@ -286,6 +324,8 @@ static void query_authed(struct http_req *req)
 		query_aura_id(req);
 	else if (strcmp(type, "directory") == 0)
 		fed_rooms_query_directory(req);
+	else if (strcmp(type, "org.auralink.mesh_nodes") == 0)
+		query_mesh_nodes(req);
 	else
 		http_reply_error(req, 404, "M_UNRECOGNIZED", "Unknown query type");
 }
@@ -318,8 +358,11 @@ static void admin_stats(struct http_req *req)
 {
 	if (auth_require_admin(req) < 0)
 		return;
+	struct fed_keys *ks = fed_of(req->app)->keys;
 	http_reply_json(req, 200,
-			json_pack("{s:I, s:I}", "key_fetches", (json_int_t)fed_keys_fetch_count(fed_of(req->app)->keys),
+			json_pack("{s:I, s:I, s:I, s:I}", "key_fetches", (json_int_t)fed_keys_fetch_count(ks),
+				  "key_fetches_coalesced", (json_int_t)fed_keys_coalesced_count(ks),
+				  "key_refetches_suppressed", (json_int_t)fed_keys_suppressed_count(ks),
 				  "edus_dispatched", (json_int_t)fed_inbound_edus_dispatched()));
 }
 

@@ -49,11 +49,16 @@ void fed_auth_require(struct http_req *req, fed_auth_cont cont);
 struct fed_servers *fed_servers_new(struct federation *fed);
 void fed_servers_free(struct fed_servers *s);
 int fed_servers_load(struct fed_servers *s, struct db *db, struct al_error *err);
+/* Upsert a row for every federation.whitelist / federation.blacklist entry
+ * of the config (one statement), flags set from the config. */
+int fed_servers_configure(struct fed_servers *s, struct db *db, struct al_error *err);
 /* Policy, from memory (config lists + registry): may we talk to server? */
 bool fed_servers_allowed(struct fed_servers *s, const char *server);
-/* Up to max trusted or verified peers (for notaries and AuraID fan-out:
- * whitelisted and trusted first, then others seen). Returns the count. */
-int fed_servers_pick(struct fed_servers *s, char (*out)[256], int max, bool trusted_only);
+/* Up to max peers, best first: rank 0 whitelisted, 1 trusted or verified,
+ * 2 others seen (trusted_only: ranks 0 and 1, for notaries; all for the
+ * AuraID fan-out). ranks (may be NULL) gets each one's rank. Returns the
+ * count. */
+int fed_servers_pick(struct fed_servers *s, char (*out)[256], int max, bool trusted_only, int *ranks);
 /* Record that server was seen inbound (memory; flushed in batches). */
 void fed_servers_seen(struct fed_servers *s, const char *server);
 /* Outbound traffic statistics (federation thread). */
@@ -67,6 +72,14 @@ int fed_handlers_register(struct app *app);
 /* ---- AuraID across domains (fed_aura.c) ---- */
 struct fed_aura_cache *fed_aura_new(void);
 void fed_aura_free(struct fed_aura_cache *c);
+/* The checks of an org.auralink.aura_id answer from server dest for handle
+ * that need no key: the attestation names dest as its server and handle
+ * as its aura_id, is still valid at now_ms, and its user_id is a user of
+ * dest (a server vouches only for its own users); the record's user_id and
+ * aura_id match it. 1 when they hold, else 0. The signature is checked
+ * afterwards with dest's key. */
+int fed_aura_attestation_check(const char *dest, const char *handle, const json_t *rec, int64_t now_ms,
+			       int64_t skew_ms);
 
 /* ---- sender and inbound transactions (sender.c, fed_inbound.c) ---- */
 struct fed_sender *fed_sender_new(struct federation *fed);

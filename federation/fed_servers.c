@@ -16,7 +16,6 @@
 #include "log.h"
 
 #define FS_MAX 4096
-#define HEALTH_EVERY_MS (60 * 1000)
 #define ADMIN "/_auralink/admin/v1/federation/servers"
 
 struct fs_entry {
@@ -125,6 +124,37 @@ int fed_servers_load(struct fed_servers *s, struct db *db, struct al_error *err)
 	return 0;
 }
 
+int fed_servers_configure(struct fed_servers *s, struct db *db, struct al_error *err)
+{
+	const struct al_config *cfg = &s->fed->app->cfg;
+	if (cfg->fed_whitelist.count + cfg->fed_blacklist.count == 0)
+		return 0;
+	json_t *rows = json_array();
+	for (int i = 0; i < cfg->fed_whitelist.count; i++)
+		json_array_append_new(rows, json_pack("{s:s, s:b}", "d", cfg->fed_whitelist.items[i], "w", 1));
+	for (int i = 0; i < cfg->fed_blacklist.count; i++)
+		json_array_append_new(rows, json_pack("{s:s, s:b}", "d", cfg->fed_blacklist.items[i], "w", 0));
+	char *text = json_dumps(rows, JSON_COMPACT);
+	json_decref(rows);
+	if (!text)
+		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	const char *p[1] = {text};
+	PGresult *r = db_exec(db, err,
+			      "INSERT INTO federation_servers AS f (domain, is_whitelisted, is_blacklisted) "
+			      "SELECT DISTINCT ON (lower(x.d)) x.d, x.w, NOT x.w "
+			      "FROM jsonb_to_recordset($1::jsonb) AS x(d text, w boolean) "
+			      "ON CONFLICT ((lower(domain))) DO UPDATE SET is_whitelisted = EXCLUDED.is_whitelisted, "
+			      "is_blacklisted = EXCLUDED.is_blacklisted",
+			      1, p);
+	free(text);
+	if (!r)
+		return -1;
+	log_info("fed_servers", "configured peers whitelisted=%d blacklisted=%d rows=%s",
+		 cfg->fed_whitelist.count, cfg->fed_blacklist.count, PQcmdTuples(r));
+	PQclear(r);
+	return 0;
+}
+
 bool fed_servers_allowed(struct fed_servers *s, const char *server)
 {
 	const struct al_config *cfg = &s->fed->app->cfg;
@@ -155,7 +185,7 @@ static int rank(const struct fs_entry *e)
 	return 2;
 }
 
-int fed_servers_pick(struct fed_servers *s, char (*out)[256], int max, bool trusted_only)
+int fed_servers_pick(struct fed_servers *s, char (*out)[256], int max, bool trusted_only, int *ranks)
 {
 	int n = 0;
 	pthread_mutex_lock(&s->lock);
@@ -166,6 +196,8 @@ int fed_servers_pick(struct fed_servers *s, char (*out)[256], int max, bool trus
 				continue;
 			if (strcasecmp(e->domain, s->fed->app->cfg.server_name) == 0)
 				continue;
+			if (ranks)
+				ranks[n] = r;
 			snprintf(out[n++], 256, "%s", e->domain);
 		}
 	pthread_mutex_unlock(&s->lock);
@@ -294,13 +326,13 @@ void fed_servers_tick(void *arg)
 	struct fed_servers *s = arg;
 	flush(s);
 	int64_t now = http_now_ms();
-	if (now - s->last_health_ms < HEALTH_EVERY_MS)
+	if (now - s->last_health_ms < (int64_t)s->fed->app->cfg.fed_health_interval_s * 1000)
 		return;
 	s->last_health_ms = now;
 	char (*list)[256] = calloc(64, 256);
 	if (!list)
 		return;
-	int n = fed_servers_pick(s, list, 64, false);
+	int n = fed_servers_pick(s, list, 64, false, NULL);
 	for (int i = 0; i < n; i++) {
 		struct health_arg *h = calloc(1, sizeof(*h));
 		if (!h)

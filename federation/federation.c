@@ -67,6 +67,7 @@ int federation_start(struct app *app)
 	if (!fed->keys || !fed->servers || !fed->aura)
 		goto fail;
 	if (fed_keys_load(fed->keys, app->maint_db, &err) < 0 ||
+	    fed_servers_configure(fed->servers, app->maint_db, &err) < 0 ||
 	    fed_servers_load(fed->servers, app->maint_db, &err) < 0)
 		goto fail;
 	fed->fc = fed_client_start(app, &err);

@@ -42,7 +42,10 @@ int federation_query_profile(struct app *app, const char *user_id, const char *f
 
 /* Resolve an AuraID hosted elsewhere: asks known peers (whitelisted and
  * trusted first, at most 8 at once), verifies the signed attestation with
- * the answering server's key, caches the answer (and misses) with a TTL.
+ * the answering server's key (it must name one of that server's own users),
+ * caches the answer (and misses) with a TTL. When several peers answer, the
+ * best-ranked one wins: a lower-ranked answer waits for the better-ranked
+ * peers still outstanding, at most the request timeout (5 s).
  * cb gets status 200 and the record {aura_id, user_id, server,
  * display_name, avatar_url, is_verified, attestation}, or 404 M_NOT_FOUND /
  * 403 M_FORBIDDEN / 502. */
@@ -76,6 +79,16 @@ int federation_room_invite(struct app *app, struct event_base *base, struct db *
  * servers}; 404 M_NOT_FOUND. */
 int federation_query_directory(struct app *app, const char *alias, struct event_base *base, federation_json_cb cb,
 			       void *arg);
+
+/* Online mesh nodes of a user of another server: GET
+ * /_matrix/federation/v1/query/org.auralink.mesh_nodes on her server
+ * (fed_mesh.c). cb as for federation_query_profile, once, on base's loop:
+ * 200 and {user_id, aura_id, nodes: [node records]} (unvalidated: hand the
+ * nodes to mesh_registry_add_remote), 403/404 when her settings refuse,
+ * 0 when unreachable. -1 when it could not be started (a local or
+ * malformed user_id). */
+int federation_query_mesh_nodes(struct app *app, const char *user_id, struct event_base *base,
+				federation_json_cb cb, void *arg);
 
 /* Queue an EDU for destination in the durable outbox; runs inside the
  * caller's transaction when one is open. The sender wakes after commit

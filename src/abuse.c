@@ -8,6 +8,8 @@
 
 #include "audit.h"
 #include "aura_id.h"
+#include "log.h"
+#include "mesh.h"
 
 #define MS(col) "(extract(epoch FROM " col ") * 1000)::bigint"
 #define REPORT_JSON                                                                                \
@@ -16,7 +18,8 @@
 	" 'report_type', report_type, 'severity', severity, 'description', description,"           \
 	" 'evidence', evidence, 'related_call_id', related_call_id, 'status', status,"              \
 	" 'resolved_by', resolved_by, 'resolution_notes', resolution_notes,"                        \
-	" 'created_at', " MS("created_at") ", 'resolved_at', " MS("resolved_at") ")::text"
+	" 'created_at', " MS("created_at") ", 'resolved_at', " MS("resolved_at") ","                 \
+	" 'reputation_applied_at', " MS("reputation_applied_at") ")::text"
 
 static const char *const report_types[] = {"spam",           "harassment",      "impersonation",
 					   "fraud",          "malicious_node",  "illegal_content",
@@ -235,8 +238,8 @@ int abuse_report_list(struct db *db, const char *status, int limit, json_t **out
 	return *out ? 0 : al_error_set(err, 500, "M_UNKNOWN", "out of memory");
 }
 
-int abuse_report_update(struct db *db, const char *admin, const char *id, const json_t *body,
-			json_t **out, struct al_error *err)
+int abuse_report_update(struct app *app, struct db *db, const char *admin, const char *id,
+			const json_t *body, json_t **out, struct al_error *err)
 {
 	*out = NULL;
 	if (!uuid_ok(id))
@@ -265,12 +268,20 @@ int abuse_report_update(struct db *db, const char *admin, const char *id, const 
 	if (db_begin(db, err) < 0)
 		return -1;
 	const char *params[] = {id, status, notes, admin};
+	/* The first confirmation of a report against a node marks it
+	 * (reputation_applied_at) and says so in column 1: the penalty is
+	 * applied once, however often the report is reopened and confirmed. */
 	r = db_exec(db, err,
-		    "UPDATE abuse_reports SET status = $2,"
+		    "WITH old AS (SELECT id AS old_id, reputation_applied_at AS applied FROM abuse_reports"
+		    "  WHERE id = $1::uuid FOR UPDATE)"
+		    " UPDATE abuse_reports SET status = $2,"
 		    " resolution_notes = coalesce($3, resolution_notes),"
 		    " resolved_by = CASE WHEN $2 IN ('confirmed', 'dismissed') THEN $4 END,"
-		    " resolved_at = CASE WHEN $2 IN ('confirmed', 'dismissed') THEN now() END"
-		    " WHERE id = $1::uuid RETURNING " REPORT_JSON,
+		    " resolved_at = CASE WHEN $2 IN ('confirmed', 'dismissed') THEN now() END,"
+		    " reputation_applied_at = CASE WHEN $2 = 'confirmed' AND reported_node_id IS NOT NULL"
+		    "  THEN coalesce(reputation_applied_at, now()) ELSE reputation_applied_at END"
+		    " FROM old WHERE id = old.old_id RETURNING " REPORT_JSON ","
+		    " old.applied IS NULL AND reputation_applied_at IS NOT NULL, reported_node_id::text, severity",
 		    4, params);
 	if (!r)
 		goto fail;
@@ -282,6 +293,14 @@ int abuse_report_update(struct db *db, const char *admin, const char *id, const 
 	if (audit_append(db, "admin", "abuse_report.update", admin, id, NULL, details, err) < 0 ||
 	    db_commit(db, err) < 0)
 		goto fail;
+	if (PQgetvalue(r, 0, 1)[0] == 't' && app) {
+		/* committed: now the node pays (in memory, flushed with its
+		 * abuse_confirmed reputation event) */
+		struct al_error merr = {0};
+		if (mesh_node_abuse_confirmed(app, PQgetvalue(r, 0, 2), PQgetvalue(r, 0, 3), id, &merr) < 0)
+			log_info("abuse", "confirmed report without a node to penalise report=%s node=%s: %s", id,
+				 PQgetvalue(r, 0, 2), merr.message);
+	}
 	*out = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
 	json_decref(details);
 	PQclear(r);

@@ -23,8 +23,14 @@ int abuse_report_create(struct db *db, const char *reporter, const json_t *body,
 /* Admin: reports with the given status (NULL: all), newest first. */
 int abuse_report_list(struct db *db, const char *status, int limit, json_t **out,
 		      struct al_error *err);
-/* Admin: set status (and resolution_notes); audit entry (category admin). */
-int abuse_report_update(struct db *db, const char *admin, const char *id, const json_t *body,
-			json_t **out, struct al_error *err);
+/* Admin: set status (and resolution_notes); audit entry (category admin).
+ * The first time a report with reported_node_id becomes confirmed, the
+ * node's reputation drops by mesh_reputation_abuse_delta(severity) (low -5,
+ * medium -10, high -20, critical -40) with an abuse_confirmed
+ * node_reputation_events row (mesh_node_abuse_confirmed); the report keeps
+ * reputation_applied_at, so confirming it again later changes nothing. */
+struct app;
+int abuse_report_update(struct app *app, struct db *db, const char *admin, const char *id,
+			const json_t *body, json_t **out, struct al_error *err);
 
 #endif

@@ -15,8 +15,10 @@ struct workpool;
 struct ratelimit_table;
 struct tokencache;
 struct sync_state;
+struct typing;
 struct federation;
 struct mesh_state;
+struct calls_module;
 
 struct app {
 	struct al_config cfg;
@@ -38,10 +40,14 @@ struct app {
 	struct uia_sessions *uia;     /* /register user-interactive auth sessions */
 	/* Parked long-poll syncs per worker (handlers_sync.c) */
 	struct sync_state *sync;
+	/* Typing notices in memory (typing.c; started and freed by handlers_sync.c) */
+	struct typing *typing;
 	/* Mesh registry, model, route cache (mesh.c) */
 	struct mesh_state *mesh;
 	/* Federation layer (federation/federation.h) */
 	struct federation *federation;
+	/* Call tracking: the expiry sweeper (calls.c) */
+	struct calls_module *calls;
 };
 
 #endif

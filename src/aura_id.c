@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "audit.h"
+#include "aura_search.h"
 #include "cjson.h"
 #include "http.h"
 #include "log.h"
@@ -38,6 +39,12 @@
 #define TICK_MS 1000
 #define FLUSH_EVERY_TICKS 5
 #define NOTIFY_CHANNEL "auralink_aura_id"
+/* Notified handles are re-read for the search index in batches of this
+ * many (one query each); a burst of more than SEARCH_RELOAD_AFTER reloads
+ * the whole index instead (one query). */
+#define NOTIFY_BATCH 512
+#define SEARCH_RELOAD_AFTER 8192
+#define SEARCH_RETRY_TICKS 10 /* after a failed load */
 
 struct cache_entry {
 	char key[AURA_ID_MAX];     /* lower-case handle */
@@ -67,6 +74,16 @@ struct aura_id_state {
 	int notify_fd;
 	int ticks;
 	bool preloaded;
+	/* search index (aura_search.c): loaded at start and whenever changes
+	 * may have been missed (one query); kept current by this process's
+	 * changes at once and by everyone's through the notifications, which
+	 * re-read the notified rows. A change applied at once while a load was
+	 * reading an older snapshot is undone by the swap, and redone by its
+	 * own notification a moment later (we listen before we load). */
+	struct aura_search *search;
+	_Atomic bool db_folds_unicode; /* the database's lower() folds beyond ASCII */
+	char (*changed)[AURA_ID_MAX];  /* NOTIFY_BATCH notified handles */
+	int search_retry;              /* ticks until the next load attempt */
 };
 
 /* The record: column names of aura_id_registry, timestamps in ms. Column
@@ -224,9 +241,44 @@ static void touch_entry(struct aura_id_state *st, struct cache_entry *e, int64_t
 
 enum cache_result { CACHE_MISS, CACHE_HIT };
 
-/* Under the read lock: decide and copy the answer out. */
-static enum cache_result cache_lookup(struct app *app, struct db *db, const char *key,
-				      const char *viewer, char **json, size_t *len, bool *visible)
+/* What a lookup learned about a handle, copied out of the cache (or read
+ * from PostgreSQL) so that the privacy decision, which may query the
+ * database, runs with no lock held. */
+struct lookup {
+	bool found;  /* an AuraID by that name is hosted here */
+	bool active;
+	char aura_id[AURA_ID_MAX];
+	char user_id[256]; /* users.user_id is at most 255 bytes */
+	char privacy[8];
+	char *json; /* malloc'd copy of the answer, or NULL */
+	size_t json_len;
+};
+
+static void lookup_fill(struct lookup *l, const struct cache_entry *e, bool want_json)
+{
+	l->found = e->found;
+	l->active = e->active;
+	snprintf(l->aura_id, sizeof(l->aura_id), "%s", e->aura_id);
+	snprintf(l->user_id, sizeof(l->user_id), "%s", e->user_id);
+	snprintf(l->privacy, sizeof(l->privacy), "%s", e->privacy);
+	l->json = NULL;
+	l->json_len = 0;
+	if (want_json && e->found && e->active) {
+		l->json = malloc(e->json_len + 1);
+		if (l->json) {
+			memcpy(l->json, e->json, e->json_len + 1);
+			l->json_len = e->json_len;
+		}
+	}
+}
+
+/* Under the read lock: copy the entry out and apply the privacy rule's
+ * lock-free part (aura_id_visibility); when that already says visible,
+ * record the use (touch) here. AURA_ID_IF_FRIENDS is settled by the caller
+ * after the lock is released. */
+static enum cache_result cache_lookup(struct app *app, const char *key, const char *viewer,
+				      bool want_json, bool touch, struct lookup *out,
+				      enum aura_id_visibility *visibility)
 {
 	struct aura_id_state *st = app->aura_id;
 	unsigned set = cache_set_of(st, key);
@@ -239,19 +291,31 @@ static enum cache_result cache_lookup(struct app *app, struct db *db, const char
 		if (!e || strcmp(e->key, key) != 0 || now >= e->expires_ms)
 			continue;
 		res = CACHE_HIT;
-		*visible = e->found && e->active && aura_id_visible_to(db, viewer, e->user_id, e->privacy);
-		if (*visible) {
-			*json = malloc(e->json_len + 1);
-			if (*json) {
-				memcpy(*json, e->json, e->json_len + 1);
-				*len = e->json_len;
-			}
+		*visibility = e->found && e->active ? aura_id_visibility(viewer, e->user_id, e->privacy)
+						    : AURA_ID_HIDDEN;
+		lookup_fill(out, e, want_json && *visibility != AURA_ID_HIDDEN);
+		if (touch && *visibility == AURA_ID_VISIBLE)
 			touch_entry(st, e, now);
-		}
 		break;
 	}
 	pthread_rwlock_unlock(cache_lock(st, set));
 	return res;
+}
+
+/* Record a use of a cached handle after a visibility query (the entry may
+ * have been replaced meanwhile: then the next lookup records it). */
+static void cache_touch(struct app *app, const char *key)
+{
+	struct aura_id_state *st = app->aura_id;
+	unsigned set = cache_set_of(st, key);
+	pthread_rwlock_rdlock(cache_lock(st, set));
+	struct cache_entry **ways = &st->slots[set * CACHE_WAYS];
+	for (int i = 0; i < CACHE_WAYS; i++)
+		if (ways[i] && strcmp(ways[i]->key, key) == 0) {
+			touch_entry(st, ways[i], now_ms());
+			break;
+		}
+	pthread_rwlock_unlock(cache_lock(st, set));
 }
 
 static struct cache_entry *entry_new(const char *key, const char *aura_id, const char *user_id,
@@ -307,16 +371,44 @@ static void cache_insert(struct aura_id_state *st, struct cache_entry *e, uint64
 
 /* ---- resolve ---- */
 
-bool aura_id_visible_to(struct db *db, const char *viewer, const char *owner,
-			const char *privacy_level)
+enum aura_id_visibility aura_id_visibility(const char *viewer, const char *owner,
+					   const char *privacy_level)
 {
-	(void)db; /* the rooms issue will look up shared joined rooms here */
-	if (strcmp(privacy_level, "public") == 0)
-		return true;
-	bool is_owner = viewer && owner && strcmp(viewer, owner) == 0;
-	if (strcmp(privacy_level, "friends") == 0)
-		return is_owner; /* + users sharing a joined room, once rooms exist */
-	return is_owner;
+	if (viewer && owner && owner[0] && strcmp(viewer, owner) == 0)
+		return AURA_ID_VISIBLE;
+	if (privacy_level && strcmp(privacy_level, "public") == 0)
+		return AURA_ID_VISIBLE;
+	if (viewer && viewer[0] && privacy_level && strcmp(privacy_level, "friends") == 0)
+		return AURA_ID_IF_FRIENDS;
+	return AURA_ID_HIDDEN; /* private, or an unknown level: fail closed */
+}
+
+/* Friends: both currently joined to one room at least. Index-only scans
+ * of room_memberships_joined_idx (032): one user's joined rooms, each
+ * probed for the other (or merged on room_id); stops at the first hit. */
+#define FRIENDS_SQL                                                                       \
+	"SELECT EXISTS (SELECT 1 FROM room_memberships o JOIN room_memberships v"          \
+	" ON v.room_id = o.room_id AND v.user_id = $2 AND v.membership = 'join'"           \
+	" WHERE o.user_id = $1 AND o.membership = 'join')"
+
+int aura_id_visible_to(struct db *db, const char *viewer, const char *owner, const char *privacy_level,
+		       struct al_error *err)
+{
+	switch (aura_id_visibility(viewer, owner, privacy_level)) {
+	case AURA_ID_VISIBLE:
+		return 1;
+	case AURA_ID_HIDDEN:
+		return 0;
+	case AURA_ID_IF_FRIENDS:
+		break;
+	}
+	const char *params[] = {owner, viewer};
+	PGresult *r = db_exec(db, err, FRIENDS_SQL, 2, params);
+	if (!r)
+		return -1;
+	int visible = PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
+	PQclear(r);
+	return visible;
 }
 
 #define RESOLVE_COLUMNS                                                                     \
@@ -390,47 +482,140 @@ static void cache_preload(struct app *app)
 	log_info("aura_id", "cache preloaded handles=%d ms=%lld", n, (long long)(now_ms() - t0));
 }
 
-char *aura_id_resolve(struct app *app, struct db *db, const char *viewer, const char *handle,
-		      size_t *len, struct al_error *err)
+/* Look key up (cache, else PostgreSQL, then cached) and decide whether
+ * viewer may see it, the friends query running with no lock held. touch:
+ * count this as a use for last_used_at. 1 visible, 0 not, -1 error. *l is
+ * filled in every case; l->json (want_json, visible) is the caller's. */
+static int lookup_visible(struct app *app, struct db *db, const char *key, const char *viewer,
+			  bool want_json, bool touch, struct lookup *l, struct al_error *err)
 {
 	struct aura_id_state *st = app->aura_id;
-	char username[AURA_ID_MAX], key[AURA_ID_MAX];
-	if (!aura_id_parse(handle, username, sizeof(username))) {
-		al_error_set(err, 404, "M_NOT_FOUND", "no such AuraID");
-		return NULL;
-	}
-	char lower_user[AURA_ID_USERNAME_MAX + 2];
-	lower_copy(lower_user, sizeof(lower_user), username);
-	snprintf(key, sizeof(key), "@%s.aura", lower_user);
-	char *json = NULL;
-	bool visible = false;
-	if (cache_lookup(app, db, key, viewer, &json, len, &visible) == CACHE_MISS) {
+	enum aura_id_visibility vis = AURA_ID_HIDDEN;
+	memset(l, 0, sizeof(*l));
+	if (cache_lookup(app, key, viewer, want_json, touch, l, &vis) == CACHE_MISS) {
 		uint64_t gen = atomic_load(&st->generation);
 		struct cache_entry *e = resolve_fetch(app, db, key, err);
 		if (!e)
-			return NULL;
-		visible = e->found && e->active && aura_id_visible_to(db, viewer, e->user_id, e->privacy);
-		if (visible) {
-			json = malloc(e->json_len + 1);
-			if (json) {
-				memcpy(json, e->json, e->json_len + 1);
-				*len = e->json_len;
-			}
+			return -1;
+		vis = e->found && e->active ? aura_id_visibility(viewer, e->user_id, e->privacy)
+					    : AURA_ID_HIDDEN;
+		lookup_fill(l, e, want_json && vis != AURA_ID_HIDDEN);
+		if (touch && vis == AURA_ID_VISIBLE) {
 			atomic_store(&e->touched_ms, now_ms());
 			touch_push(st, e->aura_id);
 		}
-		cache_insert(st, e, gen);
+		cache_insert(st, e, gen); /* e belongs to the cache now (or is freed) */
 	}
-	if (!visible) {
+	int visible = vis == AURA_ID_VISIBLE;
+	if (vis == AURA_ID_IF_FRIENDS) {
+		visible = aura_id_visible_to(db, viewer, l->user_id, l->privacy, err);
+		if (visible > 0 && touch)
+			cache_touch(app, key);
+	}
+	if (visible <= 0) {
+		free(l->json);
+		l->json = NULL;
+	}
+	return visible;
+}
+
+/* "@Name.aura" / "name.aura" -> "@name.aura" (the cache key); false when
+ * malformed. */
+static bool handle_key(const char *handle, char key[AURA_ID_MAX])
+{
+	char username[AURA_ID_MAX];
+	if (!aura_id_parse(handle, username, sizeof(username)))
+		return false;
+	char lower_user[AURA_ID_USERNAME_MAX + 2];
+	lower_copy(lower_user, sizeof(lower_user), username);
+	snprintf(key, AURA_ID_MAX, "@%s.aura", lower_user);
+	return true;
+}
+
+char *aura_id_resolve(struct app *app, struct db *db, const char *viewer, const char *handle,
+		      size_t *len, bool *unknown, struct al_error *err)
+{
+	char key[AURA_ID_MAX];
+	struct lookup l;
+	if (unknown)
+		*unknown = false;
+	if (!handle_key(handle, key)) {
 		al_error_set(err, 404, "M_NOT_FOUND", "no such AuraID");
 		return NULL;
 	}
-	if (!json)
+	int visible = lookup_visible(app, db, key, viewer, true, true, &l, err);
+	if (visible < 0)
+		return NULL;
+	if (!visible) {
+		if (unknown)
+			*unknown = !l.found;
+		al_error_set(err, 404, "M_NOT_FOUND", "no such AuraID");
+		return NULL;
+	}
+	if (!l.json) {
 		al_error_set(err, 500, "M_UNKNOWN", "out of memory");
-	return json;
+		return NULL;
+	}
+	*len = l.json_len;
+	return l.json;
+}
+
+int aura_id_check_visible(struct app *app, struct db *db, const char *viewer, const char *handle,
+			  struct al_error *err)
+{
+	char key[AURA_ID_MAX];
+	struct lookup l;
+	if (!handle_key(handle, key))
+		return al_error_set(err, 404, "M_NOT_FOUND", "no such AuraID");
+	int visible = lookup_visible(app, db, key, viewer, false, false, &l, err);
+	if (visible < 0)
+		return -1;
+	return visible ? 0 : al_error_set(err, 404, "M_NOT_FOUND", "no such AuraID");
+}
+
+int aura_id_lookup_active(struct app *app, struct db *db, const char *handle, char *aura_id,
+			  char *user_id, struct al_error *err)
+{
+	char key[AURA_ID_MAX];
+	struct lookup l;
+	if (!handle_key(handle, key))
+		return 0;
+	/* no viewer: the privacy rule never queries (friends is hidden to
+	 * nobody), so only a cache miss reads PostgreSQL */
+	if (lookup_visible(app, db, key, NULL, false, false, &l, err) < 0)
+		return -1;
+	if (!l.found || !l.active)
+		return 0;
+	snprintf(aura_id, AURA_ID_MAX, "%s", l.aura_id);
+	snprintf(user_id, 256, "%s", l.user_id);
+	return 1;
 }
 
 /* ---- last_used_at batches ---- */
+
+/* A text[] literal {"@a.aura","@b.aura"} of n handles (malloc'd); handles
+ * hold no quote or backslash (those that do are skipped anyway). */
+static char *handles_literal(const char (*handles)[AURA_ID_MAX], int n)
+{
+	size_t cap = (size_t)n * (AURA_ID_MAX + 3) + 3, off = 0;
+	char *lit = malloc(cap);
+	if (!lit)
+		return NULL;
+	lit[off++] = '{';
+	for (int i = 0; i < n; i++) {
+		if (strpbrk(handles[i], "\"\\{},"))
+			continue;
+		int w = snprintf(lit + off, cap - off, "%s\"%s\"", off > 1 ? "," : "", handles[i]);
+		if (w < 0 || (size_t)w >= cap - off) {
+			free(lit);
+			return NULL;
+		}
+		off += (size_t)w;
+	}
+	lit[off++] = '}';
+	lit[off] = '\0';
+	return lit;
+}
 
 int aura_id_flush_touches(struct app *app)
 {
@@ -452,24 +637,10 @@ int aura_id_flush_touches(struct app *app)
 		return 0;
 	if (!batch)
 		return -1;
-	/* A text[] literal: {"@a.aura","@b.aura"}; handles hold no quote or
-	 * backslash (checked anyway). */
-	size_t cap = (size_t)n * (AURA_ID_MAX + 3) + 3, off = 0;
-	char *lit = malloc(cap);
+	char *lit = handles_literal((const char(*)[AURA_ID_MAX])batch, n);
 	int rc = -1;
 	if (!lit)
 		goto out;
-	lit[off++] = '{';
-	for (int i = 0; i < n; i++) {
-		if (strpbrk(batch[i], "\"\\{},"))
-			continue;
-		int w = snprintf(lit + off, cap - off, "%s\"%s\"", off > 1 ? "," : "", batch[i]);
-		if (w < 0 || (size_t)w >= cap - off)
-			goto out;
-		off += (size_t)w;
-	}
-	lit[off++] = '}';
-	lit[off] = '\0';
 	struct al_error err = {0};
 	const char *params[] = {lit};
 	PGresult *r = db_exec(app->maint_db, &err,
@@ -491,17 +662,217 @@ out:
 	return rc;
 }
 
+/* ---- search index upkeep ---- */
+
+/* Columns of a search row, and whether it is discoverable (the predicate
+ * of the partial indexes of 001, and of the SQL search below). */
+#define SEARCH_COLUMNS                                                                        \
+	"r.aura_id, r.user_id, r.username, r.display_name, r.avatar_url, r.is_verified,"      \
+	" coalesce(r.allow_discovery AND r.privacy_level <> 'private' AND r.status = 'active'," \
+	" false)"
+#define SEARCH_NCOLS 7
+
+static const char *col_or_null(PGresult *r, int row, int col)
+{
+	return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
+}
+
+/* Row i of a SEARCH_COLUMNS result starting at column c; returns whether
+ * it is discoverable. */
+static bool search_row(PGresult *r, int i, int c, struct aura_search_row *row)
+{
+	row->aura_id = PQgetvalue(r, i, c);
+	row->user_id = PQgetvalue(r, i, c + 1);
+	row->username = PQgetvalue(r, i, c + 2);
+	row->display_name = col_or_null(r, i, c + 3);
+	row->avatar_url = col_or_null(r, i, c + 4);
+	row->is_verified = PQgetvalue(r, i, c + 5)[0] == 't';
+	return PQgetvalue(r, i, c + 6)[0] == 't';
+}
+
+/* Rows of a SEARCH_COLUMNS result into the index: discoverable ones put,
+ * the others removed. */
+static void search_apply(struct aura_search *s, PGresult *r, int c)
+{
+	for (int i = 0; i < PQntuples(r); i++) {
+		if (PQgetisnull(r, i, c))
+			continue;
+		struct aura_search_row row;
+		if (search_row(r, i, c, &row)) {
+			if (aura_search_put(s, &row) < 0)
+				log_warn("aura_id", "search index: cannot add aura_id=%s", row.aura_id);
+		} else {
+			aura_search_remove(s, row.aura_id);
+		}
+	}
+}
+
+/* Main thread: the whole index from PostgreSQL, one query (and one to learn
+ * how the database folds case). */
+static int search_load(struct app *app)
+{
+	struct aura_id_state *st = app->aura_id;
+	struct al_error err = {0};
+	int64_t t0 = now_ms();
+	PGresult *f = db_exec(app->maint_db, &err, "SELECT lower(chr(201)) <> chr(201)", 0, NULL);
+	if (!f)
+		return -1;
+	atomic_store(&st->db_folds_unicode, PQntuples(f) == 1 && PQgetvalue(f, 0, 0)[0] == 't');
+	PQclear(f);
+	PGresult *r = db_exec(app->maint_db, &err,
+			      "SELECT " SEARCH_COLUMNS " FROM aura_id_registry r"
+			      " WHERE r.allow_discovery AND r.privacy_level <> 'private' AND r.status = 'active'",
+			      0, NULL);
+	if (!r)
+		return -1;
+	int n = PQntuples(r);
+	struct aura_search_row *rows = n ? calloc((size_t)n, sizeof(*rows)) : NULL;
+	int rc = -1;
+	if (n && !rows)
+		goto out;
+	for (int i = 0; i < n; i++)
+		search_row(r, i, 0, &rows[i]);
+	rc = aura_search_load(st->search, rows, (size_t)n);
+out:
+	free(rows);
+	PQclear(r);
+	if (rc < 0) {
+		log_warn("aura_id", "search index: load failed rows=%d", n);
+		return -1;
+	}
+	struct aura_search_stats stats;
+	aura_search_stats(st->search, &stats);
+	log_info("aura_id", "search index loaded entries=%zu bytes=%zu trigrams=%zu ms=%lld%s",
+		 stats.entries, stats.bytes, stats.trigrams, (long long)(now_ms() - t0),
+		 atomic_load(&st->db_folds_unicode) ? " non_ascii_terms=sql" : "");
+	return 0;
+}
+
+/* Main thread: re-read n notified handles (lower-case keys) for the index,
+ * one query; those no longer in the table are removed. */
+static void search_refresh(struct app *app, const char (*keys)[AURA_ID_MAX], int n)
+{
+	struct aura_id_state *st = app->aura_id;
+	if (n == 0 || !aura_search_ready(st->search))
+		return;
+	char *lit = handles_literal(keys, n);
+	if (!lit) {
+		aura_search_invalidate(st->search);
+		return;
+	}
+	struct al_error err = {0};
+	const char *params[] = {lit};
+	PGresult *r = db_exec(app->maint_db, &err,
+			      "SELECT t.h, " SEARCH_COLUMNS " FROM unnest($1::text[]) AS t(h)"
+			      " LEFT JOIN aura_id_registry r ON lower(r.aura_id) = t.h",
+			      1, params);
+	free(lit);
+	if (!r) {
+		/* missed changes: answer from SQL until the next load */
+		aura_search_invalidate(st->search);
+		return;
+	}
+	for (int i = 0; i < PQntuples(r); i++)
+		if (PQgetisnull(r, i, 1))
+			aura_search_remove(st->search, PQgetvalue(r, i, 0));
+	search_apply(st->search, r, 1);
+	PQclear(r);
+}
+
+/* After this process changed an AuraID: the record (RECORD_JSON) into the
+ * index at once, so the change shows up in the next search here. */
+static void search_apply_record(struct app *app, const json_t *rec)
+{
+	struct aura_id_state *st = app->aura_id;
+	if (!st || !st->search || !rec)
+		return;
+	const char *aura_id = json_string_value(json_object_get(rec, "aura_id"));
+	const char *privacy = json_string_value(json_object_get(rec, "privacy_level"));
+	const char *status = json_string_value(json_object_get(rec, "status"));
+	if (!aura_id)
+		return;
+	bool discoverable = json_is_true(json_object_get(rec, "allow_discovery")) && privacy &&
+			    strcmp(privacy, "private") != 0 && status && strcmp(status, "active") == 0;
+	struct aura_search_row row = {
+		aura_id,
+		json_string_value(json_object_get(rec, "user_id")),
+		json_string_value(json_object_get(rec, "username")),
+		json_string_value(json_object_get(rec, "display_name")),
+		json_string_value(json_object_get(rec, "avatar_url")),
+		json_is_true(json_object_get(rec, "is_verified")),
+	};
+	if (!discoverable)
+		aura_search_remove(st->search, aura_id);
+	else if (aura_search_put(st->search, &row) < 0)
+		log_warn("aura_id", "search index: cannot add aura_id=%s", aura_id);
+}
+
+int aura_id_user_changed(struct app *app, struct db *db, const char *user_id)
+{
+	struct aura_id_state *st = app->aura_id;
+	struct al_error err = {0};
+	if (!st)
+		return 0;
+	const char *params[] = {user_id};
+	PGresult *r = db_exec(db, &err,
+			      "SELECT " SEARCH_COLUMNS " FROM aura_id_registry r WHERE r.user_id = $1", 1,
+			      params);
+	if (!r)
+		return -1; /* the notification will still come */
+	if (PQntuples(r) == 1) {
+		search_apply(st->search, r, 0);
+		aura_id_cache_forget(app, PQgetvalue(r, 0, 0));
+	}
+	PQclear(r);
+	return 0;
+}
+
 /* ---- change notifications from PostgreSQL ---- */
+
+/* The payload is the handle of a changed AuraID (its record, or its owner's
+ * online mesh nodes). The search index re-reads those rows (a batch per
+ * query) before the resolve cache drops them, so once a resolve shows a
+ * change, search does too. */
+static void changed_flush(struct app *app, int n)
+{
+	struct aura_id_state *st = app->aura_id;
+	search_refresh(app, (const char(*)[AURA_ID_MAX])st->changed, n);
+	for (int i = 0; i < n; i++)
+		aura_id_cache_forget(app, st->changed[i]);
+}
 
 static void drain_notifies(struct app *app)
 {
-	PGconn *c = app->maint_db->conn;
+	struct aura_id_state *st = app->aura_id;
 	PGnotify *n;
-	while ((n = PQnotifies(c)) != NULL) {
-		if (n->extra && n->extra[0])
-			aura_id_cache_forget(app, n->extra);
+	int nb = 0, total = 0;
+	bool reload = false;
+	/* re-read the connection each time: a query in between may reset it */
+	while (app->maint_db->conn && (n = PQnotifies(app->maint_db->conn)) != NULL) {
+		char key[AURA_ID_MAX];
+		if (!n->extra || !handle_key(n->extra, key)) {
+			if (n->extra && n->extra[0])
+				aura_id_cache_forget(app, n->extra);
+		} else if (reload || ++total > SEARCH_RELOAD_AFTER) {
+			if (!reload) {
+				/* a burst: one load at the end instead */
+				reload = true;
+				aura_search_invalidate(st->search);
+			}
+			aura_id_cache_forget(app, key);
+		} else {
+			memcpy(st->changed[nb++], key, AURA_ID_MAX);
+			if (nb == NOTIFY_BATCH) {
+				changed_flush(app, nb);
+				nb = 0;
+			}
+		}
 		PQfreemem(n);
 	}
+	if (nb)
+		changed_flush(app, nb);
+	if (reload && search_load(app) < 0)
+		st->search_retry = SEARCH_RETRY_TICKS;
 }
 
 static void on_notify_readable(evutil_socket_t fd, short what, void *arg)
@@ -513,6 +884,7 @@ static void on_notify_readable(evutil_socket_t fd, short what, void *arg)
 		event_free(st->notify_ev);
 		st->notify_ev = NULL;
 		st->notify_fd = -1;
+		aura_search_invalidate(st->search);
 		aura_id_cache_forget_all(app);
 		return;
 	}
@@ -544,7 +916,9 @@ static void ensure_listening(struct app *app)
 	if (st->notify_ev)
 		event_add(st->notify_ev, NULL);
 	/* whatever changed while we were not listening */
+	aura_search_invalidate(st->search);
 	aura_id_cache_forget_all(app);
+	st->search_retry = search_load(app) < 0 ? SEARCH_RETRY_TICKS : 0;
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -556,6 +930,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		st->preloaded = true;
 		cache_preload(app);
 	}
+	if (st->notify_ev && !aura_search_ready(st->search) && --st->search_retry <= 0)
+		st->search_retry = search_load(app) < 0 ? SEARCH_RETRY_TICKS : 0;
 	if (app->maint_db && app->maint_db->conn) {
 		/* other modules' queries on this connection may have read
 		 * notifications into libpq's queue */
@@ -577,9 +953,13 @@ int aura_id_start(struct app *app)
 		return -1;
 	st->slots = calloc((size_t)CACHE_SETS * CACHE_WAYS, sizeof(*st->slots));
 	st->touched = calloc(TOUCH_MAX_PENDING, AURA_ID_MAX);
-	if (!st->slots || !st->touched) {
+	st->changed = calloc(NOTIFY_BATCH, AURA_ID_MAX);
+	st->search = aura_search_new();
+	if (!st->slots || !st->touched || !st->changed || !st->search) {
 		free(st->slots);
 		free(st->touched);
+		free(st->changed);
+		aura_search_free(st->search);
 		free(st);
 		return -1;
 	}
@@ -619,6 +999,8 @@ void aura_id_stop(struct app *app)
 		free(st->slots[i]);
 	free(st->slots);
 	free(st->touched);
+	free(st->changed);
+	aura_search_free(st->search);
 	for (unsigned i = 0; i < CACHE_STRIPES; i++)
 		pthread_rwlock_destroy(&st->locks[i]);
 	pthread_mutex_destroy(&st->touch_lock);
@@ -691,6 +1073,7 @@ int aura_id_create(struct app *app, struct db *db, const char *user_id, const ch
 	json_decref(details);
 	PQclear(r);
 	aura_id_cache_forget(app, aura_id);
+	search_apply_record(app, *out);
 	log_info("aura_id", "created aura_id=%s user=%s", aura_id, user_id);
 	return 0;
 fail:
@@ -992,6 +1375,7 @@ int aura_id_update(struct app *app, struct db *db, const char *user_id, const js
 	    db_commit(db, err) < 0)
 		goto fail;
 	aura_id_cache_forget(app, aura_id);
+	search_apply_record(app, *out);
 	PQclear(r);
 	free(domains);
 	free(metadata);
@@ -1042,7 +1426,8 @@ static bool valid_text(const char *s, size_t *chars)
 	return true;
 }
 
-int aura_id_search(struct db *db, const char *q, int limit, json_t **out, struct al_error *err)
+int aura_id_search(struct app *app, struct db *db, const char *q, int limit, json_t **out,
+		   struct al_error *err)
 {
 	size_t chars = 0;
 	if (!q || !valid_text(q, &chars) || chars < 1 || chars > AURA_ID_SEARCH_MAX_QUERY)
@@ -1059,6 +1444,20 @@ int aura_id_search(struct db *db, const char *q, int limit, json_t **out, struct
 	if (!term[0])
 		return al_error_set(err, 400, "M_INVALID_PARAM", "q: 1-%d characters of text",
 				    AURA_ID_SEARCH_MAX_QUERY);
+	/* The index, unless it is not (yet, or no longer) current, or the term
+	 * has non-ASCII bytes and the database's lower() folds those (the
+	 * index folds ASCII only): then PostgreSQL, the same tiers in SQL. */
+	struct aura_id_state *st = app->aura_id;
+	bool ascii = true;
+	for (const char *s = term; *s && ascii; s++)
+		ascii = (unsigned char)*s < 0x80;
+	if (st && st->search && (ascii || !atomic_load(&st->db_folds_unicode))) {
+		int rc = aura_search_query(st->search, term, limit, out);
+		if (rc == 0)
+			return 0;
+		if (rc < 0)
+			return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	}
 	/* LIKE pattern body with \ % _ escaped */
 	char esc[sizeof(term) * 2];
 	size_t o = 0;
@@ -1258,6 +1657,7 @@ int aura_id_verify_confirm(struct app *app, struct db *db, const char *user_id, 
 	PQclear(r);
 	PQclear(u);
 	aura_id_cache_forget(app, aura_id);
+	search_apply_record(app, *out);
 	log_info("aura_id", "verified aura_id=%s method=%s", aura_id, method);
 	return 0;
 fail:

@@ -1,6 +1,6 @@
 /* aura_id.h - AuraIDs (@name.aura): claim, settings, verification, search
- * and resolution, with an in-memory cache of resolved records and batched
- * last_used_at writes. Domain module: no HTTP; records are JSON objects with
+ * and resolution, with an in-memory cache of resolved records, an
+ * in-memory search index and batched last_used_at writes. Domain module: no HTTP; records are JSON objects with
  * the column names of aura_id_registry, timestamps in milliseconds since the
  * epoch (null when unset).
  *
@@ -70,21 +70,62 @@ int aura_id_available(struct db *db, const char *username, bool *available, stru
 
 /* Discoverable AuraIDs matching q (prefix or substring of the handle or the
  * display name), exact > prefix > substring, then by handle. *out: array of
- * {aura_id, user_id, display_name, avatar_url, is_verified}. */
-int aura_id_search(struct db *db, const char *q, int limit, json_t **out, struct al_error *err);
+ * {aura_id, user_id, display_name, avatar_url, is_verified}. Served from
+ * the in-memory index (aura_search.h) when it is current; from one SQL
+ * statement on db otherwise (before the first load, after notifications
+ * were lost, and for terms with non-ASCII bytes when the database's
+ * lower() folds beyond ASCII). */
+int aura_id_search(struct app *app, struct db *db, const char *q, int limit, json_t **out,
+		   struct al_error *err);
+
+/* After this process changed a user's row in `users` (display name,
+ * avatar, suspension, deactivation: copied into her AuraID by a trigger),
+ * once committed: re-read her AuraID for the search index and drop its
+ * resolved copy, so the change shows here at once (other processes learn
+ * of it through NOTIFY auralink_aura_id). One query; -1 when it failed
+ * (the notification still brings the change, a moment later). */
+int aura_id_user_changed(struct app *app, struct db *db, const char *user_id);
 
 /* Resolve a handle for `viewer`: the JSON answer (malloc'd, *len bytes) or
  * NULL with 404 M_NOT_FOUND when unknown, not active or not visible to her.
- * Served from the cache when possible; records the use for last_used_at. */
+ * *unknown (may be NULL) is set when the handle is well formed and no AuraID
+ * by that name is hosted here at all, so the caller may ask federation; it
+ * stays false for a handle that exists here but is hidden, private,
+ * suspended or inactive (those are never looked up elsewhere). Served from
+ * the cache when possible; records the use for last_used_at. */
 char *aura_id_resolve(struct app *app, struct db *db, const char *viewer, const char *handle,
-		      size_t *len, struct al_error *err);
+		      size_t *len, bool *unknown, struct al_error *err);
 
-/* Who may see an AuraID of the given privacy level: public -> everyone;
- * private -> the owner; friends -> the owner and users sharing a joined
- * room with her (rooms do not exist yet: the owner only). The one place
- * this rule lives. */
-bool aura_id_visible_to(struct db *db, const char *viewer, const char *owner,
-			const char *privacy_level);
+/* The privacy rule without the database: who may see an AuraID of the
+ * given privacy level. The owner always; public -> everyone; private ->
+ * nobody else; friends -> AURA_ID_IF_FRIENDS (viewer NULL, an anonymous or
+ * remote asker: hidden). */
+enum aura_id_visibility { AURA_ID_HIDDEN, AURA_ID_VISIBLE, AURA_ID_IF_FRIENDS };
+enum aura_id_visibility aura_id_visibility(const char *viewer, const char *owner,
+					   const char *privacy_level);
+
+/* The one function that decides whether viewer may see owner's AuraID:
+ * aura_id_visibility(), and for AURA_ID_IF_FRIENDS one indexed query: are
+ * viewer and owner both currently joined to at least one common room?
+ * 1 visible, 0 not, -1 database error (err filled). Call it without any
+ * lock held. */
+int aura_id_visible_to(struct db *db, const char *viewer, const char *owner, const char *privacy_level,
+		       struct al_error *err);
+
+/* 0 when handle is an active AuraID hosted here and visible to viewer
+ * (NULL: anonymous); 404 M_NOT_FOUND otherwise, 500 on database errors.
+ * Through the resolve cache; does not count as a use. */
+int aura_id_check_visible(struct app *app, struct db *db, const char *viewer, const char *handle,
+			  struct al_error *err);
+
+/* An AuraID hosted here, for routing (no privacy rule, not counted as a
+ * use): 1 when handle (any case) is an active AuraID here, with its stored
+ * form and its owner copied out (aura_id: AURA_ID_MAX bytes, user_id: 256);
+ * 0 when it is unknown here, not active or malformed; -1 on database
+ * errors. Through the resolve cache: PostgreSQL only on a miss, and the
+ * answer (found or not) is cached, invalidated by NOTIFY like resolve's. */
+int aura_id_lookup_active(struct app *app, struct db *db, const char *handle, char *aura_id,
+			  char *user_id, struct al_error *err);
 
 /* Verification: without a code, issue one through the configured verifier
  * (*out: {method, expires_in_ms}); with a code, check it and mark the AuraID

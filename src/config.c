@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #ifndef AL_SQL_DIR
 #define AL_SQL_DIR "/usr/local/share/auralink/sql"
@@ -140,19 +141,51 @@ static int load_listener(struct loader *ld, const char *name, int def_port, stru
 	return 0;
 }
 
-static int valid_server_name(const char *name)
+static int valid_server_name_chars(const char *name)
 {
-	/* hostname or IP literal, optional :port; the spec's grammar, loosely */
-	size_t n = strlen(name);
-	if (n == 0 || n > 255)
-		return 0;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; name[i]; i++) {
 		char c = name[i];
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
 		      c == '.' || c == '-' || c == ':' || c == '[' || c == ']'))
 			return 0;
 	}
 	return 1;
+}
+
+static int valid_server_name(const char *name)
+{
+	/* hostname or IP literal, optional :port; the spec's grammar, loosely */
+	size_t n = strlen(name);
+	return n > 0 && n <= 255 && valid_server_name_chars(name);
+}
+
+/* federation.whitelist/blacklist entries are server names, in one list at
+ * most; federation.connect_to entries look like HOST:PORT:HOST:PORT
+ * (curl's CURLOPT_CONNECT_TO syntax). */
+static int check_peer_lists(struct loader *ld, struct al_config *cfg)
+{
+	const struct config_string_list *wl = &cfg->fed_whitelist, *bl = &cfg->fed_blacklist;
+	for (int i = 0; i < wl->count; i++)
+		if (!valid_server_name(wl->items[i]))
+			return fail(ld, "federation.whitelist", "'%s' is not a server name", wl->items[i]);
+	for (int i = 0; i < bl->count; i++) {
+		if (!valid_server_name(bl->items[i]))
+			return fail(ld, "federation.blacklist", "'%s' is not a server name", bl->items[i]);
+		for (int j = 0; j < wl->count; j++)
+			if (strcasecmp(bl->items[i], wl->items[j]) == 0)
+				return fail(ld, "federation.blacklist", "'%s' is also in federation.whitelist",
+					    bl->items[i]);
+	}
+	for (int i = 0; i < cfg->fed_connect_to.count; i++) {
+		const char *e = cfg->fed_connect_to.items[i];
+		int colons = 0;
+		for (const char *c = e; *c; c++)
+			colons += *c == ':';
+		if (strlen(e) > 512 || colons < 3 || !valid_server_name_chars(e))
+			return fail(ld, "federation.connect_to",
+				    "entry '%.64s' must look like HOST:PORT:CONNECT_HOST:CONNECT_PORT", e);
+	}
+	return 0;
 }
 
 static int load_settings(struct loader *ld, struct al_config *cfg)
@@ -232,9 +265,21 @@ static int load_settings(struct loader *ld, struct al_config *cfg)
 	    get_bool(ld, "federation.whitelist_only", false, &cfg->fed_whitelist_only) < 0 ||
 	    get_list(ld, "federation.whitelist", &cfg->fed_whitelist) < 0 ||
 	    get_list(ld, "federation.blacklist", &cfg->fed_blacklist) < 0 ||
+	    get_list(ld, "federation.connect_to", &cfg->fed_connect_to) < 0 ||
 	    get_list(ld, "admins", &cfg->admins) < 0 ||
 	    get_bool(ld, "verification.dev_verifier", false, &cfg->dev_verifier) < 0)
 		return -1;
+	if (check_peer_lists(ld, cfg) < 0)
+		return -1;
+	if (get_int(ld, "federation.clock_skew_ms", 0, 24LL * 3600 * 1000, 300000, &v) < 0)
+		return -1;
+	cfg->fed_clock_skew_ms = v;
+	if (get_int(ld, "federation.key_refetch_interval_seconds", 0, 86400, 30, &v) < 0)
+		return -1;
+	cfg->fed_key_refetch_interval_s = (int)v;
+	if (get_int(ld, "federation.health_interval_seconds", 1, 86400, 60, &v) < 0)
+		return -1;
+	cfg->fed_health_interval_s = (int)v;
 	if (get_string(ld, "rooms.default_room_version", cfg->default_room_version,
 		       sizeof(cfg->default_room_version), "11") < 0)
 		return -1;
@@ -312,6 +357,7 @@ void config_free(struct al_config *cfg)
 {
 	list_free(&cfg->fed_whitelist);
 	list_free(&cfg->fed_blacklist);
+	list_free(&cfg->fed_connect_to);
 	list_free(&cfg->admins);
 }
 

@@ -46,6 +46,10 @@ struct al_config {
 	bool fed_whitelist_only;
 	struct config_string_list fed_whitelist;
 	struct config_string_list fed_blacklist;
+	long long fed_clock_skew_ms;          /* tolerance for remote clocks */
+	int fed_key_refetch_interval_s;       /* unknown key id: refetch at most this often */
+	int fed_health_interval_s;            /* periodic /version check of known peers */
+	struct config_string_list fed_connect_to; /* CURLOPT_CONNECT_TO entries */
 	struct config_string_list admins;
 	int mesh_online_window_s;      /* mesh: online = heartbeat within this */
 	int mesh_flush_interval_ms;    /* mesh: batched writes */

@@ -36,8 +36,8 @@ void db_rollback(struct db *db);
 typedef int (*db_txn_fn)(struct db *db, const void *arg, struct al_error *err);
 int db_transaction(struct db *db, struct al_error *err, db_txn_fn fn, const void *arg);
 
-/* Apply sql/NNN_name.sql files with a number above the recorded
- * schema_version, each in its own transaction, in order. */
+/* Apply the sql/NNN_name.sql files whose number schema_version does not
+ * record yet, each in its own transaction, in order. */
 int db_migrate(struct db *db, const char *dir, struct al_error *err);
 
 #endif

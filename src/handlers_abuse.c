@@ -61,8 +61,8 @@ static void admin_patch(struct http_req *req)
 	if (auth_require_admin(req) < 0)
 		return;
 	json_t *body = http_req_json_body(req, &err);
-	if (!body ||
-	    abuse_report_update(&req->worker->db, req->user_id, req->params[0], body, &out, &err) < 0) {
+	if (!body || abuse_report_update(req->app, &req->worker->db, req->user_id, req->params[0], body, &out,
+					 &err) < 0) {
 		http_reply_al_error(req, &err);
 		return;
 	}

@@ -3,17 +3,21 @@
  * deactivating; plus /capabilities and /account/3pid. */
 #include "handlers_account_manage.h"
 
+#include <event2/http.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "accounts.h"
+#include "aura_id.h"
 #include "auth.h"
 #include "fields.h"
 #include "http.h"
 #include "log.h"
 #include "ratelimit.h"
 #include "room.h"
+#include "uia.h"
 #include "workpool.h"
 
 #define CLIENT "/_matrix/client/r0|v3"
@@ -31,6 +35,7 @@ struct uia_job {
 	bool ok;
 	uia_action action;
 	void *ctx;
+	char session[UIA_SESSION_ID_LEN + 1]; /* "" when the request named no known session */
 };
 
 static void uia_job_free(struct uia_job *j)
@@ -41,12 +46,32 @@ static void uia_job_free(struct uia_job *j)
 	free(j);
 }
 
-static void reply_flows(struct http_req *req, const char *errcode, const char *error)
+/* The operation a UI-auth session is for: method and path, and the user.
+ * A session stays bound to it (spec: the client may not switch operations
+ * part-way through a session). New reference. */
+static json_t *uia_operation(struct http_req *req)
 {
-	unsigned char rnd[12];
-	char session[sizeof(rnd) * 2 + 1];
-	randombytes_buf(rnd, sizeof(rnd));
-	sodium_bin2hex(session, sizeof(session), rnd, sizeof(rnd));
+	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req->ev));
+	return json_pack("{s:I, s:s, s:s}", "method", (json_int_t)req->method, "path", path ? path : "", "user_id",
+			 req->user_id);
+}
+
+/* 401 with the flows, in session when given (a known one), else a new
+ * session bound to this operation. */
+static void reply_flows(struct http_req *req, const char *errcode, const char *error, const char *known_session)
+{
+	char session[UIA_SESSION_ID_LEN + 1] = "";
+	if (known_session) {
+		snprintf(session, sizeof(session), "%s", known_session);
+	} else {
+		json_t *op = uia_operation(req);
+		if (!op || uia_session_create(req->app->uia, op, NULL, http_now_ms(), session) < 0) {
+			json_decref(op);
+			http_reply_error(req, 500, "M_UNKNOWN", "cannot start an authentication session");
+			return;
+		}
+		json_decref(op);
+	}
 	json_t *o = json_pack("{s:[{s:[s]}], s:{}, s:[], s:s}", "flows", "stages", "m.login.password",
 			      "params", "completed", "session", session);
 	if (o && errcode) {
@@ -69,7 +94,7 @@ static void uia_done(void *arg)
 	struct uia_job *j = arg;
 	if (!j->ok) {
 		json_decref(j->ctx);
-		reply_flows(j->req, "M_FORBIDDEN", "Invalid password");
+		reply_flows(j->req, "M_FORBIDDEN", "Invalid password", j->session[0] ? j->session : NULL);
 	} else if (j->new_password && j->new_hash_rc < 0) {
 		json_decref(j->ctx);
 		http_reply_error(j->req, 500, "M_UNKNOWN", "cannot hash the password");
@@ -108,14 +133,35 @@ static void uia_password(struct http_req *req, json_t *body, const char *new_pas
 	char user_id[ACCOUNTS_USER_ID_MAX + 1];
 	struct al_error err = {0};
 	struct uia_job *j = NULL;
+	const char *session = NULL;
+	bool known = false;
+	if (json_is_object(auth) && fields_string(req, auth, "session", false, 64, 0, &session) < 0)
+		goto fail;
+	if (session) {
+		/* A session of ours must be continued with the operation it began. */
+		struct uia_session_view v;
+		if (uia_session_get(req->app->uia, session, http_now_ms(), &v) == 0) {
+			json_t *op = uia_operation(req);
+			bool same = op && json_equal(op, v.params);
+			json_decref(op);
+			json_decref(v.params);
+			accounts_secret_free(v.password);
+			if (!same) {
+				http_reply_error(req, 403, "M_FORBIDDEN",
+						 "Requested operation has changed during the UI authentication session");
+				goto fail;
+			}
+			known = true;
+		}
+	}
 	if (!json_is_object(auth) || !json_object_get(auth, "type")) {
-		reply_flows(req, NULL, NULL);
+		reply_flows(req, NULL, NULL, known ? session : NULL);
 		goto fail;
 	}
 	if (fields_string(req, auth, "type", true, 64, 0, &type) < 0)
 		goto fail;
 	if (strcmp(type, "m.login.password") != 0) {
-		reply_flows(req, "M_UNRECOGNIZED", "Only m.login.password is offered");
+		reply_flows(req, "M_UNRECOGNIZED", "Only m.login.password is offered", known ? session : NULL);
 		goto fail;
 	}
 	if (uia_user(req, auth, user_id, sizeof(user_id)) < 0 ||
@@ -134,6 +180,8 @@ static void uia_password(struct http_req *req, json_t *body, const char *new_pas
 	j->req = req;
 	j->action = action;
 	j->ctx = ctx;
+	if (known)
+		snprintf(j->session, sizeof(j->session), "%s", session);
 	if (accounts_login_lookup(&req->worker->db, user_id, &j->info, &err) < 0) {
 		http_reply_al_error(req, &err);
 		goto fail;
@@ -273,6 +321,7 @@ static void deactivate_action(struct http_req *req, void *ctx, const char *unuse
 		return;
 	}
 	auth_forget_user(req->app, req->user_id, NULL);
+	aura_id_user_changed(req->app, &req->worker->db, req->user_id);
 	log_info("accounts", "deactivated user_id=%s", req->user_id);
 	http_reply_json(req, 200, json_pack("{s:s}", "id_server_unbind_result", "no-support"));
 }

@@ -5,6 +5,7 @@
 
 #include "aura_id.h"
 #include "auth.h"
+#include "federation.h"
 #include "http.h"
 #include "ratelimit.h"
 
@@ -179,12 +180,41 @@ static void get_search(struct http_req *req)
 		return;
 	}
 	int limit = parse_limit(http_req_query(req, "limit"), AURA_ID_SEARCH_DEFAULT_LIMIT);
-	if (aura_id_search(&req->worker->db, q, limit, &results, &err) < 0) {
+	if (aura_id_search(req->app, &req->worker->db, q, limit, &results, &err) < 0) {
 		http_reply_al_error(req, &err);
 		return;
 	}
 	size_t n = json_array_size(results);
 	http_reply_json(req, 200, json_pack("{s:o, s:I}", "results", results, "count", (json_int_t)n));
+}
+
+/* The answer of federation for a handle hosted elsewhere, on the worker's
+ * loop: the verified record (with the answering `server`), or 404 when the
+ * owner's server does not know it or refuses to share it with us (the same
+ * answer as a hidden local AuraID), 502 when nobody could be asked. */
+static void remote_resolved(void *arg, int status, json_t *body, const struct al_error *err)
+{
+	struct http_req *req = arg;
+	if (status == 200 && json_is_object(body)) {
+		json_t *out = json_pack("{s:O*, s:O*, s:O*, s:O*, s:b, s:b, s:s, s:O*, s:O*}", "aura_id",
+					json_object_get(body, "aura_id"), "user_id",
+					json_object_get(body, "user_id"), "display_name",
+					json_object_get(body, "display_name"), "avatar_url",
+					json_object_get(body, "avatar_url"), "is_verified",
+					json_is_true(json_object_get(body, "is_verified")), "is_online",
+					json_is_true(json_object_get(body, "is_online")), "privacy_level",
+					"public", "server", json_object_get(body, "server"), "attestation",
+					json_object_get(body, "attestation"));
+		if (out)
+			http_reply_json(req, 200, out);
+		else
+			http_reply_error(req, 500, "M_UNKNOWN", "out of memory");
+	} else if (status == 404 || status == 403) {
+		http_reply_error(req, 404, "M_NOT_FOUND", "no such AuraID");
+	} else {
+		http_reply_error(req, 502, "M_UNKNOWN", "no server could resolve this AuraID: %s",
+				 err && err->message[0] ? err->message : "error");
+	}
 }
 
 static void get_resolve(struct http_req *req)
@@ -193,13 +223,21 @@ static void get_resolve(struct http_req *req)
 	if (guard(req, "aura_id.resolve") < 0)
 		return;
 	size_t len = 0;
-	char *json = aura_id_resolve(req->app, &req->worker->db, req->user_id, req->params[0], &len, &err);
-	if (!json) {
-		http_reply_al_error(req, &err);
+	bool unknown = false;
+	char *json = aura_id_resolve(req->app, &req->worker->db, req->user_id, req->params[0], &len,
+				     &unknown, &err);
+	if (json) {
+		http_reply_raw(req, 200, json, len);
+		free(json);
 		return;
 	}
-	http_reply_raw(req, 200, json, len);
-	free(json);
+	/* Not hosted here at all: its owner's server answers (later, on this
+	 * worker's loop). Hidden, private or suspended AuraIDs of this server
+	 * are never asked about elsewhere. */
+	if (unknown && federation_resolve_aura_id(req->app, req->params[0], req->worker->base,
+						  remote_resolved, req) == 0)
+		return;
+	http_reply_al_error(req, &err);
 }
 
 int aura_id_handlers_start(struct app *app)

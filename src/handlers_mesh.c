@@ -237,10 +237,18 @@ static void get_status(struct http_req *req)
 	http_reply_json(req, 200, out);
 }
 
+static void found(void *arg, json_t *route, const struct al_error *err)
+{
+	struct http_req *req = arg;
+	if (route)
+		http_reply_json(req, 200, route);
+	else
+		http_reply_al_error(req, err);
+}
+
 static void post_find(struct http_req *req)
 {
 	struct al_error err = {0};
-	json_t *out = NULL;
 	const char *src = NULL, *dst = NULL, *media = NULL;
 	bool aic = false;
 	if (guard(req, "mesh.find_route") < 0)
@@ -265,9 +273,9 @@ static void post_find(struct http_req *req)
 		http_reply_error(req, 400, "M_INVALID_PARAM", "destination_aura_id equals source_aura_id");
 		return;
 	}
-	int rc = mesh_route_find_optimal(req->app, &req->worker->db, req->user_id, src, dst, m, aic, &out,
-					 &err);
-	reply(req, rc, 200, out, &err);
+	/* a remote destination parks the request until federation answered */
+	mesh_route_find(req->app, &req->worker->db, req->user_id, src, dst, m, aic, req->worker->base, found,
+			req);
 }
 
 static void put_performance(struct http_req *req)
@@ -317,7 +325,7 @@ static void get_analytics(struct http_req *req)
 			return;
 		}
 	}
-	int rc = mesh_route_analytics(&req->worker->db, req->user_id, (int)hours, &out, &err);
+	int rc = mesh_route_analytics(req->app, &req->worker->db, req->user_id, (int)hours, &out, &err);
 	reply(req, rc, 200, out, &err);
 }
 

@@ -9,14 +9,17 @@
 #include "handlers_sync.h"
 #include "http.h"
 #include "keys.h"
+#include "log.h"
 #include "ratelimit.h"
 #include "room.h"
+#include "room_directory.h"
+#include "typing.h"
 
 #define CLIENT "/_matrix/client/r0|v3"
 
 static struct room_ctx ctx_of(struct http_req *req)
 {
-	struct room_ctx c = {.db = &req->worker->db, .keys = req->app->keys};
+	struct room_ctx c = {.db = &req->worker->db, .keys = req->app->keys, .app = req->app};
 	return c;
 }
 
@@ -139,9 +142,26 @@ static void delete_alias(struct http_req *req)
 	if (!valid_alias(req, alias))
 		return;
 	struct al_error err = {0};
-	if (room_alias_delete(&req->worker->db, alias, req->user_id, &err) < 0) {
+	char room_id[ROOM_ID_MAX + 1] = "";
+	if (room_alias_resolve(&req->worker->db, alias, room_id, &err) < 0 ||
+	    room_alias_delete(&req->worker->db, alias, req->user_id, &err) < 0) {
 		http_reply_al_error(req, &err);
 		return;
+	}
+	/* A deleted alias leaves the room's canonical alias event, as the
+	 * deleting user (who may lack the power: then it stays). */
+	json_t *content = room_directory_canonical_without(&req->worker->db, room_id, alias, &err);
+	if (content) {
+		struct room_event_spec spec = {.type = "m.room.canonical_alias", .state_key = "", .content = content};
+		char event_id[EVENT_ID_MAX];
+		int64_t stream = 0;
+		struct room_ctx c = ctx_of(req);
+		if (room_send(&c, room_id, req->user_id, &spec, event_id, &stream, &err) < 0)
+			log_info("rooms", "canonical alias kept after alias deletion room_id=%s reason=%s", room_id,
+				 err.message);
+		else if (stream)
+			sync_notify(req->app);
+		json_decref(content);
 	}
 	http_reply_json(req, 200, json_object());
 }
@@ -168,7 +188,7 @@ static void get_room_aliases(struct http_req *req)
 /* ---- membership ---- */
 
 static void do_membership(struct http_req *req, const char *room, const char *target, const char *membership,
-			  const char *reason, json_t *extra, bool reply_room_id)
+			  const char *reason, json_t *extra, bool reply_room_id, bool kick)
 {
 	struct al_error err = {0};
 	char room_id[ROOM_ID_MAX + 1];
@@ -176,10 +196,16 @@ static void do_membership(struct http_req *req, const char *room, const char *ta
 	struct room_ctx c = ctx_of(req);
 	if (room_remote_membership(req, room, target, membership, reason, extra, reply_room_id))
 		return; /* other servers take part; answered when they did */
-	if (room_membership(&c, room, req->user_id, target, membership, reason, extra, room_id, &stream, &err) < 0) {
+	snprintf(room_id, sizeof(room_id), "%s", room); /* room_membership resolves an alias here */
+	int rc = kick ? room_kick(&c, room, req->user_id, target, reason, &stream, &err)
+		      : room_membership(&c, room, req->user_id, target, membership, reason, extra, room_id, &stream, &err);
+	if (rc < 0) {
 		http_reply_al_error(req, &err);
 		return;
 	}
+	/* Whoever leaves the room stops typing in it. */
+	if (strcmp(membership, "leave") == 0 || strcmp(membership, "ban") == 0)
+		typing_set(req->app->typing, room_id, target ? target : req->user_id, false, 0, http_now_ms());
 	sync_notify(req->app);
 	if (reply_room_id)
 		http_reply_json(req, 200, json_pack("{s:s}", "room_id", room_id));
@@ -194,11 +220,16 @@ static const char *body_reason(json_t *body)
 
 static void post_join(struct http_req *req)
 {
-	if (auth_require(req) < 0 || ratelimit_check(req, "join") < 0)
+	bool guest = false;
+	if (auth_require_ex(req, &guest) < 0 || ratelimit_check(req, "join") < 0)
 		return;
 	struct al_error err = {0};
+	if (guest && room_guest_join_check(&req->worker->db, req->params[0], &err) < 0) {
+		http_reply_al_error(req, &err);
+		return;
+	}
 	json_t *body = http_req_json_body(req, &err);
-	do_membership(req, req->params[0], NULL, "join", body ? body_reason(body) : NULL, body, true);
+	do_membership(req, req->params[0], NULL, "join", body ? body_reason(body) : NULL, body, true, false);
 }
 
 static void post_membership_target(struct http_req *req, const char *membership)
@@ -216,7 +247,8 @@ static void post_membership_target(struct http_req *req, const char *membership)
 		http_reply_error(req, 400, "M_MISSING_PARAM", "user_id is required");
 		return;
 	}
-	do_membership(req, req->params[0], target, membership, body_reason(body), NULL, false);
+	do_membership(req, req->params[0], target, strcmp(membership, "kick") == 0 ? "leave" : membership,
+		      body_reason(body), NULL, false, strcmp(membership, "kick") == 0);
 }
 
 static void post_invite(struct http_req *req)
@@ -226,7 +258,7 @@ static void post_invite(struct http_req *req)
 
 static void post_kick(struct http_req *req)
 {
-	post_membership_target(req, "leave");
+	post_membership_target(req, "kick");
 }
 
 static void post_ban(struct http_req *req)
@@ -236,7 +268,27 @@ static void post_ban(struct http_req *req)
 
 static void post_unban(struct http_req *req)
 {
-	post_membership_target(req, "leave");
+	if (auth_require(req) < 0 || !valid_room_id(req, req->params[0]))
+		return;
+	struct al_error err = {0};
+	json_t *body = http_req_json_body(req, &err);
+	if (!body) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	const char *target = json_string_value(json_object_get(body, "user_id"));
+	if (!target) {
+		http_reply_error(req, 400, "M_MISSING_PARAM", "user_id is required");
+		return;
+	}
+	int64_t stream;
+	struct room_ctx c = ctx_of(req);
+	if (room_unban(&c, req->params[0], req->user_id, target, body_reason(body), &stream, &err) < 0) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	sync_notify(req->app);
+	http_reply_json(req, 200, json_object());
 }
 
 static void post_leave(struct http_req *req)
@@ -245,7 +297,7 @@ static void post_leave(struct http_req *req)
 		return;
 	struct al_error err = {0};
 	json_t *body = http_req_json_body(req, &err);
-	do_membership(req, req->params[0], NULL, "leave", body ? body_reason(body) : NULL, NULL, false);
+	do_membership(req, req->params[0], NULL, "leave", body ? body_reason(body) : NULL, NULL, false, false);
 }
 
 static void post_forget(struct http_req *req)
@@ -286,6 +338,12 @@ static void send_event(struct http_req *req, const char *type, const char *state
 		if (reason)
 			json_object_set_new(copy, "reason", json_string(reason));
 		content = copy;
+	}
+	if (state_key && !*state_key && strcmp(type, "m.room.canonical_alias") == 0 &&
+	    room_directory_check_canonical(&req->worker->db, keys_server_name(req->app->keys), req->params[0], body,
+					   &err) < 0) {
+		http_reply_al_error(req, &err);
+		return;
 	}
 	struct room_event_spec spec = {.type = type, .state_key = state_key, .content = content,
 				       .redacts = redacts, .device_id = req->device_id, .txn_id = txn_id};
@@ -334,6 +392,124 @@ static void put_redact(struct http_req *req)
 		return;
 	}
 	send_event(req, "m.room.redaction", NULL, req->nparams > 2 ? req->params[2] : NULL, target);
+}
+
+/* ---- typing and receipts ---- */
+
+static void put_typing(struct http_req *req)
+{
+	if (auth_require(req) < 0 || !valid_room_id(req, req->params[0]))
+		return;
+	if (strcmp(req->params[1], req->user_id) != 0) {
+		http_reply_error(req, 403, "M_FORBIDDEN", "Cannot send typing notices for another user");
+		return;
+	}
+	struct al_error err = {0};
+	json_t *body = http_req_json_body(req, &err);
+	if (!body) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	json_t *typing = json_object_get(body, "typing"), *timeout = json_object_get(body, "timeout");
+	if (!json_is_boolean(typing)) {
+		http_reply_error(req, 400, "M_BAD_JSON", "typing must be a boolean");
+		return;
+	}
+	if (timeout && (!json_is_integer(timeout) || json_integer_value(timeout) < 0)) {
+		http_reply_error(req, 400, "M_BAD_JSON", "timeout must be a non-negative integer");
+		return;
+	}
+	if (room_require_joined(&req->worker->db, req->params[0], req->user_id, &err) < 0) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	int64_t ms = timeout ? (int64_t)json_integer_value(timeout) : TYPING_DEFAULT_TIMEOUT_MS;
+	int rc = typing_set(req->app->typing, req->params[0], req->user_id, json_is_true(typing), ms, http_now_ms());
+	if (rc < 0) {
+		http_reply_error(req, 500, "M_UNKNOWN", "out of memory");
+		return;
+	}
+	if (rc > 0)
+		sync_notify(req->app);
+	http_reply_json(req, 200, json_object());
+}
+
+/* An optional JSON body: NULL (no error) when there is none. */
+static bool optional_body(struct http_req *req, json_t **body)
+{
+	size_t len = 0;
+	*body = NULL;
+	if (!http_req_body_bytes(req, &len) || len == 0)
+		return true;
+	struct al_error err = {0};
+	*body = http_req_json_body(req, &err);
+	if (!*body)
+		http_reply_al_error(req, &err);
+	return *body != NULL;
+}
+
+static void post_receipt(struct http_req *req)
+{
+	if (auth_require(req) < 0 || !valid_room_id(req, req->params[0]))
+		return;
+	json_t *body;
+	if (!optional_body(req, &body))
+		return;
+	json_t *thread = json_object_get(body, "thread_id");
+	if (thread && !json_is_string(thread)) {
+		http_reply_error(req, 400, "M_INVALID_PARAM", "thread_id must be a string");
+		return;
+	}
+	struct al_error err = {0};
+	bool changed;
+	if (room_receipt_put(&req->worker->db, req->params[0], req->user_id, req->params[1], json_string_value(thread),
+			     req->params[2], &changed, &err) < 0) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	if (changed)
+		sync_notify(req->app);
+	http_reply_json(req, 200, json_object());
+}
+
+static void post_read_markers(struct http_req *req)
+{
+	if (auth_require(req) < 0 || !valid_room_id(req, req->params[0]))
+		return;
+	struct al_error err = {0};
+	json_t *body = http_req_json_body(req, &err);
+	if (!body) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	static const char *const types[] = {"m.fully_read", "m.read", "m.read.private"};
+	const char *ids[3];
+	for (int i = 0; i < 3; i++) {
+		json_t *v = json_object_get(body, types[i]);
+		if (v && !json_is_string(v)) {
+			http_reply_error(req, 400, "M_INVALID_PARAM", "%s must be an event ID", types[i]);
+			return;
+		}
+		ids[i] = json_string_value(v);
+		/* check them all before writing any */
+		if (ids[i] && room_receipt_check(&req->worker->db, req->params[0], req->user_id, ids[i], &err) < 0) {
+			http_reply_al_error(req, &err);
+			return;
+		}
+	}
+	bool any = false;
+	for (int i = 0; i < 3; i++) {
+		bool changed = false;
+		if (ids[i] && room_receipt_put(&req->worker->db, req->params[0], req->user_id, types[i], NULL, ids[i],
+					       &changed, &err) < 0) {
+			http_reply_al_error(req, &err);
+			return;
+		}
+		any |= changed;
+	}
+	if (any)
+		sync_notify(req->app);
+	http_reply_json(req, 200, json_object());
 }
 
 /* ---- reads ---- */
@@ -517,6 +693,9 @@ int rooms_start(struct app *app)
 	rc |= http_route(app, ROUTER_GET, CLIENT "/rooms/{roomId}/event/{eventId}", get_event);
 	rc |= http_route(app, ROUTER_GET, CLIENT "/rooms/{roomId}/messages", get_messages);
 	rc |= http_route(app, ROUTER_GET, CLIENT "/rooms/{roomId}/context/{eventId}", get_context);
+	rc |= http_route(app, ROUTER_PUT, CLIENT "/rooms/{roomId}/typing/{userId}", put_typing);
+	rc |= http_route(app, ROUTER_POST, CLIENT "/rooms/{roomId}/receipt/{receiptType}/{eventId}", post_receipt);
+	rc |= http_route(app, ROUTER_POST, CLIENT "/rooms/{roomId}/read_markers", post_read_markers);
 	rc |= sync_start(app);
 	return rc ? -1 : 0;
 }

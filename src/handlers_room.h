@@ -1,5 +1,6 @@
 /* handlers_room.h - client API for rooms: createRoom, aliases, membership,
- * send, state, redact, messages, context, members, joined_rooms. */
+ * send, state, redact, messages, context, members, joined_rooms, typing,
+ * receipts and read markers. */
 #ifndef AL_HANDLERS_ROOM_H
 #define AL_HANDLERS_ROOM_H
 

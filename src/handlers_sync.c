@@ -11,11 +11,15 @@
 #include "auth.h"
 #include "federation.h"
 #include "http.h"
+#include "keys.h"
 #include "log.h"
+#include "presence.h"
 #include "room.h"
 #include "sync.h"
+#include "typing.h"
 
 #define CLIENT "/_matrix/client/r0|v3"
+#define TYPING_SWEEP_MS 500
 
 struct sync_park;
 
@@ -33,6 +37,7 @@ struct sync_state {
 	int total_parked;
 	bool draining;
 	struct sync_worker *workers;
+	struct event *typing_sweep; /* on the main loop */
 };
 
 struct sync_park {
@@ -42,7 +47,7 @@ struct sync_park {
 	struct sync_state *st;
 	struct event *timer;
 	struct evhttp_connection *conn;
-	int64_t since;
+	struct sync_pos since;
 	bool full_state;
 	struct sync_filter filter;
 };
@@ -50,11 +55,13 @@ struct sync_park {
 /* ---- building and replying ---- */
 
 /* 1 replied (or error replied), 0 nothing to report. */
-static int try_reply(struct http_req *req, int64_t since, bool full_state, const struct sync_filter *f, bool force)
+static int try_reply(struct http_req *req, const struct sync_pos *since, bool full_state, const struct sync_filter *f,
+		     bool force)
 {
 	struct al_error err = {0};
 	bool empty = true;
-	json_t *out = sync_build(&req->worker->db, req->user_id, req->device_id, since, full_state, f, &empty, &err);
+	json_t *out = sync_build(&req->worker->db, req->app->typing, req->user_id, req->device_id, since, full_state, f,
+				 &empty, &err);
 	if (!out) {
 		http_reply_al_error(req, &err);
 		return 1;
@@ -92,7 +99,7 @@ static void park_answer(struct sync_park *p, bool force)
 	/* No close callback may point at p once the reply is on its way. */
 	if (p->conn)
 		evhttp_connection_set_closecb(p->conn, NULL, NULL);
-	if (!try_reply(p->req, p->since, p->full_state, &p->filter, force)) {
+	if (!try_reply(p->req, &p->since, p->full_state, &p->filter, force)) {
 		if (p->conn)
 			evhttp_connection_set_closecb(p->conn, on_close, p);
 		return;
@@ -136,7 +143,7 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static int park(struct http_req *req, struct sync_state *st, int64_t since, bool full_state,
+static int park(struct http_req *req, struct sync_state *st, const struct sync_pos *since, bool full_state,
 		struct sync_filter *f, int timeout_ms)
 {
 	struct sync_worker *sw = &st->workers[req->worker->index];
@@ -156,7 +163,7 @@ static int park(struct http_req *req, struct sync_state *st, int64_t since, bool
 	p->req = req;
 	p->sw = sw;
 	p->st = st;
-	p->since = since;
+	p->since = *since;
 	p->full_state = full_state;
 	p->filter = *f;
 	memset(f, 0, sizeof(*f));
@@ -191,13 +198,10 @@ static void get_sync(struct http_req *req)
 	const char *timeout_s = http_req_query(req, "timeout");
 	const char *fs = http_req_query(req, "full_state");
 	bool full_state = fs && strcmp(fs, "true") == 0;
-	int64_t since = 0;
-	if (since_s) {
-		since = room_token_parse(since_s);
-		if (since < 0) {
-			http_reply_error(req, 400, "M_INVALID_PARAM", "malformed since token");
-			return;
-		}
+	struct sync_pos since = {0};
+	if (since_s && sync_pos_parse(since_s, &since) < 0) {
+		http_reply_error(req, 400, "M_INVALID_PARAM", "malformed since token");
+		return;
 	}
 	long timeout = 0;
 	if (timeout_s) {
@@ -216,10 +220,33 @@ static void get_sync(struct http_req *req)
 		http_reply_al_error(req, &err);
 		return;
 	}
-	bool can_park = since > 0 && timeout > 0 && !full_state;
-	if (!try_reply(req, since, full_state, &f, !can_park) &&
-	    park(req, st, since, full_state, &f, (int)timeout) < 0)
-		try_reply(req, since, full_state, &f, true); /* could not park: answer now */
+	/* Syncing marks the user online unless set_presence says otherwise. */
+	const char *sp = http_req_query(req, "set_presence");
+	if (sp && !presence_state_valid(sp)) {
+		sync_filter_clear(&f);
+		http_reply_error(req, 400, "M_INVALID_PARAM", "set_presence must be online, unavailable or offline");
+		return;
+	}
+	bool presence_changed = false;
+	if ((!sp || strcmp(sp, "offline") != 0) &&
+	    presence_touch(&req->worker->db, req->user_id, sp ? sp : "online", http_now_ms(), &presence_changed,
+			   &err) < 0) {
+		sync_filter_clear(&f);
+		http_reply_al_error(req, &err);
+		return;
+	}
+	if (presence_changed)
+		sync_notify(req->app);
+	if (sync_to_device_ack(&req->worker->db, req->user_id, req->device_id, since.to_device, &err) < 0) {
+		sync_filter_clear(&f);
+		http_reply_al_error(req, &err);
+		return;
+	}
+	/* "s0" is a real position too (a server without events yet) */
+	bool can_park = since_s && timeout > 0 && !full_state;
+	if (!try_reply(req, &since, full_state, &f, !can_park) &&
+	    park(req, st, &since, full_state, &f, (int)timeout) < 0)
+		try_reply(req, &since, full_state, &f, true); /* could not park: answer now */
 	sync_filter_clear(&f);
 }
 
@@ -347,6 +374,41 @@ static void get_account_data(struct http_req *req)
 	http_reply_json(req, 200, c);
 }
 
+/* ---- send-to-device ---- */
+
+static void put_send_to_device(struct http_req *req)
+{
+	if (auth_require(req) < 0)
+		return;
+	struct al_error err = {0};
+	json_t *body = http_req_json_body(req, &err);
+	if (!body) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	json_t *messages = json_object_get(body, "messages");
+	if (!messages) {
+		http_reply_error(req, 400, "M_MISSING_PARAM", "messages is required");
+		return;
+	}
+	bool delivered;
+	if (sync_to_device_send(&req->worker->db, keys_server_name(req->app->keys), req->user_id, req->device_id,
+				req->params[0], req->params[1], messages, &delivered, &err) < 0) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	if (delivered)
+		sync_notify(req->app);
+	http_reply_json(req, 200, json_object());
+}
+
+static void on_typing_sweep(evutil_socket_t fd, short what, void *arg)
+{
+	struct app *app = arg;
+	if (typing_expire(app->typing, http_now_ms()) > 0)
+		sync_notify(app);
+}
+
 int sync_start(struct app *app)
 {
 	struct sync_state *st = calloc(1, sizeof(*st));
@@ -365,6 +427,15 @@ int sync_start(struct app *app)
 	pthread_mutex_init(&st->mu, NULL);
 	pthread_cond_init(&st->drained, NULL);
 	app->sync = st;
+	app->typing = typing_new(http_now_ms());
+	if (!app->typing)
+		return -1;
+	if (app->main_base) {
+		struct timeval tv = {TYPING_SWEEP_MS / 1000, (TYPING_SWEEP_MS % 1000) * 1000};
+		st->typing_sweep = event_new(app->main_base, -1, EV_PERSIST, on_typing_sweep, app);
+		if (!st->typing_sweep || event_add(st->typing_sweep, &tv) < 0)
+			return -1;
+	}
 	int rc = 0;
 	rc |= http_route(app, ROUTER_GET, CLIENT "/sync", get_sync);
 	rc |= http_route(app, ROUTER_POST, CLIENT "/user/{userId}/filter", post_filter);
@@ -373,6 +444,7 @@ int sync_start(struct app *app)
 	rc |= http_route(app, ROUTER_GET, CLIENT "/user/{userId}/account_data/{type}", get_account_data);
 	rc |= http_route(app, ROUTER_PUT, CLIENT "/user/{userId}/rooms/{roomId}/account_data/{type}", put_account_data);
 	rc |= http_route(app, ROUTER_GET, CLIENT "/user/{userId}/rooms/{roomId}/account_data/{type}", get_account_data);
+	rc |= http_route(app, ROUTER_PUT, CLIENT "/sendToDevice/{eventType}/{txnId}", put_send_to_device);
 	return rc ? -1 : 0;
 }
 
@@ -382,6 +454,10 @@ void sync_stop(struct app *app)
 	if (!st)
 		return;
 	/* Workers are gone; any wake event left belongs to a freed base. */
+	if (st->typing_sweep)
+		event_free(st->typing_sweep);
+	typing_free(app->typing);
+	app->typing = NULL;
 	pthread_mutex_destroy(&st->mu);
 	pthread_cond_destroy(&st->drained);
 	free(st->workers);

@@ -1,5 +1,6 @@
-/* handlers_sync.h - GET /sync with long-polling, filters and account data
- * endpoints. A /sync with a timeout and nothing to report parks its request
+/* handlers_sync.h - GET /sync with long-polling, filters, account data and
+ * sendToDevice endpoints; owns the typing notices (app->typing) and their
+ * expiry sweep. A /sync with a timeout and nothing to report parks its request
  * on the worker that received it (no thread blocks); sync_notify, called
  * after any stream write commits, wakes every worker's parked syncs through
  * a per-worker event (event_active is thread-safe). */

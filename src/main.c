@@ -13,6 +13,7 @@
 #include "aura_id.h"
 #include "audit.h"
 #include "auth.h"
+#include "calls.h"
 #include "config.h"
 #include "db.h"
 #include "federation.h"
@@ -21,10 +22,15 @@
 #include "handlers_abuse.h"
 #include "handlers_admin.h"
 #include "handlers_apps.h"
+#include "handlers_calls.h"
 #include "handlers_aura_id.h"
 #include "handlers_discovery.h"
+#include "handlers_presence.h"
+#include "handlers_pushers.h"
 #include "handlers_room.h"
+#include "handlers_room_directory.h"
 #include "handlers_sync.h"
+#include "handlers_tags.h"
 #include "mesh.h"
 #include "http.h"
 #include "keys.h"
@@ -143,6 +149,11 @@ static int start_modules(struct app *app)
 	rc |= federation_start(app);
 	room_set_default_version(app->cfg.default_room_version);
 	rc |= rooms_start(app);
+	rc |= calls_handlers_start(app);
+	rc |= presence_register_routes(app);
+	rc |= room_directory_register_routes(app);
+	rc |= pushers_register_routes(app);
+	rc |= tags_register_routes(app);
 	federation_set_notify(app, sync_notify);
 	return rc ? -1 : 0;
 }
@@ -158,6 +169,7 @@ static void stop_modules(struct app *app)
 	sync_stop(app);
 	aura_id_stop(app);
 	mesh_stop(app);
+	calls_stop(app);
 	federation_free(app);
 }
 

@@ -42,26 +42,33 @@
  * is known, the rest goes to the links. Each update is the exact Bayesian
  * posterior mean for Gaussian priors, so the error of a path that keeps
  * being reported shrinks like the noise over the square root of reports.
- * Corrections live in a bounded hash table (MESH_MODEL_MAX_LINKS); they are
- * not persisted (access delays are, in mesh_nodes.access_delay_ms).
+ * Corrections live in a bounded hash table (MESH_MODEL_MAX_LINKS): when it
+ * is full, a new link evicts the least used of a few sampled links (see
+ * evict_one). They are not persisted (access delays are, in
+ * mesh_nodes.access_delay_ms).
  */
 #include "mesh_model.h"
 
 #include <math.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 struct link_entry {
 	uint64_t key; /* 0 = empty */
 	float corr;
-	float var; /* 0 = prior */
+	float var;     /* 0 = prior */
+	uint32_t uses; /* reports on the link, halved as evictions go on (evict_one) */
 };
 
 struct mesh_model {
 	struct link_entry *tab;
 	size_t cap; /* power of two */
 	size_t count;
+	size_t max_links;  /* MESH_MODEL_MAX_LINKS unless a test sets less */
+	uint64_t rng;      /* xorshift state for eviction samples */
+	uint64_t evictions;
 	double corr_min; /* <= every corr, <= 0 */
 	double g, g_var; /* global inflation of the floor (>= 0) and its variance */
 };
@@ -72,6 +79,8 @@ struct mesh_model *mesh_model_new(void)
 	if (!m)
 		return NULL;
 	m->cap = 1024;
+	m->max_links = MESH_MODEL_MAX_LINKS;
+	m->rng = 0x9E3779B97F4A7C15ull;
 	m->g = MESH_INFLATION_PRIOR;
 	m->g_var = MESH_INFLATION_PRIOR_SD * MESH_INFLATION_PRIOR_SD;
 	m->tab = calloc(m->cap, sizeof(*m->tab));
@@ -157,24 +166,88 @@ static int grow(struct mesh_model *m)
 	return 0;
 }
 
-/* The entry for key, created when absent (NULL when the table is full). */
-static struct link_entry *get_or_add(struct mesh_model *m, uint64_t key)
+/* Backward-shift deletion at i (linear probing without tombstones). */
+static void delete_at(struct mesh_model *m, size_t i)
 {
-	struct link_entry *e = (struct link_entry *)find(m, key);
-	if (e)
-		return e;
-	if (m->count >= MESH_MODEL_MAX_LINKS)
-		return NULL;
+	size_t mask = m->cap - 1;
+	m->tab[i].key = 0;
+	m->count--;
+	for (size_t j = (i + 1) & mask; m->tab[j].key; j = (j + 1) & mask) {
+		size_t home = slot_of(m->tab[j].key, m->cap);
+		/* move j to i when its home is not in (i, j] cyclically */
+		bool between = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+		if (!between) {
+			m->tab[i] = m->tab[j];
+			m->tab[j].key = 0;
+			i = j;
+		}
+	}
+}
+
+/* The table is full: drop the least used of MESH_MODEL_EVICT_SAMPLES
+ * entries sampled at random (an approximation of least-used over the whole
+ * table at O(1) cost, as Redis samples for its LFU eviction). Use counts
+ * age: every time as many links were evicted as the table holds, all
+ * counts are halved (O(cap) once per max_links evictions), so a link that
+ * stopped being reported loses its place to links in use instead of
+ * holding it forever. corr_min stays a valid lower bound. */
+static bool kept(uint64_t key, const uint64_t *keep, int nkeep)
+{
+	for (int i = 0; i < nkeep; i++)
+		if (keep[i] == key)
+			return true;
+	return false;
+}
+
+static void evict_one(struct mesh_model *m, const uint64_t *keep, int nkeep)
+{
+	size_t victim = SIZE_MAX;
+	/* the sample: the first entries from a random slot on (slots hold
+	 * hashed keys, so neighbours are unrelated links); the table is at
+	 * least half empty, so this walks about 2 * SAMPLES slots */
+	m->rng ^= m->rng << 13;
+	m->rng ^= m->rng >> 7;
+	m->rng ^= m->rng << 17;
+	size_t i = (size_t)(m->rng & (m->cap - 1));
+	for (size_t step = 0, k = 0; step < m->cap && k < MESH_MODEL_EVICT_SAMPLES; step++, i = (i + 1) & (m->cap - 1)) {
+		if (!m->tab[i].key || kept(m->tab[i].key, keep, nkeep))
+			continue;
+		k++;
+		if (victim == SIZE_MAX || m->tab[i].uses < m->tab[victim].uses)
+			victim = i;
+	}
+	if (victim == SIZE_MAX)
+		return;
+	delete_at(m, victim);
+	if (++m->evictions % m->max_links == 0)
+		for (size_t j = 0; j < m->cap; j++)
+			m->tab[j].uses /= 2;
+}
+
+/* Make sure key has an entry (evicting when the table is full, never one
+ * of keep[0..nkeep-1]: the other links of the same report). -1 when it
+ * could not be added. Insertions move entries (growth, eviction): look
+ * pointers up with find() only after the last one. */
+static int add_link(struct mesh_model *m, uint64_t key, const uint64_t *keep, int nkeep)
+{
+	if (find(m, key))
+		return 0;
+	if (m->count >= m->max_links) {
+		evict_one(m, keep, nkeep);
+		if (m->count >= m->max_links)
+			return -1;
+	}
 	if ((m->count + 1) * 2 > m->cap && grow(m) < 0)
-		return NULL;
+		return -1;
 	size_t i = slot_of(key, m->cap);
 	while (m->tab[i].key)
 		i = (i + 1) & (m->cap - 1);
 	m->tab[i].key = key;
 	m->tab[i].corr = 0;
 	m->tab[i].var = 0;
+	m->tab[i].uses = 0;
 	m->count++;
-	return &m->tab[i];
+	return 0;
 }
 
 static double raw_link(const struct mesh_model *m, const struct mesh_mnode *a, const struct mesh_mnode *b,
@@ -212,12 +285,17 @@ void mesh_model_learn(struct mesh_model *m, struct mesh_mnode *const *nodes, int
 		return;
 	int links = n - 1;
 	struct link_entry *le[3];
-	double q[3], pred = 0, s = 0;
+	uint64_t keys[3];
+	double q[3], fl[3], pred = 0, s = 0;
 	for (int i = 0; i < links; i++) {
-		double fl;
-		pred += raw_link(m, nodes[i], nodes[i + 1], &fl);
-		le[i] = get_or_add(m, link_key(nodes[i]->key, nodes[i + 1]->key));
-		q[i] = le[i] && le[i]->var > 0 ? le[i]->var : link_prior_var(fl);
+		pred += raw_link(m, nodes[i], nodes[i + 1], &fl[i]);
+		keys[i] = link_key(nodes[i]->key, nodes[i + 1]->key);
+	}
+	for (int i = 0; i < links; i++)
+		add_link(m, keys[i], keys, links); /* failed: the link keeps no correction */
+	for (int i = 0; i < links; i++) {
+		le[i] = (struct link_entry *)find(m, keys[i]);
+		q[i] = le[i] && le[i]->var > 0 ? le[i]->var : link_prior_var(fl[i]);
 		s += q[i];
 	}
 	double sum_floor = 0;
@@ -251,7 +329,9 @@ void mesh_model_learn(struct mesh_model *m, struct mesh_mnode *const *nodes, int
 	for (int i = 0; i < links; i++) {
 		struct link_entry *e = le[i];
 		if (!e)
-			continue; /* table full: the link keeps no correction */
+			continue; /* out of memory: the link keeps no correction */
+		if (e->uses < UINT32_MAX)
+			e->uses++;
 		double v = e->corr + q[i] / s * r;
 		e->corr = (float)(v > 5000 ? 5000 : v < -5000 ? -5000 : v);
 		e->var = (float)(q[i] - q[i] * q[i] / s + MESH_DRIFT_VAR);
@@ -292,6 +372,18 @@ double mesh_model_inflation(const struct mesh_model *m)
 size_t mesh_model_links(const struct mesh_model *m)
 {
 	return m->count;
+}
+
+void mesh_model_set_max_links(struct mesh_model *m, size_t max)
+{
+	m->max_links = max ? max : 1;
+	while (m->count > m->max_links)
+		evict_one(m, NULL, 0);
+}
+
+uint64_t mesh_model_evictions(const struct mesh_model *m)
+{
+	return m->evictions;
 }
 
 size_t mesh_model_memory_bytes(const struct mesh_model *m)

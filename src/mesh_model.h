@@ -27,8 +27,12 @@
 #define MESH_INFLATION_PRIOR 0.3
 #define MESH_INFLATION_PRIOR_SD 0.15
 #define MESH_DRIFT_VAR 0.5
-/* At most this many learned link corrections are kept (least used evicted). */
+/* At most this many learned link corrections are kept. When the table is
+ * full a new link evicts the least used (fewest reports, counts halved
+ * after every table's worth of evictions) of MESH_MODEL_EVICT_SAMPLES
+ * entries sampled at random. */
 #define MESH_MODEL_MAX_LINKS (1u << 18)
+#define MESH_MODEL_EVICT_SAMPLES 16
 
 /* The part of a node the model needs. key is unique per node for the life of
  * the model (the registry's serial); x,y,z its position on the unit sphere. */
@@ -71,6 +75,9 @@ void mesh_model_forget_node(struct mesh_model *m, uint32_t key);
 /* The learned global inflation g (>= 0). */
 double mesh_model_inflation(const struct mesh_model *m);
 size_t mesh_model_links(const struct mesh_model *m);
+/* Tests: a smaller bound (evicts at once down to it); evictions so far. */
+void mesh_model_set_max_links(struct mesh_model *m, size_t max);
+uint64_t mesh_model_evictions(const struct mesh_model *m);
 size_t mesh_model_memory_bytes(const struct mesh_model *m);
 
 #endif

@@ -14,10 +14,12 @@
  */
 #include "mesh_registry.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "log.h"
 
@@ -42,6 +44,7 @@ struct mesh_node {
 	float latitude, longitude;
 	float uptime_pct;
 	int64_t last_hb_ms, created_ms;
+	int64_t remote_until_ms; /* remote nodes: usable until then (their TTL) */
 };
 
 struct idx {
@@ -297,6 +300,18 @@ static bool relay_capable(int type)
 	return type == MESH_RELAY || type == MESH_EDGE || type == MESH_SUPER_NODE;
 }
 
+/* Online right now: the flag alone lags up to a sweep interval behind, so
+ * the heartbeat's age is checked too (remote nodes: their TTL). Every
+ * reader that serves or routes through a node asks this. */
+static bool node_live(const struct mesh_registry *r, const struct mesh_node *n, int64_t now_ms)
+{
+	if (!n->online)
+		return false;
+	if (n->remote)
+		return now_ms < n->remote_until_ms;
+	return now_ms - n->last_hb_ms < r->window_ms;
+}
+
 static void refresh_search_view(struct mesh_node *n)
 {
 	double avail = (double)n->bw_capacity - n->bw_used;
@@ -309,26 +324,26 @@ static char *dup_or_null(const char *s)
 	return s && *s ? strdup(s) : NULL;
 }
 
-int mesh_registry_add(struct mesh_registry *r, const struct mesh_node_info *in, int64_t now_ms)
+/* The record's fields into n (strings replaced). Keeps what the registry
+ * owns: serial, epoch, the AuraID chain and the learned access delay's
+ * variance. -1 when out of memory (n keeps its old strings then). */
+static int fill_node(struct mesh_node *n, const struct mesh_node_info *in)
 {
-	struct mesh_node *n = calloc(1, sizeof(*n));
-	int rc = -1;
-	if (!n)
+	char *user_id = strdup(in->user_id);
+	char *address = dup_or_null(in->address);
+	char *region = dup_or_null(in->region);
+	if (!user_id || (in->address[0] && !address) || (in->region[0] && !region)) {
+		free(user_id);
+		free(address);
+		free(region);
 		return -1;
-	pthread_rwlock_wrlock(&r->lock);
-	if (by_id(r, in->node_id, NULL))
-		goto fail;
-	snprintf(n->node_id, sizeof(n->node_id), "%s", in->node_id);
-	size_t alen = strnlen(in->aura_id, sizeof(in->aura_id) - 1);
-	if (alen < sizeof(n->aura_id))
-		memcpy(n->aura_id, in->aura_id, alen + 1);
-	else if (!(n->aura_long = strdup(in->aura_id)))
-		goto fail;
-	n->user_id = strdup(in->user_id);
-	n->address = dup_or_null(in->address);
-	n->region = dup_or_null(in->region);
-	if (!n->user_id || (in->address[0] && !n->address) || (in->region[0] && !n->region))
-		goto fail;
+	}
+	free(n->user_id);
+	free(n->address);
+	free(n->region);
+	n->user_id = user_id;
+	n->address = address;
+	n->region = region;
 	snprintf(n->country_code, sizeof(n->country_code), "%s", in->country_code);
 	n->type = (uint8_t)in->type;
 	n->port = in->port;
@@ -348,7 +363,6 @@ int mesh_registry_add(struct mesh_registry *r, const struct mesh_node_info *in, 
 	n->accepting = in->accepting_connections;
 	n->last_hb_ms = in->last_heartbeat_ms;
 	n->created_ms = in->created_ms;
-	n->online = in->is_online && now_ms - in->last_heartbeat_ms < r->window_ms;
 	n->r.reputation = (float)in->reputation_score;
 	n->trust = (uint8_t)mesh_reputation_tier(in->reputation_score);
 	n->uptime_pct = (float)in->uptime_percentage;
@@ -358,11 +372,35 @@ int mesh_registry_add(struct mesh_registry *r, const struct mesh_node_info *in, 
 	 * the access delay learn (documented limitation) */
 	mesh_mnode_set_position(&n->r.m, in->has_position ? in->latitude : 0,
 				in->has_position ? in->longitude : 0);
+	refresh_search_view(n);
+	return 0;
+}
+
+/* Add under the write lock; *out the node. -1 when known or out of memory. */
+static int add_locked(struct mesh_registry *r, const struct mesh_node_info *in, int64_t now_ms, bool remote,
+		      struct mesh_node **out)
+{
+	struct mesh_node *n = calloc(1, sizeof(*n));
+	if (!n)
+		return -1;
+	if (by_id(r, in->node_id, NULL))
+		goto fail;
+	snprintf(n->node_id, sizeof(n->node_id), "%s", in->node_id);
+	size_t alen = strnlen(in->aura_id, sizeof(in->aura_id) - 1);
+	if (alen < sizeof(n->aura_id))
+		memcpy(n->aura_id, in->aura_id, alen + 1);
+	else if (!(n->aura_long = strdup(in->aura_id)))
+		goto fail;
+	if (fill_node(n, in) < 0)
+		goto fail;
+	n->remote = remote;
+	n->online = in->is_online && (remote || now_ms - in->last_heartbeat_ms < r->window_ms);
 	n->r.m.acc_ms = (float)(in->access_delay_ms > 0 ? in->access_delay_ms : MESH_ACCESS_PRIOR_MS);
 	/* a persisted estimate that moved off the prior was learned: trust it
 	 * more than the prior (its variance itself is not persisted) */
-	n->r.m.acc_var = in->access_delay_ms > 0 && in->access_delay_ms != MESH_ACCESS_PRIOR_MS ? 25.0f : 0.0f;
-	refresh_search_view(n);
+	n->r.m.acc_var = !remote && in->access_delay_ms > 0 && in->access_delay_ms != MESH_ACCESS_PRIOR_MS
+				 ? 25.0f
+				 : 0.0f;
 
 	int32_t slot;
 	if (r->nfree) {
@@ -405,13 +443,14 @@ int mesh_registry_add(struct mesh_registry *r, const struct mesh_node_info *in, 
 			goto fail_slot;
 		}
 	}
-	if (relay_capable(n->type))
+	/* remote nodes are endpoints of their AuraID only, never relays */
+	if (relay_capable(n->type) && !remote)
 		push_i32(&r->relays, &r->nrelays, &r->relays_cap, slot);
 	if (n->online)
 		r->online++;
-	rc = 0;
-	pthread_rwlock_unlock(&r->lock);
-	return rc;
+	if (out)
+		*out = n;
+	return 0;
 fail_slot:
 	r->slots[slot] = NULL;
 	if (r->nserials && r->serial_slot[r->nserials - 1] == slot && n->r.m.key == r->nserials)
@@ -420,19 +459,24 @@ fail_slot:
 	if (r->free_slots)
 		r->free_slots[r->nfree++] = slot;
 fail:
-	pthread_rwlock_unlock(&r->lock);
 	node_free(n);
+	return -1;
+}
+
+int mesh_registry_add(struct mesh_registry *r, const struct mesh_node_info *in, int64_t now_ms)
+{
+	pthread_rwlock_wrlock(&r->lock);
+	int rc = add_locked(r, in, now_ms, false, NULL);
+	pthread_rwlock_unlock(&r->lock);
 	return rc;
 }
 
-int mesh_registry_remove(struct mesh_registry *r, const char *node_id)
+/* Remove under the write lock; -1 when unknown. */
+static int remove_locked(struct mesh_registry *r, const char *node_id)
 {
-	pthread_rwlock_wrlock(&r->lock);
 	long i = idx_find(r, &r->by_id, hash_uuid(node_id), node_id, match_id);
-	if (i < 0) {
-		pthread_rwlock_unlock(&r->lock);
+	if (i < 0)
 		return -1;
-	}
 	int32_t slot = r->by_id.v[i];
 	struct mesh_node *n = r->slots[slot];
 	idx_del_at(&r->by_id, (size_t)i);
@@ -473,9 +517,16 @@ int mesh_registry_remove(struct mesh_registry *r, const char *node_id)
 		r->free_slots = fs;
 		r->free_slots[r->nfree++] = slot;
 	}
-	pthread_rwlock_unlock(&r->lock);
 	node_free(n);
 	return 0;
+}
+
+int mesh_registry_remove(struct mesh_registry *r, const char *node_id)
+{
+	pthread_rwlock_wrlock(&r->lock);
+	int rc = remove_locked(r, node_id);
+	pthread_rwlock_unlock(&r->lock);
+	return rc;
 }
 
 int mesh_registry_may_register(struct mesh_registry *r, const char *aura_id, struct al_error *err)
@@ -614,6 +665,13 @@ int mesh_registry_sweep(struct mesh_registry *r, int64_t now_ms)
 	pthread_rwlock_wrlock(&r->lock);
 	for (size_t i = 0; i < r->nslots; i++) {
 		struct mesh_node *n = r->slots[i];
+		if (n && n->remote) {
+			/* remote nodes leave once their TTL passed: the next
+			 * find-optimal asks their server again */
+			if (now_ms >= n->remote_until_ms)
+				remove_locked(r, n->node_id);
+			continue;
+		}
 		if (!n || !n->online || now_ms - n->last_hb_ms < r->window_ms)
 			continue;
 		set_offline(r, n);
@@ -655,7 +713,7 @@ static void iso_time(int64_t ms, char *buf, size_t len)
 		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
 }
 
-static json_t *node_json(const struct mesh_registry *r, const struct mesh_node *n)
+static json_t *node_json(const struct mesh_registry *r, const struct mesh_node *n, int64_t now_ms)
 {
 	char hb[80], cr[80];
 	iso_time(n->last_hb_ms, hb, sizeof(hb));
@@ -669,14 +727,13 @@ static json_t *node_json(const struct mesh_registry *r, const struct mesh_node *
 		"bandwidth_used_mbps", (double)n->bw_used, "avg_latency_ms", (double)n->avg_latency,
 		"packet_loss_rate", (double)n->loss, "supports_video", n->supports_video,
 		"supports_audio", n->supports_audio, "supports_screen_share", n->supports_screen_share,
-		"supports_aic", n->r.aic, "accepting_connections", n->accepting, "is_online", n->online,
+				"supports_aic", n->r.aic, "accepting_connections", n->accepting, "is_online", node_live(r, n, now_ms),
 		"last_heartbeat_at", hb, "reputation_score", (double)n->r.reputation, "trust_level",
 		mesh_trust_name((enum mesh_trust)n->trust), "uptime_percentage", (double)n->uptime_pct,
 		"total_routes", (int)n->total_routes, "successful_routes", (int)n->successful_routes,
 		"created_at", cr, "access_delay_ms", (double)n->r.m.acc_ms, "is_remote", n->remote);
 	if (!o)
 		return NULL;
-	(void)r;
 	json_object_set_new(o, "address", n->address ? json_string(n->address) : json_null());
 	json_object_set_new(o, "port", n->port ? json_integer(n->port) : json_null());
 	json_object_set_new(o, "region", n->region ? json_string(n->region) : json_null());
@@ -686,23 +743,23 @@ static json_t *node_json(const struct mesh_registry *r, const struct mesh_node *
 	return o;
 }
 
-json_t *mesh_registry_node_json(struct mesh_registry *r, const char *node_id)
+json_t *mesh_registry_node_json(struct mesh_registry *r, const char *node_id, int64_t now_ms)
 {
 	pthread_rwlock_rdlock(&r->lock);
 	struct mesh_node *n = by_id(r, node_id, NULL);
-	json_t *o = n ? node_json(r, n) : NULL;
+	json_t *o = n ? node_json(r, n, now_ms) : NULL;
 	pthread_rwlock_unlock(&r->lock);
 	return o;
 }
 
-json_t *mesh_registry_aura_json(struct mesh_registry *r, const char *aura_id)
+json_t *mesh_registry_aura_json(struct mesh_registry *r, const char *aura_id, int64_t now_ms)
 {
 	json_t *a = json_array();
 	if (!a)
 		return NULL;
 	pthread_rwlock_rdlock(&r->lock);
 	for (int32_t p = aura_head(r, aura_id); p >= 0; p = r->slots[p]->next_same_aura)
-		json_array_append_new(a, node_json(r, r->slots[p]));
+		json_array_append_new(a, node_json(r, r->slots[p], now_ms));
 	pthread_rwlock_unlock(&r->lock);
 	return a;
 }
@@ -712,7 +769,6 @@ json_t *mesh_registry_status_json(struct mesh_registry *r, int64_t now_ms)
 	json_t *by_type = json_object(), *by_trust = json_object(), *by_region = json_object();
 	size_t total = 0, online = 0, conns = 0, maxconns = 0, lat_n = 0;
 	double lat = 0, bw_used = 0, bw_cap = 0;
-	(void)now_ms;
 	for (int i = 0; i < 4; i++)
 		json_object_set_new(by_type, type_names[i], json_integer(0));
 	for (int i = 0; i < 5; i++)
@@ -723,7 +779,7 @@ json_t *mesh_registry_status_json(struct mesh_registry *r, int64_t now_ms)
 		if (!n || n->remote)
 			continue;
 		total++;
-		if (!n->online)
+		if (!node_live(r, n, now_ms))
 			continue;
 		online++;
 		json_t *v = json_object_get(by_type, type_names[n->type]);
@@ -783,13 +839,13 @@ static double endpoint_score(const struct mesh_node *n)
 }
 
 static struct mesh_node *best_endpoint(struct mesh_registry *r, const char *aura, int media,
-				       bool require_aic)
+				       bool require_aic, int64_t now_ms)
 {
 	struct mesh_node *best = NULL;
 	double bs = -1e30;
 	for (int32_t p = aura_head(r, aura); p >= 0; p = r->slots[p]->next_same_aura) {
 		struct mesh_node *n = r->slots[p];
-		if (!n->online || !n->accepting || n->trust == MESH_TRUST_BANNED ||
+		if (!node_live(r, n, now_ms) || !n->accepting || n->trust == MESH_TRUST_BANNED ||
 		    !supports_media(n, media) || (require_aic && !n->r.aic))
 			continue;
 		double s = endpoint_score(n);
@@ -801,24 +857,49 @@ static struct mesh_node *best_endpoint(struct mesh_registry *r, const char *aura
 	return best;
 }
 
-static bool relay_eligible(const struct mesh_node *n, int media, bool require_aic)
+static bool relay_eligible(const struct mesh_registry *r, const struct mesh_node *n, int media,
+			   bool require_aic, int64_t now_ms)
 {
-	return n->online && n->accepting && n->trust >= MESH_TRUST_TRUSTED &&
+	return node_live(r, n, now_ms) && n->accepting && n->trust >= MESH_TRUST_TRUSTED &&
 	       n->r.reputation >= MESH_RELAY_MIN_REPUTATION &&
 	       n->current_connections < MESH_RELAY_MAX_LOAD * n->max_connections &&
 	       supports_media(n, media) && (!require_aic || n->r.aic);
 }
 
+struct valid_ctx {
+	const struct mesh_registry *r;
+	int64_t now_ms;
+};
+
 static bool still_valid(void *ctx, uint32_t key, uint32_t epoch)
 {
-	struct mesh_registry *r = ctx;
+	const struct valid_ctx *vc = ctx;
+	const struct mesh_registry *r = vc->r;
 	if (key == 0 || key > r->nserials)
 		return false;
 	int32_t slot = r->serial_slot[key - 1];
 	if (slot < 0 || !r->slots[slot])
 		return false;
 	const struct mesh_node *n = r->slots[slot];
-	return n->r.m.key == key && n->r.epoch == epoch && n->online;
+	return n->r.m.key == key && n->r.epoch == epoch && node_live(r, n, vc->now_ms);
+}
+
+/* The relays eligible for a call between s and d (malloc'd; *nr of them),
+ * NULL when out of memory. Under the lock. */
+static const struct mesh_rnode **eligible_relays(struct mesh_registry *r, const struct mesh_node *s,
+						 const struct mesh_node *d, int media, bool require_aic,
+						 int64_t now_ms, size_t *nr)
+{
+	const struct mesh_rnode **relays = malloc((r->nrelays + 1) * sizeof(*relays));
+	*nr = 0;
+	if (!relays)
+		return NULL;
+	for (size_t i = 0; i < r->nrelays; i++) {
+		struct mesh_node *n = r->slots[r->relays[i]];
+		if (n != s && n != d && relay_eligible(r, n, media, require_aic, now_ms))
+			relays[(*nr)++] = &n->r;
+	}
+	return relays;
 }
 
 static void cache_key(char *buf, size_t len, const char *src, const char *dst, int media, bool aic)
@@ -837,13 +918,14 @@ int mesh_registry_find(struct mesh_registry *r, const char *src_aura, const char
 	memset(st, 0, sizeof(*st));
 	cache_key(key, sizeof(key), src_aura, dst_aura, media, require_aic);
 	pthread_rwlock_rdlock(&r->lock);
-	if (mesh_route_cache_get(r->cache, key, now_ms, still_valid, r, out) == 0) {
+	struct valid_ctx vc = {r, now_ms};
+	if (mesh_route_cache_get(r->cache, key, now_ms, still_valid, &vc, out) == 0) {
 		st->cached = true;
 		rc = 0;
 		goto out;
 	}
-	struct mesh_node *s = best_endpoint(r, src_aura, media, require_aic);
-	struct mesh_node *d = best_endpoint(r, dst_aura, media, require_aic);
+	struct mesh_node *s = best_endpoint(r, src_aura, media, require_aic, now_ms);
+	struct mesh_node *d = best_endpoint(r, dst_aura, media, require_aic, now_ms);
 	if (!s) {
 		al_error_set(err, 404, "M_NOT_FOUND", "source_aura_id has no online node for this call");
 		goto out;
@@ -856,16 +938,11 @@ int mesh_registry_find(struct mesh_registry *r, const char *src_aura, const char
 		al_error_set(err, 400, "M_INVALID_PARAM", "destination_aura_id: same node as the source");
 		goto out;
 	}
-	relays = malloc((r->nrelays + 1) * sizeof(*relays));
+	size_t nr = 0;
+	relays = eligible_relays(r, s, d, media, require_aic, now_ms, &nr);
 	if (!relays) {
 		al_error_set(err, 500, "M_UNKNOWN", "out of memory");
 		goto out;
-	}
-	size_t nr = 0;
-	for (size_t i = 0; i < r->nrelays; i++) {
-		struct mesh_node *n = r->slots[r->relays[i]];
-		if (n != s && n != d && relay_eligible(n, media, require_aic))
-			relays[nr++] = &n->r;
 	}
 	struct mesh_oracle o;
 	mesh_route_model_oracle(&o, r->model);
@@ -939,6 +1016,45 @@ void mesh_registry_feedback(struct mesh_registry *r, const char *route_id,
 	pthread_rwlock_unlock(&r->lock);
 }
 
+int mesh_registry_rescore(struct mesh_registry *r, const char (*node_ids)[37], int n, double actual_latency_ms,
+			  int media, bool require_aic, int64_t now_ms, double *actual, double *best, bool *same)
+{
+	const struct mesh_rnode *path[4];
+	const struct mesh_node *nodes[4];
+	int rc = -1;
+	if (n < 2 || n > 4 || !(actual_latency_ms >= 0))
+		return -1;
+	pthread_rwlock_rdlock(&r->lock);
+	for (int i = 0; i < n; i++) {
+		if (!(nodes[i] = by_id(r, node_ids[i], NULL)))
+			goto out;
+		path[i] = &nodes[i]->r;
+	}
+	struct mesh_oracle o;
+	mesh_route_model_oracle(&o, r->model);
+	struct mesh_path_metrics pm;
+	mesh_route_path_metrics(&o, path, n, &pm);
+	pm.latency_ms = actual_latency_ms;
+	*actual = mesh_route_score(&pm);
+	size_t nr = 0;
+	const struct mesh_rnode **relays = eligible_relays(r, nodes[0], nodes[n - 1], media, require_aic, now_ms, &nr);
+	if (!relays)
+		goto out;
+	struct mesh_route_query q = {path[0], path[n - 1], relays, nr, require_aic, 2, &o};
+	struct mesh_route_result res;
+	if (mesh_route_search(&q, &res) == 0) {
+		*same = res.n == n;
+		for (int i = 0; *same && i < n; i++)
+			*same = res.path[i] == path[i];
+		*best = *same ? *actual : res.score;
+		rc = 0;
+	}
+	free(relays);
+out:
+	pthread_rwlock_unlock(&r->lock);
+	return rc;
+}
+
 void mesh_registry_learn(struct mesh_registry *r, const char (*node_ids)[37], int n, double actual_ms)
 {
 	struct mesh_mnode *path[4];
@@ -958,18 +1074,281 @@ out:
 	pthread_rwlock_unlock(&r->lock);
 }
 
-int mesh_registry_add_remote(struct mesh_registry *r, const char *aura_id, const json_t *nodes,
-			     int64_t now_ms, struct al_error *err)
+/* ---- remote nodes ---- */
+
+static bool uuid_text(const char *s)
 {
-	/* Boundary for the federation engineer: parse each record of the
-	 * org.auralink.mesh_nodes answer into a mesh_node_info, add it with
-	 * remote = true (never flushed), and refresh/replace the AuraID's
-	 * previous remote nodes. Not implemented until federation core lands. */
-	(void)r;
-	(void)aura_id;
-	(void)nodes;
-	(void)now_ms;
-	return al_error_set(err, 501, "M_UNRECOGNIZED", "cross-domain mesh routes are not available yet");
+	if (!s || strlen(s) != 36)
+		return false;
+	for (int i = 0; i < 36; i++) {
+		char c = s[i];
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (c != '-')
+				return false;
+		} else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* o[key] as a number in [min, max] into *out; absent (or null when
+ * nullable) leaves *out and returns 0 (*present false). -1 when bad. */
+static int remote_num(const json_t *o, const char *key, double min, double max, bool integer, double *out,
+		      bool *present)
+{
+	json_t *v = json_object_get(o, key);
+	if (present)
+		*present = false;
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_number(v) || (integer && !json_is_integer(v)))
+		return -1;
+	double d = json_number_value(v);
+	if (!isfinite(d) || d < min || d > max)
+		return -1;
+	*out = d;
+	if (present)
+		*present = true;
+	return 0;
+}
+
+static int remote_bool(const json_t *o, const char *key, bool *out)
+{
+	json_t *v = json_object_get(o, key);
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_boolean(v))
+		return -1;
+	*out = json_is_true(v);
+	return 0;
+}
+
+/* o[key] a string of 1..max bytes without control characters, or
+ * absent/null (""). */
+static int remote_str(const json_t *o, const char *key, size_t max, char *out, size_t outlen)
+{
+	json_t *v = json_object_get(o, key);
+	out[0] = 0;
+	if (!v || json_is_null(v))
+		return 0;
+	const char *t = json_string_value(v);
+	size_t len = t ? strlen(t) : 0;
+	if (!t || len < 1 || len > max || len >= outlen || len != json_string_length(v))
+		return -1;
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)t[i] < 0x20 || t[i] == 0x7f)
+			return -1;
+	memcpy(out, t, len + 1);
+	return 0;
+}
+
+/* One record of an org.auralink.mesh_nodes answer into *o. Every field is
+ * checked for type and range (the same ranges as register and heartbeat
+ * over the client API); *field names the first bad one. 1 ok, 0 skip (an
+ * offline node), -1 bad. */
+static int remote_parse(const json_t *rec, const char *aura_id, const char *user_id,
+			struct mesh_node_info *o, const char **field, int64_t now_ms)
+{
+	double maxc = 50, cc = 0, bwc = 0, bwu = 0, lat = 0, loss = 0, la = 0, lo = 0;
+	double rep = MESH_REPUTATION_INITIAL, up = 100, acc = 0, port = 0;
+	bool has_la, has_lo, online = true;
+	memset(o, 0, sizeof(*o));
+	o->supports_video = o->supports_audio = o->accepting_connections = true;
+	*field = "node";
+	if (!json_is_object(rec))
+		return -1;
+	const char *id = json_string_value(json_object_get(rec, "node_id"));
+	*field = "node_id";
+	if (!uuid_text(id))
+		return -1;
+	for (int i = 0; i < 36; i++)
+		o->node_id[i] = (char)((id[i] >= 'A' && id[i] <= 'F') ? id[i] - 'A' + 'a' : id[i]);
+	json_t *a = json_object_get(rec, "aura_id");
+	*field = "aura_id";
+	if (a && (!json_is_string(a) || strcasecmp(json_string_value(a), aura_id)))
+		return -1;
+	*field = "node_type";
+	o->type = mesh_node_type_parse(json_string_value(json_object_get(rec, "node_type")));
+	if (o->type < 0)
+		return -1;
+#define NUM(key, min, max, integer, var, present)                                                  \
+	do {                                                                                       \
+		*field = key;                                                                      \
+		if (remote_num(rec, key, min, max, integer, &var, present) < 0)                     \
+			return -1;                                                                 \
+	} while (0)
+#define BOOL(key, var)                                                                             \
+	do {                                                                                       \
+		*field = key;                                                                      \
+		if (remote_bool(rec, key, &var) < 0)                                               \
+			return -1;                                                                 \
+	} while (0)
+	NUM("max_connections", 1, 1000000, true, maxc, NULL);
+	NUM("current_connections", 0, 1000000, true, cc, NULL);
+	NUM("bandwidth_capacity_mbps", 0, 1e6, false, bwc, NULL);
+	NUM("bandwidth_used_mbps", 0, 1e6, false, bwu, NULL);
+	NUM("avg_latency_ms", 0, 1e5, false, lat, NULL);
+	NUM("packet_loss_rate", 0, 1, false, loss, NULL);
+	NUM("latitude", -90, 90, false, la, &has_la);
+	NUM("longitude", -180, 180, false, lo, &has_lo);
+	NUM("reputation_score", 0, 100, false, rep, NULL);
+	NUM("uptime_percentage", 0, 100, false, up, NULL);
+	NUM("access_delay_ms", 0, 1000, false, acc, NULL);
+	NUM("port", 1, 65535, true, port, NULL);
+	BOOL("supports_video", o->supports_video);
+	BOOL("supports_audio", o->supports_audio);
+	BOOL("supports_screen_share", o->supports_screen_share);
+	BOOL("supports_aic", o->supports_aic);
+	BOOL("accepting_connections", o->accepting_connections);
+	BOOL("is_online", online);
+#undef NUM
+#undef BOOL
+	*field = "latitude";
+	if (has_la != has_lo)
+		return -1;
+	*field = "address";
+	if (remote_str(rec, "address", 255, o->address, sizeof(o->address)) < 0)
+		return -1;
+	*field = "region";
+	if (remote_str(rec, "region", 64, o->region, sizeof(o->region)) < 0)
+		return -1;
+	*field = "country_code";
+	if (remote_str(rec, "country_code", 2, o->country_code, sizeof(o->country_code)) < 0 ||
+	    (o->country_code[0] && (strlen(o->country_code) != 2 || o->country_code[0] < 'A' ||
+				    o->country_code[0] > 'Z' || o->country_code[1] < 'A' ||
+				    o->country_code[1] > 'Z')))
+		return -1;
+	*field = NULL;
+	if (!online)
+		return 0;
+	snprintf(o->aura_id, sizeof(o->aura_id), "%s", aura_id);
+	snprintf(o->user_id, sizeof(o->user_id), "%s", user_id);
+	o->max_connections = (int)maxc;
+	o->current_connections = (int)cc;
+	o->bandwidth_capacity_mbps = bwc;
+	o->bandwidth_used_mbps = bwu;
+	o->avg_latency_ms = lat;
+	o->packet_loss_rate = loss;
+	o->has_position = has_la;
+	o->latitude = la;
+	o->longitude = lo;
+	o->reputation_score = rep;
+	o->uptime_percentage = up;
+	o->access_delay_ms = acc;
+	o->port = (int)port;
+	o->is_online = true;
+	o->last_heartbeat_ms = o->created_ms = now_ms;
+	return 1;
+}
+
+int mesh_registry_add_remote(struct mesh_registry *r, const char *aura_id, const char *user_id,
+			     const json_t *nodes, int64_t now_ms, struct al_error *err)
+{
+	if (!aura_id || !*aura_id || strlen(aura_id) > 255 || !user_id || strlen(user_id) > 255)
+		return al_error_set(err, 400, "M_INVALID_PARAM", "remote nodes: bad AuraID or user");
+	if (!json_is_array(nodes))
+		return al_error_set(err, 502, "M_UNKNOWN", "remote nodes: not an array");
+	size_t count = json_array_size(nodes);
+	if (count > MESH_MAX_NODES_PER_AURA)
+		return al_error_set(err, 502, "M_UNKNOWN", "remote nodes: more than %d", MESH_MAX_NODES_PER_AURA);
+	struct mesh_node_info *v = count ? calloc(count, sizeof(*v)) : NULL;
+	if (count && !v)
+		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	size_t n = 0;
+	int rc = 0;
+	/* validate every record before anything changes */
+	for (size_t i = 0; i < count; i++) {
+		const char *field = NULL;
+		int ok = remote_parse(json_array_get(nodes, i), aura_id, user_id, &v[n], &field, now_ms);
+		if (ok < 0) {
+			rc = al_error_set(err, 502, "M_UNKNOWN", "remote node %zu: bad %s", i, field);
+			goto out;
+		}
+		for (size_t k = 0; ok && k < n; k++)
+			if (!strcmp(v[k].node_id, v[n].node_id)) {
+				rc = al_error_set(err, 502, "M_UNKNOWN", "remote node %zu: node_id repeated", i);
+				goto out;
+			}
+		n += (size_t)ok;
+	}
+	pthread_rwlock_wrlock(&r->lock);
+	/* an AuraID with local nodes is ours; a node_id that is local or
+	 * another AuraID's is refused (a peer cannot take over nodes) */
+	for (int32_t p = aura_head(r, aura_id); p >= 0; p = r->slots[p]->next_same_aura)
+		if (!r->slots[p]->remote) {
+			rc = al_error_set(err, 409, "M_UNKNOWN", "remote nodes: %s is hosted here", aura_id);
+			goto unlock;
+		}
+	for (size_t i = 0; i < n; i++) {
+		struct mesh_node *x = by_id(r, v[i].node_id, NULL);
+		if (x && (!x->remote || strcmp(node_aura(x), aura_id))) {
+			rc = al_error_set(err, 502, "M_UNKNOWN", "remote node %s: id already in use", v[i].node_id);
+			goto unlock;
+		}
+	}
+	/* drop the AuraID's remote nodes that are not in the answer */
+	size_t chain = 0, ndrop = 0;
+	for (int32_t p = aura_head(r, aura_id); p >= 0; p = r->slots[p]->next_same_aura)
+		chain++;
+	char(*drop)[37] = chain ? malloc(chain * sizeof(*drop)) : NULL;
+	if (chain && !drop) {
+		rc = al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+		goto unlock;
+	}
+	for (int32_t p = aura_head(r, aura_id); p >= 0; p = r->slots[p]->next_same_aura) {
+		bool kept = false;
+		for (size_t i = 0; i < n && !kept; i++)
+			kept = !strcmp(v[i].node_id, r->slots[p]->node_id);
+		if (!kept)
+			memcpy(drop[ndrop++], r->slots[p]->node_id, 37);
+	}
+	for (size_t i = 0; i < ndrop; i++)
+		remove_locked(r, drop[i]);
+	free(drop);
+	/* refresh the others in place (a node keeps its serial, so what the
+	 * model learned about it stays), add the new ones */
+	for (size_t i = 0; i < n; i++) {
+		int32_t slot;
+		struct mesh_node *x = by_id(r, v[i].node_id, &slot);
+		if (x) {
+			float acc = x->r.m.acc_ms, var = x->r.m.acc_var;
+			if (fill_node(x, &v[i]) < 0) {
+				rc = al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+				break;
+			}
+			if (var == 0) /* not learned here: the peer's estimate */
+				acc = (float)(v[i].access_delay_ms > 0 ? v[i].access_delay_ms : MESH_ACCESS_PRIOR_MS);
+			x->r.m.acc_ms = acc;
+			x->r.m.acc_var = var;
+			x->r.epoch++; /* routes through it are chosen again */
+			if (!x->online) {
+				x->online = true;
+				r->online++;
+			}
+		} else if (add_locked(r, &v[i], now_ms, true, &x) < 0) {
+			rc = al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+			break;
+		}
+		x->remote_until_ms = now_ms + MESH_REMOTE_TTL_MS;
+	}
+	if (!rc)
+		rc = (int)n;
+unlock:
+	pthread_rwlock_unlock(&r->lock);
+out:
+	free(v);
+	return rc;
+}
+
+bool mesh_registry_remote_fresh(struct mesh_registry *r, const char *aura_id, int64_t now_ms)
+{
+	bool fresh = false;
+	pthread_rwlock_rdlock(&r->lock);
+	for (int32_t p = aura_head(r, aura_id); p >= 0 && !fresh; p = r->slots[p]->next_same_aura)
+		fresh = node_live(r, r->slots[p], now_ms) && r->slots[p]->remote;
+	pthread_rwlock_unlock(&r->lock);
+	return fresh;
 }
 
 /* ---- persistence ---- */

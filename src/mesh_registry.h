@@ -84,10 +84,13 @@ int mesh_registry_reputation(struct mesh_registry *r, const char *node_id, doubl
 			     enum mesh_rep_event e, const char *description, const char *route_id,
 			     double *out_prev, double *out_new, struct al_error *err);
 
-/* JSON record of a node (column names of mesh_nodes), NULL when unknown. */
-json_t *mesh_registry_node_json(struct mesh_registry *r, const char *node_id);
+/* JSON record of a node (column names of mesh_nodes), NULL when unknown.
+ * is_online is true only while the last heartbeat is within the online
+ * window at now_ms (remote nodes: within their TTL), even before the
+ * sweeper ran. */
+json_t *mesh_registry_node_json(struct mesh_registry *r, const char *node_id, int64_t now_ms);
 /* Array of an AuraID's node records. */
-json_t *mesh_registry_aura_json(struct mesh_registry *r, const char *aura_id);
+json_t *mesh_registry_aura_json(struct mesh_registry *r, const char *aura_id, int64_t now_ms);
 /* Online counts by type, trust level and region, latency, capacity. */
 json_t *mesh_registry_status_json(struct mesh_registry *r, int64_t now_ms);
 
@@ -102,8 +105,9 @@ struct mesh_find_stats {
 	bool cached;
 };
 
-/* The best route between the best online endpoint nodes of two local
- * AuraIDs. 404 M_NOT_FOUND (naming the side) when an AuraID has no usable
+/* The best route between the best online endpoint nodes of two AuraIDs
+ * (local ones, or a remote one whose nodes mesh_registry_add_remote holds;
+ * "online" as in mesh_registry_node_json). 404 M_NOT_FOUND (naming the side) when an AuraID has no usable
  * node. Cached routes are returned while valid (out->route_id set);
  * otherwise out->route_id is empty and the caller stores the route and then
  * calls mesh_registry_cache_put with its id. */
@@ -118,15 +122,39 @@ void mesh_registry_cache_put(struct mesh_registry *r, const char *src_aura, cons
 void mesh_registry_feedback(struct mesh_registry *r, const char *route_id,
 			    const char (*node_ids)[37], int n, double actual_latency_ms, bool success);
 
+/* Re-score a reported path (node_ids[0..n-1]) with its measured latency:
+ * *actual = its score with actual_latency_ms in place of the prediction
+ * (the other factors from its nodes now); *best = the score of the path
+ * the search chooses now between the same two nodes (same media and AIC
+ * rule, the current model), or *actual when that is this path (*same).
+ * -1 when a node of the path is gone or the search has no path. See
+ * MESH_OPTIMAL_TOLERANCE_POINTS (mesh_route.h). */
+int mesh_registry_rescore(struct mesh_registry *r, const char (*node_ids)[37], int n, double actual_latency_ms,
+			  int media, bool require_aic, int64_t now_ms, double *actual, double *best, bool *same);
+
 /* Only the model part of feedback: learn the path's measured latency. */
 void mesh_registry_learn(struct mesh_registry *r, const char (*node_ids)[37], int n, double actual_ms);
 
-/* Remote nodes for cross-domain routes: the federation engineer hands the
- * records of org.auralink.mesh_nodes (a JSON array of node records) here; they
- * join the registry as nodes of the remote AuraID (not persisted), so
- * mesh_registry_find can route to them. Not wired yet: see mesh.h. */
-int mesh_registry_add_remote(struct mesh_registry *r, const char *aura_id, const json_t *nodes,
-			     int64_t now_ms, struct al_error *err);
+/* Remote nodes for cross-domain routes: the records of an
+ * org.auralink.mesh_nodes answer (a JSON array of node records as
+ * mesh_registry_node_json writes them) for aura_id, owned by user_id on
+ * another server. Nothing a peer sends is trusted: at most
+ * MESH_MAX_NODES_PER_AURA records, each checked for types and ranges (the
+ * ranges of register/heartbeat; node_id a UUID, aura_id when present the
+ * same, node_type known); one bad record refuses the whole answer (502,
+ * the field named) and changes nothing. Offline records are skipped. The
+ * accepted nodes replace the AuraID's previous remote nodes (a node that
+ * stays keeps its serial, so what the model learned stays), are usable
+ * until now_ms + MESH_REMOTE_TTL_MS, are never written to the database and
+ * are endpoints of their AuraID only (never relays of other calls). A
+ * node_id that is local or another AuraID's is refused (502), an AuraID
+ * with local nodes too (409). Returns how many nodes it holds now (>= 0). */
+#define MESH_REMOTE_TTL_MS (60 * 1000)
+int mesh_registry_add_remote(struct mesh_registry *r, const char *aura_id, const char *user_id,
+			     const json_t *nodes, int64_t now_ms, struct al_error *err);
+/* True when aura_id has remote nodes within their TTL (no need to ask
+ * their server again). */
+bool mesh_registry_remote_fresh(struct mesh_registry *r, const char *aura_id, int64_t now_ms);
 
 /* ---- persistence hooks (mesh.c) ---- */
 /* Dirty nodes, drained: their current state for the batched UPDATE. */

@@ -55,6 +55,16 @@ struct mesh_rnode {
 #define MESH_LATENCY_SCALE_MS 300.0
 #define MESH_BANDWIDTH_SCALE_MBPS 100.0
 
+/* A route is optimal (mesh_routes.is_optimal, the optimal_routes of the
+ * analytics) when, re-scored with its measured latency (the mean of its
+ * reports) in place of the predicted one, it scores within this many
+ * points of the best path the search finds between the same two nodes
+ * after learning from those reports, or is that path itself. Until a
+ * latency is reported a route is not counted as optimal. 2 points are
+ * 15 ms of one-way latency, the tolerance of bench/mesh_sim's route-choice
+ * accuracy. */
+#define MESH_OPTIMAL_TOLERANCE_POINTS 2.0
+
 struct mesh_path_metrics {
 	double latency_ms;
 	double bandwidth_mbps;

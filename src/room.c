@@ -7,11 +7,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "calls.h"
 #include "cjson.h"
 #include "keys.h"
 #include "log.h"
 #include "room_auth.h"
 #include "room_dag.h"
+#include "sync.h"
 
 #define STREAM_LOCK "6006"
 
@@ -28,13 +30,15 @@ int64_t room_token_parse(const char *tok)
 		return -1;
 	if (*tok == 's' || *tok == 't')
 		tok++;
-	if (!*tok || strlen(tok) > 18)
+	/* a /sync token "s<stream>_<typing>_<to_device>" pages from its stream part */
+	size_t n = strcspn(tok, "_");
+	if (n == 0 || n > 18 || strlen(tok) > 64 || strspn(tok + n, "_0123456789") != strlen(tok + n))
 		return -1;
 	int64_t v = 0;
-	for (const char *p = tok; *p; p++) {
-		if (*p < '0' || *p > '9')
+	for (size_t i = 0; i < n; i++) {
+		if (tok[i] < '0' || tok[i] > '9')
 			return -1;
-		v = v * 10 + (*p - '0');
+		v = v * 10 + (tok[i] - '0');
 	}
 	return v;
 }
@@ -286,6 +290,12 @@ static int writer_new_group(struct writer *w, const char *type, const char *sk, 
 	return 0;
 }
 
+/* The endpoint a txnId belongs to: PUT /redact or PUT /send. */
+static const char *txn_kind(const struct room_event_spec *spec)
+{
+	return spec->redacts ? "redact" : "send";
+}
+
 /* Build and authorise one event against the writer's state; sign: hash
  * and sign it and fill event_id (else an unsigned template). */
 static json_t *writer_build(struct writer *w, const char *sender, const struct room_event_spec *spec, bool sign,
@@ -438,17 +448,18 @@ static int writer_append(struct writer *w, const char *sender, const struct room
 		membership = json_string_value(json_object_get(content, "membership"));
 	const char *p[] = {event_id, w->room_id, depth, spec->type, spec->state_key, sender, ts, text,
 			   w->group ? group : NULL, spec->txn_id ? spec->device_id : NULL, spec->txn_id,
-			   prev_arr, auth_arr, membership};
-	PGresult *r = db_exec(
-		w->c->db, err,
+			   prev_arr, auth_arr, membership, txn_kind(spec)};
+	int conflict = 0;
+	PGresult *r = db_exec_unique(
+		w->c->db, err, &conflict,
 		"WITH e AS (INSERT INTO events (event_id, room_id, stream_ordering, depth, type, state_key, "
 		"sender, origin_server_ts, json, state_group, txn_device, txn_id) VALUES ($1::text, $2::text, "
 		"nextval('al_stream_seq'), $3::bigint, $4::text, $5::text, $6::text, $7::bigint, $8::text, "
 		"$9::bigint, $10::text, $11::text) RETURNING stream_ordering), "
 		"p AS (INSERT INTO event_edges (event_id, prev_event_id) SELECT $1::text, unnest($12::text[])), "
 		"a AS (INSERT INTO event_auth (event_id, auth_event_id) SELECT $1::text, unnest($13::text[])), "
-		"t AS (INSERT INTO event_txns (user_id, device_id, txn_id, room_id, event_id) "
-		"SELECT $6::text, $10::text, $11::text, $2::text, $1::text WHERE $11::text IS NOT NULL), "
+		"t AS (INSERT INTO event_txns (user_id, device_id, txn_id, room_id, event_id, kind) "
+		"SELECT $6::text, $10::text, $11::text, $2::text, $1::text, $15::text WHERE $11::text IS NOT NULL), "
 		"s AS (INSERT INTO current_state (room_id, type, state_key, event_id) "
 		"SELECT $2::text, $4::text, $5::text, $1::text WHERE $5::text IS NOT NULL "
 		"ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = EXCLUDED.event_id), "
@@ -461,7 +472,11 @@ static int writer_append(struct writer *w, const char *sender, const struct room
 		"xd AS (DELETE FROM room_extremities WHERE room_id = $2::text AND event_id = ANY($12::text[])), "
 		"xi AS (INSERT INTO room_extremities (room_id, event_id) VALUES ($2::text, $1::text)) "
 		"SELECT stream_ordering FROM e",
-		14, p);
+		15, p);
+	if (conflict) {
+		al_error_set(err, 500, "M_UNKNOWN", "concurrent write of the same transaction");
+		rc = -2;
+	}
 	if (!r)
 		goto out;
 	w->stream = col_i64(r, 0, 0);
@@ -498,13 +513,14 @@ out:
 
 /* ---- sending ---- */
 
-static int txn_lookup(struct db *db, const char *user, const char *device, const char *txn, char *event_id,
-		      struct al_error *err)
+static int txn_lookup(struct db *db, const char *user, const char *room_id, const struct room_event_spec *spec,
+		      char *event_id, struct al_error *err)
 {
-	const char *p[] = {user, device, txn};
+	const char *p[] = {user, spec->device_id, room_id, txn_kind(spec), spec->txn_id};
 	PGresult *r = db_exec(db, err,
-			      "SELECT event_id FROM event_txns WHERE user_id = $1 AND device_id = $2 AND txn_id = $3", 3,
-			      p);
+			      "SELECT event_id FROM event_txns WHERE user_id = $1 AND device_id = $2 AND room_id = $3 "
+			      "AND kind = $4 AND txn_id = $5",
+			      5, p);
 	if (!r)
 		return -1;
 	int found = PQntuples(r) == 1;
@@ -518,13 +534,17 @@ static int txn_lookup(struct db *db, const char *user, const char *device, const
  * that the sender redacts her own event). */
 static int check_redact(struct writer *w, const char *sender, const char *target, struct al_error *err)
 {
-	const char *p[] = {target, w->room_id};
-	PGresult *r = db_exec(w->c->db, err, "SELECT sender FROM events WHERE event_id = $1 AND room_id = $2", 2, p);
+	const char *p[] = {target};
+	PGresult *r = db_exec(w->c->db, err, "SELECT sender, room_id FROM events WHERE event_id = $1", 1, p);
 	if (!r)
 		return -1;
 	if (PQntuples(r) == 0) {
 		PQclear(r);
 		return al_error_set(err, 404, "M_NOT_FOUND", "Event not found");
+	}
+	if (strcmp(PQgetvalue(r, 0, 1), w->room_id) != 0) {
+		PQclear(r);
+		return al_error_set(err, 400, "M_INVALID_PARAM", "Cannot redact an event of a different room");
 	}
 	bool own = strcmp(PQgetvalue(r, 0, 0), sender) == 0;
 	PQclear(r);
@@ -535,34 +555,90 @@ static int check_redact(struct writer *w, const char *sender, const char *target
 	return al_error_set(err, 403, "M_FORBIDDEN", "your power level is too low to redact other users' events");
 }
 
+/* Is membership m one of the space-separated list? */
+static bool membership_in(const char *m, const char *list)
+{
+	size_t n = strlen(m);
+	for (const char *p = list; *p;) {
+		size_t k = strcspn(p, " ");
+		if (k == n && strncmp(p, m, n) == 0)
+			return true;
+		p += k;
+		p += strspn(p, " ");
+	}
+	return false;
+}
+
+/* Would an event of sender with content repeat the current state event? */
+static bool same_state(const json_t *cur, const char *sender, const json_t *content)
+{
+	const char *cs = json_string_value(json_object_get(cur, "sender"));
+	json_t *cc = json_object_get(cur, "content");
+	json_t *empty = content ? NULL : json_object();
+	bool same = cs && strcmp(cs, sender) == 0 && json_is_string(json_object_get(cur, "event_id")) &&
+		    json_equal(cc, content ? (json_t *)content : empty);
+	json_decref(empty);
+	return same;
+}
+
 int room_send(const struct room_ctx *c, const char *room_id, const char *sender,
 	      const struct room_event_spec *spec, char *event_id, int64_t *stream, struct al_error *err)
 {
 	struct writer w;
 	memset(&w, 0, sizeof(w));
 	*stream = 0;
+	bool txn = spec->txn_id && spec->device_id;
 	if (db_begin(c->db, err) < 0)
 		return -1;
-	if (spec->txn_id && spec->device_id) {
-		int found = txn_lookup(c->db, sender, spec->device_id, spec->txn_id, event_id, err);
-		if (found != 0) {
-			db_rollback(c->db);
-			return found < 0 ? -1 : 0;
-		}
+	int found = txn ? txn_lookup(c->db, sender, room_id, spec, event_id, err) : 0;
+	if (found != 0) {
+		db_rollback(c->db);
+		return found < 0 ? -1 : 0;
 	}
 	const char *target = NULL;
 	if (spec->state_key && strcmp(spec->type, "m.room.member") == 0)
 		target = spec->state_key;
 	if (writer_load(&w, c, room_id, sender, target, spec->type, spec->state_key, err) < 0)
 		goto fail;
+	/* A request with the same txnId may have committed while we waited
+	 * for the room lock. */
+	found = txn ? txn_lookup(c->db, sender, room_id, spec, event_id, err) : 0;
+	if (found != 0) {
+		db_rollback(c->db);
+		writer_clear(&w);
+		return found < 0 ? -1 : 0;
+	}
+	if (spec->require_membership && target &&
+	    !membership_in(room_auth_membership(w.state, target), spec->require_membership)) {
+		al_error_set(err, 403, "M_FORBIDDEN", "%s's membership is not %s", target, spec->require_membership);
+		goto fail;
+	}
+	/* The same state again from the same sender is no change: the current
+	 * event stands and its ID is the answer (as Synapse deduplicates). */
+	json_t *cur = spec->state_key && !spec->redacts ? room_auth_state_get(w.state, spec->type, spec->state_key) : NULL;
+	if (cur && same_state(cur, sender, spec->content)) {
+		snprintf(event_id, EVENT_ID_MAX, "%s", json_string_value(json_object_get(cur, "event_id")));
+		db_rollback(c->db);
+		writer_clear(&w);
+		return 0;
+	}
 	if (spec->redacts && check_redact(&w, sender, spec->redacts, err) < 0)
 		goto fail;
-	if (writer_append(&w, sender, spec, event_id, err) < 0)
+	int rc = writer_append(&w, sender, spec, event_id, err);
+	if (rc == -2 && txn) {
+		db_rollback(c->db);
+		writer_clear(&w);
+		struct al_error lerr = {0};
+		found = txn_lookup(c->db, sender, room_id, spec, event_id, &lerr);
+		return found == 1 ? 0 : -1;
+	}
+	if (rc < 0)
 		goto fail;
 	if (db_commit(c->db, err) < 0)
 		goto fail_nr;
 	*stream = w.stream;
 	writer_clear(&w);
+	calls_on_event(c->app, c->db, room_id, event_id, spec->type, NULL);
 	return 0;
 fail:
 	db_rollback(c->db);
@@ -626,6 +702,30 @@ int room_alias_resolve(struct db *db, const char *alias, char *room_id, struct a
 	snprintf(room_id, ROOM_ID_MAX + 1, "%s", PQgetvalue(r, 0, 0));
 	PQclear(r);
 	return 0;
+}
+
+int room_guest_join_check(struct db *db, const char *room_id_or_alias, struct al_error *err)
+{
+	char room_id[ROOM_ID_MAX + 1];
+	if (!room_id_or_alias || strlen(room_id_or_alias) > ROOM_ID_MAX)
+		return al_error_set(err, 400, "M_INVALID_PARAM", "bad room ID");
+	if (room_id_or_alias[0] == '#') {
+		if (room_alias_resolve(db, room_id_or_alias, room_id, err) < 0)
+			return -1;
+	} else {
+		snprintf(room_id, sizeof(room_id), "%s", room_id_or_alias);
+	}
+	const char *p[] = {room_id};
+	PGresult *r = db_exec(db, err,
+			      "SELECT e.json::jsonb #>> '{content,guest_access}' = 'can_join' FROM current_state cs "
+			      "JOIN events e ON e.event_id = cs.event_id WHERE cs.room_id = $1 "
+			      "AND cs.type = 'm.room.guest_access' AND cs.state_key = ''",
+			      1, p);
+	if (!r)
+		return -1;
+	bool ok = PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
+	PQclear(r);
+	return ok ? 0 : al_error_set(err, 403, "M_FORBIDDEN", "Guest access not allowed");
 }
 
 int room_alias_delete(struct db *db, const char *alias, const char *user_id, struct al_error *err)
@@ -705,9 +805,9 @@ static int profile_of(struct db *db, const char *user_id, json_t *content, struc
 	return 0;
 }
 
-int room_membership(const struct room_ctx *c, const char *room_id_or_alias, const char *sender,
-		    const char *target, const char *membership, const char *reason, json_t *extra_content,
-		    char *room_id_out, int64_t *stream, struct al_error *err)
+static int membership_send(const struct room_ctx *c, const char *room_id_or_alias, const char *sender,
+			   const char *target, const char *membership, const char *require, const char *reason,
+			   json_t *extra_content, char *room_id_out, int64_t *stream, struct al_error *err)
 {
 	char room_id[ROOM_ID_MAX + 1];
 	char event_id[EVENT_ID_MAX];
@@ -738,12 +838,38 @@ int room_membership(const struct room_ctx *c, const char *room_id_or_alias, cons
 			return -1;
 		}
 	}
-	struct room_event_spec spec = {.type = "m.room.member", .state_key = target, .content = content};
+	struct room_event_spec spec = {
+		.type = "m.room.member", .state_key = target, .content = content, .require_membership = require};
 	int rc = room_send(c, room_id, sender, &spec, event_id, stream, err);
 	json_decref(content);
 	if (rc == 0 && room_id_out)
 		snprintf(room_id_out, ROOM_ID_MAX + 1, "%s", room_id);
 	return rc;
+}
+
+int room_membership(const struct room_ctx *c, const char *room_id_or_alias, const char *sender,
+		    const char *target, const char *membership, const char *reason, json_t *extra_content,
+		    char *room_id_out, int64_t *stream, struct al_error *err)
+{
+	return membership_send(c, room_id_or_alias, sender, target, membership, NULL, reason, extra_content,
+			       room_id_out, stream, err);
+}
+
+int room_kick(const struct room_ctx *c, const char *room_id, const char *sender, const char *target,
+	      const char *reason, int64_t *stream, struct al_error *err)
+{
+	if (!room_id || room_id[0] != '!')
+		return al_error_set(err, 400, "M_INVALID_PARAM", "not a room ID");
+	return membership_send(c, room_id, sender, target, "leave", "join invite knock", reason, NULL, NULL, stream,
+			       err);
+}
+
+int room_unban(const struct room_ctx *c, const char *room_id, const char *sender, const char *target,
+	       const char *reason, int64_t *stream, struct al_error *err)
+{
+	if (!room_id || room_id[0] != '!')
+		return al_error_set(err, 400, "M_INVALID_PARAM", "not a room ID");
+	return membership_send(c, room_id, sender, target, "leave", "ban", reason, NULL, NULL, stream, err);
 }
 
 int room_forget(struct db *db, const char *room_id, const char *user_id, struct al_error *err)
@@ -887,7 +1013,7 @@ static bool initial_state_has(json_t *is, const char *type)
 int room_create(const struct room_ctx *c, const char *creator, json_t *body, char *room_id, int64_t *stream,
 		struct al_error *err)
 {
-	const char *version, *preset;
+	const char *version = NULL, *preset = NULL;
 	const char *server = keys_server_name(c->keys);
 	char alias[ROOM_ID_MAX + 1] = "";
 	struct writer w;
@@ -1197,6 +1323,86 @@ json_t *room_joined_rooms(struct db *db, const char *user_id, struct al_error *e
 		json_array_append_new(a, json_string(PQgetvalue(r, i, 0)));
 	PQclear(r);
 	return json_pack("{s:o}", "joined_rooms", a);
+}
+
+int room_require_joined(struct db *db, const char *room_id, const char *user_id, struct al_error *err)
+{
+	int64_t max;
+	if (viewer_limit(db, room_id, user_id, &max, err) < 0)
+		return -1;
+	if (max != INT64_MAX)
+		return al_error_set(err, 403, "M_FORBIDDEN", "You are not in room %s", room_id);
+	return 0;
+}
+
+/* ---- receipts ---- */
+
+int room_receipt_check(struct db *db, const char *room_id, const char *user_id, const char *event_id,
+		       struct al_error *err)
+{
+	if (!event_id || event_id[0] != '$' || strlen(event_id) > 255)
+		return al_error_set(err, 400, "M_INVALID_PARAM", "malformed event ID");
+	if (room_require_joined(db, room_id, user_id, err) < 0)
+		return -1;
+	const char *p[] = {room_id, event_id};
+	PGresult *r = db_exec(db, err, "SELECT 1 FROM events WHERE room_id = $1 AND event_id = $2", 2, p);
+	if (!r)
+		return -1;
+	bool found = PQntuples(r) == 1;
+	PQclear(r);
+	return found ? 0 : al_error_set(err, 404, "M_NOT_FOUND", "Event not found");
+}
+
+int room_receipt_put(struct db *db, const char *room_id, const char *user_id, const char *type,
+		     const char *thread_id, const char *event_id, bool *changed, struct al_error *err)
+{
+	*changed = false;
+	bool fully_read = strcmp(type, "m.fully_read") == 0;
+	if (!fully_read && strcmp(type, "m.read") != 0 && strcmp(type, "m.read.private") != 0)
+		return al_error_set(err, 400, "M_INVALID_PARAM", "unknown receipt type");
+	if (thread_id && fully_read)
+		return al_error_set(err, 400, "M_INVALID_PARAM", "m.fully_read has no thread");
+	if (thread_id && strcmp(thread_id, "main") != 0 && (thread_id[0] != '$' || strlen(thread_id) > 255))
+		return al_error_set(err, 400, "M_INVALID_PARAM", "thread_id must be main or an event ID");
+	if (room_receipt_check(db, room_id, user_id, event_id, err) < 0)
+		return -1;
+	if (fully_read) {
+		json_t *c = json_pack("{s:s}", "event_id", event_id);
+		int rc = c ? sync_account_data_put(db, user_id, room_id, "m.fully_read", c, err)
+			   : al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+		json_decref(c);
+		*changed = rc == 0;
+		return rc;
+	}
+	char ts[24];
+	fmt_i64(ts, sizeof(ts), room_now_ms());
+	const char *p[] = {room_id, user_id, type, thread_id ? thread_id : "", event_id, ts};
+	if (db_begin(db, err) < 0)
+		return -1;
+	PGresult *r = db_exec(db, err, "SELECT pg_advisory_xact_lock(" STREAM_LOCK ")", 0, NULL);
+	if (!r)
+		goto fail;
+	PQclear(r);
+	/* A receipt only moves forward: one for an earlier event is ignored. */
+	r = db_exec(db, err,
+		    "INSERT INTO receipts AS x (room_id, user_id, receipt_type, thread_id, event_id, ts, stream_ordering) "
+		    "VALUES ($1, $2, $3, $4, $5, $6::bigint, nextval('al_stream_seq')) "
+		    "ON CONFLICT (room_id, user_id, receipt_type, thread_id) DO UPDATE SET event_id = EXCLUDED.event_id, "
+		    "ts = EXCLUDED.ts, stream_ordering = EXCLUDED.stream_ordering "
+		    "WHERE coalesce((SELECT stream_ordering FROM events WHERE event_id = x.event_id), 0) < "
+		    "(SELECT stream_ordering FROM events WHERE event_id = EXCLUDED.event_id) RETURNING 1",
+		    6, p);
+	if (!r)
+		goto fail;
+	*changed = PQntuples(r) == 1;
+	PQclear(r);
+	if (db_commit(db, err) < 0)
+		goto fail;
+	return 0;
+fail:
+	db_rollback(db);
+	*changed = false;
+	return -1;
 }
 
 #define EVENT_COLS "event_id, json, sender, txn_device, txn_id, stream_ordering"

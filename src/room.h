@@ -22,6 +22,7 @@
 #include "event.h"
 
 struct keys;
+struct app;
 
 #define ROOM_ID_MAX 255
 #define ROOM_DEFAULT_VERSION "11"
@@ -34,13 +35,18 @@ struct room_event_spec {
 	const char *state_key;   /* NULL: not a state event */
 	json_t *content;         /* borrowed */
 	const char *redacts;     /* m.room.redaction only */
-	const char *device_id;   /* with txn_id: idempotency key of PUT /send */
-	const char *txn_id;
+	const char *device_id;   /* with txn_id: idempotency key of PUT /send and /redact, */
+	const char *txn_id;      /* per (sender, device, room, endpoint: redacts set or not) */
+	/* m.room.member: refused (403) unless the target's membership, under
+	 * the room lock, is one of this space-separated list. NULL: no
+	 * condition. */
+	const char *require_membership;
 };
 
 struct room_ctx {
 	struct db *db;
 	const struct keys *keys;
+	struct app *app; /* for the stored-event hook (calls_on_event); may be NULL */
 };
 
 /* The version of rooms created without room_version (config
@@ -54,7 +60,9 @@ int room_create(const struct room_ctx *c, const char *creator, json_t *body, cha
 		int64_t *stream, struct al_error *err);
 
 /* Write one event as sender. event_id (size EVENT_ID_MAX) gets its ID; a
- * repeated (sender, device_id, txn_id) returns the first event's ID. */
+ * repeated (sender, device_id, room, endpoint, txn_id), also a concurrent
+ * one, returns the first event's ID with *stream 0, and so does a state
+ * event that repeats the current one (same sender and content). */
 int room_send(const struct room_ctx *c, const char *room_id, const char *sender,
 	      const struct room_event_spec *spec, char *event_id, int64_t *stream, struct al_error *err);
 
@@ -74,6 +82,20 @@ int room_membership(const struct room_ctx *c, const char *room_id_or_alias, cons
 		    const char *target, const char *membership, const char *reason, json_t *extra_content,
 		    char *room_id_out, int64_t *stream, struct al_error *err);
 
+/* A guest may join only rooms whose m.room.guest_access is can_join:
+ * 0, or 403 M_FORBIDDEN (404 for an unknown alias). */
+int room_guest_join_check(struct db *db, const char *room_id_or_alias, struct al_error *err);
+
+/* POST /kick: target's membership becomes leave; 403 M_FORBIDDEN unless
+ * it is join, invite or knock now (a banned or departed user). */
+int room_kick(const struct room_ctx *c, const char *room_id, const char *sender, const char *target,
+	      const char *reason, int64_t *stream, struct al_error *err);
+
+/* POST /unban: target's membership becomes leave; 403 M_FORBIDDEN unless
+ * it is ban now. */
+int room_unban(const struct room_ctx *c, const char *room_id, const char *sender, const char *target,
+	       const char *reason, int64_t *stream, struct al_error *err);
+
 int room_forget(struct db *db, const char *room_id, const char *user_id, struct al_error *err);
 
 /* Aliases. put: 409 M_UNKNOWN if taken; resolve: 404 M_NOT_FOUND. */
@@ -92,6 +114,19 @@ json_t *room_members(struct db *db, const char *room_id, const char *user_id, co
 		     const char *not_membership, struct al_error *err);
 json_t *room_joined_members(struct db *db, const char *room_id, const char *user_id, struct al_error *err);
 json_t *room_joined_rooms(struct db *db, const char *user_id, struct al_error *err);
+/* 0 when user_id is joined to room_id; 403 M_FORBIDDEN otherwise. */
+int room_require_joined(struct db *db, const char *room_id, const char *user_id, struct al_error *err);
+
+/* Receipts. check: user_id is joined and event_id is an event of the room
+ * (400 malformed, 403, 404). put: type m.read or m.read.private (stored in
+ * receipts with a stream position; thread_id NULL = unthreaded, else "main"
+ * or an event ID; an earlier event than the current receipt's is ignored)
+ * or m.fully_read (room account data, no thread). *changed: something new
+ * for /sync. */
+int room_receipt_check(struct db *db, const char *room_id, const char *user_id, const char *event_id,
+		       struct al_error *err);
+int room_receipt_put(struct db *db, const char *room_id, const char *user_id, const char *type,
+		     const char *thread_id, const char *event_id, bool *changed, struct al_error *err);
 json_t *room_get_event(struct db *db, const char *room_id, const char *user_id, const char *event_id,
 		       struct al_error *err);
 /* dir 'b' or 'f'; from NULL: the end (b) or the start (f); to may be NULL. */
@@ -101,7 +136,8 @@ json_t *room_messages(struct db *db, const char *room_id, const char *user_id, c
 json_t *room_context(struct db *db, const char *room_id, const char *user_id, const char *event_id,
 		     int limit, struct al_error *err);
 
-/* Stream tokens: "s<N>"; -1 if malformed. */
+/* Stream tokens: "s<N>" (a /sync token's stream part is accepted too);
+ * -1 if malformed. */
 int64_t room_token_parse(const char *tok);
 void room_token_format(int64_t pos, char *out, size_t len);
 

@@ -320,7 +320,7 @@ int room_auth_check(const struct event_rules *r, const json_t *ev, const json_t 
 	json_t *create = room_auth_state_get(state, "m.room.create", "");
 	if (!create)
 		return deny(err, "no m.room.create event in the room state");
-	if (strcmp(type, "m.room.member") == 0 && skv)
+	if (strcmp(type, "m.room.member") == 0)
 		return check_member(r, ev, state, is_first, err);
 	if (strcmp(room_auth_membership(state, sender), "join") != 0)
 		return deny(err, "you are not in this room");

@@ -6,7 +6,9 @@
 #include <string.h>
 
 #include "cjson.h"
+#include "presence.h"
 #include "room.h"
+#include "typing.h"
 
 static void fmt_i64(char *buf, size_t len, int64_t v)
 {
@@ -23,6 +25,45 @@ static const char *col_str(PGresult *r, int row, int col)
 	return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
 }
 
+/* ---- tokens ---- */
+
+/* Up to 18 decimal digits from *p (advanced); -1 if none or too many. */
+static int64_t parse_digits(const char **p)
+{
+	int64_t v = 0;
+	int n = 0;
+	for (; **p >= '0' && **p <= '9'; (*p)++) {
+		if (++n > 18)
+			return -1;
+		v = v * 10 + (**p - '0');
+	}
+	return n ? v : -1;
+}
+
+int sync_pos_parse(const char *tok, struct sync_pos *out)
+{
+	if (!tok || *tok != 's')
+		return -1;
+	const char *p = tok + 1;
+	out->stream = parse_digits(&p);
+	if (out->stream < 0)
+		return -1;
+	if (!*p) {
+		out->typing = 0;
+		out->to_device = out->stream;
+		return 0;
+	}
+	if (*p++ != '_' || (out->typing = parse_digits(&p)) < 0 || *p++ != '_' ||
+	    (out->to_device = parse_digits(&p)) < 0 || *p)
+		return -1;
+	return 0;
+}
+
+void sync_pos_format(const struct sync_pos *p, char *out, size_t len)
+{
+	snprintf(out, len, "s%" PRId64 "_%" PRId64 "_%" PRId64, p->stream, p->typing, p->to_device);
+}
+
 /* ---- filters ---- */
 
 void sync_filter_clear(struct sync_filter *f)
@@ -32,7 +73,10 @@ void sync_filter_clear(struct sync_filter *f)
 	f->timeline_limit = SYNC_DEFAULT_TIMELINE;
 }
 
-static int check_str_list(json_t *o, const char *key, struct al_error *err)
+/* o[key], if present, as a list of at most 100 strings of at most 255 bytes;
+ * with a sigil, each must look like "<sigil>localpart:server" (room IDs for
+ * rooms/not_rooms, user IDs for senders/not_senders). */
+static int check_id_list(json_t *o, const char *key, char sigil, struct al_error *err)
 {
 	json_t *a = json_object_get(o, key);
 	if (!a)
@@ -45,8 +89,17 @@ static int check_str_list(json_t *o, const char *key, struct al_error *err)
 	{
 		if (!json_is_string(v) || json_string_length(v) > 255)
 			return al_error_set(err, 400, "M_BAD_JSON", "filter: %s must be a list of strings", key);
+		const char *s = json_string_value(v);
+		if (sigil && (s[0] != sigil || !strchr(s + 1, ':') || s[1] == ':'))
+			return al_error_set(err, 400, "M_BAD_JSON", "filter: %s: %s is not a valid %s", key, s,
+					    sigil == '!' ? "room ID" : "user ID");
 	}
 	return 0;
+}
+
+static int check_str_list(json_t *o, const char *key, struct al_error *err)
+{
+	return check_id_list(o, key, 0, err);
 }
 
 static int check_event_filter(json_t *o, const char *name, struct al_error *err)
@@ -58,9 +111,13 @@ static int check_event_filter(json_t *o, const char *name, struct al_error *err)
 	json_t *lim = json_object_get(o, "limit");
 	if (lim && (!json_is_integer(lim) || json_integer_value(lim) < 0))
 		return al_error_set(err, 400, "M_BAD_JSON", "filter: %s.limit must be a non-negative integer", name);
-	static const char *const lists[] = {"types", "not_types", "senders", "not_senders", "rooms", "not_rooms", NULL};
-	for (const char *const *k = lists; *k; k++)
-		if (check_str_list(o, *k, err) < 0)
+	static const struct {
+		const char *key;
+		char sigil;
+	} lists[] = {{"types", 0},	 {"not_types", 0}, {"senders", '@'},
+		     {"not_senders", '@'}, {"rooms", '!'},   {"not_rooms", '!'}};
+	for (size_t k = 0; k < sizeof(lists) / sizeof(lists[0]); k++)
+		if (check_id_list(o, lists[k].key, lists[k].sigil, err) < 0)
 			return -1;
 	return 0;
 }
@@ -79,7 +136,7 @@ int sync_filter_parse(json_t *doc, struct sync_filter *f, struct al_error *err)
 	    check_event_filter(json_object_get(room, "state"), "room.state", err) < 0 ||
 	    check_event_filter(json_object_get(room, "ephemeral"), "room.ephemeral", err) < 0 ||
 	    check_event_filter(json_object_get(room, "account_data"), "room.account_data", err) < 0 ||
-	    check_str_list(room, "rooms", err) < 0 || check_str_list(room, "not_rooms", err) < 0)
+	    check_id_list(room, "rooms", '!', err) < 0 || check_id_list(room, "not_rooms", '!', err) < 0)
 		return -1;
 	json_t *ef = json_object_get(doc, "event_fields");
 	if (ef && check_str_list(doc, "event_fields", err) < 0)
@@ -91,11 +148,13 @@ int sync_filter_parse(json_t *doc, struct sync_filter *f, struct al_error *err)
 	f->doc = json_incref(doc);
 	f->timeline = json_object_get(room, "timeline");
 	f->state = json_object_get(room, "state");
+	f->ephemeral = json_object_get(room, "ephemeral");
 	json_t *lim = json_object_get(f->timeline, "limit");
 	if (json_is_integer(lim))
 		f->timeline_limit = (int)(json_integer_value(lim) > SYNC_MAX_TIMELINE ? SYNC_MAX_TIMELINE
 										     : json_integer_value(lim));
 	f->lazy_load_members = json_is_true(json_object_get(json_object_get(room, "state"), "lazy_load_members"));
+	f->include_leave = json_is_true(json_object_get(room, "include_leave"));
 	return 0;
 }
 
@@ -125,7 +184,8 @@ int64_t sync_filter_store(struct db *db, const char *user_id, json_t *doc, struc
 
 json_t *sync_filter_get(struct db *db, const char *user_id, const char *filter_id, struct al_error *err)
 {
-	if (room_token_parse(filter_id) < 0 || filter_id[0] == 's' || filter_id[0] == 't') {
+	size_t n = strlen(filter_id);
+	if (n == 0 || n > 18 || strspn(filter_id, "0123456789") != n) {
 		al_error_set(err, 404, "M_NOT_FOUND", "No such filter");
 		return NULL;
 	}
@@ -168,7 +228,9 @@ int64_t sync_current_position(struct db *db, struct al_error *err)
 	PGresult *r = db_exec(db, err,
 			      "SELECT greatest((SELECT max(stream_ordering) FROM events), "
 			      "(SELECT max(stream_ordering) FROM account_data), "
-			      "(SELECT max(stream_ordering) FROM receipts), 0)",
+			      "(SELECT max(stream_ordering) FROM receipts), "
+			      "(SELECT max(stream_ordering) FROM device_inbox), "
+			      "(SELECT max(stream_ordering) FROM presence), 0)",
 			      0, NULL);
 	if (!r)
 		return -1;
@@ -256,6 +318,8 @@ struct sroom {
 	json_t *senders;   /* set of timeline senders (lazy loading) */
 	json_t *ids;       /* set of timeline event IDs */
 	json_t *account_data;
+	json_t *ephemeral; /* array */
+	json_t *receipts;  /* m.receipt content being built */
 };
 
 static void sroom_free(struct sroom *r)
@@ -265,6 +329,8 @@ static void sroom_free(struct sroom *r)
 	json_decref(r->senders);
 	json_decref(r->ids);
 	json_decref(r->account_data);
+	json_decref(r->ephemeral);
+	json_decref(r->receipts);
 }
 
 static struct sroom *find_room(struct sroom *rooms, int n, const char *room_id)
@@ -275,12 +341,208 @@ static struct sroom *find_room(struct sroom *rooms, int n, const char *room_id)
 	return NULL;
 }
 
-json_t *sync_build(struct db *db, const char *user_id, const char *device_id, int64_t since, bool full_state,
-		   const struct sync_filter *f, bool *empty, struct al_error *err)
+static bool joined(const struct sroom *sr)
+{
+	return strcmp(sr->membership, "join") == 0;
+}
+
+/* m.receipt for joined rooms: every receipt of the rooms in full_ids (new
+ * to the client), the ones that moved after since in the others;
+ * m.read.private only the user's own. */
+static int add_receipts(struct db *db, struct sroom *rooms, int n, const char *user_id, const char *s_since,
+			const char *s_now, const char *const *full_ids, int nfull, struct al_error *err)
+{
+	const char **jids = calloc((size_t)n + 1, sizeof(*jids));
+	if (!jids)
+		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	int nj = 0;
+	for (int i = 0; i < n; i++)
+		if (joined(&rooms[i]))
+			jids[nj++] = rooms[i].room_id;
+	int rc = 0;
+	if (nj == 0)
+		goto out;
+	char *arr_j = room_pg_array(jids, nj), *arr_f = room_pg_array(full_ids, nfull);
+	const char *p[] = {arr_j, arr_f, s_since, s_now, user_id};
+	PGresult *r = arr_j && arr_f ? db_exec(db, err,
+					       "SELECT room_id, user_id, receipt_type, thread_id, event_id, ts FROM receipts "
+					       "WHERE stream_ordering <= $4::bigint AND (receipt_type <> 'm.read.private' "
+					       "OR user_id = $5) AND (room_id = ANY($2::text[]) OR "
+					       "(room_id = ANY($1::text[]) AND stream_ordering > $3::bigint)) "
+					       "ORDER BY stream_ordering",
+					       5, p)
+				     : NULL;
+	free(arr_j);
+	free(arr_f);
+	if (!r) {
+		rc = err->status ? -1 : al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+		goto out;
+	}
+	for (int i = 0; i < PQntuples(r); i++) {
+		struct sroom *sr = find_room(rooms, n, PQgetvalue(r, i, 0));
+		if (!sr)
+			continue;
+		if (!sr->receipts)
+			sr->receipts = json_object();
+		json_t *by_event = json_object_get(sr->receipts, PQgetvalue(r, i, 4));
+		if (!by_event) {
+			by_event = json_object();
+			json_object_set_new(sr->receipts, PQgetvalue(r, i, 4), by_event);
+		}
+		json_t *by_type = json_object_get(by_event, PQgetvalue(r, i, 2));
+		if (!by_type) {
+			by_type = json_object();
+			json_object_set_new(by_event, PQgetvalue(r, i, 2), by_type);
+		}
+		json_t *rec = json_pack("{s:I}", "ts", (json_int_t)col_i64(r, i, 5));
+		if (*PQgetvalue(r, i, 3))
+			json_object_set_new(rec, "thread_id", json_string(PQgetvalue(r, i, 3)));
+		json_object_set_new(by_type, PQgetvalue(r, i, 1), rec);
+	}
+	PQclear(r);
+out:
+	free(jids);
+	return rc;
+}
+
+/* The device's to-device messages after `after`, at most
+ * SYNC_MAX_TO_DEVICE; *upto is how far they reach. */
+static json_t *to_device_events(struct db *db, const char *user_id, const char *device_id, int64_t after,
+				int64_t now, int64_t *upto, struct al_error *err)
+{
+	char s_after[24], s_now[24], lim[16];
+	fmt_i64(s_after, sizeof(s_after), after);
+	fmt_i64(s_now, sizeof(s_now), now);
+	snprintf(lim, sizeof(lim), "%d", SYNC_MAX_TO_DEVICE + 1);
+	const char *p[] = {user_id, device_id, s_after, s_now, lim};
+	PGresult *r = db_exec(db, err,
+			      "SELECT stream_ordering, sender, type, content FROM device_inbox WHERE user_id = $1 "
+			      "AND device_id = $2 AND stream_ordering > $3::bigint AND stream_ordering <= $4::bigint "
+			      "ORDER BY stream_ordering LIMIT $5::int",
+			      5, p);
+	if (!r)
+		return NULL;
+	json_t *a = json_array();
+	int rows = PQntuples(r), take = rows > SYNC_MAX_TO_DEVICE ? SYNC_MAX_TO_DEVICE : rows;
+	*upto = rows > SYNC_MAX_TO_DEVICE ? col_i64(r, take - 1, 0) : now;
+	for (int i = 0; i < take; i++) {
+		json_t *c = json_loads(PQgetvalue(r, i, 3), 0, NULL);
+		json_array_append_new(a, json_pack("{s:s, s:s, s:o}", "sender", PQgetvalue(r, i, 1), "type",
+						   PQgetvalue(r, i, 2), "content", c ? c : json_object()));
+	}
+	PQclear(r);
+	return a;
+}
+
+/* Room summaries (m.joined_member_count, m.invited_member_count, m.heroes),
+ * computed as Synapse does: when members are lazy-loaded, for joined rooms
+ * synced whole, gappy or with membership changes in the timeline. Heroes
+ * (the room has no name or canonical alias): up to 5 other joined or
+ * invited members by user ID, else those who left. One query for all
+ * rooms. Returns {room_id: summary}; NULL on error. */
+static json_t *room_summaries(struct db *db, struct sroom *rooms, int n, const char *user_id,
+			      const struct sync_filter *f, struct al_error *err)
+{
+	json_t *out = json_object();
+	if (!out || !f || !f->lazy_load_members)
+		return out;
+	const char **ids = calloc((size_t)n + 1, sizeof(*ids));
+	int k = 0;
+	for (int i = 0; ids && i < n; i++) {
+		struct sroom *sr = &rooms[i];
+		if (!joined(sr))
+			continue;
+		bool members = sr->full_state || sr->limited;
+		size_t j;
+		json_t *ev;
+		json_array_foreach(sr->timeline, j, ev)
+		{
+			const char *t = json_string_value(json_object_get(ev, "type"));
+			if (t && strcmp(t, "m.room.member") == 0)
+				members = true;
+		}
+		if (members)
+			ids[k++] = sr->room_id;
+	}
+	char *arr = ids && k > 0 ? room_pg_array(ids, k) : NULL;
+	free(ids);
+	if (!arr)
+		return out;
+	const char *p[] = {arr, user_id};
+	PGresult *r = db_exec(
+		db, err,
+		"SELECT q.room_id, "
+		"(SELECT count(*) FROM room_memberships m WHERE m.room_id = q.room_id AND m.membership = 'join'), "
+		"(SELECT count(*) FROM room_memberships m WHERE m.room_id = q.room_id AND m.membership = 'invite'), "
+		"EXISTS (SELECT 1 FROM current_state cs JOIN events e ON e.event_id = cs.event_id "
+		"WHERE cs.room_id = q.room_id AND cs.state_key = '' AND ((cs.type = 'm.room.name' AND "
+		"coalesce(e.json::jsonb #>> '{content,name}', '') <> '') OR (cs.type = 'm.room.canonical_alias' AND "
+		"coalesce(e.json::jsonb #>> '{content,alias}', '') <> ''))), "
+		"array_to_json(ARRAY(SELECT m.user_id FROM room_memberships m WHERE m.room_id = q.room_id "
+		"AND m.user_id <> $2 AND m.membership IN ('join', 'invite') ORDER BY m.user_id LIMIT 5)), "
+		"array_to_json(ARRAY(SELECT m.user_id FROM room_memberships m WHERE m.room_id = q.room_id "
+		"AND m.user_id <> $2 AND m.membership IN ('leave', 'ban') ORDER BY m.user_id LIMIT 5)) "
+		"FROM unnest($1::text[]) AS q(room_id)",
+		2, p);
+	free(arr);
+	if (!r) {
+		json_decref(out);
+		return NULL;
+	}
+	for (int i = 0; i < PQntuples(r); i++) {
+		json_t *sum = json_pack("{s:I, s:I}", "m.joined_member_count", (json_int_t)col_i64(r, i, 1),
+					"m.invited_member_count", (json_int_t)col_i64(r, i, 2));
+		if (!sum)
+			continue;
+		if (strcmp(PQgetvalue(r, i, 3), "t") != 0) {
+			json_t *heroes = json_loads(PQgetvalue(r, i, 4), 0, NULL);
+			if (json_array_size(heroes) == 0) {
+				json_decref(heroes);
+				heroes = json_loads(PQgetvalue(r, i, 5), 0, NULL);
+			}
+			json_object_set_new(sum, "m.heroes", heroes ? heroes : json_array());
+		}
+		json_object_set_new(out, PQgetvalue(r, i, 0), sum);
+	}
+	PQclear(r);
+	return out;
+}
+
+/* Drop the presence events a filter's senders/not_senders exclude. */
+static void presence_filter_senders(json_t *events, json_t *pf)
+{
+	json_t *senders = json_object_get(pf, "senders"), *not_senders = json_object_get(pf, "not_senders");
+	if (!senders && !not_senders)
+		return;
+	for (size_t i = json_array_size(events); i-- > 0;) {
+		const char *who = json_string_value(json_object_get(json_array_get(events, i), "sender"));
+		bool keep = !senders;
+		size_t k;
+		json_t *v;
+		json_array_foreach(senders, k, v)
+		{
+			if (who && strcmp(json_string_value(v), who) == 0)
+				keep = true;
+		}
+		json_array_foreach(not_senders, k, v)
+		{
+			if (who && strcmp(json_string_value(v), who) == 0)
+				keep = false;
+		}
+		if (!keep)
+			json_array_remove(events, i);
+	}
+}
+
+json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, const char *device_id,
+		   const struct sync_pos *since_pos, bool full_state, const struct sync_filter *f, bool *empty,
+		   struct al_error *err)
 {
 	PGresult *mem = NULL, *r = NULL;
 	struct sroom *rooms = NULL;
-	json_t *out = NULL, *global_ad = json_array();
+	json_t *out = NULL, *global_ad = json_array(), *to_device = NULL, *typing_changed = NULL, *presence = NULL,
+	       *summaries = NULL;
+	int64_t since = since_pos->stream;
 	char *arr_rooms = NULL, *arr_caps = NULL, *arr_los = NULL, *arr_full = NULL, *arr_inv = NULL;
 	const char **ids = NULL, **caps = NULL, **los = NULL, **full_ids = NULL, **inv_ids = NULL;
 	char (*capbuf)[24] = NULL, (*lobuf)[24] = NULL;
@@ -295,13 +557,14 @@ json_t *sync_build(struct db *db, const char *user_id, const char *device_id, in
 	fmt_i64(s_since, sizeof(s_since), since);
 	fmt_i64(s_now, sizeof(s_now), now);
 
-	const char *mp[] = {user_id, s_since, s_now};
+	const char *mp[] = {user_id, s_since, s_now, f && f->include_leave ? "t" : "f"};
 	mem = db_exec(db, err,
 		      "SELECT room_id, membership, stream_ordering FROM room_memberships WHERE user_id = $1 "
 		      "AND NOT forgotten AND stream_ordering <= $3::bigint AND ("
-		      "($2::bigint = 0 AND membership IN ('join', 'invite')) OR "
+		      "($2::bigint = 0 AND (membership IN ('join', 'invite') OR "
+		      "($4::boolean AND membership IN ('leave', 'ban')))) OR "
 		      "($2::bigint > 0 AND (membership = 'join' OR stream_ordering > $2::bigint)))",
-		      3, mp);
+		      4, mp);
 	if (!mem)
 		goto fail;
 	int n = PQntuples(mem);
@@ -328,15 +591,16 @@ json_t *sync_build(struct db *db, const char *user_id, const char *device_id, in
 		sr->senders = json_object();
 		sr->ids = json_object();
 		sr->account_data = json_array();
+		sr->ephemeral = json_array();
 		if (strcmp(sr->membership, "invite") == 0) {
 			inv_ids[ninv++] = sr->room_id;
 			continue;
 		}
-		bool joined = strcmp(sr->membership, "join") == 0;
-		sr->cap = joined ? now : sr->mstream;
-		sr->full_state = full_state || since == 0 || (joined && sr->mstream > since);
+		bool is_joined = joined(sr);
+		sr->cap = is_joined ? now : sr->mstream;
+		sr->full_state = full_state || since == 0 || (is_joined && sr->mstream > since);
 		sr->lo = sr->full_state ? 0 : since;
-		if (joined && sr->full_state)
+		if (is_joined && sr->full_state)
 			full_ids[nfull++] = sr->room_id;
 		ids[nt] = sr->room_id;
 		fmt_i64(capbuf[nt], sizeof(capbuf[nt]), sr->cap);
@@ -523,8 +787,54 @@ json_t *sync_build(struct db *db, const char *user_id, const char *device_id, in
 		r = NULL;
 	}
 
+	/* Ephemeral: receipts, typing. */
+	if (add_receipts(db, rooms, n, user_id, s_since, s_now, full_ids, nfull, err) < 0)
+		goto fail;
+	bool typing_reset = false;
+	struct sync_pos next = {.stream = now, .typing = since_pos->typing, .to_device = now};
+	if (typing)
+		next.typing = typing_changes(typing, since > 0 ? since_pos->typing : 0, &typing_changed, &typing_reset);
+	bool want_typing = !f || !f->ephemeral || type_matches(f->ephemeral, "m.typing");
+	bool want_receipts = !f || !f->ephemeral || type_matches(f->ephemeral, "m.receipt");
+	for (int i = 0; i < n; i++) {
+		struct sroom *sr = &rooms[i];
+		if (!joined(sr))
+			continue;
+		json_t *users = json_object_get(typing_changed, sr->room_id);
+		if (want_typing && (users || typing_reset))
+			json_array_append_new(sr->ephemeral,
+					      json_pack("{s:s, s:{s:o}}", "type", "m.typing", "content", "user_ids",
+							users ? json_incref(users) : json_array()));
+		if (want_receipts && sr->receipts)
+			json_array_append_new(sr->ephemeral,
+					      json_pack("{s:s, s:O}", "type", "m.receipt", "content", sr->receipts));
+	}
+	/* Presence of the users she may see that changed since. */
+	json_t *pf = f && f->doc ? json_object_get(f->doc, "presence") : NULL;
+	json_t *pl = json_object_get(pf, "limit");
+	if (!pf || (type_matches(pf, "m.presence") && !(json_is_integer(pl) && json_integer_value(pl) == 0))) {
+		presence = presence_sync_events(db, user_id, since, now, room_now_ms(), err);
+		if (!presence)
+			goto fail;
+		presence_filter_senders(presence, pf);
+		if (json_array_size(presence) > 0)
+			*empty = false;
+	}
+	/* To-device messages of this device. */
+	if (device_id) {
+		int64_t after = since_pos->to_device < since ? since_pos->to_device : since;
+		to_device = to_device_events(db, user_id, device_id, after, now, &next.to_device, err);
+		if (!to_device)
+			goto fail;
+		if (json_array_size(to_device) > 0)
+			*empty = false;
+	}
+
+	summaries = room_summaries(db, rooms, n, user_id, f, err);
+	if (!summaries)
+		goto fail;
 	json_t *join = json_object(), *invite = json_object(), *leave = json_object();
-	char tok[32];
+	char tok[SYNC_TOKEN_MAX];
 	for (int i = 0; i < n; i++) {
 		struct sroom *sr = &rooms[i];
 		if (strcmp(sr->membership, "invite") == 0) {
@@ -533,31 +843,43 @@ json_t *sync_build(struct db *db, const char *user_id, const char *device_id, in
 			*empty = false;
 			continue;
 		}
-		bool joined = strcmp(sr->membership, "join") == 0;
+		bool is_joined = joined(sr);
 		bool some = json_array_size(sr->timeline) > 0 || json_array_size(sr->state) > 0 ||
-			    json_array_size(sr->account_data) > 0;
-		if (!some && !(joined && sr->full_state) && !(!joined && sr->mstream > since))
+			    json_array_size(sr->account_data) > 0 || json_array_size(sr->ephemeral) > 0;
+		if (!some && !(is_joined && sr->full_state) && !(!is_joined && sr->mstream > since))
 			continue;
-		room_token_format(sr->first ? sr->first - 1 : since, tok, sizeof(tok));
+		/* prev_batch: where /messages continues backwards. A room loaded
+		 * whole (initial sync, new join) whose timeline was not trimmed
+		 * gives the sync point itself, as Synapse does; otherwise just
+		 * before the first timeline event. */
+		int64_t prev = sr->first ? sr->first - 1 : since;
+		if (sr->full_state && !sr->limited)
+			prev = sr->cap;
+		room_token_format(prev, tok, sizeof(tok));
 		json_t *entry = json_pack("{s:{s:O, s:b, s:s}, s:{s:O}, s:{s:O}}", "timeline", "events", sr->timeline,
 					  "limited", sr->limited, "prev_batch", tok, "state", "events", sr->state,
 					  "account_data", "events", sr->account_data);
-		if (joined) {
-			json_object_set_new(entry, "ephemeral", json_pack("{s:[]}", "events"));
+		if (is_joined) {
+			json_object_set_new(entry, "ephemeral", json_pack("{s:O}", "events", sr->ephemeral));
 			json_object_set_new(entry, "unread_notifications",
 					    json_pack("{s:i, s:i}", "highlight_count", 0, "notification_count", 0));
-			json_object_set_new(entry, "summary", json_object());
+			json_t *sum = json_object_get(summaries, sr->room_id);
+			json_object_set_new(entry, "summary", sum ? json_incref(sum) : json_object());
 			json_object_set_new(join, sr->room_id, entry);
 		} else {
 			json_object_set_new(leave, sr->room_id, entry);
 		}
 		*empty = false;
 	}
-	room_token_format(now, tok, sizeof(tok));
-	out = json_pack("{s:s, s:{s:o, s:o, s:o}, s:{s:O}, s:{s:[]}, s:{s:[]}, s:{s:[], s:[]}, s:{}}", "next_batch", tok,
+	if (!to_device)
+		to_device = json_array();
+	sync_pos_format(&next, tok, sizeof(tok));
+	if (!presence)
+		presence = json_array();
+	out = json_pack("{s:s, s:{s:o, s:o, s:o}, s:{s:O}, s:{s:O}, s:{s:O}, s:{s:[], s:[]}, s:{}}", "next_batch", tok,
 			"rooms", "join", join, "invite", invite, "leave", leave, "account_data", "events", global_ad,
-			"presence", "events", "to_device", "events", "device_lists", "changed", "left",
-			"device_one_time_keys_count");
+			"presence", "events", presence, "to_device", "events", to_device,
+			"device_lists", "changed", "left", "device_one_time_keys_count");
 	if (!out)
 		al_error_set(err, 500, "M_UNKNOWN", "out of memory");
 fail:
@@ -566,6 +888,10 @@ fail:
 			sroom_free(&rooms[i]);
 	}
 	json_decref(global_ad);
+	json_decref(to_device);
+	json_decref(presence);
+	json_decref(summaries);
+	json_decref(typing_changed);
 	if (r)
 		PQclear(r);
 	if (mem)
@@ -641,4 +967,167 @@ json_t *sync_account_data_get(struct db *db, const char *user_id, const char *ro
 	if (!c)
 		al_error_set(err, 404, "M_NOT_FOUND", "Account data not found");
 	return c;
+}
+
+/* ---- to-device ---- */
+
+int sync_to_device_ack(struct db *db, const char *user_id, const char *device_id, int64_t upto,
+		       struct al_error *err)
+{
+	if (!device_id || upto <= 0)
+		return 0;
+	char s_upto[24];
+	fmt_i64(s_upto, sizeof(s_upto), upto);
+	const char *p[] = {user_id, device_id, s_upto};
+	PGresult *r = db_exec(db, err,
+			      "DELETE FROM device_inbox WHERE user_id = $1 AND device_id = $2 AND stream_ordering <= $3::bigint",
+			      3, p);
+	if (!r)
+		return -1;
+	PQclear(r);
+	return 0;
+}
+
+/* The targets of a sendToDevice body as three parallel lists (user,
+ * device or "*", canonical content); only users of server_name. */
+struct td_targets {
+	const char **users, **devices;
+	char **contents;
+	int n;
+};
+
+static void td_targets_free(struct td_targets *t)
+{
+	for (int i = 0; i < t->n; i++)
+		free(t->contents[i]);
+	free(t->users);
+	free(t->devices);
+	free(t->contents);
+}
+
+static int td_targets_parse(json_t *messages, const char *server_name, struct td_targets *t, struct al_error *err)
+{
+	memset(t, 0, sizeof(*t));
+	if (!json_is_object(messages))
+		return al_error_set(err, 400, "M_BAD_JSON", "messages must be an object");
+	size_t total = 0;
+	const char *uid;
+	json_t *devs;
+	json_object_foreach(messages, uid, devs)
+	{
+		if (!json_is_object(devs))
+			return al_error_set(err, 400, "M_BAD_JSON", "messages.%s must be an object", uid);
+		total += json_object_size(devs);
+	}
+	if (total > SYNC_TO_DEVICE_MAX_TARGETS)
+		return al_error_set(err, 400, "M_INVALID_PARAM", "at most %d devices per request",
+				    SYNC_TO_DEVICE_MAX_TARGETS);
+	t->users = calloc(total + 1, sizeof(*t->users));
+	t->devices = calloc(total + 1, sizeof(*t->devices));
+	t->contents = calloc(total + 1, sizeof(*t->contents));
+	if (!t->users || !t->devices || !t->contents)
+		goto oom;
+	json_object_foreach(messages, uid, devs)
+	{
+		const char *colon = strchr(uid, ':');
+		if (uid[0] != '@' || !colon || strlen(uid) > 255)
+			return al_error_set(err, 400, "M_INVALID_PARAM", "%s is not a user ID", uid);
+		bool local = strcmp(colon + 1, server_name) == 0;
+		const char *dev;
+		json_t *content;
+		json_object_foreach(devs, dev, content)
+		{
+			if (!*dev || strlen(dev) > 255)
+				return al_error_set(err, 400, "M_INVALID_PARAM", "device IDs must be 1-255 bytes");
+			if (!json_is_object(content))
+				return al_error_set(err, 400, "M_BAD_JSON", "message content must be an object");
+			if (!local)
+				continue;
+			size_t len;
+			char *text = cjson_encode(content, &len, err);
+			if (!text)
+				return -1;
+			if (len > 65536) {
+				free(text);
+				return al_error_set(err, 413, "M_TOO_LARGE", "message content too large");
+			}
+			t->users[t->n] = uid;
+			t->devices[t->n] = dev;
+			t->contents[t->n] = text;
+			t->n++;
+		}
+	}
+	return 0;
+oom:
+	return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+}
+
+int sync_to_device_send(struct db *db, const char *server_name, const char *sender, const char *sender_device,
+			const char *type, const char *txn_id, json_t *messages, bool *delivered,
+			struct al_error *err)
+{
+	*delivered = false;
+	if (!type || !*type || strlen(type) > 255)
+		return al_error_set(err, 400, "M_INVALID_PARAM", "event type must be 1-255 bytes");
+	if (!txn_id || !*txn_id || strlen(txn_id) > 255)
+		return al_error_set(err, 400, "M_INVALID_PARAM", "txnId must be 1-255 bytes");
+	struct td_targets t;
+	int rc = -1;
+	char *arr_u = NULL, *arr_d = NULL, *arr_c = NULL;
+	if (td_targets_parse(messages, server_name, &t, err) < 0)
+		goto out;
+	if (db_begin(db, err) < 0)
+		goto out;
+	/* A concurrent twin waits here for the first to commit, then finds
+	 * its row. */
+	const char *tp[] = {sender, sender_device, txn_id};
+	PGresult *r = db_exec(db, err,
+			      "INSERT INTO device_txns (user_id, device_id, txn_id) VALUES ($1, $2, $3) "
+			      "ON CONFLICT DO NOTHING RETURNING 1",
+			      3, tp);
+	if (!r)
+		goto rollback;
+	bool first = PQntuples(r) == 1;
+	PQclear(r);
+	if (!first) {
+		db_rollback(db);
+		rc = 0;
+		goto out;
+	}
+	if (t.n > 0) {
+		arr_u = room_pg_array(t.users, t.n);
+		arr_d = room_pg_array(t.devices, t.n);
+		arr_c = room_pg_array((const char *const *)t.contents, t.n);
+		if (!arr_u || !arr_d || !arr_c) {
+			al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+			goto rollback;
+		}
+		r = db_exec(db, err, "SELECT pg_advisory_xact_lock(6006)", 0, NULL);
+		if (!r)
+			goto rollback;
+		PQclear(r);
+		const char *p[] = {arr_u, arr_d, arr_c, sender, type};
+		r = db_exec(db, err,
+			    "INSERT INTO device_inbox (user_id, device_id, stream_ordering, sender, type, content) "
+			    "SELECT d.user_id, d.device_id, nextval('al_stream_seq'), $4, $5, t.content "
+			    "FROM unnest($1::text[], $2::text[], $3::text[]) AS t(user_id, device_id, content) "
+			    "JOIN devices d ON d.user_id = t.user_id AND (t.device_id = '*' OR d.device_id = t.device_id)",
+			    5, p);
+		if (!r)
+			goto rollback;
+		*delivered = strcmp(PQcmdTuples(r), "0") != 0;
+		PQclear(r);
+	}
+	if (db_commit(db, err) < 0)
+		goto out;
+	rc = 0;
+	goto out;
+rollback:
+	db_rollback(db);
+out:
+	td_targets_free(&t);
+	free(arr_u);
+	free(arr_d);
+	free(arr_c);
+	return rc;
 }

@@ -1,6 +1,8 @@
-/* uia.h - user-interactive auth sessions for /register: the parameters of
+/* uia.h - user-interactive auth sessions: for /register the parameters of
  * the first request are remembered (the password only in memory, wiped on
- * expiry), and a completed session answers again with the same user.
+ * expiry), and a completed session answers again with the same user; the
+ * password-protected operations (devices, password, deactivation) keep the
+ * operation a session began with, so it cannot be switched part-way.
  * Bounded (oldest evicted) and expiring; per process. */
 #ifndef AL_UIA_H
 #define AL_UIA_H

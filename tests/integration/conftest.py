@@ -51,7 +51,8 @@ def admin_sql(statement):
 
 class Server:
     def __init__(self, tmpdir, ca, server_name=None, config_extra="", registration=True,
-                 limits="rate_per_second = 0.0;", allow_guests=False):
+                 limits="rate_per_second = 0.0;", allow_guests=False, federation_extra="",
+                 tls_name="localhost"):
         self.dir = str(tmpdir)
         self.client_port = free_port()
         self.fed_port = free_port()
@@ -63,10 +64,12 @@ class Server:
         self.proc = None
         self.base = "http://127.0.0.1:%d" % self.client_port
         self.fed_base = "https://127.0.0.1:%d" % self.fed_port
-        lib_sh("al_tls_cert %s %s %s" % (self.dir, "localhost", ca))
+        # the certificate is also valid for localhost and 127.0.0.1
+        lib_sh("al_tls_cert %s %s %s" % (self.dir, tls_name, ca))
         admin_sql('CREATE DATABASE "%s"' % self.dbname)
         self.limits = limits
         self.allow_guests = allow_guests
+        self.federation_extra = federation_extra  # settings inside federation = { ... }
         self.write_config(registration, config_extra)
         self.run_cli("--generate-keys")
 
@@ -86,13 +89,14 @@ log_level = "info";
 registration = {{ enabled = {reg}; allow_guests = {guests}; }};
 passwords = {{ argon2_ops_limit = 1; argon2_mem_limit_kib = 8192; }};
 limits = {{ {limits} }};
-federation = {{ ca_file = "{ca}/ca.crt"; allow_loopback = true; }};
+federation = {{ ca_file = "{ca}/ca.crt"; allow_loopback = true; {fed_extra} }};
 verification = {{ dev_verifier = true; }};
 {extra}
 """.format(name=self.server_name, base=self.base, cport=self.client_port, fport=self.fed_port,
            dir=self.dir, pg=PGHOST, db=self.dbname, sql=SQL_DIR,
            reg="true" if registration else "false", ca=self.ca, extra=extra,
-           limits=self.limits, guests="true" if self.allow_guests else "false")
+           limits=self.limits, guests="true" if self.allow_guests else "false",
+           fed_extra=self.federation_extra)
         with open(self.config_path, "w") as f:
             f.write(conf)
 

@@ -7,17 +7,30 @@ C = "/_matrix/client/v3"
 
 
 class User:
-    def __init__(self, server, name=None):
+    def __init__(self, server, name=None, login=False):
         self.s = server
         name = name or "u" + uuid.uuid4().hex[:10]
+        self.name = name
+        if login:
+            r = server.post(C + "/login", json={"type": "m.login.password", "password": "pw-" + name,
+                                                "identifier": {"type": "m.id.user", "user": name}})
+            assert r.status_code == 200, r.text
+            self._take(r.json())
+            return
         r = server.post(C + "/register", json={"auth": {"type": "m.login.dummy"}, "username": name,
                                                "password": "pw-" + name})
         assert r.status_code == 200, r.text
-        b = r.json()
+        self._take(r.json())
+
+    def _take(self, b):
         self.user_id = b["user_id"]
         self.token = b["access_token"]
         self.device_id = b["device_id"]
         self.h = {"Authorization": "Bearer " + self.token}
+
+    def new_device(self):
+        """The same account logged in again: another device."""
+        return User(self.s, self.name, login=True)
 
     def get(self, path, timeout=10, **kw):
         return requests.get(self.s.base + C + path, headers=self.h, timeout=timeout, **kw)

@@ -251,7 +251,7 @@ def test_resolve_and_privacy(server):
     assert r.status_code == 404 and errcode(r) == "M_NOT_FOUND"
     r = resolve(owner, "@olive.aura")
     assert r.status_code == 200 and r.json()["privacy_level"] == "private"
-    # friends: nobody shares a room yet, so only the owner
+    # friends: the two share no room, so only the owner
     assert owner.patch({"privacy_level": "friends"}).status_code == 200
     assert resolve(other, "@olive.aura").status_code == 404
     assert resolve(owner, "@olive.aura").status_code == 200
@@ -259,6 +259,64 @@ def test_resolve_and_privacy(server):
     assert owner.patch({"privacy_level": "public", "allow_discovery": False}).status_code == 200
     assert resolve(other, "@olive.aura").status_code == 200
     assert other.get("/aura_id/search", params={"q": "olive"}).json() == {"results": [], "count": 0}
+
+
+def test_friends_level_follows_shared_joined_rooms(server):
+    """friends: visible to users who share a joined room with the owner, in
+    resolve and in mesh node listing; search still lists the handle (it is
+    discoverable and not private)."""
+    import requests
+    owner, stranger = User(server, "fr_owner"), User(server, "fr_stranger")
+    owner.claim("frieda", privacy_level="friends")
+    r = requests.post(server.base + A + "/mesh/nodes/register", headers=owner.h, timeout=10,
+                      json={"aura_id": "@frieda.aura", "node_type": "peer"})
+    assert r.status_code == 201, r.text
+
+    def nodes(user):
+        return user.get("/mesh/nodes/aura/@frieda.aura")
+
+    def room(user, path, body=None):
+        r = requests.post(server.base + C + path, headers=user.h, json=body or {}, timeout=10)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    assert resolve(stranger, "@frieda.aura").status_code == 404
+    assert errcode(resolve(stranger, "@frieda.aura")) == "M_NOT_FOUND"
+    assert nodes(stranger).status_code == 404
+    assert resolve(owner, "@frieda.aura").status_code == 200
+    assert [x["aura_id"] for x in stranger.get("/aura_id/search", params={"q": "frieda"}).json()[
+        "results"]] == ["@frieda.aura"]
+    # a room the owner is in, the stranger only invited: not yet a friend
+    room_id = room(owner, "/createRoom", {"preset": "private_chat"})["room_id"]
+    room(owner, "/rooms/%s/invite" % room_id, {"user_id": stranger.user_id})
+    assert resolve(stranger, "@frieda.aura").status_code == 404
+    # both joined: visible (the cached record is decided per viewer)
+    room(stranger, "/join/%s" % room_id)
+    r = resolve(stranger, "@frieda.aura")
+    assert r.status_code == 200, r.text
+    assert r.json()["privacy_level"] == "friends" and r.json()["user_id"] == owner.user_id
+    assert nodes(stranger).status_code == 200 and nodes(stranger).json()["count"] == 1
+    # a third user joined elsewhere is no friend
+    other = User(server, "fr_other")
+    room(other, "/createRoom", {"preset": "public_chat"})
+    assert resolve(other, "@frieda.aura").status_code == 404
+    # one leaves: hidden again
+    room(stranger, "/rooms/%s/leave" % room_id)
+    assert resolve(stranger, "@frieda.aura").status_code == 404
+    assert nodes(stranger).status_code == 404
+    # the owner's own leaving counts too
+    room2 = room(owner, "/createRoom", {"preset": "public_chat"})["room_id"]
+    room(stranger, "/join/%s" % room2)
+    assert resolve(stranger, "@frieda.aura").status_code == 200
+    room(owner, "/rooms/%s/leave" % room2)
+    assert resolve(stranger, "@frieda.aura").status_code == 404
+    # private stays owner-only whatever rooms are shared
+    room3 = room(owner, "/createRoom", {"preset": "public_chat"})["room_id"]
+    room(stranger, "/join/%s" % room3)
+    assert resolve(stranger, "@frieda.aura").status_code == 200
+    assert owner.patch({"privacy_level": "private"}).status_code == 200
+    assert resolve(stranger, "@frieda.aura").status_code == 404
+    assert nodes(stranger).status_code == 404
 
 
 def test_resolve_online_verified_and_profile_sync(server):

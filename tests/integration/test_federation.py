@@ -60,27 +60,45 @@ def xmatrix(key, origin, destination, method, uri, content=None, key_id=None):
 
 class FakeOrigin:
     """A minimal remote homeserver: serves its key document over HTTPS
-    (certificate from the test CA) and counts key requests."""
+    (certificate from the test CA) and counts key requests. It answers
+    org.auralink.aura_id queries for the handles in self.aura ({handle:
+    {"user_id", "server"?, "delay"?}}) with attestations signed by its key,
+    whatever they say (it does not check the asker's signature)."""
 
     def __init__(self, tmp_path, ca, valid_for_ms=3600_000):
         self.key = signedjson.key.generate_signing_key("a1")
         self.old_keys = {}
         self.valid_for_ms = valid_for_ms
         self.key_requests = 0
+        self.aura = {}
+        self.aura_queries = {}
         d = str(tmp_path)
         lib_sh("al_tls_cert %s localhost %s" % (d, ca))
         fake = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            def reply(self, status, doc):
+                body = canonical(doc)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
             def do_GET(self):
+                url = urllib.parse.urlsplit(self.path)
                 if self.path.startswith("/_matrix/key/v2/server"):
                     fake.key_requests += 1
-                    body = canonical(fake.key_document())
-                    self.send_response(200)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
+                    self.reply(200, fake.key_document())
+                elif url.path == "/_matrix/federation/v1/query/org.auralink.aura_id":
+                    handle = urllib.parse.parse_qs(url.query).get("aura_id", [""])[0]
+                    fake.aura_queries[handle] = fake.aura_queries.get(handle, 0) + 1
+                    spec = fake.aura.get(handle)
+                    if spec is None:
+                        self.reply(404, {"errcode": "M_NOT_FOUND", "error": "Unknown AuraID"})
+                        return
+                    time.sleep(spec.get("delay", 0))
+                    self.reply(200, fake.aura_answer(handle, spec))
                 else:
                     self.send_response(404)
                     self.send_header("Content-Length", "0")
@@ -106,6 +124,15 @@ class FakeOrigin:
                "valid_until_ts": int(time.time() * 1000) + self.valid_for_ms}
         return signedjson.sign.sign_json(doc, self.name, k)
 
+    def aura_answer(self, handle, spec):
+        now = int(time.time() * 1000)
+        server = spec.get("server", self.name)
+        att = signedjson.sign.sign_json({"aura_id": handle, "user_id": spec["user_id"], "server": server,
+                                         "issued_ts": now, "valid_until_ts": now + 3600_000},
+                                        self.name, self.key)
+        return {"aura_id": handle, "user_id": spec["user_id"], "server": server, "display_name": None,
+                "avatar_url": None, "is_verified": False, "attestation": att}
+
     def request(self, server, method, path, content=None, key=None, destination=None, key_id=None,
                 sent_content=None, auth=None):
         h = {}
@@ -129,7 +156,8 @@ def audit_reasons(s, action="auth_failed"):
 
 
 def test_xmatrix_refusals_and_key_cache(make_server, tmp_path_factory, ca):
-    a = make_server()
+    # refetches for unknown key ids: at most one a second here (default 30 s)
+    a = make_server(federation_extra="key_refetch_interval_seconds = 1;")
     uid, _ = register(a, "carl")
     fake = FakeOrigin(tmp_path_factory.mktemp("fake"), ca)
     try:
@@ -175,6 +203,7 @@ def test_xmatrix_refusals_and_key_cache(make_server, tmp_path_factory, ca):
         assert any("Destination" in x for x in reasons)
 
         # the key changes without rotation (old key not in old_verify_keys)
+        time.sleep(1.1)  # past key_refetch_interval_seconds
         fake.key = signedjson.key.generate_signing_key("a2")
         r = fake.request(a, "GET", path)
         assert r.status_code == 200, r.text
@@ -188,7 +217,8 @@ def test_xmatrix_refusals_and_key_cache(make_server, tmp_path_factory, ca):
 def test_expired_key_refused(make_server, tmp_path_factory, ca):
     a = make_server()
     uid, _ = register(a, "dora")
-    fake = FakeOrigin(tmp_path_factory.mktemp("fake"), ca, valid_for_ms=-60_000)
+    # expired ten minutes ago: beyond federation.clock_skew_ms (five minutes)
+    fake = FakeOrigin(tmp_path_factory.mktemp("fake"), ca, valid_for_ms=-600_000)
     try:
         path = "/_matrix/federation/v1/query/profile?user_id=" + urllib.parse.quote(uid)
         r = fake.request(a, "GET", path)
@@ -250,22 +280,67 @@ def test_aura_id_across_domains(make_server):
     carol, _ = register(b, "carol")
     claim(b, carol, "carolfed", ["only.example"])
 
-    r = a.get(ADM + "/federation/resolve/@bobfed.aura", headers=ha)
+    # a user of A resolves B's handle through the client endpoint
+    _, hal = register(a, "alice")
+
+    def resolve(handle):
+        return a.get(A + "/aura_id/resolve/" + handle, headers=hal)
+
+    def queries_on_b():
+        return b.read_log().count("/_matrix/federation/v1/query/org.auralink.aura_id")
+
+    r = resolve("@bobfed.aura")
     assert r.status_code == 200, r.text
     rec = r.json()
     assert rec["server"] == b.server_name and rec["user_id"] == "@bob:" + b.server_name
+    assert rec["aura_id"] == "@bobfed.aura" and rec["privacy_level"] == "public"
+    assert rec["is_online"] is False and rec["is_verified"] is False
     att = rec["attestation"]
     assert att["aura_id"] == "@bobfed.aura" and att["server"] == b.server_name
+    assert att["user_id"] == rec["user_id"]
     assert verify_signed(att, b.server_name, b.fed_get("/_matrix/key/v2/server").json())
-    # warm: served from the cache
+    # warm: served from A's cache, B is not asked again
+    asked = queries_on_b()
+    r = resolve("@BobFed.aura")
+    assert r.status_code == 200 and r.json()["user_id"] == rec["user_id"], r.text
+    assert queries_on_b() == asked
+    # the admin endpoint resolves through the same machinery
     r = a.get(ADM + "/federation/resolve/@bobfed.aura", headers=ha)
-    assert r.status_code == 200
-    # carol shares only with another domain
+    assert r.status_code == 200 and r.json()["server"] == b.server_name, r.text
+    # carol shares only with another domain: her server refuses A; A's
+    # user gets the 404 of a hidden AuraID, the admin sees the refusal
+    r = resolve("@carolfed.aura")
+    assert r.status_code == 404 and r.json()["errcode"] == "M_NOT_FOUND", r.text
     r = a.get(ADM + "/federation/resolve/@carolfed.aura", headers=ha)
     assert r.status_code == 403, r.text
-    # unknown handle
-    r = a.get(ADM + "/federation/resolve/@nobodyhere.aura", headers=ha)
-    assert r.status_code == 404, r.text
+    # unknown everywhere
+    r = resolve("@nobodyhere.aura")
+    assert r.status_code == 404 and r.json()["errcode"] == "M_NOT_FOUND", r.text
+    # friends-level and private AuraIDs on B are not shared with servers
+    for name, level in [("erinfed", "friends"), ("frankfed", "private")]:
+        uid, _ = register(b, name[:-3])
+        claim(b, uid, name)
+        b.sql("UPDATE aura_id_registry SET privacy_level = %s WHERE user_id = %s", level, uid)
+        r = resolve("@%s.aura" % name)
+        assert r.status_code == 404, (name, r.text)
+    # a handle hosted on A but hidden there (private, or suspended) is
+    # answered 404 by A without asking anyone, even though B has one
+    for name in ("twin", "twin2"):
+        uid, _ = register(b, "b" + name)
+        claim(b, uid, name)
+    r = requests.post(a.base + A + "/aura_id", headers=register(a, "twinowner")[1], timeout=10,
+                      json={"username": "twin", "privacy_level": "private"})
+    assert r.status_code == 201, r.text
+    suspended, hs = register(a, "twin2owner")
+    r = requests.post(a.base + A + "/aura_id", headers=hs, timeout=10, json={"username": "twin2"})
+    assert r.status_code == 201, r.text
+    r = requests.post(a.base + ADM + "/users/%s/suspend" % suspended, headers=ha, timeout=10, json={})
+    assert r.status_code == 200, r.text
+    asked = queries_on_b()
+    for name in ("@twin.aura", "@twin2.aura"):
+        r = resolve(name)
+        assert r.status_code == 404 and r.json()["errcode"] == "M_NOT_FOUND", (name, r.text)
+    assert queries_on_b() == asked
 
     # B blacklists A: refused
     dan, _ = register(b, "dan")
@@ -273,6 +348,8 @@ def test_aura_id_across_domains(make_server):
     r = requests.post(b.base + ADM + "/federation/servers", headers=hb, timeout=10,
                       json={"domain": a.server_name, "is_blacklisted": True})
     assert r.status_code == 201, r.text
+    r = resolve("@danfed.aura")
+    assert r.status_code == 404 and r.json()["errcode"] == "M_NOT_FOUND", r.text
     r = a.get(ADM + "/federation/resolve/@danfed.aura", headers=ha)
     assert r.status_code == 403, r.text
     assert b.sql("SELECT count(*) FROM federation_audit_log WHERE category = 'federation' "
@@ -294,6 +371,61 @@ def test_aura_id_across_domains(make_server):
     r = requests.delete(a.base + ADM + "/federation/servers/" + b.server_name, headers=ha, timeout=10)
     assert r.status_code == 200
     assert a.get(ADM + "/federation/servers/" + b.server_name, headers=ha).status_code == 404
+
+
+def test_aura_id_ranked_answers_and_foreign_users(make_server, tmp_path_factory, ca):
+    """Two peers claim one handle: the whitelisted one wins although the
+    pending one answers first; a peer may vouch only for its own users."""
+    a = make_server()
+    ha = admin(a)
+    _, hal = register(a, "rankalice")
+    low = FakeOrigin(tmp_path_factory.mktemp("low"), ca)
+    high = FakeOrigin(tmp_path_factory.mktemp("high"), ca)
+
+    def resolve(handle):
+        return a.get(A + "/aura_id/resolve/" + handle, headers=hal)
+
+    try:
+        for fake, body in ((low, {"trust_level": "pending"}), (high, {"is_whitelisted": True})):
+            body["domain"] = fake.name
+            r = requests.post(a.base + ADM + "/federation/servers", headers=ha, json=body, timeout=10)
+            assert r.status_code == 201, r.text
+        low.aura["@rankbob.aura"] = {"user_id": "@bob:" + low.name}
+        high.aura["@rankbob.aura"] = {"user_id": "@bob:" + high.name, "delay": 1.0}
+        t0 = time.time()
+        r = resolve("@rankbob.aura")
+        assert r.status_code == 200, r.text
+        assert r.json()["server"] == high.name and r.json()["user_id"] == "@bob:" + high.name, r.text
+        assert time.time() - t0 >= 0.9
+        assert low.aura_queries.get("@rankbob.aura") == 1  # it was asked and answered first
+        assert "conflicting answers aura_id=@rankbob.aura kept=%s" % high.name in a.read_log()
+        # a better-ranked peer that takes too long: the other's answer once
+        # the request timeout (5 s) has passed
+        low.aura["@slowhigh.aura"] = {"user_id": "@sh:" + low.name}
+        high.aura["@slowhigh.aura"] = {"user_id": "@sh:" + high.name, "delay": 8.0}
+        t0 = time.time()
+        r = resolve("@slowhigh.aura")
+        assert r.status_code == 200 and r.json()["server"] == low.name, r.text
+        assert 4.5 <= time.time() - t0 < 7.5
+        # the better-ranked peer does not know the handle: the other's answer
+        # is taken as soon as that is known
+        low.aura["@lowonly.aura"] = {"user_id": "@lo:" + low.name}
+        t0 = time.time()
+        r = resolve("@lowonly.aura")
+        assert r.status_code == 200 and r.json()["server"] == low.name, r.text
+        assert time.time() - t0 < 3
+        # a signed attestation for a user of another server is refused, also
+        # when it names that server as its own
+        for handle, spec in [("@liar.aura", {"user_id": "@victim:" + high.name}),
+                             ("@liar2.aura", {"user_id": "@victim:" + high.name, "server": high.name})]:
+            low.aura[handle] = spec
+            r = resolve(handle)
+            assert r.status_code == 404 and r.json()["errcode"] == "M_NOT_FOUND", (handle, r.text)
+            assert low.aura_queries.get(handle) == 1
+        assert "attestation refused aura_id=@liar.aura server=%s" % low.name in a.read_log()
+    finally:
+        low.close()
+        high.close()
 
 
 def test_sender_durable_exactly_once(make_server):

@@ -293,6 +293,11 @@ def test_find_bad_inputs_and_analytics(mesh_server):
     assert an["avg_success_rate"] == 0.5
     assert a.get("/routes/analytics", params={"hours": "x"}).status_code == 400
     assert b.get("/routes/analytics").json()["total_routes"] == 0
+    # the destination in any case: her stored spelling, her nodes
+    r = a.post("/routes/find-optimal", {"source_aura_id": a.aura, "destination_aura_id": b.aura.upper()[:-5] + ".aura",
+                                        "media_type": "video"})
+    assert r.status_code == 200, r.text
+    assert r.json()["destination_aura_id"] == b.aura and r.json()["search_us"] >= 0
 
 
 def test_restart_rebuilds_registry(mesh_server):
@@ -300,9 +305,131 @@ def test_restart_rebuilds_registry(mesh_server):
     n = u.register(node_type="relay")
     time.sleep(0.25)
     assert u.beat(n["node_id"], current_connections=4).status_code == 200
+    # a route answered just before the shutdown is written by it
+    v = User(mesh_server, "phoenixpeer")
+    v.register(latitude=35.68, longitude=139.69)
+    r = u.post("/routes/find-optimal", {"source_aura_id": u.aura, "destination_aura_id": v.aura})
+    assert r.status_code == 200, r.text
     assert mesh_server.stop() == 0
+    assert mesh_server.sql("SELECT requested_by FROM mesh_routes WHERE route_id = %s",
+                           r.json()["route_id"]) == [(u.user_id,)]
     mesh_server.start()
     j = u.get("/nodes/" + n["node_id"]).json()
     assert j["node_type"] == "relay" and j["current_connections"] == 4
     # its last heartbeat is older than the 2 s window by now, or soon
     assert wait_for(lambda: u.get("/nodes/" + n["node_id"]).json()["is_online"] is False)
+
+
+def test_confirmed_abuse_lowers_reputation_once(mesh_server):
+    root = admin(mesh_server)
+    rep = User(mesh_server, "reporter")
+    bad = User(mesh_server, "badrelay")
+    n = bad.register(node_type="relay")
+    nid = n["node_id"]
+
+    def report(severity):
+        r = mesh_server.post("/_auralink/client/v1/abuse_reports", headers=rep.h, json={
+            "reported_node_id": nid, "report_type": "malicious_node", "severity": severity,
+            "description": "drops media"})
+        assert r.status_code == 201, r.text
+        return r.json()["id"]
+
+    def patch(report_id, status):
+        r = requests.patch(mesh_server.base + "/_auralink/admin/v1/abuse_reports/" + report_id, headers=root.h,
+                           json={"status": status}, timeout=10)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def events():
+        return mesh_server.sql("SELECT previous_score, new_score, change, description FROM node_reputation_events"
+                               " WHERE node_id = %s AND event_type = 'abuse_confirmed' ORDER BY id", nid)
+
+    high = report("high")
+    # investigating, dismissed: nothing happens
+    patch(high, "investigating")
+    low = report("low")
+    patch(low, "dismissed")
+    time.sleep(0.3)
+    assert events() == []
+    assert bad.get("/nodes/" + nid).json()["reputation_score"] == 50
+    # confirmed: -20 for high, at once in memory, then as an event row
+    rec = patch(high, "confirmed")
+    assert rec["reputation_applied_at"] is not None
+    assert bad.get("/nodes/" + nid).json()["reputation_score"] == 30
+    assert wait_for(lambda: len(events()) == 1)
+    prev, new, change, desc = events()[0]
+    assert (prev, new, change) == (50, 30, -20) and high in desc
+    # reopened and confirmed again: not punished twice
+    patch(high, "pending")
+    again = patch(high, "confirmed")
+    assert again["reputation_applied_at"] == rec["reputation_applied_at"]
+    # the dismissed low one confirmed after all: -5
+    patch(low, "confirmed")
+    assert bad.get("/nodes/" + nid).json()["reputation_score"] == 25
+    assert wait_for(lambda: [e[:3] for e in events()] == [(50, 30, -20), (30, 25, -5)])
+    assert mesh_server.sql("SELECT reputation_score, trust_level FROM mesh_nodes WHERE node_id = %s",
+                           nid) == [(25.0, "suspicious")]
+    # a report about an AuraID (no node) confirms without touching any node
+    aura_report = mesh_server.post("/_auralink/client/v1/abuse_reports", headers=rep.h, json={
+        "reported_aura_id": bad.aura, "report_type": "spam", "description": "x"}).json()["id"]
+    assert patch(aura_report, "confirmed")["reputation_applied_at"] is None
+    time.sleep(0.3)
+    assert len(events()) == 2
+
+
+def test_is_optimal_judged_after_feedback(mesh_server):
+    root = admin(mesh_server)
+    a = User(mesh_server, "optcaller")
+    b = User(mesh_server, "optcallee")
+    r_owner = User(mesh_server, "optrelay")
+    na = a.register(latitude=51.5, longitude=-0.13)          # London
+    nb = b.register(latitude=48.86, longitude=2.35)          # Paris
+    nr = r_owner.register(node_type="relay", latitude=50.85, longitude=4.35, max_connections=10,
+                          bandwidth_capacity_mbps=1000)      # Brussels
+    r = mesh_server.post(ADMIN + "/nodes/%s/reputation" % nr["node_id"], headers=root.h,
+                         json={"change": 30, "description": "vetted"})
+    assert r.status_code == 200, r.text
+
+    def keep_alive():
+        time.sleep(0.21)
+        for u, n in ((a, na), (b, nb), (r_owner, nr)):
+            assert u.beat(n["node_id"]).status_code == 200
+
+    def find():
+        keep_alive()
+        r = a.post("/routes/find-optimal", {"source_aura_id": a.aura, "destination_aura_id": b.aura})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    # not judged before a latency is reported
+    direct = find()
+    assert direct["route_type"] == "direct_p2p"
+    # the row is written in a batch shortly after the answer
+    assert wait_for(lambda: mesh_server.sql("SELECT is_optimal FROM mesh_routes WHERE route_id = %s",
+                                            direct["route_id"])) == [(False,)]
+    an = a.get("/routes/analytics").json()
+    assert an["optimal_routes"] == 0 and an["optimal_share"] == 0
+    # the direct path turns out slow: re-scored with 250 ms it is far below
+    # the relayed path the search now prefers -> not optimal
+    for _ in range(3):
+        r = a.put("/routes/%s/performance" % direct["route_id"], {"actual_latency_ms": 250, "packet_loss_rate": 0})
+        assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["is_optimal"] is False, out
+    assert out["actual_score"] < out["best_alternative_score"] - 2
+    # the next route goes through the relay and performs as predicted -> optimal
+    relayed = find()
+    assert relayed["route_type"] == "relay" and relayed["path_nodes"][1] == nr["node_id"], relayed
+    r = a.put("/routes/%s/performance" % relayed["route_id"],
+              {"actual_latency_ms": relayed["predicted_latency_ms"], "packet_loss_rate": 0})
+    assert r.status_code == 200 and r.json()["is_optimal"] is True, r.text
+    assert mesh_server.sql("SELECT route_id::text, is_optimal FROM mesh_routes ORDER BY created_at") == [
+        (direct["route_id"], False), (relayed["route_id"], True)]
+    an = a.get("/routes/analytics").json()
+    assert an["total_routes"] == 2 and an["optimal_routes"] == 1 and an["optimal_share"] == 0.5
+    # a report without latency does not judge (and changes nothing)
+    third = find()
+    assert third["route_id"] != relayed["route_id"]  # feedback dropped it from the cache
+    r = a.put("/routes/%s/performance" % third["route_id"], {"packet_loss_rate": 0.01})
+    assert r.status_code == 200 and "is_optimal" not in r.json()
+    assert a.get("/routes/analytics").json()["optimal_share"] == 0.5

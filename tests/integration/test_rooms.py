@@ -260,3 +260,58 @@ def test_concurrent_senders_linear_dag(server):
     n_edges = server.sql("SELECT count(*) FROM event_edges e JOIN events v USING (event_id) WHERE v.room_id = %s",
                          room)[0][0]
     assert n_edges == len(rows) - 1
+
+
+def test_txn_scope_room_and_endpoint(server):
+    a = User(server)
+    r1, r2 = a.create_room(), a.create_room()
+    e1 = a.send_ok(r1, "one", txn="same")
+    e2 = a.send_ok(r2, "two", txn="same")
+    assert e1 != e2
+    for room, body in ((r1, "one"), (r2, "two")):
+        rows = server.sql("SELECT json FROM events WHERE room_id = %s AND type = 'm.room.message'", room)
+        assert [json.loads(t)["content"]["body"] for t, in rows] == [body]
+    # a redaction with the same txnId is another request
+    r = a.put("/rooms/%s/redact/%s/same" % (r1, e1), {})
+    assert r.status_code == 200, r.text
+    red = r.json()["event_id"]
+    assert red not in (e1, e2)
+    # and each is idempotent on its own
+    assert a.put("/rooms/%s/redact/%s/same" % (r1, e1), {}).json()["event_id"] == red
+    assert a.send_ok(r1, "one", txn="same") == e1
+
+
+def test_txn_concurrent_identical_puts(server):
+    a = User(server)
+    room = a.create_room()
+    for attempt in range(3):
+        txn = "race%d" % attempt
+        with concurrent.futures.ThreadPoolExecutor(8) as ex:
+            rs = list(ex.map(lambda _: a.send(room, "racing", txn=txn), range(8)))
+        assert [r.status_code for r in rs] == [200] * 8, [r.text for r in rs]
+        assert len({r.json()["event_id"] for r in rs}) == 1
+        n = server.sql("SELECT count(*) FROM events WHERE room_id = %s AND txn_id = %s", room, txn)[0][0]
+        assert n == 1
+
+
+def test_unban_needs_a_ban(server):
+    a, b, c = User(server), User(server), User(server)
+    room = a.create_room(preset="public_chat")
+    assert b.join(room).status_code == 200
+    # joined, never a member, left: not banned
+    for target in (b.user_id, c.user_id):
+        r = a.post("/rooms/%s/unban" % room, {"user_id": target})
+        assert r.status_code == 403 and errcode(r) == "M_FORBIDDEN", r.text
+    assert b.post("/rooms/%s/leave" % room).status_code == 200
+    r = a.post("/rooms/%s/unban" % room, {"user_id": b.user_id})
+    assert r.status_code == 403 and errcode(r) == "M_FORBIDDEN"
+    n_before = server.sql("SELECT count(*) FROM events WHERE room_id = %s", room)[0][0]
+    assert a.post("/rooms/%s/ban" % room, {"user_id": b.user_id}).status_code == 200
+    assert a.post("/rooms/%s/unban" % room, {"user_id": b.user_id}).status_code == 200
+    assert a.get("/rooms/%s/state/m.room.member/%s" % (room, b.user_id)).json()["membership"] == "leave"
+    # a second unban finds no ban
+    r = a.post("/rooms/%s/unban" % room, {"user_id": b.user_id})
+    assert r.status_code == 403
+    assert server.sql("SELECT count(*) FROM events WHERE room_id = %s", room)[0][0] == n_before + 2
+    r = a.post("/rooms/%s/unban" % room, {})
+    assert r.status_code == 400

@@ -6,7 +6,7 @@ import asyncio
 import threading
 import time
 
-from rooms_util import C, User
+from rooms_util import C, User, errcode
 
 
 def timeline_ids(body, room):
@@ -194,3 +194,290 @@ def test_matrix_nio_client(server):
             await cb.close()
 
     asyncio.run(run())
+
+
+# ---- ephemeral: typing, receipts; to-device ----
+
+def ephemeral(body, room, type_):
+    evs = body["rooms"]["join"].get(room, {}).get("ephemeral", {}).get("events", [])
+    found = [e for e in evs if e["type"] == type_]
+    assert len(found) <= 1
+    return found[0]["content"] if found else None
+
+
+def parked_sync(user, token, action, timeout_ms=20000):
+    """Park a long-poll sync, run action() while it waits; returns the body
+    and how long after the action it came back."""
+    result = {}
+
+    def poll():
+        result["body"] = user.sync(since=token, timeout=timeout_ms)
+        result["t"] = time.time()
+
+    th = threading.Thread(target=poll)
+    th.start()
+    time.sleep(0.5)
+    assert "body" not in result, "the sync did not park"
+    t0 = time.time()
+    action()
+    th.join(15)
+    assert not th.is_alive()
+    return result["body"], result["t"] - t0
+
+
+def test_typing(server):
+    a, b, c = User(server), User(server), User(server)
+    room = a.create_room(preset="public_chat")
+    assert b.join(room).status_code == 200
+    token = a.sync()["next_batch"]
+    path = "/rooms/%s/typing/%s" % (room, b.user_id)
+    assert b.put(path, {"typing": True, "timeout": 30000}).status_code == 200
+    s = a.sync(since=token)
+    assert ephemeral(s, room, "m.typing") == {"user_ids": [b.user_id]}
+    token = s["next_batch"]
+    # unchanged: not repeated, even when the room has new events
+    assert b.put(path, {"typing": True, "timeout": 30000}).status_code == 200
+    s = a.sync(since=token)
+    assert room not in s["rooms"]["join"]
+    a.send_ok(room, "hello")
+    s = a.sync(since=token)
+    assert ephemeral(s, room, "m.typing") is None
+    token = s["next_batch"]
+    # a second typist, then b stops
+    assert a.put("/rooms/%s/typing/%s" % (room, a.user_id), {"typing": True, "timeout": 30000}).status_code == 200
+    s = a.sync(since=token)
+    assert sorted(ephemeral(s, room, "m.typing")["user_ids"]) == sorted([a.user_id, b.user_id])
+    token = s["next_batch"]
+    assert b.put(path, {"typing": False}).status_code == 200
+    s = a.sync(since=token)
+    assert ephemeral(s, room, "m.typing") == {"user_ids": [a.user_id]}
+    token = s["next_batch"]
+    # an initial sync shows who types now
+    assert ephemeral(b.sync(), room, "m.typing") == {"user_ids": [a.user_id]}
+    # refusals: for someone else, not joined, bad bodies
+    r = a.put(path, {"typing": True, "timeout": 1000})
+    assert r.status_code == 403 and errcode(r) == "M_FORBIDDEN"
+    r = c.put("/rooms/%s/typing/%s" % (room, c.user_id), {"typing": True, "timeout": 1000})
+    assert r.status_code == 403 and errcode(r) == "M_FORBIDDEN"
+    assert b.put(path, {"timeout": 1000}).status_code == 400
+    assert b.put(path, {"typing": "yes"}).status_code == 400
+    assert b.put(path, {"typing": True, "timeout": -5}).status_code == 400
+    s = a.sync(since=token)
+    assert room not in s["rooms"]["join"]
+    # the ephemeral filter can leave typing out
+    f = '{"room":{"ephemeral":{"not_types":["m.typing"]}}}'
+    assert ephemeral(a.sync(filter=f), room, "m.typing") is None
+
+
+def test_typing_expires_and_wakes_long_poll(server):
+    a, b = User(server), User(server)
+    room = a.create_room(preset="public_chat")
+    assert b.join(room).status_code == 200
+    token = a.sync()["next_batch"]
+    path = "/rooms/%s/typing/%s" % (room, b.user_id)
+    body, dt = parked_sync(a, token, lambda: b.put(path, {"typing": True, "timeout": 1500}))
+    assert dt < 1.0, dt
+    assert ephemeral(body, room, "m.typing") == {"user_ids": [b.user_id]}
+    token = body["next_batch"]
+    # the timeout passes: the parked sync wakes again with nobody typing
+    t0 = time.time()
+    body = a.sync(since=token, timeout=20000)
+    assert ephemeral(body, room, "m.typing") == {"user_ids": []}
+    assert time.time() - t0 < 5
+    # leaving stops typing
+    token = body["next_batch"]
+    assert b.put(path, {"typing": True, "timeout": 30000}).status_code == 200
+    token = a.sync(since=token)["next_batch"]
+    assert b.post("/rooms/%s/leave" % room).status_code == 200
+    s = a.sync(since=token)
+    assert ephemeral(s, room, "m.typing") == {"user_ids": []}
+
+
+def test_typing_after_restart(server):
+    """A token from before a restart gets the (now empty) typing set once."""
+    a, b = User(server), User(server)
+    room = a.create_room(preset="public_chat")
+    assert b.join(room).status_code == 200
+    assert b.put("/rooms/%s/typing/%s" % (room, b.user_id), {"typing": True, "timeout": 60000}).status_code == 200
+    s = a.sync()
+    assert ephemeral(s, room, "m.typing") == {"user_ids": [b.user_id]}
+    token = s["next_batch"]
+    server.stop()
+    server.start()
+    s = a.sync(since=token)
+    assert ephemeral(s, room, "m.typing") == {"user_ids": []}
+    s = a.sync(since=s["next_batch"])
+    assert room not in s["rooms"]["join"]
+
+
+def test_receipts(server):
+    a, b, c = User(server), User(server), User(server)
+    room = a.create_room(preset="public_chat")
+    assert b.join(room).status_code == 200
+    e1 = a.send_ok(room, "one")
+    e2 = a.send_ok(room, "two")
+    token_a = a.sync()["next_batch"]
+    token_b = b.sync()["next_batch"]
+    assert b.post("/rooms/%s/receipt/m.read/%s" % (room, e2), {}).status_code == 200
+    s = a.sync(since=token_a)
+    rc = ephemeral(s, room, "m.receipt")
+    assert list(rc) == [e2] and list(rc[e2]["m.read"]) == [b.user_id]
+    assert isinstance(rc[e2]["m.read"][b.user_id]["ts"], int)
+    token_a = s["next_batch"]
+    # nothing new: not repeated; an older event does not move the receipt back
+    assert room not in a.sync(since=token_a)["rooms"]["join"]
+    assert b.post("/rooms/%s/receipt/m.read/%s" % (room, e1), {}).status_code == 200
+    assert room not in a.sync(since=token_a)["rooms"]["join"]
+    # private receipts: only for their owner
+    assert b.post("/rooms/%s/receipt/m.read.private/%s" % (room, e1)).status_code == 200
+    assert room not in a.sync(since=token_a)["rooms"]["join"]
+    s = b.sync(since=token_b)
+    rc = ephemeral(s, room, "m.receipt")
+    assert rc[e1]["m.read.private"] == {b.user_id: {"ts": rc[e1]["m.read.private"][b.user_id]["ts"]}}
+    assert b.user_id in rc[e2]["m.read"]
+    # a threaded receipt carries its thread
+    assert a.post("/rooms/%s/receipt/m.read/%s" % (room, e2), {"thread_id": "main"}).status_code == 200
+    s = b.sync(since=s["next_batch"])
+    assert ephemeral(s, room, "m.receipt")[e2]["m.read"][a.user_id]["thread_id"] == "main"
+    # an initial sync has every receipt of the room
+    rc = ephemeral(c.sync(), room, "m.receipt") if c.join(room).status_code == 200 else None
+    assert set(rc[e2]["m.read"]) == {a.user_id, b.user_id} and "m.read.private" not in rc.get(e1, {})
+    # refusals
+    r = b.post("/rooms/%s/receipt/m.read/$nope" % room, {})
+    assert r.status_code == 404
+    r = b.post("/rooms/%s/receipt/m.unknown/%s" % (room, e1), {})
+    assert r.status_code == 400
+    r = b.post("/rooms/%s/receipt/m.fully_read/%s" % (room, e1), {"thread_id": "main"})
+    assert r.status_code == 400
+    r = b.post("/rooms/%s/receipt/m.read/%s" % (room, e1), {"thread_id": "not-an-event"})
+    assert r.status_code == 400
+    r = b.post("/rooms/%s/receipt/m.read/%s" % (room, e1), {"thread_id": 5})
+    assert r.status_code == 400
+    outsider = User(server)
+    r = outsider.post("/rooms/%s/receipt/m.read/%s" % (room, e1), {})
+    assert r.status_code == 403 and errcode(r) == "M_FORBIDDEN"
+    # m.fully_read through /receipt is room account data
+    assert b.post("/rooms/%s/receipt/m.fully_read/%s" % (room, e1), {}).status_code == 200
+    r = b.get("/user/%s/rooms/%s/account_data/m.fully_read" % (b.user_id, room))
+    assert r.json() == {"event_id": e1}
+
+
+def test_read_markers(server):
+    a, b = User(server), User(server)
+    room = a.create_room(preset="public_chat")
+    assert b.join(room).status_code == 200
+    e1 = a.send_ok(room, "one")
+    e2 = a.send_ok(room, "two")
+    token_a = a.sync()["next_batch"]
+    token_b = b.sync()["next_batch"]
+    r = b.post("/rooms/%s/read_markers" % room, {"m.fully_read": e1, "m.read": e2, "m.read.private": e2})
+    assert r.status_code == 200, r.text
+    s = b.sync(since=token_b)
+    j = s["rooms"]["join"][room]
+    assert j["account_data"]["events"] == [{"type": "m.fully_read", "content": {"event_id": e1}}]
+    rc = ephemeral(s, room, "m.receipt")
+    assert set(rc[e2]) == {"m.read", "m.read.private"}
+    rc = ephemeral(a.sync(since=token_a), room, "m.receipt")
+    assert set(rc[e2]) == {"m.read"}
+    # a bad event ID changes nothing
+    r = b.post("/rooms/%s/read_markers" % room, {"m.fully_read": e2, "m.read": "$missing"})
+    assert r.status_code == 404
+    assert b.get("/user/%s/rooms/%s/account_data/m.fully_read" % (b.user_id, room)).json() == {"event_id": e1}
+    assert b.post("/rooms/%s/read_markers" % room, {"m.read": 5}).status_code == 400
+
+
+def test_receipt_wakes_long_poll(server):
+    a, b = User(server), User(server)
+    room = a.create_room(preset="public_chat")
+    assert b.join(room).status_code == 200
+    e1 = a.send_ok(room, "one")
+    token = a.sync()["next_batch"]
+    body, dt = parked_sync(a, token, lambda: b.post("/rooms/%s/receipt/m.read/%s" % (room, e1), {}))
+    assert dt < 1.0, dt
+    assert b.user_id in ephemeral(body, room, "m.receipt")[e1]["m.read"]
+
+
+def to_device(body):
+    return body["to_device"]["events"]
+
+
+def test_to_device_exactly_once(server):
+    a, b = User(server), User(server)
+    b2 = b.new_device()
+    tb, tb2 = b.sync()["next_batch"], b2.sync()["next_batch"]
+    msg = {"messages": {b.user_id: {b.device_id: {"n": 1}}}}
+    assert a.put("/sendToDevice/org.example.ping/t1", msg).status_code == 200
+    # the same txnId again is the same request
+    assert a.put("/sendToDevice/org.example.ping/t1", msg).status_code == 200
+    s = b.sync(since=tb)
+    assert to_device(s) == [{"sender": a.user_id, "type": "org.example.ping", "content": {"n": 1}}]
+    assert to_device(b2.sync(since=tb2)) == []
+    # syncing again with the old token (the reply was lost) delivers again
+    assert to_device(b.sync(since=tb)) == to_device(s)
+    # the next token acknowledges: gone for good
+    s2 = b.sync(since=s["next_batch"])
+    assert to_device(s2) == []
+    assert to_device(b.sync(since=tb)) == []
+    assert server.sql("SELECT count(*) FROM device_inbox WHERE user_id = %s", b.user_id)[0][0] == 0
+    # "*" reaches every device; remote users are skipped
+    msg = {"messages": {b.user_id: {"*": {"n": 2}}, "@someone:remote.example": {"X": {"n": 3}}}}
+    assert a.put("/sendToDevice/org.example.ping/t2", msg).status_code == 200
+    assert [e["content"] for e in to_device(b.sync(since=s2["next_batch"]))] == [{"n": 2}]
+    assert [e["content"] for e in to_device(b2.sync(since=tb2))] == [{"n": 2}]
+    assert server.sql("SELECT count(*) FROM device_inbox WHERE user_id <> %s", b.user_id)[0][0] == 0
+    # the txnId belongs to the sending device
+    a2 = a.new_device()
+    assert a2.put("/sendToDevice/org.example.ping/t1", {"messages": {b.user_id: {b2.device_id: {"n": 4}}}}).status_code == 200
+    assert [e["content"] for e in to_device(b2.sync(since=tb2))] == [{"n": 2}, {"n": 4}]
+
+
+def test_to_device_bounds_and_paging(server):
+    a, b = User(server), User(server)
+    # bounds
+    big = {"messages": {"@u%d:%s" % (i, server.server_name): {"D": {}} for i in range(1001)}}
+    r = a.put("/sendToDevice/m.x/big", big)
+    assert r.status_code == 400
+    assert a.put("/sendToDevice/m.x/bad1", {"messages": {b.user_id: {b.device_id: "str"}}}).status_code == 400
+    assert a.put("/sendToDevice/m.x/bad2", {"messages": {"nobody": {"D": {}}}}).status_code == 400
+    assert a.put("/sendToDevice/m.x/bad3", {}).status_code == 400
+    assert server.sql("SELECT count(*) FROM device_inbox")[0][0] == 0
+    # more than one response holds: paged, each message once
+    token = b.sync()["next_batch"]
+    for i in range(130):
+        r = a.put("/sendToDevice/m.x/p%d" % i, {"messages": {b.user_id: {b.device_id: {"i": i}}}})
+        assert r.status_code == 200
+    got = []
+    for _ in range(4):
+        s = b.sync(since=token)
+        got += [e["content"]["i"] for e in to_device(s)]
+        token = s["next_batch"]
+    assert got == list(range(130))
+
+
+def test_to_device_wakes_long_poll(server):
+    a, b = User(server), User(server)
+    token = b.sync()["next_batch"]
+    msg = {"messages": {b.user_id: {b.device_id: {"wake": True}}}}
+    body, dt = parked_sync(b, token, lambda: a.put("/sendToDevice/org.example.wake/w1", msg))
+    assert dt < 1.0, dt
+    assert [e["content"] for e in to_device(body)] == [{"wake": True}]
+    # acknowledged by the next sync; a parked one then times out empty
+    s = b.sync(since=body["next_batch"], timeout=300)
+    assert to_device(s) == []
+
+
+def test_to_device_concurrent_identical_puts_and_bodyless_receipt(server):
+    import concurrent.futures
+    import requests
+    a, b = User(server), User(server)
+    token = b.sync()["next_batch"]
+    msg = {"messages": {b.user_id: {b.device_id: {"once": True}}}}
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        rs = list(ex.map(lambda _: a.put("/sendToDevice/org.example.race/same", msg), range(8)))
+    assert [r.status_code for r in rs] == [200] * 8, [r.text for r in rs]
+    assert [e["content"] for e in to_device(b.sync(since=token))] == [{"once": True}]
+    # POST /receipt without any body
+    room = a.create_room()
+    e1 = a.send_ok(room, "x")
+    r = requests.post(server.base + C + "/rooms/%s/receipt/m.read/%s" % (room, e1), headers=a.h, timeout=10)
+    assert r.status_code == 200, r.text

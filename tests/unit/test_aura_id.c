@@ -52,13 +52,25 @@ END_TEST
 
 START_TEST(visibility)
 {
-	ck_assert(aura_id_visible_to(NULL, "@b:x", "@a:x", "public"));
-	ck_assert(aura_id_visible_to(NULL, NULL, "@a:x", "public"));
-	ck_assert(!aura_id_visible_to(NULL, "@b:x", "@a:x", "private"));
-	ck_assert(aura_id_visible_to(NULL, "@a:x", "@a:x", "private"));
-	ck_assert(!aura_id_visible_to(NULL, "@b:x", "@a:x", "friends"));
-	ck_assert(aura_id_visible_to(NULL, "@a:x", "@a:x", "friends"));
-	ck_assert(!aura_id_visible_to(NULL, NULL, "@a:x", "private"));
+	/* the lock-free part of the rule */
+	ck_assert_int_eq(aura_id_visibility("@b:x", "@a:x", "public"), AURA_ID_VISIBLE);
+	ck_assert_int_eq(aura_id_visibility(NULL, "@a:x", "public"), AURA_ID_VISIBLE);
+	ck_assert_int_eq(aura_id_visibility("@b:x", "@a:x", "private"), AURA_ID_HIDDEN);
+	ck_assert_int_eq(aura_id_visibility("@a:x", "@a:x", "private"), AURA_ID_VISIBLE);
+	ck_assert_int_eq(aura_id_visibility(NULL, "@a:x", "private"), AURA_ID_HIDDEN);
+	ck_assert_int_eq(aura_id_visibility("@b:x", "@a:x", "friends"), AURA_ID_IF_FRIENDS);
+	ck_assert_int_eq(aura_id_visibility("@a:x", "@a:x", "friends"), AURA_ID_VISIBLE);
+	ck_assert_int_eq(aura_id_visibility(NULL, "@a:x", "friends"), AURA_ID_HIDDEN);
+	ck_assert_int_eq(aura_id_visibility("", "@a:x", "friends"), AURA_ID_HIDDEN);
+	ck_assert_int_eq(aura_id_visibility("@b:x", "@a:x", "bogus"), AURA_ID_HIDDEN);
+	ck_assert_int_eq(aura_id_visibility("@b:x", "@a:x", NULL), AURA_ID_HIDDEN);
+	ck_assert_int_eq(aura_id_visibility("", "", "private"), AURA_ID_HIDDEN);
+	/* decisions that need no database */
+	struct al_error err = {0};
+	ck_assert_int_eq(aura_id_visible_to(NULL, "@b:x", "@a:x", "public", &err), 1);
+	ck_assert_int_eq(aura_id_visible_to(NULL, "@b:x", "@a:x", "private", &err), 0);
+	ck_assert_int_eq(aura_id_visible_to(NULL, "@a:x", "@a:x", "friends", &err), 1);
+	ck_assert_int_eq(aura_id_visible_to(NULL, NULL, "@a:x", "friends", &err), 0);
 }
 END_TEST
 

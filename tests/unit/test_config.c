@@ -24,6 +24,10 @@ START_TEST(defaults)
 	ck_assert_uint_eq(c.max_body_bytes, 65536);
 	ck_assert_str_eq(c.well_known_server, "a.test");
 	ck_assert_str_eq(c.public_baseurl, "http://localhost:8008");
+	ck_assert_int_eq(c.fed_clock_skew_ms, 300000);
+	ck_assert_int_eq(c.fed_key_refetch_interval_s, 30);
+	ck_assert_int_eq(c.fed_health_interval_s, 60);
+	ck_assert_int_eq(c.fed_connect_to.count, 0);
 	config_free(&c);
 }
 END_TEST
@@ -43,6 +47,15 @@ START_TEST(lists_and_overrides)
 	ck_assert(config_list_contains(&c.fed_blacklist, "evil.test"));
 	ck_assert(c.fed_whitelist_only);
 	ck_assert(c.rate_per_second == 2.0);
+	config_free(&c);
+	ck_assert_int_eq(config_load_string(BASE " federation = { clock_skew_ms = 1000; health_interval_seconds = 1;"
+					    " key_refetch_interval_seconds = 0;"
+					    " connect_to = [\"a.test:443:127.0.0.1:8443\", \"b.test:8448:[::1]:9448\"]; };",
+					    &c, err, sizeof(err)), 0);
+	ck_assert_int_eq(c.fed_clock_skew_ms, 1000);
+	ck_assert_int_eq(c.fed_health_interval_s, 1);
+	ck_assert_int_eq(c.fed_key_refetch_interval_s, 0);
+	ck_assert_int_eq(c.fed_connect_to.count, 2);
 	config_free(&c);
 	unsetenv("DATABASE_URL");
 }
@@ -69,6 +82,12 @@ START_TEST(errors_name_the_setting)
 	expect_error(BASE " limits = { rate_per_second = \"x\"; };", "limits.rate_per_second");
 	expect_error("server_name = ", "line");
 	expect_error("server_name = \"a b\";", "server_name");
+	expect_error(BASE " federation = { clock_skew_ms = -1; };", "federation.clock_skew_ms");
+	expect_error(BASE " federation = { health_interval_seconds = 0; };", "federation.health_interval_seconds");
+	expect_error(BASE " federation = { whitelist = [\"a b\"]; };", "federation.whitelist");
+	expect_error(BASE " federation = { whitelist = [\"x.test\"]; blacklist = [\"X.test\"]; };",
+		     "federation.blacklist");
+	expect_error(BASE " federation = { connect_to = [\"a.test:443\"]; };", "federation.connect_to");
 }
 END_TEST
 

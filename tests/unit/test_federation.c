@@ -1,10 +1,12 @@
 #include "unit.h"
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fed_client.h"
+#include "fed_internal.h"
 #include "fed_keys.h"
 #include "fed_sender.h"
 #include "sign.h"
@@ -192,5 +194,130 @@ START_TEST(key_document_checks)
 }
 END_TEST
 
+static void resign(json_t *doc, const char *server, struct sign_key *k)
+{
+	json_object_del(doc, "signatures");
+	ck_assert_int_eq(sign_json(doc, server, k, NULL), 0);
+}
+
+START_TEST(key_lookup_times)
+{
+	struct sign_key cur, old;
+	ck_assert_int_eq(sign_key_generate(&cur, "ed25519:cur"), 0);
+	ck_assert_int_eq(sign_key_generate(&old, "ed25519:old"), 0);
+	const int64_t now = 1700000000000LL, skew = 300000;
+	struct al_error err = {0};
+	json_t *doc = key_doc(&cur, "s.test", now + 1000);
+	char *oldpub = sign_public_b64(&old);
+	json_object_set_new(json_object_get(doc, "old_verify_keys"), "ed25519:old",
+			    json_pack("{s:s, s:I}", "key", oldpub, "expired_ts", (json_int_t)(now - 5000)));
+	free(oldpub);
+	resign(doc, "s.test", &cur);
+	struct fed_keys *ks = fed_keys_new();
+	ck_assert_int_eq(fed_keys_memory_store(ks, doc, "s.test", now, &err), 0);
+	unsigned char pk[32];
+	/* a current key: until valid_until_ts, plus the tolerance */
+	ck_assert_int_eq(fed_keys_lookup(ks, "s.test", "ed25519:cur", now + 1000, pk), FED_KEY_OK);
+	ck_assert(memcmp(pk, cur.pk, 32) == 0);
+	ck_assert_int_eq(fed_keys_lookup(ks, "s.test", "ed25519:cur", now + 1001, pk), FED_KEY_EXPIRED);
+	ck_assert_int_eq(fed_keys_lookup_skew(ks, "s.test", "ed25519:cur", now + 1001, skew, pk), FED_KEY_OK);
+	ck_assert_int_eq(fed_keys_lookup_skew(ks, "s.test", "ed25519:cur", now + 1001 + skew, skew, pk),
+			 FED_KEY_EXPIRED);
+	/* an old key: for signatures made before its expired_ts (strict) */
+	memset(pk, 0, sizeof(pk));
+	ck_assert_int_eq(fed_keys_lookup_skew(ks, "s.test", "ed25519:old", now - 5001, skew, pk), FED_KEY_OK);
+	ck_assert(memcmp(pk, old.pk, 32) == 0);
+	ck_assert_int_eq(fed_keys_lookup_skew(ks, "s.test", "ed25519:old", now - 5000, skew, pk), FED_KEY_EXPIRED);
+	ck_assert_int_eq(fed_keys_lookup_skew(ks, "s.test", "ed25519:old", now, skew, pk), FED_KEY_EXPIRED);
+	ck_assert_int_eq(fed_keys_lookup(ks, "s.test", "ed25519:nope", now, pk), FED_KEY_UNKNOWN);
+	ck_assert_int_eq(fed_keys_lookup(ks, "x.test", "ed25519:cur", now, pk), FED_KEY_UNKNOWN);
+	/* hostile timestamps do not overflow */
+	ck_assert_int_eq(fed_keys_lookup_skew(ks, "s.test", "ed25519:cur", INT64_MAX, INT64_MAX, pk), FED_KEY_OK);
+	ck_assert_int_eq(fed_keys_lookup_skew(ks, "s.test", "ed25519:cur", INT64_MIN, skew, pk), FED_KEY_OK);
+	json_decref(doc);
+	/* valid_until_ts is believed for 7 days after the fetch at most */
+	doc = key_doc(&cur, "far.test", now + 30LL * 24 * 3600 * 1000);
+	ck_assert_int_eq(fed_keys_memory_store(ks, doc, "far.test", now, &err), 0);
+	int64_t cap = now + FED_KEYS_MAX_VALIDITY_MS;
+	ck_assert_int_eq(fed_keys_lookup(ks, "far.test", "ed25519:cur", cap, pk), FED_KEY_OK);
+	ck_assert_int_eq(fed_keys_lookup(ks, "far.test", "ed25519:cur", cap + 1, pk), FED_KEY_EXPIRED);
+	int64_t vu = 0;
+	free(fed_keys_document(ks, "far.test", &vu));
+	ck_assert_int_eq(vu, cap);
+	json_decref(doc);
+	fed_keys_free(ks);
+
+	/* issued_ts / valid_until_ts of attestations */
+	ck_assert(fed_keys_times_check(now, now + 10, now, 0));
+	ck_assert(!fed_keys_times_check(now + 1, now + 10, now, 0));
+	ck_assert(fed_keys_times_check(now + skew, now + 2 * skew, now, skew));
+	ck_assert(!fed_keys_times_check(now + skew + 1, now + 2 * skew, now, skew));
+	ck_assert(!fed_keys_times_check(now - 20, now - 10, now, 0));
+	ck_assert(fed_keys_times_check(now - 20, now - 10, now, 10));
+	ck_assert(!fed_keys_times_check(now, now - 1, now, skew));
+	ck_assert(!fed_keys_times_check(INT64_MAX, INT64_MAX, now, skew));
+	ck_assert(!fed_keys_times_check(INT64_MIN, INT64_MIN, now, skew));
+	sign_key_wipe(&cur);
+	sign_key_wipe(&old);
+}
+END_TEST
+
+/* An org.auralink.aura_id answer as the owner's server builds it. */
+static json_t *aura_answer(const char *server, const char *aura_id, const char *user_id, json_int_t valid_until)
+{
+	return json_pack("{s:s, s:s, s:s, s:{s:s, s:s, s:s, s:I, s:I}}", "aura_id", aura_id, "user_id",
+			 user_id, "server", server, "attestation", "aura_id", aura_id, "user_id", user_id,
+			 "server", server, "issued_ts", (json_int_t)1000, "valid_until_ts", valid_until);
+}
+
+START_TEST(aura_attestation_checks)
+{
+	json_t *rec = aura_answer("b.test", "@bob.aura", "@bob:b.test", 5000);
+	ck_assert_int_eq(fed_aura_attestation_check("b.test", "@bob.aura", rec, 4000, 0), 1);
+	ck_assert_int_eq(fed_aura_attestation_check("B.TEST", "@BOB.aura", rec, 4000, 0), 1);
+	/* expired */
+	ck_assert_int_eq(fed_aura_attestation_check("b.test", "@bob.aura", rec, 6000, 0), 0);
+	/* another handle than asked for */
+	ck_assert_int_eq(fed_aura_attestation_check("b.test", "@bobby.aura", rec, 4000, 0), 0);
+	/* answered by another server than the one it names */
+	ck_assert_int_eq(fed_aura_attestation_check("c.test", "@bob.aura", rec, 4000, 0), 0);
+	json_decref(rec);
+	/* c.test vouching for a user of b.test (or of a server whose name only
+	 * starts or ends like its own) is refused */
+	const char *foreign[] = {"@bob:b.test", "@bob:c.test.evil", "@bob:evil.c.test", "@bob:c.test:8448",
+				 "bob:c.test", "@:c.test", "@bob"};
+	for (size_t i = 0; i < sizeof(foreign) / sizeof(foreign[0]); i++) {
+		rec = aura_answer("c.test", "@bob.aura", foreign[i], 5000);
+		ck_assert_msg(fed_aura_attestation_check("c.test", "@bob.aura", rec, 4000, 0) == 0, "%s",
+			      foreign[i]);
+		json_decref(rec);
+	}
+	/* a port is part of the server name */
+	rec = aura_answer("c.test:8448", "@bob.aura", "@bob:c.test:8448", 5000);
+	ck_assert_int_eq(fed_aura_attestation_check("c.test:8448", "@bob.aura", rec, 4000, 0), 1);
+	ck_assert_int_eq(fed_aura_attestation_check("c.test", "@bob.aura", rec, 4000, 0), 0);
+	/* the record's own fields must match what is signed */
+	json_object_set_new(rec, "user_id", json_string("@mallory:c.test:8448"));
+	ck_assert_int_eq(fed_aura_attestation_check("c.test:8448", "@bob.aura", rec, 4000, 0), 0);
+	json_object_set_new(rec, "user_id", json_string("@bob:c.test:8448"));
+	json_object_set_new(rec, "aura_id", json_string("@other.aura"));
+	ck_assert_int_eq(fed_aura_attestation_check("c.test:8448", "@bob.aura", rec, 4000, 0), 0);
+	/* no attestation, or fields of the wrong type */
+	json_object_del(rec, "attestation");
+	ck_assert_int_eq(fed_aura_attestation_check("c.test:8448", "@bob.aura", rec, 4000, 0), 0);
+	json_decref(rec);
+	rec = aura_answer("c.test", "@bob.aura", "@bob:c.test", 5000);
+	json_object_set_new(json_object_get(rec, "attestation"), "valid_until_ts", json_string("5000"));
+	ck_assert_int_eq(fed_aura_attestation_check("c.test", "@bob.aura", rec, 4000, 0), 0);
+	json_decref(rec);
+	ck_assert_int_eq(fed_aura_attestation_check("c.test", "@bob.aura", NULL, 4000, 0), 0);
+	/* the clock tolerance applies to valid_until_ts */
+	rec = aura_answer("b.test", "@bob.aura", "@bob:b.test", 5000);
+	ck_assert_int_eq(fed_aura_attestation_check("b.test", "@bob.aura", rec, 6000, 1000), 1);
+	ck_assert_int_eq(fed_aura_attestation_check("b.test", "@bob.aura", rec, 6001, 1000), 0);
+	json_decref(rec);
+}
+END_TEST
+
 UNIT_MAIN("federation", xmatrix_build_parse_verify, xmatrix_parse_variants, backoff_math,
-	  discovery_parsing, key_document_checks)
+	  discovery_parsing, key_document_checks, key_lookup_times, aura_attestation_checks)

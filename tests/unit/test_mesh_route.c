@@ -263,6 +263,52 @@ START_TEST(model_floor_and_convergence)
 }
 END_TEST
 
+/* A full link table evicts the least used links, not the one in use, and
+ * a new link still gets its correction (it used to be dropped). */
+START_TEST(model_evicts_least_used_links)
+{
+	struct mesh_model *m = mesh_model_new();
+	mesh_model_set_max_links(m, 32);
+	struct mesh_mnode a = {.key = 1, .acc_ms = MESH_ACCESS_PRIOR_MS};
+	struct mesh_mnode b = {.key = 2, .acc_ms = MESH_ACCESS_PRIOR_MS};
+	mesh_mnode_set_position(&a, 51.5, -0.13); /* London */
+	mesh_mnode_set_position(&b, 40.71, -74.0); /* New York */
+	struct mesh_mnode *ab[2] = {&a, &b};
+	for (int k = 0; k < 20; k++)
+		mesh_model_learn(m, ab, 2, 45.0);
+	double pa = mesh_model_link_ms(m, &a, &b);
+	ck_assert_msg(fabs(pa - 45.0) < 0.5, "%f", pa);
+	/* 600 links reported once, each exactly as predicted (so nothing but
+	 * the table changes), while a-b keeps being reported */
+	srand(7);
+	for (int i = 0; i < 600; i++) {
+		struct mesh_mnode x = {.key = 1000 + 2 * (uint32_t)i, .acc_ms = MESH_ACCESS_PRIOR_MS};
+		struct mesh_mnode y = {.key = 1001 + 2 * (uint32_t)i, .acc_ms = MESH_ACCESS_PRIOR_MS};
+		mesh_mnode_set_position(&x, rand() % 140 - 70, rand() % 360 - 180);
+		mesh_mnode_set_position(&y, rand() % 140 - 70, rand() % 360 - 180);
+		struct mesh_mnode *xy[2] = {&x, &y};
+		mesh_model_learn(m, xy, 2, mesh_model_link_ms(m, &x, &y));
+		if (i % 8 == 0)
+			mesh_model_learn(m, ab, 2, 45.0);
+		ck_assert_uint_le(mesh_model_links(m), 32);
+	}
+	ck_assert_uint_ge(mesh_model_evictions(m), 600 + 1 - 32);
+	/* a-b kept its learned correction */
+	ck_assert_msg(fabs(mesh_model_link_ms(m, &a, &b) - 45.0) < 0.5, "%f", mesh_model_link_ms(m, &a, &b));
+	/* the newest link has an entry: its first report moves it */
+	struct mesh_mnode x = {.key = 5000, .acc_ms = MESH_ACCESS_PRIOR_MS, .acc_var = 1e-3f};
+	struct mesh_mnode y = {.key = 5001, .acc_ms = MESH_ACCESS_PRIOR_MS, .acc_var = 1e-3f};
+	mesh_mnode_set_position(&x, 10, 10);
+	mesh_mnode_set_position(&y, 20, 20);
+	struct mesh_mnode *xy[2] = {&x, &y};
+	double before = mesh_model_link_ms(m, &x, &y);
+	mesh_model_learn(m, xy, 2, before + 40);
+	ck_assert_msg(mesh_model_link_ms(m, &x, &y) > before + 20, "%f -> %f", before, mesh_model_link_ms(m, &x, &y));
+	ck_assert_uint_le(mesh_model_links(m), 32);
+	mesh_model_free(m);
+}
+END_TEST
+
 static uint32_t cur_epoch[8];
 static bool valid_cb(void *ctx, uint32_t key, uint32_t epoch)
 {
@@ -303,4 +349,4 @@ END_TEST
 
 UNIT_MAIN("mesh_route", score_bounds_and_weights, tiers, search_matches_brute_force,
 	  search_with_model_oracle_matches_brute_force, two_relays_win, require_aic, model_floor_and_convergence,
-	  cache_invalidation)
+	  model_evicts_least_used_links, cache_invalidation)

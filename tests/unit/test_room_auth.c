@@ -216,6 +216,181 @@ START_TEST(power_level_rules)
 }
 END_TEST
 
+START_TEST(member_event_shape)
+{
+	json_t *st = room("public");
+	/* no membership in content */
+	ck_assert_int_eq(check(st, ev("m.room.member", B, B, json_object())), -1);
+	/* membership not a string */
+	ck_assert_int_eq(check(st, ev("m.room.member", B, B, json_pack("{s:i}", "membership", 1))), -1);
+	/* no state_key at all: still a member event, and refused */
+	ck_assert_int_eq(check(st, ev("m.room.member", NULL, A, json_pack("{s:s}", "membership", "join"))), -1);
+	/* state_key that is not a user ID */
+	ck_assert_int_eq(check(st, mem(A, "alice", "join")), -1);
+	ck_assert_int_eq(check(st, mem(A, "", "invite")), -1);
+	/* a state_key that is not a string */
+	json_t *e = mem(A, A, "join");
+	json_object_set_new(e, "state_key", json_integer(5));
+	ck_assert_int_eq(check(st, e), -1);
+	json_decref(st);
+}
+END_TEST
+
+START_TEST(unknown_membership)
+{
+	json_t *st = room("public");
+	ck_assert_int_eq(check(st, mem(A, A, "joined")), -1);
+	ck_assert_int_eq(check(st, mem(A, B, "kick")), -1);
+	ck_assert_int_eq(check(st, mem(A, A, "")), -1);
+	json_decref(st);
+}
+END_TEST
+
+/* Power levels of alice 100, bob 50, dave 20 with the given kick, ban and
+ * invite levels (power_levels itself needs 100). */
+static void levels(json_t *st, int kick, int ban, int invite)
+{
+	put(st, ev("m.room.power_levels", "", A,
+		   json_pack("{s:{s:i, s:i, s:i}, s:i, s:i, s:i, s:i, s:i, s:i, s:{s:i}}", "users", A, 100, B, 50,
+			     "@dave:x", 20, "users_default", 0, "state_default", 50, "events_default", 0, "kick", kick,
+			     "ban", ban, "invite", invite, "events", "m.room.power_levels", 100)));
+}
+
+START_TEST(invite_below_invite_level)
+{
+	json_t *st = room("invite");
+	levels(st, 50, 50, 30);
+	member(st, B, "join");
+	member(st, C, "join");
+	member(st, "@dave:x", "join");
+	ck_assert_int_eq(check(st, mem("@dave:x", "@erin:x", "invite")), -1); /* 20 < 30 */
+	ck_assert_int_eq(check(st, mem(C, "@erin:x", "invite")), -1);         /* 0 < 30 */
+	ck_assert_int_eq(check(st, mem(B, "@erin:x", "invite")), 0);          /* 50 >= 30 */
+	json_decref(st);
+}
+END_TEST
+
+START_TEST(kick_ban_by_non_joined_sender)
+{
+	json_t *st = room("invite");
+	member(st, C, "join");
+	/* bob (50) has the power but is only invited, then gone, then banned */
+	static const char *const states[] = {"invite", "leave", "ban", "knock"};
+	for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++) {
+		member(st, B, states[i]);
+		ck_assert_int_eq(check(st, mem(B, C, "leave")), -1);
+		ck_assert_int_eq(check(st, mem(B, C, "ban")), -1);
+	}
+	/* and bob joined may do both */
+	member(st, B, "join");
+	ck_assert_int_eq(check(st, mem(B, C, "leave")), 0);
+	ck_assert_int_eq(check(st, mem(B, C, "ban")), 0);
+	json_decref(st);
+}
+END_TEST
+
+START_TEST(unban_below_ban_level)
+{
+	json_t *st = room("public");
+	levels(st, 10, 50, 0);
+	member(st, "@dave:x", "join");
+	member(st, C, "join");
+	/* dave (20) may kick carol (0) ... */
+	ck_assert_int_eq(check(st, mem("@dave:x", C, "leave")), 0);
+	/* ... but not lift her ban (ban 50) */
+	member(st, C, "ban");
+	ck_assert_int_eq(check(st, mem("@dave:x", C, "leave")), -1);
+	member(st, B, "join");
+	ck_assert_int_eq(check(st, mem(B, C, "leave")), 0); /* bob is at the ban level */
+	json_decref(st);
+}
+END_TEST
+
+START_TEST(knock_refused_by_membership)
+{
+	json_t *st = room("knock");
+	static const char *const states[] = {"ban", "invite", "join"};
+	for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++) {
+		member(st, C, states[i]);
+		ck_assert_int_eq(check(st, mem(C, C, "knock")), -1);
+	}
+	member(st, C, "leave");
+	ck_assert_int_eq(check(st, mem(C, C, "knock")), 0);
+	json_decref(st);
+}
+END_TEST
+
+START_TEST(restricted_join_needs_invite)
+{
+	json_t *st = room("restricted");
+	ck_assert_int_eq(check(st, mem(C, C, "join")), -1);
+	member(st, C, "leave");
+	ck_assert_int_eq(check(st, mem(C, C, "join")), -1);
+	member(st, C, "invite");
+	ck_assert_int_eq(check(st, mem(C, C, "join")), 0);
+	json_decref(st);
+}
+END_TEST
+
+START_TEST(events_entry_above_own_level)
+{
+	json_t *st = room("public");
+	member(st, B, "join");
+	json_t *users = json_pack("{s:i, s:i}", A, 100, B, 50);
+	put(st, ev("m.room.power_levels", "", A,
+		   pl(json_incref(users), "events", json_pack("{s:i, s:i, s:i}", "m.room.power_levels", 50,
+							       "m.room.tombstone", 100, "m.room.name", 50))));
+	/* bob lowering an entry that is above his level */
+	ck_assert_int_eq(check(st, ev("m.room.power_levels", "", B,
+				      pl(json_incref(users), "events",
+					 json_pack("{s:i, s:i, s:i}", "m.room.power_levels", 50, "m.room.tombstone", 50,
+						   "m.room.name", 50)))),
+			 -1);
+	/* removing it */
+	ck_assert_int_eq(check(st, ev("m.room.power_levels", "", B,
+				      pl(json_incref(users), "events",
+					 json_pack("{s:i, s:i}", "m.room.power_levels", 50, "m.room.name", 50)))),
+			 -1);
+	/* adding a new entry above his level */
+	ck_assert_int_eq(check(st, ev("m.room.power_levels", "", B,
+				      pl(json_incref(users), "events",
+					 json_pack("{s:i, s:i, s:i, s:i}", "m.room.power_levels", 50, "m.room.tombstone",
+						   100, "m.room.name", 50, "org.x", 60)))),
+			 -1);
+	/* changing one within his level is fine */
+	ck_assert_int_eq(check(st, ev("m.room.power_levels", "", B,
+				      pl(json_incref(users), "events",
+					 json_pack("{s:i, s:i, s:i}", "m.room.power_levels", 50, "m.room.tombstone", 100,
+						   "m.room.name", 40)))),
+			 0);
+	json_decref(users);
+	json_decref(st);
+}
+END_TEST
+
+START_TEST(raise_user_above_own_level)
+{
+	json_t *st = room("public");
+	member(st, B, "join");
+	put(st, ev("m.room.power_levels", "", A, pl(json_pack("{s:i, s:i, s:i}", A, 100, B, 50, C, 10), NULL, NULL)));
+	/* an existing user raised above bob */
+	ck_assert_int_eq(check(st, ev("m.room.power_levels", "", B,
+				      pl(json_pack("{s:i, s:i, s:i}", A, 100, B, 50, C, 60), NULL, NULL))),
+			 -1);
+	/* a new user added above bob */
+	ck_assert_int_eq(check(st, ev("m.room.power_levels", "", B,
+				      pl(json_pack("{s:i, s:i, s:i, s:i}", A, 100, B, 50, C, 10, "@dave:x", 70), NULL,
+					 NULL))),
+			 -1);
+	/* up to his own level is allowed */
+	ck_assert_int_eq(check(st, ev("m.room.power_levels", "", B,
+				      pl(json_pack("{s:i, s:i, s:i, s:i}", A, 100, B, 50, C, 50, "@dave:x", 50), NULL,
+					 NULL))),
+			 0);
+	json_decref(st);
+}
+END_TEST
+
 START_TEST(levels_without_power_levels_event)
 {
 	json_t *st = json_object();
@@ -256,4 +431,6 @@ END_TEST
 
 UNIT_MAIN("room_auth", create_rules, first_join_of_creator, join_rules, invite_rules, leave_kick_ban_rules,
 	  knock_rules, sender_must_be_joined_and_levels, power_level_rules, levels_without_power_levels_event,
-	  auth_event_selection)
+	  auth_event_selection, member_event_shape, unknown_membership, invite_below_invite_level,
+	  kick_ban_by_non_joined_sender, unban_below_ban_level, knock_refused_by_membership,
+	  restricted_join_needs_invite, events_entry_above_own_level, raise_user_above_own_level)
