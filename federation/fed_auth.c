@@ -60,7 +60,10 @@ static int verify_now(struct http_req *req, const struct xmatrix_auth *a, const 
 	const char *uri = evhttp_request_get_uri(req->ev);
 	if (xmatrix_verify(a, method_str(req->method), uri ? uri : "/", req->app->cfg.server_name,
 			   content, pk, &err) < 0) {
-		refuse(req, a->origin, 401, "M_UNAUTHORIZED", err.message);
+		if (err.status == 400)
+			http_reply_al_error(req, &err);
+		else
+			refuse(req, a->origin, 401, "M_UNAUTHORIZED", err.message);
 		return -1;
 	}
 	free(req->user_id);

@@ -1,6 +1,6 @@
 /* fed_handlers.c - inbound server-server endpoints: the notary
  * (/_matrix/key/v2/query) and /_matrix/federation/v1/query/{type}
- * (profile, org.auralink.aura_id, org.auralink.mesh_nodes). */
+ * (profile, org.auralink.aura_id, org.auralink.mesh_nodes; directory is fed_rooms.c's). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -322,6 +322,8 @@ static void query_authed(struct http_req *req)
 		query_profile(req);
 	else if (strcmp(type, "org.auralink.aura_id") == 0)
 		query_aura_id(req);
+	else if (strcmp(type, "directory") == 0)
+		fed_rooms_query_directory(req);
 	else if (strcmp(type, "org.auralink.mesh_nodes") == 0)
 		query_mesh_nodes(req);
 	else

@@ -1,7 +1,8 @@
 /* fed_inbound.c - PUT /_matrix/federation/v1/send/{txnId}: de-duplicated
  * per origin, EDUs dispatched once per type to registered handlers, all in
- * the transaction that records the txnId and its response. PDUs are
- * answered with a per-event error until rooms exist (milestone 5). */
+ * the transaction that records the txnId and its response. PDUs go
+ * through fed_pdu.c first (asynchronously: keys, gaps) and are answered
+ * with a result each. */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,6 +83,113 @@ static int route_edu(struct db *db, const char *origin, json_t *contents, struct
 	return rc;
 }
 
+/* The stored response of an earlier transaction with this txnId, or NULL. */
+static char *stored_response(struct db *db, const char *origin, const char *txn_id, size_t *len)
+{
+	struct al_error err = {0};
+	const char *p[2] = {origin, txn_id};
+	PGresult *r = db_exec(db, &err, "SELECT response::text FROM federation_inbound_txns WHERE origin = $1 AND txn_id = $2",
+			      2, p);
+	char *out = NULL;
+	if (r && PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "{}") != 0) {
+		out = strndup(PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
+		*len = (size_t)PQgetlength(r, 0, 0);
+	}
+	if (r)
+		PQclear(r);
+	return out;
+}
+
+/* Once the PDUs were processed (they are idempotent: a PDU stored already
+ * is known): record the txnId, dispatch the EDUs and store the response,
+ * all in one transaction. */
+static void send_finish(void *arg, json_t *results)
+{
+	struct http_req *req = arg;
+	const char *origin = req->user_id;
+	const char *txn_id = req->params[0];
+	struct al_error err = {0};
+	json_t *body = req->body;
+	json_t *pdus = json_object_get(body, "pdus");
+	json_t *edus = json_object_get(body, "edus");
+	struct db *db = &req->worker->db;
+	const char *p[3] = {origin, txn_id, NULL};
+	if (db_begin(db, &err) < 0)
+		goto fail;
+	PGresult *r = db_exec(db, &err,
+			      "INSERT INTO federation_inbound_txns (origin, txn_id, response) VALUES ($1, $2, '{}') "
+			      "ON CONFLICT DO NOTHING RETURNING 1",
+			      2, p);
+	if (!r)
+		goto rollback;
+	int fresh = PQntuples(r);
+	PQclear(r);
+	if (!fresh) {
+		db_rollback(db);
+		size_t len = 0;
+		char *text = stored_response(db, origin, txn_id, &len);
+		if (text) {
+			log_info("fed_inbound", "repeated transaction origin=%s txn=%s", origin, txn_id);
+			http_reply_raw(req, 200, text, len);
+			free(text);
+		} else {
+			http_reply_json(req, 200, json_pack("{s:O}", "pdus", results));
+		}
+		return;
+	}
+	/* EDUs, grouped by type, each group to its handler once. */
+	int dispatched = 0, ignored = 0;
+	for (int t = 0; t < nregistry; t++) {
+		json_t *group = json_array();
+		size_t i;
+		json_t *e;
+		json_array_foreach(edus, i, e) {
+			const char *type = json_string_value(json_object_get(e, "edu_type"));
+			json_t *content = json_object_get(e, "content");
+			if (type && json_is_object(content) && strcmp(type, registry[t].type) == 0)
+				json_array_append(group, content);
+		}
+		int rc = json_array_size(group) ? registry[t].fn(db, origin, group, &err) : 0;
+		dispatched += (int)json_array_size(group);
+		json_decref(group);
+		if (rc < 0)
+			goto rollback;
+	}
+	ignored = (int)json_array_size(edus) - dispatched;
+	json_t *resp = json_pack("{s:O}", "pdus", results);
+	char *text = cjson_encode(resp, NULL, &err);
+	if (!text) {
+		json_decref(resp);
+		goto rollback;
+	}
+	p[2] = text;
+	r = db_exec(db, &err,
+		    "WITH u AS (UPDATE federation_inbound_txns SET response = $3::jsonb WHERE origin = $1 AND txn_id = $2) "
+		    /* the origin is up: what we queued for it need not wait for its back-off */
+		    "UPDATE federation_destinations SET retry_after = NULL WHERE destination = $1 AND retry_after IS NOT NULL",
+		    3, p);
+	free(text);
+	PQclear(r);
+	json_t *det = json_pack("{s:s, s:i, s:i, s:i}", "txn_id", txn_id, "pdus", (int)json_array_size(pdus),
+				"edus", dispatched, "edus_ignored", ignored);
+	int arc = r ? audit_append(db, "federation", "transaction.received", NULL, req->app->cfg.server_name,
+				   origin, det, &err)
+		    : -1;
+	json_decref(det);
+	if (arc < 0 || db_commit(db, &err) < 0) {
+		json_decref(resp);
+		goto rollback;
+	}
+	atomic_fetch_add(&edus_dispatched, dispatched);
+	federation_sender_wake(req->app);
+	http_reply_json(req, 200, resp);
+	return;
+rollback:
+	db_rollback(db);
+fail:
+	http_reply_al_error(req, &err);
+}
+
 static void send_authed(struct http_req *req)
 {
 	const char *origin = req->user_id;
@@ -112,93 +220,22 @@ static void send_authed(struct http_req *req)
 				 FED_TXN_MAX_PDUS, FED_TXN_MAX_EDUS);
 		return;
 	}
-	struct db *db = &req->worker->db;
-	const char *p[3] = {origin, txn_id, NULL};
-	if (db_begin(db, &err) < 0)
-		goto fail;
-	PGresult *r = db_exec(db, &err,
-			      "INSERT INTO federation_inbound_txns (origin, txn_id, response) VALUES ($1, $2, '{}') "
-			      "ON CONFLICT DO NOTHING RETURNING 1",
-			      2, p);
-	if (!r)
-		goto rollback;
-	int fresh = PQntuples(r);
-	PQclear(r);
-	if (!fresh) {
-		db_rollback(db);
-		r = db_exec(db, &err, "SELECT response::text FROM federation_inbound_txns WHERE origin = $1 AND txn_id = $2",
-			    2, p);
-		if (!r)
-			goto fail;
-		if (PQntuples(r) == 1) {
-			log_info("fed_inbound", "repeated transaction origin=%s txn=%s", origin, txn_id);
-			http_reply_raw(req, 200, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
-		} else {
-			http_reply_error(req, 500, "M_UNKNOWN", "transaction state lost");
-		}
-		PQclear(r);
+	size_t len = 0;
+	char *text = stored_response(&req->worker->db, origin, txn_id, &len);
+	if (text) {
+		log_info("fed_inbound", "repeated transaction origin=%s txn=%s", origin, txn_id);
+		http_reply_raw(req, 200, text, len);
+		free(text);
 		return;
 	}
-	/* EDUs, grouped by type, each group to its handler once. */
-	int dispatched = 0, ignored = 0;
-	for (int t = 0; t < nregistry; t++) {
-		json_t *group = json_array();
-		size_t i;
-		json_t *e;
-		json_array_foreach(edus, i, e) {
-			const char *type = json_string_value(json_object_get(e, "edu_type"));
-			json_t *content = json_object_get(e, "content");
-			if (type && json_is_object(content) && strcmp(type, registry[t].type) == 0)
-				json_array_append(group, content);
-		}
-		int rc = json_array_size(group) ? registry[t].fn(db, origin, group, &err) : 0;
-		dispatched += (int)json_array_size(group);
-		json_decref(group);
-		if (rc < 0)
-			goto rollback;
+	if (json_array_size(pdus) == 0) {
+		json_t *none = json_object();
+		send_finish(req, none);
+		json_decref(none);
+		return;
 	}
-	ignored = (int)json_array_size(edus) - dispatched;
-	json_t *results = json_object();
-	size_t i;
-	json_t *pdu;
-	json_array_foreach(pdus, i, pdu) {
-		const char *eid = json_string_value(json_object_get(pdu, "event_id"));
-		char key[64];
-		if (!eid || strlen(eid) > 255) {
-			snprintf(key, sizeof(key), "pdu_%zu", i);
-			eid = key;
-		}
-		json_object_set_new(results, eid,
-				    json_pack("{s:s}", "error", "rooms are not supported on this server yet"));
-	}
-	json_t *resp = json_pack("{s:o}", "pdus", results);
-	char *text = cjson_encode(resp, NULL, &err);
-	if (!text) {
-		json_decref(resp);
-		goto rollback;
-	}
-	p[2] = text;
-	r = db_exec(db, &err, "UPDATE federation_inbound_txns SET response = $3::jsonb WHERE origin = $1 AND txn_id = $2",
-		    3, p);
-	free(text);
-	PQclear(r);
-	json_t *det = json_pack("{s:s, s:i, s:i, s:i}", "txn_id", txn_id, "pdus", (int)json_array_size(pdus),
-				"edus", dispatched, "edus_ignored", ignored);
-	int arc = r ? audit_append(db, "federation", "transaction.received", NULL, req->app->cfg.server_name,
-				   origin, det, &err)
-		    : -1;
-	json_decref(det);
-	if (arc < 0 || db_commit(db, &err) < 0) {
-		json_decref(resp);
-		goto rollback;
-	}
-	atomic_fetch_add(&edus_dispatched, dispatched);
-	http_reply_json(req, 200, resp);
-	return;
-rollback:
-	db_rollback(db);
-fail:
-	http_reply_al_error(req, &err);
+	if (fed_pdu_process(fed_of(req->app), req->worker, origin, pdus, send_finish, req) < 0)
+		http_reply_error(req, 500, "M_UNKNOWN", "out of memory");
 }
 
 static void put_send(struct http_req *req)

@@ -10,6 +10,7 @@
 #include "fed_client.h"
 #include "fed_keys.h"
 #include "federation.h"
+#include "event.h"
 #include "http.h"
 
 struct fed_servers;
@@ -18,6 +19,8 @@ struct fed_aura_cache;
 
 struct federation {
 	struct app *app;
+	/* called after events were stored (wakes /sync), set by main */
+	federation_notify_fn notify;
 	struct fed_client *fc;
 	struct fed_keys *keys;
 	struct fed_servers *servers;
@@ -83,5 +86,34 @@ struct fed_sender *fed_sender_new(struct federation *fed);
 void fed_sender_free(struct fed_sender *s);
 void fed_sender_tick(void *arg);
 int fed_inbound_register(struct app *app);
+
+/* ---- room endpoints, serving side (fed_rooms.c) ---- */
+int fed_rooms_register(struct app *app);
+/* GET /query/directory?room_alias= (dispatched by fed_handlers.c) */
+void fed_rooms_query_directory(struct http_req *req);
+
+/* ---- PDUs from other servers (fed_pdu.c) ---- */
+
+/* Signatures of the servers an event needs (its sender's; a restricted
+ * join's authorising server's) with keys in memory, then the content hash.
+ * 0 with *verified = the event, or its redacted copy when the hash does
+ * not match (new reference); -1 (drop it) with why. */
+int fed_pdu_verify(struct federation *fed, const struct event_rules *r, const json_t *pdu, json_t **verified,
+		   char *why, size_t whylen);
+/* Is pdu signed by server (a known key, none failing)? 0 or -1 with why. */
+int fed_pdu_verify_server(struct federation *fed, const struct event_rules *r, const json_t *pdu, const char *server,
+			  char *why, size_t whylen);
+/* Fetch server's keys when its signatures on pdu cannot be checked yet. */
+int fed_pdus_fetch_keys_of(struct federation *fed, struct event_base *base, const char *server, const json_t *pdu,
+			   void (*cb)(void *arg), void *arg);
+/* Fetch the keys that checking pdus needs (servers whose signing keys are
+ * not in memory); cb runs once on base's loop, maybe at once. */
+int fed_pdus_fetch_keys(struct federation *fed, struct event_base *base, json_t *pdus, const char *version,
+			void (*cb)(void *arg), void *arg);
+/* The PDUs of an inbound transaction from origin, on worker w: cb gets
+ * the "pdus" result object (event ID -> {} or {"error"}), borrowed. */
+typedef void (*fed_pdu_done_fn)(void *arg, json_t *results);
+int fed_pdu_process(struct federation *fed, struct http_worker *w, const char *origin, json_t *pdus,
+		    fed_pdu_done_fn cb, void *arg);
 
 #endif

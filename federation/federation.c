@@ -15,6 +15,12 @@ struct federation *fed_of(struct app *app)
 	return app->federation;
 }
 
+void federation_set_notify(struct app *app, federation_notify_fn fn)
+{
+	if (app->federation)
+		app->federation->notify = fn;
+}
+
 bool federation_is_local(struct app *app, const char *server_name)
 {
 	return server_name && strcasecmp(server_name, app->cfg.server_name) == 0;
@@ -76,7 +82,7 @@ int federation_start(struct app *app)
 		goto fail;
 	app->federation = fed;
 	if (fed_handlers_register(app) < 0 || fed_servers_register_routes(app) < 0 ||
-	    fed_inbound_register(app) < 0)
+	    fed_inbound_register(app) < 0 || fed_rooms_register(app) < 0)
 		goto fail_registered;
 	if (fed_client_run(fed->fc, &err) < 0)
 		goto fail_registered;

@@ -24,6 +24,11 @@ void federation_stop(struct app *app);
 /* After the workers stopped: free everything (stop_modules). */
 void federation_free(struct app *app);
 
+/* Called (any thread) after events from other servers were stored, so
+ * that parked /sync requests wake up. Set after federation_start. */
+typedef void (*federation_notify_fn)(struct app *app);
+void federation_set_notify(struct app *app, federation_notify_fn fn);
+
 /* True when server_name is this server. */
 bool federation_is_local(struct app *app, const char *server_name);
 
@@ -47,6 +52,34 @@ int federation_query_profile(struct app *app, const char *user_id, const char *f
 int federation_resolve_aura_id(struct app *app, const char *aura_id, struct event_base *base,
 			       federation_json_cb cb, void *arg);
 
+/* ---- rooms on other servers (fed_join.c). Each runs on base's loop (a
+ * worker's) with that worker's database connection db; cb gets 200 and a
+ * body, or the error. -1 when it could not start (cb never runs). ---- */
+
+/* Join room_or_alias (a room ID, or an alias on another server, resolved
+ * with /query/directory) through make_join and send_join v2 at the
+ * servers given (a JSON array, may be NULL) then the room's own server;
+ * the state and auth chain are verified and stored. content: extra
+ * members of the join event (may be NULL). Body: {room_id}; on an
+ * incompatible room version the error body with its room_version. */
+int federation_room_join(struct app *app, struct event_base *base, struct db *db, const char *user_id,
+			 const char *room_or_alias, json_t *servers, json_t *content, federation_json_cb cb, void *arg);
+/* Reject an invite to a room this server is not in: make_leave and
+ * send_leave v2 at servers (the inviter's), then the room's server. */
+int federation_room_leave(struct app *app, struct event_base *base, struct db *db, const char *user_id,
+			  const char *room_id, json_t *servers, const char *reason, federation_json_cb cb, void *arg);
+/* Invite target (a user of another server) into a room here: the invite
+ * event is built, counter-signed by the target's server (invite v2) and
+ * then stored and sent to the room's other servers. Body: {}. */
+int federation_room_invite(struct app *app, struct event_base *base, struct db *db, const char *sender,
+			   const char *room_id, const char *target, const char *reason, federation_json_cb cb,
+			   void *arg);
+
+/* GET /query/directory?room_alias= on the alias's server: body {room_id,
+ * servers}; 404 M_NOT_FOUND. */
+int federation_query_directory(struct app *app, const char *alias, struct event_base *base, federation_json_cb cb,
+			       void *arg);
+
 /* Online mesh nodes of a user of another server: GET
  * /_matrix/federation/v1/query/org.auralink.mesh_nodes on her server
  * (fed_mesh.c). cb as for federation_query_profile, once, on base's loop:
@@ -62,6 +95,11 @@ int federation_query_mesh_nodes(struct app *app, const char *user_id, struct eve
  * (at the latest on its next tick). */
 int fed_sender_enqueue_edu(struct db *db, const char *destination, const char *edu_type,
 			   json_t *content, struct al_error *err);
+/* Queue a PDU (its "unsigned" member left out) for each destination, in
+ * the caller's transaction. The transaction that carries it is sent once
+ * the caller committed and the sender woke. */
+int fed_sender_enqueue_pdu(struct db *db, const char *const *destinations, int n, const json_t *pdu,
+			   struct al_error *err);
 /* Wake the sender now (after the caller's transaction committed). */
 void federation_sender_wake(struct app *app);
 

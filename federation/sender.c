@@ -77,6 +77,44 @@ int fed_sender_enqueue_edu(struct db *db, const char *destination, const char *e
 	return 0;
 }
 
+int fed_sender_enqueue_pdu(struct db *db, const char *const *destinations, int n, const json_t *pdu,
+			   struct al_error *err)
+{
+	if (n <= 0)
+		return 0;
+	if (!json_is_object(pdu))
+		return al_error_set(err, 400, "M_INVALID_PARAM", "bad PDU");
+	json_t *copy = json_copy((json_t *)pdu); /* shallow: members shared */
+	if (!copy)
+		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	json_object_del(copy, "unsigned");
+	char *text = cjson_encode(copy, NULL, err);
+	json_decref(copy);
+	if (!text)
+		return -1;
+	json_t *dl = json_array();
+	for (int i = 0; dl && i < n; i++)
+		if (destinations[i] && strlen(destinations[i]) <= 255)
+			json_array_append_new(dl, json_string(destinations[i]));
+	char *dtext = dl ? cjson_encode(dl, NULL, err) : NULL;
+	json_decref(dl);
+	if (!dtext) {
+		free(text);
+		return -1;
+	}
+	const char *p[2] = {dtext, text};
+	PGresult *r = db_exec(db, err,
+			      "INSERT INTO federation_outbox (destination, kind, payload) "
+			      "SELECT d, 'pdu', $2::jsonb FROM jsonb_array_elements_text($1::jsonb) d",
+			      2, p);
+	free(text);
+	free(dtext);
+	if (!r)
+		return -1;
+	PQclear(r);
+	return 0;
+}
+
 static struct inflight *slot_find(struct fed_sender *s, const char *dest)
 {
 	for (int i = 0; i < s->n; i++)

@@ -160,9 +160,12 @@ int xmatrix_verify(const struct xmatrix_auth *a, const char *method, const char 
 	}
 	struct al_error e = {0};
 	if (sign_verify_json(o, a->origin, a->key_id, pk, &e) < 0) {
-		al_error_set(err, 401, "M_UNAUTHORIZED",
-			     "Invalid signature for server %s with key %s on %s %s", a->origin,
-			     a->key_id, method, uri);
+		if (e.status == 400) /* e.g. floats: no canonical form to check */
+			al_error_set(err, 400, "M_BAD_JSON", "The request body is not canonical JSON: %s", e.message);
+		else
+			al_error_set(err, 401, "M_UNAUTHORIZED",
+				     "Invalid signature for server %s with key %s on %s %s", a->origin,
+				     a->key_id, method, uri);
 		goto done;
 	}
 	rc = 0;

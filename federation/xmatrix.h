@@ -42,7 +42,8 @@ char *xmatrix_build_header(const struct sign_key *key, const char *origin, const
 int xmatrix_parse_header(const char *value, struct xmatrix_auth *out, struct al_error *err);
 
 /* Verify a parsed header against the request and the origin's public key.
- * 0, or -1 with 401 M_UNAUTHORIZED. */
+ * 0, or -1 with 401 M_UNAUTHORIZED (400 M_BAD_JSON when the content has no
+ * canonical form, e.g. floats). */
 int xmatrix_verify(const struct xmatrix_auth *a, const char *method, const char *uri,
 		   const char *destination, json_t *content, const unsigned char pk[32],
 		   struct al_error *err);

@@ -280,6 +280,15 @@ static int load_settings(struct loader *ld, struct al_config *cfg)
 	if (get_int(ld, "federation.health_interval_seconds", 1, 86400, 60, &v) < 0)
 		return -1;
 	cfg->fed_health_interval_s = (int)v;
+	if (get_string(ld, "rooms.default_room_version", cfg->default_room_version,
+		       sizeof(cfg->default_room_version), "11") < 0)
+		return -1;
+	{
+		char *end = NULL;
+		long rv = strtol(cfg->default_room_version, &end, 10);
+		if (!cfg->default_room_version[0] || *end || rv < 1 || rv > 11 || cfg->default_room_version[0] == '0')
+			return fail(ld, "rooms.default_room_version", "must be a room version from 1 to 11");
+	}
 	if (get_int(ld, "mesh.online_window_seconds", 1, 3600, 90, &v) < 0)
 		return -1;
 	cfg->mesh_online_window_s = (int)v;

@@ -55,6 +55,7 @@ struct al_config {
 	int mesh_flush_interval_ms;    /* mesh: batched writes */
 	int mesh_heartbeat_min_interval_ms; /* mesh: per-node heartbeat limit */
 	bool dev_verifier;            /* built-in verifier that logs codes */
+	char default_room_version[4]; /* rooms.default_room_version: createRoom without room_version */
 };
 
 /* Load and validate. On failure returns -1 and writes one line naming the

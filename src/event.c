@@ -258,6 +258,42 @@ long event_canonical_size(const json_t *ev)
 	return (long)len;
 }
 
+const char *event_ref_id(const json_t *entry)
+{
+	if (json_is_string(entry))
+		return json_string_value(entry);
+	if (json_is_array(entry) && json_array_size(entry) == 2)
+		return json_string_value(json_array_get(entry, 0));
+	return NULL;
+}
+
+json_t *event_ref_ids(const json_t *list)
+{
+	json_t *out = json_array();
+	size_t i;
+	json_t *v;
+	json_array_foreach((json_t *)list, i, v)
+	{
+		const char *id = event_ref_id(v);
+		if (id)
+			json_array_append_new(out, json_string(id));
+	}
+	return out;
+}
+
+json_t *event_ref_make(const json_t *pdu, const char *id, const struct event_rules *r)
+{
+	if (r->id_format != 1)
+		return json_string(id);
+	unsigned char h[32];
+	if (!pdu || event_reference_hash(pdu, r, h, NULL) < 0)
+		return NULL;
+	char *b = b64_encode(h, sizeof(h));
+	json_t *e = b ? json_pack("[s, {s:s}]", id, "sha256", b) : NULL;
+	free(b);
+	return e;
+}
+
 const char *event_str(const json_t *ev, const char *key)
 {
 	return json_string_value(json_object_get(ev, key));

@@ -66,6 +66,17 @@ int event_check_content_hash(const json_t *ev, struct al_error *err);
 /* Canonical size of ev in bytes (-1 on error). */
 long event_canonical_size(const json_t *ev);
 
+/* An entry of prev_events / auth_events: the event ID itself (room
+ * versions 3 and later) or [event_id, {"sha256": ...}] (versions 1-2).
+ * NULL when malformed. */
+const char *event_ref_id(const json_t *entry);
+/* The event IDs of such a list, as a new array of strings. */
+json_t *event_ref_ids(const json_t *list);
+/* An entry referring to pdu (with its event ID id) in the form of the
+ * room version: the ID, or [id, {"sha256": reference hash}]. New
+ * reference or NULL. */
+json_t *event_ref_make(const json_t *pdu, const char *id, const struct event_rules *r);
+
 /* Accessors (NULL / -1 when missing or mistyped). */
 const char *event_str(const json_t *ev, const char *key);
 const char *event_content_str(const json_t *ev, const char *key);

@@ -16,6 +16,7 @@
 #include "http.h"
 #include "log.h"
 #include "ratelimit.h"
+#include "room.h"
 #include "uia.h"
 #include "workpool.h"
 
@@ -343,7 +344,7 @@ static void get_capabilities(struct http_req *req)
 			json_pack("{s:{s:{s:b}, s:{s:b}, s:{s:b}, s:{s:b}, s:{s:s, s:{s:s, s:s}}}}",
 				  "capabilities", "m.change_password", "enabled", 1, "m.set_displayname",
 				  "enabled", 1, "m.set_avatar_url", "enabled", 1, "m.3pid_changes", "enabled", 0,
-				  "m.room_versions", "default", "11", "available", "10", "stable", "11",
+				  "m.room_versions", "default", room_default_version(), "available", "10", "stable", "11",
 				  "stable"));
 }
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "handlers_room_remote.h"
 #include "handlers_sync.h"
 #include "http.h"
 #include "keys.h"
@@ -65,6 +66,8 @@ static void post_create_room(struct http_req *req)
 		return;
 	}
 	sync_notify(req->app);
+	if (room_remote_create_invites(req, room_id, body))
+		return; /* answered once the invitees' servers signed */
 	http_reply_json(req, 200, json_pack("{s:s}", "room_id", room_id));
 }
 
@@ -121,6 +124,8 @@ static void get_alias(struct http_req *req)
 		return;
 	char room_id[ROOM_ID_MAX + 1];
 	struct al_error err = {0};
+	if (room_remote_alias_lookup(req, alias))
+		return; /* on another server: asked there */
 	if (room_alias_resolve(&req->worker->db, alias, room_id, &err) < 0) {
 		http_reply_al_error(req, &err);
 		return;
@@ -189,6 +194,8 @@ static void do_membership(struct http_req *req, const char *room, const char *ta
 	char room_id[ROOM_ID_MAX + 1];
 	int64_t stream;
 	struct room_ctx c = ctx_of(req);
+	if (room_remote_membership(req, room, target, membership, reason, extra, reply_room_id))
+		return; /* other servers take part; answered when they did */
 	snprintf(room_id, sizeof(room_id), "%s", room); /* room_membership resolves an alias here */
 	int rc = kick ? room_kick(&c, room, req->user_id, target, reason, &stream, &err)
 		      : room_membership(&c, room, req->user_id, target, membership, reason, extra, room_id, &stream, &err);

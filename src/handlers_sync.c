@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "auth.h"
+#include "federation.h"
 #include "http.h"
 #include "keys.h"
 #include "log.h"
@@ -252,6 +253,7 @@ static void get_sync(struct http_req *req)
 void sync_notify(struct app *app)
 {
 	struct sync_state *st = app->sync;
+	federation_sender_wake(app); /* events for other servers may be queued */
 	if (!st)
 		return;
 	pthread_mutex_lock(&st->mu);

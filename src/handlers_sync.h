@@ -12,7 +12,8 @@
 #define SYNC_MAX_TIMEOUT_MS 60000
 
 int sync_start(struct app *app);
-/* New data committed: wake parked syncs on every worker. Any thread. */
+/* New data committed: wake parked syncs on every worker, and the
+ * federation sender (events for other servers may be queued). Any thread. */
 void sync_notify(struct app *app);
 /* Before the workers stop: answer every parked sync (waits up to 2 s). */
 void sync_drain(struct app *app);

@@ -209,13 +209,20 @@ const char *http_req_body_bytes(struct http_req *req, size_t *len)
 	return (const char *)evbuffer_pullup(in, -1);
 }
 
+/* Bodies on the federation listener may be larger: a transaction carries
+ * up to 50 PDUs of up to 64 KiB. */
+static size_t body_limit(const struct al_config *cfg, bool federation)
+{
+	return federation && cfg->max_body_bytes < HTTP_FED_MAX_BODY ? HTTP_FED_MAX_BODY : cfg->max_body_bytes;
+}
+
 json_t *http_req_json_body(struct http_req *req, struct al_error *err)
 {
 	if (req->body)
 		return req->body;
 	size_t len;
 	const char *bytes = http_req_body_bytes(req, &len);
-	struct cjson_limits lim = {.max_bytes = req->app->cfg.max_body_bytes,
+	struct cjson_limits lim = {.max_bytes = body_limit(&req->app->cfg, req->federation_listener),
 				   .max_depth = req->app->cfg.max_json_depth};
 	req->body = cjson_parse_object(bytes ? bytes : "", len, &lim, err);
 	return req->body;
@@ -269,9 +276,9 @@ static void dispatch(struct http_req *req)
 		break;
 	}
 	size_t body_len = evbuffer_get_length(evhttp_request_get_input_buffer(req->ev));
-	if (body_len > req->app->cfg.max_body_bytes) {
-		http_reply_error(req, 413, "M_TOO_LARGE", "request body exceeds %zu bytes",
-				 req->app->cfg.max_body_bytes);
+	size_t limit = body_limit(&req->app->cfg, req->federation_listener);
+	if (body_len > limit) {
+		http_reply_error(req, 413, "M_TOO_LARGE", "request body exceeds %zu bytes", limit);
 		return;
 	}
 	union {
@@ -377,7 +384,8 @@ static struct bufferevent *tls_bevcb(struct event_base *base, void *arg)
 					      BEV_OPT_CLOSE_ON_FREE);
 }
 
-static struct evhttp *make_evhttp(struct worker_slot *slot, int fd, void (*cb)(struct evhttp_request *, void *))
+static struct evhttp *make_evhttp(struct worker_slot *slot, int fd, void (*cb)(struct evhttp_request *, void *),
+				  bool federation)
 {
 	const struct al_config *cfg = &slot->srv->app->cfg;
 	struct evhttp *http = evhttp_new(slot->w.base);
@@ -393,7 +401,7 @@ static struct evhttp *make_evhttp(struct worker_slot *slot, int fd, void (*cb)(s
 	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
 						 EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
 						 EVHTTP_REQ_OPTIONS | EVHTTP_REQ_HEAD);
-	evhttp_set_max_body_size(http, (ev_ssize_t)(cfg->max_body_bytes * BODY_BACKSTOP_FACTOR));
+	evhttp_set_max_body_size(http, (ev_ssize_t)(body_limit(cfg, federation) * BODY_BACKSTOP_FACTOR));
 	evhttp_set_max_headers_size(http, MAX_HEADERS_BYTES);
 	evhttp_set_timeout(http, IDLE_TIMEOUT_SECONDS);
 	evhttp_set_gencb(http, cb, slot);
@@ -418,12 +426,12 @@ static int worker_init(struct http_server *srv, struct worker_slot *slot, int in
 	if (db_open(&slot->w.db, srv->app->cfg.conninfo, err) < 0)
 		return -1;
 	if (srv->client_fd >= 0) {
-		slot->client_http = make_evhttp(slot, srv->client_fd, on_client_request);
+		slot->client_http = make_evhttp(slot, srv->client_fd, on_client_request, false);
 		if (!slot->client_http)
 			return al_error_set(err, 500, "M_UNKNOWN", "cannot create client listener");
 	}
 	if (srv->fed_fd >= 0) {
-		slot->fed_http = make_evhttp(slot, srv->fed_fd, on_federation_request);
+		slot->fed_http = make_evhttp(slot, srv->fed_fd, on_federation_request, true);
 		if (!slot->fed_http)
 			return al_error_set(err, 500, "M_UNKNOWN", "cannot create federation listener");
 		evhttp_set_bevcb(slot->fed_http, tls_bevcb, srv->ssl_ctx);

@@ -18,6 +18,10 @@
 
 struct http_server;
 
+/* Request bodies on the federation listener may be this large (at least;
+ * limits.max_body_bytes when that is larger). */
+#define HTTP_FED_MAX_BODY (4 * 1024 * 1024)
+
 struct http_worker {
 	int index;
 	struct event_base *base;

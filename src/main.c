@@ -36,6 +36,7 @@
 #include "keys.h"
 #include "log.h"
 #include "ratelimit.h"
+#include "room.h"
 #include "router.h"
 #include "uia.h"
 #include "workpool.h"
@@ -146,12 +147,14 @@ static int start_modules(struct app *app)
 	rc |= abuse_register_routes(app);
 	rc |= mesh_start(app);
 	rc |= federation_start(app);
+	room_set_default_version(app->cfg.default_room_version);
 	rc |= rooms_start(app);
 	rc |= calls_handlers_start(app);
 	rc |= presence_register_routes(app);
 	rc |= room_directory_register_routes(app);
 	rc |= pushers_register_routes(app);
 	rc |= tags_register_routes(app);
+	federation_set_notify(app, sync_notify);
 	return rc ? -1 : 0;
 }
 

@@ -12,6 +12,7 @@
 #include "keys.h"
 #include "log.h"
 #include "room_auth.h"
+#include "room_dag.h"
 #include "sync.h"
 
 #define STREAM_LOCK "6006"
@@ -93,6 +94,22 @@ static const char *server_part(const char *id)
 	return c ? c + 1 : NULL;
 }
 
+/* ---- the version of new rooms ---- */
+
+static char default_version[4] = ROOM_DEFAULT_VERSION;
+
+void room_set_default_version(const char *version)
+{
+	struct event_rules r;
+	if (version && event_rules_for(version, &r) == 0)
+		snprintf(default_version, sizeof(default_version), "%s", version);
+}
+
+const char *room_default_version(void)
+{
+	return default_version;
+}
+
 /* ---- client format ---- */
 
 json_t *room_client_event(const char *json_text, const char *event_id, const char *sender,
@@ -135,6 +152,9 @@ struct writer {
 	char version[4];
 	struct event_rules rules;
 	char head[EVENT_ID_MAX];
+	char prevs[ROOM_MAX_PREV][EVENT_ID_MAX]; /* the forward extremities */
+	json_t *prev_pdus[ROOM_MAX_PREV];        /* their PDUs (room versions 1-2 only) */
+	int nprev;
 	int64_t depth;
 	int64_t group;
 	int chain_len;
@@ -152,6 +172,10 @@ static void writer_clear(struct writer *w)
 {
 	json_decref(w->state);
 	w->state = NULL;
+	for (int i = 0; i < ROOM_MAX_PREV; i++) {
+		json_decref(w->prev_pdus[i]);
+		w->prev_pdus[i] = NULL;
+	}
 }
 
 static int state_put(json_t *state, const char *type, const char *sk, json_t *pdu_with_id)
@@ -206,6 +230,21 @@ static int writer_load(struct writer *w, const struct room_ctx *c, const char *r
 	PQclear(r);
 	if (event_rules_for(w->version, &w->rules) < 0)
 		return al_error_set(err, 400, "M_UNSUPPORTED_ROOM_VERSION", "room version %s", w->version);
+	r = db_exec(c->db, err,
+		    "SELECT x.event_id, e.json FROM room_extremities x JOIN events e ON e.event_id = x.event_id "
+		    "WHERE x.room_id = $1 ORDER BY e.depth DESC, x.event_id LIMIT " ROOM_MAX_PREV_STR,
+		    1, p1);
+	if (!r)
+		return -1;
+	for (int i = 0; i < PQntuples(r) && i < ROOM_MAX_PREV; i++) {
+		snprintf(w->prevs[w->nprev], EVENT_ID_MAX, "%s", PQgetvalue(r, i, 0));
+		/* versions 1-2 refer to prev events with their reference hash */
+		w->prev_pdus[w->nprev++] =
+			w->rules.id_format == 1 ? json_loads(PQgetvalue(r, i, 1), JSON_DECODE_ANY, NULL) : NULL;
+	}
+	PQclear(r);
+	if (w->nprev == 0 && w->head[0])
+		snprintf(w->prevs[w->nprev++], EVENT_ID_MAX, "%s", w->head);
 	const char *p[] = {room_id, sender, target ? target : sender, type ? type : "", sk ? sk : ""};
 	r = db_exec(c->db, err,
 		    "SELECT cs.type, cs.state_key, e.event_id, e.json FROM current_state cs "
@@ -219,40 +258,6 @@ static int writer_load(struct writer *w, const struct room_ctx *c, const char *r
 	int rc = load_state_rows(w, r);
 	PQclear(r);
 	return rc < 0 ? al_error_set(err, 500, "M_UNKNOWN", "bad stored event") : 0;
-}
-
-static int apply_redaction(struct writer *w, const char *target, json_t *redaction_client,
-			   struct al_error *err)
-{
-	const char *p[] = {target, w->room_id};
-	PGresult *r = db_exec(w->c->db, err,
-			      "SELECT json FROM events WHERE event_id = $1 AND room_id = $2 AND redacted_by IS NULL",
-			      2, p);
-	if (!r)
-		return -1;
-	if (PQntuples(r) == 0) {
-		PQclear(r);
-		return 0;
-	}
-	json_t *pdu = json_loads(PQgetvalue(r, 0, 0), JSON_DECODE_ANY, NULL);
-	PQclear(r);
-	json_t *red = pdu ? event_redact(pdu, &w->rules) : NULL;
-	json_decref(pdu);
-	if (!red)
-		return al_error_set(err, 500, "M_UNKNOWN", "cannot redact");
-	json_object_set_new(red, "unsigned", json_pack("{s:O}", "redacted_because", redaction_client));
-	char *text = cjson_encode(red, NULL, err);
-	json_decref(red);
-	if (!text)
-		return -1;
-	const char *by = json_string_value(json_object_get(redaction_client, "event_id"));
-	const char *u[] = {target, text, by};
-	r = db_exec(w->c->db, err, "UPDATE events SET json = $2, redacted_by = $3 WHERE event_id = $1", 3, u);
-	free(text);
-	if (!r)
-		return -1;
-	PQclear(r);
-	return 0;
 }
 
 /* New state group for a state event; sets w->group. */
@@ -291,23 +296,23 @@ static const char *txn_kind(const struct room_event_spec *spec)
 	return spec->redacts ? "redact" : "send";
 }
 
-/* Build, authorise, sign and store one event. -2 (err filled) when the
- * insert hit a unique violation: a concurrent request with the same txnId. */
-static int writer_append(struct writer *w, const char *sender, const struct room_event_spec *spec,
-			 char *event_id, struct al_error *err)
+/* Build and authorise one event against the writer's state; sign: hash
+ * and sign it and fill event_id (else an unsigned template). */
+static json_t *writer_build(struct writer *w, const char *sender, const struct room_event_spec *spec, bool sign,
+			    char *event_id, struct al_error *err)
 {
 	const struct sign_key *key = keys_current(w->c->keys);
 	const char *server = keys_server_name(w->c->keys);
-	json_t *pdu = NULL, *content = NULL, *client = NULL;
-	char *text = NULL, *prev_arr = NULL, *auth_arr = NULL;
-	int rc = -1;
+	json_t *pdu = NULL, *content = NULL;
 	if (!spec->type || strlen(spec->type) > EVENT_TYPE_MAX || !*spec->type ||
-	    (spec->state_key && strlen(spec->state_key) > EVENT_TYPE_MAX))
-		return al_error_set(err, 400, "M_INVALID_PARAM", "event type or state key too long");
+	    (spec->state_key && strlen(spec->state_key) > EVENT_TYPE_MAX)) {
+		al_error_set(err, 400, "M_INVALID_PARAM", "event type or state key too long");
+		return NULL;
+	}
 	content = spec->content ? json_deep_copy(spec->content) : json_object();
 	if (!json_is_object(content)) {
 		al_error_set(err, 400, "M_BAD_JSON", "content must be an object");
-		goto out;
+		goto fail;
 	}
 	if (spec->redacts && w->rules.redacts_in_content)
 		json_object_set_new(content, "redacts", json_string(spec->redacts));
@@ -316,7 +321,7 @@ static int writer_append(struct writer *w, const char *sender, const struct room
 			"origin_server_ts", (json_int_t)room_now_ms());
 	if (!pdu) {
 		al_error_set(err, 500, "M_UNKNOWN", "out of memory");
-		goto out;
+		goto fail;
 	}
 	if (spec->state_key)
 		json_object_set_new(pdu, "state_key", json_string(spec->state_key));
@@ -334,26 +339,81 @@ static int writer_append(struct writer *w, const char *sender, const struct room
 		json_object_set_new(pdu, "event_id", json_string(id));
 	}
 	json_t *prev = json_array();
-	if (w->head[0])
-		json_array_append_new(prev, json_string(w->head));
+	for (int i = 0; i < w->nprev; i++)
+		json_array_append_new(prev, w->rules.id_format == 1
+						    ? event_ref_make(w->prev_pdus[i], w->prevs[i], &w->rules)
+						    : json_string(w->prevs[i]));
 	json_object_set_new(pdu, "prev_events", prev);
 	const char *auth_ids[5];
 	int nauth = room_auth_select(pdu, w->state, auth_ids, 5, pdu_id);
 	json_t *auth = json_array();
-	for (int i = 0; i < nauth; i++)
-		json_array_append_new(auth, json_string(auth_ids[i]));
+	for (int i = 0; i < nauth; i++) {
+		json_t *ae = NULL;
+		if (w->rules.id_format == 1) {
+			const char *k;
+			json_t *v;
+			json_object_foreach(w->state, k, v)
+			{
+				if (pdu_id(v) && strcmp(pdu_id(v), auth_ids[i]) == 0)
+					ae = event_ref_make(v, auth_ids[i], &w->rules);
+			}
+		}
+		json_array_append_new(auth, ae ? ae : json_string(auth_ids[i]));
+	}
 	json_object_set_new(pdu, "auth_events", auth);
-	if (room_auth_check(&w->rules, pdu, w->state, w->depth == 1, err) < 0)
-		goto out;
+	const char *create_id = pdu_id(room_auth_state_get(w->state, "m.room.create", ""));
+	bool is_first = w->nprev == 1 && create_id && strcmp(w->prevs[0], create_id) == 0;
+	if (room_auth_check(&w->rules, pdu, w->state, is_first, err) < 0)
+		goto fail;
+	if (!sign) {
+		json_decref(content);
+		return pdu;
+	}
 	if (event_hash_and_sign(pdu, &w->rules, server, key, err) < 0)
-		goto out;
+		goto fail;
 	if (event_compute_id(pdu, &w->rules, event_id, EVENT_ID_MAX, err) < 0)
-		goto out;
+		goto fail;
 	long size = event_canonical_size(pdu);
 	if (size < 0 || size > EVENT_MAX_BYTES) {
 		al_error_set(err, 413, "M_TOO_LARGE", "event is larger than %d bytes", EVENT_MAX_BYTES);
-		goto out;
+		goto fail;
 	}
+	json_decref(content);
+	return pdu;
+fail:
+	json_decref(pdu);
+	json_decref(content);
+	return NULL;
+}
+
+/* Build, authorise, sign and store one event; queue it for the other
+ * servers in the room. */
+static int writer_append(struct writer *w, const char *sender, const struct room_event_spec *spec,
+			 char *event_id, struct al_error *err)
+{
+	const char *server = keys_server_name(w->c->keys);
+	json_t *client = NULL, *content = NULL;
+	char *text = NULL, *prev_arr = NULL, *auth_arr = NULL;
+	int rc = -1;
+	json_t *pdu = writer_build(w, sender, spec, true, event_id, err);
+	if (!pdu)
+		return -1;
+	content = json_incref(json_object_get(pdu, "content"));
+	const char *auth_ids[EVENT_MAX_AUTH];
+	int nauth = 0;
+	json_t *auth = json_object_get(pdu, "auth_events");
+	for (size_t i = 0; i < json_array_size(auth) && nauth < EVENT_MAX_AUTH; i++)
+		auth_ids[nauth++] = event_ref_id(json_array_get(auth, i));
+	/* the servers in the room before this event, and the target of a
+	 * kick or ban */
+	const char *extra = NULL;
+	if (spec->state_key && strcmp(spec->type, "m.room.member") == 0) {
+		const char *m = json_string_value(json_object_get(content, "membership"));
+		if (m && strcmp(m, "invite") != 0)
+			extra = room_dag_server_of(spec->state_key);
+	}
+	if (room_dag_fanout(w->c->db, w->room_id, server, pdu, extra, NULL, err) < 0)
+		goto out;
 	if (spec->state_key) {
 		json_t *old = room_auth_state_get(w->state, spec->type, spec->state_key);
 		if (old)
@@ -374,8 +434,10 @@ static int writer_append(struct writer *w, const char *sender, const struct room
 	}
 	if (spec->state_key && writer_new_group(w, spec->type, spec->state_key, event_id, err) < 0)
 		goto out;
-	const char *prevs[1] = {w->head};
-	prev_arr = room_pg_array(prevs, w->head[0] ? 1 : 0);
+	const char *prevs[ROOM_MAX_PREV];
+	for (int i = 0; i < w->nprev; i++)
+		prevs[i] = w->prevs[i];
+	prev_arr = room_pg_array(prevs, w->nprev);
 	auth_arr = room_pg_array(auth_ids, nauth);
 	char depth[24], ts[24], group[24];
 	fmt_i64(depth, sizeof(depth), w->depth + 1);
@@ -406,7 +468,9 @@ static int writer_append(struct writer *w, const char *sender, const struct room
 		"ON CONFLICT (room_id, user_id) DO UPDATE SET membership = EXCLUDED.membership, "
 		"event_id = EXCLUDED.event_id, stream_ordering = EXCLUDED.stream_ordering, forgotten = false), "
 		"r AS (UPDATE rooms SET head_event_id = $1::text, head_depth = $3::bigint, "
-		"state_group = $9::bigint WHERE room_id = $2::text) "
+		"state_group = $9::bigint WHERE room_id = $2::text), "
+		"xd AS (DELETE FROM room_extremities WHERE room_id = $2::text AND event_id = ANY($12::text[])), "
+		"xi AS (INSERT INTO room_extremities (room_id, event_id) VALUES ($2::text, $1::text)) "
 		"SELECT stream_ordering FROM e",
 		15, p);
 	if (conflict) {
@@ -418,6 +482,14 @@ static int writer_append(struct writer *w, const char *sender, const struct room
 	w->stream = col_i64(r, 0, 0);
 	PQclear(r);
 	snprintf(w->head, sizeof(w->head), "%s", event_id);
+	snprintf(w->prevs[0], EVENT_ID_MAX, "%s", event_id);
+	for (int i = 0; i < ROOM_MAX_PREV; i++) {
+		json_decref(w->prev_pdus[i]);
+		w->prev_pdus[i] = NULL;
+	}
+	if (w->rules.id_format == 1)
+		w->prev_pdus[0] = json_incref(pdu);
+	w->nprev = 1;
 	w->depth++;
 	if (spec->state_key) {
 		json_object_set_new(pdu, "event_id", json_string(event_id));
@@ -425,7 +497,7 @@ static int writer_append(struct writer *w, const char *sender, const struct room
 	}
 	if (spec->redacts && strcmp(spec->type, "m.room.redaction") == 0) {
 		client = event_to_client(pdu, event_id);
-		if (!client || apply_redaction(w, spec->redacts, client, err) < 0)
+		if (!client || room_dag_redact(w->c->db, &w->rules, w->room_id, spec->redacts, client, err) < 0)
 			goto out;
 	}
 	rc = 0;
@@ -573,6 +645,28 @@ fail:
 fail_nr:
 	writer_clear(&w);
 	return -1;
+}
+
+int room_build_event(const struct room_ctx *c, const char *room_id, const char *sender,
+		     const struct room_event_spec *spec, bool sign, json_t **pdu_out, char *event_id,
+		     struct al_error *err)
+{
+	struct writer w;
+	memset(&w, 0, sizeof(w));
+	*pdu_out = NULL;
+	if (db_begin(c->db, err) < 0)
+		return -1;
+	const char *target = NULL;
+	if (spec->state_key && strcmp(spec->type, "m.room.member") == 0)
+		target = spec->state_key;
+	int rc = -1;
+	if (writer_load(&w, c, room_id, sender, target, spec->type, spec->state_key, err) == 0) {
+		*pdu_out = writer_build(&w, sender, spec, sign, event_id, err);
+		rc = *pdu_out ? 0 : -1;
+	}
+	db_rollback(c->db);
+	writer_clear(&w);
+	return rc;
 }
 
 /* ---- aliases ---- */
@@ -833,7 +927,7 @@ static json_t *default_power_levels(const char *creator, const char *preset, jso
 static int create_validate(json_t *body, const char **version, const char **preset, struct al_error *err)
 {
 	json_t *v = json_object_get(body, "room_version");
-	*version = ROOM_DEFAULT_VERSION;
+	*version = default_version;
 	if (v && !json_is_null(v)) {
 		struct event_rules r;
 		*version = json_string_value(v);
@@ -1028,6 +1122,8 @@ int room_create(const struct room_ctx *c, const char *creator, json_t *body, cha
 	json_array_foreach(invites, i, v)
 	{
 		const char *uid = json_string_value(v);
+		if (strcmp(server_part(uid), server) != 0)
+			continue; /* invited through federation once the room exists */
 		json_t *inv = json_pack("{s:s}", "membership", "invite");
 		if (is_direct)
 			json_object_set_new(inv, "is_direct", json_true());
@@ -1098,7 +1194,8 @@ static PGresult *state_rows(struct db *db, const char *room_id, int64_t max, str
 	return db_exec(db, err,
 		       "WITH RECURSIVE chain(id, prev, lvl) AS ("
 		       " SELECT id, prev_group, 0 FROM state_groups WHERE id = (SELECT state_group FROM events "
-		       " WHERE room_id = $1 AND stream_ordering <= $2::bigint AND state_group IS NOT NULL "
+		       " WHERE room_id = $1 AND stream_ordering <= $2::bigint AND stream_ordering > 0 "
+		       " AND state_group IS NOT NULL "
 		       " ORDER BY stream_ordering DESC LIMIT 1)"
 		       " UNION ALL SELECT g.id, g.prev_group, c.lvl + 1 FROM state_groups g JOIN chain c ON g.id = c.prev) "
 		       "SELECT e.event_id, e.json, e.sender, x.type, x.state_key FROM (SELECT DISTINCT ON (s.type, s.state_key) "
@@ -1464,6 +1561,7 @@ json_t *room_context(struct db *db, const char *room_id, const char *user_id, co
 			      "AND stream_ordering <= $3::bigint) "
 			      "SELECT " EVENT_COLS ", 0 AS part FROM events, x WHERE event_id = $2 "
 			      "UNION ALL (SELECT " EVENT_COLS ", 1 FROM events, x WHERE room_id = $1 AND stream_ordering < x.s "
+			      "AND stream_ordering > 0 "
 			      "ORDER BY stream_ordering DESC LIMIT $4::int) "
 			      "UNION ALL (SELECT " EVENT_COLS ", 2 FROM events, x WHERE room_id = $1 AND stream_ordering > x.s "
 			      "AND stream_ordering <= $3::bigint ORDER BY stream_ordering ASC LIMIT $4::int)",

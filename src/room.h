@@ -4,8 +4,10 @@
  * memberships, and reading events and state for clients.
  *
  * Writes to one room are serialised by locking its rooms row (SELECT ...
- * FOR UPDATE) for the transaction, so each new event has the single
- * previous head as prev_event and depth + 1: the local DAG is a line.
+ * FOR UPDATE) for the transaction. A new local event has the room's
+ * forward extremities (room_extremities, at most ROOM_MAX_PREV) as
+ * prev_events and the highest depth + 1, and becomes the only extremity
+ * it replaces; events from other servers (room_remote.h) keep their own.
  * Stream positions (al_stream_seq) are drawn under a global advisory lock
  * held to commit, so /sync never sees position N+1 before N. */
 #ifndef AL_ROOM_H
@@ -25,6 +27,8 @@ struct app;
 #define ROOM_ID_MAX 255
 #define ROOM_DEFAULT_VERSION "11"
 #define ROOM_SNAPSHOT_INTERVAL 100  /* a full state snapshot every N state groups */
+#define ROOM_MAX_PREV 10            /* prev_events of a new local event (forward extremities) */
+#define ROOM_MAX_PREV_STR "10"
 
 struct room_event_spec {
 	const char *type;
@@ -45,6 +49,11 @@ struct room_ctx {
 	struct app *app; /* for the stored-event hook (calls_on_event); may be NULL */
 };
 
+/* The version of rooms created without room_version (config
+ * rooms.default_room_version; set once at start-up, before the workers). */
+void room_set_default_version(const char *version);
+const char *room_default_version(void);
+
 /* The body of POST /createRoom (validated here). Fills room_id (size
  * ROOM_ID_MAX+1) and the stream position of the last event written. */
 int room_create(const struct room_ctx *c, const char *creator, json_t *body, char *room_id,
@@ -56,6 +65,14 @@ int room_create(const struct room_ctx *c, const char *creator, json_t *body, cha
  * event that repeats the current one (same sender and content). */
 int room_send(const struct room_ctx *c, const char *room_id, const char *sender,
 	      const struct room_event_spec *spec, char *event_id, int64_t *stream, struct al_error *err);
+
+/* Build one event as room_send would (prev_events, auth_events, depth,
+ * authorised against the current state) without storing it. sign: hash and
+ * sign it and fill event_id; else the unsigned template of make_join /
+ * make_leave (sender may then be a remote user). *pdu_out: new reference. */
+int room_build_event(const struct room_ctx *c, const char *room_id, const char *sender,
+		     const struct room_event_spec *spec, bool sign, json_t **pdu_out, char *event_id,
+		     struct al_error *err);
 
 /* Membership change as sender: membership "join" (sender joins; room_id
  * may be an alias), "invite"/"leave"/"ban" with target. reason may be NULL;

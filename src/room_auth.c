@@ -82,8 +82,8 @@ long room_auth_user_level(const json_t *state, const char *user_id)
 long room_auth_event_level(const json_t *state, const char *type, bool is_state)
 {
 	json_t *pl = room_auth_state_get(state, "m.room.power_levels", "");
-	if (!pl)
-		return 0;
+	if (!pl) /* the defaults, as Synapse applies them: only the creator sends state */
+		return is_state ? 50 : 0;
 	json_t *c = content_of(pl);
 	long v;
 	if (level_value(json_object_get(json_object_get(c, "events"), type), false, &v))

@@ -737,7 +737,11 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 			    "SELECT cs.room_id, e.json FROM current_state cs JOIN events e ON e.event_id = cs.event_id "
 			    "WHERE cs.room_id = ANY($1::text[]) AND ((cs.state_key = '' AND cs.type IN ('m.room.create', "
 			    "'m.room.join_rules', 'm.room.name', 'm.room.avatar', 'm.room.canonical_alias', "
-			    "'m.room.encryption', 'm.room.topic')) OR (cs.type = 'm.room.member' AND cs.state_key = $2))",
+			    "'m.room.encryption', 'm.room.topic')) OR (cs.type = 'm.room.member' AND cs.state_key = $2)) "
+			    "AND NOT EXISTS (SELECT 1 FROM room_invite_state i WHERE i.room_id = cs.room_id AND i.user_id = $2) "
+			    /* invites from rooms on other servers: their stripped state */
+			    "UNION ALL SELECT i.room_id, x::text FROM room_invite_state i, jsonb_array_elements(i.state) x "
+			    "WHERE i.room_id = ANY($1::text[]) AND i.user_id = $2",
 			    2, p);
 		if (!r)
 			goto fail;
