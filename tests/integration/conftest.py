@@ -113,9 +113,10 @@ verification = {{ dev_verifier = true; }};
             if self.proc.poll() is not None:
                 raise RuntimeError("auralinkd exited with %s:\n%s" % (self.proc.returncode, self.read_log()))
             try:
-                requests.get(self.base + "/_matrix/client/versions", timeout=1)
+                requests.get(self.base + "/_matrix/client/versions", timeout=2)
                 return self
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
+                # not listening yet, or slow to answer on a loaded machine
                 time.sleep(0.05)
         raise RuntimeError("auralinkd did not start:\n" + self.read_log())
 
