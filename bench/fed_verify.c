@@ -50,12 +50,12 @@ int main(int argc, char **argv)
 		char body[400];
 		memset(body, 'x', sizeof(body) - 1);
 		body[sizeof(body) - 1] = '\0';
-		json_t *pdu = json_pack("{s:s, s:s, s:s, s:I, s:{s:s, s:s}, s:[s], s:[s], s:i, s:{s:s}}",
-					"room_id", "!room:origin.bench", "sender", "@alice:origin.bench", "type",
-					"m.room.message", "origin_server_ts", (json_int_t)1700000000000 + i,
-					"content", "msgtype", "m.text", "body", body, "prev_events",
-					"$prev:origin.bench", "auth_events", "$create:origin.bench", "depth",
-					i + 10, "hashes", "sha256", "b64hashplaceholderxxxxxxxxxxxxxxxxxxxxxxxxx");
+		json_t *pdu = json_pack("{s:s, s:s, s:s, s:I, s:{s:s, s:s}, s:[s], s:[s], s:i, s:{s:s}}", "room_id",
+					"!room:origin.bench", "sender", "@alice:origin.bench", "type", "m.room.message",
+					"origin_server_ts", (json_int_t)1700000000000 + i, "content", "msgtype",
+					"m.text", "body", body, "prev_events", "$prev:origin.bench", "auth_events",
+					"$create:origin.bench", "depth", i + 10, "hashes", "sha256",
+					"b64hashplaceholderxxxxxxxxxxxxxxxxxxxxxxxxx");
 		sign_json(pdu, origin, &k, NULL);
 		json_array_append_new(pdus, pdu);
 	}
@@ -85,15 +85,15 @@ int main(int argc, char **argv)
 			bad++;
 		size_t i;
 		json_t *pdu;
-		json_array_foreach(json_object_get(parsed, "pdus"), i, pdu)
-			if (sign_verify_json(pdu, origin, "ed25519:bench", k.pk, NULL) < 0)
-				bad++;
+		json_array_foreach(json_object_get(parsed, "pdus"), i,
+				   pdu) if (sign_verify_json(pdu, origin, "ed25519:bench", k.pk, NULL) < 0) bad++;
 		json_decref(parsed);
 		t[r] = now_ms() - t0;
 
 		t0 = now_ms();
 		parsed = cjson_parse_object(body_text, body_len, NULL, NULL);
-		json_array_foreach(json_object_get(parsed, "pdus"), i, pdu) {
+		json_array_foreach(json_object_get(parsed, "pdus"), i, pdu)
+		{
 			char *c = cjson_encode(pdu, NULL, NULL);
 			free(c);
 		}

@@ -20,8 +20,8 @@
 #define AURA_TIMEOUT_MS 5000
 
 struct aura_entry {
-	char handle[48];   /* lower case */
-	char *record;      /* JSON text; NULL: negative entry */
+	char handle[48]; /* lower case */
+	char *record;    /* JSON text; NULL: negative entry */
 	int status;
 	int64_t expires_ms;
 };
@@ -80,8 +80,7 @@ static int cache_get(struct fed_aura_cache *c, const char *handle, int *status, 
 	return hit;
 }
 
-static void cache_put(struct fed_aura_cache *c, const char *handle, int status, const char *record,
-		      int64_t ttl_ms)
+static void cache_put(struct fed_aura_cache *c, const char *handle, int status, const char *record, int64_t ttl_ms)
 {
 	char key[48];
 	lower_copy(key, sizeof(key), handle);
@@ -130,8 +129,8 @@ static void deliver_run(void *arg)
 }
 
 /* Takes body. */
-static void deliver(struct federation *fed, struct event_base *base, federation_json_cb cb, void *arg,
-		    int status, json_t *body, const char *errcode, const char *msg)
+static void deliver(struct federation *fed, struct event_base *base, federation_json_cb cb, void *arg, int status,
+		    json_t *body, const char *errcode, const char *msg)
 {
 	struct delivery *d = calloc(1, sizeof(*d));
 	if (!d) {
@@ -175,7 +174,7 @@ struct resolve {
 	int refs;                /* peers in flight + timer + start */
 	int pending[AURA_RANKS]; /* peers whose outcome is still to come */
 	struct event *deadline;
-	json_t *best;            /* the best verified record so far */
+	json_t *best; /* the best verified record so far */
 	char best_dest[256];
 	int best_rank;
 	bool starting;
@@ -260,18 +259,17 @@ static void deadline_fired(evutil_socket_t fd, short what, void *arg)
 	resolve_unref(r);
 }
 
-int fed_aura_attestation_check(const char *dest, const char *handle, const json_t *rec, int64_t now_ms,
-			       int64_t skew_ms)
+int fed_aura_attestation_check(const char *dest, const char *handle, const json_t *rec, int64_t now_ms, int64_t skew_ms)
 {
 	json_t *att = json_object_get(rec, "attestation");
 	const char *server = json_string_value(json_object_get(att, "server"));
 	const char *aid = json_string_value(json_object_get(att, "aura_id"));
 	const char *uid = json_string_value(json_object_get(att, "user_id"));
 	json_t *vu = json_object_get(att, "valid_until_ts");
-	if (!dest || !handle || !server || !aid || !uid || !json_is_integer(vu) ||
-	    strcasecmp(server, dest) != 0 || strcasecmp(aid, handle) != 0 ||
-	    !fed_keys_times_check(json_integer_value(json_object_get(att, "issued_ts")), json_integer_value(vu),
-				  now_ms, skew_ms))
+	if (!dest || !handle || !server || !aid || !uid || !json_is_integer(vu) || strcasecmp(server, dest) != 0 ||
+	    strcasecmp(aid, handle) != 0 ||
+	    !fed_keys_times_check(json_integer_value(json_object_get(att, "issued_ts")), json_integer_value(vu), now_ms,
+				  skew_ms))
 		return 0;
 	/* The user must be one of the answering server's own: the part after
 	 * the first ':' (localparts hold none) is its server name. */
@@ -296,7 +294,8 @@ static int check_record(struct federation *fed, const char *dest, const char *ha
 	const char *kid;
 	json_t *v;
 	int rc = 0;
-	json_object_foreach(sigs, kid, v) {
+	json_object_foreach(sigs, kid, v)
+	{
 		unsigned char pk[32];
 		enum fed_key_status st = fed_keys_lookup_signed(
 			fed, dest, kid, json_integer_value(json_object_get(att, "issued_ts")), pk);
@@ -321,11 +320,12 @@ static void peer_verified(struct peer *p, bool ok)
 		const char *mine = json_string_value(json_object_get(p->record, "user_id"));
 		const char *kept = json_string_value(json_object_get(r->best, "user_id"));
 		bool better = p->rank < r->best_rank && !r->done;
-		log_warn("fed_aura", "conflicting answers aura_id=%s kept=%s rank=%d user_id=%s"
+		log_warn("fed_aura",
+			 "conflicting answers aura_id=%s kept=%s rank=%d user_id=%s"
 			 " dropped=%s rank=%d user_id=%s",
 			 r->handle, better ? p->dest : r->best_dest, better ? p->rank : r->best_rank,
-			 better ? mine : kept, better ? r->best_dest : p->dest,
-			 better ? r->best_rank : p->rank, better ? kept : mine);
+			 better ? mine : kept, better ? r->best_dest : p->dest, better ? r->best_rank : p->rank,
+			 better ? kept : mine);
 		ok = better;
 	}
 	if (ok && !r->done) {
@@ -377,8 +377,7 @@ static void resolve_start(void *arg)
 	struct federation *fed = r->fed;
 	char *enc = evhttp_encode_uri(r->handle);
 	char path[256];
-	snprintf(path, sizeof(path), "/_matrix/federation/v1/query/org.auralink.aura_id?aura_id=%s",
-		 enc ? enc : "");
+	snprintf(path, sizeof(path), "/_matrix/federation/v1/query/org.auralink.aura_id?aura_id=%s", enc ? enc : "");
 	free(enc);
 	r->refs = 1;
 	r->starting = true;
@@ -389,8 +388,11 @@ static void resolve_start(void *arg)
 		p->r = r;
 		p->rank = r->ranks[i] >= 0 && r->ranks[i] < AURA_RANKS ? r->ranks[i] : AURA_RANKS - 1;
 		snprintf(p->dest, sizeof(p->dest), "%s", r->peers[i]);
-		struct fed_request rq = {.method = "GET", .destination = p->dest, .path = path,
-					 .sign = true, .timeout_ms = AURA_TIMEOUT_MS};
+		struct fed_request rq = {.method = "GET",
+					 .destination = p->dest,
+					 .path = path,
+					 .sign = true,
+					 .timeout_ms = AURA_TIMEOUT_MS};
 		if (fed_client_submit(fed->fc, &rq, fed_client_base(fed->fc), peer_done, p) < 0) {
 			free(p);
 			continue;
@@ -413,8 +415,8 @@ static void resolve_start(void *arg)
 	resolve_unref(r);
 }
 
-int federation_resolve_aura_id(struct app *app, const char *aura_id, struct event_base *base,
-			       federation_json_cb cb, void *arg)
+int federation_resolve_aura_id(struct app *app, const char *aura_id, struct event_base *base, federation_json_cb cb,
+			       void *arg)
 {
 	struct federation *fed = fed_of(app);
 	if (!fed || !aura_id || strlen(aura_id) > 40)
@@ -424,12 +426,11 @@ int federation_resolve_aura_id(struct app *app, const char *aura_id, struct even
 	if (cache_get(fed->aura, aura_id, &status, &rec)) {
 		json_t *body = rec ? json_loads(rec, 0, NULL) : NULL;
 		free(rec);
-		deliver(fed, base, cb, arg, status, body, status == 200 ? NULL : "M_NOT_FOUND",
-			"Unknown AuraID");
+		deliver(fed, base, cb, arg, status, body, status == 200 ? NULL : "M_NOT_FOUND", "Unknown AuraID");
 		return 0;
 	}
 	struct resolve *r = calloc(1, sizeof(*r));
-	char (*peers)[256] = calloc(AURA_FANOUT, 256);
+	char(*peers)[256] = calloc(AURA_FANOUT, 256);
 	if (!r || !peers) {
 		free(r);
 		free(peers);
@@ -464,8 +465,8 @@ static void profile_done(const struct fed_response *resp, void *arg)
 	free(q);
 }
 
-int federation_query_profile(struct app *app, const char *user_id, const char *field,
-			     struct event_base *base, federation_json_cb cb, void *arg)
+int federation_query_profile(struct app *app, const char *user_id, const char *field, struct event_base *base,
+			     federation_json_cb cb, void *arg)
 {
 	struct federation *fed = fed_of(app);
 	const char *colon = user_id ? strchr(user_id, ':') : NULL;
@@ -475,16 +476,16 @@ int federation_query_profile(struct app *app, const char *user_id, const char *f
 	if (!enc)
 		return -1;
 	char path[1024];
-	snprintf(path, sizeof(path), "/_matrix/federation/v1/query/profile?user_id=%s%s%s", enc,
-		 field ? "&field=" : "", field ? field : "");
+	snprintf(path, sizeof(path), "/_matrix/federation/v1/query/profile?user_id=%s%s%s", enc, field ? "&field=" : "",
+		 field ? field : "");
 	free(enc);
 	struct profile_q *q = malloc(sizeof(*q));
 	if (!q)
 		return -1;
 	q->cb = cb;
 	q->arg = arg;
-	struct fed_request rq = {.method = "GET", .destination = colon + 1, .path = path, .sign = true,
-				 .timeout_ms = 10000};
+	struct fed_request rq = {
+		.method = "GET", .destination = colon + 1, .path = path, .sign = true, .timeout_ms = 10000};
 	if (fed_client_submit(fed->fc, &rq, base, profile_done, q) < 0) {
 		free(q);
 		return -1;

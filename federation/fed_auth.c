@@ -28,15 +28,14 @@ static const char *method_str(unsigned m)
 	}
 }
 
-static void refuse(struct http_req *req, const char *origin, int status, const char *errcode,
-		   const char *reason)
+static void refuse(struct http_req *req, const char *origin, int status, const char *errcode, const char *reason)
 {
 	struct al_error err = {0};
 	const char *uri = evhttp_request_get_uri(req->ev);
-	json_t *det = json_pack("{s:s, s:s, s:s}", "reason", reason, "method", method_str(req->method),
-				"uri", uri ? uri : "");
-	if (audit_append(&req->worker->db, "federation", status == 401 ? "auth_failed" : "request_refused",
-			 NULL, req->app->cfg.server_name, origin, det, &err) < 0)
+	json_t *det = json_pack("{s:s, s:s, s:s}", "reason", reason, "method", method_str(req->method), "uri",
+				uri ? uri : "");
+	if (audit_append(&req->worker->db, "federation", status == 401 ? "auth_failed" : "request_refused", NULL,
+			 req->app->cfg.server_name, origin, det, &err) < 0)
 		log_warn("fed_auth", "cannot write the audit entry: %s", err.message);
 	json_decref(det);
 	log_info("fed_auth", "refused origin=%s status=%d reason=%s", origin ? origin : "-", status, reason);
@@ -58,8 +57,8 @@ static int verify_now(struct http_req *req, const struct xmatrix_auth *a, const 
 	}
 	struct al_error err = {0};
 	const char *uri = evhttp_request_get_uri(req->ev);
-	if (xmatrix_verify(a, method_str(req->method), uri ? uri : "/", req->app->cfg.server_name,
-			   content, pk, &err) < 0) {
+	if (xmatrix_verify(a, method_str(req->method), uri ? uri : "/", req->app->cfg.server_name, content, pk, &err) <
+	    0) {
 		if (err.status == 400)
 			http_reply_al_error(req, &err);
 		else
@@ -82,15 +81,13 @@ static void after_fetch(void *arg, bool ok)
 	struct http_req *req = p->req;
 	unsigned char pk[32];
 	/* A request is signed when it is sent: the key must be valid now. */
-	enum fed_key_status st = fed_keys_lookup_signed(fed_of(req->app), p->a.origin, p->a.key_id,
-							http_now_ms(), pk);
+	enum fed_key_status st = fed_keys_lookup_signed(fed_of(req->app), p->a.origin, p->a.key_id, http_now_ms(), pk);
 	if (st == FED_KEY_OK) {
 		if (verify_now(req, &p->a, pk) == 0)
 			p->cont(req);
 	} else if (st == FED_KEY_EXPIRED) {
 		char m[700];
-		snprintf(m, sizeof(m), "Key %s of %s has expired (valid_until_ts passed)", p->a.key_id,
-			 p->a.origin);
+		snprintf(m, sizeof(m), "Key %s of %s has expired (valid_until_ts passed)", p->a.key_id, p->a.origin);
 		refuse(req, p->a.origin, 401, "M_UNAUTHORIZED", m);
 	} else {
 		char m[700];

@@ -41,9 +41,9 @@ struct fed_job {
 	char *method;
 	char *destination;
 	char *path;
-	char *body;        /* canonical JSON text or NULL */
+	char *body; /* canonical JSON text or NULL */
 	size_t body_len;
-	char *auth;        /* Authorization header value or NULL */
+	char *auth; /* Authorization header value or NULL */
 	int timeout_ms;
 	struct event_base *reply_base;
 	fed_response_cb cb;
@@ -54,7 +54,7 @@ struct fed_job {
 	char *resp;
 	size_t resp_len, resp_cap;
 	bool too_big;
-	bool wellknown;    /* this transfer is the discovery step */
+	bool wellknown; /* this transfer is the discovery step */
 	char wk_cache_ctl[128];
 	uint64_t start_us;
 	struct fed_response out;
@@ -90,7 +90,7 @@ struct fed_client {
 	struct fed_job *qhead, *qtail;
 	int queued;
 	bool stopping;
-	atomic_int deferred; /* callbacks handed to other loops, not yet run */
+	atomic_int deferred;              /* callbacks handed to other loops, not yet run */
 	struct wk_entry wk[WK_CACHE_MAX]; /* federation thread only */
 	int nwk;
 	fed_client_policy_fn policy;
@@ -99,7 +99,7 @@ struct fed_client {
 	struct tick ticks[MAX_TICKS];
 	int nticks;
 	struct curl_slist *connect_to; /* federation.connect_to */
-	struct fed_job *inflight; /* federation thread only */
+	struct fed_job *inflight;      /* federation thread only */
 };
 
 static void inflight_add(struct fed_client *fc, struct fed_job *j)
@@ -430,8 +430,8 @@ static int on_curl_socket(CURL *e, curl_socket_t s, int what, void *userp, void 
 		}
 		return 0;
 	}
-	short kind = (short)(((what & CURL_POLL_IN) ? EV_READ : 0) |
-			     ((what & CURL_POLL_OUT) ? EV_WRITE : 0) | EV_PERSIST);
+	short kind = (short)(((what & CURL_POLL_IN) ? EV_READ : 0) | ((what & CURL_POLL_OUT) ? EV_WRITE : 0) |
+			     EV_PERSIST);
 	if (ev) {
 		event_del(ev);
 		event_assign(ev, fc->base, s, kind, on_sock_event, fc);
@@ -488,8 +488,7 @@ static struct wk_entry *wk_find(struct fed_client *fc, const char *name)
 	return NULL;
 }
 
-static void wk_store(struct fed_client *fc, const char *name, const char *target, const char *host,
-		     long ttl_s)
+static void wk_store(struct fed_client *fc, const char *name, const char *target, const char *host, long ttl_s)
 {
 	struct wk_entry *e = NULL;
 	for (int i = 0; i < fc->nwk && !e; i++)
@@ -643,8 +642,8 @@ static void wellknown_done(struct fed_job *j, CURLcode res, long code)
 	if (res == CURLE_OK && code == 200 &&
 	    fed_wellknown_parse(j->resp ? j->resp : "", j->resp_len, delegated, sizeof(delegated)) == 0 &&
 	    target_of(delegated, target, sizeof(target)) == 0) {
-		ttl = fed_cache_control_max_age(j->wk_cache_ctl[0] ? j->wk_cache_ctl : NULL,
-						WK_DEFAULT_TTL_S, WK_MIN_TTL_S, WK_MAX_TTL_S);
+		ttl = fed_cache_control_max_age(j->wk_cache_ctl[0] ? j->wk_cache_ctl : NULL, WK_DEFAULT_TTL_S,
+						WK_MIN_TTL_S, WK_MAX_TTL_S);
 		delegated_ok = true;
 	} else {
 		/* no usable delegation: the server name on port 8448 */
@@ -652,8 +651,8 @@ static void wellknown_done(struct fed_job *j, CURLcode res, long code)
 		snprintf(delegated, sizeof(delegated), "%s", j->destination);
 	}
 	wk_store(fc, j->destination, target, delegated, ttl);
-	log_info("fed_client", "discovery server=%s target=%s host=%s ttl=%ld source=%s", j->destination,
-		 target, delegated, ttl, delegated_ok ? "well-known" : "fallback");
+	log_info("fed_client", "discovery server=%s target=%s host=%s ttl=%ld source=%s", j->destination, target,
+		 delegated, ttl, delegated_ok ? "well-known" : "fallback");
 	j->wellknown = false;
 	if (start_transfer(j, target, delegated) < 0)
 		job_fail(j, 500, "M_UNKNOWN", "cannot start the request");
@@ -725,8 +724,8 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-int fed_client_submit(struct fed_client *fc, const struct fed_request *req,
-		      struct event_base *reply_base, fed_response_cb cb, void *arg)
+int fed_client_submit(struct fed_client *fc, const struct fed_request *req, struct event_base *reply_base,
+		      fed_response_cb cb, void *arg)
 {
 	if (!fc || !req || !req->method || !req->destination || !req->path || !cb || !reply_base)
 		return -1;
@@ -751,8 +750,8 @@ int fed_client_submit(struct fed_client *fc, const struct fed_request *req,
 	}
 	if (req->sign) {
 		const struct sign_key *k = keys_current(fc->app->keys);
-		j->auth = xmatrix_build_header(k, fc->app->cfg.server_name, req->destination, req->method,
-					       req->path, req->body, NULL);
+		j->auth = xmatrix_build_header(k, fc->app->cfg.server_name, req->destination, req->method, req->path,
+					       req->body, NULL);
 		if (!j->auth)
 			goto fail;
 	}
@@ -808,8 +807,7 @@ int fed_client_add_tick(struct fed_client *fc, int tick_ms, fed_client_tick_fn f
 	return 0;
 }
 
-void fed_client_set_hooks(struct fed_client *fc, fed_client_policy_fn policy,
-			  fed_client_traffic_fn traffic, void *arg)
+void fed_client_set_hooks(struct fed_client *fc, fed_client_policy_fn policy, fed_client_traffic_fn traffic, void *arg)
 {
 	fc->policy = policy;
 	fc->traffic = traffic;

@@ -55,8 +55,7 @@ struct fed_request {
 typedef bool (*fed_client_policy_fn)(void *arg, const char *destination);
 /* Traffic hook: called on the federation thread after each request with
  * the destination, whether a response arrived (status != 0) and its time. */
-typedef void (*fed_client_traffic_fn)(void *arg, const char *destination, int status,
-				      int64_t elapsed_ms);
+typedef void (*fed_client_traffic_fn)(void *arg, const char *destination, int status, int64_t elapsed_ms);
 /* Called on the federation thread every tick_ms (0: never). */
 typedef void (*fed_client_tick_fn)(void *arg);
 
@@ -72,8 +71,7 @@ void fed_client_stop(struct fed_client *fc);
 void fed_client_free(struct fed_client *fc);
 
 /* Hooks; set them before requests are submitted. */
-void fed_client_set_hooks(struct fed_client *fc, fed_client_policy_fn policy,
-			  fed_client_traffic_fn traffic, void *arg);
+void fed_client_set_hooks(struct fed_client *fc, fed_client_policy_fn policy, fed_client_traffic_fn traffic, void *arg);
 /* Periodic work on the federation thread (health checks, the sender). */
 int fed_client_add_tick(struct fed_client *fc, int tick_ms, fed_client_tick_fn fn, void *arg);
 
@@ -81,8 +79,8 @@ int fed_client_add_tick(struct fed_client *fc, int tick_ms, fed_client_tick_fn f
  * failure (status 0). When reply_base is the federation thread's own base
  * the callback runs there. Returns -1 only when the request could not be
  * queued (then cb never runs). */
-int fed_client_submit(struct fed_client *fc, const struct fed_request *req,
-		      struct event_base *reply_base, fed_response_cb cb, void *arg);
+int fed_client_submit(struct fed_client *fc, const struct fed_request *req, struct event_base *reply_base,
+		      fed_response_cb cb, void *arg);
 
 /* The federation thread's loop and its own database connection (use the
  * connection only in callbacks running on that loop). */

@@ -6,11 +6,11 @@
 #include <string.h>
 #include <strings.h>
 
-#include "auth.h"
 #include "aura_id.h"
+#include "auth.h"
 #include "cjson.h"
-#include "fed_sender.h"
 #include "fed_internal.h"
+#include "fed_sender.h"
 #include "keys.h"
 #include "log.h"
 #include "mesh.h"
@@ -144,7 +144,8 @@ static void post_key_query(struct http_req *req)
 	nr->req = req;
 	const char *name;
 	json_t *criteria;
-	json_object_foreach(sk, name, criteria) {
+	json_object_foreach(sk, name, criteria)
+	{
 		if (!name_ok(name) || !json_is_object(criteria)) {
 			free(nr);
 			http_reply_error(req, 400, "M_INVALID_PARAM", "bad server_keys entry");
@@ -153,7 +154,8 @@ static void post_key_query(struct http_req *req)
 		int64_t mv = 0;
 		const char *kid;
 		json_t *c;
-		json_object_foreach(criteria, kid, c) {
+		json_object_foreach(criteria, kid, c)
+		{
 			json_t *m = json_object_get(c, "minimum_valid_until_ts");
 			if (json_is_integer(m) && json_integer_value(m) > mv)
 				mv = json_integer_value(m);
@@ -237,7 +239,7 @@ static void query_aura_id(struct http_req *req)
 	/* A remote server asks for nobody in particular: the privacy rule with
 	 * an anonymous viewer (public AuraIDs only). */
 	int visible = PQntuples(r) == 1 ? aura_id_visible_to(&req->worker->db, NULL, PQgetvalue(r, 0, 1),
-							      PQgetvalue(r, 0, 5), &err)
+							     PQgetvalue(r, 0, 5), &err)
 					: 0;
 	if (visible <= 0) {
 		PQclear(r);
@@ -264,15 +266,16 @@ static void query_aura_id(struct http_req *req)
 		PQclear(m);
 		if (!member) {
 			PQclear(r);
-			http_reply_error(req, 403, "M_FORBIDDEN", "The owner does not share this AuraID with %s", origin);
+			http_reply_error(req, 403, "M_FORBIDDEN", "The owner does not share this AuraID with %s",
+					 origin);
 			return;
 		}
 	}
 	int64_t now = http_now_ms();
 	const char *server = req->app->cfg.server_name;
 	json_t *att = json_pack("{s:s, s:s, s:s, s:I, s:I}", "aura_id", PQgetvalue(r, 0, 0), "user_id",
-				PQgetvalue(r, 0, 1), "server", server, "issued_ts", (json_int_t)now,
-				"valid_until_ts", (json_int_t)(now + ATTESTATION_VALIDITY_MS));
+				PQgetvalue(r, 0, 1), "server", server, "issued_ts", (json_int_t)now, "valid_until_ts",
+				(json_int_t)(now + ATTESTATION_VALIDITY_MS));
 	if (!att || sign_json(att, server, keys_current(req->app->keys), &err) < 0) {
 		json_decref(att);
 		PQclear(r);

@@ -52,7 +52,8 @@ static int route_edu(struct db *db, const char *origin, json_t *contents, struct
 	json_t *ok = json_array();
 	size_t i;
 	json_t *c;
-	json_array_foreach(contents, i, c) {
+	json_array_foreach(contents, i, c)
+	{
 		const char *call_id = json_string_value(json_object_get(c, "call_id"));
 		json_t *rid = json_object_get(c, "route_id");
 		json_t *pn = json_object_get(c, "path_nodes");
@@ -71,7 +72,8 @@ static int route_edu(struct db *db, const char *origin, json_t *contents, struct
 		}
 		const char *p[2] = {origin, text};
 		PGresult *r = db_exec(db, err,
-				      "INSERT INTO federation_routes_received (origin, call_id, route_id, path_nodes, predicted_latency_ms, content) "
+				      "INSERT INTO federation_routes_received (origin, call_id, route_id, path_nodes, "
+				      "predicted_latency_ms, content) "
 				      "SELECT $1, x->>'call_id', x->>'route_id', coalesce(x->'path_nodes', '[]'), "
 				      "(x->>'predicted_latency_ms')::real, x FROM jsonb_array_elements($2::jsonb) x",
 				      2, p);
@@ -88,8 +90,8 @@ static char *stored_response(struct db *db, const char *origin, const char *txn_
 {
 	struct al_error err = {0};
 	const char *p[2] = {origin, txn_id};
-	PGresult *r = db_exec(db, &err, "SELECT response::text FROM federation_inbound_txns WHERE origin = $1 AND txn_id = $2",
-			      2, p);
+	PGresult *r = db_exec(
+		db, &err, "SELECT response::text FROM federation_inbound_txns WHERE origin = $1 AND txn_id = $2", 2, p);
 	char *out = NULL;
 	if (r && PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "{}") != 0) {
 		out = strndup(PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
@@ -143,7 +145,8 @@ static void send_finish(void *arg, json_t *results)
 		json_t *group = json_array();
 		size_t i;
 		json_t *e;
-		json_array_foreach(edus, i, e) {
+		json_array_foreach(edus, i, e)
+		{
 			const char *type = json_string_value(json_object_get(e, "edu_type"));
 			json_t *content = json_object_get(e, "content");
 			if (type && json_is_object(content) && strcmp(type, registry[t].type) == 0)
@@ -163,17 +166,19 @@ static void send_finish(void *arg, json_t *results)
 		goto rollback;
 	}
 	p[2] = text;
-	r = db_exec(db, &err,
-		    "WITH u AS (UPDATE federation_inbound_txns SET response = $3::jsonb WHERE origin = $1 AND txn_id = $2) "
-		    /* the origin is up: what we queued for it need not wait for its back-off */
-		    "UPDATE federation_destinations SET retry_after = NULL WHERE destination = $1 AND retry_after IS NOT NULL",
-		    3, p);
+	r = db_exec(
+		db, &err,
+		"WITH u AS (UPDATE federation_inbound_txns SET response = $3::jsonb WHERE origin = $1 AND txn_id = $2) "
+		/* the origin is up: what we queued for it need not wait for its back-off */
+		"UPDATE federation_destinations SET retry_after = NULL WHERE destination = $1 AND retry_after IS NOT "
+		"NULL",
+		3, p);
 	free(text);
 	PQclear(r);
-	json_t *det = json_pack("{s:s, s:i, s:i, s:i}", "txn_id", txn_id, "pdus", (int)json_array_size(pdus),
-				"edus", dispatched, "edus_ignored", ignored);
-	int arc = r ? audit_append(db, "federation", "transaction.received", NULL, req->app->cfg.server_name,
-				   origin, det, &err)
+	json_t *det = json_pack("{s:s, s:i, s:i, s:i}", "txn_id", txn_id, "pdus", (int)json_array_size(pdus), "edus",
+				dispatched, "edus_ignored", ignored);
+	int arc = r ? audit_append(db, "federation", "transaction.received", NULL, req->app->cfg.server_name, origin,
+				   det, &err)
 		    : -1;
 	json_decref(det);
 	if (arc < 0 || db_commit(db, &err) < 0) {

@@ -7,10 +7,10 @@
 #include <stdbool.h>
 
 #include "app.h"
+#include "event.h"
 #include "fed_client.h"
 #include "fed_keys.h"
 #include "federation.h"
-#include "event.h"
 #include "http.h"
 
 struct fed_servers;
@@ -98,8 +98,8 @@ void fed_rooms_query_directory(struct http_req *req);
  * join's authorising server's) with keys in memory, then the content hash.
  * 0 with *verified = the event, or its redacted copy when the hash does
  * not match (new reference); -1 (drop it) with why. */
-int fed_pdu_verify(struct federation *fed, const struct event_rules *r, const json_t *pdu, json_t **verified,
-		   char *why, size_t whylen);
+int fed_pdu_verify(struct federation *fed, const struct event_rules *r, const json_t *pdu, json_t **verified, char *why,
+		   size_t whylen);
 /* Is pdu signed by server (a known key, none failing)? 0 or -1 with why. */
 int fed_pdu_verify_server(struct federation *fed, const struct event_rules *r, const json_t *pdu, const char *server,
 			  char *why, size_t whylen);
@@ -113,7 +113,7 @@ int fed_pdus_fetch_keys(struct federation *fed, struct event_base *base, json_t 
 /* The PDUs of an inbound transaction from origin, on worker w: cb gets
  * the "pdus" result object (event ID -> {} or {"error"}), borrowed. */
 typedef void (*fed_pdu_done_fn)(void *arg, json_t *results);
-int fed_pdu_process(struct federation *fed, struct http_worker *w, const char *origin, json_t *pdus,
-		    fed_pdu_done_fn cb, void *arg);
+int fed_pdu_process(struct federation *fed, struct http_worker *w, const char *origin, json_t *pdus, fed_pdu_done_fn cb,
+		    void *arg);
 
 #endif

@@ -74,8 +74,8 @@ static void job_free(struct hs_job *j)
 static void finish(struct hs_job *j, int status, json_t *body)
 {
 	if (status != 200 && !body && j->bad_version[0] && strcmp(j->last.errcode, "M_INCOMPATIBLE_ROOM_VERSION") == 0)
-		body = json_pack("{s:s, s:s, s:s}", "errcode", j->last.errcode, "error", j->last.message, "room_version",
-				 j->bad_version);
+		body = json_pack("{s:s, s:s, s:s}", "errcode", j->last.errcode, "error", j->last.message,
+				 "room_version", j->bad_version);
 	if (status == 200 && j->fed->notify)
 		j->fed->notify(j->app);
 	j->cb(j->arg, status, body, &j->last);
@@ -94,7 +94,11 @@ static void try_next(struct hs_job *j);
 static int submit(struct hs_job *j, const char *method, const char *dest, const char *path, json_t *body,
 		  fed_response_cb cb)
 {
-	struct fed_request rq = {.method = method, .destination = dest, .path = path, .body = body, .sign = true,
+	struct fed_request rq = {.method = method,
+				 .destination = dest,
+				 .path = path,
+				 .body = body,
+				 .sign = true,
 				 .timeout_ms = HANDSHAKE_TIMEOUT_MS};
 	return fed_client_submit(j->fed->fc, &rq, j->base, cb, j);
 }
@@ -196,7 +200,8 @@ static void on_send(const struct fed_response *resp, void *arg)
 	if (json_is_array(body) && json_array_size(body) == 2)
 		body = json_array_get(body, 1);
 	if (resp->status != 200 || !json_is_object(body) ||
-	    (join && (!json_is_array(json_object_get(body, "state")) || !json_is_array(json_object_get(body, "auth_chain"))))) {
+	    (join &&
+	     (!json_is_array(json_object_get(body, "state")) || !json_is_array(json_object_get(body, "auth_chain"))))) {
 		remote_error(j, resp, join ? "send_join" : "send_leave");
 		try_next(j);
 		return;
@@ -243,7 +248,8 @@ static int build_from_template(struct hs_job *j, json_t *tmpl, struct al_error *
 	    strcmp(event_str(tmpl, "sender"), j->user) != 0 || !event_str(tmpl, "state_key") ||
 	    strcmp(event_str(tmpl, "state_key"), j->user) != 0 || !event_content_str(tmpl, "membership") ||
 	    strcmp(event_content_str(tmpl, "membership"), j->membership) != 0)
-		return al_error_set(err, 502, "M_UNKNOWN", "the resident server's template is not our membership event");
+		return al_error_set(err, 502, "M_UNKNOWN",
+				    "the resident server's template is not our membership event");
 	json_t *ev = json_deep_copy(tmpl);
 	json_object_del(ev, "event_id");
 	if (r.id_format == 1) {
@@ -320,8 +326,8 @@ static void try_next(struct hs_job *j)
 	const char *dest = j->cands[j->idx++];
 	char *er = evhttp_encode_uri(j->room), *eu = evhttp_encode_uri(j->user);
 	char path[1024];
-	snprintf(path, sizeof(path), "/_matrix/federation/v1/make_%s/%s/%s%s", j->membership, er ? er : "", eu ? eu : "",
-		 strcmp(j->membership, "join") == 0 ? "?" SUPPORTED_VERSIONS : "");
+	snprintf(path, sizeof(path), "/_matrix/federation/v1/make_%s/%s/%s%s", j->membership, er ? er : "",
+		 eu ? eu : "", strcmp(j->membership, "join") == 0 ? "?" SUPPORTED_VERSIONS : "");
 	free(er);
 	free(eu);
 	if (submit(j, "GET", dest, path, NULL, on_make) < 0) {
@@ -520,8 +526,9 @@ static void on_invite(const struct fed_response *resp, void *arg)
 			json_object_del(v1, "event_id");
 		json_object_set_new(v1, "unsigned", json_pack("{s:O}", "invite_room_state", j->content));
 		char path[1024];
-		int rc = invite_path(j, "v1", path, sizeof(path)) == 0 ? submit(j, "PUT", j->cands[0], path, v1, on_invite)
-								       : -1;
+		int rc = invite_path(j, "v1", path, sizeof(path)) == 0
+				 ? submit(j, "PUT", j->cands[0], path, v1, on_invite)
+				 : -1;
 		json_decref(v1);
 		if (rc == 0)
 			return;
@@ -663,8 +670,8 @@ int federation_query_directory(struct app *app, const char *alias, struct event_
 		return -1;
 	q->cb = cb;
 	q->arg = arg;
-	struct fed_request rq = {.method = "GET", .destination = server, .path = path, .sign = true,
-				 .timeout_ms = 10000};
+	struct fed_request rq = {
+		.method = "GET", .destination = server, .path = path, .sign = true, .timeout_ms = 10000};
 	if (fed_client_submit(fed->fc, &rq, base, dir_done, q) < 0) {
 		free(q);
 		return -1;

@@ -139,14 +139,14 @@ static struct fk_server *find_locked(struct fed_keys *ks, const char *server)
 	return NULL;
 }
 
-enum fed_key_status fed_keys_lookup(struct fed_keys *ks, const char *server, const char *key_id,
-				    int64_t at_ms, unsigned char pk[32])
+enum fed_key_status fed_keys_lookup(struct fed_keys *ks, const char *server, const char *key_id, int64_t at_ms,
+				    unsigned char pk[32])
 {
 	return fed_keys_lookup_skew(ks, server, key_id, at_ms, 0, pk);
 }
 
-enum fed_key_status fed_keys_lookup_skew(struct fed_keys *ks, const char *server, const char *key_id,
-					 int64_t at_ms, int64_t skew_ms, unsigned char pk[32])
+enum fed_key_status fed_keys_lookup_skew(struct fed_keys *ks, const char *server, const char *key_id, int64_t at_ms,
+					 int64_t skew_ms, unsigned char pk[32])
 {
 	enum fed_key_status st = FED_KEY_UNKNOWN;
 	pthread_rwlock_rdlock(&ks->lock);
@@ -173,8 +173,8 @@ int64_t fed_clock_skew_ms(const struct federation *fed)
 	return fed->app->cfg.fed_clock_skew_ms;
 }
 
-enum fed_key_status fed_keys_lookup_signed(struct federation *fed, const char *server,
-					   const char *key_id, int64_t signed_ts, unsigned char pk[32])
+enum fed_key_status fed_keys_lookup_signed(struct federation *fed, const char *server, const char *key_id,
+					   int64_t signed_ts, unsigned char pk[32])
 {
 	return fed_keys_lookup_skew(fed->keys, server, key_id, signed_ts, fed_clock_skew_ms(fed), pk);
 }
@@ -211,8 +211,7 @@ static int parse_key(const char *key_id, const json_t *v, struct fed_key *out, s
 {
 	const char *b = json_string_value(json_object_get(v, "key"));
 	size_t n = 0;
-	if (strncmp(key_id, "ed25519:", 8) != 0 || strlen(key_id) >= sizeof(out->key_id) ||
-	    !key_id[8])
+	if (strncmp(key_id, "ed25519:", 8) != 0 || strlen(key_id) >= sizeof(out->key_id) || !key_id[8])
 		return -2; /* other algorithms are skipped */
 	if (!b || b64_decode(b, strlen(b), out->pk, 32, &n) < 0 || n != 32)
 		return al_error_set(err, 401, "M_UNAUTHORIZED", "key %s is not 32 bytes of base64", key_id);
@@ -220,8 +219,7 @@ static int parse_key(const char *key_id, const json_t *v, struct fed_key *out, s
 	return 0;
 }
 
-int fed_keys_parse_document(const json_t *doc, const char *expect_server, struct fed_key_doc *out,
-			    struct al_error *err)
+int fed_keys_parse_document(const json_t *doc, const char *expect_server, struct fed_key_doc *out, struct al_error *err)
 {
 	memset(out, 0, sizeof(*out));
 	if (!json_is_object(doc))
@@ -230,8 +228,7 @@ int fed_keys_parse_document(const json_t *doc, const char *expect_server, struct
 	if (!name || strlen(name) >= sizeof(out->server_name))
 		return al_error_set(err, 401, "M_UNAUTHORIZED", "key document has no server_name");
 	if (expect_server && strcasecmp(name, expect_server) != 0)
-		return al_error_set(err, 401, "M_UNAUTHORIZED", "key document is for %s, not %s", name,
-				    expect_server);
+		return al_error_set(err, 401, "M_UNAUTHORIZED", "key document is for %s, not %s", name, expect_server);
 	snprintf(out->server_name, sizeof(out->server_name), "%s", name);
 	json_t *vu = json_object_get(doc, "valid_until_ts");
 	if (!json_is_integer(vu))
@@ -247,7 +244,8 @@ int fed_keys_parse_document(const json_t *doc, const char *expect_server, struct
 		return al_error_set(err, 401, "M_UNAUTHORIZED", "too many keys in the key document");
 	const char *kid;
 	json_t *v;
-	json_object_foreach(vk, kid, v) {
+	json_object_foreach(vk, kid, v)
+	{
 		struct fed_key *k = &out->keys[out->nkeys];
 		int rc = parse_key(kid, v, k, err);
 		if (rc == -2)
@@ -264,7 +262,8 @@ int fed_keys_parse_document(const json_t *doc, const char *expect_server, struct
 	}
 	if (out->nkeys == 0)
 		return al_error_set(err, 401, "M_UNAUTHORIZED", "key document has no ed25519 key");
-	json_object_foreach(ok, kid, v) {
+	json_object_foreach(ok, kid, v)
+	{
 		struct fed_key *k = &out->keys[out->nkeys];
 		int rc = parse_key(kid, v, k, err);
 		if (rc == -2)
@@ -353,8 +352,8 @@ int fed_keys_load(struct fed_keys *ks, struct db *db, struct al_error *err)
 	return 0;
 }
 
-int fed_keys_memory_store(struct fed_keys *ks, const json_t *doc, const char *expect_server,
-			  int64_t fetched_ms, struct al_error *err)
+int fed_keys_memory_store(struct fed_keys *ks, const json_t *doc, const char *expect_server, int64_t fetched_ms,
+			  struct al_error *err)
 {
 	struct fed_key_doc d;
 	size_t len = 0;
@@ -417,30 +416,31 @@ int fed_keys_store(struct federation *fed, struct db *db, const json_t *doc, con
 		free(vk_text);
 		goto fail;
 	}
-	PGresult *r = db_exec(db, err,
-			      "WITH doc AS (INSERT INTO federation_key_documents (server_name, document, valid_until_ts, fetched_at) "
-			      "VALUES ($1, $2::jsonb, $3::bigint, now()) ON CONFLICT (server_name) DO UPDATE SET "
-			      "document = EXCLUDED.document, valid_until_ts = EXCLUDED.valid_until_ts, fetched_at = now() "
-			      "RETURNING 1) "
-			      "INSERT INTO federation_servers (domain, verify_keys, last_seen_at) VALUES ($1, $4::jsonb, now()) "
-			      "ON CONFLICT ((lower(domain))) DO UPDATE SET verify_keys = EXCLUDED.verify_keys",
-			      4, p);
+	PGresult *r = db_exec(
+		db, err,
+		"WITH doc AS (INSERT INTO federation_key_documents (server_name, document, valid_until_ts, fetched_at) "
+		"VALUES ($1, $2::jsonb, $3::bigint, now()) ON CONFLICT (server_name) DO UPDATE SET "
+		"document = EXCLUDED.document, valid_until_ts = EXCLUDED.valid_until_ts, fetched_at = now() "
+		"RETURNING 1) "
+		"INSERT INTO federation_servers (domain, verify_keys, last_seen_at) VALUES ($1, $4::jsonb, now()) "
+		"ON CONFLICT ((lower(domain))) DO UPDATE SET verify_keys = EXCLUDED.verify_keys",
+		4, p);
 	free(vk_text);
 	if (!r)
 		goto rollback;
 	PQclear(r);
 	if (json_array_size(changed) > 0) {
 		json_t *det = json_pack("{s:O}", "key_ids", changed);
-		int rc = audit_append(db, "keys", "key_changed_without_rotation", NULL, d.server_name,
-				      d.server_name, det, err);
+		int rc = audit_append(db, "keys", "key_changed_without_rotation", NULL, d.server_name, d.server_name,
+				      det, err);
 		json_decref(det);
 		if (rc < 0)
 			goto rollback;
 		log_warn("fed_keys", "server key changed without rotation server=%s", d.server_name);
 	} else if (new_ids) {
 		json_t *det = json_pack("{s:I}", "valid_until_ts", (json_int_t)d.valid_until_ts);
-		int rc = audit_append(db, "keys", had_prev ? "keys_rotated" : "keys_fetched", NULL,
-				      d.server_name, d.server_name, det, err);
+		int rc = audit_append(db, "keys", had_prev ? "keys_rotated" : "keys_fetched", NULL, d.server_name,
+				      d.server_name, det, err);
 		json_decref(det);
 		if (rc < 0)
 			goto rollback;
@@ -543,8 +543,8 @@ static void fetch_finish(struct fetch_ctx *c)
 	free(c);
 }
 
-static int keys_fetch(struct federation *fed, const char *server, bool direct_only,
-		      struct event_base *base, fed_keys_cb cb, void *arg);
+static int keys_fetch(struct federation *fed, const char *server, bool direct_only, struct event_base *base,
+		      fed_keys_cb cb, void *arg);
 static void notary_done(const struct fed_response *resp, void *arg);
 
 static void try_next_notary(struct fetch_ctx *c)
@@ -558,8 +558,8 @@ static void try_next_notary(struct fetch_ctx *c)
 		char path[600];
 		snprintf(path, sizeof(path), "/_matrix/key/v2/query/%s", enc ? enc : "");
 		free(enc);
-		struct fed_request rq = {.method = "GET", .destination = notary, .path = path,
-					 .sign = false, .timeout_ms = 10000};
+		struct fed_request rq = {
+			.method = "GET", .destination = notary, .path = path, .sign = false, .timeout_ms = 10000};
 		atomic_fetch_add(&c->fed->keys->fetches, 1);
 		if (fed_client_submit(c->fed->fc, &rq, fed_client_base(c->fed->fc), notary_done, c) == 0)
 			return;
@@ -576,7 +576,8 @@ static int notary_check(struct fetch_ctx *c, const char *notary, json_t *body)
 	size_t i;
 	json_t *doc;
 	bool key_missing = false;
-	json_array_foreach(list, i, doc) {
+	json_array_foreach(list, i, doc)
+	{
 		if (i >= MAX_NOTARY_DOCS)
 			break;
 		/* The notary's own signature must verify with a key we hold. */
@@ -584,7 +585,8 @@ static int notary_check(struct fetch_ctx *c, const char *notary, json_t *body)
 		const char *kid;
 		json_t *v;
 		bool notary_ok = false;
-		json_object_foreach(nsigs, kid, v) {
+		json_object_foreach(nsigs, kid, v)
+		{
 			unsigned char pk[32];
 			enum fed_key_status st = fed_keys_lookup_signed(c->fed, notary, kid, http_now_ms(), pk);
 			if (st == FED_KEY_OK && sign_verify_json(doc, notary, kid, pk, NULL) == 0) {
@@ -598,12 +600,11 @@ static int notary_check(struct fetch_ctx *c, const char *notary, json_t *body)
 		if (!notary_ok)
 			continue;
 		if (fed_keys_store(c->fed, fed_client_db(c->fed->fc), doc, c->server, &err) == 0) {
-			log_info("fed_keys", "keys fetched through a notary server=%s notary=%s", c->server,
-				 notary);
+			log_info("fed_keys", "keys fetched through a notary server=%s notary=%s", c->server, notary);
 			return 1;
 		}
-		log_warn("fed_keys", "key document from a notary refused server=%s notary=%s: %s", c->server,
-			 notary, err.message);
+		log_warn("fed_keys", "key document from a notary refused server=%s notary=%s: %s", c->server, notary,
+			 err.message);
 	}
 	return key_missing ? -1 : 0;
 }
@@ -637,13 +638,12 @@ static void notary_done(const struct fed_response *resp, void *arg)
 		 * the notary), then check the same answer again. */
 		c->notary_key_tried = true;
 		c->held = json_deep_copy(resp->body);
-		if (c->held && keys_fetch(c->fed, notary, true, fed_client_base(c->fed->fc), notary_key_done,
-					  c) == 0)
+		if (c->held && keys_fetch(c->fed, notary, true, fed_client_base(c->fed->fc), notary_key_done, c) == 0)
 			return;
 	}
 	if (resp->status != 200)
-		log_info("fed_keys", "notary key query failed server=%s notary=%s status=%d %s", c->server,
-			 notary, resp->status, resp->err.message);
+		log_info("fed_keys", "notary key query failed server=%s notary=%s status=%d %s", c->server, notary,
+			 resp->status, resp->err.message);
 	try_next_notary(c);
 }
 
@@ -657,8 +657,8 @@ static void direct_done(const struct fed_response *resp, void *arg)
 		else
 			log_warn("fed_keys", "key document refused server=%s: %s", c->server, err.message);
 	} else {
-		log_info("fed_keys", "direct key fetch failed server=%s status=%d %s", c->server,
-			 resp->status, resp->err.message);
+		log_info("fed_keys", "direct key fetch failed server=%s status=%d %s", c->server, resp->status,
+			 resp->err.message);
 	}
 	if (c->ok || c->direct_only) {
 		fetch_finish(c);
@@ -676,8 +676,11 @@ static void direct_done(const struct fed_response *resp, void *arg)
  * or any thread: fed_client_submit is thread-safe). */
 static void fetch_start(struct fetch_ctx *c)
 {
-	struct fed_request rq = {.method = "GET", .destination = c->server,
-				 .path = "/_matrix/key/v2/server", .sign = false, .timeout_ms = 10000};
+	struct fed_request rq = {.method = "GET",
+				 .destination = c->server,
+				 .path = "/_matrix/key/v2/server",
+				 .sign = false,
+				 .timeout_ms = 10000};
 	atomic_fetch_add(&c->fed->keys->fetches, 1);
 	if (fed_client_submit(c->fed->fc, &rq, fed_client_base(c->fed->fc), direct_done, c) < 0) {
 		log_warn("fed_keys", "cannot start a key fetch server=%s", c->server);
@@ -707,8 +710,8 @@ static bool refetch_allowed(struct federation *fed, const char *server)
 	return ok;
 }
 
-static int keys_fetch(struct federation *fed, const char *server, bool direct_only,
-		      struct event_base *base, fed_keys_cb cb, void *arg)
+static int keys_fetch(struct federation *fed, const char *server, bool direct_only, struct event_base *base,
+		      fed_keys_cb cb, void *arg)
 {
 	struct fed_keys *ks = fed->keys;
 	if (strlen(server) >= 256 || !server[0])
@@ -766,8 +769,7 @@ static int keys_fetch(struct federation *fed, const char *server, bool direct_on
 	return 0;
 }
 
-int fed_keys_fetch(struct federation *fed, const char *server, struct event_base *base,
-		   fed_keys_cb cb, void *arg)
+int fed_keys_fetch(struct federation *fed, const char *server, struct event_base *base, fed_keys_cb cb, void *arg)
 {
 	return keys_fetch(fed, server, false, base, cb, arg);
 }

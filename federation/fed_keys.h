@@ -48,13 +48,13 @@ int fed_keys_load(struct fed_keys *ks, struct db *db, struct al_error *err);
 /* Key of server usable for a signature made at at_ms: a current key until
  * the document's valid_until_ts (capped at 7 days after it was fetched,
  * per the spec), an old key before its expired_ts. No clock tolerance. */
-enum fed_key_status fed_keys_lookup(struct fed_keys *ks, const char *server, const char *key_id,
-				    int64_t at_ms, unsigned char pk[32]);
+enum fed_key_status fed_keys_lookup(struct fed_keys *ks, const char *server, const char *key_id, int64_t at_ms,
+				    unsigned char pk[32]);
 /* The same with skew_ms of tolerance on valid_until_ts (current keys
  * only: an old key's expired_ts and the signing time both come from the
  * signer's clock, so at_ms < expired_ts stays strict). */
-enum fed_key_status fed_keys_lookup_skew(struct fed_keys *ks, const char *server, const char *key_id,
-					 int64_t at_ms, int64_t skew_ms, unsigned char pk[32]);
+enum fed_key_status fed_keys_lookup_skew(struct fed_keys *ks, const char *server, const char *key_id, int64_t at_ms,
+					 int64_t skew_ms, unsigned char pk[32]);
 
 /* federation.clock_skew_ms. */
 int64_t fed_clock_skew_ms(const struct federation *fed);
@@ -65,8 +65,8 @@ int64_t fed_clock_skew_ms(const struct federation *fed);
  * origin_server_ts. A key in old_verify_keys is accepted when its
  * expired_ts > signed_ts; a current key while signed_ts <= valid_until_ts +
  * federation.clock_skew_ms. */
-enum fed_key_status fed_keys_lookup_signed(struct federation *fed, const char *server,
-					   const char *key_id, int64_t signed_ts, unsigned char pk[32]);
+enum fed_key_status fed_keys_lookup_signed(struct federation *fed, const char *server, const char *key_id,
+					   int64_t signed_ts, unsigned char pk[32]);
 
 /* The time fields of a signed object such as an attestation: issued_ts
  * and valid_until_ts are integers, issued_ts <= valid_until_ts, issued_ts
@@ -91,8 +91,8 @@ int fed_keys_parse_document(const json_t *doc, const char *expect_server, struct
 
 /* Check a document and put it into memory only (tests, benchmarks);
  * fetched_ms caps valid_until_ts at fetched_ms + 7 days. */
-int fed_keys_memory_store(struct fed_keys *ks, const json_t *doc, const char *expect_server,
-			  int64_t fetched_ms, struct al_error *err);
+int fed_keys_memory_store(struct fed_keys *ks, const json_t *doc, const char *expect_server, int64_t fetched_ms,
+			  struct al_error *err);
 
 /* Check and store a document (memory + PostgreSQL, audit entries in the
  * same transaction). */
@@ -108,8 +108,7 @@ int fed_keys_store(struct federation *fed, struct db *db, const json_t *doc, con
  * otherwise cb gets ok=false at once. -1 (cb never runs) only when it
  * cannot be queued. */
 typedef void (*fed_keys_cb)(void *arg, bool ok);
-int fed_keys_fetch(struct federation *fed, const char *server, struct event_base *base,
-		   fed_keys_cb cb, void *arg);
+int fed_keys_fetch(struct federation *fed, const char *server, struct event_base *base, fed_keys_cb cb, void *arg);
 
 /* Counters for tests and benchmarks: key requests sent, fetches that
  * joined one in flight, refetches suppressed by the interval. */

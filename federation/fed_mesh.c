@@ -21,8 +21,8 @@ static void mesh_nodes_done(const struct fed_response *resp, void *arg)
 	free(q);
 }
 
-int federation_query_mesh_nodes(struct app *app, const char *user_id, struct event_base *base,
-				federation_json_cb cb, void *arg)
+int federation_query_mesh_nodes(struct app *app, const char *user_id, struct event_base *base, federation_json_cb cb,
+				void *arg)
 {
 	struct federation *fed = fed_of(app);
 	const char *colon = user_id ? strchr(user_id, ':') : NULL;
@@ -42,7 +42,10 @@ int federation_query_mesh_nodes(struct app *app, const char *user_id, struct eve
 		return -1;
 	q->cb = cb;
 	q->arg = arg;
-	struct fed_request rq = {.method = "GET", .destination = colon + 1, .path = path, .sign = true,
+	struct fed_request rq = {.method = "GET",
+				 .destination = colon + 1,
+				 .path = path,
+				 .sign = true,
 				 .timeout_ms = MESH_QUERY_TIMEOUT_MS};
 	if (fed_client_submit(fed->fc, &rq, base, mesh_nodes_done, q) < 0) {
 		free(q);

@@ -119,8 +119,8 @@ int fed_pdu_verify_server(struct federation *fed, const struct event_rules *r, c
 	return rc;
 }
 
-int fed_pdu_verify(struct federation *fed, const struct event_rules *r, const json_t *pdu, json_t **verified,
-		   char *why, size_t whylen)
+int fed_pdu_verify(struct federation *fed, const struct event_rules *r, const json_t *pdu, json_t **verified, char *why,
+		   size_t whylen)
 {
 	*verified = NULL;
 	const char *servers[3];
@@ -148,7 +148,8 @@ int fed_pdu_verify(struct federation *fed, const struct event_rules *r, const js
 	} else {
 		/* spec: treat it as the redacted copy we computed */
 		log_info("fed_pdu", "content hash mismatch: redacting sender=%s type=%s",
-			 json_string_value(json_object_get(pdu, "sender")), json_string_value(json_object_get(pdu, "type")));
+			 json_string_value(json_object_get(pdu, "sender")),
+			 json_string_value(json_object_get(pdu, "type")));
 		*verified = red;
 	}
 	return 0;
@@ -237,8 +238,8 @@ struct txn_job {
 	struct federation *fed;
 	struct http_worker *w;
 	char origin[256];
-	json_t *items;   /* array of objects, see add_item */
-	json_t *results; /* event_id -> {} or {error} */
+	json_t *items;       /* array of objects, see add_item */
+	json_t *results;     /* event_id -> {} or {error} */
 	json_t *tried;       /* room_id -> true: get_missing_events asked once */
 	json_t *state_tried; /* event ID -> true: the state at its prev events asked */
 	json_t *auth_tried;  /* event ID -> true: its auth chain asked */
@@ -434,8 +435,8 @@ struct fetch_ctx {
 	char event_id[EVENT_ID_MAX]; /* F_STATE_IDS, F_STATE, F_EVENT: the prev event */
 };
 
-static int fetch(struct txn_job *j, enum fetch_kind kind, const char *room_id, const char *event_id,
-		 const char *method, const char *path, json_t *body);
+static int fetch(struct txn_job *j, enum fetch_kind kind, const char *room_id, const char *event_id, const char *method,
+		 const char *path, json_t *body);
 
 static json_t *versions_of(struct txn_job *j, const char *room_id)
 {
@@ -492,10 +493,11 @@ static void state_ids_done(struct txn_job *j, struct fetch_ctx *fc, json_t *body
 		return;
 	struct al_error err = {0};
 	const char *p[] = {text};
-	PGresult *r = db_exec(&j->w->db, &err,
-			      "SELECT x, x = ANY(SELECT event_id FROM events WHERE event_id IN "
-			      "(SELECT jsonb_array_elements_text($1::jsonb))) FROM jsonb_array_elements_text($1::jsonb) x",
-			      1, p);
+	PGresult *r = db_exec(
+		&j->w->db, &err,
+		"SELECT x, x = ANY(SELECT event_id FROM events WHERE event_id IN "
+		"(SELECT jsonb_array_elements_text($1::jsonb))) FROM jsonb_array_elements_text($1::jsonb) x",
+		1, p);
 	free(text);
 	if (!r)
 		return;
@@ -531,26 +533,18 @@ static void fetched(const struct fed_response *resp, void *arg)
 	json_t *body = resp->status == 200 && json_is_object(resp->body) ? resp->body : NULL;
 	static const char *const names[] = {"missing events", "auth chain", "state ids", "state", "event"};
 	if (!body) {
-		log_info("fed_pdu", "cannot fill a gap (%s) origin=%s room_id=%s status=%d %s", names[fc->kind], j->origin,
-			 fc->room_id, resp->status, resp->err.message);
+		log_info("fed_pdu", "cannot fill a gap (%s) origin=%s room_id=%s status=%d %s", names[fc->kind],
+			 j->origin, fc->room_id, resp->status, resp->err.message);
 	} else {
 		switch (fc->kind) {
-		case F_MISSING:
-			add_list(j, json_object_get(body, "events"), fc->room_id, false, GME_LIMIT);
-			break;
-		case F_AUTH:
-			add_list(j, json_object_get(body, "auth_chain"), fc->room_id, true, 1000);
-			break;
-		case F_STATE_IDS:
-			state_ids_done(j, fc, body);
-			break;
+		case F_MISSING: add_list(j, json_object_get(body, "events"), fc->room_id, false, GME_LIMIT); break;
+		case F_AUTH: add_list(j, json_object_get(body, "auth_chain"), fc->room_id, true, 1000); break;
+		case F_STATE_IDS: state_ids_done(j, fc, body); break;
 		case F_STATE:
 			add_list(j, json_object_get(body, "auth_chain"), fc->room_id, true, 20000);
 			add_list(j, json_object_get(body, "pdus"), fc->room_id, true, 20000);
 			break;
-		case F_EVENT:
-			add_list(j, json_object_get(body, "pdus"), fc->room_id, true, 1);
-			break;
+		case F_EVENT: add_list(j, json_object_get(body, "pdus"), fc->room_id, true, 1); break;
 		}
 		log_info("fed_pdu", "fetched %s origin=%s room_id=%s", names[fc->kind], j->origin, fc->room_id);
 	}
@@ -559,8 +553,8 @@ static void fetched(const struct fed_response *resp, void *arg)
 		verify_then_run(j);
 }
 
-static int fetch(struct txn_job *j, enum fetch_kind kind, const char *room_id, const char *event_id,
-		 const char *method, const char *path, json_t *body)
+static int fetch(struct txn_job *j, enum fetch_kind kind, const char *room_id, const char *event_id, const char *method,
+		 const char *path, json_t *body)
 {
 	struct fetch_ctx *fc = calloc(1, sizeof(*fc));
 	if (!fc)
@@ -570,8 +564,12 @@ static int fetch(struct txn_job *j, enum fetch_kind kind, const char *room_id, c
 	snprintf(fc->room_id, sizeof(fc->room_id), "%s", room_id);
 	if (event_id)
 		snprintf(fc->event_id, sizeof(fc->event_id), "%s", event_id);
-	struct fed_request rq = {.method = method, .destination = j->origin, .path = path, .body = body,
-				 .sign = true, .timeout_ms = FETCH_TIMEOUT_MS};
+	struct fed_request rq = {.method = method,
+				 .destination = j->origin,
+				 .path = path,
+				 .body = body,
+				 .sign = true,
+				 .timeout_ms = FETCH_TIMEOUT_MS};
 	j->pending++;
 	if (fed_client_submit(j->fed->fc, &rq, j->w->base, fetched, fc) < 0) {
 		j->pending--;
@@ -585,7 +583,8 @@ static json_t *extremities(struct txn_job *j, const char *room_id)
 {
 	struct al_error err = {0};
 	const char *p[] = {room_id};
-	PGresult *r = db_exec(&j->w->db, &err, "SELECT event_id FROM room_extremities WHERE room_id = $1 LIMIT 20", 1, p);
+	PGresult *r = db_exec(&j->w->db, &err, "SELECT event_id FROM room_extremities WHERE room_id = $1 LIMIT 20", 1,
+			      p);
 	json_t *a = json_array();
 	for (int i = 0; r && i < PQntuples(r); i++)
 		json_array_append_new(a, json_string(PQgetvalue(r, i, 0)));
@@ -741,8 +740,8 @@ static void job_run(struct txn_job *j)
 	{
 		json_object_set_new(j->tried, pid, json_true());
 		char *path = path_of("get_missing_events", pid, NULL, NULL);
-		json_t *body = json_pack("{s:o, s:O, s:i, s:i}", "earliest_events", extremities(j, pid), "latest_events",
-					 gids, "limit", GME_LIMIT, "min_depth", 0);
+		json_t *body = json_pack("{s:o, s:O, s:i, s:i}", "earliest_events", extremities(j, pid),
+					 "latest_events", gids, "limit", GME_LIMIT, "min_depth", 0);
 		if (path)
 			fetch(j, F_MISSING, pid, NULL, "POST", path, body);
 		free(path);
@@ -763,8 +762,8 @@ static void job_run(struct txn_job *j)
 	job_finish(j);
 }
 
-int fed_pdu_process(struct federation *fed, struct http_worker *w, const char *origin, json_t *pdus,
-		    fed_pdu_done_fn cb, void *arg)
+int fed_pdu_process(struct federation *fed, struct http_worker *w, const char *origin, json_t *pdus, fed_pdu_done_fn cb,
+		    void *arg)
 {
 	struct txn_job *j = calloc(1, sizeof(*j));
 	if (!j)

@@ -149,8 +149,8 @@ int fed_servers_configure(struct fed_servers *s, struct db *db, struct al_error 
 	free(text);
 	if (!r)
 		return -1;
-	log_info("fed_servers", "configured peers whitelisted=%d blacklisted=%d rows=%s",
-		 cfg->fed_whitelist.count, cfg->fed_blacklist.count, PQcmdTuples(r));
+	log_info("fed_servers", "configured peers whitelisted=%d blacklisted=%d rows=%s", cfg->fed_whitelist.count,
+		 cfg->fed_blacklist.count, PQcmdTuples(r));
 	PQclear(r);
 	return 0;
 }
@@ -269,9 +269,9 @@ static void flush(struct fed_servers *s)
 		struct fs_entry *e = &s->e[i];
 		if (!e->seen_dirty && !e->stats_dirty && !e->health_dirty)
 			continue;
-		json_t *o = json_pack("{s:s, s:b, s:b, s:b, s:b, s:i}", "d", e->domain, "seen", e->seen_dirty,
-				      "stats", e->stats_dirty, "health", e->health_dirty, "online", e->online,
-				      "cf", e->consecutive_failures);
+		json_t *o = json_pack("{s:s, s:b, s:b, s:b, s:b, s:i}", "d", e->domain, "seen", e->seen_dirty, "stats",
+				      e->stats_dirty, "health", e->health_dirty, "online", e->online, "cf",
+				      e->consecutive_failures);
 		if (e->stats_dirty && e->requests > 0) {
 			json_object_set_new(o, "rate", json_real((double)e->successes / (double)e->requests));
 			if (e->successes)
@@ -295,28 +295,34 @@ static void flush(struct fed_servers *s)
 		return;
 	const char *p[1] = {text};
 	struct al_error err = {0};
-	PGresult *r = db_exec(fed_client_db(s->fed->fc), &err,
-			      "INSERT INTO federation_servers AS f (domain, last_seen_at, is_online, consecutive_failures, "
-			      "success_rate, avg_response_time_ms, server_version, last_health_check_at, supports_aura_id, supports_mesh, "
-			      "supports_calls) "
-			      "SELECT x.d, CASE WHEN x.seen THEN now() END, x.online, x.cf, x.rate, x.avg, x.ver, "
-			      "CASE WHEN x.health THEN now() END, coalesce(x.al, false), coalesce(x.al, false), coalesce(x.al, false) "
-			      "FROM jsonb_to_recordset($1::jsonb) AS x(d text, seen boolean, stats boolean, health boolean, "
-			      "online boolean, cf int, rate real, avg real, ver text, al boolean) "
-			      "ON CONFLICT ((lower(domain))) DO UPDATE SET "
-			      "last_seen_at = COALESCE(EXCLUDED.last_seen_at, f.last_seen_at), "
-			      "is_online = CASE WHEN EXCLUDED.last_health_check_at IS NULL AND EXCLUDED.success_rate IS NULL "
-			      "THEN f.is_online ELSE EXCLUDED.is_online END, "
-			      "consecutive_failures = CASE WHEN EXCLUDED.success_rate IS NULL THEN f.consecutive_failures "
-			      "ELSE EXCLUDED.consecutive_failures END, "
-			      "success_rate = COALESCE(EXCLUDED.success_rate, f.success_rate), "
-			      "avg_response_time_ms = COALESCE(EXCLUDED.avg_response_time_ms, f.avg_response_time_ms), "
-			      "server_version = COALESCE(EXCLUDED.server_version, f.server_version), "
-			      "last_health_check_at = COALESCE(EXCLUDED.last_health_check_at, f.last_health_check_at), "
-			      "supports_aura_id = CASE WHEN EXCLUDED.server_version IS NULL THEN f.supports_aura_id ELSE EXCLUDED.supports_aura_id END, "
-			      "supports_mesh = CASE WHEN EXCLUDED.server_version IS NULL THEN f.supports_mesh ELSE EXCLUDED.supports_mesh END, "
-			      "supports_calls = CASE WHEN EXCLUDED.server_version IS NULL THEN f.supports_calls ELSE EXCLUDED.supports_calls END",
-			      1, p);
+	PGresult *r = db_exec(
+		fed_client_db(s->fed->fc), &err,
+		"INSERT INTO federation_servers AS f (domain, last_seen_at, is_online, consecutive_failures, "
+		"success_rate, avg_response_time_ms, server_version, last_health_check_at, supports_aura_id, "
+		"supports_mesh, "
+		"supports_calls) "
+		"SELECT x.d, CASE WHEN x.seen THEN now() END, x.online, x.cf, x.rate, x.avg, x.ver, "
+		"CASE WHEN x.health THEN now() END, coalesce(x.al, false), coalesce(x.al, false), coalesce(x.al, "
+		"false) "
+		"FROM jsonb_to_recordset($1::jsonb) AS x(d text, seen boolean, stats boolean, health boolean, "
+		"online boolean, cf int, rate real, avg real, ver text, al boolean) "
+		"ON CONFLICT ((lower(domain))) DO UPDATE SET "
+		"last_seen_at = COALESCE(EXCLUDED.last_seen_at, f.last_seen_at), "
+		"is_online = CASE WHEN EXCLUDED.last_health_check_at IS NULL AND EXCLUDED.success_rate IS NULL "
+		"THEN f.is_online ELSE EXCLUDED.is_online END, "
+		"consecutive_failures = CASE WHEN EXCLUDED.success_rate IS NULL THEN f.consecutive_failures "
+		"ELSE EXCLUDED.consecutive_failures END, "
+		"success_rate = COALESCE(EXCLUDED.success_rate, f.success_rate), "
+		"avg_response_time_ms = COALESCE(EXCLUDED.avg_response_time_ms, f.avg_response_time_ms), "
+		"server_version = COALESCE(EXCLUDED.server_version, f.server_version), "
+		"last_health_check_at = COALESCE(EXCLUDED.last_health_check_at, f.last_health_check_at), "
+		"supports_aura_id = CASE WHEN EXCLUDED.server_version IS NULL THEN f.supports_aura_id ELSE "
+		"EXCLUDED.supports_aura_id END, "
+		"supports_mesh = CASE WHEN EXCLUDED.server_version IS NULL THEN f.supports_mesh ELSE "
+		"EXCLUDED.supports_mesh END, "
+		"supports_calls = CASE WHEN EXCLUDED.server_version IS NULL THEN f.supports_calls ELSE "
+		"EXCLUDED.supports_calls END",
+		1, p);
 	PQclear(r);
 	free(text);
 }
@@ -329,7 +335,7 @@ void fed_servers_tick(void *arg)
 	if (now - s->last_health_ms < (int64_t)s->fed->app->cfg.fed_health_interval_s * 1000)
 		return;
 	s->last_health_ms = now;
-	char (*list)[256] = calloc(64, 256);
+	char(*list)[256] = calloc(64, 256);
 	if (!list)
 		return;
 	int n = fed_servers_pick(s, list, 64, false, NULL);
@@ -339,8 +345,10 @@ void fed_servers_tick(void *arg)
 			break;
 		h->s = s;
 		snprintf(h->domain, sizeof(h->domain), "%s", list[i]);
-		struct fed_request rq = {.method = "GET", .destination = list[i],
-					 .path = "/_matrix/federation/v1/version", .timeout_ms = 10000};
+		struct fed_request rq = {.method = "GET",
+					 .destination = list[i],
+					 .path = "/_matrix/federation/v1/version",
+					 .timeout_ms = 10000};
 		if (fed_client_submit(s->fed->fc, &rq, fed_client_base(s->fed->fc), health_cb, h) < 0)
 			free(h);
 	}
@@ -349,14 +357,14 @@ void fed_servers_tick(void *arg)
 
 /* ---- admin API ---- */
 
-#define ROW_SQL \
-	"SELECT json_build_object('domain', domain, 'verify_keys', verify_keys, 'trust_level', trust_level, " \
+#define ROW_SQL                                                                                                      \
+	"SELECT json_build_object('domain', domain, 'verify_keys', verify_keys, 'trust_level', trust_level, "        \
 	"'is_whitelisted', is_whitelisted, 'is_blacklisted', is_blacklisted, 'supports_aura_id', supports_aura_id, " \
-	"'supports_mesh', supports_mesh, 'supports_calls', supports_calls, 'server_version', server_version, " \
-	"'last_health_check_at', (extract(epoch from last_health_check_at) * 1000)::bigint, " \
-	"'avg_response_time_ms', avg_response_time_ms, 'success_rate', success_rate, 'is_online', is_online, " \
-	"'consecutive_failures', consecutive_failures, " \
-	"'first_seen_at', (extract(epoch from first_seen_at) * 1000)::bigint, " \
+	"'supports_mesh', supports_mesh, 'supports_calls', supports_calls, 'server_version', server_version, "       \
+	"'last_health_check_at', (extract(epoch from last_health_check_at) * 1000)::bigint, "                        \
+	"'avg_response_time_ms', avg_response_time_ms, 'success_rate', success_rate, 'is_online', is_online, "       \
+	"'consecutive_failures', consecutive_failures, "                                                             \
+	"'first_seen_at', (extract(epoch from first_seen_at) * 1000)::bigint, "                                      \
 	"'last_seen_at', (extract(epoch from last_seen_at) * 1000)::bigint, 'notes', notes)::text "
 
 static void reply_rows(struct http_req *req, PGresult *r, bool single, int status)
@@ -405,8 +413,8 @@ static void admin_list(struct http_req *req)
 	if (auth_require_admin(req) < 0)
 		return;
 	struct al_error err = {0};
-	PGresult *r = db_exec(&req->worker->db, &err, ROW_SQL "FROM federation_servers ORDER BY domain LIMIT 1000",
-			      0, NULL);
+	PGresult *r = db_exec(&req->worker->db, &err, ROW_SQL "FROM federation_servers ORDER BY domain LIMIT 1000", 0,
+			      NULL);
 	if (!r) {
 		http_reply_al_error(req, &err);
 		return;
@@ -425,7 +433,8 @@ static int parse_changes(json_t *body, struct changes *c, struct al_error *err)
 	memset(c, 0, sizeof(*c));
 	const char *k;
 	json_t *v;
-	json_object_foreach(body, k, v) {
+	json_object_foreach(body, k, v)
+	{
 		if (strcmp(k, "domain") == 0)
 			continue;
 		if (strcmp(k, "trust_level") == 0) {
@@ -476,8 +485,10 @@ static void admin_upsert(struct http_req *req, const char *domain, bool create)
 		goto fail;
 	if (create)
 		r = db_exec(db, &err,
-			    "WITH x AS (INSERT INTO federation_servers AS f (domain, trust_level, is_whitelisted, is_blacklisted, notes) "
-			    "VALUES ($1, COALESCE($2, 'pending'), COALESCE($3::boolean, false), COALESCE($4::boolean, false), $5) "
+			    "WITH x AS (INSERT INTO federation_servers AS f (domain, trust_level, is_whitelisted, "
+			    "is_blacklisted, notes) "
+			    "VALUES ($1, COALESCE($2, 'pending'), COALESCE($3::boolean, false), COALESCE($4::boolean, "
+			    "false), $5) "
 			    "ON CONFLICT ((lower(domain))) DO UPDATE SET trust_level = COALESCE($2, f.trust_level), "
 			    "is_whitelisted = COALESCE($3::boolean, f.is_whitelisted), "
 			    "is_blacklisted = COALESCE($4::boolean, f.is_blacklisted), notes = COALESCE($5, f.notes) "
@@ -498,8 +509,8 @@ static void admin_upsert(struct http_req *req, const char *domain, bool create)
 		http_reply_error(req, 404, "M_NOT_FOUND", "Unknown server");
 		return;
 	}
-	if (audit_append(db, "federation", create ? "server.upsert" : "server.update", req->user_id, domain,
-			 NULL, body, &err) < 0 ||
+	if (audit_append(db, "federation", create ? "server.upsert" : "server.update", req->user_id, domain, NULL, body,
+			 &err) < 0 ||
 	    db_commit(db, &err) < 0)
 		goto rollback;
 	memory_refresh(fed_of(req->app)->servers, db, domain);
@@ -539,7 +550,8 @@ static void admin_one(struct http_req *req)
 	struct db *db = &req->worker->db;
 	const char *p[1] = {domain};
 	if (req->method == ROUTER_GET) {
-		PGresult *r = db_exec(db, &err, ROW_SQL "FROM federation_servers WHERE lower(domain) = lower($1)", 1, p);
+		PGresult *r = db_exec(db, &err, ROW_SQL "FROM federation_servers WHERE lower(domain) = lower($1)", 1,
+				      p);
 		if (!r) {
 			http_reply_al_error(req, &err);
 			return;

@@ -81,8 +81,8 @@ int federation_start(struct app *app)
 	    fed_client_add_tick(fed->fc, TICK_MS, fed_sender_tick, fed->sender) < 0)
 		goto fail;
 	app->federation = fed;
-	if (fed_handlers_register(app) < 0 || fed_servers_register_routes(app) < 0 ||
-	    fed_inbound_register(app) < 0 || fed_rooms_register(app) < 0)
+	if (fed_handlers_register(app) < 0 || fed_servers_register_routes(app) < 0 || fed_inbound_register(app) < 0 ||
+	    fed_rooms_register(app) < 0)
 		goto fail_registered;
 	if (fed_client_run(fed->fc, &err) < 0)
 		goto fail_registered;

@@ -37,8 +37,8 @@ bool federation_is_local(struct app *app, const char *server_name);
  * status from the remote (0 when unreachable: err filled) and the body
  * (borrowed; may be NULL). Returns -1 when it could not be started. */
 typedef void (*federation_json_cb)(void *arg, int status, json_t *body, const struct al_error *err);
-int federation_query_profile(struct app *app, const char *user_id, const char *field,
-			     struct event_base *base, federation_json_cb cb, void *arg);
+int federation_query_profile(struct app *app, const char *user_id, const char *field, struct event_base *base,
+			     federation_json_cb cb, void *arg);
 
 /* Resolve an AuraID hosted elsewhere: asks known peers (whitelisted and
  * trusted first, at most 8 at once), verifies the signed attestation with
@@ -49,8 +49,8 @@ int federation_query_profile(struct app *app, const char *user_id, const char *f
  * cb gets status 200 and the record {aura_id, user_id, server,
  * display_name, avatar_url, is_verified, attestation}, or 404 M_NOT_FOUND /
  * 403 M_FORBIDDEN / 502. */
-int federation_resolve_aura_id(struct app *app, const char *aura_id, struct event_base *base,
-			       federation_json_cb cb, void *arg);
+int federation_resolve_aura_id(struct app *app, const char *aura_id, struct event_base *base, federation_json_cb cb,
+			       void *arg);
 
 /* ---- rooms on other servers (fed_join.c). Each runs on base's loop (a
  * worker's) with that worker's database connection db; cb gets 200 and a
@@ -87,14 +87,14 @@ int federation_query_directory(struct app *app, const char *alias, struct event_
  * nodes to mesh_registry_add_remote), 403/404 when her settings refuse,
  * 0 when unreachable. -1 when it could not be started (a local or
  * malformed user_id). */
-int federation_query_mesh_nodes(struct app *app, const char *user_id, struct event_base *base,
-				federation_json_cb cb, void *arg);
+int federation_query_mesh_nodes(struct app *app, const char *user_id, struct event_base *base, federation_json_cb cb,
+				void *arg);
 
 /* Queue an EDU for destination in the durable outbox; runs inside the
  * caller's transaction when one is open. The sender wakes after commit
  * (at the latest on its next tick). */
-int fed_sender_enqueue_edu(struct db *db, const char *destination, const char *edu_type,
-			   json_t *content, struct al_error *err);
+int fed_sender_enqueue_edu(struct db *db, const char *destination, const char *edu_type, json_t *content,
+			   struct al_error *err);
 /* Queue a PDU (its "unsigned" member left out) for each destination, in
  * the caller's transaction. The transaction that carries it is sent once
  * the caller committed and the sender woke. */

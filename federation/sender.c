@@ -55,8 +55,8 @@ void fed_sender_free(struct fed_sender *s)
 	free(s);
 }
 
-int fed_sender_enqueue_edu(struct db *db, const char *destination, const char *edu_type,
-			   json_t *content, struct al_error *err)
+int fed_sender_enqueue_edu(struct db *db, const char *destination, const char *edu_type, json_t *content,
+			   struct al_error *err)
 {
 	if (!destination || strlen(destination) > 255 || !edu_type || strlen(edu_type) > FED_EDU_TYPE_MAX ||
 	    !json_is_object(content))
@@ -67,9 +67,9 @@ int fed_sender_enqueue_edu(struct db *db, const char *destination, const char *e
 	if (!text)
 		return -1;
 	const char *p[2] = {destination, text};
-	PGresult *r = db_exec(db, err,
-			      "INSERT INTO federation_outbox (destination, kind, payload) VALUES ($1, 'edu', $2::jsonb)",
-			      2, p);
+	PGresult *r = db_exec(
+		db, err, "INSERT INTO federation_outbox (destination, kind, payload) VALUES ($1, 'edu', $2::jsonb)", 2,
+		p);
 	free(text);
 	if (!r)
 		return -1;
@@ -147,12 +147,14 @@ static void record_failure(struct fed_sender *s, struct inflight *f, const char 
 	const char *p[3] = {f->dest, iv, msg};
 	if (db_begin(db, &err) < 0)
 		return;
-	PGresult *r = db_exec(db, &err,
-			      "INSERT INTO federation_destinations (destination, retry_interval_ms, retry_after, last_failure_at, last_error) "
-			      "VALUES ($1, $2::bigint, now() + $2::bigint * interval '1 millisecond', now(), $3) "
-			      "ON CONFLICT (destination) DO UPDATE SET retry_interval_ms = EXCLUDED.retry_interval_ms, "
-			      "retry_after = EXCLUDED.retry_after, last_failure_at = now(), last_error = EXCLUDED.last_error",
-			      3, p);
+	PGresult *r = db_exec(
+		db, &err,
+		"INSERT INTO federation_destinations (destination, retry_interval_ms, retry_after, last_failure_at, "
+		"last_error) "
+		"VALUES ($1, $2::bigint, now() + $2::bigint * interval '1 millisecond', now(), $3) "
+		"ON CONFLICT (destination) DO UPDATE SET retry_interval_ms = EXCLUDED.retry_interval_ms, "
+		"retry_after = EXCLUDED.retry_after, last_failure_at = now(), last_error = EXCLUDED.last_error",
+		3, p);
 	PQclear(r);
 	if (r && f->prev_interval == 0) {
 		json_t *det = json_pack("{s:s, s:I}", "error", msg, "retry_in_ms", (json_int_t)next);
@@ -162,8 +164,8 @@ static void record_failure(struct fed_sender *s, struct inflight *f, const char 
 	}
 	if (!r || db_commit(db, &err) < 0)
 		db_rollback(db);
-	log_info("sender", "transaction failed destination=%s retry_in_ms=%lld error=%s", f->dest,
-		 (long long)next, msg);
+	log_info("sender", "transaction failed destination=%s retry_in_ms=%lld error=%s", f->dest, (long long)next,
+		 msg);
 }
 
 static void txn_done(const struct fed_response *resp, void *arg)
@@ -188,17 +190,21 @@ static void txn_done(const struct fed_response *resp, void *arg)
 	snprintf(dest, sizeof(dest), "%s", f->dest);
 	bool ok = false;
 	if (db_begin(db, &err) == 0) {
-		PGresult *r = db_exec(db, &err,
-				      "WITH del AS (DELETE FROM federation_outbox WHERE destination = $1 AND txn_id = $2 RETURNING 1) "
-				      "INSERT INTO federation_destinations (destination, retry_interval_ms, retry_after, last_success_at) "
-				      "VALUES ($1, 0, NULL, now()) ON CONFLICT (destination) DO UPDATE SET retry_interval_ms = 0, "
-				      "retry_after = NULL, last_success_at = now() RETURNING (SELECT count(*) FROM del)",
-				      2, p);
+		PGresult *r = db_exec(
+			db, &err,
+			"WITH del AS (DELETE FROM federation_outbox WHERE destination = $1 AND txn_id = $2 RETURNING "
+			"1) "
+			"INSERT INTO federation_destinations (destination, retry_interval_ms, retry_after, "
+			"last_success_at) "
+			"VALUES ($1, 0, NULL, now()) ON CONFLICT (destination) DO UPDATE SET retry_interval_ms = 0, "
+			"retry_after = NULL, last_success_at = now() RETURNING (SELECT count(*) FROM del)",
+			2, p);
 		ok = r != NULL;
 		PQclear(r);
 		json_t *det = json_pack("{s:s, s:i}", "txn_id", f->txn_id, "items", f->count);
-		if (ok && audit_append(db, "federation", f->prev_interval ? "destination.recovered" : "transaction.sent",
-				       NULL, f->dest, NULL, det, &err) < 0)
+		if (ok &&
+		    audit_append(db, "federation", f->prev_interval ? "destination.recovered" : "transaction.sent",
+				 NULL, f->dest, NULL, det, &err) < 0)
 			ok = false;
 		json_decref(det);
 		if (!ok || db_commit(db, &err) < 0) {
@@ -227,21 +233,25 @@ static void start_txn(struct fed_sender *s, const char *dest)
 	const char *p[2] = {dest, txn_id};
 	/* Resend a transaction that was built but not acknowledged, else tag
 	 * a new batch. One statement either way. */
-	PGresult *r = db_exec(db, &err,
-			      "WITH old AS (SELECT txn_id FROM federation_outbox WHERE destination = $1 AND txn_id IS NOT NULL "
-			      "  ORDER BY id LIMIT 1), "
-			      "tagged AS (UPDATE federation_outbox SET txn_id = $2 WHERE NOT EXISTS (SELECT 1 FROM old) AND id IN ("
-			      "  (SELECT id FROM federation_outbox WHERE destination = $1 AND txn_id IS NULL AND kind = 'pdu' ORDER BY id LIMIT 50) "
-			      "  UNION ALL "
-			      "  (SELECT id FROM federation_outbox WHERE destination = $1 AND txn_id IS NULL AND kind = 'edu' ORDER BY id LIMIT 100)) "
-			      "  RETURNING id, kind, payload), "
-			      "items AS (SELECT id, kind, payload FROM tagged UNION ALL "
-			      "  SELECT o.id, o.kind, o.payload FROM federation_outbox o, old WHERE o.destination = $1 AND o.txn_id = old.txn_id) "
-			      "SELECT coalesce((SELECT txn_id FROM old), $2), count(*), "
-			      "coalesce(jsonb_agg(payload ORDER BY id) FILTER (WHERE kind = 'pdu'), '[]')::text, "
-			      "coalesce(jsonb_agg(payload ORDER BY id) FILTER (WHERE kind = 'edu'), '[]')::text, "
-			      "(SELECT retry_interval_ms FROM federation_destinations WHERE destination = $1) FROM items",
-			      2, p);
+	PGresult *r = db_exec(
+		db, &err,
+		"WITH old AS (SELECT txn_id FROM federation_outbox WHERE destination = $1 AND txn_id IS NOT NULL "
+		"  ORDER BY id LIMIT 1), "
+		"tagged AS (UPDATE federation_outbox SET txn_id = $2 WHERE NOT EXISTS (SELECT 1 FROM old) AND id IN ("
+		"  (SELECT id FROM federation_outbox WHERE destination = $1 AND txn_id IS NULL AND kind = 'pdu' ORDER "
+		"BY id LIMIT 50) "
+		"  UNION ALL "
+		"  (SELECT id FROM federation_outbox WHERE destination = $1 AND txn_id IS NULL AND kind = 'edu' ORDER "
+		"BY id LIMIT 100)) "
+		"  RETURNING id, kind, payload), "
+		"items AS (SELECT id, kind, payload FROM tagged UNION ALL "
+		"  SELECT o.id, o.kind, o.payload FROM federation_outbox o, old WHERE o.destination = $1 AND o.txn_id "
+		"= old.txn_id) "
+		"SELECT coalesce((SELECT txn_id FROM old), $2), count(*), "
+		"coalesce(jsonb_agg(payload ORDER BY id) FILTER (WHERE kind = 'pdu'), '[]')::text, "
+		"coalesce(jsonb_agg(payload ORDER BY id) FILTER (WHERE kind = 'edu'), '[]')::text, "
+		"(SELECT retry_interval_ms FROM federation_destinations WHERE destination = $1) FROM items",
+		2, p);
 	if (!r)
 		return;
 	int count = atoi(PQgetvalue(r, 0, 1));
@@ -260,8 +270,8 @@ static void start_txn(struct fed_sender *s, const char *dest)
 	PQclear(r);
 	json_t *body = NULL;
 	if (pdus && edus)
-		body = json_pack("{s:s, s:I, s:o, s:o}", "origin", s->fed->app->cfg.server_name,
-				 "origin_server_ts", (json_int_t)http_now_ms(), "pdus", pdus, "edus", edus);
+		body = json_pack("{s:s, s:I, s:o, s:o}", "origin", s->fed->app->cfg.server_name, "origin_server_ts",
+				 (json_int_t)http_now_ms(), "pdus", pdus, "edus", edus);
 	else {
 		json_decref(pdus);
 		json_decref(edus);
@@ -269,10 +279,9 @@ static void start_txn(struct fed_sender *s, const char *dest)
 	char path[128];
 	snprintf(path, sizeof(path), "/_matrix/federation/v1/send/%s", f->txn_id);
 	struct txn_ctx *c = calloc(1, sizeof(*c));
-	struct fed_request rq = {.method = "PUT", .destination = dest, .path = path, .body = body,
-				 .sign = true, .timeout_ms = 30000};
-	if (!body || !c ||
-	    fed_client_submit(s->fed->fc, &rq, fed_client_base(s->fed->fc), txn_done, c) < 0) {
+	struct fed_request rq = {
+		.method = "PUT", .destination = dest, .path = path, .body = body, .sign = true, .timeout_ms = 30000};
+	if (!body || !c || fed_client_submit(s->fed->fc, &rq, fed_client_base(s->fed->fc), txn_done, c) < 0) {
 		free(c);
 		slot_remove(s, f);
 	} else {
@@ -289,14 +298,15 @@ void fed_sender_tick(void *arg)
 	if (s->n >= MAX_INFLIGHT)
 		return;
 	struct al_error err = {0};
-	PGresult *r = db_exec(fed_client_db(s->fed->fc), &err,
-			      "WITH RECURSIVE d AS ("
-			      "  (SELECT destination FROM federation_outbox ORDER BY destination LIMIT 1) "
-			      "  UNION ALL SELECT (SELECT o.destination FROM federation_outbox o WHERE o.destination > d.destination "
-			      "  ORDER BY o.destination LIMIT 1) FROM d WHERE d.destination IS NOT NULL) "
-			      "SELECT d.destination FROM d LEFT JOIN federation_destinations x USING (destination) "
-			      "WHERE d.destination IS NOT NULL AND (x.retry_after IS NULL OR x.retry_after <= now()) LIMIT 64",
-			      0, NULL);
+	PGresult *r = db_exec(
+		fed_client_db(s->fed->fc), &err,
+		"WITH RECURSIVE d AS ("
+		"  (SELECT destination FROM federation_outbox ORDER BY destination LIMIT 1) "
+		"  UNION ALL SELECT (SELECT o.destination FROM federation_outbox o WHERE o.destination > d.destination "
+		"  ORDER BY o.destination LIMIT 1) FROM d WHERE d.destination IS NOT NULL) "
+		"SELECT d.destination FROM d LEFT JOIN federation_destinations x USING (destination) "
+		"WHERE d.destination IS NOT NULL AND (x.retry_after IS NULL OR x.retry_after <= now()) LIMIT 64",
+		0, NULL);
 	if (!r)
 		return;
 	for (int i = 0; i < PQntuples(r); i++)

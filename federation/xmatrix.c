@@ -6,11 +6,11 @@
 #include <string.h>
 #include <strings.h>
 
-json_t *xmatrix_request_object(const char *method, const char *uri, const char *origin,
-			       const char *destination, json_t *content)
+json_t *xmatrix_request_object(const char *method, const char *uri, const char *origin, const char *destination,
+			       json_t *content)
 {
-	json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "method", method, "uri", uri, "origin", origin,
-			      "destination", destination);
+	json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "method", method, "uri", uri, "origin", origin, "destination",
+			      destination);
 	if (o && content && json_object_set(o, "content", content) < 0) {
 		json_decref(o);
 		return NULL;
@@ -18,9 +18,8 @@ json_t *xmatrix_request_object(const char *method, const char *uri, const char *
 	return o;
 }
 
-char *xmatrix_build_header(const struct sign_key *key, const char *origin, const char *destination,
-			   const char *method, const char *uri, json_t *content,
-			   struct al_error *err)
+char *xmatrix_build_header(const struct sign_key *key, const char *origin, const char *destination, const char *method,
+			   const char *uri, json_t *content, struct al_error *err)
 {
 	char *out = NULL;
 	json_t *o = xmatrix_request_object(method, uri, origin, destination, content);
@@ -42,8 +41,8 @@ char *xmatrix_build_header(const struct sign_key *key, const char *origin, const
 		al_error_set(err, 500, "M_UNKNOWN", "out of memory");
 		goto done;
 	}
-	int n = snprintf(out, len, "X-Matrix origin=\"%s\",destination=\"%s\",key=\"%s\",sig=\"%s\"",
-			 origin, destination, key->key_id, sig);
+	int n = snprintf(out, len, "X-Matrix origin=\"%s\",destination=\"%s\",key=\"%s\",sig=\"%s\"", origin,
+			 destination, key->key_id, sig);
 	if (n < 0 || (size_t)n >= len) {
 		free(out);
 		out = NULL;
@@ -145,9 +144,8 @@ int xmatrix_parse_header(const char *value, struct xmatrix_auth *out, struct al_
 	return 0;
 }
 
-int xmatrix_verify(const struct xmatrix_auth *a, const char *method, const char *uri,
-		   const char *destination, json_t *content, const unsigned char pk[32],
-		   struct al_error *err)
+int xmatrix_verify(const struct xmatrix_auth *a, const char *method, const char *uri, const char *destination,
+		   json_t *content, const unsigned char pk[32], struct al_error *err)
 {
 	json_t *o = xmatrix_request_object(method, uri, a->origin, destination, content);
 	if (!o)
@@ -163,9 +161,8 @@ int xmatrix_verify(const struct xmatrix_auth *a, const char *method, const char 
 		if (e.status == 400) /* e.g. floats: no canonical form to check */
 			al_error_set(err, 400, "M_BAD_JSON", "The request body is not canonical JSON: %s", e.message);
 		else
-			al_error_set(err, 401, "M_UNAUTHORIZED",
-				     "Invalid signature for server %s with key %s on %s %s", a->origin,
-				     a->key_id, method, uri);
+			al_error_set(err, 401, "M_UNAUTHORIZED", "Invalid signature for server %s with key %s on %s %s",
+				     a->origin, a->key_id, method, uri);
 		goto done;
 	}
 	rc = 0;

@@ -25,15 +25,14 @@ struct xmatrix_auth {
 
 /* The JSON object that is signed: {method, uri, origin, destination,
  * content?}. content is borrowed (NULL: none). New reference or NULL. */
-json_t *xmatrix_request_object(const char *method, const char *uri, const char *origin,
-			       const char *destination, json_t *content);
+json_t *xmatrix_request_object(const char *method, const char *uri, const char *origin, const char *destination,
+			       json_t *content);
 
 /* Build the whole header value `X-Matrix origin="..",destination="..",
  * key="..",sig=".."` into a malloc'd string (caller frees). NULL with err
  * filled on failure. */
-char *xmatrix_build_header(const struct sign_key *key, const char *origin, const char *destination,
-			   const char *method, const char *uri, json_t *content,
-			   struct al_error *err);
+char *xmatrix_build_header(const struct sign_key *key, const char *origin, const char *destination, const char *method,
+			   const char *uri, json_t *content, struct al_error *err);
 
 /* Parse a header value. Values may be quoted ("..", with \" and \\ escapes)
  * or bare tokens; parameter names are case-insensitive; unknown parameters
@@ -44,8 +43,7 @@ int xmatrix_parse_header(const char *value, struct xmatrix_auth *out, struct al_
 /* Verify a parsed header against the request and the origin's public key.
  * 0, or -1 with 401 M_UNAUTHORIZED (400 M_BAD_JSON when the content has no
  * canonical form, e.g. floats). */
-int xmatrix_verify(const struct xmatrix_auth *a, const char *method, const char *uri,
-		   const char *destination, json_t *content, const unsigned char pk[32],
-		   struct al_error *err);
+int xmatrix_verify(const struct xmatrix_auth *a, const char *method, const char *uri, const char *destination,
+		   json_t *content, const unsigned char pk[32], struct al_error *err);
 
 #endif

@@ -12,21 +12,21 @@
 #include "mesh.h"
 
 #define MS(col) "(extract(epoch FROM " col ") * 1000)::bigint"
-#define REPORT_JSON                                                                                \
-	"json_build_object('id', id, 'reporter_user_id', reporter_user_id,"                         \
-	" 'reported_aura_id', reported_aura_id, 'reported_node_id', reported_node_id,"              \
-	" 'report_type', report_type, 'severity', severity, 'description', description,"           \
-	" 'evidence', evidence, 'related_call_id', related_call_id, 'status', status,"              \
-	" 'resolved_by', resolved_by, 'resolution_notes', resolution_notes,"                        \
-	" 'created_at', " MS("created_at") ", 'resolved_at', " MS("resolved_at") ","                 \
-	" 'reputation_applied_at', " MS("reputation_applied_at") ")::text"
+#define REPORT_JSON                                                                      \
+	"json_build_object('id', id, 'reporter_user_id', reporter_user_id,"              \
+	" 'reported_aura_id', reported_aura_id, 'reported_node_id', reported_node_id,"   \
+	" 'report_type', report_type, 'severity', severity, 'description', description," \
+	" 'evidence', evidence, 'related_call_id', related_call_id, 'status', status,"   \
+	" 'resolved_by', resolved_by, 'resolution_notes', resolution_notes,"             \
+	" 'created_at', " MS("created_at") ", 'resolved_at', " MS(                       \
+		"resolved_at") ","                                                       \
+			       " 'reputation_applied_at', " MS("reputation_applied_at") ")::text"
 
-static const char *const report_types[] = {"spam",           "harassment",      "impersonation",
-					   "fraud",          "malicious_node",  "illegal_content",
-					   "other"};
+static const char *const report_types[] = {"spam",           "harassment",      "impersonation", "fraud",
+					   "malicious_node", "illegal_content", "other"};
 static const char *const severities[] = {"low", "medium", "high", "critical"};
 static const char *const statuses[] = {"pending", "investigating", "confirmed", "dismissed"};
-static const char *const fields[] = {"reported_aura_id", "reported_node_id", "report_type", "severity",
+static const char *const fields[] = {"reported_aura_id", "reported_node_id", "report_type",    "severity",
 				     "description",      "evidence",         "related_call_id"};
 
 #define IN(list, s) in_list(list, sizeof(list) / sizeof(list[0]), s)
@@ -75,8 +75,8 @@ static const char *opt_string(const json_t *body, const char *name, bool *bad)
 	return json_string_value(v);
 }
 
-int abuse_report_create(struct db *db, const char *reporter, const json_t *body, json_t **out,
-			int64_t *retry_after_ms, struct al_error *err)
+int abuse_report_create(struct db *db, const char *reporter, const json_t *body, json_t **out, int64_t *retry_after_ms,
+			struct al_error *err)
 {
 	*out = NULL;
 	const char *key;
@@ -103,8 +103,7 @@ int abuse_report_create(struct db *db, const char *reporter, const json_t *body,
 	char username[AURA_ID_MAX], norm[AURA_ID_MAX + 8];
 	if (aura) {
 		if (!aura_id_parse(aura, username, sizeof(username)))
-			return al_error_set(err, 400, "M_INVALID_PARAM",
-					    "reported_aura_id: an AuraID @name.aura");
+			return al_error_set(err, 400, "M_INVALID_PARAM", "reported_aura_id: an AuraID @name.aura");
 		snprintf(norm, sizeof(norm), "@%s.aura", username);
 		aura = norm;
 	}
@@ -122,8 +121,7 @@ int abuse_report_create(struct db *db, const char *reporter, const json_t *body,
 		return al_error_set(err, 400, "M_MISSING_PARAM", "description is required");
 	size_t dl = char_count(desc);
 	if (dl < 1 || dl > ABUSE_DESCRIPTION_MAX)
-		return al_error_set(err, 400, "M_INVALID_PARAM", "description: 1-%d characters",
-				    ABUSE_DESCRIPTION_MAX);
+		return al_error_set(err, 400, "M_INVALID_PARAM", "description: 1-%d characters", ABUSE_DESCRIPTION_MAX);
 	if (call && (strlen(call) < 1 || strlen(call) > 255))
 		return al_error_set(err, 400, "M_INVALID_PARAM", "related_call_id: 1-255 bytes");
 	json_t *evidence = json_object_get(body, "evidence");
@@ -159,11 +157,12 @@ int abuse_report_create(struct db *db, const char *reporter, const json_t *body,
 		    "SELECT NULL,"
 		    " (SELECT count(*) FROM abuse_reports WHERE reporter_user_id = $1"
 		    "  AND created_at > now() - interval '1 hour'),"
-		    " (SELECT " MS("min(created_at) + interval '1 hour'") " - " MS("now()")
-		    "  FROM abuse_reports WHERE reporter_user_id = $1"
-		    "  AND created_at > now() - interval '1 hour'),"
-		    " EXISTS (SELECT 1 FROM aura_id_registry WHERE user_id = $1 AND lower(aura_id) = lower($2)),"
-		    " EXISTS (SELECT 1 FROM mesh_nodes WHERE user_id = $1 AND node_id = $3::uuid)",
+		    " (SELECT " MS("min(created_at) + interval '1 hour'") " - " MS(
+			    "now()") "  FROM abuse_reports WHERE reporter_user_id = $1"
+				     "  AND created_at > now() - interval '1 hour'),"
+				     " EXISTS (SELECT 1 FROM aura_id_registry WHERE user_id = $1 AND lower(aura_id) = "
+				     "lower($2)),"
+				     " EXISTS (SELECT 1 FROM mesh_nodes WHERE user_id = $1 AND node_id = $3::uuid)",
 		    3, cp);
 	if (!r)
 		goto fail;
@@ -174,8 +173,7 @@ int abuse_report_create(struct db *db, const char *reporter, const json_t *body,
 	if (atoi(PQgetvalue(r, 0, 1)) >= ABUSE_MAX_PER_HOUR) {
 		long long retry = PQgetisnull(r, 0, 2) ? 60000 : strtoll(PQgetvalue(r, 0, 2), NULL, 10);
 		*retry_after_ms = retry > 0 ? retry : 1000;
-		al_error_set(err, 429, "M_LIMIT_EXCEEDED", "at most %d abuse reports per hour",
-			     ABUSE_MAX_PER_HOUR);
+		al_error_set(err, 429, "M_LIMIT_EXCEEDED", "at most %d abuse reports per hour", ABUSE_MAX_PER_HOUR);
 		goto fail;
 	}
 	const char *ip[] = {reporter, aura, node, type, severity, desc, evidence_text, call};
@@ -190,8 +188,7 @@ int abuse_report_create(struct db *db, const char *reporter, const json_t *body,
 	const char *id = PQgetvalue(ins, 0, 0);
 	details = json_pack("{s:s, s:s, s:s}", "report_id", id, "report_type", type, "severity",
 			    severity ? severity : "medium");
-	if (audit_append(db, "abuse", "abuse_report.create", reporter, aura ? aura : node, NULL, details,
-			 err) < 0 ||
+	if (audit_append(db, "abuse", "abuse_report.create", reporter, aura ? aura : node, NULL, details, err) < 0 ||
 	    db_commit(db, err) < 0)
 		goto fail;
 	*out = json_pack("{s:s, s:s}", "id", id, "status", PQgetvalue(ins, 0, 1));
@@ -209,8 +206,7 @@ fail:
 	return -1;
 }
 
-int abuse_report_list(struct db *db, const char *status, int limit, json_t **out,
-		      struct al_error *err)
+int abuse_report_list(struct db *db, const char *status, int limit, json_t **out, struct al_error *err)
 {
 	if (status && !IN(statuses, status))
 		return al_error_set(err, 400, "M_INVALID_PARAM",
@@ -238,8 +234,8 @@ int abuse_report_list(struct db *db, const char *status, int limit, json_t **out
 	return *out ? 0 : al_error_set(err, 500, "M_UNKNOWN", "out of memory");
 }
 
-int abuse_report_update(struct app *app, struct db *db, const char *admin, const char *id,
-			const json_t *body, json_t **out, struct al_error *err)
+int abuse_report_update(struct app *app, struct db *db, const char *admin, const char *id, const json_t *body,
+			json_t **out, struct al_error *err)
 {
 	*out = NULL;
 	if (!uuid_ok(id))

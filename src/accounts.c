@@ -37,8 +37,8 @@ int accounts_init(const struct al_config *cfg)
 
 static bool localpart_char(char c)
 {
-	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '=' ||
-	       c == '-' || c == '/' || c == '+';
+	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '=' || c == '-' ||
+	       c == '/' || c == '+';
 }
 
 bool accounts_localpart_valid(const char *lp)
@@ -62,8 +62,7 @@ int accounts_localpart_lower(const char *in, char *out, size_t outlen)
 	return 0;
 }
 
-int accounts_user_id(const char *lp, const char *server_name, char *out, size_t outlen,
-		     struct al_error *err)
+int accounts_user_id(const char *lp, const char *server_name, char *out, size_t outlen, struct al_error *err)
 {
 	if (!accounts_localpart_valid(lp))
 		return al_error_set(err, 400, "M_INVALID_USERNAME",
@@ -144,16 +143,13 @@ void accounts_secret_free(char *s)
 	}
 }
 
-int accounts_password_hash(const struct al_config *cfg, const char *password,
-			   char out[ACCOUNTS_HASH_STR_MAX])
+int accounts_password_hash(const struct al_config *cfg, const char *password, char out[ACCOUNTS_HASH_STR_MAX])
 {
 	unsigned long long ops;
 	size_t mem;
 	limits_of(cfg, &ops, &mem);
-	if (crypto_pwhash_str_alg(out, password, strlen(password), ops, mem,
-				  crypto_pwhash_ALG_ARGON2ID13) != 0) {
-		log_error("accounts", "argon2id hashing failed (out of memory?) ops=%llu mem_kib=%zu", ops,
-			  mem / 1024);
+	if (crypto_pwhash_str_alg(out, password, strlen(password), ops, mem, crypto_pwhash_ALG_ARGON2ID13) != 0) {
+		log_error("accounts", "argon2id hashing failed (out of memory?) ops=%llu mem_kib=%zu", ops, mem / 1024);
 		return -1;
 	}
 	return 0;
@@ -212,8 +208,8 @@ static int exec_ok(struct db *db, struct al_error *err, const char *sql, int n, 
 }
 
 /* Device + token for user_id inside the open transaction. */
-static int new_session(struct db *db, const char *user_id, const char *device_id,
-		       const char *display_name, struct accounts_session *out, struct al_error *err)
+static int new_session(struct db *db, const char *user_id, const char *device_id, const char *display_name,
+		       struct accounts_session *out, struct al_error *err)
 {
 	char gen[11];
 	if (!device_id) {
@@ -289,8 +285,7 @@ int accounts_login(struct db *db, const char *user_id, const char *device_id, co
 	return 0;
 }
 
-int accounts_login_lookup(struct db *db, const char *user_id, struct accounts_login_info *out,
-			  struct al_error *err)
+int accounts_login_lookup(struct db *db, const char *user_id, struct accounts_login_info *out, struct al_error *err)
 {
 	memset(out, 0, sizeof(*out));
 	const char *p[1] = {user_id};
@@ -302,8 +297,7 @@ int accounts_login_lookup(struct db *db, const char *user_id, struct accounts_lo
 		return -1;
 	if (PQntuples(r) == 1) {
 		out->found = true;
-		out->has_password = !PQgetisnull(r, 0, 0) &&
-				    strlen(PQgetvalue(r, 0, 0)) < sizeof(out->password_hash);
+		out->has_password = !PQgetisnull(r, 0, 0) && strlen(PQgetvalue(r, 0, 0)) < sizeof(out->password_hash);
 		if (out->has_password)
 			snprintf(out->password_hash, sizeof(out->password_hash), "%s", PQgetvalue(r, 0, 0));
 		out->suspended = PQgetvalue(r, 0, 1)[0] == 't';
@@ -324,8 +318,7 @@ int accounts_user_exists(struct db *db, const char *user_id, struct al_error *er
 	return found;
 }
 
-int accounts_logout_device(struct db *db, const char *user_id, const char *device_id,
-			   struct al_error *err)
+int accounts_logout_device(struct db *db, const char *user_id, const char *device_id, struct al_error *err)
 {
 	const char *p[2] = {user_id, device_id};
 	return exec_ok(db, err, "DELETE FROM devices WHERE user_id = $1 AND device_id = $2", 2, p);
@@ -337,8 +330,7 @@ int accounts_logout_all(struct db *db, const char *user_id, struct al_error *err
 	return exec_ok(db, err, "DELETE FROM devices WHERE user_id = $1", 1, p);
 }
 
-int accounts_devices_delete(struct db *db, const char *user_id, const json_t *device_ids,
-			    struct al_error *err)
+int accounts_devices_delete(struct db *db, const char *user_id, const json_t *device_ids, struct al_error *err)
 {
 	char *ids = json_dumps(device_ids, JSON_COMPACT);
 	if (!ids)
@@ -369,8 +361,8 @@ static int change_password(struct db *db, const void *arg, struct al_error *err)
 	return exec_ok(db, err, "DELETE FROM devices WHERE user_id = $1 AND device_id <> $2", 2, q);
 }
 
-int accounts_set_password(struct db *db, const char *user_id, const char *password_hash,
-			  const char *logout_except, bool logout_others, struct al_error *err)
+int accounts_set_password(struct db *db, const char *user_id, const char *password_hash, const char *logout_except,
+			  bool logout_others, struct al_error *err)
 {
 	struct password_change c = {user_id, password_hash, logout_except, logout_others};
 	return db_transaction(db, err, change_password, &c);
@@ -380,9 +372,8 @@ static int deactivate(struct db *db, const void *arg, struct al_error *err)
 {
 	const char *user_id = arg;
 	const char *p[1] = {user_id};
-	if (exec_ok(db, err,
-		    "UPDATE users SET deactivated_at = now(), password_hash = NULL WHERE user_id = $1", 1,
-		    p) < 0 ||
+	if (exec_ok(db, err, "UPDATE users SET deactivated_at = now(), password_hash = NULL WHERE user_id = $1", 1, p) <
+		    0 ||
 	    exec_ok(db, err, "DELETE FROM devices WHERE user_id = $1", 1, p) < 0 ||
 	    exec_ok(db, err, "UPDATE aura_id_registry SET status = 'inactive' WHERE user_id = $1", 1, p) < 0)
 		return -1;
@@ -408,8 +399,7 @@ static json_t *device_json(PGresult *r, int row)
 	return d;
 }
 
-#define DEVICE_COLUMNS \
-	"device_id, display_name, last_seen_ip, (extract(epoch FROM last_seen_at) * 1000)::bigint"
+#define DEVICE_COLUMNS "device_id, display_name, last_seen_ip, (extract(epoch FROM last_seen_at) * 1000)::bigint"
 
 json_t *accounts_devices_list(struct db *db, const char *user_id, struct al_error *err)
 {
@@ -430,12 +420,10 @@ json_t *accounts_devices_list(struct db *db, const char *user_id, struct al_erro
 	return out;
 }
 
-json_t *accounts_device_get(struct db *db, const char *user_id, const char *device_id,
-			    struct al_error *err)
+json_t *accounts_device_get(struct db *db, const char *user_id, const char *device_id, struct al_error *err)
 {
 	const char *p[2] = {user_id, device_id};
-	PGresult *r = db_exec(db, err,
-			      "SELECT " DEVICE_COLUMNS " FROM devices WHERE user_id = $1 AND device_id = $2",
+	PGresult *r = db_exec(db, err, "SELECT " DEVICE_COLUMNS " FROM devices WHERE user_id = $1 AND device_id = $2",
 			      2, p);
 	if (!r)
 		return NULL;
@@ -448,13 +436,12 @@ json_t *accounts_device_get(struct db *db, const char *user_id, const char *devi
 	return d;
 }
 
-int accounts_device_set_name(struct db *db, const char *user_id, const char *device_id,
-			     const char *display_name, struct al_error *err)
+int accounts_device_set_name(struct db *db, const char *user_id, const char *device_id, const char *display_name,
+			     struct al_error *err)
 {
 	const char *p[3] = {user_id, device_id, display_name};
-	PGresult *r = db_exec(db, err,
-			      "UPDATE devices SET display_name = $3 WHERE user_id = $1 AND device_id = $2",
-			      3, p);
+	PGresult *r = db_exec(db, err, "UPDATE devices SET display_name = $3 WHERE user_id = $1 AND device_id = $2", 3,
+			      p);
 	if (!r)
 		return -1;
 	int n = atoi(PQcmdTuples(r));
@@ -486,8 +473,7 @@ json_t *accounts_profile_get(struct db *db, const char *user_id, struct al_error
 	return o;
 }
 
-int accounts_profile_set(struct db *db, const char *user_id, const char *field, const char *value,
-			 struct al_error *err)
+int accounts_profile_set(struct db *db, const char *user_id, const char *field, const char *value, struct al_error *err)
 {
 	const char *sql;
 	if (strcmp(field, "displayname") == 0)

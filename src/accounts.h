@@ -14,13 +14,13 @@
 #include "db.h"
 #include "error.h"
 
-#define ACCOUNTS_USER_ID_MAX 255      /* bytes, Matrix spec */
-#define ACCOUNTS_DEVICE_ID_MAX 255    /* bytes */
-#define ACCOUNTS_PASSWORD_MAX 512     /* bytes */
-#define ACCOUNTS_NAME_MAX_CHARS 256   /* displaynames, device names (code points) */
+#define ACCOUNTS_USER_ID_MAX 255    /* bytes, Matrix spec */
+#define ACCOUNTS_DEVICE_ID_MAX 255  /* bytes */
+#define ACCOUNTS_PASSWORD_MAX 512   /* bytes */
+#define ACCOUNTS_NAME_MAX_CHARS 256 /* displaynames, device names (code points) */
 #define ACCOUNTS_NAME_MAX_BYTES 1024
-#define ACCOUNTS_AVATAR_URL_MAX 2048  /* bytes */
-#define ACCOUNTS_TOKEN_MAX 512        /* longest token text looked up */
+#define ACCOUNTS_AVATAR_URL_MAX 2048 /* bytes */
+#define ACCOUNTS_TOKEN_MAX 512       /* longest token text looked up */
 #define ACCOUNTS_TOKEN_HASH_BYTES 32
 #define ACCOUNTS_HASH_STR_MAX crypto_pwhash_STRBYTES
 
@@ -36,8 +36,7 @@ bool accounts_localpart_valid(const char *lp);
 int accounts_localpart_lower(const char *in, char *out, size_t outlen);
 /* "@lp:server" into out; 400 M_INVALID_USERNAME if lp is invalid or the
  * user ID would exceed 255 bytes. */
-int accounts_user_id(const char *lp, const char *server_name, char *out, size_t outlen,
-		     struct al_error *err);
+int accounts_user_id(const char *lp, const char *server_name, char *out, size_t outlen, struct al_error *err);
 /* The user ID a login names: a localpart or "@lp:server_name" (the
  * localpart compared case-insensitively). -1 if it is malformed or names
  * another server. */
@@ -53,8 +52,7 @@ size_t accounts_utf8_chars(const char *s);
 
 /* ---- passwords (CPU-bound: call from a workpool thread) ---- */
 
-int accounts_password_hash(const struct al_config *cfg, const char *password,
-			   char out[ACCOUNTS_HASH_STR_MAX]);
+int accounts_password_hash(const struct al_config *cfg, const char *password, char out[ACCOUNTS_HASH_STR_MAX]);
 /* true if password matches hash. hash NULL (unknown user, no password)
  * verifies against the dummy hash, so the work is the same, and is false. */
 bool accounts_password_verify(const char *hash, const char *password);
@@ -84,7 +82,7 @@ void accounts_session_clear(struct accounts_session *s);
 struct accounts_new_user {
 	const char *user_id;
 	const char *localpart;
-	const char *password_hash;       /* NULL: no password login */
+	const char *password_hash; /* NULL: no password login */
 	bool is_guest;
 	bool login;                      /* false: inhibit_login, no device or token */
 	const char *device_id;           /* NULL: generated */
@@ -108,26 +106,23 @@ struct accounts_login_info {
 	bool deactivated;
 	char password_hash[ACCOUNTS_HASH_STR_MAX];
 };
-int accounts_login_lookup(struct db *db, const char *user_id, struct accounts_login_info *out,
-			  struct al_error *err);
+int accounts_login_lookup(struct db *db, const char *user_id, struct accounts_login_info *out, struct al_error *err);
 
 /* 1 exists, 0 not, -1 error. */
 int accounts_user_exists(struct db *db, const char *user_id, struct al_error *err);
 
 /* Delete one device (its tokens go with it) / every device of the user. */
-int accounts_logout_device(struct db *db, const char *user_id, const char *device_id,
-			   struct al_error *err);
+int accounts_logout_device(struct db *db, const char *user_id, const char *device_id, struct al_error *err);
 int accounts_logout_all(struct db *db, const char *user_id, struct al_error *err);
 
 /* Delete the devices named by a JSON array of strings (unknown ones are
  * ignored); their tokens go with them. One statement. */
-int accounts_devices_delete(struct db *db, const char *user_id, const json_t *device_ids,
-			    struct al_error *err);
+int accounts_devices_delete(struct db *db, const char *user_id, const json_t *device_ids, struct al_error *err);
 
 /* New password hash; with logout_others every device of the user but
  * logout_except (may be NULL) is logged out. One transaction. */
-int accounts_set_password(struct db *db, const char *user_id, const char *password_hash,
-			  const char *logout_except, bool logout_others, struct al_error *err);
+int accounts_set_password(struct db *db, const char *user_id, const char *password_hash, const char *logout_except,
+			  bool logout_others, struct al_error *err);
 
 /* Deactivate for good: no password, no devices or tokens, the AuraID
  * inactive, an audit entry. One transaction. */
@@ -136,11 +131,10 @@ int accounts_deactivate(struct db *db, const char *user_id, struct al_error *err
 /* {devices: [{device_id, display_name?, last_seen_ip?, last_seen_ts?}]} */
 json_t *accounts_devices_list(struct db *db, const char *user_id, struct al_error *err);
 /* One device; 404 M_NOT_FOUND when unknown. */
-json_t *accounts_device_get(struct db *db, const char *user_id, const char *device_id,
-			    struct al_error *err);
+json_t *accounts_device_get(struct db *db, const char *user_id, const char *device_id, struct al_error *err);
 /* 404 M_NOT_FOUND when unknown. */
-int accounts_device_set_name(struct db *db, const char *user_id, const char *device_id,
-			     const char *display_name, struct al_error *err);
+int accounts_device_set_name(struct db *db, const char *user_id, const char *device_id, const char *display_name,
+			     struct al_error *err);
 
 /* {displayname?, avatar_url?}; 404 M_NOT_FOUND when the user is unknown. */
 json_t *accounts_profile_get(struct db *db, const char *user_id, struct al_error *err);

@@ -7,24 +7,25 @@
 
 #define MS(col) "(extract(epoch FROM " col ") * 1000)::bigint"
 #define APP_JSON                                                                                 \
-	"json_build_object('id', c.id, 'aura_id', c.aura_id, 'app_id', c.app_id,"                 \
-	" 'app_name', c.app_name, 'app_domain', c.app_domain, 'platform', c.platform,"            \
+	"json_build_object('id', c.id, 'aura_id', c.aura_id, 'app_id', c.app_id,"                \
+	" 'app_name', c.app_name, 'app_domain', c.app_domain, 'platform', c.platform,"           \
 	" 'sdk_version', c.sdk_version, 'permissions', c.permissions, 'is_active', c.is_active," \
-	" 'connected_at', " MS("c.connected_at") ", 'last_used_at', " MS("c.last_used_at") ","    \
-	" 'revoked_at', " MS("c.revoked_at") ")::text"
-#define PREFS_JSON                                                                               \
-	"json_build_object('preferred_apps', p.preferred_apps,"                                   \
-	" 'smart_routing_enabled', p.smart_routing_enabled, 'work_app_id', p.work_app_id,"        \
-	" 'personal_app_id', p.personal_app_id,"                                                  \
-	" 'work_hours_start', substr(p.work_hours_start::text, 1, 5),"                            \
-	" 'work_hours_end', substr(p.work_hours_end::text, 1, 5), 'work_days', p.work_days,"      \
-	" 'dnd_enabled', p.dnd_enabled, 'dnd_start', substr(p.dnd_start::text, 1, 5),"            \
-	" 'dnd_end', substr(p.dnd_end::text, 1, 5), 'dnd_days', p.dnd_days,"                      \
-	" 'ring_all_apps', p.ring_all_apps, 'ring_timeout_seconds', p.ring_timeout_seconds,"      \
+	" 'connected_at', " MS("c.connected_at") ", 'last_used_at', " MS(                        \
+		"c.last_used_at") ","                                                            \
+				  " 'revoked_at', " MS("c.revoked_at") ")::text"
+#define PREFS_JSON                                                                           \
+	"json_build_object('preferred_apps', p.preferred_apps,"                              \
+	" 'smart_routing_enabled', p.smart_routing_enabled, 'work_app_id', p.work_app_id,"   \
+	" 'personal_app_id', p.personal_app_id,"                                             \
+	" 'work_hours_start', substr(p.work_hours_start::text, 1, 5),"                       \
+	" 'work_hours_end', substr(p.work_hours_end::text, 1, 5), 'work_days', p.work_days," \
+	" 'dnd_enabled', p.dnd_enabled, 'dnd_start', substr(p.dnd_start::text, 1, 5),"       \
+	" 'dnd_end', substr(p.dnd_end::text, 1, 5), 'dnd_days', p.dnd_days,"                 \
+	" 'ring_all_apps', p.ring_all_apps, 'ring_timeout_seconds', p.ring_timeout_seconds," \
 	" 'call_screening_enabled', p.call_screening_enabled)::text"
 
-static const char *const allowed_fields[] = {"app_id",      "app_name",    "app_domain",
-					     "platform",    "sdk_version", "permissions"};
+static const char *const allowed_fields[] = {"app_id",   "app_name",    "app_domain",
+					     "platform", "sdk_version", "permissions"};
 
 bool apps_id_valid(const char *s)
 {
@@ -101,8 +102,8 @@ static int no_aura_id(struct al_error *err)
 	return al_error_set(err, 404, "ORG_AURALINK_NO_AURA_ID", "you have no AuraID: create one first");
 }
 
-int apps_connect(struct db *db, const char *user_id, const json_t *body, json_t **out,
-		 bool *created, struct al_error *err)
+int apps_connect(struct db *db, const char *user_id, const json_t *body, json_t **out, bool *created,
+		 struct al_error *err)
 {
 	*out = NULL;
 	const char *key;
@@ -134,19 +135,15 @@ int apps_connect(struct db *db, const char *user_id, const json_t *body, json_t 
 	if (!domain_ok(domain))
 		return al_error_set(err, 400, "M_INVALID_PARAM", "app_domain: a DNS name");
 	if (platform && strcmp(platform, "ios") != 0 && strcmp(platform, "android") != 0 &&
-	    strcmp(platform, "web") != 0 && strcmp(platform, "desktop") != 0 &&
-	    strcmp(platform, "other") != 0)
-		return al_error_set(err, 400, "M_INVALID_PARAM",
-				    "platform: one of ios, android, web, desktop, other");
+	    strcmp(platform, "web") != 0 && strcmp(platform, "desktop") != 0 && strcmp(platform, "other") != 0)
+		return al_error_set(err, 400, "M_INVALID_PARAM", "platform: one of ios, android, web, desktop, other");
 	if (sdk && (strlen(sdk) > APPS_SDK_VERSION_MAX || !text_ok(sdk, 1, APPS_SDK_VERSION_MAX)))
-		return al_error_set(err, 400, "M_INVALID_PARAM", "sdk_version: 1-%d bytes",
-				    APPS_SDK_VERSION_MAX);
+		return al_error_set(err, 400, "M_INVALID_PARAM", "sdk_version: 1-%d bytes", APPS_SDK_VERSION_MAX);
 	json_t *perms = json_object_get(body, "permissions");
 	if (perms) {
 		if (!json_is_object(perms) || json_object_size(perms) > APPS_MAX_PERMISSIONS)
 			return al_error_set(err, 400, "M_INVALID_PARAM",
-					    "permissions: an object of at most %d booleans",
-					    APPS_MAX_PERMISSIONS);
+					    "permissions: an object of at most %d booleans", APPS_MAX_PERMISSIONS);
 		json_object_foreach(perms, key, v)
 		{
 			if (!json_is_boolean(v) || strlen(key) < 1 || strlen(key) > 64)
@@ -160,20 +157,19 @@ int apps_connect(struct db *db, const char *user_id, const json_t *body, json_t 
 	char max_active[16];
 	snprintf(max_active, sizeof(max_active), "%d", APPS_MAX_ACTIVE);
 	const char *params[] = {user_id, app_id, name, domain, platform, sdk, perm_text, max_active};
-	PGresult *r = db_exec(
-		db, err,
-		"INSERT INTO cross_app_connections AS c (aura_id, app_id, app_name, app_domain, platform,"
-		" sdk_version, permissions)"
-		" SELECT r.aura_id, $2, $3, $4, $5, $6, $7::jsonb FROM aura_id_registry r"
-		" WHERE r.user_id = $1 AND (SELECT count(*) FROM cross_app_connections o"
-		"  WHERE o.aura_id = r.aura_id AND o.is_active AND o.app_id <> $2) < $8::integer"
-		" ON CONFLICT (aura_id, app_id) DO UPDATE SET app_name = EXCLUDED.app_name,"
-		" app_domain = EXCLUDED.app_domain, platform = EXCLUDED.platform,"
-		" sdk_version = EXCLUDED.sdk_version, permissions = EXCLUDED.permissions,"
-		" connected_at = CASE WHEN c.is_active THEN c.connected_at ELSE now() END,"
-		" is_active = true, revoked_at = NULL"
-		" RETURNING " APP_JSON ", (xmax = 0)",
-		8, params);
+	PGresult *r = db_exec(db, err,
+			      "INSERT INTO cross_app_connections AS c (aura_id, app_id, app_name, app_domain, platform,"
+			      " sdk_version, permissions)"
+			      " SELECT r.aura_id, $2, $3, $4, $5, $6, $7::jsonb FROM aura_id_registry r"
+			      " WHERE r.user_id = $1 AND (SELECT count(*) FROM cross_app_connections o"
+			      "  WHERE o.aura_id = r.aura_id AND o.is_active AND o.app_id <> $2) < $8::integer"
+			      " ON CONFLICT (aura_id, app_id) DO UPDATE SET app_name = EXCLUDED.app_name,"
+			      " app_domain = EXCLUDED.app_domain, platform = EXCLUDED.platform,"
+			      " sdk_version = EXCLUDED.sdk_version, permissions = EXCLUDED.permissions,"
+			      " connected_at = CASE WHEN c.is_active THEN c.connected_at ELSE now() END,"
+			      " is_active = true, revoked_at = NULL"
+			      " RETURNING " APP_JSON ", (xmax = 0)",
+			      8, params);
 	free(perm_text);
 	if (!r)
 		return -1;
@@ -228,8 +224,7 @@ int apps_list(struct db *db, const char *user_id, json_t **out, struct al_error 
 	return *out ? 0 : al_error_set(err, 500, "M_UNKNOWN", "out of memory");
 }
 
-int apps_revoke(struct db *db, const char *user_id, const char *app_id, json_t **out,
-		struct al_error *err)
+int apps_revoke(struct db *db, const char *user_id, const char *app_id, json_t **out, struct al_error *err)
 {
 	if (!apps_id_valid(app_id))
 		return al_error_set(err, 404, "M_NOT_FOUND", "no such connected app");
@@ -280,10 +275,10 @@ static json_t *prefs_answer(const struct notify_prefs *p, const char *aura_id, P
 	return j;
 }
 
-#define PREFS_SELECT                                                                  \
+#define PREFS_SELECT                                                                       \
 	"SELECT r.aura_id, CASE WHEN p.aura_id IS NULL THEN NULL ELSE " PREFS_JSON " END," \
-	" " MS("p.updated_at") " FROM aura_id_registry r"                                 \
-	" LEFT JOIN notification_preferences p ON p.aura_id = r.aura_id"
+	" " MS("p.updated_at") " FROM aura_id_registry r"                                  \
+			       " LEFT JOIN notification_preferences p ON p.aura_id = r.aura_id"
 
 int apps_prefs_get(struct db *db, const char *user_id, json_t **out, struct al_error *err)
 {
@@ -303,8 +298,7 @@ int apps_prefs_get(struct db *db, const char *user_id, json_t **out, struct al_e
 	return rc;
 }
 
-int apps_prefs_load(struct db *db, const char *aura_id, struct notify_prefs *prefs,
-		    struct al_error *err)
+int apps_prefs_load(struct db *db, const char *aura_id, struct notify_prefs *prefs, struct al_error *err)
 {
 	const char *params[] = {aura_id};
 	PGresult *r = db_exec(db, err, PREFS_SELECT " WHERE r.aura_id = $1", 1, params);
@@ -368,8 +362,7 @@ static const char *time_param(char *buf, size_t cap, int minutes)
 	return buf;
 }
 
-int apps_prefs_put(struct db *db, const char *user_id, const json_t *body, json_t **out,
-		   struct al_error *err)
+int apps_prefs_put(struct db *db, const char *user_id, const json_t *body, json_t **out, struct al_error *err)
 {
 	PGresult *r = NULL, *a = NULL, *w = NULL;
 	const char **active = NULL;
@@ -389,8 +382,7 @@ int apps_prefs_put(struct db *db, const char *user_id, const json_t *body, json_
 		goto fail;
 	const char *aura_id = PQgetvalue(r, 0, 0);
 	const char *ap[] = {aura_id};
-	a = db_exec(db, err,
-		    "SELECT app_id FROM cross_app_connections WHERE aura_id = $1 AND is_active", 1, ap);
+	a = db_exec(db, err, "SELECT app_id FROM cross_app_connections WHERE aura_id = $1 AND is_active", 1, ap);
 	if (!a)
 		goto fail;
 	int nactive = PQntuples(a);

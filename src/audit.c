@@ -21,16 +21,16 @@ static json_t *str_or_null(const char *s)
 
 int audit_entry_hash(const char *category, const char *action, const char *actor, const char *target,
 		     const char *origin_server, const json_t *details, int64_t created_ms,
-		     const unsigned char prev_hash[AUDIT_HASH_BYTES],
-		     unsigned char out[AUDIT_HASH_BYTES], struct al_error *err)
+		     const unsigned char prev_hash[AUDIT_HASH_BYTES], unsigned char out[AUDIT_HASH_BYTES],
+		     struct al_error *err)
 {
 	if (details && !json_is_object(details))
 		return al_error_set(err, 500, "M_UNKNOWN", "audit details must be an object");
 	json_t *d = details ? json_incref((json_t *)details) : json_object();
-	json_t *o = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:I}", "category", str_or_null(category),
-			      "action", str_or_null(action), "actor", str_or_null(actor), "target",
-			      str_or_null(target), "origin_server", str_or_null(origin_server),
-			      "details", d, "created_at", (json_int_t)created_ms);
+	json_t *o = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:I}", "category", str_or_null(category), "action",
+			      str_or_null(action), "actor", str_or_null(actor), "target", str_or_null(target),
+			      "origin_server", str_or_null(origin_server), "details", d, "created_at",
+			      (json_int_t)created_ms);
 	if (!o)
 		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
 	size_t len = 0;
@@ -57,23 +57,20 @@ static int64_t wall_ms(void)
 static int hex_to_hash(const char *hex, unsigned char out[AUDIT_HASH_BYTES])
 {
 	size_t n = 0;
-	if (sodium_hex2bin(out, AUDIT_HASH_BYTES, hex, strlen(hex), NULL, &n, NULL) != 0 ||
-	    n != AUDIT_HASH_BYTES)
+	if (sodium_hex2bin(out, AUDIT_HASH_BYTES, hex, strlen(hex), NULL, &n, NULL) != 0 || n != AUDIT_HASH_BYTES)
 		return -1;
 	return 0;
 }
 
-static int append_locked(struct db *db, const char *category, const char *action, const char *actor,
-			 const char *target, const char *origin_server, json_t *details,
-			 struct al_error *err)
+static int append_locked(struct db *db, const char *category, const char *action, const char *actor, const char *target,
+			 const char *origin_server, json_t *details, struct al_error *err)
 {
 	PGresult *r = db_exec(db, err, "SELECT pg_advisory_xact_lock(" AUDIT_LOCK_ID ")", 0, NULL);
 	if (!r)
 		return -1;
 	PQclear(r);
-	r = db_exec(db, err,
-		    "SELECT encode(entry_hash, 'hex') FROM federation_audit_log ORDER BY id DESC LIMIT 1",
-		    0, NULL);
+	r = db_exec(db, err, "SELECT encode(entry_hash, 'hex') FROM federation_audit_log ORDER BY id DESC LIMIT 1", 0,
+		    NULL);
 	if (!r)
 		return -1;
 	unsigned char prev[AUDIT_HASH_BYTES] = {0};
@@ -84,8 +81,7 @@ static int append_locked(struct db *db, const char *category, const char *action
 
 	int64_t ms = wall_ms();
 	unsigned char hash[AUDIT_HASH_BYTES];
-	if (audit_entry_hash(category, action, actor, target, origin_server, details, ms, prev, hash,
-			     err) < 0)
+	if (audit_entry_hash(category, action, actor, target, origin_server, details, ms, prev, hash, err) < 0)
 		return -1;
 	char *details_text = details ? cjson_encode(details, NULL, err) : strdup("{}");
 	if (!details_text)
@@ -94,8 +90,7 @@ static int append_locked(struct db *db, const char *category, const char *action
 	snprintf(ms_s, sizeof(ms_s), "%lld", (long long)ms);
 	sodium_bin2hex(prev_hex, sizeof(prev_hex), prev, sizeof(prev));
 	sodium_bin2hex(hash_hex, sizeof(hash_hex), hash, sizeof(hash));
-	const char *p[9] = {category, action, actor, target, origin_server, details_text, ms_s, prev_hex,
-			    hash_hex};
+	const char *p[9] = {category, action, actor, target, origin_server, details_text, ms_s, prev_hex, hash_hex};
 	r = db_exec(db, err,
 		    "INSERT INTO federation_audit_log (category, action, actor, target, origin_server,"
 		    " details, created_at, created_ms, prev_hash, entry_hash)"
@@ -117,12 +112,11 @@ struct audit_entry {
 static int append(struct db *db, const void *arg, struct al_error *err)
 {
 	const struct audit_entry *e = arg;
-	return append_locked(db, e->category, e->action, e->actor, e->target, e->origin_server, e->details,
-			     err);
+	return append_locked(db, e->category, e->action, e->actor, e->target, e->origin_server, e->details, err);
 }
 
-int audit_append(struct db *db, const char *category, const char *action, const char *actor,
-		 const char *target, const char *origin_server, json_t *details, struct al_error *err)
+int audit_append(struct db *db, const char *category, const char *action, const char *actor, const char *target,
+		 const char *origin_server, json_t *details, struct al_error *err)
 {
 	struct audit_entry e = {category, action, actor, target, origin_server, details};
 	return db_transaction(db, err, append, &e);
@@ -151,9 +145,9 @@ static bool entry_ok(PGresult *r, int row, const unsigned char prev[AUDIT_HASH_B
 	json_t *details = cjson_parse(dtext, strlen(dtext), NULL, &err);
 	if (!details)
 		return false;
-	int rc = audit_entry_hash(nullable(r, row, 1), nullable(r, row, 2), nullable(r, row, 3),
-				  nullable(r, row, 4), nullable(r, row, 5), details,
-				  strtoll(PQgetvalue(r, row, 7), NULL, 10), prev, computed, &err);
+	int rc = audit_entry_hash(nullable(r, row, 1), nullable(r, row, 2), nullable(r, row, 3), nullable(r, row, 4),
+				  nullable(r, row, 5), details, strtoll(PQgetvalue(r, row, 7), NULL, 10), prev,
+				  computed, &err);
 	json_decref(details);
 	return rc == 0 && memcmp(computed, stored_hash, AUDIT_HASH_BYTES) == 0;
 }

@@ -15,8 +15,8 @@
  * origin_server may be NULL; details may be NULL (borrowed, not stolen).
  * Joins the caller's open transaction (takes an advisory lock that
  * serialises writers until it ends); without one it runs in its own. */
-int audit_append(struct db *db, const char *category, const char *action, const char *actor,
-		 const char *target, const char *origin_server, json_t *details, struct al_error *err);
+int audit_append(struct db *db, const char *category, const char *action, const char *actor, const char *target,
+		 const char *origin_server, json_t *details, struct al_error *err);
 
 /* Recompute the whole chain in one pass (batched reads). *entries gets
  * the number of entries, *first_bad_id the id of the first entry whose
@@ -33,7 +33,7 @@ int audit_verify(struct db *db, int64_t *entries, int64_t *first_bad_id, struct 
  * filled when the fields cannot be canonicalised. */
 int audit_entry_hash(const char *category, const char *action, const char *actor, const char *target,
 		     const char *origin_server, const json_t *details, int64_t created_ms,
-		     const unsigned char prev_hash[AUDIT_HASH_BYTES],
-		     unsigned char out[AUDIT_HASH_BYTES], struct al_error *err);
+		     const unsigned char prev_hash[AUDIT_HASH_BYTES], unsigned char out[AUDIT_HASH_BYTES],
+		     struct al_error *err);
 
 #endif

@@ -34,7 +34,7 @@
  * Each entry lives TTL to 2 * TTL so that refetches spread out. */
 #define CACHE_TTL_MS 300000
 #define CACHE_PRELOAD_MAX 131072 /* most recently used handles loaded at start */
-#define TOUCH_INTERVAL_MS 60000 /* last_used_at granularity */
+#define TOUCH_INTERVAL_MS 60000  /* last_used_at granularity */
 #define TOUCH_MAX_PENDING 200000
 #define TICK_MS 1000
 #define FLUSH_EVERY_TICKS 5
@@ -89,23 +89,25 @@ struct aura_id_state {
 /* The record: column names of aura_id_registry, timestamps in ms. Column
  * names are unqualified so it serves SELECT and RETURNING alike. */
 #define MS(col) "(extract(epoch FROM " col ") * 1000)::bigint"
-#define RECORD_JSON                                                                              \
-	"json_build_object('id', id, 'aura_id', aura_id, 'user_id', user_id, 'username', username," \
-	" 'display_name', display_name, 'avatar_url', avatar_url, 'is_verified', is_verified,"     \
-	" 'verification_method', verification_method, 'verified_at', " MS("verified_at") ","       \
-	" 'privacy_level', privacy_level, 'allow_discovery', allow_discovery,"                     \
-	" 'allow_cross_app_calls', allow_cross_app_calls,"                                         \
-	" 'block_unknown_callers', block_unknown_callers, 'federated_domains', federated_domains," \
-	" 'federation_enabled', federation_enabled, 'public_metadata', public_metadata,"           \
-	" 'status', status, 'created_at', " MS("created_at") ", 'updated_at', " MS("updated_at")   \
-	", 'last_used_at', " MS("last_used_at") ")::text"
+#define RECORD_JSON                                                                                             \
+	"json_build_object('id', id, 'aura_id', aura_id, 'user_id', user_id, 'username', username,"             \
+	" 'display_name', display_name, 'avatar_url', avatar_url, 'is_verified', is_verified,"                  \
+	" 'verification_method', verification_method, 'verified_at', " MS(                                      \
+		"verified_at") ","                                                                              \
+			       " 'privacy_level', privacy_level, 'allow_discovery', allow_discovery,"           \
+			       " 'allow_cross_app_calls', allow_cross_app_calls,"                               \
+			       " 'block_unknown_callers', block_unknown_callers, 'federated_domains', "         \
+			       "federated_domains,"                                                             \
+			       " 'federation_enabled', federation_enabled, 'public_metadata', public_metadata," \
+			       " 'status', status, 'created_at', " MS("created_at") ", 'updated_at', " MS(      \
+				       "updated_at") ", 'last_used_at', " MS("last_used_at") ")::text"
 
 static const char *const reserved_names[] = {
-	"admin",     "administrator", "root",     "support", "system",    "moderator", "mod",
-	"auralink",  "aura",          "matrix",   "security", "help",     "abuse",     "postmaster",
-	"webmaster", "hostmaster",    "noreply",  "no-reply", "staff",    "official",  "server",
-	"federation", "everyone",     "operator", "owner",    "sysadmin", "superuser", "null",
-	"undefined", "api",           "www",      "info",     "billing",  "privacy",   "legal",
+	"admin",      "administrator", "root",     "support",  "system",   "moderator", "mod",
+	"auralink",   "aura",          "matrix",   "security", "help",     "abuse",     "postmaster",
+	"webmaster",  "hostmaster",    "noreply",  "no-reply", "staff",    "official",  "server",
+	"federation", "everyone",      "operator", "owner",    "sysadmin", "superuser", "null",
+	"undefined",  "api",           "www",      "info",     "billing",  "privacy",   "legal",
 };
 
 static int64_t now_ms(void)
@@ -245,7 +247,7 @@ enum cache_result { CACHE_MISS, CACHE_HIT };
  * from PostgreSQL) so that the privacy decision, which may query the
  * database, runs with no lock held. */
 struct lookup {
-	bool found;  /* an AuraID by that name is hosted here */
+	bool found; /* an AuraID by that name is hosted here */
 	bool active;
 	char aura_id[AURA_ID_MAX];
 	char user_id[256]; /* users.user_id is at most 255 bytes */
@@ -276,9 +278,8 @@ static void lookup_fill(struct lookup *l, const struct cache_entry *e, bool want
  * lock-free part (aura_id_visibility); when that already says visible,
  * record the use (touch) here. AURA_ID_IF_FRIENDS is settled by the caller
  * after the lock is released. */
-static enum cache_result cache_lookup(struct app *app, const char *key, const char *viewer,
-				      bool want_json, bool touch, struct lookup *out,
-				      enum aura_id_visibility *visibility)
+static enum cache_result cache_lookup(struct app *app, const char *key, const char *viewer, bool want_json, bool touch,
+				      struct lookup *out, enum aura_id_visibility *visibility)
 {
 	struct aura_id_state *st = app->aura_id;
 	unsigned set = cache_set_of(st, key);
@@ -318,8 +319,8 @@ static void cache_touch(struct app *app, const char *key)
 	pthread_rwlock_unlock(cache_lock(st, set));
 }
 
-static struct cache_entry *entry_new(const char *key, const char *aura_id, const char *user_id,
-				     const char *privacy, bool active, const char *json, size_t json_len)
+static struct cache_entry *entry_new(const char *key, const char *aura_id, const char *user_id, const char *privacy,
+				     bool active, const char *json, size_t json_len)
 {
 	size_t ulen = user_id ? strlen(user_id) + 1 : 1;
 	struct cache_entry *e = malloc(sizeof(*e) + ulen + json_len + 1);
@@ -371,8 +372,7 @@ static void cache_insert(struct aura_id_state *st, struct cache_entry *e, uint64
 
 /* ---- resolve ---- */
 
-enum aura_id_visibility aura_id_visibility(const char *viewer, const char *owner,
-					   const char *privacy_level)
+enum aura_id_visibility aura_id_visibility(const char *viewer, const char *owner, const char *privacy_level)
 {
 	if (viewer && owner && owner[0] && strcmp(viewer, owner) == 0)
 		return AURA_ID_VISIBLE;
@@ -386,21 +386,18 @@ enum aura_id_visibility aura_id_visibility(const char *viewer, const char *owner
 /* Friends: both currently joined to one room at least. Index-only scans
  * of room_memberships_joined_idx (032): one user's joined rooms, each
  * probed for the other (or merged on room_id); stops at the first hit. */
-#define FRIENDS_SQL                                                                       \
-	"SELECT EXISTS (SELECT 1 FROM room_memberships o JOIN room_memberships v"          \
-	" ON v.room_id = o.room_id AND v.user_id = $2 AND v.membership = 'join'"           \
+#define FRIENDS_SQL                                                               \
+	"SELECT EXISTS (SELECT 1 FROM room_memberships o JOIN room_memberships v" \
+	" ON v.room_id = o.room_id AND v.user_id = $2 AND v.membership = 'join'"  \
 	" WHERE o.user_id = $1 AND o.membership = 'join')"
 
 int aura_id_visible_to(struct db *db, const char *viewer, const char *owner, const char *privacy_level,
 		       struct al_error *err)
 {
 	switch (aura_id_visibility(viewer, owner, privacy_level)) {
-	case AURA_ID_VISIBLE:
-		return 1;
-	case AURA_ID_HIDDEN:
-		return 0;
-	case AURA_ID_IF_FRIENDS:
-		break;
+	case AURA_ID_VISIBLE: return 1;
+	case AURA_ID_HIDDEN: return 0;
+	case AURA_ID_IF_FRIENDS: break;
 	}
 	const char *params[] = {owner, viewer};
 	PGresult *r = db_exec(db, err, FRIENDS_SQL, 2, params);
@@ -411,9 +408,9 @@ int aura_id_visible_to(struct db *db, const char *viewer, const char *owner, con
 	return visible;
 }
 
-#define RESOLVE_COLUMNS                                                                     \
-	"SELECT r.aura_id, r.user_id, r.display_name, r.avatar_url, r.is_verified,"          \
-	" r.privacy_level, r.status = 'active',"                                             \
+#define RESOLVE_COLUMNS                                                                    \
+	"SELECT r.aura_id, r.user_id, r.display_name, r.avatar_url, r.is_verified,"        \
+	" r.privacy_level, r.status = 'active',"                                           \
 	" EXISTS (SELECT 1 FROM mesh_nodes n WHERE n.aura_id = r.aura_id AND n.is_online)" \
 	" FROM aura_id_registry r"
 
@@ -422,26 +419,23 @@ static struct cache_entry *entry_from_row(struct app *app, PGresult *r, int i)
 {
 	char key[AURA_ID_MAX];
 	lower_copy(key, sizeof(key), PQgetvalue(r, i, 0));
-	json_t *doc = json_pack(
-		"{s:s, s:s, s:o, s:o, s:b, s:b, s:s, s:s}", "aura_id", PQgetvalue(r, i, 0), "user_id",
-		PQgetvalue(r, i, 1), "display_name",
-		PQgetisnull(r, i, 2) ? json_null() : json_string(PQgetvalue(r, i, 2)), "avatar_url",
-		PQgetisnull(r, i, 3) ? json_null() : json_string(PQgetvalue(r, i, 3)), "is_verified",
-		PQgetvalue(r, i, 4)[0] == 't', "is_online", PQgetvalue(r, i, 7)[0] == 't',
-		"privacy_level", PQgetvalue(r, i, 5), "server", app->cfg.server_name);
+	json_t *doc = json_pack("{s:s, s:s, s:o, s:o, s:b, s:b, s:s, s:s}", "aura_id", PQgetvalue(r, i, 0), "user_id",
+				PQgetvalue(r, i, 1), "display_name",
+				PQgetisnull(r, i, 2) ? json_null() : json_string(PQgetvalue(r, i, 2)), "avatar_url",
+				PQgetisnull(r, i, 3) ? json_null() : json_string(PQgetvalue(r, i, 3)), "is_verified",
+				PQgetvalue(r, i, 4)[0] == 't', "is_online", PQgetvalue(r, i, 7)[0] == 't',
+				"privacy_level", PQgetvalue(r, i, 5), "server", app->cfg.server_name);
 	char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
 	json_decref(doc);
 	if (!text)
 		return NULL;
-	struct cache_entry *e = entry_new(key, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
-					  PQgetvalue(r, i, 5), PQgetvalue(r, i, 6)[0] == 't', text,
-					  strlen(text));
+	struct cache_entry *e = entry_new(key, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 5),
+					  PQgetvalue(r, i, 6)[0] == 't', text, strlen(text));
 	free(text);
 	return e;
 }
 
-static struct cache_entry *resolve_fetch(struct app *app, struct db *db, const char *key,
-					 struct al_error *err)
+static struct cache_entry *resolve_fetch(struct app *app, struct db *db, const char *key, struct al_error *err)
 {
 	const char *params[] = {key};
 	PGresult *r = db_exec(db, err, RESOLVE_COLUMNS " WHERE lower(r.aura_id) = $1", 1, params);
@@ -467,7 +461,8 @@ static void cache_preload(struct app *app)
 	uint64_t gen = atomic_load(&st->generation);
 	int64_t t0 = now_ms();
 	PGresult *r = db_exec(app->maint_db, &err,
-			      RESOLVE_COLUMNS " WHERE r.status = 'active'"
+			      RESOLVE_COLUMNS
+			      " WHERE r.status = 'active'"
 			      " ORDER BY r.last_used_at DESC NULLS LAST, r.created_at DESC LIMIT $1::integer",
 			      1, params);
 	if (!r)
@@ -486,8 +481,8 @@ static void cache_preload(struct app *app)
  * viewer may see it, the friends query running with no lock held. touch:
  * count this as a use for last_used_at. 1 visible, 0 not, -1 error. *l is
  * filled in every case; l->json (want_json, visible) is the caller's. */
-static int lookup_visible(struct app *app, struct db *db, const char *key, const char *viewer,
-			  bool want_json, bool touch, struct lookup *l, struct al_error *err)
+static int lookup_visible(struct app *app, struct db *db, const char *key, const char *viewer, bool want_json,
+			  bool touch, struct lookup *l, struct al_error *err)
 {
 	struct aura_id_state *st = app->aura_id;
 	enum aura_id_visibility vis = AURA_ID_HIDDEN;
@@ -497,8 +492,7 @@ static int lookup_visible(struct app *app, struct db *db, const char *key, const
 		struct cache_entry *e = resolve_fetch(app, db, key, err);
 		if (!e)
 			return -1;
-		vis = e->found && e->active ? aura_id_visibility(viewer, e->user_id, e->privacy)
-					    : AURA_ID_HIDDEN;
+		vis = e->found && e->active ? aura_id_visibility(viewer, e->user_id, e->privacy) : AURA_ID_HIDDEN;
 		lookup_fill(l, e, want_json && vis != AURA_ID_HIDDEN);
 		if (touch && vis == AURA_ID_VISIBLE) {
 			atomic_store(&e->touched_ms, now_ms());
@@ -532,8 +526,8 @@ static bool handle_key(const char *handle, char key[AURA_ID_MAX])
 	return true;
 }
 
-char *aura_id_resolve(struct app *app, struct db *db, const char *viewer, const char *handle,
-		      size_t *len, bool *unknown, struct al_error *err)
+char *aura_id_resolve(struct app *app, struct db *db, const char *viewer, const char *handle, size_t *len,
+		      bool *unknown, struct al_error *err)
 {
 	char key[AURA_ID_MAX];
 	struct lookup l;
@@ -560,8 +554,7 @@ char *aura_id_resolve(struct app *app, struct db *db, const char *viewer, const 
 	return l.json;
 }
 
-int aura_id_check_visible(struct app *app, struct db *db, const char *viewer, const char *handle,
-			  struct al_error *err)
+int aura_id_check_visible(struct app *app, struct db *db, const char *viewer, const char *handle, struct al_error *err)
 {
 	char key[AURA_ID_MAX];
 	struct lookup l;
@@ -573,8 +566,8 @@ int aura_id_check_visible(struct app *app, struct db *db, const char *viewer, co
 	return visible ? 0 : al_error_set(err, 404, "M_NOT_FOUND", "no such AuraID");
 }
 
-int aura_id_lookup_active(struct app *app, struct db *db, const char *handle, char *aura_id,
-			  char *user_id, struct al_error *err)
+int aura_id_lookup_active(struct app *app, struct db *db, const char *handle, char *aura_id, char *user_id,
+			  struct al_error *err)
 {
 	char key[AURA_ID_MAX];
 	struct lookup l;
@@ -666,8 +659,8 @@ out:
 
 /* Columns of a search row, and whether it is discoverable (the predicate
  * of the partial indexes of 001, and of the SQL search below). */
-#define SEARCH_COLUMNS                                                                        \
-	"r.aura_id, r.user_id, r.username, r.display_name, r.avatar_url, r.is_verified,"      \
+#define SEARCH_COLUMNS                                                                          \
+	"r.aura_id, r.user_id, r.username, r.display_name, r.avatar_url, r.is_verified,"        \
 	" coalesce(r.allow_discovery AND r.privacy_level <> 'private' AND r.status = 'active'," \
 	" false)"
 #define SEARCH_NCOLS 7
@@ -742,8 +735,8 @@ out:
 	}
 	struct aura_search_stats stats;
 	aura_search_stats(st->search, &stats);
-	log_info("aura_id", "search index loaded entries=%zu bytes=%zu trigrams=%zu ms=%lld%s",
-		 stats.entries, stats.bytes, stats.trigrams, (long long)(now_ms() - t0),
+	log_info("aura_id", "search index loaded entries=%zu bytes=%zu trigrams=%zu ms=%lld%s", stats.entries,
+		 stats.bytes, stats.trigrams, (long long)(now_ms() - t0),
 		 atomic_load(&st->db_folds_unicode) ? " non_ascii_terms=sql" : "");
 	return 0;
 }
@@ -814,8 +807,7 @@ int aura_id_user_changed(struct app *app, struct db *db, const char *user_id)
 	if (!st)
 		return 0;
 	const char *params[] = {user_id};
-	PGresult *r = db_exec(db, &err,
-			      "SELECT " SEARCH_COLUMNS " FROM aura_id_registry r WHERE r.user_id = $1", 1,
+	PGresult *r = db_exec(db, &err, "SELECT " SEARCH_COLUMNS " FROM aura_id_registry r WHERE r.user_id = $1", 1,
 			      params);
 	if (!r)
 		return -1; /* the notification will still come */
@@ -911,8 +903,7 @@ static void ensure_listening(struct app *app)
 		return;
 	PQclear(r);
 	st->notify_fd = PQsocket(db->conn);
-	st->notify_ev = event_new(app->main_base, st->notify_fd, EV_READ | EV_PERSIST,
-				  on_notify_readable, app);
+	st->notify_ev = event_new(app->main_base, st->notify_fd, EV_READ | EV_PERSIST, on_notify_readable, app);
 	if (st->notify_ev)
 		event_add(st->notify_ev, NULL);
 	/* whatever changed while we were not listening */
@@ -980,8 +971,8 @@ int aura_id_start(struct app *app)
 			return -1;
 		}
 	}
-	log_info("aura_id", "started verifier=%s cache_entries=%u",
-		 st->verifier ? st->verifier->name : "none", CACHE_SETS * CACHE_WAYS);
+	log_info("aura_id", "started verifier=%s cache_entries=%u", st->verifier ? st->verifier->name : "none",
+		 CACHE_SETS * CACHE_WAYS);
 	return 0;
 }
 
@@ -1023,19 +1014,16 @@ static const char *bool_param(int v)
 	return v < 0 ? NULL : v ? "true" : "false";
 }
 
-int aura_id_create(struct app *app, struct db *db, const char *user_id, const char *username,
-		   const char *privacy_level, int federation_enabled, json_t **out,
-		   struct al_error *err)
+int aura_id_create(struct app *app, struct db *db, const char *user_id, const char *username, const char *privacy_level,
+		   int federation_enabled, json_t **out, struct al_error *err)
 {
 	if (!aura_id_username_valid(username))
 		return al_error_set(err, 400, "M_INVALID_PARAM",
 				    "username: 3-30 characters of A-Z, a-z, 0-9, '_' and '-'");
 	if (aura_id_username_reserved(username))
-		return al_error_set(err, 400, "ORG_AURALINK_AURA_ID_RESERVED",
-				    "the name '%s' is reserved", username);
+		return al_error_set(err, 400, "ORG_AURALINK_AURA_ID_RESERVED", "the name '%s' is reserved", username);
 	if (privacy_level && !valid_privacy(privacy_level))
-		return al_error_set(err, 400, "M_INVALID_PARAM",
-				    "privacy_level: one of public, friends, private");
+		return al_error_set(err, 400, "M_INVALID_PARAM", "privacy_level: one of public, friends, private");
 	char aura_id[AURA_ID_MAX];
 	snprintf(aura_id, sizeof(aura_id), "@%s.aura", username);
 	const char *params[] = {aura_id, username, privacy_level, bool_param(federation_enabled), user_id};
@@ -1090,8 +1078,7 @@ fail:
 int aura_id_get_own(struct db *db, const char *user_id, json_t **out, struct al_error *err)
 {
 	const char *params[] = {user_id};
-	PGresult *r = db_exec(db, err, "SELECT " RECORD_JSON " FROM aura_id_registry WHERE user_id = $1",
-			      1, params);
+	PGresult *r = db_exec(db, err, "SELECT " RECORD_JSON " FROM aura_id_registry WHERE user_id = $1", 1, params);
 	if (!r)
 		return -1;
 	int rc = 0;
@@ -1111,8 +1098,7 @@ int aura_id_of_user(struct db *db, const char *user_id, char *out, struct al_err
 		return -1;
 	int rc = 0;
 	if (PQntuples(r) == 0)
-		rc = al_error_set(err, 404, "ORG_AURALINK_NO_AURA_ID",
-				  "you have no AuraID: create one first");
+		rc = al_error_set(err, 404, "ORG_AURALINK_NO_AURA_ID", "you have no AuraID: create one first");
 	else
 		snprintf(out, AURA_ID_MAX, "%s", PQgetvalue(r, 0, 0));
 	PQclear(r);
@@ -1227,8 +1213,7 @@ static int json_depth(const json_t *v)
 static char *domains_literal(const json_t *v, struct al_error *err)
 {
 	if (!json_is_array(v) || json_array_size(v) > AURA_ID_MAX_FEDERATED_DOMAINS) {
-		al_error_set(err, 400, "M_INVALID_PARAM",
-			     "federated_domains: an array of at most %d server names",
+		al_error_set(err, 400, "M_INVALID_PARAM", "federated_domains: an array of at most %d server names",
 			     AURA_ID_MAX_FEDERATED_DOMAINS);
 		return NULL;
 	}
@@ -1245,8 +1230,8 @@ static char *domains_literal(const json_t *v, struct al_error *err)
 	{
 		const char *s = json_string_value(d);
 		if (!s || !valid_server_name(s)) {
-			al_error_set(err, 400, "M_INVALID_PARAM",
-				     "federated_domains: '%.64s' is not a server name", s ? s : "(not a string)");
+			al_error_set(err, 400, "M_INVALID_PARAM", "federated_domains: '%.64s' is not a server name",
+				     s ? s : "(not a string)");
 			free(lit);
 			return NULL;
 		}
@@ -1280,8 +1265,8 @@ static int bool_field(const json_t *v, const char *name, const char **out, struc
 	return 0;
 }
 
-int aura_id_update(struct app *app, struct db *db, const char *user_id, const json_t *changes,
-		   json_t **out, struct al_error *err)
+int aura_id_update(struct app *app, struct db *db, const char *user_id, const json_t *changes, json_t **out,
+		   struct al_error *err)
 {
 	/* $2 privacy_level, $3 allow_discovery, $4 allow_cross_app_calls,
 	 * $5 block_unknown_callers, $6 federation_enabled, $7 federated_domains,
@@ -1334,8 +1319,8 @@ int aura_id_update(struct app *app, struct db *db, const char *user_id, const js
 				rc = -1;
 			} else if (mlen > AURA_ID_METADATA_MAX_BYTES) {
 				rc = al_error_set(err, 400, "M_INVALID_PARAM",
-						  "public_metadata: %zu bytes of canonical JSON, at most %d",
-						  mlen, AURA_ID_METADATA_MAX_BYTES);
+						  "public_metadata: %zu bytes of canonical JSON, at most %d", mlen,
+						  AURA_ID_METADATA_MAX_BYTES);
 			}
 			p[7] = metadata;
 		} else {
@@ -1370,8 +1355,7 @@ int aura_id_update(struct app *app, struct db *db, const char *user_id, const js
 	snprintf(aura_id, sizeof(aura_id), "%s", PQgetvalue(r, 0, 0));
 	if (!(*out = record_from(r, 0, 1, err)))
 		goto fail;
-	if (audit_append(db, "identity", "aura_id.update_settings", user_id, aura_id, NULL, details,
-			 err) < 0 ||
+	if (audit_append(db, "identity", "aura_id.update_settings", user_id, aura_id, NULL, details, err) < 0 ||
 	    db_commit(db, err) < 0)
 		goto fail;
 	aura_id_cache_forget(app, aura_id);
@@ -1426,8 +1410,7 @@ static bool valid_text(const char *s, size_t *chars)
 	return true;
 }
 
-int aura_id_search(struct app *app, struct db *db, const char *q, int limit, json_t **out,
-		   struct al_error *err)
+int aura_id_search(struct app *app, struct db *db, const char *q, int limit, json_t **out, struct al_error *err)
 {
 	size_t chars = 0;
 	if (!q || !valid_text(q, &chars) || chars < 1 || chars > AURA_ID_SEARCH_MAX_QUERY)
@@ -1480,20 +1463,18 @@ int aura_id_search(struct app *app, struct db *db, const char *q, int limit, jso
 #define DISCOVERABLE " r.allow_discovery AND r.privacy_level <> 'private' AND r.status = 'active'"
 #define TIER_COLUMNS " lower(r.username), r.aura_id, r.user_id, r.display_name, r.avatar_url, r.is_verified"
 #define EXACT "(lower(r.username) = lower($1) OR lower(r.display_name) = lower($1))"
-#define PREFIX \
-	"(lower(r.username) LIKE (lower($2) || '%') OR lower(r.display_name) LIKE (lower($2) || '%'))"
+#define PREFIX "(lower(r.username) LIKE (lower($2) || '%') OR lower(r.display_name) LIKE (lower($2) || '%'))"
 #define TIER_END " ORDER BY lower(r.username), r.username LIMIT $3::integer)"
-	PGresult *r = db_exec(
-		db, err,
-		"SELECT rank, aura_id, user_id, display_name, avatar_url, is_verified FROM ("
-		"(SELECT 0 AS rank," TIER_COLUMNS " FROM aura_id_registry r WHERE" DISCOVERABLE
-		" AND " EXACT TIER_END
-		" UNION ALL (SELECT 1," TIER_COLUMNS " FROM aura_id_registry r WHERE" DISCOVERABLE
-		" AND " PREFIX " AND NOT coalesce(" EXACT ", false)" TIER_END
-		" UNION ALL (SELECT 2," TIER_COLUMNS " FROM aura_id_registry r WHERE" DISCOVERABLE
-		" AND r.search_text LIKE ('%' || lower($2) || '%') AND NOT coalesce(" PREFIX ", false)"
-		TIER_END ") AS t LIMIT $3::integer",
-		3, params);
+	PGresult *r = db_exec(db, err,
+			      "SELECT rank, aura_id, user_id, display_name, avatar_url, is_verified FROM ("
+			      "(SELECT 0 AS rank," TIER_COLUMNS " FROM aura_id_registry r WHERE" DISCOVERABLE
+			      " AND " EXACT TIER_END " UNION ALL (SELECT 1," TIER_COLUMNS
+			      " FROM aura_id_registry r WHERE" DISCOVERABLE " AND " PREFIX " AND NOT coalesce(" EXACT
+			      ", false)" TIER_END " UNION ALL (SELECT 2," TIER_COLUMNS
+			      " FROM aura_id_registry r WHERE" DISCOVERABLE
+			      " AND r.search_text LIKE ('%' || lower($2) || '%') AND NOT coalesce(" PREFIX
+			      ", false)" TIER_END ") AS t LIMIT $3::integer",
+			      3, params);
 #undef DISCOVERABLE
 #undef TIER_COLUMNS
 #undef EXACT
@@ -1509,8 +1490,8 @@ int aura_id_search(struct app *app, struct db *db, const char *q, int limit, jso
 				continue;
 			json_array_append_new(
 				results,
-				json_pack("{s:s, s:s, s:o, s:o, s:b}", "aura_id", PQgetvalue(r, i, 1),
-					  "user_id", PQgetvalue(r, i, 2), "display_name",
+				json_pack("{s:s, s:s, s:o, s:o, s:b}", "aura_id", PQgetvalue(r, i, 1), "user_id",
+					  PQgetvalue(r, i, 2), "display_name",
 					  PQgetisnull(r, i, 3) ? json_null() : json_string(PQgetvalue(r, i, 3)),
 					  "avatar_url",
 					  PQgetisnull(r, i, 4) ? json_null() : json_string(PQgetvalue(r, i, 4)),
@@ -1539,8 +1520,8 @@ static void code_hash_hex(const char *aura_id, const char *method, const char *c
 	sodium_bin2hex(hex, 65, h, sizeof(h));
 }
 
-int aura_id_verify_request(struct app *app, struct db *db, const char *user_id, const char *method,
-			   json_t **out, struct al_error *err)
+int aura_id_verify_request(struct app *app, struct db *db, const char *user_id, const char *method, json_t **out,
+			   struct al_error *err)
 {
 	struct aura_id_state *st = app->aura_id;
 	if (!valid_method(method))
@@ -1578,8 +1559,8 @@ int aura_id_verify_request(struct app *app, struct db *db, const char *user_id, 
 	return *out ? 0 : al_error_set(err, 500, "M_UNKNOWN", "out of memory");
 }
 
-int aura_id_verify_confirm(struct app *app, struct db *db, const char *user_id, const char *method,
-			   const char *code, json_t **out, struct al_error *err)
+int aura_id_verify_confirm(struct app *app, struct db *db, const char *user_id, const char *method, const char *code,
+			   json_t **out, struct al_error *err)
 {
 	if (!valid_method(method))
 		return al_error_set(err, 400, "M_INVALID_PARAM", "method: one of phone, email, kyc");
@@ -1609,18 +1590,15 @@ int aura_id_verify_confirm(struct app *app, struct db *db, const char *user_id, 
 	int attempts = atoi(PQgetvalue(r, 0, 2));
 	const char *vp[] = {aura_id, method};
 	if (PQgetvalue(r, 0, 3)[0] != 't') {
-		u = db_exec(db, err, "DELETE FROM aura_id_verifications WHERE aura_id = $1 AND method = $2",
-			    2, vp);
+		u = db_exec(db, err, "DELETE FROM aura_id_verifications WHERE aura_id = $1 AND method = $2", 2, vp);
 		if (!u || db_commit(db, err) < 0)
 			goto fail;
-		al_error_set(err, 400, "ORG_AURALINK_VERIFICATION_EXPIRED",
-			     "the code expired: request a new one");
+		al_error_set(err, 400, "ORG_AURALINK_VERIFICATION_EXPIRED", "the code expired: request a new one");
 		commit_failure = true;
 		goto fail;
 	}
 	if (attempts >= AURA_ID_VERIFY_MAX_ATTEMPTS) {
-		al_error_set(err, 403, "ORG_AURALINK_VERIFICATION_LOCKED",
-			     "too many wrong codes: request a new one");
+		al_error_set(err, 403, "ORG_AURALINK_VERIFICATION_LOCKED", "too many wrong codes: request a new one");
 		goto fail;
 	}
 	char want[65], got[65];

@@ -24,7 +24,7 @@
 
 #define AURA_ID_USERNAME_MIN 3
 #define AURA_ID_USERNAME_MAX 30
-#define AURA_ID_MAX 40              /* "@" + 30 + ".aura" + NUL fits */
+#define AURA_ID_MAX 40 /* "@" + 30 + ".aura" + NUL fits */
 #define AURA_ID_SEARCH_MAX_LIMIT 50
 #define AURA_ID_SEARCH_DEFAULT_LIMIT 10
 #define AURA_ID_SEARCH_MAX_QUERY 64 /* characters */
@@ -50,9 +50,8 @@ bool aura_id_parse(const char *handle, char *username, size_t len);
 
 /* Claim @username.aura for user_id. privacy_level NULL = public;
  * federation_enabled < 0 = default (true). *out: the new record. */
-int aura_id_create(struct app *app, struct db *db, const char *user_id, const char *username,
-		   const char *privacy_level, int federation_enabled, json_t **out,
-		   struct al_error *err);
+int aura_id_create(struct app *app, struct db *db, const char *user_id, const char *username, const char *privacy_level,
+		   int federation_enabled, json_t **out, struct al_error *err);
 
 int aura_id_get_own(struct db *db, const char *user_id, json_t **out, struct al_error *err);
 
@@ -62,8 +61,8 @@ int aura_id_of_user(struct db *db, const char *user_id, char *out, struct al_err
 
 /* PATCH /aura_id/me: validates every field of `changes` (unknown fields are
  * refused), applies them in one transaction with an audit entry. */
-int aura_id_update(struct app *app, struct db *db, const char *user_id, const json_t *changes,
-		   json_t **out, struct al_error *err);
+int aura_id_update(struct app *app, struct db *db, const char *user_id, const json_t *changes, json_t **out,
+		   struct al_error *err);
 
 /* Valid and not reserved: is the handle free? Invalid names: 400. */
 int aura_id_available(struct db *db, const char *username, bool *available, struct al_error *err);
@@ -75,8 +74,7 @@ int aura_id_available(struct db *db, const char *username, bool *available, stru
  * statement on db otherwise (before the first load, after notifications
  * were lost, and for terms with non-ASCII bytes when the database's
  * lower() folds beyond ASCII). */
-int aura_id_search(struct app *app, struct db *db, const char *q, int limit, json_t **out,
-		   struct al_error *err);
+int aura_id_search(struct app *app, struct db *db, const char *q, int limit, json_t **out, struct al_error *err);
 
 /* After this process changed a user's row in `users` (display name,
  * avatar, suspension, deactivation: copied into her AuraID by a trigger),
@@ -93,16 +91,15 @@ int aura_id_user_changed(struct app *app, struct db *db, const char *user_id);
  * stays false for a handle that exists here but is hidden, private,
  * suspended or inactive (those are never looked up elsewhere). Served from
  * the cache when possible; records the use for last_used_at. */
-char *aura_id_resolve(struct app *app, struct db *db, const char *viewer, const char *handle,
-		      size_t *len, bool *unknown, struct al_error *err);
+char *aura_id_resolve(struct app *app, struct db *db, const char *viewer, const char *handle, size_t *len,
+		      bool *unknown, struct al_error *err);
 
 /* The privacy rule without the database: who may see an AuraID of the
  * given privacy level. The owner always; public -> everyone; private ->
  * nobody else; friends -> AURA_ID_IF_FRIENDS (viewer NULL, an anonymous or
  * remote asker: hidden). */
 enum aura_id_visibility { AURA_ID_HIDDEN, AURA_ID_VISIBLE, AURA_ID_IF_FRIENDS };
-enum aura_id_visibility aura_id_visibility(const char *viewer, const char *owner,
-					   const char *privacy_level);
+enum aura_id_visibility aura_id_visibility(const char *viewer, const char *owner, const char *privacy_level);
 
 /* The one function that decides whether viewer may see owner's AuraID:
  * aura_id_visibility(), and for AURA_ID_IF_FRIENDS one indexed query: are
@@ -115,8 +112,7 @@ int aura_id_visible_to(struct db *db, const char *viewer, const char *owner, con
 /* 0 when handle is an active AuraID hosted here and visible to viewer
  * (NULL: anonymous); 404 M_NOT_FOUND otherwise, 500 on database errors.
  * Through the resolve cache; does not count as a use. */
-int aura_id_check_visible(struct app *app, struct db *db, const char *viewer, const char *handle,
-			  struct al_error *err);
+int aura_id_check_visible(struct app *app, struct db *db, const char *viewer, const char *handle, struct al_error *err);
 
 /* An AuraID hosted here, for routing (no privacy rule, not counted as a
  * use): 1 when handle (any case) is an active AuraID here, with its stored
@@ -124,16 +120,16 @@ int aura_id_check_visible(struct app *app, struct db *db, const char *viewer, co
  * 0 when it is unknown here, not active or malformed; -1 on database
  * errors. Through the resolve cache: PostgreSQL only on a miss, and the
  * answer (found or not) is cached, invalidated by NOTIFY like resolve's. */
-int aura_id_lookup_active(struct app *app, struct db *db, const char *handle, char *aura_id,
-			  char *user_id, struct al_error *err);
+int aura_id_lookup_active(struct app *app, struct db *db, const char *handle, char *aura_id, char *user_id,
+			  struct al_error *err);
 
 /* Verification: without a code, issue one through the configured verifier
  * (*out: {method, expires_in_ms}); with a code, check it and mark the AuraID
  * verified (*out: the record). method: phone|email|kyc. */
-int aura_id_verify_request(struct app *app, struct db *db, const char *user_id, const char *method,
+int aura_id_verify_request(struct app *app, struct db *db, const char *user_id, const char *method, json_t **out,
+			   struct al_error *err);
+int aura_id_verify_confirm(struct app *app, struct db *db, const char *user_id, const char *method, const char *code,
 			   json_t **out, struct al_error *err);
-int aura_id_verify_confirm(struct app *app, struct db *db, const char *user_id, const char *method,
-			   const char *code, json_t **out, struct al_error *err);
 
 /* Drop cached copies (this process) so the next resolve reads PostgreSQL.
  * Other processes learn of changes through NOTIFY auralink_aura_id. */

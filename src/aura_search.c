@@ -444,9 +444,8 @@ static int index_insert(struct index *x, struct entry *e)
 	x->entry_bytes += entry_size(e);
 	if (array_insert(&x->by_user, &x->nuser, &x->user_cap, lower_user(x, e->user_lc), e) < 0)
 		return -1;
-	if (e->display_lc &&
-	    array_insert(&x->by_display, &x->ndisplay, &x->display_cap,
-			 lower_display(x, e->display_lc, e->user_lc), e) < 0)
+	if (e->display_lc && array_insert(&x->by_display, &x->ndisplay, &x->display_cap,
+					  lower_display(x, e->display_lc, e->user_lc), e) < 0)
 		return -1;
 	uint32_t keys[ENTRY_TRIGRAMS_MAX];
 	size_t n = entry_trigrams(e, keys);
@@ -832,9 +831,9 @@ static int append_results(json_t *arr, const struct best *b)
 {
 	for (int i = 0; i < b->n; i++) {
 		const struct entry *e = b->v[i];
-		json_t *o = json_pack("{s:s, s:s, s:s?, s:s?, s:b}", "aura_id", e->aura_id, "user_id",
-				      e->user_id, "display_name", e->display, "avatar_url", e->avatar,
-				      "is_verified", e->is_verified);
+		json_t *o = json_pack("{s:s, s:s, s:s?, s:s?, s:b}", "aura_id", e->aura_id, "user_id", e->user_id,
+				      "display_name", e->display, "avatar_url", e->avatar, "is_verified",
+				      e->is_verified);
 		if (!o || json_array_append_new(arr, o) < 0)
 			return -1;
 	}

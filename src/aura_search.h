@@ -52,15 +52,15 @@
 
 /* Bounds of one row: the table's CHECK constraints (001_core.sql). A row
  * beyond them is refused (-1), never truncated. */
-#define AURA_SEARCH_MAX_AURA_ID 39       /* "@" + 30 + ".aura" */
+#define AURA_SEARCH_MAX_AURA_ID 39 /* "@" + 30 + ".aura" */
 #define AURA_SEARCH_MAX_USERNAME 30
 #define AURA_SEARCH_MAX_USER_ID 255
-#define AURA_SEARCH_MAX_DISPLAY 1024     /* bytes: 256 characters of UTF-8 */
+#define AURA_SEARCH_MAX_DISPLAY 1024 /* bytes: 256 characters of UTF-8 */
 #define AURA_SEARCH_MAX_AVATAR 2048
-#define AURA_SEARCH_MAX_TERM 256         /* bytes: 64 characters of UTF-8 */
+#define AURA_SEARCH_MAX_TERM 256 /* bytes: 64 characters of UTF-8 */
 
 struct aura_search_row {
-	const char *aura_id;      /* "@Name.aura", as stored */
+	const char *aura_id; /* "@Name.aura", as stored */
 	const char *user_id;
 	const char *username;     /* as stored ("Name"); folded here */
 	const char *display_name; /* NULL when unset */

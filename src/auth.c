@@ -10,7 +10,7 @@
 #include "log.h"
 #include "tokencache.h"
 
-#define AUTH_CACHE_SETS 2048        /* x TOKENCACHE_WAYS entries */
+#define AUTH_CACHE_SETS 2048              /* x TOKENCACHE_WAYS entries */
 #define AUTH_CACHE_TTL_MS (5 * 60 * 1000) /* bounds staleness across processes */
 
 int auth_start(struct app *app)
@@ -122,8 +122,8 @@ int auth_require_ex(struct http_req *req, bool *is_guest)
 	return set_identity(req, e.user_id, e.device_id);
 unknown:
 	http_reply_json(req, 401,
-			json_pack("{s:s, s:s, s:b}", "errcode", "M_UNKNOWN_TOKEN", "error",
-				  "Unrecognised access token", "soft_logout", 0));
+			json_pack("{s:s, s:s, s:b}", "errcode", "M_UNKNOWN_TOKEN", "error", "Unrecognised access token",
+				  "soft_logout", 0));
 	return -1;
 }
 

@@ -29,10 +29,8 @@ char *b64url_encode(const unsigned char *bin, size_t len)
 	return b64_encode_variant(bin, len, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 }
 
-static const char b64_std_alphabet[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-static const char b64_url_alphabet[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+static const char b64_std_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+static const char b64_url_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /* Number of trailing '=' if the padding is well-formed, else -1. */
 static int b64_padding(const char *s, size_t slen)
@@ -48,11 +46,9 @@ static int b64_padding(const char *s, size_t slen)
 	return (int)pad;
 }
 
-static int b64_sodium_decode(const char *s, size_t slen, unsigned char *out, size_t outmax,
-			     size_t *n, int urlsafe)
+static int b64_sodium_decode(const char *s, size_t slen, unsigned char *out, size_t outmax, size_t *n, int urlsafe)
 {
-	int variant = urlsafe ? sodium_base64_VARIANT_URLSAFE_NO_PADDING
-			      : sodium_base64_VARIANT_ORIGINAL_NO_PADDING;
+	int variant = urlsafe ? sodium_base64_VARIANT_URLSAFE_NO_PADDING : sodium_base64_VARIANT_ORIGINAL_NO_PADDING;
 
 	*n = 0;
 	if (slen == 0)
@@ -66,8 +62,7 @@ static int b64_sodium_decode(const char *s, size_t slen, unsigned char *out, siz
  * 4-character groups go to libsodium as they are, and the final partial
  * group goes through a copy with those bits cleared. Foreign characters
  * are left for libsodium to reject. */
-static int b64_decode_tail(const char *tail, size_t n, unsigned char *out, size_t outmax,
-			   size_t *outn, int urlsafe)
+static int b64_decode_tail(const char *tail, size_t n, unsigned char *out, size_t outmax, size_t *outn, int urlsafe)
 {
 	const char *alphabet = urlsafe ? b64_url_alphabet : b64_std_alphabet;
 	char t[3];
@@ -99,8 +94,7 @@ int b64_decode(const char *s, size_t slen, unsigned char *out, size_t outmax, si
 	urlsafe = memchr(s, '-', data) || memchr(s, '_', data);
 	if (b64_sodium_decode(s, head, out, outmax, &n1, urlsafe) != 0)
 		return -1;
-	if (data > head &&
-	    b64_decode_tail(s + head, data - head, out + n1, outmax - n1, &n2, urlsafe) != 0)
+	if (data > head && b64_decode_tail(s + head, data - head, out + n1, outmax - n1, &n2, urlsafe) != 0)
 		return -1;
 	if (outlen)
 		*outlen = n1 + n2;

@@ -9,27 +9,19 @@
 const char *calls_status_name(enum calls_status s)
 {
 	switch (s) {
-	case CALLS_INITIATED:
-		return "initiated";
-	case CALLS_RINGING:
-		return "ringing";
-	case CALLS_CONNECTED:
-		return "connected";
-	case CALLS_ENDED:
-		return "ended";
-	case CALLS_FAILED:
-		return "failed";
+	case CALLS_INITIATED: return "initiated";
+	case CALLS_RINGING: return "ringing";
+	case CALLS_CONNECTED: return "connected";
+	case CALLS_ENDED: return "ended";
+	case CALLS_FAILED: return "failed";
 	}
 	return "initiated";
 }
 
 static const char *const kind_types[] = {
-	[CALLS_INVITE] = "m.call.invite",
-	[CALLS_CANDIDATES] = "m.call.candidates",
-	[CALLS_ANSWER] = "m.call.answer",
-	[CALLS_SELECT_ANSWER] = "m.call.select_answer",
-	[CALLS_NEGOTIATE] = "m.call.negotiate",
-	[CALLS_REJECT] = "m.call.reject",
+	[CALLS_INVITE] = "m.call.invite",       [CALLS_CANDIDATES] = "m.call.candidates",
+	[CALLS_ANSWER] = "m.call.answer",       [CALLS_SELECT_ANSWER] = "m.call.select_answer",
+	[CALLS_NEGOTIATE] = "m.call.negotiate", [CALLS_REJECT] = "m.call.reject",
 	[CALLS_HANGUP] = "m.call.hangup",
 };
 
@@ -153,9 +145,7 @@ void calls_signal(const struct calls_event *ev, int64_t origin_ts, const struct 
 		out->answer_ts = ts;
 		out->ring_ts = ts;
 		break;
-	case CALLS_SELECT_ANSWER:
-		out->select_ts = ts;
-		break;
+	case CALLS_SELECT_ANSWER: out->select_ts = ts; break;
 	case CALLS_REJECT:
 		out->refuse_ts = ts;
 		out->ring_ts = ts;
@@ -163,10 +153,10 @@ void calls_signal(const struct calls_event *ev, int64_t origin_ts, const struct 
 		break;
 	case CALLS_HANGUP:
 		out->hangup_ts = ts;
-		snprintf(out->hangup_cause, sizeof(out->hangup_cause), "%s", ev->reason[0] ? ev->reason : "user_hangup");
+		snprintf(out->hangup_cause, sizeof(out->hangup_cause), "%s",
+			 ev->reason[0] ? ev->reason : "user_hangup");
 		break;
-	default:
-		break;
+	default: break;
 	}
 }
 
@@ -202,8 +192,7 @@ void calls_merge(struct calls_milestones *m, const struct calls_milestones *s)
 
 /* As calls_derive; *virtual_timeout tells whether the end is an expiry that
  * was not recorded yet. */
-static void derive(const struct calls_milestones *m, int64_t now, struct calls_outcome *o,
-		   bool *virtual_timeout)
+static void derive(const struct calls_milestones *m, int64_t now, struct calls_outcome *o, bool *virtual_timeout)
 {
 	memset(o, 0, sizeof(*o));
 	o->duration_seconds = -1;
@@ -216,8 +205,8 @@ static void derive(const struct calls_milestones *m, int64_t now, struct calls_o
 		timeout = m->expires_ts;
 		*virtual_timeout = true;
 	}
-	bool hung_up_first = m->hangup_ts && (m->hangup_ts < connect ||
-					      (!m->select_ts && strcmp(m->hangup_cause, TIMEOUT_CAUSE) == 0));
+	bool hung_up_first = m->hangup_ts &&
+			     (m->hangup_ts < connect || (!m->select_ts && strcmp(m->hangup_cause, TIMEOUT_CAUSE) == 0));
 	bool answered = connect && !refused && !m->timeout_ts && !hung_up_first &&
 			(!m->expires_ts || connect <= m->expires_ts);
 	if (answered) {

@@ -55,11 +55,11 @@
 
 #include "notify.h"
 
-#define CALLS_ID_MAX 255               /* call_id, party_id, invitee: bytes */
-#define CALLS_CAUSE_MAX 64             /* hangup reasons and refusal causes */
+#define CALLS_ID_MAX 255   /* call_id, party_id, invitee: bytes */
+#define CALLS_CAUSE_MAX 64 /* hangup reasons and refusal causes */
 #define CALLS_VERSION_MAX 16
-#define CALLS_DEFAULT_LIFETIME_MS 60000  /* an invite without lifetime */
-#define CALLS_MAX_LIFETIME_MS 3600000    /* longer lifetimes are cut to 1 h */
+#define CALLS_DEFAULT_LIFETIME_MS 60000 /* an invite without lifetime */
+#define CALLS_MAX_LIFETIME_MS 3600000   /* longer lifetimes are cut to 1 h */
 
 enum calls_status { CALLS_INITIATED, CALLS_RINGING, CALLS_CONNECTED, CALLS_ENDED, CALLS_FAILED };
 const char *calls_status_name(enum calls_status s);
@@ -80,15 +80,15 @@ int calls_kind_parse(const char *type);
 struct calls_event {
 	int kind;
 	char call_id[CALLS_ID_MAX + 1];
-	char party_id[CALLS_ID_MAX + 1];   /* "" = none (VoIP version 0) */
+	char party_id[CALLS_ID_MAX + 1];     /* "" = none (VoIP version 0) */
 	char version[CALLS_VERSION_MAX + 1]; /* "0" for the integer 0 */
 	/* invite */
 	int64_t lifetime_ms;
-	char invitee[CALLS_ID_MAX + 1];    /* "" = any other member */
-	bool video;                        /* the offer's SDP has an m=video line */
+	char invitee[CALLS_ID_MAX + 1];     /* "" = any other member */
+	bool video;                         /* the offer's SDP has an m=video line */
 	char app_id[NOTIFY_APP_ID_MAX + 1]; /* org.auralink.app_id, "" = none */
 	/* hangup */
-	char reason[CALLS_CAUSE_MAX + 1];  /* "" = none */
+	char reason[CALLS_CAUSE_MAX + 1]; /* "" = none */
 };
 
 /* Parse the content of an event of `type`. 0, or -1 when it is not a call
@@ -108,9 +108,9 @@ struct calls_milestones {
 
 /* What this server knows beside the event itself. */
 struct calls_context {
-	bool callee_local;       /* the callee is a user of this server */
+	bool callee_local;        /* the callee is a user of this server */
 	const char *refuse_cause; /* invite refused by the callee's server, or NULL */
-	int64_t now_ms;          /* when this server stored the event */
+	int64_t now_ms;           /* when this server stored the event */
 };
 
 /* The milestones one event contributes (0 = none). For an invite to a
@@ -126,8 +126,8 @@ void calls_merge(struct calls_milestones *m, const struct calls_milestones *s);
 struct calls_outcome {
 	enum calls_status status;
 	int64_t initiated_at, ringing_at, connected_at, ended_at; /* 0 = null */
-	int duration_seconds;                                   /* -1 = null */
-	char end_reason[CALLS_CAUSE_MAX + 1];                   /* "" = null */
+	int duration_seconds;                                     /* -1 = null */
+	char end_reason[CALLS_CAUSE_MAX + 1];                     /* "" = null */
 };
 
 /* The status and its timestamps at now_ms (which only matters for expiry). */

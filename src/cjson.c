@@ -115,7 +115,7 @@ static int cjson_put_escape(struct cjson_enc *e, unsigned char c)
 {
 	static const char hex[] = "0123456789abcdef";
 	const char *s = cjson_short_escape(c);
-	char u[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 0x0F] };
+	char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0x0F]};
 
 	if (s)
 		return cjson_put(e, s, 2);
@@ -249,8 +249,7 @@ static int cjson_put_value(struct cjson_enc *e, const json_t *v, int depth)
 	case JSON_ARRAY: return cjson_put_array(e, v, depth + 1);
 	case JSON_STRING: return cjson_put_string(e, json_string_value(v), json_string_length(v));
 	case JSON_INTEGER: return cjson_put_integer(e, json_integer_value(v));
-	case JSON_REAL:
-		return al_error_set(e->err, 400, "M_BAD_JSON", "floats are not allowed in canonical JSON");
+	case JSON_REAL: return al_error_set(e->err, 400, "M_BAD_JSON", "floats are not allowed in canonical JSON");
 	case JSON_TRUE: return cjson_put(e, "true", 4);
 	case JSON_FALSE: return cjson_put(e, "false", 5);
 	case JSON_NULL: return cjson_put(e, "null", 4);
@@ -260,7 +259,7 @@ static int cjson_put_value(struct cjson_enc *e, const json_t *v, int depth)
 
 char *cjson_encode(const json_t *v, size_t *len_out, struct al_error *err)
 {
-	struct cjson_enc e = { .err = err };
+	struct cjson_enc e = {.err = err};
 
 	if (cjson_put_value(&e, v, 0) != 0 || cjson_reserve(&e, 0) != 0)
 		goto fail;
@@ -301,18 +300,16 @@ static int cjson_depth_ok(const char *buf, size_t len, int max_depth)
 	return 1;
 }
 
-json_t *cjson_parse(const char *buf, size_t len, const struct cjson_limits *lim,
-		    struct al_error *err)
+json_t *cjson_parse(const char *buf, size_t len, const struct cjson_limits *lim, struct al_error *err)
 {
-	static const struct cjson_limits defaults = { CJSON_DEFAULT_MAX_BYTES, CJSON_MAX_DEPTH };
+	static const struct cjson_limits defaults = {CJSON_DEFAULT_MAX_BYTES, CJSON_MAX_DEPTH};
 	json_error_t jerr;
 	json_t *v;
 
 	if (!lim)
 		lim = &defaults;
 	if (len > lim->max_bytes) {
-		al_error_set(err, 413, "M_TOO_LARGE", "body too large (%zu bytes, limit %zu)", len,
-			     lim->max_bytes);
+		al_error_set(err, 413, "M_TOO_LARGE", "body too large (%zu bytes, limit %zu)", len, lim->max_bytes);
 		return NULL;
 	}
 	if (!buf || len == 0) {
@@ -329,8 +326,7 @@ json_t *cjson_parse(const char *buf, size_t len, const struct cjson_limits *lim,
 	return v;
 }
 
-json_t *cjson_parse_object(const char *buf, size_t len, const struct cjson_limits *lim,
-			   struct al_error *err)
+json_t *cjson_parse_object(const char *buf, size_t len, const struct cjson_limits *lim, struct al_error *err)
 {
 	json_t *v = cjson_parse(buf, len, lim, err);
 

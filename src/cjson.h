@@ -37,12 +37,10 @@ struct cjson_limits {
  * \u0000 inside strings are rejected. Any JSON value is accepted at the top
  * level. Returns a new reference the caller releases with json_decref, or
  * NULL with err filled (413 M_TOO_LARGE, 400 M_BAD_JSON, 400 M_NOT_JSON). */
-json_t *cjson_parse(const char *buf, size_t len, const struct cjson_limits *lim,
-		    struct al_error *err);
+json_t *cjson_parse(const char *buf, size_t len, const struct cjson_limits *lim, struct al_error *err);
 
 /* cjson_parse, and the top-level value must be an object
  * (else 400 M_BAD_JSON). */
-json_t *cjson_parse_object(const char *buf, size_t len, const struct cjson_limits *lim,
-			   struct al_error *err);
+json_t *cjson_parse_object(const char *buf, size_t len, const struct cjson_limits *lim, struct al_error *err);
 
 #endif

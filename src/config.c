@@ -17,8 +17,7 @@ struct loader {
 	size_t errlen;
 };
 
-static int fail(struct loader *ld, const char *setting, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+static int fail(struct loader *ld, const char *setting, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 static int fail(struct loader *ld, const char *setting, const char *fmt, ...)
 {
@@ -50,8 +49,7 @@ static int get_string(struct loader *ld, const char *path, char *dst, size_t dst
 	return 0;
 }
 
-static int get_int(struct loader *ld, const char *path, long long min, long long max, long long def,
-		   long long *out)
+static int get_int(struct loader *ld, const char *path, long long min, long long max, long long def, long long *out)
 {
 	config_setting_t *s = config_lookup(&ld->lc, path);
 	if (!s) {
@@ -145,8 +143,8 @@ static int valid_server_name_chars(const char *name)
 {
 	for (size_t i = 0; name[i]; i++) {
 		char c = name[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '.' || c == '-' || c == ':' || c == '[' || c == ']'))
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+		      c == '-' || c == ':' || c == '[' || c == ']'))
 			return 0;
 	}
 	return 1;
@@ -196,8 +194,7 @@ static int load_settings(struct loader *ld, struct al_config *cfg)
 	if (get_string(ld, "server_name", cfg->server_name, sizeof(cfg->server_name), NULL) < 0)
 		return -1;
 	if (!valid_server_name(cfg->server_name))
-		return fail(ld, "server_name", "'%s' is not a valid server name (host[:port])",
-			    cfg->server_name);
+		return fail(ld, "server_name", "'%s' is not a valid server name (host[:port])", cfg->server_name);
 	if (get_string(ld, "well_known_server", cfg->well_known_server, sizeof(cfg->well_known_server),
 		       cfg->server_name) < 0)
 		return -1;
@@ -207,8 +204,7 @@ static int load_settings(struct loader *ld, struct al_config *cfg)
 	    load_listener(ld, "federation", 8448, &cfg->federation) < 0)
 		return -1;
 	if (!cfg->public_baseurl[0])
-		snprintf(cfg->public_baseurl, sizeof(cfg->public_baseurl), "http://localhost:%d",
-			 cfg->client.port);
+		snprintf(cfg->public_baseurl, sizeof(cfg->public_baseurl), "http://localhost:%d", cfg->client.port);
 
 	const char *env_db = getenv("DATABASE_URL");
 	if (env_db && *env_db) {
@@ -218,11 +214,9 @@ static int load_settings(struct loader *ld, struct al_config *cfg)
 	} else if (get_string(ld, "database.conninfo", cfg->conninfo, sizeof(cfg->conninfo), NULL) < 0) {
 		return -1;
 	}
-	if (get_string(ld, "database.migrations_dir", cfg->migrations_dir, sizeof(cfg->migrations_dir),
-		       AL_SQL_DIR) < 0)
+	if (get_string(ld, "database.migrations_dir", cfg->migrations_dir, sizeof(cfg->migrations_dir), AL_SQL_DIR) < 0)
 		return -1;
-	if (get_string(ld, "signing_key_path", cfg->signing_key_path, sizeof(cfg->signing_key_path),
-		       NULL) < 0)
+	if (get_string(ld, "signing_key_path", cfg->signing_key_path, sizeof(cfg->signing_key_path), NULL) < 0)
 		return -1;
 	if (get_int(ld, "key_validity_hours", 1, 24 * 7, 24, &v) < 0)
 		return -1;
@@ -232,8 +226,8 @@ static int load_settings(struct loader *ld, struct al_config *cfg)
 	cfg->worker_threads = (int)v;
 	if (get_string(ld, "log_level", cfg->log_level, sizeof(cfg->log_level), "info") < 0)
 		return -1;
-	if (strcmp(cfg->log_level, "debug") && strcmp(cfg->log_level, "info") &&
-	    strcmp(cfg->log_level, "warn") && strcmp(cfg->log_level, "error"))
+	if (strcmp(cfg->log_level, "debug") && strcmp(cfg->log_level, "info") && strcmp(cfg->log_level, "warn") &&
+	    strcmp(cfg->log_level, "error"))
 		return fail(ld, "log_level", "must be one of debug, info, warn, error");
 
 	if (get_bool(ld, "registration.enabled", false, &cfg->registration_enabled) < 0 ||
@@ -280,8 +274,8 @@ static int load_settings(struct loader *ld, struct al_config *cfg)
 	if (get_int(ld, "federation.health_interval_seconds", 1, 86400, 60, &v) < 0)
 		return -1;
 	cfg->fed_health_interval_s = (int)v;
-	if (get_string(ld, "rooms.default_room_version", cfg->default_room_version,
-		       sizeof(cfg->default_room_version), "11") < 0)
+	if (get_string(ld, "rooms.default_room_version", cfg->default_room_version, sizeof(cfg->default_room_version),
+		       "11") < 0)
 		return -1;
 	{
 		char *end = NULL;
@@ -299,10 +293,10 @@ static int load_settings(struct loader *ld, struct al_config *cfg)
 		return -1;
 	cfg->mesh_heartbeat_min_interval_ms = (int)v;
 	const char *need_tls = cfg->federation.enabled ? NULL : "";
-	if (get_string(ld, "listeners.federation.tls_certificate", cfg->tls_certificate,
-		       sizeof(cfg->tls_certificate), need_tls) < 0 ||
-	    get_string(ld, "listeners.federation.tls_private_key", cfg->tls_private_key,
-		       sizeof(cfg->tls_private_key), need_tls) < 0)
+	if (get_string(ld, "listeners.federation.tls_certificate", cfg->tls_certificate, sizeof(cfg->tls_certificate),
+		       need_tls) < 0 ||
+	    get_string(ld, "listeners.federation.tls_private_key", cfg->tls_private_key, sizeof(cfg->tls_private_key),
+		       need_tls) < 0)
 		return -1;
 	return 0;
 }

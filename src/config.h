@@ -20,8 +20,8 @@ struct config_string_list {
 
 struct al_config {
 	char server_name[256];
-	char public_baseurl[512];     /* for /.well-known/matrix/client */
-	char well_known_server[256];  /* for /.well-known/matrix/server */
+	char public_baseurl[512];    /* for /.well-known/matrix/client */
+	char well_known_server[256]; /* for /.well-known/matrix/server */
 	struct config_listener client;
 	struct config_listener federation;
 	char tls_certificate[1024];
@@ -34,11 +34,11 @@ struct al_config {
 	char log_level[16];
 	bool registration_enabled;
 	bool allow_guests;
-	int password_ops_limit;       /* argon2id; 0 = libsodium's interactive */
+	int password_ops_limit; /* argon2id; 0 = libsodium's interactive */
 	size_t password_mem_limit;
 	size_t max_body_bytes;
 	int max_json_depth;
-	double rate_per_second;       /* token bucket refill; 0 disables */
+	double rate_per_second; /* token bucket refill; 0 disables */
 	int rate_burst;
 	bool fed_verify_tls;
 	char fed_ca_file[1024];
@@ -46,16 +46,16 @@ struct al_config {
 	bool fed_whitelist_only;
 	struct config_string_list fed_whitelist;
 	struct config_string_list fed_blacklist;
-	long long fed_clock_skew_ms;          /* tolerance for remote clocks */
-	int fed_key_refetch_interval_s;       /* unknown key id: refetch at most this often */
-	int fed_health_interval_s;            /* periodic /version check of known peers */
+	long long fed_clock_skew_ms;              /* tolerance for remote clocks */
+	int fed_key_refetch_interval_s;           /* unknown key id: refetch at most this often */
+	int fed_health_interval_s;                /* periodic /version check of known peers */
 	struct config_string_list fed_connect_to; /* CURLOPT_CONNECT_TO entries */
 	struct config_string_list admins;
-	int mesh_online_window_s;      /* mesh: online = heartbeat within this */
-	int mesh_flush_interval_ms;    /* mesh: batched writes */
+	int mesh_online_window_s;           /* mesh: online = heartbeat within this */
+	int mesh_flush_interval_ms;         /* mesh: batched writes */
 	int mesh_heartbeat_min_interval_ms; /* mesh: per-node heartbeat limit */
-	bool dev_verifier;            /* built-in verifier that logs codes */
-	char default_room_version[4]; /* rooms.default_room_version: createRoom without room_version */
+	bool dev_verifier;                  /* built-in verifier that logs codes */
+	char default_room_version[4];       /* rooms.default_room_version: createRoom without room_version */
 };
 
 /* Load and validate. On failure returns -1 and writes one line naming the

@@ -3,9 +3,9 @@
 #define AL_ERROR_H
 
 struct al_error {
-	int status;         /* HTTP status the client should see, e.g. 400 */
-	char errcode[48];   /* Matrix errcode, e.g. "M_BAD_JSON" */
-	char message[256];  /* human-readable; never contains secrets */
+	int status;        /* HTTP status the client should see, e.g. 400 */
+	char errcode[48];  /* Matrix errcode, e.g. "M_BAD_JSON" */
+	char message[256]; /* human-readable; never contains secrets */
 };
 
 /* Fill err (if non-NULL) and return -1, so callers can write

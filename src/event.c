@@ -49,13 +49,13 @@ static void keep_keys(json_t *src, json_t *dst, const char *const *keys)
 
 json_t *event_redact(const json_t *ev, const struct event_rules *r)
 {
-	static const char *const top_old[] = {"event_id", "type", "room_id", "sender", "state_key",
-					      "content", "hashes", "signatures", "depth",
-					      "prev_events", "prev_state", "auth_events", "origin",
-					      "origin_server_ts", "membership", NULL};
-	static const char *const top_v11[] = {"event_id", "type", "room_id", "sender", "state_key",
-					      "content", "hashes", "signatures", "depth",
-					      "prev_events", "auth_events", "origin_server_ts", NULL};
+	static const char *const top_old[] = {
+		"event_id",   "type",  "room_id",     "sender",     "state_key",   "content", "hashes",
+		"signatures", "depth", "prev_events", "prev_state", "auth_events", "origin",  "origin_server_ts",
+		"membership", NULL};
+	static const char *const top_v11[] = {
+		"event_id",   "type",  "room_id",     "sender",      "state_key",        "content", "hashes",
+		"signatures", "depth", "prev_events", "auth_events", "origin_server_ts", NULL};
 	if (!json_is_object(ev))
 		return NULL;
 	json_t *out = json_object();
@@ -105,9 +105,8 @@ json_t *event_redact(const json_t *ev, const struct event_rules *r)
 				keep_keys(content, nc, a);
 			}
 		} else if (strcmp(type, "m.room.power_levels") == 0) {
-			static const char *const p[] = {"ban", "events", "events_default", "kick",
-							"redact", "state_default", "users",
-							"users_default", NULL};
+			static const char *const p[] = {"ban",           "events", "events_default", "kick", "redact",
+							"state_default", "users",  "users_default",  NULL};
 			keep_keys(content, nc, p);
 			if (r->redact_v11) {
 				static const char *const i[] = {"invite", NULL};
@@ -128,8 +127,7 @@ json_t *event_redact(const json_t *ev, const struct event_rules *r)
 	return out;
 }
 
-static char *canonical_without(const json_t *ev, const char *const *drop, size_t *len,
-			       struct al_error *err)
+static char *canonical_without(const json_t *ev, const char *const *drop, size_t *len, struct al_error *err)
 {
 	json_t *c = json_copy((json_t *)ev); /* shallow copy: members shared */
 	if (!c) {
@@ -164,8 +162,7 @@ int event_content_hash(const json_t *ev, char out[EVENT_HASH_B64_LEN + 1], struc
 	return 0;
 }
 
-int event_reference_hash(const json_t *ev, const struct event_rules *r, unsigned char out[32],
-			 struct al_error *err)
+int event_reference_hash(const json_t *ev, const struct event_rules *r, unsigned char out[32], struct al_error *err)
 {
 	static const char *const drop[] = {"signatures", "unsigned", NULL};
 	static const char *const drop_id[] = {"signatures", "unsigned", "event_id", NULL};
@@ -182,8 +179,7 @@ int event_reference_hash(const json_t *ev, const struct event_rules *r, unsigned
 	return 0;
 }
 
-int event_compute_id(const json_t *ev, const struct event_rules *r, char *out, size_t outlen,
-		     struct al_error *err)
+int event_compute_id(const json_t *ev, const struct event_rules *r, char *out, size_t outlen, struct al_error *err)
 {
 	if (r->id_format == 1) {
 		const char *id = event_str(ev, "event_id");
@@ -205,8 +201,8 @@ int event_compute_id(const json_t *ev, const struct event_rules *r, char *out, s
 	return 0;
 }
 
-int event_hash_and_sign(json_t *ev, const struct event_rules *r, const char *server_name,
-			const struct sign_key *key, struct al_error *err)
+int event_hash_and_sign(json_t *ev, const struct event_rules *r, const char *server_name, const struct sign_key *key,
+			struct al_error *err)
 {
 	char h[EVENT_HASH_B64_LEN + 1];
 	if (event_content_hash(ev, h, err) < 0)
@@ -306,8 +302,8 @@ const char *event_content_str(const json_t *ev, const char *key)
 
 json_t *event_to_client(const json_t *pdu, const char *event_id)
 {
-	static const char *const keep[] = {"content", "origin_server_ts", "room_id", "sender",
-					   "state_key", "type", "unsigned", "redacts", NULL};
+	static const char *const keep[] = {"content", "origin_server_ts", "room_id", "sender", "state_key",
+					   "type",    "unsigned",         "redacts", NULL};
 	json_t *o = json_object();
 	if (!o)
 		return NULL;

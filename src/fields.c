@@ -5,7 +5,7 @@
 #include "accounts.h"
 
 int fields_string(struct http_req *req, json_t *body, const char *key, bool required, size_t max_bytes,
-		 size_t max_chars, const char **out)
+		  size_t max_chars, const char **out)
 {
 	json_t *v = json_object_get(body, key);
 	*out = NULL;
@@ -71,4 +71,3 @@ int fields_user_identifier(struct http_req *req, json_t *dict, bool required, co
 	}
 	return 0;
 }
-

@@ -15,7 +15,7 @@
  * 400 M_MISSING_PARAM when required. Wrong type or too long: 400
  * M_INVALID_PARAM. */
 int fields_string(struct http_req *req, json_t *body, const char *key, bool required, size_t max_bytes,
-		 size_t max_chars, const char **out);
+		  size_t max_chars, const char **out);
 
 /* body[key] as a boolean; absent or null leaves *out unchanged. */
 int fields_bool(struct http_req *req, json_t *body, const char *key, bool *out);

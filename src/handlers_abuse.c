@@ -23,8 +23,8 @@ static void post_report(struct http_req *req)
 	if (abuse_report_create(&req->worker->db, req->user_id, body, &out, &retry, &err) < 0) {
 		if (err.status == 429)
 			http_reply_json(req, 429,
-					json_pack("{s:s, s:s, s:I}", "errcode", err.errcode, "error",
-						  err.message, "retry_after_ms", (json_int_t)retry));
+					json_pack("{s:s, s:s, s:I}", "errcode", err.errcode, "error", err.message,
+						  "retry_after_ms", (json_int_t)retry));
 		else
 			http_reply_al_error(req, &err);
 		return;
@@ -46,8 +46,7 @@ static void admin_list(struct http_req *req)
 		long v = strtol(lim, &end, 10);
 		limit = (end && *end == '\0' && lim[0] && v >= 1 && v <= 500) ? (int)v : -1;
 	}
-	if (abuse_report_list(&req->worker->db, status && status[0] ? status : NULL, limit, &out,
-			      &err) < 0) {
+	if (abuse_report_list(&req->worker->db, status && status[0] ? status : NULL, limit, &out, &err) < 0) {
 		http_reply_al_error(req, &err);
 		return;
 	}
@@ -61,8 +60,8 @@ static void admin_patch(struct http_req *req)
 	if (auth_require_admin(req) < 0)
 		return;
 	json_t *body = http_req_json_body(req, &err);
-	if (!body || abuse_report_update(req->app, &req->worker->db, req->user_id, req->params[0], body, &out,
-					 &err) < 0) {
+	if (!body ||
+	    abuse_report_update(req->app, &req->worker->db, req->user_id, req->params[0], body, &out, &err) < 0) {
 		http_reply_al_error(req, &err);
 		return;
 	}

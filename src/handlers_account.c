@@ -117,8 +117,7 @@ static void reply_uia(struct http_req *req, const char *session, const char *err
 }
 
 /* What /register remembers of the request that opened a UIA session. */
-static const char *const session_params[] = {"username", "device_id", "initial_device_display_name",
-					      "inhibit_login"};
+static const char *const session_params[] = {"username", "device_id", "initial_device_display_name", "inhibit_login"};
 
 /* First request without auth: open a session remembering its parameters
  * (the password only in memory) and answer 401 with the flows. */
@@ -143,15 +142,15 @@ static void start_session(struct http_req *req, json_t *body, const char *passwo
 /* A request continuing a session: what it lacks comes from the session.
  * completed gets the user a finished session created ("" otherwise). An
  * unknown or expired session is treated as none. -1 when replied. */
-static int resume_session(struct http_req *req, json_t *body, const char *session, char *completed,
-			  size_t len)
+static int resume_session(struct http_req *req, json_t *body, const char *session, char *completed, size_t len)
 {
 	struct uia_session_view v;
 	if (uia_session_get(req->app->uia, session, http_now_ms(), &v) < 0)
 		return 0;
 	const char *key;
 	json_t *value;
-	json_object_foreach(v.params, key, value) {
+	json_object_foreach(v.params, key, value)
+	{
 		if (!json_object_get(body, key))
 			json_object_set(body, key, value);
 	}
@@ -168,8 +167,8 @@ static int resume_session(struct http_req *req, json_t *body, const char *sessio
 }
 
 /* A completed session asked again: the same user, logged in anew. */
-static void login_again(struct http_req *req, const char *user_id, const char *device_id,
-			const char *dname, bool inhibit)
+static void login_again(struct http_req *req, const char *user_id, const char *device_id, const char *dname,
+			bool inhibit)
 {
 	struct al_error err = {0};
 	struct accounts_session s = {0};
@@ -238,8 +237,7 @@ static void post_register(struct http_req *req)
 		http_reply_error(req, 400, "M_INVALID_PARAM", "auth must be an object");
 		return;
 	}
-	if (auth && json_is_object(auth) &&
-	    fields_string(req, auth, "session", false, 255, 0, &session) < 0)
+	if (auth && json_is_object(auth) && fields_string(req, auth, "session", false, 255, 0, &session) < 0)
 		return;
 	char completed[ACCOUNTS_USER_ID_MAX + 1] = "";
 	if (session && resume_session(req, body, session, completed, sizeof(completed)) < 0)
@@ -384,8 +382,8 @@ static void login_done(void *arg)
 		http_reply_error(req, 403, "M_USER_SUSPENDED", "This account has been suspended");
 		goto out;
 	}
-	if (accounts_login(&req->worker->db, j->user_id, j->device_id[0] ? j->device_id : NULL,
-			   j->display_name, &s, &err) < 0) {
+	if (accounts_login(&req->worker->db, j->user_id, j->device_id[0] ? j->device_id : NULL, j->display_name, &s,
+			   &err) < 0) {
 		http_reply_al_error(req, &err);
 		goto out;
 	}
@@ -394,8 +392,7 @@ static void login_done(void *arg)
 	json_t *o = session_json(&req->app->cfg, &s);
 	if (o && req->app->cfg.public_baseurl[0])
 		json_object_set_new(o, "well_known",
-				    json_pack("{s:{s:s}}", "m.homeserver", "base_url",
-					      req->app->cfg.public_baseurl));
+				    json_pack("{s:{s:s}}", "m.homeserver", "base_url", req->app->cfg.public_baseurl));
 	log_info("accounts", "login user_id=%s device_id=%s", s.user_id, s.device_id);
 	http_reply_json(req, 200, o);
 	accounts_session_clear(&s);
@@ -495,9 +492,9 @@ static void get_whoami(struct http_req *req)
 	bool guest = false;
 	if (auth_require_ex(req, &guest) < 0 || ratelimit_check(req, "whoami") < 0)
 		return;
-	http_reply_json(req, 200,
-			json_pack("{s:s, s:s, s:b}", "user_id", req->user_id, "device_id", req->device_id,
-				  "is_guest", guest));
+	http_reply_json(
+		req, 200,
+		json_pack("{s:s, s:s, s:b}", "user_id", req->user_id, "device_id", req->device_id, "is_guest", guest));
 }
 
 /* ---- devices ---- */
@@ -539,8 +536,8 @@ static void put_device(struct http_req *req)
 		return;
 	}
 	const char *name;
-	if (fields_string(req, body, "display_name", false, ACCOUNTS_NAME_MAX_BYTES, ACCOUNTS_NAME_MAX_CHARS,
-			  &name) < 0)
+	if (fields_string(req, body, "display_name", false, ACCOUNTS_NAME_MAX_BYTES, ACCOUNTS_NAME_MAX_CHARS, &name) <
+	    0)
 		return;
 	int rc;
 	if (json_object_get(body, "display_name")) {
@@ -575,10 +572,9 @@ static void remote_profile_done(void *arg, int status, json_t *body, const struc
 		json_t *out = json_object();
 		const char *k;
 		json_t *v;
-		json_object_foreach(body, k, v)
-			if ((strcmp(k, "displayname") == 0 || strcmp(k, "avatar_url") == 0) &&
-			    json_is_string(v) && (!field || strcmp(k, field) == 0))
-				json_object_set(out, k, v);
+		json_object_foreach(body, k, v) if ((strcmp(k, "displayname") == 0 || strcmp(k, "avatar_url") == 0) &&
+						    json_is_string(v) && (!field || strcmp(k, field) == 0))
+			json_object_set(out, k, v);
 		http_reply_json(req, 200, out);
 	} else if (status == 404 || status == 403) {
 		http_reply_error(req, 404, "M_NOT_FOUND", "Profile not found");
@@ -599,8 +595,8 @@ static bool profile_remote(struct http_req *req, const char *field)
 		rp->req = req;
 		rp->field = field;
 	}
-	if (!rp || federation_query_profile(req->app, req->params[0], field, req->worker->base,
-					    remote_profile_done, rp) < 0) {
+	if (!rp ||
+	    federation_query_profile(req->app, req->params[0], field, req->worker->base, remote_profile_done, rp) < 0) {
 		free(rp);
 		http_reply_error(req, 404, "M_NOT_FOUND", "Profile not found");
 	}

@@ -72,8 +72,8 @@ static void reply_flows(struct http_req *req, const char *errcode, const char *e
 		}
 		json_decref(op);
 	}
-	json_t *o = json_pack("{s:[{s:[s]}], s:{}, s:[], s:s}", "flows", "stages", "m.login.password",
-			      "params", "completed", "session", session);
+	json_t *o = json_pack("{s:[{s:[s]}], s:{}, s:[], s:s}", "flows", "stages", "m.login.password", "params",
+			      "completed", "session", session);
 	if (o && errcode) {
 		json_object_set_new(o, "errcode", json_string(errcode));
 		json_object_set_new(o, "error", json_string(error));
@@ -125,8 +125,7 @@ static int uia_user(struct http_req *req, json_t *auth, char *out, size_t outlen
 /* Check the password in body.auth, then run action(req, ctx) on this
  * worker. ctx is a json_t the action owns (decref'd here on failure).
  * new_password, when given, is hashed in the same pool job. */
-static void uia_password(struct http_req *req, json_t *body, const char *new_password, uia_action action,
-			 json_t *ctx)
+static void uia_password(struct http_req *req, json_t *body, const char *new_password, uia_action action, json_t *ctx)
 {
 	json_t *auth = body ? json_object_get(body, "auth") : NULL;
 	const char *type = NULL, *password = NULL;
@@ -147,8 +146,9 @@ static void uia_password(struct http_req *req, json_t *body, const char *new_pas
 			json_decref(v.params);
 			accounts_secret_free(v.password);
 			if (!same) {
-				http_reply_error(req, 403, "M_FORBIDDEN",
-						 "Requested operation has changed during the UI authentication session");
+				http_reply_error(
+					req, 403, "M_FORBIDDEN",
+					"Requested operation has changed during the UI authentication session");
 				goto fail;
 			}
 			known = true;
@@ -172,8 +172,7 @@ static void uia_password(struct http_req *req, json_t *body, const char *new_pas
 		goto fail;
 	}
 	j = calloc(1, sizeof(*j));
-	if (!j || !(j->password = strdup(password)) ||
-	    (new_password && !(j->new_password = strdup(new_password)))) {
+	if (!j || !(j->password = strdup(password)) || (new_password && !(j->new_password = strdup(new_password)))) {
 		http_reply_error(req, 500, "M_UNKNOWN", "out of memory");
 		goto fail;
 	}
@@ -225,8 +224,7 @@ static void delete_devices_action(struct http_req *req, void *ctx, const char *u
 	} else {
 		size_t i;
 		json_t *id;
-		json_array_foreach(ids, i, id)
-			auth_forget_user(req->app, req->user_id, json_string_value(id));
+		json_array_foreach(ids, i, id) auth_forget_user(req->app, req->user_id, json_string_value(id));
 		log_info("accounts", "deleted devices user_id=%s count=%zu", req->user_id, json_array_size(ids));
 		http_reply_raw(req, 200, "{}", 2);
 	}
@@ -263,7 +261,8 @@ static void post_delete_devices(struct http_req *req)
 	}
 	size_t i;
 	json_t *id;
-	json_array_foreach(ids, i, id) {
+	json_array_foreach(ids, i, id)
+	{
 		if (!json_is_string(id) || !accounts_device_id_valid(json_string_value(id))) {
 			http_reply_error(req, 400, "M_INVALID_PARAM", "devices[%zu] is not a device ID", i);
 			return;
@@ -279,8 +278,7 @@ static void password_action(struct http_req *req, void *ctx, const char *new_has
 	bool logout_others = json_is_true((json_t *)ctx);
 	json_decref(ctx);
 	struct al_error err = {0};
-	if (accounts_set_password(&req->worker->db, req->user_id, new_hash, req->device_id, logout_others,
-				  &err) < 0) {
+	if (accounts_set_password(&req->worker->db, req->user_id, new_hash, req->device_id, logout_others, &err) < 0) {
 		http_reply_al_error(req, &err);
 		return;
 	}
@@ -308,8 +306,7 @@ static void post_password(struct http_req *req)
 		http_reply_error(req, 400, "M_INVALID_PARAM", "new_password must not be empty");
 		return;
 	}
-	uia_password(req, body, new_password ? new_password : "", password_action,
-		     json_boolean(logout_devices));
+	uia_password(req, body, new_password ? new_password : "", password_action, json_boolean(logout_devices));
 }
 
 static void deactivate_action(struct http_req *req, void *ctx, const char *unused)
@@ -341,11 +338,10 @@ static void get_capabilities(struct http_req *req)
 	if (auth_require(req) < 0)
 		return;
 	http_reply_json(req, 200,
-			json_pack("{s:{s:{s:b}, s:{s:b}, s:{s:b}, s:{s:b}, s:{s:s, s:{s:s, s:s}}}}",
-				  "capabilities", "m.change_password", "enabled", 1, "m.set_displayname",
-				  "enabled", 1, "m.set_avatar_url", "enabled", 1, "m.3pid_changes", "enabled", 0,
-				  "m.room_versions", "default", room_default_version(), "available", "10", "stable", "11",
-				  "stable"));
+			json_pack("{s:{s:{s:b}, s:{s:b}, s:{s:b}, s:{s:b}, s:{s:s, s:{s:s, s:s}}}}", "capabilities",
+				  "m.change_password", "enabled", 1, "m.set_displayname", "enabled", 1,
+				  "m.set_avatar_url", "enabled", 1, "m.3pid_changes", "enabled", 0, "m.room_versions",
+				  "default", room_default_version(), "available", "10", "stable", "11", "stable"));
 }
 
 static void get_threepids(struct http_req *req)

@@ -31,8 +31,8 @@ static void set_suspended(struct http_req *req, bool suspended)
 	if (db_begin(db, &err) < 0)
 		goto fail;
 	if (accounts_suspend(db, target, suspended, &err) < 0 ||
-	    audit_append(db, "admin", suspended ? "suspend_user" : "unsuspend_user", req->user_id, target,
-			 NULL, NULL, &err) < 0 ||
+	    audit_append(db, "admin", suspended ? "suspend_user" : "unsuspend_user", req->user_id, target, NULL, NULL,
+			 &err) < 0 ||
 	    db_commit(db, &err) < 0) {
 		db_rollback(db);
 		goto fail;
@@ -40,8 +40,7 @@ static void set_suspended(struct http_req *req, bool suspended)
 	/* After the commit: a lookup racing with us now reads the new state. */
 	auth_forget_user(req->app, target, NULL);
 	aura_id_user_changed(req->app, db, target);
-	log_info("admin", "%s user_id=%s by=%s", suspended ? "suspended" : "unsuspended", target,
-		 req->user_id);
+	log_info("admin", "%s user_id=%s by=%s", suspended ? "suspended" : "unsuspended", target, req->user_id);
 	http_reply_json(req, 200, json_pack("{s:s, s:b}", "user_id", target, "suspended", suspended));
 	return;
 fail:
@@ -96,8 +95,7 @@ static void get_audit(struct http_req *req)
 		return;
 	}
 	if (limit_s && !parse_int(limit_s, 1, AUDIT_LIST_MAX, &limit)) {
-		http_reply_error(req, 400, "M_INVALID_PARAM", "limit must be between 1 and %d",
-				 AUDIT_LIST_MAX);
+		http_reply_error(req, 400, "M_INVALID_PARAM", "limit must be between 1 and %d", AUDIT_LIST_MAX);
 		return;
 	}
 	char since_b[24], limit_b[24];

@@ -46,8 +46,7 @@ static void post_aura_id(struct http_req *req)
 		return;
 	}
 	const char *username, *privacy;
-	if (opt_string(req, body, "username", &username) < 0 ||
-	    opt_string(req, body, "privacy_level", &privacy) < 0)
+	if (opt_string(req, body, "username", &username) < 0 || opt_string(req, body, "privacy_level", &privacy) < 0)
 		return;
 	if (!username) {
 		http_reply_error(req, 400, "M_MISSING_PARAM", "username is required");
@@ -71,8 +70,8 @@ static void post_aura_id(struct http_req *req)
 			return;
 		}
 	}
-	if (aura_id_create(req->app, &req->worker->db, req->user_id, username, privacy,
-			   fed ? json_is_true(fed) : -1, &out, &err) < 0) {
+	if (aura_id_create(req->app, &req->worker->db, req->user_id, username, privacy, fed ? json_is_true(fed) : -1,
+			   &out, &err) < 0) {
 		http_reply_al_error(req, &err);
 		return;
 	}
@@ -124,10 +123,8 @@ static void post_verify(struct http_req *req)
 		http_reply_error(req, 400, "M_MISSING_PARAM", "method is required (phone, email or kyc)");
 		return;
 	}
-	int rc = code ? aura_id_verify_confirm(req->app, &req->worker->db, req->user_id, method, code,
-					       &out, &err)
-		      : aura_id_verify_request(req->app, &req->worker->db, req->user_id, method, &out,
-					       &err);
+	int rc = code ? aura_id_verify_confirm(req->app, &req->worker->db, req->user_id, method, code, &out, &err)
+		      : aura_id_verify_request(req->app, &req->worker->db, req->user_id, method, &out, &err);
 	if (rc < 0) {
 		http_reply_al_error(req, &err);
 		return;
@@ -196,15 +193,13 @@ static void remote_resolved(void *arg, int status, json_t *body, const struct al
 {
 	struct http_req *req = arg;
 	if (status == 200 && json_is_object(body)) {
-		json_t *out = json_pack("{s:O*, s:O*, s:O*, s:O*, s:b, s:b, s:s, s:O*, s:O*}", "aura_id",
-					json_object_get(body, "aura_id"), "user_id",
-					json_object_get(body, "user_id"), "display_name",
-					json_object_get(body, "display_name"), "avatar_url",
-					json_object_get(body, "avatar_url"), "is_verified",
-					json_is_true(json_object_get(body, "is_verified")), "is_online",
-					json_is_true(json_object_get(body, "is_online")), "privacy_level",
-					"public", "server", json_object_get(body, "server"), "attestation",
-					json_object_get(body, "attestation"));
+		json_t *out = json_pack(
+			"{s:O*, s:O*, s:O*, s:O*, s:b, s:b, s:s, s:O*, s:O*}", "aura_id",
+			json_object_get(body, "aura_id"), "user_id", json_object_get(body, "user_id"), "display_name",
+			json_object_get(body, "display_name"), "avatar_url", json_object_get(body, "avatar_url"),
+			"is_verified", json_is_true(json_object_get(body, "is_verified")), "is_online",
+			json_is_true(json_object_get(body, "is_online")), "privacy_level", "public", "server",
+			json_object_get(body, "server"), "attestation", json_object_get(body, "attestation"));
 		if (out)
 			http_reply_json(req, 200, out);
 		else
@@ -224,8 +219,7 @@ static void get_resolve(struct http_req *req)
 		return;
 	size_t len = 0;
 	bool unknown = false;
-	char *json = aura_id_resolve(req->app, &req->worker->db, req->user_id, req->params[0], &len,
-				     &unknown, &err);
+	char *json = aura_id_resolve(req->app, &req->worker->db, req->user_id, req->params[0], &len, &unknown, &err);
 	if (json) {
 		http_reply_raw(req, 200, json, len);
 		free(json);
@@ -234,8 +228,8 @@ static void get_resolve(struct http_req *req)
 	/* Not hosted here at all: its owner's server answers (later, on this
 	 * worker's loop). Hidden, private or suspended AuraIDs of this server
 	 * are never asked about elsewhere. */
-	if (unknown && federation_resolve_aura_id(req->app, req->params[0], req->worker->base,
-						  remote_resolved, req) == 0)
+	if (unknown &&
+	    federation_resolve_aura_id(req->app, req->params[0], req->worker->base, remote_resolved, req) == 0)
 		return;
 	http_reply_al_error(req, &err);
 }

@@ -24,8 +24,7 @@ static void get_calls(struct http_req *req)
 		errno = 0;
 		limit = strtol(s, &end, 10);
 		if (!*s || *end || errno || limit < 1 || limit > CALLS_LIST_MAX) {
-			http_reply_error(req, 400, "M_INVALID_PARAM", "limit must be between 1 and %d",
-					 CALLS_LIST_MAX);
+			http_reply_error(req, 400, "M_INVALID_PARAM", "limit must be between 1 and %d", CALLS_LIST_MAX);
 			return;
 		}
 	}

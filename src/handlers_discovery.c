@@ -31,8 +31,7 @@ static void get_well_known_server(struct http_req *req)
 
 static void get_well_known_client(struct http_req *req)
 {
-	http_reply_json(req, 200,
-			json_pack("{s:{s:s}}", "m.homeserver", "base_url", req->app->cfg.public_baseurl));
+	http_reply_json(req, 200, json_pack("{s:{s:s}}", "m.homeserver", "base_url", req->app->cfg.public_baseurl));
 }
 
 static void get_server_keys(struct http_req *req)

@@ -48,15 +48,14 @@ static bool uuid_valid(const char *s)
 }
 
 /* body[key] as a number within [min, max]; absent/null leaves *out. */
-static int field_num(struct http_req *req, json_t *body, const char *key, double min, double max,
-		     bool integer, double *out)
+static int field_num(struct http_req *req, json_t *body, const char *key, double min, double max, bool integer,
+		     double *out)
 {
 	json_t *v = json_object_get(body, key);
 	if (!v || json_is_null(v))
 		return 0;
 	if (!json_is_number(v) || (integer && !json_is_integer(v))) {
-		http_reply_error(req, 400, "M_INVALID_PARAM", "%s must be a%s number", key,
-				 integer ? "n integer" : "");
+		http_reply_error(req, 400, "M_INVALID_PARAM", "%s must be a%s number", key, integer ? "n integer" : "");
 		return -1;
 	}
 	double d = json_number_value(v);
@@ -105,8 +104,7 @@ static void post_register(struct http_req *req)
 		goto done;
 	in->type = type ? mesh_node_type_parse(type) : MESH_PEER;
 	if (in->type < 0) {
-		http_reply_error(req, 400, "M_INVALID_PARAM",
-				 "node_type must be peer, relay, edge or super_node");
+		http_reply_error(req, 400, "M_INVALID_PARAM", "node_type must be peer, relay, edge or super_node");
 		goto done;
 	}
 	if (cc && (strlen(cc) != 2 || cc[0] < 'A' || cc[0] > 'Z' || cc[1] < 'A' || cc[1] > 'Z')) {
@@ -167,12 +165,11 @@ static void post_heartbeat(struct http_req *req)
 		return;
 	struct mesh_heartbeat hb = {(int)cc, bw, lat, loss, acc && !json_is_null(acc) ? accepting : -1};
 	int64_t retry = 0;
-	if (mesh_registry_heartbeat(req->app->mesh->reg, node_id, req->user_id, &hb, http_now_ms(), &retry,
-				    &err) < 0) {
+	if (mesh_registry_heartbeat(req->app->mesh->reg, node_id, req->user_id, &hb, http_now_ms(), &retry, &err) < 0) {
 		if (err.status == 429) {
 			http_reply_json(req, 429,
-					json_pack("{s:s, s:s, s:I}", "errcode", err.errcode, "error",
-						  err.message, "retry_after_ms", (json_int_t)retry));
+					json_pack("{s:s, s:s, s:I}", "errcode", err.errcode, "error", err.message,
+						  "retry_after_ms", (json_int_t)retry));
 			return;
 		}
 		http_reply_al_error(req, &err);
@@ -265,8 +262,7 @@ static void post_find(struct http_req *req)
 		return;
 	int m = media ? mesh_media_parse(media) : MESH_MEDIA_AUDIO;
 	if (m < 0) {
-		http_reply_error(req, 400, "M_INVALID_PARAM",
-				 "media_type must be audio, video, screen_share or data");
+		http_reply_error(req, 400, "M_INVALID_PARAM", "media_type must be audio, video, screen_share or data");
 		return;
 	}
 	if (!strcmp(src, dst)) {
@@ -274,8 +270,7 @@ static void post_find(struct http_req *req)
 		return;
 	}
 	/* a remote destination parks the request until federation answered */
-	mesh_route_find(req->app, &req->worker->db, req->user_id, src, dst, m, aic, req->worker->base, found,
-			req);
+	mesh_route_find(req->app, &req->worker->db, req->user_id, src, dst, m, aic, req->worker->base, found, req);
 }
 
 static void put_performance(struct http_req *req)
@@ -299,13 +294,11 @@ static void put_performance(struct http_req *req)
 	    field_num(req, body, "packet_loss_rate", 0, 1, false, &p.packet_loss_rate) < 0 ||
 	    field_num(req, body, "jitter_ms", 0, 1e5, false, &p.jitter_ms) < 0)
 		return;
-	if (p.actual_latency_ms < 0 && p.actual_bandwidth_mbps < 0 && p.packet_loss_rate < 0 &&
-	    p.jitter_ms < 0) {
+	if (p.actual_latency_ms < 0 && p.actual_bandwidth_mbps < 0 && p.packet_loss_rate < 0 && p.jitter_ms < 0) {
 		http_reply_error(req, 400, "M_MISSING_PARAM", "actual_latency_ms (or another measure) is required");
 		return;
 	}
-	int rc = mesh_route_performance(req->app, &req->worker->db, req->user_id, req->params[0], &p, &out,
-					&err);
+	int rc = mesh_route_performance(req->app, &req->worker->db, req->user_id, req->params[0], &p, &out, &err);
 	reply(req, rc, 200, out, &err);
 }
 
@@ -361,8 +354,8 @@ static void post_admin_reputation(struct http_req *req)
 				 " abuse_confirmed, admin_adjustment, uptime_bonus");
 		return;
 	}
-	int rc = mesh_admin_reputation(req->app, &req->worker->db, req->user_id, req->params[0], change, e,
-				       desc, &out, &err);
+	int rc = mesh_admin_reputation(req->app, &req->worker->db, req->user_id, req->params[0], change, e, desc, &out,
+				       &err);
 	reply(req, rc, 200, out, &err);
 }
 
@@ -378,7 +371,6 @@ int mesh_register_routes(struct app *app)
 	rc |= http_route(app, ROUTER_POST, PREFIX "/routes/find-optimal", post_find);
 	rc |= http_route(app, ROUTER_GET, PREFIX "/routes/analytics", get_analytics);
 	rc |= http_route(app, ROUTER_PUT, PREFIX "/routes/{route_id}/performance", put_performance);
-	rc |= http_route(app, ROUTER_POST, ADMIN_PREFIX "/nodes/{node_id}/reputation",
-			 post_admin_reputation);
+	rc |= http_route(app, ROUTER_POST, ADMIN_PREFIX "/nodes/{node_id}/reputation", post_admin_reputation);
 	return rc ? -1 : 0;
 }

@@ -228,9 +228,8 @@ static void get_sync(struct http_req *req)
 		return;
 	}
 	bool presence_changed = false;
-	if ((!sp || strcmp(sp, "offline") != 0) &&
-	    presence_touch(&req->worker->db, req->user_id, sp ? sp : "online", http_now_ms(), &presence_changed,
-			   &err) < 0) {
+	if ((!sp || strcmp(sp, "offline") != 0) && presence_touch(&req->worker->db, req->user_id, sp ? sp : "online",
+								  http_now_ms(), &presence_changed, &err) < 0) {
 		sync_filter_clear(&f);
 		http_reply_al_error(req, &err);
 		return;

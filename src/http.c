@@ -110,8 +110,7 @@ static void add_common_headers(struct evkeyvalq *h)
 	evhttp_add_header(h, "Content-Type", "application/json");
 	evhttp_add_header(h, "Access-Control-Allow-Origin", "*");
 	evhttp_add_header(h, "Access-Control-Allow-Methods", "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH");
-	evhttp_add_header(h, "Access-Control-Allow-Headers",
-			  "X-Requested-With, Content-Type, Authorization, Date");
+	evhttp_add_header(h, "Access-Control-Allow-Headers", "X-Requested-With, Content-Type, Authorization, Date");
 }
 
 static void send_and_log(struct http_req *req, int status, struct evbuffer *body)
@@ -264,16 +263,11 @@ static void dispatch(struct http_req *req)
 		return;
 	}
 	void *handler = NULL;
-	switch (router_match(req->app->router, req->method == ROUTER_HEAD ? ROUTER_GET : req->method,
-			     req->segments, req->nseg, &handler, req->params, &req->nparams)) {
-	case ROUTER_NOT_FOUND:
-		http_reply_error(req, 404, "M_UNRECOGNIZED", "Unrecognized request");
-		return;
-	case ROUTER_BAD_METHOD:
-		http_reply_error(req, 405, "M_UNRECOGNIZED", "Unrecognized request method");
-		return;
-	case ROUTER_FOUND:
-		break;
+	switch (router_match(req->app->router, req->method == ROUTER_HEAD ? ROUTER_GET : req->method, req->segments,
+			     req->nseg, &handler, req->params, &req->nparams)) {
+	case ROUTER_NOT_FOUND: http_reply_error(req, 404, "M_UNRECOGNIZED", "Unrecognized request"); return;
+	case ROUTER_BAD_METHOD: http_reply_error(req, 405, "M_UNRECOGNIZED", "Unrecognized request method"); return;
+	case ROUTER_FOUND: break;
 	}
 	size_t body_len = evbuffer_get_length(evhttp_request_get_input_buffer(req->ev));
 	size_t limit = body_limit(&req->app->cfg, req->federation_listener);
@@ -324,7 +318,8 @@ static void on_federation_request(struct evhttp_request *ev, void *arg)
 
 static int open_listener(const char *bind_addr, int port, struct al_error *err)
 {
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+	struct addrinfo hints = {.ai_family = AF_UNSPEC,
+				 .ai_socktype = SOCK_STREAM,
 				 .ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV};
 	struct addrinfo *ai = NULL;
 	char portstr[8];
@@ -339,8 +334,8 @@ static int open_listener(const char *bind_addr, int port, struct al_error *err)
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
 	    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0 ||
 	    bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
-		al_error_set(err, 500, "M_UNKNOWN", "listener: cannot listen on %s port %d: %s", bind_addr,
-			     port, strerror(errno));
+		al_error_set(err, 500, "M_UNKNOWN", "listener: cannot listen on %s port %d: %s", bind_addr, port,
+			     strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		fd = -1;
@@ -364,9 +359,10 @@ static SSL_CTX *tls_context(const struct al_config *cfg, struct al_error *err)
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_private_key, SSL_FILETYPE_PEM) != 1 ||
 	    SSL_CTX_check_private_key(ctx) != 1) {
-		al_error_set(err, 500, "M_UNKNOWN",
-			     "listeners.federation.tls_private_key: cannot load %s or it does not match the certificate",
-			     cfg->tls_private_key);
+		al_error_set(
+			err, 500, "M_UNKNOWN",
+			"listeners.federation.tls_private_key: cannot load %s or it does not match the certificate",
+			cfg->tls_private_key);
 		goto fail;
 	}
 	return ctx;
@@ -380,8 +376,7 @@ static struct bufferevent *tls_bevcb(struct event_base *base, void *arg)
 	SSL *ssl = SSL_new((SSL_CTX *)arg);
 	if (!ssl)
 		return NULL;
-	return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
-					      BEV_OPT_CLOSE_ON_FREE);
+	return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
 }
 
 static struct evhttp *make_evhttp(struct worker_slot *slot, int fd, void (*cb)(struct evhttp_request *, void *),
@@ -398,9 +393,8 @@ static struct evhttp *make_evhttp(struct worker_slot *slot, int fd, void (*cb)(s
 		evhttp_free(http);
 		return NULL;
 	}
-	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-						 EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
-						 EVHTTP_REQ_OPTIONS | EVHTTP_REQ_HEAD);
+	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+						 EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_HEAD);
 	evhttp_set_max_body_size(http, (ev_ssize_t)(body_limit(cfg, federation) * BODY_BACKSTOP_FACTOR));
 	evhttp_set_max_headers_size(http, MAX_HEADERS_BYTES);
 	evhttp_set_timeout(http, IDLE_TIMEOUT_SECONDS);

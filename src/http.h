@@ -6,10 +6,10 @@
 
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
-#include <sys/queue.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 #include "app.h"
 #include "db.h"
@@ -33,13 +33,13 @@ struct http_req {
 	struct evhttp_request *ev;
 	struct http_worker *worker;
 	struct app *app;
-	unsigned method;             /* enum router_method */
-	bool federation_listener;    /* arrived on the TLS federation port */
+	unsigned method;                       /* enum router_method */
+	bool federation_listener;              /* arrived on the TLS federation port */
 	const char *params[ROUTER_MAX_PARAMS]; /* decoded path captures */
 	int nparams;
-	struct evkeyvalq query;      /* decoded query string */
-	json_t *body;                /* parsed on demand by http_req_json_body */
-	char *user_id;               /* set by authentication */
+	struct evkeyvalq query; /* decoded query string */
+	json_t *body;           /* parsed on demand by http_req_json_body */
+	char *user_id;          /* set by authentication */
 	char *device_id;
 	uint64_t start_us;
 	char *segments[ROUTER_MAX_SEGMENTS];

@@ -42,8 +42,8 @@ static int valid_version(const char *v)
 	if (n == 0 || n > 32)
 		return 0;
 	for (size_t i = 0; i < n; i++)
-		if (!((v[i] >= 'a' && v[i] <= 'z') || (v[i] >= 'A' && v[i] <= 'Z') ||
-		      (v[i] >= '0' && v[i] <= '9') || v[i] == '_'))
+		if (!((v[i] >= 'a' && v[i] <= 'z') || (v[i] >= 'A' && v[i] <= 'Z') || (v[i] >= '0' && v[i] <= '9') ||
+		      v[i] == '_'))
 			return 0;
 	return 1;
 }
@@ -145,8 +145,7 @@ int keys_rotate_file(const char *path, int64_t now_ms, struct al_error *err)
 	char oldpath[1100];
 	snprintf(oldpath, sizeof(oldpath), "%s.old", path);
 	FILE *f = pk ? fopen(oldpath, "a") : NULL;
-	int ok = f && fprintf(f, "ed25519 %s %s %lld\n", cur.key_id + strlen("ed25519:"), pk,
-			      (long long)now_ms) > 0;
+	int ok = f && fprintf(f, "ed25519 %s %s %lld\n", cur.key_id + strlen("ed25519:"), pk, (long long)now_ms) > 0;
 	ok = f && fclose(f) == 0 && ok;
 	free(pk);
 	sign_key_wipe(&cur);
@@ -174,8 +173,7 @@ static int load_old_keys(struct keys *k, const char *path, struct al_error *err)
 		    b64_decode(pk_b64, strlen(pk_b64), o->pk, sizeof(o->pk), &n) < 0 || n != 32)
 			rc = al_error_set(err, 500, "M_UNKNOWN", "%s: malformed line", oldpath);
 		else if (k->nold == MAX_OLD_KEYS)
-			rc = al_error_set(err, 500, "M_UNKNOWN", "%s: more than %d old keys", oldpath,
-					  MAX_OLD_KEYS);
+			rc = al_error_set(err, 500, "M_UNKNOWN", "%s: more than %d old keys", oldpath, MAX_OLD_KEYS);
 		else {
 			snprintf(o->key_id, sizeof(o->key_id), "ed25519:%s", version);
 			o->expired_ts = ts;
@@ -186,8 +184,7 @@ static int load_old_keys(struct keys *k, const char *path, struct al_error *err)
 	return rc;
 }
 
-struct keys *keys_load(const char *path, const char *server_name, int validity_hours,
-		       struct al_error *err)
+struct keys *keys_load(const char *path, const char *server_name, int validity_hours, struct al_error *err)
 {
 	struct keys *k = calloc(1, sizeof(*k));
 	if (!k) {
@@ -200,8 +197,7 @@ struct keys *keys_load(const char *path, const char *server_name, int validity_h
 	char line[KEY_LINE_MAX];
 	if (read_line(path, line, sizeof(line)) < 0) {
 		al_error_set(err, 500, "M_UNKNOWN",
-			     "signing_key_path: cannot read %s (create it with auralinkd --generate-keys)",
-			     path);
+			     "signing_key_path: cannot read %s (create it with auralinkd --generate-keys)", path);
 		goto fail;
 	}
 	int rc = parse_key_line(line, &k->current, err);
@@ -252,9 +248,8 @@ json_t *keys_server_document(struct keys *k, int64_t now_ms)
 		json_object_set_new(o, "expired_ts", json_integer(k->old[i].expired_ts));
 		json_object_set_new(old, k->old[i].key_id, o);
 	}
-	json_t *doc = json_pack("{s:s, s:o, s:o, s:I}", "server_name", k->server_name, "verify_keys",
-				verify, "old_verify_keys", old, "valid_until_ts",
-				(json_int_t)(now_ms + k->validity_ms));
+	json_t *doc = json_pack("{s:s, s:o, s:o, s:I}", "server_name", k->server_name, "verify_keys", verify,
+				"old_verify_keys", old, "valid_until_ts", (json_int_t)(now_ms + k->validity_ms));
 	if (doc && sign_json(doc, k->server_name, &k->current, NULL) < 0) {
 		json_decref(doc);
 		return NULL;

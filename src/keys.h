@@ -19,8 +19,7 @@ struct evbuffer;
 int keys_generate_file(const char *path, int *created, struct al_error *err);
 int keys_rotate_file(const char *path, int64_t now_ms, struct al_error *err);
 
-struct keys *keys_load(const char *path, const char *server_name, int validity_hours,
-		       struct al_error *err);
+struct keys *keys_load(const char *path, const char *server_name, int validity_hours, struct al_error *err);
 void keys_free(struct keys *k);
 
 const struct sign_key *keys_current(const struct keys *k);

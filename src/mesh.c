@@ -19,15 +19,15 @@
 #include "log.h"
 #include "mesh_pgarr.h"
 
-#define NODE_COLUMNS                                                                               \
-	"node_id::text, aura_id, user_id, node_type, coalesce(address, ''), coalesce(port, 0),"    \
-	" max_connections, current_connections, bandwidth_capacity_mbps, bandwidth_used_mbps,"    \
-	" avg_latency_ms, packet_loss_rate, coalesce(region, ''), coalesce(country_code, ''),"     \
-	" latitude IS NOT NULL AND longitude IS NOT NULL, coalesce(latitude, 0),"                  \
-	" coalesce(longitude, 0), supports_video, supports_audio, supports_screen_share,"          \
-	" supports_aic, accepting_connections, is_online,"                                         \
-	" (extract(epoch from coalesce(last_heartbeat_at, 'epoch')) * 1000)::bigint,"              \
-	" (extract(epoch from created_at) * 1000)::bigint, reputation_score, uptime_percentage,"    \
+#define NODE_COLUMNS                                                                             \
+	"node_id::text, aura_id, user_id, node_type, coalesce(address, ''), coalesce(port, 0),"  \
+	" max_connections, current_connections, bandwidth_capacity_mbps, bandwidth_used_mbps,"   \
+	" avg_latency_ms, packet_loss_rate, coalesce(region, ''), coalesce(country_code, ''),"   \
+	" latitude IS NOT NULL AND longitude IS NOT NULL, coalesce(latitude, 0),"                \
+	" coalesce(longitude, 0), supports_video, supports_audio, supports_screen_share,"        \
+	" supports_aic, accepting_connections, is_online,"                                       \
+	" (extract(epoch from coalesce(last_heartbeat_at, 'epoch')) * 1000)::bigint,"            \
+	" (extract(epoch from created_at) * 1000)::bigint, reputation_score, uptime_percentage," \
 	" access_delay_ms, total_routes, successful_routes"
 
 static bool tf(const char *v)
@@ -162,8 +162,8 @@ static void iso_ms(int64_t ms, char *buf, size_t len)
 	time_t t = (time_t)(ms / 1000);
 	struct tm tm;
 	gmtime_r(&t, &tm);
-	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+		 tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
 }
 
 /* optimization_factors of a route (the reply's and the row's). */
@@ -171,26 +171,24 @@ static json_t *factors_json(const struct mesh_cached_route *r)
 {
 	double f[6];
 	mesh_route_factors(&r->pm, f);
-	return json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:i, s:b}", "latency", f[0], "bandwidth",
-			 f[1], "reputation", f[2], "hop_count", f[3], "aic_support", f[4], "uptime", f[5],
-			 "min_reputation", r->pm.reputation, "min_uptime", r->pm.uptime, "hops", r->pm.links,
-			 "aic", r->pm.aic);
+	return json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:i, s:b}", "latency", f[0], "bandwidth", f[1],
+			 "reputation", f[2], "hop_count", f[3], "aic_support", f[4], "uptime", f[5], "min_reputation",
+			 r->pm.reputation, "min_uptime", r->pm.uptime, "hops", r->pm.links, "aic", r->pm.aic);
 }
 
-static json_t *route_json(const struct mesh_cached_route *r, const char *src, const char *dst, int media,
-			  bool cached)
+static json_t *route_json(const struct mesh_cached_route *r, const char *src, const char *dst, int media, bool cached)
 {
 	char exp[80];
 	iso_ms(r->expires_ms, exp, sizeof(exp));
 	json_t *path = json_array();
 	for (int i = 0; path && i < r->n; i++)
 		json_array_append_new(path, json_string(r->node_ids[i]));
-	return json_pack("{s:s, s:s, s:s, s:o, s:i, s:s, s:s, s:f, s:f, s:f, s:o, s:s, s:b}", "route_id",
-			 r->route_id, "source_aura_id", src, "destination_aura_id", dst, "path_nodes", path,
-			 "path_length", r->n, "route_type", r->n == 2 ? "direct_p2p" : "relay", "media_type",
-			 mesh_media_name(media), "predicted_latency_ms", r->pm.latency_ms,
-			 "predicted_bandwidth_mbps", r->pm.bandwidth_mbps, "ai_score", r->score,
-			 "optimization_factors", factors_json(r), "expires_at", exp, "cached", cached);
+	return json_pack("{s:s, s:s, s:s, s:o, s:i, s:s, s:s, s:f, s:f, s:f, s:o, s:s, s:b}", "route_id", r->route_id,
+			 "source_aura_id", src, "destination_aura_id", dst, "path_nodes", path, "path_length", r->n,
+			 "route_type", r->n == 2 ? "direct_p2p" : "relay", "media_type", mesh_media_name(media),
+			 "predicted_latency_ms", r->pm.latency_ms, "predicted_bandwidth_mbps", r->pm.bandwidth_mbps,
+			 "ai_score", r->score, "optimization_factors", factors_json(r), "expires_at", exp, "cached",
+			 cached);
 }
 
 /* ---- mesh_routes rows, written in batches ----
@@ -223,7 +221,7 @@ struct mesh_route_queue {
 	size_t n, cap;
 	const struct route_row *inflight; /* the batch being written */
 	size_t ninflight;
-	bool failing; /* the last batch failed */
+	bool failing;             /* the last batch failed */
 	pthread_mutex_t flush_mu; /* one writer at a time */
 };
 
@@ -403,8 +401,7 @@ static bool route_pending(struct mesh_route_queue *q, const char *route_id)
 }
 
 /* Queue a new route's row; a full queue is written here first. */
-static int route_enqueue(struct mesh_route_queue *q, struct db *db, const struct route_row *row,
-			 struct al_error *err)
+static int route_enqueue(struct mesh_route_queue *q, struct db *db, const struct route_row *row, struct al_error *err)
 {
 	pthread_mutex_lock(&q->mu);
 	bool full = q->n >= MESH_ROUTE_QUEUE_MAX;
@@ -484,9 +481,8 @@ int mesh_start(struct app *app)
 	st->flush_ev = event_new(app->main_base, -1, EV_PERSIST, on_flush, app);
 	st->sweep_ev = event_new(app->main_base, -1, EV_PERSIST, on_sweep, app);
 	st->route_flush_ev = event_new(app->main_base, -1, EV_PERSIST, on_route_flush, app);
-	if (!st->routes || !st->flush_ev || !st->sweep_ev || !st->route_flush_ev ||
-	    event_add(st->flush_ev, &ftv) < 0 || event_add(st->sweep_ev, &stv) < 0 ||
-	    event_add(st->route_flush_ev, &rtv) < 0)
+	if (!st->routes || !st->flush_ev || !st->sweep_ev || !st->route_flush_ev || event_add(st->flush_ev, &ftv) < 0 ||
+	    event_add(st->sweep_ev, &stv) < 0 || event_add(st->route_flush_ev, &rtv) < 0)
 		return -1;
 	return mesh_register_routes(app);
 }
@@ -515,8 +511,8 @@ void mesh_stop(struct app *app)
 
 /* ---- nodes ---- */
 
-int mesh_node_register(struct app *app, struct db *db, const char *user_id, struct mesh_node_info *in,
-		       json_t **out, struct al_error *err)
+int mesh_node_register(struct app *app, struct db *db, const char *user_id, struct mesh_node_info *in, json_t **out,
+		       struct al_error *err)
 {
 	struct mesh_registry *reg = app->mesh->reg;
 	char lat[32], lon[32], maxc[16], bwc[32], port[16];
@@ -570,8 +566,7 @@ int mesh_node_register(struct app *app, struct db *db, const char *user_id, stru
 	return *out ? 0 : al_error_set(err, 500, "M_UNKNOWN", "out of memory");
 }
 
-int mesh_node_delete(struct app *app, struct db *db, const char *user_id, const char *node_id,
-		     struct al_error *err)
+int mesh_node_delete(struct app *app, struct db *db, const char *user_id, const char *node_id, struct al_error *err)
 {
 	char owner[256];
 	if (mesh_registry_owner(app->mesh->reg, node_id, owner, sizeof(owner), NULL, 0, err) < 0)
@@ -579,8 +574,7 @@ int mesh_node_delete(struct app *app, struct db *db, const char *user_id, const 
 	if (strcmp(owner, user_id))
 		return al_error_set(err, 403, "M_FORBIDDEN", "the node belongs to another user");
 	const char *p[2] = {node_id, user_id};
-	PGresult *res = db_exec(db, err, "DELETE FROM mesh_nodes WHERE node_id = $1::uuid AND user_id = $2",
-				2, p);
+	PGresult *res = db_exec(db, err, "DELETE FROM mesh_nodes WHERE node_id = $1::uuid AND user_id = $2", 2, p);
 	if (!res)
 		return -1;
 	PQclear(res);
@@ -600,36 +594,34 @@ int mesh_node_get(struct app *app, struct db *db, const char *viewer, const char
 	return *out ? 0 : al_error_set(err, 404, "M_NOT_FOUND", "no such node");
 }
 
-int mesh_nodes_of_aura(struct app *app, struct db *db, const char *viewer, const char *aura_id,
-		       json_t **out, struct al_error *err)
+int mesh_nodes_of_aura(struct app *app, struct db *db, const char *viewer, const char *aura_id, json_t **out,
+		       struct al_error *err)
 {
 	if (aura_id_check_visible(app, db, viewer, aura_id, err) < 0)
 		return -1;
 	json_t *a = mesh_registry_aura_json(app->mesh->reg, aura_id, http_now_ms());
 	if (!a)
 		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
-	*out = json_pack("{s:s, s:o, s:I}", "aura_id", aura_id, "nodes", a, "count",
-			 (json_int_t)json_array_size(a));
+	*out = json_pack("{s:s, s:o, s:I}", "aura_id", aura_id, "nodes", a, "count", (json_int_t)json_array_size(a));
 	return 0;
 }
 
-int mesh_nodes_public_json(struct app *app, struct db *db, const char *origin, const char *user_id,
-			   json_t **out, struct al_error *err)
+int mesh_nodes_public_json(struct app *app, struct db *db, const char *origin, const char *user_id, json_t **out,
+			   struct al_error *err)
 {
 	/* The rule of the org.auralink.aura_id query (fed_handlers.c): only a
 	 * public, active AuraID of an active user (else 404), federation
 	 * enabled and, when federated_domains is not empty, the asking server
 	 * in it (else 403). One query. */
 	const char *p[2] = {user_id, origin};
-	PGresult *res = db_exec(
-		db, err,
-		"SELECT a.aura_id, a.privacy_level = 'public', a.federation_enabled,"
-		" cardinality(a.federated_domains) = 0"
-		"  OR lower($2) = ANY (SELECT lower(d) FROM unnest(a.federated_domains) d)"
-		" FROM aura_id_registry a JOIN users u USING (user_id)"
-		" WHERE a.user_id = $1 AND a.status = 'active' AND u.suspended_at IS NULL"
-		" AND u.deactivated_at IS NULL",
-		2, p);
+	PGresult *res = db_exec(db, err,
+				"SELECT a.aura_id, a.privacy_level = 'public', a.federation_enabled,"
+				" cardinality(a.federated_domains) = 0"
+				"  OR lower($2) = ANY (SELECT lower(d) FROM unnest(a.federated_domains) d)"
+				" FROM aura_id_registry a JOIN users u USING (user_id)"
+				" WHERE a.user_id = $1 AND a.status = 'active' AND u.suspended_at IS NULL"
+				" AND u.deactivated_at IS NULL",
+				2, p);
 	if (!res)
 		return -1;
 	int rc = 0;
@@ -639,8 +631,7 @@ int mesh_nodes_public_json(struct app *app, struct db *db, const char *origin, c
 	else if (!tf(PQgetvalue(res, 0, 2)))
 		rc = al_error_set(err, 403, "M_FORBIDDEN", "The owner does not federate this AuraID");
 	else if (!tf(PQgetvalue(res, 0, 3)))
-		rc = al_error_set(err, 403, "M_FORBIDDEN", "The owner does not share this AuraID with %.255s",
-				  origin);
+		rc = al_error_set(err, 403, "M_FORBIDDEN", "The owner does not share this AuraID with %.255s", origin);
 	else
 		snprintf(aura, sizeof(aura), "%s", PQgetvalue(res, 0, 0));
 	PQclear(res);
@@ -658,8 +649,7 @@ int mesh_nodes_public_json(struct app *app, struct db *db, const char *origin, c
 	{
 		/* online (within the window) and local: never re-export what
 		 * another server told us */
-		if (json_is_true(json_object_get(v, "is_online")) &&
-		    !json_is_true(json_object_get(v, "is_remote")) &&
+		if (json_is_true(json_object_get(v, "is_online")) && !json_is_true(json_object_get(v, "is_remote")) &&
 		    json_array_size(online) < MESH_MAX_NODES_PER_AURA)
 			json_array_append(online, v);
 	}
@@ -699,8 +689,7 @@ static int64_t clock_us(clockid_t id)
  * new route gets its id here, is cached and queued for mesh_routes; *out
  * the reply. No PostgreSQL unless the queue of rows is full. */
 static int route_find_store(struct app *app, struct db *db, const char *user_id, const char *src_aura,
-			    const char *dst_aura, int media, bool require_aic, json_t **out,
-			    struct al_error *err)
+			    const char *dst_aura, int media, bool require_aic, json_t **out, struct al_error *err)
 {
 	struct mesh_registry *reg = app->mesh->reg;
 	struct route_row row;
@@ -826,9 +815,8 @@ static void on_resolved(void *arg, int status, json_t *body, const struct al_err
 		find_fail(c, 404, "M_NOT_FOUND", "destination_aura_id: its owner's server cannot be asked");
 }
 
-void mesh_route_find(struct app *app, struct db *db, const char *user_id, const char *src_aura,
-		     const char *dst_aura, int media, bool require_aic, struct event_base *base, mesh_find_cb cb,
-		     void *arg)
+void mesh_route_find(struct app *app, struct db *db, const char *user_id, const char *src_aura, const char *dst_aura,
+		     int media, bool require_aic, struct event_base *base, mesh_find_cb cb, void *arg)
 {
 	struct al_error err = {0};
 	json_t *out = NULL;
@@ -954,9 +942,9 @@ int mesh_route_performance(struct app *app, struct db *db, const char *user_id, 
 		if (*s == ',')
 			s++;
 	}
-	*out = json_pack("{s:s, s:i, s:i, s:f, s:b}", "route_id", route_id, "usage_count",
-			 atoi(PQgetvalue(res, 0, 1)), "success_count", atoi(PQgetvalue(res, 0, 2)),
-			 "success_rate", atof(PQgetvalue(res, 0, 3)), "success", ok);
+	*out = json_pack("{s:s, s:i, s:i, s:f, s:b}", "route_id", route_id, "usage_count", atoi(PQgetvalue(res, 0, 1)),
+			 "success_count", atoi(PQgetvalue(res, 0, 2)), "success_rate", atof(PQgetvalue(res, 0, 3)),
+			 "success", ok);
 	if (*out && !PQgetisnull(res, 0, 4))
 		json_object_set_new(*out, "actual_latency_ms", json_real(atof(PQgetvalue(res, 0, 4))));
 	if (*out && !PQgetisnull(res, 0, 5))
@@ -1005,41 +993,39 @@ int mesh_route_analytics(struct app *app, struct db *db, const char *user_id, in
 	char h[16];
 	snprintf(h, sizeof(h), "%d", hours);
 	const char *p[2] = {user_id, h};
-	PGresult *res = db_exec(
-		db, err,
-		"SELECT count(*), count(*) FILTER (WHERE is_optimal), coalesce(avg(ai_score), 0),"
-		" coalesce(avg(predicted_latency_ms) FILTER (WHERE actual_latency_ms IS NOT NULL), 0),"
-		" coalesce(avg(actual_latency_ms), 0),"
-		" coalesce(avg(abs(predicted_latency_ms - actual_latency_ms)), 0),"
-		" coalesce(100 * avg(abs(predicted_latency_ms - actual_latency_ms) / actual_latency_ms)"
-		"  FILTER (WHERE actual_latency_ms > 0), 0),"
-		" coalesce(sum(success_count)::float8 / nullif(sum(usage_count), 0), 0),"
-		" count(*) FILTER (WHERE usage_count > 0), coalesce(sum(usage_count), 0),"
-		" coalesce(count(*) FILTER (WHERE is_optimal)::float8"
-		"  / nullif(count(*) FILTER (WHERE actual_latency_ms IS NOT NULL), 0), 0)"
-		" FROM mesh_routes WHERE requested_by = $1"
-		" AND created_at > now() - make_interval(hours => $2::int)",
-		2, p);
+	PGresult *res = db_exec(db, err,
+				"SELECT count(*), count(*) FILTER (WHERE is_optimal), coalesce(avg(ai_score), 0),"
+				" coalesce(avg(predicted_latency_ms) FILTER (WHERE actual_latency_ms IS NOT NULL), 0),"
+				" coalesce(avg(actual_latency_ms), 0),"
+				" coalesce(avg(abs(predicted_latency_ms - actual_latency_ms)), 0),"
+				" coalesce(100 * avg(abs(predicted_latency_ms - actual_latency_ms) / actual_latency_ms)"
+				"  FILTER (WHERE actual_latency_ms > 0), 0),"
+				" coalesce(sum(success_count)::float8 / nullif(sum(usage_count), 0), 0),"
+				" count(*) FILTER (WHERE usage_count > 0), coalesce(sum(usage_count), 0),"
+				" coalesce(count(*) FILTER (WHERE is_optimal)::float8"
+				"  / nullif(count(*) FILTER (WHERE actual_latency_ms IS NOT NULL), 0), 0)"
+				" FROM mesh_routes WHERE requested_by = $1"
+				" AND created_at > now() - make_interval(hours => $2::int)",
+				2, p);
 	if (!res)
 		return -1;
 	/* optimal_routes: routes judged optimal after a latency report (see
 	 * MESH_OPTIMAL_TOLERANCE_POINTS); optimal_share: of the routes with a
 	 * latency report (routes never reported on are not judged) */
 	*out = json_pack("{s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:i, s:i, s:i}", "total_routes",
-			 atoi(PQgetvalue(res, 0, 0)), "optimal_routes", atoi(PQgetvalue(res, 0, 1)),
-			 "optimal_share", atof(PQgetvalue(res, 0, 10)),
-			 "avg_ai_score", atof(PQgetvalue(res, 0, 2)), "avg_predicted_latency_ms",
-			 atof(PQgetvalue(res, 0, 3)), "avg_actual_latency_ms", atof(PQgetvalue(res, 0, 4)),
-			 "mean_abs_error_ms", atof(PQgetvalue(res, 0, 5)), "mape",
+			 atoi(PQgetvalue(res, 0, 0)), "optimal_routes", atoi(PQgetvalue(res, 0, 1)), "optimal_share",
+			 atof(PQgetvalue(res, 0, 10)), "avg_ai_score", atof(PQgetvalue(res, 0, 2)),
+			 "avg_predicted_latency_ms", atof(PQgetvalue(res, 0, 3)), "avg_actual_latency_ms",
+			 atof(PQgetvalue(res, 0, 4)), "mean_abs_error_ms", atof(PQgetvalue(res, 0, 5)), "mape",
 			 atof(PQgetvalue(res, 0, 6)), "avg_success_rate", atof(PQgetvalue(res, 0, 7)),
-			 "routes_with_reports", atoi(PQgetvalue(res, 0, 8)), "reports",
-			 atoi(PQgetvalue(res, 0, 9)), "hours", hours);
+			 "routes_with_reports", atoi(PQgetvalue(res, 0, 8)), "reports", atoi(PQgetvalue(res, 0, 9)),
+			 "hours", hours);
 	PQclear(res);
 	return *out ? 0 : al_error_set(err, 500, "M_UNKNOWN", "out of memory");
 }
 
-int mesh_node_abuse_confirmed(struct app *app, const char *node_id, const char *severity,
-			      const char *report_id, struct al_error *err)
+int mesh_node_abuse_confirmed(struct app *app, const char *node_id, const char *severity, const char *report_id,
+			      struct al_error *err)
 {
 	char desc[128];
 	snprintf(desc, sizeof(desc), "abuse report %.40s confirmed (%.16s)", report_id ? report_id : "?",
@@ -1050,22 +1036,20 @@ int mesh_node_abuse_confirmed(struct app *app, const char *node_id, const char *
 					MESH_REP_ABUSE_CONFIRMED, desc, NULL, NULL, NULL, err);
 }
 
-int mesh_admin_reputation(struct app *app, struct db *db, const char *admin, const char *node_id,
-			  double change, int event_type, const char *description, json_t **out,
-			  struct al_error *err)
+int mesh_admin_reputation(struct app *app, struct db *db, const char *admin, const char *node_id, double change,
+			  int event_type, const char *description, json_t **out, struct al_error *err)
 {
 	double prev = 0, now = 0;
-	if (mesh_registry_reputation(app->mesh->reg, node_id, change, (enum mesh_rep_event)event_type,
-				     description, NULL, &prev, &now, err) < 0)
+	if (mesh_registry_reputation(app->mesh->reg, node_id, change, (enum mesh_rep_event)event_type, description,
+				     NULL, &prev, &now, err) < 0)
 		return -1;
 	/* canonical JSON (the audit hash) has no floats: scores as text */
 	char ps[32], ns[32], cs[32];
 	snprintf(ps, sizeof(ps), "%.2f", prev);
 	snprintf(ns, sizeof(ns), "%.2f", now);
 	snprintf(cs, sizeof(cs), "%.2f", change);
-	json_t *details = json_pack("{s:s, s:s, s:s, s:s, s:s?}", "previous_score", ps, "new_score", ns,
-				    "change", cs, "event_type",
-				    mesh_rep_event_name((enum mesh_rep_event)event_type), "description",
+	json_t *details = json_pack("{s:s, s:s, s:s, s:s, s:s?}", "previous_score", ps, "new_score", ns, "change", cs,
+				    "event_type", mesh_rep_event_name((enum mesh_rep_event)event_type), "description",
 				    description);
 	int rc = audit_append(db, "mesh", "node_reputation", admin, node_id, NULL, details, err);
 	json_decref(details);

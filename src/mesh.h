@@ -39,23 +39,22 @@ int mesh_load(struct mesh_registry *reg, struct db *db, int64_t now_ms, struct a
 int mesh_flush(struct mesh_registry *reg, struct db *db, struct al_error *err);
 
 /* Register a node for user_id (in->aura_id must be hers): *out the record. */
-int mesh_node_register(struct app *app, struct db *db, const char *user_id, struct mesh_node_info *in,
-		       json_t **out, struct al_error *err);
-int mesh_node_delete(struct app *app, struct db *db, const char *user_id, const char *node_id,
-		     struct al_error *err);
+int mesh_node_register(struct app *app, struct db *db, const char *user_id, struct mesh_node_info *in, json_t **out,
+		       struct al_error *err);
+int mesh_node_delete(struct app *app, struct db *db, const char *user_id, const char *node_id, struct al_error *err);
 /* A node record, if its AuraID is visible to viewer (else 404). */
 int mesh_node_get(struct app *app, struct db *db, const char *viewer, const char *node_id, json_t **out,
 		  struct al_error *err);
-int mesh_nodes_of_aura(struct app *app, struct db *db, const char *viewer, const char *aura_id,
-		       json_t **out, struct al_error *err);
+int mesh_nodes_of_aura(struct app *app, struct db *db, const char *viewer, const char *aura_id, json_t **out,
+		       struct al_error *err);
 /* org.auralink.mesh_nodes asked by server `origin`: {user_id, aura_id,
  * nodes} with the online local nodes of user_id's AuraID, under the rule
  * of the org.auralink.aura_id query: 404 M_NOT_FOUND when the user has no
  * active public AuraID (unknown, private, friends-only, suspended or
  * deactivated); 403 M_FORBIDDEN when she disabled federation or her
  * federated_domains does not list origin. */
-int mesh_nodes_public_json(struct app *app, struct db *db, const char *origin, const char *user_id,
-			   json_t **out, struct al_error *err);
+int mesh_nodes_public_json(struct app *app, struct db *db, const char *origin, const char *user_id, json_t **out,
+			   struct al_error *err);
 
 /* POST /mesh/routes/find-optimal: src_aura must be user_id's AuraID (403).
  * A destination hosted here is routed at once. One that is not is
@@ -78,9 +77,8 @@ int mesh_nodes_public_json(struct app *app, struct db *db, const char *origin, c
  * base's loop. db must be usable on base's thread (a worker's own
  * connection) until then. */
 typedef void (*mesh_find_cb)(void *arg, json_t *route, const struct al_error *err);
-void mesh_route_find(struct app *app, struct db *db, const char *user_id, const char *src_aura,
-		     const char *dst_aura, int media, bool require_aic, struct event_base *base, mesh_find_cb cb,
-		     void *arg);
+void mesh_route_find(struct app *app, struct db *db, const char *user_id, const char *src_aura, const char *dst_aura,
+		     int media, bool require_aic, struct event_base *base, mesh_find_cb cb, void *arg);
 
 struct mesh_performance {
 	double actual_latency_ms;     /* < 0: not sent */
@@ -98,11 +96,10 @@ int mesh_route_analytics(struct app *app, struct db *db, const char *user_id, in
 /* For abuse.c: an admin confirmed a report against node_id; lowers its
  * reputation by mesh_reputation_abuse_delta(severity) with an
  * abuse_confirmed event. 404 when the node is unknown (deleted since). */
-int mesh_node_abuse_confirmed(struct app *app, const char *node_id, const char *severity,
-			      const char *report_id, struct al_error *err);
+int mesh_node_abuse_confirmed(struct app *app, const char *node_id, const char *severity, const char *report_id,
+			      struct al_error *err);
 
-int mesh_admin_reputation(struct app *app, struct db *db, const char *admin, const char *node_id,
-			  double change, int event_type, const char *description, json_t **out,
-			  struct al_error *err);
+int mesh_admin_reputation(struct app *app, struct db *db, const char *admin, const char *node_id, double change,
+			  int event_type, const char *description, json_t **out, struct al_error *err);
 
 #endif

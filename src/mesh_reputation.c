@@ -31,8 +31,7 @@ const char *mesh_trust_name(enum mesh_trust t)
 }
 
 static const char *const event_names[MESH_REP_NEVENTS] = {
-	"route_success",   "route_failure",    "missed_heartbeat",
-	"abuse_confirmed", "admin_adjustment", "uptime_bonus",
+	"route_success", "route_failure", "missed_heartbeat", "abuse_confirmed", "admin_adjustment", "uptime_bonus",
 };
 
 const char *mesh_rep_event_name(enum mesh_rep_event e)
@@ -100,9 +99,8 @@ void mesh_rep_queue_free(struct mesh_rep_queue *q)
 	free(q);
 }
 
-int mesh_rep_queue_push(struct mesh_rep_queue *q, const char *node_id, enum mesh_rep_event e,
-			double prev, double now, double change, const char *description,
-			const char *route_id)
+int mesh_rep_queue_push(struct mesh_rep_queue *q, const char *node_id, enum mesh_rep_event e, double prev, double now,
+			double change, const char *description, const char *route_id)
 {
 	int rc = -1;
 	pthread_mutex_lock(&q->lock);
@@ -179,16 +177,15 @@ int mesh_rep_queue_flush(struct mesh_rep_queue *q, struct db *db, struct al_erro
 		if (!(p[i] = mesh_pgarr_finish(&a[i])))
 			goto out;
 	/* left() keeps descriptions within the column's check */
-	PGresult *res = db_exec(
-		db, err,
-		"INSERT INTO node_reputation_events (node_id, event_type, previous_score, new_score,"
-		" change, description, related_route_id)"
-		" SELECT u.node_id, u.event_type, u.prev, u.now, u.change, left(u.description, 1000),"
-		"  (SELECT r.route_id FROM mesh_routes r WHERE r.route_id = u.route_id)"
-		" FROM unnest($1::uuid[], $2::text[], $3::real[], $4::real[], $5::real[], $6::text[],"
-		"  $7::uuid[]) AS u(node_id, event_type, prev, now, change, description, route_id)"
-		" WHERE EXISTS (SELECT 1 FROM mesh_nodes n WHERE n.node_id = u.node_id)",
-		7, p);
+	PGresult *res = db_exec(db, err,
+				"INSERT INTO node_reputation_events (node_id, event_type, previous_score, new_score,"
+				" change, description, related_route_id)"
+				" SELECT u.node_id, u.event_type, u.prev, u.now, u.change, left(u.description, 1000),"
+				"  (SELECT r.route_id FROM mesh_routes r WHERE r.route_id = u.route_id)"
+				" FROM unnest($1::uuid[], $2::text[], $3::real[], $4::real[], $5::real[], $6::text[],"
+				"  $7::uuid[]) AS u(node_id, event_type, prev, now, change, description, route_id)"
+				" WHERE EXISTS (SELECT 1 FROM mesh_nodes n WHERE n.node_id = u.node_id)",
+				7, p);
 	if (!res)
 		goto out;
 	PQclear(res);

@@ -57,9 +57,8 @@ void mesh_rep_queue_free(struct mesh_rep_queue *q);
 /* Queue one row (node_id a uuid string; description and route_id may be
  * NULL). Thread-safe. Returns -1 when the queue is full (event dropped and
  * counted). */
-int mesh_rep_queue_push(struct mesh_rep_queue *q, const char *node_id, enum mesh_rep_event e,
-			double prev, double now, double change, const char *description,
-			const char *route_id);
+int mesh_rep_queue_push(struct mesh_rep_queue *q, const char *node_id, enum mesh_rep_event e, double prev, double now,
+			double change, const char *description, const char *route_id);
 size_t mesh_rep_queue_len(struct mesh_rep_queue *q);
 /* Write every queued row with one INSERT ... SELECT FROM unnest(...).
  * Rows of nodes deleted meanwhile are skipped. On failure they stay queued. */

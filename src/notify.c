@@ -35,8 +35,7 @@ int notify_parse_time(const char *s)
 
 bool notify_in_window(int start, int end, unsigned days, int weekday, int minute_of_day)
 {
-	if (start < 0 || end < 0 || weekday < 0 || weekday > 6 || minute_of_day < 0 ||
-	    minute_of_day >= MINUTES_PER_DAY)
+	if (start < 0 || end < 0 || weekday < 0 || weekday > 6 || minute_of_day < 0 || minute_of_day >= MINUTES_PER_DAY)
 		return false;
 	if (start == end)
 		return (days >> weekday) & 1u;
@@ -81,10 +80,10 @@ int notify_targets(const struct notify_prefs *prefs, const struct notify_app *ap
 	    notify_in_window(prefs->dnd_start, prefs->dnd_end, prefs->dnd_days, weekday, minute_of_day))
 		return 0;
 	if (prefs->smart_routing_enabled) {
-		bool work_time = notify_in_window(prefs->work_hours_start, prefs->work_hours_end,
-						  prefs->work_days, weekday, minute_of_day);
+		bool work_time = notify_in_window(prefs->work_hours_start, prefs->work_hours_end, prefs->work_days,
+						  weekday, minute_of_day);
 		const char *target = (kind != NOTIFY_CALL_PERSONAL && work_time) ? prefs->work_app_id
-										   : prefs->personal_app_id;
+										 : prefs->personal_app_id;
 		int idx = find_active(apps, napps, target);
 		if (idx >= 0) {
 			out[0] = idx;
@@ -121,16 +120,16 @@ static bool in_list(const char *const *list, int n, const char *s)
 }
 
 /* active NULL: no membership check (records loaded from the database). */
-static int parse_app_id(const json_t *v, const char *field, const char *const *active, int nactive,
-			char *out, struct al_error *err)
+static int parse_app_id(const json_t *v, const char *field, const char *const *active, int nactive, char *out,
+			struct al_error *err)
 {
 	const char *s = json_string_value(v);
 	if (!s || !s[0] || strlen(s) > NOTIFY_APP_ID_MAX)
 		return al_error_set(err, 400, "M_INVALID_PARAM", "%s: an app_id of 1-%d bytes", field,
 				    NOTIFY_APP_ID_MAX);
 	if (active && !in_list(active, nactive, s))
-		return al_error_set(err, 400, "M_INVALID_PARAM",
-				    "%s: '%.128s' is not a connected active app", field, s);
+		return al_error_set(err, 400, "M_INVALID_PARAM", "%s: '%.128s' is not a connected active app", field,
+				    s);
 	snprintf(out, NOTIFY_APP_ID_MAX + 1, "%s", s);
 	return 0;
 }
@@ -156,8 +155,7 @@ static int parse_days(const json_t *v, const char *field, unsigned *out, struct 
 	return 0;
 }
 
-static int parse_time_field(const json_t *v, const char *field, bool nullable, int *out,
-			    struct al_error *err)
+static int parse_time_field(const json_t *v, const char *field, bool nullable, int *out, struct al_error *err)
 {
 	if (json_is_null(v) && nullable) {
 		*out = -1;
@@ -165,8 +163,8 @@ static int parse_time_field(const json_t *v, const char *field, bool nullable, i
 	}
 	int m = notify_parse_time(json_string_value(v));
 	if (m < 0)
-		return al_error_set(err, 400, "M_INVALID_PARAM", "%s: a time HH:MM from 00:00 to 23:59%s",
-				    field, nullable ? " or null" : "");
+		return al_error_set(err, 400, "M_INVALID_PARAM", "%s: a time HH:MM from 00:00 to 23:59%s", field,
+				    nullable ? " or null" : "");
 	*out = m;
 	return 0;
 }
@@ -179,8 +177,8 @@ static int parse_bool(const json_t *v, const char *field, bool *out, struct al_e
 	return 0;
 }
 
-int notify_prefs_apply_json(struct notify_prefs *p, const json_t *update, const char *const *active,
-			    int nactive, struct al_error *err)
+int notify_prefs_apply_json(struct notify_prefs *p, const json_t *update, const char *const *active, int nactive,
+			    struct al_error *err)
 {
 	if (!json_is_object(update))
 		return al_error_set(err, 400, "M_BAD_JSON", "preferences must be an object");
@@ -200,8 +198,8 @@ int notify_prefs_apply_json(struct notify_prefs *p, const json_t *update, const 
 			json_t *a;
 			json_array_foreach(v, i, a)
 			{
-				if (parse_app_id(a, "preferred_apps", active, nactive,
-						 n.preferred_apps[n.npreferred], err) < 0)
+				if (parse_app_id(a, "preferred_apps", active, nactive, n.preferred_apps[n.npreferred],
+						 err) < 0)
 					return -1;
 				for (int j = 0; j < n.npreferred; j++)
 					if (strcmp(n.preferred_apps[j], n.preferred_apps[n.npreferred]) == 0)
@@ -253,8 +251,7 @@ int notify_prefs_apply_json(struct notify_prefs *p, const json_t *update, const 
 			return -1;
 	}
 	if (n.dnd_enabled && (n.dnd_start < 0 || n.dnd_end < 0))
-		return al_error_set(err, 400, "M_INVALID_PARAM",
-				    "dnd_enabled needs dnd_start and dnd_end");
+		return al_error_set(err, 400, "M_INVALID_PARAM", "dnd_enabled needs dnd_start and dnd_end");
 	*p = n;
 	return 0;
 }
@@ -287,14 +284,12 @@ json_t *notify_prefs_to_json(const struct notify_prefs *p)
 	json_t *pref = json_array();
 	for (int i = 0; pref && i < p->npreferred; i++)
 		json_array_append_new(pref, json_string(p->preferred_apps[i]));
-	return json_pack("{s:o, s:b, s:o, s:o, s:o, s:o, s:o, s:b, s:o, s:o, s:o, s:b, s:i, s:b}",
-			 "preferred_apps", pref, "smart_routing_enabled", p->smart_routing_enabled,
-			 "work_app_id", app_json(p->work_app_id), "personal_app_id",
-			 app_json(p->personal_app_id), "work_hours_start", time_json(p->work_hours_start),
-			 "work_hours_end", time_json(p->work_hours_end), "work_days",
-			 days_json(p->work_days), "dnd_enabled", p->dnd_enabled, "dnd_start",
-			 time_json(p->dnd_start), "dnd_end", time_json(p->dnd_end), "dnd_days",
-			 days_json(p->dnd_days), "ring_all_apps", p->ring_all_apps,
-			 "ring_timeout_seconds", p->ring_timeout_seconds, "call_screening_enabled",
+	return json_pack("{s:o, s:b, s:o, s:o, s:o, s:o, s:o, s:b, s:o, s:o, s:o, s:b, s:i, s:b}", "preferred_apps",
+			 pref, "smart_routing_enabled", p->smart_routing_enabled, "work_app_id",
+			 app_json(p->work_app_id), "personal_app_id", app_json(p->personal_app_id), "work_hours_start",
+			 time_json(p->work_hours_start), "work_hours_end", time_json(p->work_hours_end), "work_days",
+			 days_json(p->work_days), "dnd_enabled", p->dnd_enabled, "dnd_start", time_json(p->dnd_start),
+			 "dnd_end", time_json(p->dnd_end), "dnd_days", days_json(p->dnd_days), "ring_all_apps",
+			 p->ring_all_apps, "ring_timeout_seconds", p->ring_timeout_seconds, "call_screening_enabled",
 			 p->call_screening_enabled);
 }

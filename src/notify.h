@@ -12,7 +12,7 @@
 
 #include "error.h"
 
-#define NOTIFY_APP_ID_MAX 128   /* bytes, as POST /apps allows */
+#define NOTIFY_APP_ID_MAX 128 /* bytes, as POST /apps allows */
 #define NOTIFY_MAX_PREFERRED 32
 #define NOTIFY_RING_TIMEOUT_MIN 5
 #define NOTIFY_RING_TIMEOUT_MAX 120
@@ -25,7 +25,7 @@ struct notify_prefs {
 	char personal_app_id[NOTIFY_APP_ID_MAX + 1]; /* "" = none */
 	int work_hours_start;                        /* minutes, -1 = unset */
 	int work_hours_end;
-	unsigned work_days;                          /* bit d = day d */
+	unsigned work_days; /* bit d = day d */
 	bool dnd_enabled;
 	int dnd_start;
 	int dnd_end;
@@ -81,8 +81,8 @@ int notify_parse_time(const char *s);
  * are not in `active` (the caller's connected active apps) are refused with
  * 400 M_INVALID_PARAM and leave *p unchanged. dnd_enabled needs both
  * dnd_start and dnd_end. */
-int notify_prefs_apply_json(struct notify_prefs *p, const json_t *update, const char *const *active,
-			    int nactive, struct al_error *err);
+int notify_prefs_apply_json(struct notify_prefs *p, const json_t *update, const char *const *active, int nactive,
+			    struct al_error *err);
 
 /* The JSON form (the column names of notification_preferences; times as
  * "HH:MM" or null). New reference. */

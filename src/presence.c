@@ -10,7 +10,7 @@
 #define PRESENCE_STREAM_LOCK "6006"
 
 /* viewer ($1) may see user ($2): herself, or a joined room in common. */
-#define PRESENCE_VISIBLE_SQL                                                                                  \
+#define PRESENCE_VISIBLE_SQL                                                                                     \
 	"($1 = $2 OR EXISTS (SELECT 1 FROM room_memberships a JOIN room_memberships b ON b.room_id = a.room_id " \
 	"WHERE a.user_id = $1 AND a.membership = 'join' AND b.user_id = $2 AND b.membership = 'join'))"
 
@@ -24,8 +24,8 @@ static int64_t col_i64(PGresult *r, int row, int col)
 	return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
 }
 
-static int write_state(struct db *db, const char *user_id, const char *state, const char *status_msg,
-		       bool keep_msg, int64_t now_ms, struct al_error *err)
+static int write_state(struct db *db, const char *user_id, const char *state, const char *status_msg, bool keep_msg,
+		       int64_t now_ms, struct al_error *err)
 {
 	char now[24];
 	snprintf(now, sizeof(now), "%" PRId64, now_ms);
@@ -142,17 +142,18 @@ json_t *presence_sync_events(struct db *db, const char *user_id, int64_t since, 
 	/* Changed since, of herself or a room-mate; and in an incremental
 	 * sync also the presence (offline when unknown) of whom she newly
 	 * shares a room with (she joined it, or they did). */
-	PGresult *r = db_exec(db, err,
-			      "WITH mates AS (SELECT b.user_id, a.stream_ordering > $2::bigint "
-			      "OR b.stream_ordering > $2::bigint AS new FROM room_memberships a "
-			      "JOIN room_memberships b ON b.room_id = a.room_id WHERE a.user_id = $1 "
-			      "AND a.membership = 'join' AND b.membership = 'join'), "
-			      "who AS (SELECT user_id FROM presence WHERE stream_ordering > $2::bigint "
-			      "AND stream_ordering <= $3::bigint AND (user_id = $1 OR user_id IN (SELECT user_id FROM mates)) "
-			      "UNION SELECT user_id FROM mates WHERE new AND $2::bigint > 0 AND user_id <> $1) "
-			      "SELECT w.user_id, p.presence, p.status_msg, p.last_active_ts FROM who w "
-			      "LEFT JOIN presence p ON p.user_id = w.user_id ORDER BY coalesce(p.stream_ordering, 0), w.user_id",
-			      3, p);
+	PGresult *r = db_exec(
+		db, err,
+		"WITH mates AS (SELECT b.user_id, a.stream_ordering > $2::bigint "
+		"OR b.stream_ordering > $2::bigint AS new FROM room_memberships a "
+		"JOIN room_memberships b ON b.room_id = a.room_id WHERE a.user_id = $1 "
+		"AND a.membership = 'join' AND b.membership = 'join'), "
+		"who AS (SELECT user_id FROM presence WHERE stream_ordering > $2::bigint "
+		"AND stream_ordering <= $3::bigint AND (user_id = $1 OR user_id IN (SELECT user_id FROM mates)) "
+		"UNION SELECT user_id FROM mates WHERE new AND $2::bigint > 0 AND user_id <> $1) "
+		"SELECT w.user_id, p.presence, p.status_msg, p.last_active_ts FROM who w "
+		"LEFT JOIN presence p ON p.user_id = w.user_id ORDER BY coalesce(p.stream_ordering, 0), w.user_id",
+		3, p);
 	if (!r)
 		return NULL;
 	json_t *a = json_array();

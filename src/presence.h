@@ -14,9 +14,9 @@
 #include "db.h"
 #include "error.h"
 
-#define PRESENCE_STATUS_MSG_MAX 1024    /* bytes */
-#define PRESENCE_ACTIVE_MS 60000        /* currently_active window, last_active refresh step */
-#define PRESENCE_IDLE_MS (5 * 60000)    /* online but inactive this long reads as unavailable */
+#define PRESENCE_STATUS_MSG_MAX 1024 /* bytes */
+#define PRESENCE_ACTIVE_MS 60000     /* currently_active window, last_active refresh step */
+#define PRESENCE_IDLE_MS (5 * 60000) /* online but inactive this long reads as unavailable */
 
 /* "online", "unavailable" or "offline"? */
 bool presence_state_valid(const char *s);

@@ -31,8 +31,7 @@ static int check_url(const char *url, struct al_error *err)
 	if (!rest)
 		return al_error_set(err, 400, "M_INVALID_PARAM", "data.url must be an http or https URL");
 	const char *path = strchr(rest, '/');
-	if (!path || path == rest || strchr(url, '?') || strchr(url, '#') ||
-	    strcmp(path, PUSHERS_HTTP_PATH) != 0)
+	if (!path || path == rest || strchr(url, '?') || strchr(url, '#') || strcmp(path, PUSHERS_HTTP_PATH) != 0)
 		return al_error_set(err, 400, "M_INVALID_PARAM", "data.url must have a path of %s", PUSHERS_HTTP_PATH);
 	return 0;
 }
@@ -80,7 +79,8 @@ int pushers_validate(json_t *body, bool *deletes, struct al_error *err)
 			return al_error_set(err, 400, "M_MISSING_PARAM", "Missing parameter: data.url");
 		if (!json_is_string(url) || json_string_length(url) > 2048 ||
 		    strlen(json_string_value(url)) != json_string_length(url))
-			return al_error_set(err, 400, "M_INVALID_PARAM", "data.url must be a URL of at most 2048 bytes");
+			return al_error_set(err, 400, "M_INVALID_PARAM",
+					    "data.url must be a URL of at most 2048 bytes");
 		if (check_url(json_string_value(url), err) < 0)
 			return -1;
 	}
@@ -99,8 +99,8 @@ int pushers_set(struct db *db, const char *user_id, const char *device_id, json_
 		return -1;
 	if (deletes) {
 		const char *p[] = {user_id, str(body, "app_id"), str(body, "pushkey")};
-		PGresult *r =
-			db_exec(db, err, "DELETE FROM pushers WHERE user_id = $1 AND app_id = $2 AND pushkey = $3", 3, p);
+		PGresult *r = db_exec(db, err,
+				      "DELETE FROM pushers WHERE user_id = $1 AND app_id = $2 AND pushkey = $3", 3, p);
 		if (!r)
 			return -1;
 		PQclear(r);
@@ -133,21 +133,23 @@ int pushers_set(struct db *db, const char *user_id, const char *device_id, json_
 	PQclear(r);
 	/* Without append, a pushkey of an app belongs to one user only. */
 	const char *d[] = {user_id, p[11], p[2], p[3]};
-	r = db_exec(db, err, "DELETE FROM pushers WHERE NOT $2::boolean AND app_id = $3 AND pushkey = $4 AND user_id <> $1",
-		    4, d);
+	r = db_exec(db, err,
+		    "DELETE FROM pushers WHERE NOT $2::boolean AND app_id = $3 AND pushkey = $4 AND user_id <> $1", 4,
+		    d);
 	if (!r)
 		goto rollback;
 	PQclear(r);
-	r = db_exec(db, err,
-		    "INSERT INTO pushers (user_id, device_id, app_id, pushkey, kind, app_display_name, "
-		    "device_display_name, profile_tag, lang, data) "
-		    "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 WHERE (SELECT count(*) FROM pushers WHERE user_id = $1 "
-		    "AND NOT (app_id = $3 AND pushkey = $4)) < $11::int "
-		    "ON CONFLICT (user_id, app_id, pushkey) DO UPDATE SET device_id = EXCLUDED.device_id, "
-		    "kind = EXCLUDED.kind, app_display_name = EXCLUDED.app_display_name, "
-		    "device_display_name = EXCLUDED.device_display_name, profile_tag = EXCLUDED.profile_tag, "
-		    "lang = EXCLUDED.lang, data = EXCLUDED.data",
-		    11, p);
+	r = db_exec(
+		db, err,
+		"INSERT INTO pushers (user_id, device_id, app_id, pushkey, kind, app_display_name, "
+		"device_display_name, profile_tag, lang, data) "
+		"SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 WHERE (SELECT count(*) FROM pushers WHERE user_id = $1 "
+		"AND NOT (app_id = $3 AND pushkey = $4)) < $11::int "
+		"ON CONFLICT (user_id, app_id, pushkey) DO UPDATE SET device_id = EXCLUDED.device_id, "
+		"kind = EXCLUDED.kind, app_display_name = EXCLUDED.app_display_name, "
+		"device_display_name = EXCLUDED.device_display_name, profile_tag = EXCLUDED.profile_tag, "
+		"lang = EXCLUDED.lang, data = EXCLUDED.data",
+		11, p);
 	if (!r)
 		goto rollback;
 	bool stored = strcmp(PQcmdTuples(r), "1") == 0;
@@ -170,10 +172,11 @@ out:
 json_t *pushers_list(struct db *db, const char *user_id, struct al_error *err)
 {
 	const char *p[] = {user_id};
-	PGresult *r = db_exec(db, err,
-			      "SELECT app_id, pushkey, kind, app_display_name, device_display_name, profile_tag, lang, data "
-			      "FROM pushers WHERE user_id = $1 ORDER BY created_at, app_id, pushkey",
-			      1, p);
+	PGresult *r = db_exec(
+		db, err,
+		"SELECT app_id, pushkey, kind, app_display_name, device_display_name, profile_tag, lang, data "
+		"FROM pushers WHERE user_id = $1 ORDER BY created_at, app_id, pushkey",
+		1, p);
 	if (!r)
 		return NULL;
 	json_t *a = json_array();

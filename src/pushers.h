@@ -11,11 +11,11 @@
 #include "db.h"
 #include "error.h"
 
-#define PUSHERS_APP_ID_MAX 64     /* bytes, as the spec's maximum of 64 characters */
-#define PUSHERS_PUSHKEY_MAX 512   /* bytes */
-#define PUSHERS_NAME_MAX 255      /* app/device display names, profile_tag */
+#define PUSHERS_APP_ID_MAX 64   /* bytes, as the spec's maximum of 64 characters */
+#define PUSHERS_PUSHKEY_MAX 512 /* bytes */
+#define PUSHERS_NAME_MAX 255    /* app/device display names, profile_tag */
 #define PUSHERS_LANG_MAX 64
-#define PUSHERS_DATA_MAX 8192     /* bytes of data as JSON */
+#define PUSHERS_DATA_MAX 8192 /* bytes of data as JSON */
 #define PUSHERS_PER_USER_MAX 100
 #define PUSHERS_HTTP_PATH "/_matrix/push/v1/notify"
 

@@ -87,8 +87,8 @@ static bool bucket_full(const struct ratelimit_bucket *b, double rate, int burst
 	return b->tokens + (double)(now_ms - b->last_ms) * rate / 1000.0 >= burst;
 }
 
-int64_t ratelimit_table_take(struct ratelimit_table *t, const char *action, const char *who,
-			     double rate, int burst, int64_t now_ms)
+int64_t ratelimit_table_take(struct ratelimit_table *t, const char *action, const char *who, double rate, int burst,
+			     int64_t now_ms)
 {
 	if (rate <= 0)
 		return 0;
@@ -107,8 +107,7 @@ int64_t ratelimit_table_take(struct ratelimit_table *t, const char *action, cons
 	struct rl_slot *set = &t->slots[(h & t->mask) * RATELIMIT_WAYS];
 	struct rl_slot *slot = NULL;
 	for (int i = 0; i < RATELIMIT_WAYS && !slot; i++)
-		if (set[i].used && set[i].key_hash == h && set[i].key_len == klen &&
-		    memcmp(set[i].key, key, klen) == 0)
+		if (set[i].used && set[i].key_hash == h && set[i].key_len == klen && memcmp(set[i].key, key, klen) == 0)
 			slot = &set[i];
 	if (!slot) {
 		for (int i = 0; i < RATELIMIT_WAYS && !slot; i++)
@@ -165,16 +164,15 @@ int ratelimit_check(struct http_req *req, const char *action)
 		peer_address(req, ip, sizeof(ip));
 		snprintf(who, sizeof(who), "ip:%s", ip);
 	}
-	int64_t wait = ratelimit_table_take(t, action, who, cfg->rate_per_second, cfg->rate_burst,
-					    monotonic_ms());
+	int64_t wait = ratelimit_table_take(t, action, who, cfg->rate_per_second, cfg->rate_burst, monotonic_ms());
 	if (wait == 0)
 		return 0;
 	char secs[24];
 	snprintf(secs, sizeof(secs), "%lld", (long long)((wait + 999) / 1000));
 	evhttp_add_header(evhttp_request_get_output_headers(req->ev), "Retry-After", secs);
 	http_reply_json(req, 429,
-			json_pack("{s:s, s:s, s:I}", "errcode", "M_LIMIT_EXCEEDED", "error",
-				  "Too many requests", "retry_after_ms", (json_int_t)wait));
+			json_pack("{s:s, s:s, s:I}", "errcode", "M_LIMIT_EXCEEDED", "error", "Too many requests",
+				  "retry_after_ms", (json_int_t)wait));
 	return -1;
 }
 

@@ -39,7 +39,7 @@ struct ratelimit_table;
 struct ratelimit_table *ratelimit_table_new(size_t nsets);
 void ratelimit_table_free(struct ratelimit_table *t);
 /* As ratelimit_bucket_take, for the bucket of (action, who). */
-int64_t ratelimit_table_take(struct ratelimit_table *t, const char *action, const char *who,
-			     double rate, int burst, int64_t now_ms);
+int64_t ratelimit_table_take(struct ratelimit_table *t, const char *action, const char *who, double rate, int burst,
+			     int64_t now_ms);
 
 #endif

@@ -184,7 +184,8 @@ static int check_member(const struct event_rules *r, const json_t *ev, const jso
 		return deny(err, "your power level is too low to ban this user");
 	}
 	if (strcmp(membership, "knock") == 0 && r->knock) {
-		if (strcmp(join_rule, "knock") != 0 && !(r->version >= 10 && strcmp(join_rule, "knock_restricted") == 0))
+		if (strcmp(join_rule, "knock") != 0 &&
+		    !(r->version >= 10 && strcmp(join_rule, "knock_restricted") == 0))
 			return deny(err, "this room does not accept knocks");
 		if (strcmp(sender, target) != 0)
 			return deny(err, "cannot knock on behalf of another user");
@@ -199,7 +200,7 @@ static int check_member(const struct event_rules *r, const json_t *ev, const jso
 static bool pl_types_ok(const struct event_rules *r, json_t *c)
 {
 	static const char *const named[] = {"users_default", "events_default", "state_default", "ban",
-					    "redact", "kick", "invite", NULL};
+					    "redact",        "kick",           "invite",        NULL};
 	long v;
 	for (const char *const *n = named; *n; n++) {
 		json_t *x = json_object_get(c, *n);
@@ -240,8 +241,7 @@ static bool level_change_ok(const json_t *o, const json_t *n, long dflt, long se
 	return true;
 }
 
-static int check_power_levels(const struct event_rules *r, const json_t *ev, const json_t *state,
-			      struct al_error *err)
+static int check_power_levels(const struct event_rules *r, const json_t *ev, const json_t *state, struct al_error *err)
 {
 	json_t *c = content_of(ev);
 	if (!c || !pl_types_ok(r, c))
@@ -253,7 +253,7 @@ static int check_power_levels(const struct event_rules *r, const json_t *ev, con
 	const char *sender = json_string_value(json_object_get(ev, "sender"));
 	long sl = room_auth_user_level(state, sender);
 	static const char *const named[] = {"users_default", "events_default", "state_default", "ban",
-					    "redact", "kick", "invite", NULL};
+					    "redact",        "kick",           "invite",        NULL};
 	for (const char *const *n = named; *n; n++)
 		if (!level_change_ok(json_object_get(oc, *n), json_object_get(c, *n), 0, sl))
 			return deny(err, "cannot change a power level above your own");

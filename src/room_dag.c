@@ -55,15 +55,16 @@ int room_dag_group_states(struct db *db, const int64_t *groups, int n, json_t **
 	if (!arr)
 		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
 	const char *p[] = {arr};
-	PGresult *r = db_exec(db, err,
-			      "WITH RECURSIVE g(origin, id, lvl) AS ("
-			      " SELECT o, o, 0 FROM unnest($1::bigint[]) o"
-			      " UNION ALL SELECT g.origin, s.prev_group, g.lvl + 1 FROM state_groups s JOIN g ON s.id = g.id"
-			      " WHERE s.prev_group IS NOT NULL) "
-			      "SELECT DISTINCT ON (g.origin, e.type, e.state_key) g.origin, e.type, e.state_key, e.event_id "
-			      "FROM state_group_edits e JOIN g ON e.state_group = g.id "
-			      "ORDER BY g.origin, e.type, e.state_key, g.lvl",
-			      1, p);
+	PGresult *r = db_exec(
+		db, err,
+		"WITH RECURSIVE g(origin, id, lvl) AS ("
+		" SELECT o, o, 0 FROM unnest($1::bigint[]) o"
+		" UNION ALL SELECT g.origin, s.prev_group, g.lvl + 1 FROM state_groups s JOIN g ON s.id = g.id"
+		" WHERE s.prev_group IS NOT NULL) "
+		"SELECT DISTINCT ON (g.origin, e.type, e.state_key) g.origin, e.type, e.state_key, e.event_id "
+		"FROM state_group_edits e JOIN g ON e.state_group = g.id "
+		"ORDER BY g.origin, e.type, e.state_key, g.lvl",
+		1, p);
 	free(arr);
 	if (!r)
 		return -1;
@@ -98,15 +99,16 @@ json_t *room_dag_group_lookup(struct db *db, int64_t group, const char *const *k
 	char g[24];
 	fmt_i64(g, sizeof(g), group);
 	const char *p[] = {g, text};
-	PGresult *r = db_exec(db, err,
-			      "WITH RECURSIVE g(id, lvl) AS (SELECT $1::bigint, 0 UNION ALL "
-			      "SELECT s.prev_group, g.lvl + 1 FROM state_groups s JOIN g ON s.id = g.id "
-			      "WHERE s.prev_group IS NOT NULL) "
-			      "SELECT DISTINCT ON (e.type, e.state_key) e.type, e.state_key, e.event_id "
-			      "FROM state_group_edits e JOIN g ON e.state_group = g.id "
-			      "WHERE (e.type, e.state_key) IN (SELECT x->>0, x->>1 FROM jsonb_array_elements($2::jsonb) x) "
-			      "ORDER BY e.type, e.state_key, g.lvl",
-			      2, p);
+	PGresult *r = db_exec(
+		db, err,
+		"WITH RECURSIVE g(id, lvl) AS (SELECT $1::bigint, 0 UNION ALL "
+		"SELECT s.prev_group, g.lvl + 1 FROM state_groups s JOIN g ON s.id = g.id "
+		"WHERE s.prev_group IS NOT NULL) "
+		"SELECT DISTINCT ON (e.type, e.state_key) e.type, e.state_key, e.event_id "
+		"FROM state_group_edits e JOIN g ON e.state_group = g.id "
+		"WHERE (e.type, e.state_key) IN (SELECT x->>0, x->>1 FROM jsonb_array_elements($2::jsonb) x) "
+		"ORDER BY e.type, e.state_key, g.lvl",
+		2, p);
 	free(text);
 	if (!r)
 		return NULL;
@@ -153,8 +155,8 @@ static json_t *edits_of(json_t *state, json_t *base)
 	return a;
 }
 
-int64_t room_dag_new_group(struct db *db, const char *room_id, json_t *state, int64_t prev_group,
-			   json_t *prev_state, int prev_chain_len, int *chain_len, struct al_error *err)
+int64_t room_dag_new_group(struct db *db, const char *room_id, json_t *state, int64_t prev_group, json_t *prev_state,
+			   int prev_chain_len, int *chain_len, struct al_error *err)
 {
 	bool delta = prev_group > 0 && prev_state && prev_chain_len + 1 < ROOM_SNAPSHOT_INTERVAL;
 	if (delta) {
@@ -248,7 +250,8 @@ int64_t room_dag_group_add(struct db *db, const char *room_id, int64_t prev_grou
 			   "SELECT s.prev_group, c.lvl + 1 FROM state_groups s JOIN c ON s.id = c.id "
 			   "WHERE s.prev_group IS NOT NULL), "
 			   "old AS (SELECT DISTINCT ON (e.type, e.state_key) e.type, e.state_key, e.event_id "
-			   "FROM state_group_edits e JOIN c ON e.state_group = c.id ORDER BY e.type, e.state_key, c.lvl), "
+			   "FROM state_group_edits e JOIN c ON e.state_group = c.id ORDER BY e.type, e.state_key, "
+			   "c.lvl), "
 			   "g AS (INSERT INTO state_groups (room_id, prev_group, chain_len) "
 			   "VALUES ($1::text, NULL, $3::int) RETURNING id), "
 			   "x AS (INSERT INTO state_group_edits (state_group, type, state_key, event_id) "
@@ -360,8 +363,8 @@ static char *ids_array(json_t *ids)
 	return arr;
 }
 
-json_t *room_dag_load_events(struct db *db, const char *room_id, json_t *ids, bool with_auth_chain,
-			     json_t **rejected, struct al_error *err)
+json_t *room_dag_load_events(struct db *db, const char *room_id, json_t *ids, bool with_auth_chain, json_t **rejected,
+			     struct al_error *err)
 {
 	if (rejected)
 		*rejected = json_object();
@@ -371,15 +374,15 @@ json_t *room_dag_load_events(struct db *db, const char *room_id, json_t *ids, bo
 		return NULL;
 	}
 	const char *p[] = {arr, room_id};
-	PGresult *r = db_exec(db, err,
-			      with_auth_chain
-				      ? "WITH RECURSIVE c(id) AS (SELECT unnest($1::text[]) UNION "
-					"SELECT a.auth_event_id FROM event_auth a JOIN c ON a.event_id = c.id) "
-					"SELECT e.event_id, e.json, e.rejected FROM c JOIN events e ON e.event_id = c.id "
-					"WHERE e.room_id = $2"
-				      : "SELECT event_id, json, rejected FROM events WHERE event_id = ANY($1::text[]) "
-					"AND room_id = $2",
-			      2, p);
+	PGresult *r = db_exec(
+		db, err,
+		with_auth_chain ? "WITH RECURSIVE c(id) AS (SELECT unnest($1::text[]) UNION "
+				  "SELECT a.auth_event_id FROM event_auth a JOIN c ON a.event_id = c.id) "
+				  "SELECT e.event_id, e.json, e.rejected FROM c JOIN events e ON e.event_id = c.id "
+				  "WHERE e.room_id = $2"
+				: "SELECT event_id, json, rejected FROM events WHERE event_id = ANY($1::text[]) "
+				  "AND room_id = $2",
+		2, p);
 	free(arr);
 	if (!r)
 		return NULL;
@@ -399,8 +402,7 @@ json_t *room_dag_load_events(struct db *db, const char *room_id, json_t *ids, bo
 	return out;
 }
 
-json_t *room_dag_auth_state(struct db *db, const char *room_id, const json_t *ev, json_t *state,
-			    struct al_error *err)
+json_t *room_dag_auth_state(struct db *db, const char *room_id, const json_t *ev, json_t *state, struct al_error *err)
 {
 	char keys[STATE_RES_AUTH_TYPES][ROOM_AUTH_KEY_MAX + 1];
 	int nk = state_res_auth_types(ev, keys);
@@ -440,8 +442,8 @@ static bool loaded_rejected(void *arg, const char *id)
 	return json_object_get(((struct loaded *)arg)->rejected, id) != NULL;
 }
 
-json_t *room_dag_resolve(struct db *db, const char *room_id, const struct event_rules *r, json_t *const *states,
-			 int n, struct al_error *err)
+json_t *room_dag_resolve(struct db *db, const char *room_id, const struct event_rules *r, json_t *const *states, int n,
+			 struct al_error *err)
 {
 	if (n == 1)
 		return json_deep_copy(states[0]);
@@ -476,8 +478,8 @@ int room_dag_redact(struct db *db, const struct event_rules *r, const char *room
 		    json_t *redaction, struct al_error *err)
 {
 	const char *p[] = {target, room_id};
-	PGresult *res = db_exec(db, err,
-				"SELECT json FROM events WHERE event_id = $1 AND room_id = $2 AND redacted_by IS NULL", 2, p);
+	PGresult *res = db_exec(
+		db, err, "SELECT json FROM events WHERE event_id = $1 AND room_id = $2 AND redacted_by IS NULL", 2, p);
 	if (!res)
 		return -1;
 	if (PQntuples(res) == 0) {
@@ -490,8 +492,9 @@ int room_dag_redact(struct db *db, const struct event_rules *r, const char *room
 	json_decref(pdu);
 	if (!red)
 		return al_error_set(err, 500, "M_UNKNOWN", "cannot redact");
-	json_object_set_new(red, "unsigned", json_pack("{s:O, s:O}", "redacted_because", redaction, "redacted_by",
-						      json_object_get(redaction, "event_id")));
+	json_object_set_new(red, "unsigned",
+			    json_pack("{s:O, s:O}", "redacted_because", redaction, "redacted_by",
+				      json_object_get(redaction, "event_id")));
 	char *text = cjson_encode(red, NULL, err);
 	json_decref(red);
 	if (!text)
@@ -510,12 +513,13 @@ int room_dag_fanout(struct db *db, const char *room_id, const char *self, const 
 		    const char *except, struct al_error *err)
 {
 	const char *p[] = {room_id, self, extra, except};
-	PGresult *r = db_exec(db, err,
-			      "SELECT DISTINCT s FROM (SELECT substring(user_id from position(':' in user_id) + 1) AS s "
-			      "FROM room_memberships WHERE room_id = $1 AND membership = 'join' "
-			      "UNION SELECT $3::text WHERE $3::text IS NOT NULL) x "
-			      "WHERE s <> $2 AND s IS DISTINCT FROM $4::text",
-			      4, p);
+	PGresult *r = db_exec(
+		db, err,
+		"SELECT DISTINCT s FROM (SELECT substring(user_id from position(':' in user_id) + 1) AS s "
+		"FROM room_memberships WHERE room_id = $1 AND membership = 'join' "
+		"UNION SELECT $3::text WHERE $3::text IS NOT NULL) x "
+		"WHERE s <> $2 AND s IS DISTINCT FROM $4::text",
+		4, p);
 	if (!r)
 		return -1;
 	int n = PQntuples(r);

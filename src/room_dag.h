@@ -28,8 +28,8 @@ int room_dag_group_states(struct db *db, const int64_t *groups, int n, json_t **
  * when prev_group is set and its chain is short enough, else a snapshot.
  * Returns prev_group itself when nothing differs. *chain_len (may be NULL)
  * gets the new group's chain length. 0 on error. */
-int64_t room_dag_new_group(struct db *db, const char *room_id, json_t *state, int64_t prev_group,
-			   json_t *prev_state, int prev_chain_len, int *chain_len, struct al_error *err);
+int64_t room_dag_new_group(struct db *db, const char *room_id, json_t *state, int64_t prev_group, json_t *prev_state,
+			   int prev_chain_len, int *chain_len, struct al_error *err);
 
 /* Only the given keys (room_auth keys) of group's state: a state map. */
 json_t *room_dag_group_lookup(struct db *db, int64_t group, const char *const *keys, int n, struct al_error *err);
@@ -62,17 +62,16 @@ json_t *room_dag_current_state(struct db *db, const char *room_id, struct al_err
  * "event_id" member: a JSON object ID -> PDU. with_auth_chain adds every
  * event of their auth chains. *rejected (may be NULL) gets an object of
  * the rejected ones' IDs. */
-json_t *room_dag_load_events(struct db *db, const char *room_id, json_t *ids, bool with_auth_chain,
-			     json_t **rejected, struct al_error *err);
+json_t *room_dag_load_events(struct db *db, const char *room_id, json_t *ids, bool with_auth_chain, json_t **rejected,
+			     struct al_error *err);
 
 /* The state map restricted to the keys the auth rules need for ev,
  * loaded as a room_auth map (key -> PDU with "event_id"). */
-json_t *room_dag_auth_state(struct db *db, const char *room_id, const json_t *ev, json_t *state,
-			    struct al_error *err);
+json_t *room_dag_auth_state(struct db *db, const char *room_id, const json_t *ev, json_t *state, struct al_error *err);
 
 /* Resolve n stored state maps (state resolution v2). New reference. */
-json_t *room_dag_resolve(struct db *db, const char *room_id, const struct event_rules *r, json_t *const *states,
-			 int n, struct al_error *err);
+json_t *room_dag_resolve(struct db *db, const char *room_id, const struct event_rules *r, json_t *const *states, int n,
+			 struct al_error *err);
 
 /* Apply a redaction: the stored copy of target (in room_id, not yet
  * redacted) is replaced by its redacted form with

@@ -47,17 +47,20 @@ json_t *room_directory_list(struct db *db, int limit, const char *since, const c
 		"max(e.json::jsonb #>> '{content,topic}') FILTER (WHERE cs.type = 'm.room.topic') AS topic, "
 		"max(e.json::jsonb #>> '{content,alias}') FILTER (WHERE cs.type = 'm.room.canonical_alias') AS alias, "
 		"max(e.json::jsonb #>> '{content,url}') FILTER (WHERE cs.type = 'm.room.avatar') AS avatar, "
-		"max(e.json::jsonb #>> '{content,join_rule}') FILTER (WHERE cs.type = 'm.room.join_rules') AS join_rule, "
+		"max(e.json::jsonb #>> '{content,join_rule}') FILTER (WHERE cs.type = 'm.room.join_rules') AS "
+		"join_rule, "
 		"max(e.json::jsonb #>> '{content,history_visibility}') "
 		"FILTER (WHERE cs.type = 'm.room.history_visibility') AS hist, "
-		"max(e.json::jsonb #>> '{content,guest_access}') FILTER (WHERE cs.type = 'm.room.guest_access') AS guest, "
+		"max(e.json::jsonb #>> '{content,guest_access}') FILTER (WHERE cs.type = 'm.room.guest_access') AS "
+		"guest, "
 		"max(e.json::jsonb #>> '{content,type}') FILTER (WHERE cs.type = 'm.room.create') AS room_type "
 		"FROM current_state cs JOIN events e ON e.event_id = cs.event_id WHERE cs.room_id = r.room_id "
 		"AND cs.state_key = '' AND cs.type IN ('m.room.name', 'm.room.topic', 'm.room.canonical_alias', "
 		"'m.room.avatar', 'm.room.join_rules', 'm.room.history_visibility', 'm.room.guest_access', "
 		"'m.room.create')) s WHERE r.is_public) "
 		"SELECT room_id, n, name, topic, alias, avatar, join_rule, hist, guest, room_type, count(*) OVER () "
-		"FROM pub WHERE $3::text IS NULL OR position(lower($3::text) IN lower(concat_ws(' ', name, topic, alias))) > 0 "
+		"FROM pub WHERE $3::text IS NULL OR position(lower($3::text) IN lower(concat_ws(' ', name, topic, "
+		"alias))) > 0 "
 		"ORDER BY n DESC, room_id OFFSET $1::bigint LIMIT $2::int",
 		3, p);
 	if (!r)
@@ -117,12 +120,13 @@ int room_directory_set_visibility(struct db *db, const char *room_id, const char
 				  struct al_error *err)
 {
 	const char *p[] = {room_id, user_id};
-	PGresult *r = db_exec(db, err,
-			      "SELECT cs.type, cs.state_key, e.json FROM rooms r JOIN current_state cs ON cs.room_id = r.room_id "
-			      "JOIN events e ON e.event_id = cs.event_id WHERE r.room_id = $1 AND ("
-			      "(cs.state_key = '' AND cs.type IN ('m.room.create', 'm.room.power_levels')) "
-			      "OR (cs.type = 'm.room.member' AND cs.state_key = $2))",
-			      2, p);
+	PGresult *r = db_exec(
+		db, err,
+		"SELECT cs.type, cs.state_key, e.json FROM rooms r JOIN current_state cs ON cs.room_id = r.room_id "
+		"JOIN events e ON e.event_id = cs.event_id WHERE r.room_id = $1 AND ("
+		"(cs.state_key = '' AND cs.type IN ('m.room.create', 'm.room.power_levels')) "
+		"OR (cs.type = 'm.room.member' AND cs.state_key = $2))",
+		2, p);
 	if (!r)
 		return -1;
 	json_t *state = json_object();
@@ -143,7 +147,8 @@ int room_directory_set_visibility(struct db *db, const char *room_id, const char
 	if (!known)
 		return al_error_set(err, 404, "M_NOT_FOUND", "Unknown room");
 	if (!ok)
-		return al_error_set(err, 403, "M_FORBIDDEN", "You may not change this room's visibility in the directory");
+		return al_error_set(err, 403, "M_FORBIDDEN",
+				    "You may not change this room's visibility in the directory");
 	const char *u[] = {room_id, is_public ? "t" : "f"};
 	r = db_exec(db, err, "UPDATE rooms SET is_public = $2::boolean WHERE room_id = $1", 2, u);
 	if (!r)
@@ -206,8 +211,7 @@ int room_directory_check_canonical(struct db *db, const char *server_name, const
 	return bad ? -1 : 0;
 }
 
-json_t *room_directory_canonical_without(struct db *db, const char *room_id, const char *alias,
-					 struct al_error *err)
+json_t *room_directory_canonical_without(struct db *db, const char *room_id, const char *alias, struct al_error *err)
 {
 	const char *p[] = {room_id};
 	PGresult *r = db_exec(db, err,

@@ -11,8 +11,8 @@
 #include "db.h"
 #include "error.h"
 
-#define ROOM_DIRECTORY_MAX_LIMIT 1000   /* rooms per page; also the page without a limit */
-#define ROOM_DIRECTORY_SEARCH_MAX 256   /* bytes of generic_search_term */
+#define ROOM_DIRECTORY_MAX_LIMIT 1000 /* rooms per page; also the page without a limit */
+#define ROOM_DIRECTORY_SEARCH_MAX 256 /* bytes of generic_search_term */
 
 /* One page: {chunk, next_batch?, prev_batch?, total_room_count_estimate}.
  * limit <= 0: ROOM_DIRECTORY_MAX_LIMIT. since: a next_batch/prev_batch
@@ -40,7 +40,6 @@ int room_directory_check_canonical(struct db *db, const char *server_name, const
 /* After alias of room_id was deleted: the room's m.room.canonical_alias
  * content without it, or NULL (and err untouched) when it does not name it.
  * New reference. */
-json_t *room_directory_canonical_without(struct db *db, const char *room_id, const char *alias,
-					 struct al_error *err);
+json_t *room_directory_canonical_without(struct db *db, const char *room_id, const char *alias, struct al_error *err);
 
 #endif

@@ -65,10 +65,11 @@ int room_fed_server_may_read(struct db *db, const char *room_id, const char *ser
 json_t *room_fed_event(struct db *db, const char *event_id, char *room_id_out, struct al_error *err)
 {
 	const char *p[] = {event_id};
-	PGresult *r = db_exec(db, err,
-			      "SELECT e.json, e.room_id, r.room_version FROM events e JOIN rooms r ON r.room_id = e.room_id "
-			      "WHERE e.event_id = $1 AND NOT e.rejected",
-			      1, p);
+	PGresult *r = db_exec(
+		db, err,
+		"SELECT e.json, e.room_id, r.room_version FROM events e JOIN rooms r ON r.room_id = e.room_id "
+		"WHERE e.event_id = $1 AND NOT e.rejected",
+		1, p);
 	if (!r)
 		return NULL;
 	json_t *pdu = NULL;
@@ -89,12 +90,13 @@ int room_fed_state_ids(struct db *db, const char *room_id, const char *event_id,
 	/* the state after the event, and what its key held after its first
 	 * prev event (the state before it, for a state event) */
 	const char *p[] = {room_id, event_id};
-	PGresult *r = db_exec(db, err,
-			      "SELECT e.state_group, e.type, e.state_key, (SELECT p.state_group FROM event_edges x "
-			      "JOIN events p ON p.event_id = x.prev_event_id WHERE x.event_id = e.event_id "
-			      "AND p.state_group IS NOT NULL ORDER BY p.depth DESC LIMIT 1) "
-			      "FROM events e WHERE e.room_id = $1 AND e.event_id = $2 AND NOT e.outlier AND NOT e.rejected",
-			      2, p);
+	PGresult *r = db_exec(
+		db, err,
+		"SELECT e.state_group, e.type, e.state_key, (SELECT p.state_group FROM event_edges x "
+		"JOIN events p ON p.event_id = x.prev_event_id WHERE x.event_id = e.event_id "
+		"AND p.state_group IS NOT NULL ORDER BY p.depth DESC LIMIT 1) "
+		"FROM events e WHERE e.room_id = $1 AND e.event_id = $2 AND NOT e.outlier AND NOT e.rejected",
+		2, p);
 	if (!r)
 		return -1;
 	if (PQntuples(r) != 1 || PQgetisnull(r, 0, 0)) {
@@ -158,8 +160,7 @@ int room_fed_state_ids(struct db *db, const char *room_id, const char *event_id,
 	return 0;
 }
 
-int room_fed_pdus(struct db *db, const char *room_id, json_t *ids, json_t **pdus, json_t **chain,
-		  struct al_error *err)
+int room_fed_pdus(struct db *db, const char *room_id, json_t *ids, json_t **pdus, json_t **chain, struct al_error *err)
 {
 	*pdus = NULL;
 	if (chain)
@@ -168,14 +169,15 @@ int room_fed_pdus(struct db *db, const char *room_id, json_t *ids, json_t **pdus
 	if (!text)
 		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
 	const char *p[] = {text, room_id, chain ? "t" : "f"};
-	PGresult *r = db_exec(db, err,
-			      "WITH RECURSIVE s AS (SELECT jsonb_array_elements_text($1::jsonb) AS id), "
-			      "c(id) AS (SELECT a.auth_event_id FROM event_auth a JOIN s ON a.event_id = s.id "
-			      "WHERE $3::boolean UNION SELECT a.auth_event_id FROM event_auth a JOIN c ON a.event_id = c.id), "
-			      "x AS (SELECT id, true AS asked FROM s UNION ALL SELECT id, false FROM c) "
-			      "SELECT e.json, x.asked, r.room_version FROM x JOIN events e ON e.event_id = x.id "
-			      "JOIN rooms r ON r.room_id = e.room_id WHERE e.room_id = $2 ORDER BY e.depth, e.event_id",
-			      3, p);
+	PGresult *r = db_exec(
+		db, err,
+		"WITH RECURSIVE s AS (SELECT jsonb_array_elements_text($1::jsonb) AS id), "
+		"c(id) AS (SELECT a.auth_event_id FROM event_auth a JOIN s ON a.event_id = s.id "
+		"WHERE $3::boolean UNION SELECT a.auth_event_id FROM event_auth a JOIN c ON a.event_id = c.id), "
+		"x AS (SELECT id, true AS asked FROM s UNION ALL SELECT id, false FROM c) "
+		"SELECT e.json, x.asked, r.room_version FROM x JOIN events e ON e.event_id = x.id "
+		"JOIN rooms r ON r.room_id = e.room_id WHERE e.room_id = $2 ORDER BY e.depth, e.event_id",
+		3, p);
 	free(text);
 	if (!r)
 		return -1;
@@ -238,14 +240,15 @@ json_t *room_fed_backfill(struct db *db, const char *room_id, json_t *v, int lim
 	const char *p[] = {text, room_id, lim};
 	/* walk prev edges back from v: a bounded breadth-first search (the
 	 * depth of the walk is capped at the limit) */
-	PGresult *r = db_exec(db, err,
-			      "WITH RECURSIVE w(id, n) AS (SELECT jsonb_array_elements_text($1::jsonb), 0 "
-			      "UNION SELECT x.prev_event_id, w.n + 1 FROM event_edges x JOIN w ON x.event_id = w.id "
-			      "WHERE w.n < $3::int) "
-			      "SELECT e.json, r.room_version FROM (SELECT DISTINCT id FROM w) d JOIN events e ON e.event_id = d.id "
-			      "JOIN rooms r ON r.room_id = e.room_id WHERE e.room_id = $2 AND NOT e.rejected "
-			      "ORDER BY e.depth DESC, e.event_id LIMIT $3::int",
-			      3, p);
+	PGresult *r = db_exec(
+		db, err,
+		"WITH RECURSIVE w(id, n) AS (SELECT jsonb_array_elements_text($1::jsonb), 0 "
+		"UNION SELECT x.prev_event_id, w.n + 1 FROM event_edges x JOIN w ON x.event_id = w.id "
+		"WHERE w.n < $3::int) "
+		"SELECT e.json, r.room_version FROM (SELECT DISTINCT id FROM w) d JOIN events e ON e.event_id = d.id "
+		"JOIN rooms r ON r.room_id = e.room_id WHERE e.room_id = $2 AND NOT e.rejected "
+		"ORDER BY e.depth DESC, e.event_id LIMIT $3::int",
+		3, p);
 	free(text);
 	if (!r)
 		return NULL;
@@ -268,20 +271,19 @@ json_t *room_fed_missing(struct db *db, const char *room_id, json_t *earliest, j
 	snprintf(lim, sizeof(lim), "%d", limit < 1 ? 1 : limit > ROOM_FED_MAX_MISSING ? ROOM_FED_MAX_MISSING : limit);
 	snprintf(md, sizeof(md), "%ld", min_depth);
 	const char *p[] = {l, e, room_id, lim, md};
-	PGresult *r = db_exec(
-		db, err,
-		"WITH RECURSIVE stop AS (SELECT jsonb_array_elements_text($2::jsonb) AS id), "
-		"w(id, n) AS (SELECT x.prev_event_id, 1 FROM event_edges x "
-		"WHERE x.event_id IN (SELECT jsonb_array_elements_text($1::jsonb)) "
-		"AND x.prev_event_id NOT IN (SELECT id FROM stop) "
-		"UNION SELECT x.prev_event_id, w.n + 1 FROM event_edges x JOIN w ON x.event_id = w.id "
-		"WHERE w.n < $4::int AND x.prev_event_id NOT IN (SELECT id FROM stop)) "
-		"SELECT e.json, r.room_version FROM (SELECT id, min(n) AS n FROM w GROUP BY id) d "
-		"JOIN events e ON e.event_id = d.id JOIN rooms r ON r.room_id = e.room_id "
-		"WHERE e.room_id = $3 AND e.depth >= $5::bigint AND NOT e.rejected "
-		"AND e.event_id NOT IN (SELECT jsonb_array_elements_text($1::jsonb)) "
-		"ORDER BY d.n, e.depth DESC LIMIT $4::int",
-		5, p);
+	PGresult *r = db_exec(db, err,
+			      "WITH RECURSIVE stop AS (SELECT jsonb_array_elements_text($2::jsonb) AS id), "
+			      "w(id, n) AS (SELECT x.prev_event_id, 1 FROM event_edges x "
+			      "WHERE x.event_id IN (SELECT jsonb_array_elements_text($1::jsonb)) "
+			      "AND x.prev_event_id NOT IN (SELECT id FROM stop) "
+			      "UNION SELECT x.prev_event_id, w.n + 1 FROM event_edges x JOIN w ON x.event_id = w.id "
+			      "WHERE w.n < $4::int AND x.prev_event_id NOT IN (SELECT id FROM stop)) "
+			      "SELECT e.json, r.room_version FROM (SELECT id, min(n) AS n FROM w GROUP BY id) d "
+			      "JOIN events e ON e.event_id = d.id JOIN rooms r ON r.room_id = e.room_id "
+			      "WHERE e.room_id = $3 AND e.depth >= $5::bigint AND NOT e.rejected "
+			      "AND e.event_id NOT IN (SELECT jsonb_array_elements_text($1::jsonb)) "
+			      "ORDER BY d.n, e.depth DESC LIMIT $4::int",
+			      5, p);
 	free(e);
 	free(l);
 	if (!r)
@@ -299,10 +301,11 @@ json_t *room_fed_missing(struct db *db, const char *room_id, json_t *earliest, j
 json_t *room_fed_joined_servers(struct db *db, const char *room_id, struct al_error *err)
 {
 	const char *p[] = {room_id};
-	PGresult *r = db_exec(db, err,
-			      "SELECT DISTINCT substring(user_id from position(':' in user_id) + 1) FROM room_memberships "
-			      "WHERE room_id = $1 AND membership = 'join' ORDER BY 1",
-			      1, p);
+	PGresult *r = db_exec(
+		db, err,
+		"SELECT DISTINCT substring(user_id from position(':' in user_id) + 1) FROM room_memberships "
+		"WHERE room_id = $1 AND membership = 'join' ORDER BY 1",
+		1, p);
 	if (!r)
 		return NULL;
 	json_t *a = json_array();
@@ -315,12 +318,13 @@ json_t *room_fed_joined_servers(struct db *db, const char *room_id, struct al_er
 json_t *room_fed_stripped_state(struct db *db, const char *room_id, const char *sender, struct al_error *err)
 {
 	const char *p[] = {room_id, sender};
-	PGresult *r = db_exec(db, err,
-			      "SELECT e.json FROM current_state cs JOIN events e ON e.event_id = cs.event_id "
-			      "WHERE cs.room_id = $1 AND ((cs.state_key = '' AND cs.type IN ('m.room.create', "
-			      "'m.room.join_rules', 'm.room.name', 'm.room.avatar', 'm.room.canonical_alias', "
-			      "'m.room.encryption', 'm.room.topic')) OR (cs.type = 'm.room.member' AND cs.state_key = $2))",
-			      2, p);
+	PGresult *r = db_exec(
+		db, err,
+		"SELECT e.json FROM current_state cs JOIN events e ON e.event_id = cs.event_id "
+		"WHERE cs.room_id = $1 AND ((cs.state_key = '' AND cs.type IN ('m.room.create', "
+		"'m.room.join_rules', 'm.room.name', 'm.room.avatar', 'm.room.canonical_alias', "
+		"'m.room.encryption', 'm.room.topic')) OR (cs.type = 'm.room.member' AND cs.state_key = $2))",
+		2, p);
 	if (!r)
 		return NULL;
 	json_t *a = json_array();
@@ -337,8 +341,7 @@ json_t *room_fed_stripped_state(struct db *db, const char *room_id, const char *
 	return a;
 }
 
-int room_fed_inviter_server(struct db *db, const char *room_id, const char *user_id, char *out,
-			    struct al_error *err)
+int room_fed_inviter_server(struct db *db, const char *room_id, const char *user_id, char *out, struct al_error *err)
 {
 	out[0] = 0;
 	const char *p[] = {room_id, user_id};
@@ -361,7 +364,8 @@ int room_fed_membership(struct db *db, const char *room_id, const char *user_id,
 {
 	out[0] = 0;
 	const char *p[] = {room_id, user_id};
-	PGresult *r = db_exec(db, err, "SELECT membership FROM room_memberships WHERE room_id = $1 AND user_id = $2", 2, p);
+	PGresult *r = db_exec(db, err, "SELECT membership FROM room_memberships WHERE room_id = $1 AND user_id = $2", 2,
+			      p);
 	if (!r)
 		return -1;
 	if (PQntuples(r) == 1)

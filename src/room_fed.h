@@ -36,8 +36,7 @@ int room_fed_state_ids(struct db *db, const char *room_id, const char *event_id,
 /* PDUs of ids (an array of event IDs of room_id), and (when chain is not
  * NULL) the PDUs of their whole auth chain (also those among ids, as
  * send_join answers it). */
-int room_fed_pdus(struct db *db, const char *room_id, json_t *ids, json_t **pdus, json_t **chain,
-		  struct al_error *err);
+int room_fed_pdus(struct db *db, const char *room_id, json_t *ids, json_t **pdus, json_t **chain, struct al_error *err);
 
 /* The auth chain of one event, PDUs. */
 json_t *room_fed_event_auth(struct db *db, const char *room_id, const char *event_id, struct al_error *err);
@@ -58,8 +57,7 @@ json_t *room_fed_joined_servers(struct db *db, const char *room_id, struct al_er
 json_t *room_fed_stripped_state(struct db *db, const char *room_id, const char *sender, struct al_error *err);
 
 /* The sender's server of user_id's invite into room_id, or NULL (size 256). */
-int room_fed_inviter_server(struct db *db, const char *room_id, const char *user_id, char *out,
-			    struct al_error *err);
+int room_fed_inviter_server(struct db *db, const char *room_id, const char *user_id, char *out, struct al_error *err);
 
 /* user_id's membership in room_id ("" when none) into out (size 16). */
 int room_fed_membership(struct db *db, const char *room_id, const char *user_id, char *out, struct al_error *err);

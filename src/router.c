@@ -130,8 +130,7 @@ static int literal_matches(const char *pat, const char *seg)
 	}
 }
 
-static int route_matches(const struct route *rt, char *const *segments, int nseg, const char **params,
-			 int *nparams)
+static int route_matches(const struct route *rt, char *const *segments, int nseg, const char **params, int *nparams)
 {
 	if (rt->nseg != nseg)
 		return 0;
@@ -146,8 +145,8 @@ static int route_matches(const struct route *rt, char *const *segments, int nseg
 	return 1;
 }
 
-enum router_result router_match(const struct router *r, unsigned method, char *const *segments,
-				int nseg, void **handler, const char **params, int *nparams)
+enum router_result router_match(const struct router *r, unsigned method, char *const *segments, int nseg,
+				void **handler, const char **params, int *nparams)
 {
 	enum router_result result = ROUTER_NOT_FOUND;
 	for (int i = 0; i < r->count; i++) {

@@ -32,7 +32,7 @@ int router_add(struct router *r, unsigned methods, const char *pattern, void *ha
  * to something with a NUL byte. */
 int router_split_path(const char *raw_path, char **segments, int max);
 
-enum router_result router_match(const struct router *r, unsigned method, char *const *segments,
-				int nseg, void **handler, const char **params, int *nparams);
+enum router_result router_match(const struct router *r, unsigned method, char *const *segments, int nseg,
+				void **handler, const char **params, int *nparams);
 
 #endif

@@ -66,14 +66,12 @@ int sign_detached_b64(const struct sign_key *k, const void *msg, size_t len, cha
 	return *sig_out ? 0 : -1;
 }
 
-int sign_verify_detached_b64(const unsigned char pk[32], const void *msg, size_t len,
-			     const char *sig_b64)
+int sign_verify_detached_b64(const unsigned char pk[32], const void *msg, size_t len, const char *sig_b64)
 {
 	unsigned char sig[SIGN_SIG_BYTES];
 	size_t n;
 
-	if (!sig_b64 || b64_decode(sig_b64, strlen(sig_b64), sig, sizeof(sig), &n) != 0 ||
-	    n != sizeof(sig))
+	if (!sig_b64 || b64_decode(sig_b64, strlen(sig_b64), sig, sizeof(sig), &n) != 0 || n != sizeof(sig))
 		return -1;
 	return crypto_sign_verify_detached(sig, msg, len, pk) == 0 ? 0 : -1;
 }
@@ -99,8 +97,7 @@ static char *sign_signable(const json_t *obj, size_t *len, struct al_error *err)
 	if (!copy)
 		goto oom;
 	/* jansson's iterator API is not const-qualified; it does not modify. */
-	for (void *it = json_object_iter((json_t *)obj); it;
-	     it = json_object_iter_next((json_t *)obj, it)) {
+	for (void *it = json_object_iter((json_t *)obj); it; it = json_object_iter_next((json_t *)obj, it)) {
 		const char *key = json_object_iter_key(it);
 		size_t klen = json_object_iter_key_len(it);
 
@@ -175,33 +172,29 @@ fail:
 	return rc;
 }
 
-int sign_verify_json(const json_t *obj, const char *signer, const char *key_id,
-		     const unsigned char pk[32], struct al_error *err)
+int sign_verify_json(const json_t *obj, const char *signer, const char *key_id, const unsigned char pk[32],
+		     struct al_error *err)
 {
-	json_t *sig = json_object_get(json_object_get(json_object_get(obj, "signatures"), signer),
-				      key_id);
+	json_t *sig = json_object_get(json_object_get(json_object_get(obj, "signatures"), signer), key_id);
 	unsigned char raw[SIGN_SIG_BYTES];
 	size_t n, len;
 	char *text = NULL;
 	int rc = -1;
 
 	if (!json_is_string(sig)) {
-		al_error_set(err, 401, "M_UNAUTHORIZED", "missing signature by %s with %s", signer,
-			     key_id);
+		al_error_set(err, 401, "M_UNAUTHORIZED", "missing signature by %s with %s", signer, key_id);
 		goto fail;
 	}
 	if (b64_decode(json_string_value(sig), json_string_length(sig), raw, sizeof(raw), &n) != 0 ||
 	    n != sizeof(raw)) {
-		al_error_set(err, 401, "M_UNAUTHORIZED", "bad base64 in signature by %s with %s",
-			     signer, key_id);
+		al_error_set(err, 401, "M_UNAUTHORIZED", "bad base64 in signature by %s with %s", signer, key_id);
 		goto fail;
 	}
 	text = sign_signable(obj, &len, err);
 	if (!text)
 		goto fail;
 	if (crypto_sign_verify_detached(raw, (const unsigned char *)text, len, pk) != 0) {
-		al_error_set(err, 401, "M_UNAUTHORIZED", "signature by %s with %s does not verify",
-			     signer, key_id);
+		al_error_set(err, 401, "M_UNAUTHORIZED", "signature by %s with %s does not verify", signer, key_id);
 		goto fail;
 	}
 	rc = 0;

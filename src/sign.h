@@ -42,8 +42,8 @@ int sign_json(json_t *obj, const char *signer, const struct sign_key *k, struct 
  * with err filled: 401 M_UNAUTHORIZED (missing signature, bad base64,
  * signature does not verify), or 400 M_BAD_JSON when obj is not an object
  * or cannot be canonicalised. */
-int sign_verify_json(const json_t *obj, const char *signer, const char *key_id,
-		     const unsigned char pk[32], struct al_error *err);
+int sign_verify_json(const json_t *obj, const char *signer, const char *key_id, const unsigned char pk[32],
+		     struct al_error *err);
 
 /* Detached signature of len bytes at msg, as unpadded base64 in *sig_out
  * (malloc'd, caller frees). Returns 0 or -1 (out of memory). */
@@ -51,7 +51,6 @@ int sign_detached_b64(const struct sign_key *k, const void *msg, size_t len, cha
 
 /* 0 if sig_b64 (padded or unpadded, either alphabet) is a valid signature
  * by pk over msg, else -1. */
-int sign_verify_detached_b64(const unsigned char pk[32], const void *msg, size_t len,
-			     const char *sig_b64);
+int sign_verify_detached_b64(const unsigned char pk[32], const void *msg, size_t len, const char *sig_b64);
 
 #endif

@@ -268,8 +268,8 @@ static int mainline_cmp(const void *a, const void *b)
 	return strcmp(x->id, y->id);
 }
 
-json_t *state_res_v2(const struct event_rules *r, json_t *const *states, int n,
-		     const struct state_res_source *src, struct al_error *err)
+json_t *state_res_v2(const struct event_rules *r, json_t *const *states, int n, const struct state_res_source *src,
+		     struct al_error *err)
 {
 	if (n <= 0)
 		return json_object();

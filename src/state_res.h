@@ -31,8 +31,8 @@ struct state_res_source {
 /* Resolve n state maps. Returns a new state map, or NULL with err filled
  * (an event of a state missing from the source, or too many events). With
  * n == 1 the result is a copy of the only state. */
-json_t *state_res_v2(const struct event_rules *r, json_t *const *states, int n,
-		     const struct state_res_source *src, struct al_error *err);
+json_t *state_res_v2(const struct event_rules *r, json_t *const *states, int n, const struct state_res_source *src,
+		     struct al_error *err);
 
 #define STATE_RES_AUTH_TYPES 6
 /* The (type, state_key) pairs the auth rules look at for ev (spec "Auth

@@ -13,7 +13,7 @@
 #define SYNC_DEFAULT_TIMELINE 10
 #define SYNC_MAX_TIMELINE 100
 #define SYNC_FILTER_MAX_BYTES 16384
-#define SYNC_MAX_TO_DEVICE 100   /* to-device messages per response */
+#define SYNC_MAX_TO_DEVICE 100 /* to-device messages per response */
 #define SYNC_TOKEN_MAX 64
 #define SYNC_TO_DEVICE_MAX_TARGETS 1000
 
@@ -41,10 +41,10 @@ struct sync_filter {
 	int timeline_limit;
 	bool lazy_load_members;
 	bool include_leave; /* room.include_leave: initial syncs list left and banned rooms */
-	json_t *timeline; /* the room.timeline filter object (types, not_types), borrowed */
-	json_t *state;    /* the room.state filter object, borrowed */
-	json_t *ephemeral; /* the room.ephemeral filter object, borrowed */
-	json_t *doc;      /* owned: the whole filter document */
+	json_t *timeline;   /* the room.timeline filter object (types, not_types), borrowed */
+	json_t *state;      /* the room.state filter object, borrowed */
+	json_t *ephemeral;  /* the room.ephemeral filter object, borrowed */
+	json_t *doc;        /* owned: the whole filter document */
 };
 
 /* Parse a filter document (validated, bounded). */
@@ -69,8 +69,7 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 
 /* A sync with since.to_device = upto acknowledges the device's to-device
  * messages at or below upto: they are deleted. */
-int sync_to_device_ack(struct db *db, const char *user_id, const char *device_id, int64_t upto,
-		       struct al_error *err);
+int sync_to_device_ack(struct db *db, const char *user_id, const char *device_id, int64_t upto, struct al_error *err);
 
 /* PUT /sendToDevice: messages is {user_id: {device_id or "*": content}}
  * (validated here: at most SYNC_TO_DEVICE_MAX_TARGETS entries, contents
@@ -78,12 +77,11 @@ int sync_to_device_ack(struct db *db, const char *user_id, const char *device_id
  * Idempotent per (sender, sender_device, txn_id): *delivered is false for
  * a repeat, or when no device was addressed. */
 int sync_to_device_send(struct db *db, const char *server_name, const char *sender, const char *sender_device,
-			const char *type, const char *txn_id, json_t *messages, bool *delivered,
-			struct al_error *err);
+			const char *type, const char *txn_id, json_t *messages, bool *delivered, struct al_error *err);
 
 /* Account data (room_id "" = global); content ≤ 64 KiB canonical. */
-int sync_account_data_put(struct db *db, const char *user_id, const char *room_id, const char *type,
-			  json_t *content, struct al_error *err);
+int sync_account_data_put(struct db *db, const char *user_id, const char *room_id, const char *type, json_t *content,
+			  struct al_error *err);
 json_t *sync_account_data_get(struct db *db, const char *user_id, const char *room_id, const char *type,
 			      struct al_error *err);
 #endif

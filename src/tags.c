@@ -20,8 +20,8 @@ json_t *tags_get(struct db *db, const char *user_id, const char *room_id, struct
 {
 	const char *p[] = {user_id, room_id};
 	PGresult *r = db_exec(db, err,
-			      "SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2 AND type = 'm.tag'", 2,
-			      p);
+			      "SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2 AND type = 'm.tag'",
+			      2, p);
 	if (!r)
 		return NULL;
 	json_t *tags = tags_of(PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : NULL);

@@ -9,8 +9,8 @@
 #include "db.h"
 #include "error.h"
 
-#define TAGS_NAME_MAX 255        /* bytes of a tag name */
-#define TAGS_CONTENT_MAX 4096    /* bytes of one tag's content as JSON */
+#define TAGS_NAME_MAX 255     /* bytes of a tag name */
+#define TAGS_CONTENT_MAX 4096 /* bytes of one tag's content as JSON */
 #define TAGS_PER_ROOM_MAX 100
 
 /* {tag: content, ...} of user_id in room_id ({} when none). New reference. */

@@ -64,8 +64,8 @@ static bool expired(const struct tokencache *c, const struct tc_slot *s, int64_t
 	return c->ttl_ms > 0 && now_ms - s->added_ms > c->ttl_ms;
 }
 
-int tokencache_get(struct tokencache *c, const unsigned char hash[TOKENCACHE_HASH_BYTES],
-		   int64_t now_ms, struct tokencache_entry *out)
+int tokencache_get(struct tokencache *c, const unsigned char hash[TOKENCACHE_HASH_BYTES], int64_t now_ms,
+		   struct tokencache_entry *out)
 {
 	int hit = 0;
 	pthread_rwlock_rdlock(&c->lock);

@@ -32,8 +32,8 @@ struct tokencache *tokencache_new(size_t nsets, int64_t ttl_ms);
 void tokencache_free(struct tokencache *c);
 
 /* 1 and *out filled on a hit, 0 on a miss. */
-int tokencache_get(struct tokencache *c, const unsigned char hash[TOKENCACHE_HASH_BYTES],
-		   int64_t now_ms, struct tokencache_entry *out);
+int tokencache_get(struct tokencache *c, const unsigned char hash[TOKENCACHE_HASH_BYTES], int64_t now_ms,
+		   struct tokencache_entry *out);
 
 uint64_t tokencache_generation(struct tokencache *c);
 

@@ -26,8 +26,8 @@ int uia_session_create(struct uia_sessions *s, const json_t *params, const char 
 		       char id[UIA_SESSION_ID_LEN + 1]);
 
 struct uia_session_view {
-	json_t *params;        /* new reference; caller decrefs */
-	char *password;        /* malloc'd copy or NULL; free with accounts_secret_free */
+	json_t *params;              /* new reference; caller decrefs */
+	char *password;              /* malloc'd copy or NULL; free with accounts_secret_free */
 	char completed_user_id[256]; /* "" until completed */
 };
 

@@ -2,8 +2,8 @@
 
 #include "log.h"
 
-static int dev_send_code(const struct verifier *v, const char *aura_id, const char *method,
-			 const char *code, struct al_error *err)
+static int dev_send_code(const struct verifier *v, const char *aura_id, const char *method, const char *code,
+			 struct al_error *err)
 {
 	(void)v;
 	(void)err;

@@ -11,8 +11,8 @@ struct verifier {
 	const char *name;
 	/* Deliver `code` for `aura_id` by `method` (phone|email|kyc). 0, or -1
 	 * with err filled. Called from worker threads: must be thread-safe. */
-	int (*send_code)(const struct verifier *v, const char *aura_id, const char *method,
-			 const char *code, struct al_error *err);
+	int (*send_code)(const struct verifier *v, const char *aura_id, const char *method, const char *code,
+			 struct al_error *err);
 	void *ctx;
 };
 

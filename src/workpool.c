@@ -84,8 +84,8 @@ struct workpool *workpool_new(int nthreads)
 	return pool;
 }
 
-int workpool_submit(struct workpool *pool, struct event_base *reply_base, void (*work)(void *),
-		    void (*done)(void *), void *arg)
+int workpool_submit(struct workpool *pool, struct event_base *reply_base, void (*work)(void *), void (*done)(void *),
+		    void *arg)
 {
 	if (!pool || !reply_base || !work)
 		return -1;

@@ -19,8 +19,8 @@ struct workpool *workpool_new(int nthreads);
  * afterwards done(arg) runs on reply_base's loop. done may be NULL.
  * Returns 0, or -1 when the queue is full, the pool is stopping or memory
  * ran out (then neither callback runs). */
-int workpool_submit(struct workpool *pool, struct event_base *reply_base, void (*work)(void *),
-		    void (*done)(void *), void *arg);
+int workpool_submit(struct workpool *pool, struct event_base *reply_base, void (*work)(void *), void (*done)(void *),
+		    void *arg);
 
 /* Stop the threads after the jobs already queued ran, then free the pool.
  * Call after the reply bases stopped dispatching: done callbacks that did

@@ -126,5 +126,5 @@ START_TEST(utf8_chars)
 }
 END_TEST
 
-UNIT_MAIN("accounts", localpart_grammar, lowercasing, user_id_length_limit, login_user_forms,
-	  generated_ids, tokens, passwords, utf8_chars)
+UNIT_MAIN("accounts", localpart_grammar, lowercasing, user_id_length_limit, login_user_forms, generated_ids, tokens,
+	  passwords, utf8_chars)

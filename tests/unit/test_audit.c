@@ -10,8 +10,8 @@ START_TEST(hash_is_sha256_of_canonical_json_and_prev)
 	unsigned char prev[32] = {0}, out[32], expect[32];
 	json_t *details = json_pack("{s:i, s:s}", "b", 1, "a", "x");
 	struct al_error err = {0};
-	ck_assert_int_eq(audit_entry_hash("admin", "suspend_user", "@a:x", "@b:x", NULL, details,
-					  1700000000123LL, prev, out, &err),
+	ck_assert_int_eq(audit_entry_hash("admin", "suspend_user", "@a:x", "@b:x", NULL, details, 1700000000123LL, prev,
+					  out, &err),
 			 0);
 	const char *canon = "{\"action\":\"suspend_user\",\"actor\":\"@a:x\",\"category\":\"admin\","
 			    "\"created_at\":1700000000123,\"details\":{\"a\":\"x\",\"b\":1},"

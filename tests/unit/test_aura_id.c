@@ -8,7 +8,7 @@ START_TEST(usernames)
 {
 	ck_assert(aura_id_username_valid("abc"));
 	ck_assert(aura_id_username_valid("A_b-9"));
-	ck_assert(aura_id_username_valid("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")); /* 30 */
+	ck_assert(aura_id_username_valid("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));   /* 30 */
 	ck_assert(!aura_id_username_valid("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")); /* 31 */
 	ck_assert(!aura_id_username_valid("ab"));
 	ck_assert(!aura_id_username_valid(""));

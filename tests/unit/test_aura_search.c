@@ -77,8 +77,7 @@ START_TEST(ranking_exact_prefix_substring)
 	ck_assert_int_eq(put("azed", NULL), 0);
 	ck_assert_int_eq(put("zedfriends", NULL), 0);
 	ck_assert_int_eq(put("named1", "Zed Fan"), 0);
-	ck_assert_str_eq(ids("zed", 10),
-			 "@zed.aura @named1.aura @zed_b.aura @zedfriends.aura @zedxb.aura @azed.aura");
+	ck_assert_str_eq(ids("zed", 10), "@zed.aura @named1.aura @zed_b.aura @zedfriends.aura @zedxb.aura @azed.aura");
 	ck_assert_str_eq(ids("zed", 2), "@zed.aura @named1.aura");
 	ck_assert_str_eq(ids("zed", 1), "@zed.aura");
 	/* LIKE metacharacters are plain bytes here */
@@ -96,8 +95,7 @@ START_TEST(ranking_exact_prefix_substring)
 	ck_assert_int_eq(put("bobby", NULL), 0);
 	ck_assert_int_eq(put("dave", "Bobcat"), 0);
 	ck_assert_int_eq(put("abob", NULL), 0);
-	ck_assert_str_eq(ids("bob", 10),
-			 "@alice.aura @bob.aura @carol.aura @bobby.aura @dave.aura @abob.aura");
+	ck_assert_str_eq(ids("bob", 10), "@alice.aura @bob.aura @carol.aura @bobby.aura @dave.aura @abob.aura");
 	ck_assert_str_eq(ids("bob", 4), "@alice.aura @bob.aura @carol.aura @bobby.aura");
 }
 END_TEST
@@ -140,7 +138,7 @@ START_TEST(prefix_edges)
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		ck_assert_int_eq(put(names[i], NULL), 0);
 	ck_assert_str_eq(ids("a", 10), "@aaa.aura @aab.aura @abz.aura"); /* at the start */
-	ck_assert_str_eq(ids("zzz", 10), "@zzz.aura @zzzz.aura");       /* at the end */
+	ck_assert_str_eq(ids("zzz", 10), "@zzz.aura @zzzz.aura");        /* at the end */
 	ck_assert_str_eq(ids("zzzz", 10), "@zzzz.aura");
 	ck_assert_str_eq(ids("zzzzz", 10), ""); /* longer than every name */
 	ck_assert_str_eq(ids("b", 10), "@b00.aura @aab.aura @abz.aura");
@@ -162,8 +160,7 @@ START_TEST(prefix_edges)
 	json_t *out = NULL;
 	ck_assert_int_eq(aura_search_query(S, "many", 50, &out), 0);
 	ck_assert_int_eq(json_array_size(out), 50);
-	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(out, 49), "aura_id")),
-			 "@many49.aura");
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(out, 49), "aura_id")), "@many49.aura");
 	json_decref(out);
 	/* bounds */
 	ck_assert_int_eq(aura_search_query(S, "", 10, &out), -1);
@@ -229,8 +226,7 @@ START_TEST(load_replaces_and_later_row_wins)
 	ck_assert_str_eq(ids("first", 10), "");
 	json_t *out = NULL;
 	ck_assert_int_eq(aura_search_query(S, "beta", 10, &out), 0);
-	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(out, 0), "avatar_url")),
-			 "mxc://x/b");
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(out, 0), "avatar_url")), "mxc://x/b");
 	ck_assert(json_is_true(json_object_get(json_array_get(out, 0), "is_verified")));
 	json_decref(out);
 	ck_assert_int_eq(aura_search_load(S, rows + 1, 1), 0);
@@ -313,8 +309,7 @@ static const char *model_ids(const char *term, int limit)
 	qsort(v, n, sizeof(v[0]), cmp_model);
 	buf[0] = '\0';
 	for (size_t i = 0; i < n && i < (size_t)limit; i++)
-		off += (size_t)snprintf(buf + off, sizeof(buf) - off, "%s@%s.aura", i ? " " : "",
-					v[i]->username);
+		off += (size_t)snprintf(buf + off, sizeof(buf) - off, "%s@%s.aura", i ? " " : "", v[i]->username);
 	return buf;
 }
 
@@ -350,8 +345,8 @@ START_TEST(matches_model)
 		m->live = true;
 		snprintf(aura_ids[nrows], sizeof(aura_ids[0]), "@%.15s.aura", m->username);
 		snprintf(user_ids[nrows], sizeof(user_ids[0]), "@%.15s:x", m->username);
-		rows[nrows] = (struct aura_search_row){aura_ids[nrows], user_ids[nrows], m->username,
-						       m->display, NULL, false};
+		rows[nrows] = (struct aura_search_row){
+			aura_ids[nrows], user_ids[nrows], m->username, m->display, NULL, false};
 		nrows++;
 	}
 	ck_assert_int_eq(aura_search_load(S, rows, nrows), 0);
@@ -425,10 +420,9 @@ START_TEST(bench_shape)
 		rows[i] = (struct aura_search_row){a[i], u[i], n[i], d[i], NULL, false};
 	}
 	ck_assert_int_eq(aura_search_load(S, rows, N), 0);
-	ck_assert_str_eq(ids("user1999", 10),
-			 "@user1999.aura @user19990.aura @user19991.aura @user19992.aura "
-			 "@user19993.aura @user19994.aura @user19995.aura @user19996.aura "
-			 "@user19997.aura @user19998.aura");
+	ck_assert_str_eq(ids("user1999", 10), "@user1999.aura @user19990.aura @user19991.aura @user19992.aura "
+					      "@user19993.aura @user19994.aura @user19995.aura @user19996.aura "
+					      "@user19997.aura @user19998.aura");
 	ck_assert_str_eq(ids("user19999", 10), "@user19999.aura");
 	ck_assert_str_eq(ids("ser1999", 3), "@user1999.aura @user19990.aura @user19991.aura");
 	ck_assert_str_eq(ids("er 1999", 3), "@user1999.aura @user19990.aura @user19991.aura");
@@ -437,12 +431,12 @@ START_TEST(bench_shape)
 	struct aura_search_stats st;
 	aura_search_stats(S, &st);
 	ck_assert_int_eq(st.entries, N);
-	fprintf(stderr, "aura_search: %d entries, %zu bytes (%zu per entry), %zu trigrams\n", N,
-		st.bytes, st.bytes / N, st.trigrams);
+	fprintf(stderr, "aura_search: %d entries, %zu bytes (%zu per entry), %zu trigrams\n", N, st.bytes, st.bytes / N,
+		st.trigrams);
 	ck_assert(st.bytes / N < 1024);
 }
 END_TEST
 
-UNIT_MAIN_WITH_FIXTURE("aura_search", setup, teardown, not_ready_until_loaded,
-		       ranking_exact_prefix_substring, case_insensitive, prefix_edges, remove_and_update,
-		       load_replaces_and_later_row_wins, matches_model, bench_shape)
+UNIT_MAIN_WITH_FIXTURE("aura_search", setup, teardown, not_ready_until_loaded, ranking_exact_prefix_substring,
+		       case_insensitive, prefix_edges, remove_and_update, load_replaces_and_later_row_wins,
+		       matches_model, bench_shape)

@@ -6,8 +6,8 @@
 #include "b64.h"
 
 /* The spec appendix "Unpadded Base64" examples. */
-static const char *const spec_plain[] = { "", "f", "fo", "foo", "foob", "fooba", "foobar" };
-static const char *const spec_b64[] = { "", "Zg", "Zm8", "Zm9v", "Zm9vYg", "Zm9vYmE", "Zm9vYmFy" };
+static const char *const spec_plain[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+static const char *const spec_b64[] = {"", "Zg", "Zm8", "Zm9v", "Zm9vYg", "Zm9vYmE", "Zm9vYmFy"};
 
 START_TEST(test_encode_spec_examples)
 {
@@ -23,7 +23,7 @@ END_TEST
 
 START_TEST(test_alphabets)
 {
-	const unsigned char bin[] = { 0xfb, 0xff, 0xbf };
+	const unsigned char bin[] = {0xfb, 0xff, 0xbf};
 	char *std = b64_encode(bin, sizeof(bin));
 	char *url = b64url_encode(bin, sizeof(bin));
 
@@ -113,8 +113,8 @@ START_TEST(test_decode_rejects_garbage)
 	size_t n;
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		ck_assert_msg(b64_decode(bad[i], strlen(bad[i]), out, sizeof(out), &n) == -1,
-			      "accepted \"%s\"", bad[i]);
+		ck_assert_msg(b64_decode(bad[i], strlen(bad[i]), out, sizeof(out), &n) == -1, "accepted \"%s\"",
+			      bad[i]);
 	ck_assert_int_eq(b64_decode("Zm\0v", 4, out, sizeof(out), &n), -1);
 	ck_assert_int_eq(b64_decode("Zm9\0", 4, out, sizeof(out), &n), -1);
 }
@@ -161,10 +161,6 @@ START_TEST(test_decode_does_not_fit)
 }
 END_TEST
 
-UNIT_MAIN("b64", test_encode_spec_examples,
-	  test_alphabets,
-	  test_round_trip_both_alphabets,
-	  test_decode_padded_and_unpadded,
-	  test_decode_rejects_garbage,
-	  test_decode_nonzero_trailing_bits,
+UNIT_MAIN("b64", test_encode_spec_examples, test_alphabets, test_round_trip_both_alphabets,
+	  test_decode_padded_and_unpadded, test_decode_rejects_garbage, test_decode_nonzero_trailing_bits,
 	  test_decode_does_not_fit)

@@ -28,8 +28,8 @@ static void signal_of(const struct ev *e, bool callee_local, const char *refuse,
 
 /* Merge the events in the given order; outcome at now. The callee's server
  * stores each event at its own timestamp (now_ms = ts). */
-static void run(const struct ev *evs, const int *order, int n, bool callee_local, int64_t now,
-		struct calls_outcome *o, struct calls_milestones *mout)
+static void run(const struct ev *evs, const int *order, int n, bool callee_local, int64_t now, struct calls_outcome *o,
+		struct calls_milestones *mout)
 {
 	struct calls_milestones m, s;
 	memset(&m, 0, sizeof(m));
@@ -43,23 +43,50 @@ static void run(const struct ev *evs, const int *order, int n, bool callee_local
 		*mout = m;
 }
 
-#define INVITE(ts) {"m.call.invite", \
-	"{\"call_id\":\"c1\",\"party_id\":\"p1\",\"version\":\"1\",\"lifetime\":60000," \
-	"\"offer\":{\"type\":\"offer\",\"sdp\":\"v=0\\r\\nm=audio 9 UDP/TLS/RTP/SAVPF 111\\r\\n\"}}", ts}
-#define ANSWER(ts) {"m.call.answer", \
-	"{\"call_id\":\"c1\",\"party_id\":\"p2\",\"version\":\"1\",\"answer\":{\"type\":\"answer\",\"sdp\":\"v=0\"}}", ts}
-#define SELECT(ts) {"m.call.select_answer", \
-	"{\"call_id\":\"c1\",\"party_id\":\"p1\",\"version\":\"1\",\"selected_party_id\":\"p2\"}", ts}
-#define CANDIDATES(ts) {"m.call.candidates", \
-	"{\"call_id\":\"c1\",\"party_id\":\"p1\",\"version\":\"1\",\"candidates\":[]}", ts}
-#define NEGOTIATE(ts) {"m.call.negotiate", \
-	"{\"call_id\":\"c1\",\"party_id\":\"p1\",\"version\":\"1\",\"lifetime\":10000," \
-	"\"description\":{\"type\":\"offer\",\"sdp\":\"v=0\"}}", ts}
-#define REJECT(ts) {"m.call.reject", "{\"call_id\":\"c1\",\"party_id\":\"p2\",\"version\":\"1\"}", ts}
-#define HANGUP(ts) {"m.call.hangup", \
-	"{\"call_id\":\"c1\",\"party_id\":\"p1\",\"version\":\"1\",\"reason\":\"user_hangup\"}", ts}
-#define HANGUP_R(ts, r) {"m.call.hangup", \
-	"{\"call_id\":\"c1\",\"party_id\":\"p1\",\"version\":\"1\",\"reason\":\"" r "\"}", ts}
+#define INVITE(ts)                                                                                                    \
+	{                                                                                                             \
+		"m.call.invite",                                                                                      \
+			"{\"call_id\":\"c1\",\"party_id\":\"p1\",\"version\":\"1\",\"lifetime\":60000,"               \
+			"\"offer\":{\"type\":\"offer\",\"sdp\":\"v=0\\r\\nm=audio 9 UDP/TLS/RTP/SAVPF 111\\r\\n\"}}", \
+			ts                                                                                            \
+	}
+#define ANSWER(ts)                                                                                                   \
+	{                                                                                                            \
+		"m.call.answer",                                                                                     \
+			"{\"call_id\":\"c1\",\"party_id\":\"p2\",\"version\":\"1\",\"answer\":{\"type\":\"answer\"," \
+			"\"sdp\":\"v=0\"}}",                                                                         \
+			ts                                                                                           \
+	}
+#define SELECT(ts)                                                                                                    \
+	{                                                                                                             \
+		"m.call.select_answer",                                                                               \
+			"{\"call_id\":\"c1\",\"party_id\":\"p1\",\"version\":\"1\",\"selected_party_id\":\"p2\"}", ts \
+	}
+#define CANDIDATES(ts)                                                                                               \
+	{                                                                                                            \
+		"m.call.candidates", "{\"call_id\":\"c1\",\"party_id\":\"p1\",\"version\":\"1\",\"candidates\":[]}", \
+			ts                                                                                           \
+	}
+#define NEGOTIATE(ts)                                                                                   \
+	{                                                                                               \
+		"m.call.negotiate",                                                                     \
+			"{\"call_id\":\"c1\",\"party_id\":\"p1\",\"version\":\"1\",\"lifetime\":10000," \
+			"\"description\":{\"type\":\"offer\",\"sdp\":\"v=0\"}}",                        \
+			ts                                                                              \
+	}
+#define REJECT(ts)                                                                                \
+	{                                                                                         \
+		"m.call.reject", "{\"call_id\":\"c1\",\"party_id\":\"p2\",\"version\":\"1\"}", ts \
+	}
+#define HANGUP(ts)                                                                                                  \
+	{                                                                                                           \
+		"m.call.hangup",                                                                                    \
+			"{\"call_id\":\"c1\",\"party_id\":\"p1\",\"version\":\"1\",\"reason\":\"user_hangup\"}", ts \
+	}
+#define HANGUP_R(ts, r)                                                                                                \
+	{                                                                                                              \
+		"m.call.hangup", "{\"call_id\":\"c1\",\"party_id\":\"p1\",\"version\":\"1\",\"reason\":\"" r "\"}", ts \
+	}
 
 START_TEST(parse_events)
 {

@@ -20,7 +20,7 @@ static char *canon(const char *text, struct al_error *err)
 
 static void assert_canon(const char *in, const char *want)
 {
-	struct al_error err = { 0 };
+	struct al_error err = {0};
 	char *out = canon(in, &err);
 
 	ck_assert_msg(out != NULL, "%s: %s", in, err.message);
@@ -30,7 +30,7 @@ static void assert_canon(const char *in, const char *want)
 
 static void assert_refused(json_t *v, const char *message)
 {
-	struct al_error err = { 0 };
+	struct al_error err = {0};
 	char *out = cjson_encode(v, NULL, &err);
 
 	ck_assert_ptr_null(out);
@@ -103,7 +103,7 @@ START_TEST(test_nul_in_keys_and_strings)
 {
 	static const char want[] = "{\"a\":2,\"a\\u0000b\":[\"x\\u0000y\"]}";
 	json_t *obj = json_object();
-	struct al_error err = { 0 };
+	struct al_error err = {0};
 	size_t len = 0;
 	char *out;
 
@@ -183,20 +183,20 @@ END_TEST
 START_TEST(test_invalid_utf8_refused)
 {
 	assert_refused(json_pack("[o]", json_stringn_nocheck("\xff", 1)), "string is not valid UTF-8");
-	assert_refused(json_pack("[o]", json_stringn_nocheck("\xc0\xaf", 2)), NULL);   /* overlong */
+	assert_refused(json_pack("[o]", json_stringn_nocheck("\xc0\xaf", 2)), NULL);     /* overlong */
 	assert_refused(json_pack("[o]", json_stringn_nocheck("\xed\xa0\x80", 3)), NULL); /* surrogate */
-	assert_refused(json_pack("[o]", json_stringn_nocheck("\xe6\x97", 2)), NULL);   /* truncated */
+	assert_refused(json_pack("[o]", json_stringn_nocheck("\xe6\x97", 2)), NULL);     /* truncated */
 }
 END_TEST
 
 /* ---- cjson_parse ---- */
 
-static const struct cjson_limits small = { 64, 4 };
+static const struct cjson_limits small = {64, 4};
 
-static void assert_parse_error(const char *buf, size_t len, const struct cjson_limits *lim,
-			       int status, const char *errcode)
+static void assert_parse_error(const char *buf, size_t len, const struct cjson_limits *lim, int status,
+			       const char *errcode)
 {
-	struct al_error err = { 0 };
+	struct al_error err = {0};
 	json_t *v = cjson_parse(buf, len, lim, &err);
 
 	ck_assert_msg(v == NULL, "accepted %.*s", (int)len, buf ? buf : "");
@@ -207,7 +207,7 @@ static void assert_parse_error(const char *buf, size_t len, const struct cjson_l
 
 static void assert_parses(const char *buf, const struct cjson_limits *lim)
 {
-	struct al_error err = { 0 };
+	struct al_error err = {0};
 	json_t *v = cjson_parse(buf, strlen(buf), lim, &err);
 
 	ck_assert_msg(v != NULL, "%s: %s", buf, err.message);
@@ -216,7 +216,7 @@ static void assert_parses(const char *buf, const struct cjson_limits *lim)
 
 START_TEST(test_parse_ok)
 {
-	struct al_error err = { 0 };
+	struct al_error err = {0};
 	const char *text = "{\"a\":[1,2,{\"b\":null}]} trailing";
 	json_t *v = cjson_parse(text, strlen("{\"a\":[1,2,{\"b\":null}]}"), &small, &err);
 
@@ -246,7 +246,7 @@ END_TEST
 START_TEST(test_parse_too_deep)
 {
 	char buf[400];
-	struct al_error err = { 0 };
+	struct al_error err = {0};
 
 	for (int i = 0; i < 200; i++) {
 		buf[i] = '[';
@@ -289,7 +289,7 @@ END_TEST
 
 START_TEST(test_parse_duplicate_keys)
 {
-	struct al_error err = { 0 };
+	struct al_error err = {0};
 
 	ck_assert_ptr_null(cjson_parse("{\"a\":1,\"a\":2}", 13, &small, &err));
 	ck_assert_str_eq(err.errcode, "M_NOT_JSON");
@@ -299,7 +299,7 @@ END_TEST
 
 START_TEST(test_parse_object)
 {
-	struct al_error err = { 0 };
+	struct al_error err = {0};
 	json_t *v = cjson_parse_object("{\"a\":1}", 7, &small, &err);
 
 	ck_assert_ptr_nonnull(v);
@@ -313,20 +313,7 @@ START_TEST(test_parse_object)
 }
 END_TEST
 
-UNIT_MAIN("cjson", test_spec_examples,
-	  test_scalars_and_arrays,
-	  test_escapes,
-	  test_key_order,
-	  test_nul_in_keys_and_strings,
-	  test_len_out,
-	  test_integer_range,
-	  test_reals_refused,
-	  test_depth_limit,
-	  test_invalid_utf8_refused,
-	  test_parse_ok,
-	  test_parse_too_large,
-	  test_parse_too_deep,
-	  test_parse_depth_ignores_strings,
-	  test_parse_not_json,
-	  test_parse_duplicate_keys,
-	  test_parse_object)
+UNIT_MAIN("cjson", test_spec_examples, test_scalars_and_arrays, test_escapes, test_key_order,
+	  test_nul_in_keys_and_strings, test_len_out, test_integer_range, test_reals_refused, test_depth_limit,
+	  test_invalid_utf8_refused, test_parse_ok, test_parse_too_large, test_parse_too_deep,
+	  test_parse_depth_ignores_strings, test_parse_not_json, test_parse_duplicate_keys, test_parse_object)

@@ -4,7 +4,8 @@
 
 #include "config.h"
 
-#define BASE "server_name = \"a.test\"; database = { conninfo = \"dbname=x\"; }; signing_key_path = \"k\";" \
+#define BASE                                                                                           \
+	"server_name = \"a.test\"; database = { conninfo = \"dbname=x\"; }; signing_key_path = \"k\";" \
 	" listeners = { federation = { tls_certificate = \"c\"; tls_private_key = \"p\"; }; };"
 
 static char err[512];
@@ -36,10 +37,12 @@ START_TEST(lists_and_overrides)
 {
 	struct al_config c;
 	setenv("DATABASE_URL", "postgresql:///other", 1);
-	ck_assert_int_eq(config_load_string(BASE " admins = [\"@a:a.test\", \"@b:a.test\"];"
+	ck_assert_int_eq(config_load_string(BASE
+					    " admins = [\"@a:a.test\", \"@b:a.test\"];"
 					    " federation = { blacklist = [\"evil.test\"]; whitelist_only = true; };"
 					    " limits = { rate_per_second = 2; };",
-					    &c, err, sizeof(err)), 0);
+					    &c, err, sizeof(err)),
+			 0);
 	ck_assert_str_eq(c.conninfo, "postgresql:///other");
 	ck_assert_int_eq(c.admins.count, 2);
 	ck_assert(config_list_contains(&c.admins, "@b:a.test"));
@@ -48,10 +51,12 @@ START_TEST(lists_and_overrides)
 	ck_assert(c.fed_whitelist_only);
 	ck_assert(c.rate_per_second == 2.0);
 	config_free(&c);
-	ck_assert_int_eq(config_load_string(BASE " federation = { clock_skew_ms = 1000; health_interval_seconds = 1;"
-					    " key_refetch_interval_seconds = 0;"
-					    " connect_to = [\"a.test:443:127.0.0.1:8443\", \"b.test:8448:[::1]:9448\"]; };",
-					    &c, err, sizeof(err)), 0);
+	ck_assert_int_eq(
+		config_load_string(BASE " federation = { clock_skew_ms = 1000; health_interval_seconds = 1;"
+					" key_refetch_interval_seconds = 0;"
+					" connect_to = [\"a.test:443:127.0.0.1:8443\", \"b.test:8448:[::1]:9448\"]; };",
+				   &c, err, sizeof(err)),
+		0);
 	ck_assert_int_eq(c.fed_clock_skew_ms, 1000);
 	ck_assert_int_eq(c.fed_health_interval_s, 1);
 	ck_assert_int_eq(c.fed_key_refetch_interval_s, 0);
@@ -94,9 +99,11 @@ END_TEST
 START_TEST(federation_listener_off_needs_no_tls)
 {
 	struct al_config c;
-	ck_assert_int_eq(config_load_string("server_name = \"a.test\"; database = { conninfo = \"x\"; };"
-					    " signing_key_path = \"k\"; listeners = { federation = { enabled = false; }; };",
-					    &c, err, sizeof(err)), 0);
+	ck_assert_int_eq(
+		config_load_string("server_name = \"a.test\"; database = { conninfo = \"x\"; };"
+				   " signing_key_path = \"k\"; listeners = { federation = { enabled = false; }; };",
+				   &c, err, sizeof(err)),
+		0);
 	ck_assert(!c.federation.enabled);
 	config_free(&c);
 }

@@ -32,11 +32,10 @@ static const char minimal[] =
 	"\"origin_server_ts\":1000000,\"signatures\":{},\"hashes\":{},\"type\":\"X\",\"content\":{},"
 	"\"prev_events\":[],\"auth_events\":[],\"depth\":3,\"unsigned\":{\"age_ts\":1000000}}";
 
-static const char message[] =
-	"{\"content\":{\"body\":\"Here is the message content\"},\"event_id\":\"$0:domain\","
-	"\"origin\":\"domain\",\"origin_server_ts\":1000000,\"type\":\"m.room.message\","
-	"\"room_id\":\"!r:domain\",\"sender\":\"@u:domain\",\"signatures\":{},"
-	"\"unsigned\":{\"age_ts\":1000000}}";
+static const char message[] = "{\"content\":{\"body\":\"Here is the message content\"},\"event_id\":\"$0:domain\","
+			      "\"origin\":\"domain\",\"origin_server_ts\":1000000,\"type\":\"m.room.message\","
+			      "\"room_id\":\"!r:domain\",\"sender\":\"@u:domain\",\"signatures\":{},"
+			      "\"unsigned\":{\"age_ts\":1000000}}";
 
 static const char *sig_of(json_t *ev)
 {
@@ -59,7 +58,8 @@ START_TEST(spec_vector_minimal)
 	json_t *ev = load(minimal);
 	ck_assert_int_eq(event_hash_and_sign(ev, &r, "domain", &key, &err), 0);
 	ck_assert_str_eq(hash_of(ev), "5jM4wQpv6lnBo7CLIghJuHdW+s2CMBJPUOGOC89ncos");
-	ck_assert_str_eq(sig_of(ev), "KxwGjPSDEtvnFgU00fwFz+l6d2pJM6XBIaMEn81SXPTRl16AqLAYqfIReFGZlHi5KLjAWbOoMszkwsQma+lYAg");
+	ck_assert_str_eq(sig_of(ev),
+			 "KxwGjPSDEtvnFgU00fwFz+l6d2pJM6XBIaMEn81SXPTRl16AqLAYqfIReFGZlHi5KLjAWbOoMszkwsQma+lYAg");
 	ck_assert_int_eq(event_check_content_hash(ev, &err), 0);
 	/* unsigned stays and is not covered */
 	ck_assert_ptr_nonnull(json_object_get(ev, "unsigned"));
@@ -78,7 +78,8 @@ START_TEST(spec_vector_message)
 	json_t *ev = load(message);
 	ck_assert_int_eq(event_hash_and_sign(ev, &r, "domain", &key, &err), 0);
 	ck_assert_str_eq(hash_of(ev), "onLKD1bGljeBWQhWZ1kaP9SorVmRQNdN5aM2JYU2n/g");
-	ck_assert_str_eq(sig_of(ev), "Wm+VzmOUOz08Ds+0NTWb1d4CZrVsJSikkeRxh6aCcUwu6pNC78FunoD7KNWzqFn241eYHYMGCA5McEiVPdhzBA");
+	ck_assert_str_eq(sig_of(ev),
+			 "Wm+VzmOUOz08Ds+0NTWb1d4CZrVsJSikkeRxh6aCcUwu6pNC78FunoD7KNWzqFn241eYHYMGCA5McEiVPdhzBA");
 	char id[EVENT_ID_MAX];
 	ck_assert_int_eq(event_compute_id(ev, &r, id, sizeof(id), &err), 0);
 	ck_assert_str_eq(id, "$0:domain");
@@ -101,14 +102,16 @@ START_TEST(event_ids_v10_v11)
 	ck_assert_int_eq(event_rules_for("11", &r11), 0);
 	json_t *ev = load(minimal);
 	ck_assert_int_eq(event_hash_and_sign(ev, &r10, "domain", &key, &err), 0);
-	ck_assert_str_eq(sig_of(ev), "KxwGjPSDEtvnFgU00fwFz+l6d2pJM6XBIaMEn81SXPTRl16AqLAYqfIReFGZlHi5KLjAWbOoMszkwsQma+lYAg");
+	ck_assert_str_eq(sig_of(ev),
+			 "KxwGjPSDEtvnFgU00fwFz+l6d2pJM6XBIaMEn81SXPTRl16AqLAYqfIReFGZlHi5KLjAWbOoMszkwsQma+lYAg");
 	ck_assert_int_eq(event_compute_id(ev, &r10, id, sizeof(id), &err), 0);
 	ck_assert_str_eq(id, "$8yif6p8EqgoSten2BLje9ntKm720NyFLWQv9tn8memc");
 	ck_assert_int_eq(event_compute_id(ev, &r11, id, sizeof(id), &err), 0);
 	ck_assert_str_eq(id, "$70O_oKlXzFbkfu0KE88USi98DjSWrOELrPj-8tisl8I");
 	json_object_set_new(ev, "signatures", json_object());
 	ck_assert_int_eq(event_hash_and_sign(ev, &r11, "domain", &key, &err), 0);
-	ck_assert_str_eq(sig_of(ev), "Jxp+1glFcZM+nnHpY0EkedRR7u0VmKsJYGnQqIvqus3UvL5X/p1y6wSkLhGoTBel6MZ9lrMIzUqrjqFquWJKBw");
+	ck_assert_str_eq(sig_of(ev),
+			 "Jxp+1glFcZM+nnHpY0EkedRR7u0VmKsJYGnQqIvqus3UvL5X/p1y6wSkLhGoTBel6MZ9lrMIzUqrjqFquWJKBw");
 	json_decref(ev);
 
 	ev = load(minimal);
@@ -161,7 +164,8 @@ END_TEST
 START_TEST(redaction_content_rules)
 {
 	json_t *r;
-	const char *create = "{\"type\":\"m.room.create\",\"content\":{\"creator\":\"@u:d\",\"room_version\":\"10\",\"m.federate\":true}}";
+	const char *create = "{\"type\":\"m.room.create\",\"content\":{\"creator\":\"@u:d\",\"room_version\":\"10\","
+			     "\"m.federate\":true}}";
 	r = redact_str("10", create);
 	ck_assert_int_eq(json_object_size(json_object_get(r, "content")), 1);
 	json_decref(r);
@@ -169,7 +173,8 @@ START_TEST(redaction_content_rules)
 	ck_assert_int_eq(json_object_size(json_object_get(r, "content")), 3);
 	json_decref(r);
 
-	const char *pl = "{\"type\":\"m.room.power_levels\",\"content\":{\"ban\":50,\"invite\":0,\"notifications\":{}}}";
+	const char *pl =
+		"{\"type\":\"m.room.power_levels\",\"content\":{\"ban\":50,\"invite\":0,\"notifications\":{}}}";
 	r = redact_str("10", pl);
 	ck_assert_ptr_null(json_object_get(json_object_get(r, "content"), "invite"));
 	ck_assert_ptr_nonnull(json_object_get(json_object_get(r, "content"), "ban"));
@@ -179,7 +184,8 @@ START_TEST(redaction_content_rules)
 	ck_assert_ptr_null(json_object_get(json_object_get(r, "content"), "notifications"));
 	json_decref(r);
 
-	const char *red = "{\"type\":\"m.room.redaction\",\"redacts\":\"$a\",\"content\":{\"redacts\":\"$a\",\"reason\":\"r\"}}";
+	const char *red =
+		"{\"type\":\"m.room.redaction\",\"redacts\":\"$a\",\"content\":{\"redacts\":\"$a\",\"reason\":\"r\"}}";
 	r = redact_str("10", red);
 	ck_assert_int_eq(json_object_size(json_object_get(r, "content")), 0);
 	ck_assert_ptr_null(json_object_get(r, "redacts"));
@@ -190,7 +196,8 @@ START_TEST(redaction_content_rules)
 	json_decref(r);
 
 	const char *mem = "{\"type\":\"m.room.member\",\"content\":{\"membership\":\"join\",\"displayname\":\"x\","
-			  "\"join_authorised_via_users_server\":\"@a:d\",\"third_party_invite\":{\"signed\":{\"a\":1},\"display_name\":\"z\"}}}";
+			  "\"join_authorised_via_users_server\":\"@a:d\",\"third_party_invite\":{\"signed\":{\"a\":1},"
+			  "\"display_name\":\"z\"}}}";
 	r = redact_str("8", mem);
 	ck_assert_int_eq(json_object_size(json_object_get(r, "content")), 1);
 	json_decref(r);
@@ -203,7 +210,8 @@ START_TEST(redaction_content_rules)
 	ck_assert_int_eq(json_object_size(json_object_get(c, "third_party_invite")), 1);
 	json_decref(r);
 
-	const char *jr = "{\"type\":\"m.room.join_rules\",\"content\":{\"join_rule\":\"restricted\",\"allow\":[],\"x\":1}}";
+	const char *jr =
+		"{\"type\":\"m.room.join_rules\",\"content\":{\"join_rule\":\"restricted\",\"allow\":[],\"x\":1}}";
 	r = redact_str("7", jr);
 	ck_assert_int_eq(json_object_size(json_object_get(r, "content")), 1);
 	json_decref(r);
@@ -219,7 +227,8 @@ START_TEST(redaction_content_rules)
 	ck_assert_int_eq(json_object_size(json_object_get(r, "content")), 0);
 	json_decref(r);
 
-	const char *hv = "{\"type\":\"m.room.history_visibility\",\"content\":{\"history_visibility\":\"shared\",\"y\":2}}";
+	const char *hv =
+		"{\"type\":\"m.room.history_visibility\",\"content\":{\"history_visibility\":\"shared\",\"y\":2}}";
 	r = redact_str("11", hv);
 	ck_assert_int_eq(json_object_size(json_object_get(r, "content")), 1);
 	json_decref(r);

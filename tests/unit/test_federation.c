@@ -18,10 +18,11 @@ START_TEST(xmatrix_build_parse_verify)
 	ck_assert_int_eq(sign_key_generate(&k, "ed25519:t1"), 0);
 	json_t *content = json_pack("{s:s, s:i}", "a", "b", "n", 3);
 	struct al_error err = {0};
-	char *h = xmatrix_build_header(&k, "a.test:8448", "b.test", "PUT", "/_matrix/federation/v1/send/1",
-				       content, &err);
+	char *h = xmatrix_build_header(&k, "a.test:8448", "b.test", "PUT", "/_matrix/federation/v1/send/1", content,
+				       &err);
 	ck_assert_ptr_nonnull(h);
-	ck_assert(strncmp(h, "X-Matrix origin=\"a.test:8448\",destination=\"b.test\",key=\"ed25519:t1\",sig=\"", 72) == 0);
+	ck_assert(strncmp(h, "X-Matrix origin=\"a.test:8448\",destination=\"b.test\",key=\"ed25519:t1\",sig=\"", 72) ==
+		  0);
 	struct xmatrix_auth a;
 	ck_assert_int_eq(xmatrix_parse_header(h, &a, &err), 0);
 	ck_assert_str_eq(a.origin, "a.test:8448");
@@ -33,7 +34,8 @@ START_TEST(xmatrix_build_parse_verify)
 	ck_assert_int_eq(xmatrix_verify(&a, "PUT", "/_matrix/federation/v1/send/1", "b.test", other, k.pk, &err), -1);
 	ck_assert_int_eq(err.status, 401);
 	ck_assert_int_eq(xmatrix_verify(&a, "PUT", "/_matrix/federation/v1/send/2", "b.test", content, k.pk, &err), -1);
-	ck_assert_int_eq(xmatrix_verify(&a, "POST", "/_matrix/federation/v1/send/1", "b.test", content, k.pk, &err), -1);
+	ck_assert_int_eq(xmatrix_verify(&a, "POST", "/_matrix/federation/v1/send/1", "b.test", content, k.pk, &err),
+			 -1);
 	ck_assert_int_eq(xmatrix_verify(&a, "PUT", "/_matrix/federation/v1/send/1", "c.test", content, k.pk, &err), -1);
 	json_decref(other);
 	json_decref(content);
@@ -47,7 +49,9 @@ START_TEST(xmatrix_parse_variants)
 	struct xmatrix_auth a;
 	struct al_error err = {0};
 	/* unquoted values, other order, spaces, case-insensitive names */
-	ck_assert_int_eq(xmatrix_parse_header("X-Matrix  Key=ed25519:x, sig=abc,origin=o.test ,destination=d.test", &a, &err), 0);
+	ck_assert_int_eq(
+		xmatrix_parse_header("X-Matrix  Key=ed25519:x, sig=abc,origin=o.test ,destination=d.test", &a, &err),
+		0);
 	ck_assert_str_eq(a.origin, "o.test");
 	ck_assert_str_eq(a.key_id, "ed25519:x");
 	ck_assert_str_eq(a.sig, "abc");
@@ -149,9 +153,8 @@ END_TEST
 static json_t *key_doc(struct sign_key *k, const char *server, int64_t valid_until)
 {
 	char *pub = sign_public_b64(k);
-	json_t *doc = json_pack("{s:s, s:{s:{s:s}}, s:{}, s:I}", "server_name", server, "verify_keys",
-				k->key_id, "key", pub, "old_verify_keys", "valid_until_ts",
-				(json_int_t)valid_until);
+	json_t *doc = json_pack("{s:s, s:{s:{s:s}}, s:{}, s:I}", "server_name", server, "verify_keys", k->key_id, "key",
+				pub, "old_verify_keys", "valid_until_ts", (json_int_t)valid_until);
 	free(pub);
 	ck_assert_int_eq(sign_json(doc, server, k, NULL), 0);
 	return doc;
@@ -181,8 +184,8 @@ START_TEST(key_document_checks)
 	json_object_del(doc, "signatures");
 	ck_assert_int_eq(sign_json(doc, "s.test", &k, NULL), 0);
 	ck_assert_int_eq(fed_keys_parse_document(doc, "s.test", &d, &err), -1);
-	json_object_set_new(json_object_get(json_object_get(doc, "old_verify_keys"), "ed25519:old"),
-			    "expired_ts", json_integer(500));
+	json_object_set_new(json_object_get(json_object_get(doc, "old_verify_keys"), "ed25519:old"), "expired_ts",
+			    json_integer(500));
 	json_object_del(doc, "signatures");
 	ck_assert_int_eq(sign_json(doc, "s.test", &k, NULL), 0);
 	ck_assert_int_eq(fed_keys_parse_document(doc, "s.test", &d, &err), 0);
@@ -265,9 +268,9 @@ END_TEST
 /* An org.auralink.aura_id answer as the owner's server builds it. */
 static json_t *aura_answer(const char *server, const char *aura_id, const char *user_id, json_int_t valid_until)
 {
-	return json_pack("{s:s, s:s, s:s, s:{s:s, s:s, s:s, s:I, s:I}}", "aura_id", aura_id, "user_id",
-			 user_id, "server", server, "attestation", "aura_id", aura_id, "user_id", user_id,
-			 "server", server, "issued_ts", (json_int_t)1000, "valid_until_ts", valid_until);
+	return json_pack("{s:s, s:s, s:s, s:{s:s, s:s, s:s, s:I, s:I}}", "aura_id", aura_id, "user_id", user_id,
+			 "server", server, "attestation", "aura_id", aura_id, "user_id", user_id, "server", server,
+			 "issued_ts", (json_int_t)1000, "valid_until_ts", valid_until);
 }
 
 START_TEST(aura_attestation_checks)
@@ -284,12 +287,12 @@ START_TEST(aura_attestation_checks)
 	json_decref(rec);
 	/* c.test vouching for a user of b.test (or of a server whose name only
 	 * starts or ends like its own) is refused */
-	const char *foreign[] = {"@bob:b.test", "@bob:c.test.evil", "@bob:evil.c.test", "@bob:c.test:8448",
-				 "bob:c.test", "@:c.test", "@bob"};
+	const char *foreign[] = {
+		"@bob:b.test", "@bob:c.test.evil", "@bob:evil.c.test", "@bob:c.test:8448", "bob:c.test", "@:c.test",
+		"@bob"};
 	for (size_t i = 0; i < sizeof(foreign) / sizeof(foreign[0]); i++) {
 		rec = aura_answer("c.test", "@bob.aura", foreign[i], 5000);
-		ck_assert_msg(fed_aura_attestation_check("c.test", "@bob.aura", rec, 4000, 0) == 0, "%s",
-			      foreign[i]);
+		ck_assert_msg(fed_aura_attestation_check("c.test", "@bob.aura", rec, 4000, 0) == 0, "%s", foreign[i]);
 		json_decref(rec);
 	}
 	/* a port is part of the server name */
@@ -319,5 +322,5 @@ START_TEST(aura_attestation_checks)
 }
 END_TEST
 
-UNIT_MAIN("federation", xmatrix_build_parse_verify, xmatrix_parse_variants, backoff_math,
-	  discovery_parsing, key_document_checks, key_lookup_times, aura_attestation_checks)
+UNIT_MAIN("federation", xmatrix_build_parse_verify, xmatrix_parse_variants, backoff_math, discovery_parsing,
+	  key_document_checks, key_lookup_times, aura_attestation_checks)

@@ -5,7 +5,7 @@
 #include "notify.h"
 
 enum { SUN, MON, TUE, WED, THU, FRI, SAT };
-#define HM(h, m) ((h) * 60 + (m))
+#define HM(h, m) ((h)*60 + (m))
 #define SET(dst, s) snprintf(dst, sizeof(dst), "%s", s)
 
 static struct notify_app apps3[] = {
@@ -14,8 +14,8 @@ static struct notify_app apps3[] = {
 	{"old.app", false},
 };
 
-static int targets(const struct notify_prefs *p, const struct notify_app *apps, int n,
-		   enum notify_call_kind k, int day, int minute, int *out)
+static int targets(const struct notify_prefs *p, const struct notify_app *apps, int n, enum notify_call_kind k, int day,
+		   int minute, int *out)
 {
 	return notify_targets(p, apps, n, k, day, minute, out, 8);
 }
@@ -223,10 +223,11 @@ START_TEST(apply_json_validation)
 	struct notify_prefs p;
 	struct al_error err;
 	notify_prefs_defaults(&p);
-	ck_assert_int_eq(apply(&p, "{\"preferred_apps\":[\"home.app\",\"work.app\"],\"dnd_enabled\":true,"
-				   "\"dnd_start\":\"22:30\",\"dnd_end\":\"06:00\",\"dnd_days\":[0,6],"
-				   "\"ring_timeout_seconds\":5,\"work_app_id\":\"work.app\"}",
-			     &err),
+	ck_assert_int_eq(apply(&p,
+			       "{\"preferred_apps\":[\"home.app\",\"work.app\"],\"dnd_enabled\":true,"
+			       "\"dnd_start\":\"22:30\",\"dnd_end\":\"06:00\",\"dnd_days\":[0,6],"
+			       "\"ring_timeout_seconds\":5,\"work_app_id\":\"work.app\"}",
+			       &err),
 			 0);
 	ck_assert_int_eq(p.npreferred, 2);
 	ck_assert_str_eq(p.preferred_apps[0], "home.app");
@@ -235,13 +236,24 @@ START_TEST(apply_json_validation)
 	ck_assert_int_eq(p.ring_timeout_seconds, 5);
 	struct notify_prefs before = p;
 	static const char *const bad[] = {
-		"{\"ring_timeout_seconds\":4}", "{\"ring_timeout_seconds\":121}",
-		"{\"ring_timeout_seconds\":\"30\"}", "{\"work_days\":[1,1]}", "{\"work_days\":[7]}",
-		"{\"work_days\":[-1]}", "{\"work_days\":[1.5]}", "{\"dnd_days\":\"0,1\"}",
-		"{\"dnd_start\":\"24:00\"}", "{\"work_hours_end\":\"9:00\"}", "{\"dnd_enabled\":1}",
-		"{\"ring_all_apps\":\"true\"}", "{\"preferred_apps\":[\"gone.app\"]}",
-		"{\"preferred_apps\":[\"home.app\",\"home.app\"]}", "{\"preferred_apps\":\"home.app\"}",
-		"{\"work_app_id\":\"gone.app\"}", "{\"personal_app_id\":\"\"}", "{\"nonsense\":true}",
+		"{\"ring_timeout_seconds\":4}",
+		"{\"ring_timeout_seconds\":121}",
+		"{\"ring_timeout_seconds\":\"30\"}",
+		"{\"work_days\":[1,1]}",
+		"{\"work_days\":[7]}",
+		"{\"work_days\":[-1]}",
+		"{\"work_days\":[1.5]}",
+		"{\"dnd_days\":\"0,1\"}",
+		"{\"dnd_start\":\"24:00\"}",
+		"{\"work_hours_end\":\"9:00\"}",
+		"{\"dnd_enabled\":1}",
+		"{\"ring_all_apps\":\"true\"}",
+		"{\"preferred_apps\":[\"gone.app\"]}",
+		"{\"preferred_apps\":[\"home.app\",\"home.app\"]}",
+		"{\"preferred_apps\":\"home.app\"}",
+		"{\"work_app_id\":\"gone.app\"}",
+		"{\"personal_app_id\":\"\"}",
+		"{\"nonsense\":true}",
 		"{\"dnd_start\":null}" /* dnd_enabled stays true */,
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -252,9 +264,10 @@ START_TEST(apply_json_validation)
 		ck_assert_msg(memcmp(&p, &before, sizeof(p)) == 0, "changed by %s", bad[i]);
 	}
 	/* null clears optional fields; read-only fields are ignored */
-	ck_assert_int_eq(apply(&p, "{\"work_app_id\":null,\"dnd_enabled\":false,\"dnd_start\":null,"
-				   "\"aura_id\":\"@x.aura\"}",
-			     &err),
+	ck_assert_int_eq(apply(&p,
+			       "{\"work_app_id\":null,\"dnd_enabled\":false,\"dnd_start\":null,"
+			       "\"aura_id\":\"@x.aura\"}",
+			       &err),
 			 0);
 	ck_assert_str_eq(p.work_app_id, "");
 	ck_assert_int_eq(p.dnd_start, -1);
@@ -282,7 +295,6 @@ START_TEST(json_round_trip)
 }
 END_TEST
 
-UNIT_MAIN("notify", defaults_ring_all_active_apps, revoked_apps_never_ring, preferred_order_first,
-	  max_bounds_output, dnd_same_day_window, dnd_across_midnight_belongs_to_start_day,
-	  dnd_whole_day_and_no_days, smart_routing, parse_time_edges, apply_json_validation,
-	  json_round_trip)
+UNIT_MAIN("notify", defaults_ring_all_active_apps, revoked_apps_never_ring, preferred_order_first, max_bounds_output,
+	  dnd_same_day_window, dnd_across_midnight_belongs_to_start_day, dnd_whole_day_and_no_days, smart_routing,
+	  parse_time_edges, apply_json_validation, json_round_trip)

@@ -111,7 +111,6 @@ START_TEST(long_keys_are_truncated_safely)
 }
 END_TEST
 
-UNIT_MAIN("ratelimit", new_bucket_allows_burst_then_refuses, refill_is_proportional_to_time,
-	  refill_caps_at_burst, clock_going_back_does_not_refill, slow_rate_wait_rounds_up,
-	  table_keys_are_separate, table_rate_zero_disables, table_memory_is_bounded_and_evicts_idle,
-	  long_keys_are_truncated_safely)
+UNIT_MAIN("ratelimit", new_bucket_allows_burst_then_refuses, refill_is_proportional_to_time, refill_caps_at_burst,
+	  clock_going_back_does_not_refill, slow_rate_wait_rounds_up, table_keys_are_separate, table_rate_zero_disables,
+	  table_memory_is_bounded_and_evicts_idle, long_keys_are_truncated_safely)

@@ -167,7 +167,7 @@ START_TEST(sender_must_be_joined_and_levels)
 	ck_assert_int_eq(check(st, ev("m.room.message", NULL, C, json_object())), 0);
 	ck_assert_int_eq(check(st, ev("m.room.topic", "", C, json_object())), -1); /* state_default 50 */
 	ck_assert_int_eq(check(st, ev("m.room.topic", "", B, json_object())), 0);
-	ck_assert_int_eq(check(st, ev("org.x", A, B, json_object())), -1);  /* @-state key of another */
+	ck_assert_int_eq(check(st, ev("org.x", A, B, json_object())), -1); /* @-state key of another */
 	ck_assert_int_eq(check(st, ev("org.x", B, B, json_object())), 0);
 	json_decref(st);
 }
@@ -191,13 +191,16 @@ START_TEST(power_level_rules)
 	put(st, ev("m.room.power_levels", "", A, pl(json_pack("{s:i, s:i, s:i}", A, 100, B, 50, C, 10), NULL, NULL)));
 	/* bob raising himself above 50 */
 	ck_assert_int_eq(check(st, ev("m.room.power_levels", "", B,
-				      pl(json_pack("{s:i, s:i, s:i}", A, 100, B, 60, C, 10), NULL, NULL))), -1);
+				      pl(json_pack("{s:i, s:i, s:i}", A, 100, B, 60, C, 10), NULL, NULL))),
+			 -1);
 	/* bob lowering alice */
 	ck_assert_int_eq(check(st, ev("m.room.power_levels", "", B,
-				      pl(json_pack("{s:i, s:i, s:i}", A, 0, B, 50, C, 10), NULL, NULL))), -1);
+				      pl(json_pack("{s:i, s:i, s:i}", A, 0, B, 50, C, 10), NULL, NULL))),
+			 -1);
 	/* bob changing carol (10 < 50) to 40 */
 	ck_assert_int_eq(check(st, ev("m.room.power_levels", "", B,
-				      pl(json_pack("{s:i, s:i, s:i}", A, 100, B, 50, C, 40), NULL, NULL))), 0);
+				      pl(json_pack("{s:i, s:i, s:i}", A, 100, B, 50, C, 40), NULL, NULL))),
+			 0);
 	/* bob setting ban to 60 (above his own) */
 	json_t *c = pl(json_pack("{s:i, s:i, s:i}", A, 100, B, 50, C, 10), NULL, NULL);
 	json_object_set_new(c, "ban", json_integer(60));
@@ -208,10 +211,12 @@ START_TEST(power_level_rules)
 	ck_assert_int_eq(check(st, ev("m.room.power_levels", "", A, c)), -1);
 	/* users keys must be user IDs */
 	ck_assert_int_eq(check(st, ev("m.room.power_levels", "", A,
-				      pl(json_pack("{s:i, s:i}", A, 100, "nobody", 5), NULL, NULL))), -1);
+				      pl(json_pack("{s:i, s:i}", A, 100, "nobody", 5), NULL, NULL))),
+			 -1);
 	/* alice may do anything up to 100 */
-	ck_assert_int_eq(check(st, ev("m.room.power_levels", "", A,
-				      pl(json_pack("{s:i, s:i}", A, 100, B, 100), NULL, NULL))), 0);
+	ck_assert_int_eq(
+		check(st, ev("m.room.power_levels", "", A, pl(json_pack("{s:i, s:i}", A, 100, B, 100), NULL, NULL))),
+		0);
 	json_decref(st);
 }
 END_TEST
@@ -338,8 +343,9 @@ START_TEST(events_entry_above_own_level)
 	member(st, B, "join");
 	json_t *users = json_pack("{s:i, s:i}", A, 100, B, 50);
 	put(st, ev("m.room.power_levels", "", A,
-		   pl(json_incref(users), "events", json_pack("{s:i, s:i, s:i}", "m.room.power_levels", 50,
-							       "m.room.tombstone", 100, "m.room.name", 50))));
+		   pl(json_incref(users), "events",
+		      json_pack("{s:i, s:i, s:i}", "m.room.power_levels", 50, "m.room.tombstone", 100, "m.room.name",
+				50))));
 	/* bob lowering an entry that is above his level */
 	ck_assert_int_eq(check(st, ev("m.room.power_levels", "", B,
 				      pl(json_incref(users), "events",
@@ -354,14 +360,14 @@ START_TEST(events_entry_above_own_level)
 	/* adding a new entry above his level */
 	ck_assert_int_eq(check(st, ev("m.room.power_levels", "", B,
 				      pl(json_incref(users), "events",
-					 json_pack("{s:i, s:i, s:i, s:i}", "m.room.power_levels", 50, "m.room.tombstone",
-						   100, "m.room.name", 50, "org.x", 60)))),
+					 json_pack("{s:i, s:i, s:i, s:i}", "m.room.power_levels", 50,
+						   "m.room.tombstone", 100, "m.room.name", 50, "org.x", 60)))),
 			 -1);
 	/* changing one within his level is fine */
 	ck_assert_int_eq(check(st, ev("m.room.power_levels", "", B,
 				      pl(json_incref(users), "events",
-					 json_pack("{s:i, s:i, s:i}", "m.room.power_levels", 50, "m.room.tombstone", 100,
-						   "m.room.name", 40)))),
+					 json_pack("{s:i, s:i, s:i}", "m.room.power_levels", 50, "m.room.tombstone",
+						   100, "m.room.name", 40)))),
 			 0);
 	json_decref(users);
 	json_decref(st);
@@ -378,15 +384,15 @@ START_TEST(raise_user_above_own_level)
 				      pl(json_pack("{s:i, s:i, s:i}", A, 100, B, 50, C, 60), NULL, NULL))),
 			 -1);
 	/* a new user added above bob */
-	ck_assert_int_eq(check(st, ev("m.room.power_levels", "", B,
-				      pl(json_pack("{s:i, s:i, s:i, s:i}", A, 100, B, 50, C, 10, "@dave:x", 70), NULL,
-					 NULL))),
-			 -1);
+	ck_assert_int_eq(
+		check(st, ev("m.room.power_levels", "", B,
+			     pl(json_pack("{s:i, s:i, s:i, s:i}", A, 100, B, 50, C, 10, "@dave:x", 70), NULL, NULL))),
+		-1);
 	/* up to his own level is allowed */
-	ck_assert_int_eq(check(st, ev("m.room.power_levels", "", B,
-				      pl(json_pack("{s:i, s:i, s:i, s:i}", A, 100, B, 50, C, 50, "@dave:x", 50), NULL,
-					 NULL))),
-			 0);
+	ck_assert_int_eq(
+		check(st, ev("m.room.power_levels", "", B,
+			     pl(json_pack("{s:i, s:i, s:i, s:i}", A, 100, B, 50, C, 50, "@dave:x", 50), NULL, NULL))),
+		0);
 	json_decref(st);
 }
 END_TEST
@@ -429,8 +435,8 @@ START_TEST(auth_event_selection)
 }
 END_TEST
 
-UNIT_MAIN("room_auth", create_rules, first_join_of_creator, join_rules, invite_rules, leave_kick_ban_rules,
-	  knock_rules, sender_must_be_joined_and_levels, power_level_rules, levels_without_power_levels_event,
-	  auth_event_selection, member_event_shape, unknown_membership, invite_below_invite_level,
-	  kick_ban_by_non_joined_sender, unban_below_ban_level, knock_refused_by_membership,
-	  restricted_join_needs_invite, events_entry_above_own_level, raise_user_above_own_level)
+UNIT_MAIN("room_auth", create_rules, first_join_of_creator, join_rules, invite_rules, leave_kick_ban_rules, knock_rules,
+	  sender_must_be_joined_and_levels, power_level_rules, levels_without_power_levels_event, auth_event_selection,
+	  member_event_shape, unknown_membership, invite_below_invite_level, kick_ban_by_non_joined_sender,
+	  unban_below_ban_level, knock_refused_by_membership, restricted_join_needs_invite,
+	  events_entry_above_own_level, raise_user_above_own_level)

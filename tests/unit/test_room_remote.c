@@ -28,8 +28,9 @@ START_TEST(format_v11)
 {
 	json_t *p = pdu11();
 	ck_assert_int_eq(check("11", p), 0);
-	static const char *const required[] = {"room_id", "sender", "type", "content", "origin_server_ts",
-					       "depth", "prev_events", "auth_events", "hashes", "signatures", NULL};
+	static const char *const required[] = {"room_id",          "sender",     "type",        "content",
+					       "origin_server_ts", "depth",      "prev_events", "auth_events",
+					       "hashes",           "signatures", NULL};
 	for (const char *const *k = required; *k; k++) {
 		json_t *q = json_deep_copy(p);
 		json_object_del(q, *k);
@@ -100,8 +101,8 @@ START_TEST(references)
 	struct event_rules r1, r11;
 	event_rules_for("1", &r1);
 	event_rules_for("11", &r11);
-	json_t *ev = json_pack("{s:s, s:s, s:s, s:{}}", "event_id", "$e:a", "type", "m.room.message", "sender",
-			       "@u:a", "content");
+	json_t *ev = json_pack("{s:s, s:s, s:s, s:{}}", "event_id", "$e:a", "type", "m.room.message", "sender", "@u:a",
+			       "content");
 	json_t *ref = event_ref_make(ev, "$e:a", &r1);
 	ck_assert(json_is_array(ref));
 	ck_assert_str_eq(event_ref_id(ref), "$e:a");

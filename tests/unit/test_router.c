@@ -9,8 +9,10 @@ static struct router *make(void)
 {
 	struct router *r = router_new();
 	ck_assert_int_eq(router_add(r, ROUTER_GET, "/_matrix/client/versions", &h1), 0);
-	ck_assert_int_eq(router_add(r, ROUTER_GET | ROUTER_PUT, "/_matrix/client/r0|v3/profile/{userId}/displayname", &h2), 0);
-	ck_assert_int_eq(router_add(r, ROUTER_PUT, "/_matrix/client/v3/rooms/{roomId}/state/{type}/{stateKey}", &h3), 0);
+	ck_assert_int_eq(
+		router_add(r, ROUTER_GET | ROUTER_PUT, "/_matrix/client/r0|v3/profile/{userId}/displayname", &h2), 0);
+	ck_assert_int_eq(router_add(r, ROUTER_PUT, "/_matrix/client/v3/rooms/{roomId}/state/{type}/{stateKey}", &h3),
+			 0);
 	return r;
 }
 
@@ -40,7 +42,8 @@ START_TEST(literal_and_alternatives)
 	ck_assert_int_eq(match(r, ROUTER_GET, "/_matrix/client/versions", &h, p, &np), ROUTER_FOUND);
 	ck_assert_ptr_eq(h, &h1);
 	ck_assert_int_eq(np, 0);
-	ck_assert_int_eq(match(r, ROUTER_GET, "/_matrix/client/r0/profile/%40a%3Ab.c/displayname", &h, p, &np), ROUTER_FOUND);
+	ck_assert_int_eq(match(r, ROUTER_GET, "/_matrix/client/r0/profile/%40a%3Ab.c/displayname", &h, p, &np),
+			 ROUTER_FOUND);
 	ck_assert_ptr_eq(h, &h2);
 	ck_assert_int_eq(np, 1);
 	ck_assert_str_eq(p[0], "@a:b.c");
@@ -56,7 +59,8 @@ START_TEST(not_found_vs_bad_method)
 	const char *p[ROUTER_MAX_PARAMS];
 	int np = 0;
 	ck_assert_int_eq(match(r, ROUTER_POST, "/_matrix/client/versions", &h, p, &np), ROUTER_BAD_METHOD);
-	ck_assert_int_eq(match(r, ROUTER_GET, "/_matrix/client/v4/profile/x/displayname", &h, p, &np), ROUTER_NOT_FOUND);
+	ck_assert_int_eq(match(r, ROUTER_GET, "/_matrix/client/v4/profile/x/displayname", &h, p, &np),
+			 ROUTER_NOT_FOUND);
 	ck_assert_int_eq(match(r, ROUTER_GET, "/_matrix/client/versions/", &h, p, &np), ROUTER_NOT_FOUND);
 	ck_assert_int_eq(match(r, ROUTER_GET, "/", &h, p, &np), ROUTER_NOT_FOUND);
 	router_free(r);
@@ -69,7 +73,8 @@ START_TEST(empty_capture_and_encoded_slash)
 	void *h = NULL;
 	const char *p[ROUTER_MAX_PARAMS];
 	int np = 0;
-	ck_assert_int_eq(match(r, ROUTER_PUT, "/_matrix/client/v3/rooms/!r%3Ax/state/m.room.name/", &h, p, &np), ROUTER_FOUND);
+	ck_assert_int_eq(match(r, ROUTER_PUT, "/_matrix/client/v3/rooms/!r%3Ax/state/m.room.name/", &h, p, &np),
+			 ROUTER_FOUND);
 	ck_assert_int_eq(np, 3);
 	ck_assert_str_eq(p[0], "!r:x");
 	ck_assert_str_eq(p[1], "m.room.name");

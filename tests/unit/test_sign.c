@@ -52,8 +52,7 @@ static void assert_canon(const json_t *v, const char *want)
 
 static const char *sig_of(const json_t *obj, const char *signer, const char *key_id)
 {
-	return json_string_value(
-		json_object_get(json_object_get(json_object_get(obj, "signatures"), signer), key_id));
+	return json_string_value(json_object_get(json_object_get(json_object_get(obj, "signatures"), signer), key_id));
 }
 
 START_TEST(test_key_from_seed)
@@ -104,7 +103,7 @@ END_TEST
 START_TEST(test_vector_empty)
 {
 	json_t *obj = json_object();
-	struct al_error err = { 0 };
+	struct al_error err = {0};
 
 	ck_assert_int_eq(sign_json(obj, "domain", &key, &err), 0);
 	assert_canon(obj, "{\"signatures\":{\"domain\":{\"ed25519:1\":\"" SIG_EMPTY "\"}}}");
@@ -116,11 +115,11 @@ END_TEST
 START_TEST(test_vector_one_two)
 {
 	json_t *obj = load("{\"one\": 1, \"two\": \"Two\"}");
-	struct al_error err = { 0 };
+	struct al_error err = {0};
 
 	ck_assert_int_eq(sign_json(obj, "domain", &key, &err), 0);
-	assert_canon(obj, "{\"one\":1,\"signatures\":{\"domain\":{\"ed25519:1\":\"" SIG_ONE_TWO
-			  "\"}},\"two\":\"Two\"}");
+	assert_canon(obj,
+		     "{\"one\":1,\"signatures\":{\"domain\":{\"ed25519:1\":\"" SIG_ONE_TWO "\"}},\"two\":\"Two\"}");
 	ck_assert_int_eq(sign_verify_json(obj, "domain", "ed25519:1", key.pk, &err), 0);
 	json_decref(obj);
 }
@@ -129,12 +128,11 @@ END_TEST
 START_TEST(test_unsigned_ignored_and_kept)
 {
 	json_t *obj = load("{\"one\": 1, \"two\": \"Two\", \"unsigned\": {\"age_ts\": 1}}");
-	struct al_error err = { 0 };
+	struct al_error err = {0};
 
 	ck_assert_int_eq(sign_json(obj, "domain", &key, &err), 0);
 	ck_assert_str_eq(sig_of(obj, "domain", "ed25519:1"), SIG_ONE_TWO);
-	ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(obj, "unsigned"), "age_ts")),
-			 1);
+	ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(obj, "unsigned"), "age_ts")), 1);
 	json_object_set_new(obj, "unsigned", json_pack("{s:i}", "age_ts", 999));
 	ck_assert_int_eq(sign_verify_json(obj, "domain", "ed25519:1", key.pk, &err), 0);
 	json_object_del(obj, "unsigned");
@@ -148,7 +146,7 @@ START_TEST(test_other_signatures_kept)
 	json_t *obj = load("{\"one\": 1, \"two\": \"Two\", \"signatures\": {"
 			   "\"other.org\": {\"ed25519:x\": \"abc\"},"
 			   "\"domain\": {\"ed25519:0\": \"old\"}}}");
-	struct al_error err = { 0 };
+	struct al_error err = {0};
 
 	ck_assert_int_eq(sign_json(obj, "domain", &key, &err), 0);
 	ck_assert_str_eq(sig_of(obj, "domain", "ed25519:1"), SIG_ONE_TWO);
@@ -156,8 +154,7 @@ START_TEST(test_other_signatures_kept)
 	ck_assert_str_eq(sig_of(obj, "other.org", "ed25519:x"), "abc");
 	/* signing again replaces our own signature and nothing else */
 	ck_assert_int_eq(sign_json(obj, "domain", &key, &err), 0);
-	ck_assert_uint_eq(json_object_size(json_object_get(json_object_get(obj, "signatures"), "domain")),
-			  2);
+	ck_assert_uint_eq(json_object_size(json_object_get(json_object_get(obj, "signatures"), "domain")), 2);
 	ck_assert_int_eq(sign_verify_json(obj, "domain", "ed25519:1", key.pk, &err), 0);
 	json_decref(obj);
 }
@@ -166,7 +163,7 @@ END_TEST
 START_TEST(test_verify_fails_after_change)
 {
 	json_t *obj = load("{\"one\": 1, \"two\": \"Two\", \"nested\": {\"a\": [1, 2]}}");
-	struct al_error err = { 0 };
+	struct al_error err = {0};
 
 	ck_assert_int_eq(sign_json(obj, "domain", &key, &err), 0);
 	json_object_set_new(obj, "two", json_string("Three"));
@@ -185,7 +182,7 @@ END_TEST
 START_TEST(test_verify_fails_with_wrong_key)
 {
 	json_t *obj = load("{\"one\": 1}");
-	struct al_error err = { 0 };
+	struct al_error err = {0};
 	struct sign_key other;
 
 	ck_assert_int_eq(sign_key_generate(&other, "ed25519:1"), 0);
@@ -201,7 +198,7 @@ END_TEST
 START_TEST(test_verify_missing_or_malformed)
 {
 	json_t *obj = load("{\"one\": 1}");
-	struct al_error err = { 0 };
+	struct al_error err = {0};
 
 	ck_assert_int_eq(sign_verify_json(obj, "domain", "ed25519:1", key.pk, &err), -1);
 	ck_assert_int_eq(err.status, 401);
@@ -212,17 +209,17 @@ START_TEST(test_verify_missing_or_malformed)
 	ck_assert_int_eq(sign_verify_json(obj, "domain", "ed25519:2", key.pk, &err), -1);
 	ck_assert_ptr_nonnull(strstr(err.message, "missing signature"));
 
-	json_object_set_new(json_object_get(json_object_get(obj, "signatures"), "domain"),
-			    "ed25519:1", json_string("not*base64"));
+	json_object_set_new(json_object_get(json_object_get(obj, "signatures"), "domain"), "ed25519:1",
+			    json_string("not*base64"));
 	ck_assert_int_eq(sign_verify_json(obj, "domain", "ed25519:1", key.pk, &err), -1);
 	ck_assert_int_eq(err.status, 401);
 	ck_assert_ptr_nonnull(strstr(err.message, "bad base64"));
-	json_object_set_new(json_object_get(json_object_get(obj, "signatures"), "domain"),
-			    "ed25519:1", json_string("Zm9v"));
+	json_object_set_new(json_object_get(json_object_get(obj, "signatures"), "domain"), "ed25519:1",
+			    json_string("Zm9v"));
 	ck_assert_int_eq(sign_verify_json(obj, "domain", "ed25519:1", key.pk, &err), -1);
 	ck_assert_ptr_nonnull(strstr(err.message, "bad base64"));
-	json_object_set_new(json_object_get(json_object_get(obj, "signatures"), "domain"),
-			    "ed25519:1", json_integer(5));
+	json_object_set_new(json_object_get(json_object_get(obj, "signatures"), "domain"), "ed25519:1",
+			    json_integer(5));
 	ck_assert_int_eq(sign_verify_json(obj, "domain", "ed25519:1", key.pk, &err), -1);
 	ck_assert_ptr_nonnull(strstr(err.message, "missing signature"));
 	json_decref(obj);
@@ -233,11 +230,11 @@ START_TEST(test_verify_accepts_padded_urlsafe_signature)
 {
 	static const char padded[] = SIG_ONE_TWO "==";
 	json_t *obj = load("{\"one\": 1, \"two\": \"Two\"}");
-	struct al_error err = { 0 };
+	struct al_error err = {0};
 
 	ck_assert_int_eq(sign_json(obj, "domain", &key, &err), 0);
-	json_object_set_new(json_object_get(json_object_get(obj, "signatures"), "domain"),
-			    "ed25519:1", json_string(padded));
+	json_object_set_new(json_object_get(json_object_get(obj, "signatures"), "domain"), "ed25519:1",
+			    json_string(padded));
 	ck_assert_int_eq(sign_verify_json(obj, "domain", "ed25519:1", key.pk, &err), 0);
 	json_decref(obj);
 }
@@ -245,7 +242,7 @@ END_TEST
 
 START_TEST(test_sign_refuses_bad_input)
 {
-	struct al_error err = { 0 };
+	struct al_error err = {0};
 	json_t *arr = json_array();
 	json_t *obj = load("{\"signatures\": []}");
 	json_t *flt = load("{\"a\": 1.5}");
@@ -267,7 +264,7 @@ END_TEST
 START_TEST(test_sign_covers_nul_keys)
 {
 	json_t *obj = json_object();
-	struct al_error err = { 0 };
+	struct al_error err = {0};
 	char *text, *sig;
 	size_t len;
 
@@ -315,17 +312,8 @@ START_TEST(test_detached)
 }
 END_TEST
 
-UNIT_MAIN_WITH_FIXTURE("sign", setup, teardown, test_key_from_seed,
-	  test_key_id_checked,
-	  test_generate_and_wipe,
-	  test_vector_empty,
-	  test_vector_one_two,
-	  test_unsigned_ignored_and_kept,
-	  test_other_signatures_kept,
-	  test_verify_fails_after_change,
-	  test_verify_fails_with_wrong_key,
-	  test_verify_missing_or_malformed,
-	  test_verify_accepts_padded_urlsafe_signature,
-	  test_sign_refuses_bad_input,
-	  test_sign_covers_nul_keys,
-	  test_detached)
+UNIT_MAIN_WITH_FIXTURE("sign", setup, teardown, test_key_from_seed, test_key_id_checked, test_generate_and_wipe,
+		       test_vector_empty, test_vector_one_two, test_unsigned_ignored_and_kept,
+		       test_other_signatures_kept, test_verify_fails_after_change, test_verify_fails_with_wrong_key,
+		       test_verify_missing_or_malformed, test_verify_accepts_padded_urlsafe_signature,
+		       test_sign_refuses_bad_input, test_sign_covers_nul_keys, test_detached)

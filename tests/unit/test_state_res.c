@@ -41,9 +41,9 @@ static void teardown(void)
 static const char *ev(const char *id, const char *type, const char *sk, const char *sender, int64_t ts,
 		      const char *auth, const char *prev, json_t *content)
 {
-	json_t *e = json_pack("{s:s, s:s, s:s, s:s, s:I, s:o, s:[], s:[]}", "event_id", id, "room_id", "!r:a",
-			      "type", type, "sender", sender, "origin_server_ts", (json_int_t)ts, "content",
-			      content, "auth_events", "prev_events");
+	json_t *e = json_pack("{s:s, s:s, s:s, s:s, s:I, s:o, s:[], s:[]}", "event_id", id, "room_id", "!r:a", "type",
+			      type, "sender", sender, "origin_server_ts", (json_int_t)ts, "content", content,
+			      "auth_events", "prev_events");
 	if (sk)
 		json_object_set_new(e, "state_key", json_string(sk));
 	const char *lists[2] = {auth, prev};
@@ -100,8 +100,8 @@ static void base_room(void)
 	ev("$create", "m.room.create", "", A, 1, "", "", json_pack("{s:s}", "room_version", "11"));
 	ev("$ja", "m.room.member", A, A, 2, "$create", "$create", json_pack("{s:s}", "membership", "join"));
 	ev("$pl", "m.room.power_levels", "", A, 3, "$create $ja", "$ja",
-	   json_pack("{s:{s:i, s:i}, s:i, s:i, s:i, s:i}", "users", A, 100, B, 50, "users_default", 0,
-		     "state_default", 50, "events_default", 0, "ban", 50));
+	   json_pack("{s:{s:i, s:i}, s:i, s:i, s:i, s:i}", "users", A, 100, B, 50, "users_default", 0, "state_default",
+		     50, "events_default", 0, "ban", 50));
 	ev("$jr", "m.room.join_rules", "", A, 4, "$create $ja $pl", "$pl", json_pack("{s:s}", "join_rule", "public"));
 	ev("$jb", "m.room.member", B, B, 5, "$create $pl $jr", "$jr", json_pack("{s:s}", "membership", "join"));
 }

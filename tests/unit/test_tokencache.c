@@ -92,5 +92,4 @@ START_TEST(bounded_with_eviction_and_ttl)
 }
 END_TEST
 
-UNIT_MAIN("tokencache", put_get_forget, forget_user_and_device, stale_put_is_refused,
-	  bounded_with_eviction_and_ttl)
+UNIT_MAIN("tokencache", put_get_forget, forget_user_and_device, stale_put_is_refused, bounded_with_eviction_and_ttl)

@@ -8,8 +8,8 @@
 
 /* Runs one suite of the given tests, each between setup and teardown (both
  * may be NULL); exit status 1 on failure. */
-static inline int unit_run(const char *name, void (*setup)(void), void (*teardown)(void),
-			   const TTest *const *tests, size_t n)
+static inline int unit_run(const char *name, void (*setup)(void), void (*teardown)(void), const TTest *const *tests,
+			   size_t n)
 {
 	if (sodium_init() < 0)
 		return 1;
@@ -27,10 +27,10 @@ static inline int unit_run(const char *name, void (*setup)(void), void (*teardow
 	return failed ? 1 : 0;
 }
 
-#define UNIT_MAIN_WITH_FIXTURE(name, setup, teardown, ...)                                  \
-	int main(void)                                                                      \
-	{                                                                                   \
-		const TTest *tests[] = {__VA_ARGS__};                                       \
+#define UNIT_MAIN_WITH_FIXTURE(name, setup, teardown, ...)                                       \
+	int main(void)                                                                           \
+	{                                                                                        \
+		const TTest *tests[] = {__VA_ARGS__};                                            \
 		return unit_run(name, setup, teardown, tests, sizeof(tests) / sizeof(tests[0])); \
 	}
 
