@@ -101,6 +101,61 @@ struct world {
 
 static struct world W;
 
+/* Links the simulator reported on (its own bookkeeping for the breakdown
+ * of misses; the server never sees it). Open addressing, grown at half. */
+static uint64_t *rep_tab;
+static size_t rep_cap, rep_count;
+
+static uint64_t pair_key(int a, int b)
+{
+	return ((uint64_t)(a < b ? a : b) << 32 | (uint64_t)(a < b ? b : a)) + 1;
+}
+
+static bool reported(int a, int b)
+{
+	uint64_t k = pair_key(a, b);
+	for (size_t i = mix(k) & (rep_cap - 1); rep_cap && rep_tab[i]; i = (i + 1) & (rep_cap - 1))
+		if (rep_tab[i] == k)
+			return true;
+	return false;
+}
+
+static void mark_reported(int a, int b)
+{
+	if (reported(a, b))
+		return;
+	if ((rep_count + 1) * 2 > rep_cap) {
+		size_t ncap = rep_cap ? rep_cap * 2 : 4096;
+		uint64_t *t = calloc(ncap, sizeof(*t));
+		for (size_t i = 0; i < rep_cap; i++) {
+			if (!rep_tab[i])
+				continue;
+			size_t j = mix(rep_tab[i]) & (ncap - 1);
+			while (t[j])
+				j = (j + 1) & (ncap - 1);
+			t[j] = rep_tab[i];
+		}
+		free(rep_tab);
+		rep_tab = t;
+		rep_cap = ncap;
+	}
+	uint64_t k = pair_key(a, b);
+	size_t i = mix(k) & (rep_cap - 1);
+	while (rep_tab[i])
+		i = (i + 1) & (rep_cap - 1);
+	rep_tab[i] = k;
+	rep_count++;
+}
+
+/* Every link of the path reported on at least once? */
+static bool path_reported(const int *idx, int n)
+{
+	for (int i = 1; i < n; i++)
+		if (!reported(idx[i - 1], idx[i]))
+			return false;
+	return true;
+}
+
 static double truth_link(void *ctx, const struct mesh_rnode *a, const struct mesh_rnode *b)
 {
 	(void)ctx;
@@ -249,6 +304,10 @@ static double min_true_latency(int s, int d, struct cand *c)
 struct eval {
 	double acc, regret_ms, regret_ratio, mape, p50_us, p99_us, mean_us, relayed, mean_eval;
 	size_t max_eval;
+	/* misses by chosen x best path (direct / relayed), and whether the
+	 * chosen and the truly best path had every link reported before */
+	int miss, miss_dd, miss_dr, miss_rd, miss_rr, miss_best_unrep, miss_chosen_unrep;
+	double mape_relayed; /* MAPE over relayed chosen paths only */
 };
 
 static int cmpd(const void *x, const void *y)
@@ -281,27 +340,47 @@ static struct eval run(struct mesh_registry *reg, const int (*q)[2], int nq, boo
 			e.max_eval = st.paths_evaluated;
 		e.mean_eval += (double)st.paths_evaluated / nq;
 		const struct mesh_rnode *path[4];
-		for (int i = 0; i < rt.n; i++)
-			path[i] = &W.truth[node_index(rt.node_ids[i])];
+		int pidx[4];
+		for (int i = 0; i < rt.n; i++) {
+			pidx[i] = node_index(rt.node_ids[i]);
+			path[i] = &W.truth[pidx[i]];
+		}
+		bool chosen_rep = path_reported(pidx, rt.n);
 		struct mesh_path_metrics tm;
 		mesh_route_path_metrics(&truth, path, rt.n, &tm);
 		double true_lat = tm.latency_ms;
 		if (learn) {
 			double noisy = true_lat * (0.98 + 0.04 * urand());
 			mesh_registry_learn(reg, (const char(*)[37])rt.node_ids, rt.n, noisy);
+			for (int i = 1; i < rt.n; i++)
+				mark_reported(pidx[i - 1], pidx[i]);
 		}
 		if (!measure)
 			continue;
 		counted++;
 		e.relayed += rt.n > 2;
 		e.mape += fabs(rt.pm.latency_ms - true_lat) / true_lat;
+		if (rt.n > 2)
+			e.mape_relayed += fabs(rt.pm.latency_ms - true_lat) / true_lat;
 		struct mesh_route_query tq = {&W.truth[q[k][0]], &W.truth[q[k][1]], W.relays, W.nelig,
 					      false, 2, &truth};
 		struct mesh_route_result best;
 		mesh_route_search(&tq, &best);
-		if (mesh_route_score(&tm) >= best.score - 2.0)
+		if (mesh_route_score(&tm) >= best.score - 2.0) {
 			good++;
-		else if (getenv("MESH_SIM_DEBUG")) {
+		} else {
+			int bidx[4];
+			for (int i = 0; i < best.n; i++)
+				bidx[i] = (int)(best.path[i] - W.truth);
+			e.miss++;
+			if (rt.n == 2)
+				best.n == 2 ? e.miss_dd++ : e.miss_dr++;
+			else
+				best.n == 2 ? e.miss_rd++ : e.miss_rr++;
+			e.miss_best_unrep += !path_reported(bidx, best.n);
+			e.miss_chosen_unrep += !chosen_rep;
+		}
+		if (mesh_route_score(&tm) < best.score - 2.0 && getenv("MESH_SIM_DEBUG")) {
 			/* what the model thinks of the truly best path */
 			const struct mesh_rnode *bp[4];
 			char ids[4][37];
@@ -325,6 +404,7 @@ static struct eval run(struct mesh_registry *reg, const int (*q)[2], int nq, boo
 		e.mape = 100.0 * e.mape / counted;
 		e.regret_ms /= counted;
 		e.regret_ratio = 100.0 * e.regret_ratio / counted;
+		e.mape_relayed = e.relayed ? 100.0 * e.mape_relayed / e.relayed : 0;
 		e.relayed = 100.0 * e.relayed / counted;
 	}
 	double sum = 0;
@@ -345,6 +425,11 @@ static void print_eval(const char *label, struct eval e)
 	       "  find cpu p50 %5.0f us p99 %5.0f us  paths scored mean %.0f max %zu\n",
 	       label, e.acc, e.regret_ms, e.regret_ratio, e.mape, e.relayed, e.p50_us, e.p99_us,
 	       e.mean_eval, e.max_eval);
+	printf("%-22s   misses %d: chosen/best direct/direct %d, direct/relayed %d, relayed/direct %d,"
+	       " relayed/relayed %d; best path never reported %d, chosen path never reported %d;"
+	       " MAPE relayed %.1f %%\n",
+	       "", e.miss, e.miss_dd, e.miss_dr, e.miss_rd, e.miss_rr, e.miss_best_unrep, e.miss_chosen_unrep,
+	       e.mape_relayed);
 }
 
 int main(int argc, char **argv)
@@ -419,5 +504,6 @@ int main(int argc, char **argv)
 	free(W.is_relay);
 	free(W.peers);
 	free(W.relays);
+	free(rep_tab);
 	return 0;
 }
