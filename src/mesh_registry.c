@@ -955,7 +955,7 @@ int mesh_registry_find(struct mesh_registry *r, const char *src_aura, const char
 	}
 	struct mesh_oracle o;
 	mesh_route_model_oracle(&o, r->model);
-	struct mesh_route_query q = {&s->r, &d->r, relays, nr, require_aic, 2, &o};
+	struct mesh_route_query q = {&s->r, &d->r, relays, nr, require_aic, 2, &o, MESH_EXPLORE_COST_POINTS};
 	struct mesh_route_result res;
 	if (mesh_route_search(&q, &res) < 0) {
 		al_error_set(err, 404, "M_NOT_FOUND", "no route satisfies require_aic");
@@ -963,6 +963,7 @@ int mesh_registry_find(struct mesh_registry *r, const char *src_aura, const char
 	}
 	st->relays_considered = nr;
 	st->paths_evaluated = res.evaluated;
+	st->explored = res.explored;
 	out->expires_ms = now_ms + MESH_ROUTE_TTL_MS;
 	out->n = res.n;
 	for (int i = 0; i < res.n; i++) {
@@ -1066,7 +1067,7 @@ int mesh_registry_rescore(struct mesh_registry *r, const char (*node_ids)[37], i
 	const struct mesh_rnode **relays = eligible_relays(r, nodes[0], nodes[n - 1], media, require_aic, now_ms, &nr);
 	if (!relays)
 		goto out;
-	struct mesh_route_query q = {path[0], path[n - 1], relays, nr, require_aic, 2, &o};
+	struct mesh_route_query q = {path[0], path[n - 1], relays, nr, require_aic, 2, &o, 0};
 	struct mesh_route_result res;
 	if (mesh_route_search(&q, &res) == 0) {
 		*same = res.n == n;

@@ -103,6 +103,7 @@ struct mesh_find_stats {
 	size_t relays_considered;
 	size_t paths_evaluated;
 	bool cached;
+	bool explored; /* a path to try, not the best predicted (mesh_route.h) */
 };
 
 /* The best route between the best online endpoint nodes of two AuraIDs

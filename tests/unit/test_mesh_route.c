@@ -101,8 +101,8 @@ START_TEST(search_matches_brute_force)
 		const struct mesh_rnode *relays[N];
 		for (int i = 0; i < N - 2; i++)
 			relays[i] = &nodes[i + 2];
-		struct mesh_oracle o = {truth_link, &t, 0};
-		struct mesh_route_query q = {&nodes[0], &nodes[1], relays, N - 2, seed % 4 == 0, 2, &o};
+		struct mesh_oracle o = {truth_link, &t, 0, NULL};
+		struct mesh_route_query q = {&nodes[0], &nodes[1], relays, N - 2, seed % 4 == 0, 2, &o, 0};
 		struct mesh_route_result a, b;
 		int ra = mesh_route_search(&q, &a), rb = mesh_route_brute_force(&q, &b);
 		ck_assert_int_eq(ra, rb);
@@ -145,7 +145,7 @@ START_TEST(search_with_model_oracle_matches_brute_force)
 			relays[i] = &nodes[i + 2];
 		struct mesh_oracle o;
 		mesh_route_model_oracle(&o, m);
-		struct mesh_route_query q = {&nodes[0], &nodes[1], relays, N - 2, false, 2, &o};
+		struct mesh_route_query q = {&nodes[0], &nodes[1], relays, N - 2, false, 2, &o, 0};
 		struct mesh_route_result a, b;
 		ck_assert_int_eq(mesh_route_search(&q, &a), 0);
 		ck_assert_int_eq(mesh_route_brute_force(&q, &b), 0);
@@ -182,8 +182,8 @@ START_TEST(two_relays_win)
 	mat[2][3] = mat[3][2] = 10;
 	mat[3][1] = mat[1][3] = 10;
 	const struct mesh_rnode *relays[2] = {&hm[2], &hm[3]};
-	struct mesh_oracle o = {mat_link, NULL, 0};
-	struct mesh_route_query q = {&hm[0], &hm[1], relays, 2, false, 2, &o};
+	struct mesh_oracle o = {mat_link, NULL, 0, NULL};
+	struct mesh_route_query q = {&hm[0], &hm[1], relays, 2, false, 2, &o, 0};
 	struct mesh_route_result a, b;
 	ck_assert_int_eq(mesh_route_search(&q, &a), 0);
 	ck_assert_int_eq(mesh_route_brute_force(&q, &b), 0);
@@ -213,8 +213,8 @@ START_TEST(require_aic)
 	nodes[0].aic = nodes[1].aic = true;
 	nodes[2].aic = false;
 	const struct mesh_rnode *relays[1] = {&nodes[2]};
-	struct mesh_oracle o = {truth_link, &t, 0};
-	struct mesh_route_query q = {&nodes[0], &nodes[1], relays, 1, true, 2, &o};
+	struct mesh_oracle o = {truth_link, &t, 0, NULL};
+	struct mesh_route_query q = {&nodes[0], &nodes[1], relays, 1, true, 2, &o, 0};
 	struct mesh_route_result r;
 	ck_assert_int_eq(mesh_route_search(&q, &r), 0);
 	ck_assert_int_eq(r.n, 2);
@@ -491,6 +491,68 @@ START_TEST(model_heartbeat_prior_and_offset)
 }
 END_TEST
 
+/* Exploration (Weitzman's index): a known slow direct path and a relay
+ * nobody tried. Without exploration the search keeps the direct path;
+ * with it, it tries the relay once; the relay turns out slow and is
+ * learned, and the search goes back to the direct path for good. */
+START_TEST(search_explores_then_settles)
+{
+	struct mesh_model *m = mesh_model_new();
+	struct mesh_rnode nodes[3];
+	memset(nodes, 0, sizeof(nodes));
+	place(&nodes[0].m, 1, MESH_CLASS_DEVICE, 52.52, 13.40);  /* Berlin */
+	place(&nodes[1].m, 2, MESH_CLASS_DEVICE, 19.08, 72.88);  /* Mumbai */
+	place(&nodes[2].m, 3, MESH_CLASS_INFRA, 25.20, 55.27);   /* Dubai */
+	for (int i = 0; i < 3; i++) {
+		nodes[i].m.acc_ms = 5;
+		nodes[i].m.acc_var = 1;
+		nodes[i].bw_avail_mbps = 100;
+		nodes[i].reputation = nodes[i].uptime = 100;
+	}
+	nodes[2].m.acc_var = 0; /* a relay nobody measured */
+	mesh_model_apply_prior(m, &nodes[2].m);
+	/* the direct path measures one point better than the relay's
+	 * prediction (which pays 5 points for the hop): the best predicted
+	 * path, but the relay might be much faster */
+	struct mesh_mnode *sd[2] = {&nodes[0].m, &nodes[1].m};
+	const struct mesh_rnode *relays[1] = {&nodes[2]};
+	const struct mesh_rnode *rp[3] = {&nodes[0], &nodes[2], &nodes[1]};
+	struct mesh_oracle o;
+	double per_point = MESH_LATENCY_SCALE_MS / (-100.0 * MESH_W_LATENCY);
+	for (int it = 0; it < 4; it++) {
+		struct mesh_path_metrics rm;
+		mesh_route_model_oracle(&o, m);
+		mesh_route_path_metrics(&o, rp, 3, &rm);
+		double direct = rm.latency_ms + (-100.0 * MESH_W_HOPS / 2 - 1) * per_point;
+		for (int k = 0; k < 4; k++)
+			mesh_model_learn(m, sd, 2, direct);
+	}
+	mesh_route_model_oracle(&o, m);
+	struct mesh_route_query q = {&nodes[0], &nodes[1], relays, 1, false, 2, &o, 0};
+	struct mesh_route_result res;
+	ck_assert_int_eq(mesh_route_search(&q, &res), 0);
+	ck_assert_int_eq(res.n, 2);
+	ck_assert(!res.explored);
+	q.explore_cost = MESH_EXPLORE_COST_POINTS;
+	ck_assert_int_eq(mesh_route_search(&q, &res), 0);
+	ck_assert_msg(res.n == 3 && res.explored, "n %d", res.n);
+	/* the route reports its predicted metrics, not the index */
+	struct mesh_path_metrics pm;
+	mesh_route_path_metrics(&o, res.path, res.n, &pm);
+	ck_assert_double_eq_tol(res.pm.latency_ms, pm.latency_ms, 1e-9);
+	/* tried: slow */
+	struct mesh_mnode *srd[3] = {&nodes[0].m, &nodes[2].m, &nodes[1].m};
+	double relayed = true_link(&nodes[0].m, 5, &nodes[2].m, 5, 2.5) + true_link(&nodes[2].m, 5, &nodes[1].m, 5, 2.5);
+	mesh_model_learn(m, srd, 3, relayed);
+	mesh_route_model_oracle(&o, m);
+	for (int k = 0; k < 3; k++) {
+		ck_assert_int_eq(mesh_route_search(&q, &res), 0);
+		ck_assert_msg(res.n == 2 && !res.explored, "n %d", res.n);
+	}
+	mesh_model_free(m);
+}
+END_TEST
+
 static uint32_t cur_epoch[8];
 static bool valid_cb(void *ctx, uint32_t key, uint32_t epoch)
 {
@@ -532,5 +594,5 @@ END_TEST
 UNIT_MAIN("mesh_route", score_bounds_and_weights, tiers, search_matches_brute_force,
 	  search_with_model_oracle_matches_brute_force, two_relays_win, require_aic, model_floor_and_convergence,
 	  model_evicts_least_used_links, model_class_means_learn, model_detour_goes_to_the_link,
-	  model_recenter_access_from_all_links, model_heartbeat_prior_and_offset,
+	  model_recenter_access_from_all_links, model_heartbeat_prior_and_offset, search_explores_then_settles,
 	  cache_invalidation)
