@@ -2,13 +2,18 @@
  * with known ground truth. Drives the real registry, search and model
  * (no HTTP, no database). Prints figures; never passes or fails.
  *
- *   bench/mesh_sim [-n NODES] [-r RELAYS] [-q QUERIES] [-k ROUNDS] [-s SEED]
+ *   bench/mesh_sim [-n NODES] [-r RELAYS] [-q QUERIES] [-k ROUNDS] [-s SEED] [-H]
  *
  * World: nodes around ~60 real cities (jittered), peers with access delays
  * of 2..60 ms (residential), relays of 0.5..5 ms (data centres). The true
  * one-way latency of a link is floor(a,b) * inflation(a,b) + acc[a] +
  * acc[b], where inflation is a hidden per-link factor (1.05..1.6, and 2..4
- * for one link in eight: detours) that the model never sees. Reports:
+ * for one link in eight: detours) that the model never sees. Every node
+ * heartbeats (through mesh_registry_heartbeat, before the first query and
+ * after each round) with avg_latency_ms = its measured one-way latency to
+ * the mesh: the mean true latency to its 3 nearest eligible relays (what
+ * an ICE agent's connectivity checks with the relays give it), +-5 %
+ * noise; -H sends none. Reports:
  *  - accuracy: share of queries whose chosen path, re-scored with the true
  *    latency, is within 2 points of the truly best eligible path's score
  *  - regret: true latency of the chosen path minus the lowest true latency
@@ -17,7 +22,9 @@
  * before feedback and after each of K rounds in which every query's chosen
  * path reports its true latency (+-2 % noise); "fresh" repeats the
  * evaluation on pairs never reported on (generalisation through the
- * learned access delays). Timing: mesh_registry_find per query. */
+ * learned access delays). Timing: mesh_registry_find per query. Each
+ * evaluation is followed by a breakdown of its misses (chosen and truly
+ * best path direct or relayed; whether they had been reported on). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,6 +104,7 @@ struct world {
 	int npeers;
 	const struct mesh_rnode **relays; /* eligible relays, truth view */
 	size_t nelig;
+	double *hb; /* what a node measures to its nearest relays (heartbeats) */
 };
 
 static struct world W;
@@ -256,6 +264,56 @@ static struct mesh_registry *build(int n, int nrelays)
 	return reg;
 }
 
+/* Heartbeats. A node's agent measures its latency to the mesh as ICE does
+ * for free (connectivity checks with the relays it may use): here the mean
+ * true one-way latency to its HB_RELAYS nearest eligible relays. Each beat
+ * reports it with +-5 % noise as avg_latency_ms, through the registry's
+ * heartbeat like a real one. */
+#define HB_RELAYS 3
+static void measure_heartbeats(void)
+{
+	W.hb = calloc((size_t)W.n, sizeof(double));
+	for (int i = 0; i < W.n; i++) {
+		double bd[HB_RELAYS];
+		int bi[HB_RELAYS], k = 0;
+		for (size_t r = 0; r < W.nelig; r++) {
+			int j = (int)(W.relays[r] - W.truth);
+			if (j == i)
+				continue;
+			double dkm = mesh_model_distance_km(&W.truth[i].m, &W.truth[j].m);
+			int pos = k < HB_RELAYS ? k++ : HB_RELAYS;
+			if (pos == HB_RELAYS) {
+				if (dkm >= bd[HB_RELAYS - 1])
+					continue;
+				pos = HB_RELAYS - 1;
+			}
+			while (pos > 0 && bd[pos - 1] > dkm) {
+				bd[pos] = bd[pos - 1];
+				bi[pos] = bi[pos - 1];
+				pos--;
+			}
+			bd[pos] = dkm;
+			bi[pos] = j;
+		}
+		double sum = 0;
+		for (int x = 0; x < k; x++)
+			sum += truth_link(NULL, &W.truth[i], &W.truth[bi[x]]);
+		W.hb[i] = k ? sum / k : -1;
+	}
+}
+
+static void send_heartbeats(struct mesh_registry *reg, int64_t now_ms)
+{
+	for (int i = 0; i < W.n; i++) {
+		char id[37], user[32];
+		node_id(i, id);
+		snprintf(user, sizeof(user), "@n%d:sim", i);
+		struct mesh_heartbeat hb = {-1, -1, W.hb[i] >= 0 ? W.hb[i] * (0.95 + 0.1 * urand()) : -1, -1, -1};
+		struct al_error err = {0};
+		mesh_registry_heartbeat(reg, id, user, &hb, now_ms, NULL, &err);
+	}
+}
+
 /* lowest true latency among eligible paths s..d (pruned, exact) */
 struct cand {
 	int i;
@@ -382,18 +440,35 @@ static struct eval run(struct mesh_registry *reg, const int (*q)[2], int nq, boo
 		}
 		if (mesh_route_score(&tm) < best.score - 2.0 && getenv("MESH_SIM_DEBUG")) {
 			/* what the model thinks of the truly best path */
-			const struct mesh_rnode *bp[4];
 			char ids[4][37];
+			int bidx[4];
 			for (int i = 0; i < best.n; i++) {
-				bp[i] = best.path[i];
-				node_id((int)(best.path[i] - W.truth), ids[i]);
+				bidx[i] = (int)(best.path[i] - W.truth);
+				node_id(bidx[i], ids[i]);
 			}
-			printf("miss: chosen n=%d pred %.1f true %.1f score(true) %.1f pred-score %.1f | best n=%d"
-			       " true %.1f score %.1f\n",
-			       rt.n, rt.pm.latency_ms, true_lat, mesh_route_score(&tm), rt.score, best.n,
-			       best.pm.latency_ms, best.score);
-			(void)bp;
-			(void)ids;
+			struct mesh_path_metrics bpm;
+			mesh_registry_predict(reg, (const char(*)[37])ids, best.n, &bpm);
+			printf("miss: chosen n=%d%s pred %.1f true %.1f score(true) %.1f pred-score %.1f | best n=%d%s"
+			       " true %.1f score %.1f pred %.1f pred-score %.1f\n",
+			       rt.n, chosen_rep ? "" : "*", rt.pm.latency_ms, true_lat, mesh_route_score(&tm), rt.score,
+			       best.n, path_reported(bidx, best.n) ? "" : "*", best.pm.latency_ms, best.score,
+			       bpm.latency_ms, mesh_route_score(&bpm));
+			if (getenv("MESH_SIM_DEBUG")[0] == '2') {
+				for (int i = 0; i < best.n; i++) {
+					json_t *j = mesh_registry_node_json(reg, ids[i], 1000);
+					printf("   node %d acc true %.1f model %.1f", bidx[i], W.truth[bidx[i]].m.acc_ms,
+					       json_real_value(json_object_get(j, "access_delay_ms")));
+					json_decref(j);
+					if (i)
+						printf(" link floor %.1f infl %.2f rep %d",
+						       mesh_model_floor_ms(&W.truth[bidx[i - 1]].m, &W.truth[bidx[i]].m),
+						       inflation(bidx[i - 1], bidx[i]), reported(bidx[i - 1], bidx[i]));
+					printf("\n");
+				}
+				if (rt.n == 2)
+					printf("   direct floor %.1f infl %.2f\n", mesh_model_floor_ms(&path[0]->m, &path[1]->m),
+					       inflation(pidx[0], pidx[1]));
+			}
 		}
 		double lmin = min_true_latency(q[k][0], q[k][1], c);
 		e.regret_ms += true_lat - lmin;
@@ -437,15 +512,17 @@ int main(int argc, char **argv)
 	int n = 10000, nrelays = 2000, nq = 2000, rounds = 5;
 	unsigned seed = 1;
 	int opt;
-	while ((opt = getopt(argc, argv, "n:r:q:k:s:")) != -1) {
+	bool beats = true;
+	while ((opt = getopt(argc, argv, "n:r:q:k:s:H")) != -1) {
 		switch (opt) {
 		case 'n': n = atoi(optarg); break;
 		case 'r': nrelays = atoi(optarg); break;
 		case 'q': nq = atoi(optarg); break;
 		case 'k': rounds = atoi(optarg); break;
 		case 's': seed = (unsigned)atoi(optarg); break;
+		case 'H': beats = false; break;
 		default:
-			fprintf(stderr, "usage: mesh_sim [-n NODES] [-r RELAYS] [-q QUERIES] [-k ROUNDS] [-s SEED]\n");
+			fprintf(stderr, "usage: mesh_sim [-n NODES] [-r RELAYS] [-q QUERIES] [-k ROUNDS] [-s SEED] [-H]\n");
 			return 2;
 		}
 	}
@@ -458,8 +535,8 @@ int main(int argc, char **argv)
 	struct utsname u;
 	uname(&u);
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	printf("mesh_sim: %s %s %s, %ld CPUs; nodes %d (relays %d), queries %d, rounds %d, seed %u\n",
-	       u.sysname, u.release, u.machine, cpus, n, nrelays, nq, rounds, seed);
+	printf("mesh_sim: %s %s %s, %ld CPUs; nodes %d (relays %d), queries %d, rounds %d, seed %u, heartbeats %s\n",
+	       u.sysname, u.release, u.machine, cpus, n, nrelays, nq, rounds, seed, beats ? "on" : "off");
 
 	long rss0 = rss_kib();
 	struct mesh_registry *reg = build(n, nrelays);
@@ -485,17 +562,30 @@ int main(int argc, char **argv)
 		fresh[k][0] = a;
 		fresh[k][1] = b;
 	}
+	if (beats) {
+		measure_heartbeats();
+		send_heartbeats(reg, 1000);
+	}
 	print_eval("before feedback", run(reg, (const int(*)[2])q, nq, false, true));
 	for (int r = 1; r <= rounds; r++) {
 		run(reg, (const int(*)[2])q, nq, true, false);
+		if (beats)
+			send_heartbeats(reg, 1000);
 		char label[48];
 		snprintf(label, sizeof(label), "after %d round%s", r, r > 1 ? "s" : "");
 		print_eval(label, run(reg, (const int(*)[2])q, nq, false, true));
 	}
 	print_eval("fresh pairs", run(reg, (const int(*)[2])fresh, nq, false, true));
-	printf("model: %zu learned links, %zu bytes, global inflation %.3f\n",
-	       mesh_model_links(mesh_registry_model(reg)), mesh_model_memory_bytes(mesh_registry_model(reg)),
-	       mesh_model_inflation(mesh_registry_model(reg)));
+	const struct mesh_model *mm = mesh_registry_model(reg);
+	double drate, dshare, sd0, sd1;
+	mesh_model_detours(mm, &drate, &dshare, &sd0, &sd1);
+	printf("model: %zu learned links, %zu bytes, global inflation %.3f (sd %.2f), detours %.1f %% (+%.2f x floor,"
+	       " sd %.2f),"
+	       " mean access delay devices %.1f ms, infrastructure %.1f ms\n",
+	       mesh_model_links(mm), mesh_model_memory_bytes(mm), mesh_model_inflation(mm), sd0, 100 * drate, dshare, sd1,
+	       mesh_model_class_mean(mm, MESH_CLASS_DEVICE), mesh_model_class_mean(mm, MESH_CLASS_INFRA));
+	double hsd, hoff = mesh_model_heartbeat_offset(mm, &hsd);
+	printf("heartbeats: %s; learned offset %.1f ms (sd %.1f)\n", beats ? "on" : "off (-H)", hoff, hsd);
 	mesh_registry_free(reg);
 	free(q);
 	free(fresh);
@@ -505,5 +595,6 @@ int main(int argc, char **argv)
 	free(W.peers);
 	free(W.relays);
 	free(rep_tab);
+	free(W.hb);
 	return 0;
 }
