@@ -1417,9 +1417,10 @@ static void to_info(const struct mesh_node *n, struct mesh_node_info *o)
 	o->last_heartbeat_ms = n->last_hb_ms;
 	o->reputation_score = n->r.reputation;
 	o->uptime_percentage = n->uptime_pct;
-	/* an unmeasured node is stored as the prior, so a restart starts it
-	 * at its class's mean again */
-	o->access_delay_ms = n->r.m.acc_var > 0 || n->remote ? n->r.m.acc_ms : MESH_ACCESS_PRIOR_MS;
+	/* only what reports taught is stored; a node they never measured is
+	 * stored as the prior, so a restart starts it at its class's mean
+	 * again (and its next heartbeat gives it its own prior) */
+	o->access_delay_ms = n->r.m.src == MESH_ACC_MEASURED ? n->r.m.acc_ms : MESH_ACCESS_PRIOR_MS;
 	o->total_routes = n->total_routes;
 	o->successful_routes = n->successful_routes;
 }
