@@ -2,13 +2,18 @@
  * with known ground truth. Drives the real registry, search and model
  * (no HTTP, no database). Prints figures; never passes or fails.
  *
- *   bench/mesh_sim [-n NODES] [-r RELAYS] [-q QUERIES] [-k ROUNDS] [-s SEED]
+ *   bench/mesh_sim [-n NODES] [-r RELAYS] [-q QUERIES] [-k ROUNDS] [-s SEED] [-H]
  *
  * World: nodes around ~60 real cities (jittered), peers with access delays
  * of 2..60 ms (residential), relays of 0.5..5 ms (data centres). The true
  * one-way latency of a link is floor(a,b) * inflation(a,b) + acc[a] +
  * acc[b], where inflation is a hidden per-link factor (1.05..1.6, and 2..4
- * for one link in eight: detours) that the model never sees. Reports:
+ * for one link in eight: detours) that the model never sees. Every node
+ * heartbeats (through mesh_registry_heartbeat, before the first query and
+ * after each round) with avg_latency_ms = its measured one-way latency to
+ * the mesh: the mean true latency to its 3 nearest eligible relays (what
+ * an ICE agent's connectivity checks with the relays give it), +-5 %
+ * noise; -H sends none. Reports:
  *  - accuracy: share of queries whose chosen path, re-scored with the true
  *    latency, is within 2 points of the truly best eligible path's score
  *  - regret: true latency of the chosen path minus the lowest true latency
@@ -17,7 +22,9 @@
  * before feedback and after each of K rounds in which every query's chosen
  * path reports its true latency (+-2 % noise); "fresh" repeats the
  * evaluation on pairs never reported on (generalisation through the
- * learned access delays). Timing: mesh_registry_find per query. */
+ * learned access delays). Timing: mesh_registry_find per query. Each
+ * evaluation is followed by a breakdown of its misses (chosen and truly
+ * best path direct or relayed; whether they had been reported on). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,9 +104,65 @@ struct world {
 	int npeers;
 	const struct mesh_rnode **relays; /* eligible relays, truth view */
 	size_t nelig;
+	double *hb; /* what a node measures to its nearest relays (heartbeats) */
 };
 
 static struct world W;
+
+/* Links the simulator reported on (its own bookkeeping for the breakdown
+ * of misses; the server never sees it). Open addressing, grown at half. */
+static uint64_t *rep_tab;
+static size_t rep_cap, rep_count;
+
+static uint64_t pair_key(int a, int b)
+{
+	return ((uint64_t)(a < b ? a : b) << 32 | (uint64_t)(a < b ? b : a)) + 1;
+}
+
+static bool reported(int a, int b)
+{
+	uint64_t k = pair_key(a, b);
+	for (size_t i = mix(k) & (rep_cap - 1); rep_cap && rep_tab[i]; i = (i + 1) & (rep_cap - 1))
+		if (rep_tab[i] == k)
+			return true;
+	return false;
+}
+
+static void mark_reported(int a, int b)
+{
+	if (reported(a, b))
+		return;
+	if ((rep_count + 1) * 2 > rep_cap) {
+		size_t ncap = rep_cap ? rep_cap * 2 : 4096;
+		uint64_t *t = calloc(ncap, sizeof(*t));
+		for (size_t i = 0; i < rep_cap; i++) {
+			if (!rep_tab[i])
+				continue;
+			size_t j = mix(rep_tab[i]) & (ncap - 1);
+			while (t[j])
+				j = (j + 1) & (ncap - 1);
+			t[j] = rep_tab[i];
+		}
+		free(rep_tab);
+		rep_tab = t;
+		rep_cap = ncap;
+	}
+	uint64_t k = pair_key(a, b);
+	size_t i = mix(k) & (rep_cap - 1);
+	while (rep_tab[i])
+		i = (i + 1) & (rep_cap - 1);
+	rep_tab[i] = k;
+	rep_count++;
+}
+
+/* Every link of the path reported on at least once? */
+static bool path_reported(const int *idx, int n)
+{
+	for (int i = 1; i < n; i++)
+		if (!reported(idx[i - 1], idx[i]))
+			return false;
+	return true;
+}
 
 static double truth_link(void *ctx, const struct mesh_rnode *a, const struct mesh_rnode *b)
 {
@@ -201,6 +264,56 @@ static struct mesh_registry *build(int n, int nrelays)
 	return reg;
 }
 
+/* Heartbeats. A node's agent measures its latency to the mesh as ICE does
+ * for free (connectivity checks with the relays it may use): here the mean
+ * true one-way latency to its HB_RELAYS nearest eligible relays. Each beat
+ * reports it with +-5 % noise as avg_latency_ms, through the registry's
+ * heartbeat like a real one. */
+#define HB_RELAYS 3
+static void measure_heartbeats(void)
+{
+	W.hb = calloc((size_t)W.n, sizeof(double));
+	for (int i = 0; i < W.n; i++) {
+		double bd[HB_RELAYS];
+		int bi[HB_RELAYS], k = 0;
+		for (size_t r = 0; r < W.nelig; r++) {
+			int j = (int)(W.relays[r] - W.truth);
+			if (j == i)
+				continue;
+			double dkm = mesh_model_distance_km(&W.truth[i].m, &W.truth[j].m);
+			int pos = k < HB_RELAYS ? k++ : HB_RELAYS;
+			if (pos == HB_RELAYS) {
+				if (dkm >= bd[HB_RELAYS - 1])
+					continue;
+				pos = HB_RELAYS - 1;
+			}
+			while (pos > 0 && bd[pos - 1] > dkm) {
+				bd[pos] = bd[pos - 1];
+				bi[pos] = bi[pos - 1];
+				pos--;
+			}
+			bd[pos] = dkm;
+			bi[pos] = j;
+		}
+		double sum = 0;
+		for (int x = 0; x < k; x++)
+			sum += truth_link(NULL, &W.truth[i], &W.truth[bi[x]]);
+		W.hb[i] = k ? sum / k : -1;
+	}
+}
+
+static void send_heartbeats(struct mesh_registry *reg, int64_t now_ms)
+{
+	for (int i = 0; i < W.n; i++) {
+		char id[37], user[32];
+		node_id(i, id);
+		snprintf(user, sizeof(user), "@n%d:sim", i);
+		struct mesh_heartbeat hb = {-1, -1, W.hb[i] >= 0 ? W.hb[i] * (0.95 + 0.1 * urand()) : -1, -1, -1};
+		struct al_error err = {0};
+		mesh_registry_heartbeat(reg, id, user, &hb, now_ms, NULL, &err);
+	}
+}
+
 /* lowest true latency among eligible paths s..d (pruned, exact) */
 struct cand {
 	int i;
@@ -249,6 +362,10 @@ static double min_true_latency(int s, int d, struct cand *c)
 struct eval {
 	double acc, regret_ms, regret_ratio, mape, p50_us, p99_us, mean_us, relayed, mean_eval;
 	size_t max_eval;
+	/* misses by chosen x best path (direct / relayed), and whether the
+	 * chosen and the truly best path had every link reported before */
+	int miss, miss_dd, miss_dr, miss_rd, miss_rr, miss_best_unrep, miss_chosen_unrep;
+	double mape_relayed; /* MAPE over relayed chosen paths only */
 };
 
 static int cmpd(const void *x, const void *y)
@@ -263,7 +380,7 @@ static struct eval run(struct mesh_registry *reg, const int (*q)[2], int nq, boo
 	struct eval e = {0};
 	double *times = calloc((size_t)nq, sizeof(double));
 	struct cand *c = calloc(W.nelig + 1, sizeof(*c));
-	struct mesh_oracle truth = {truth_link, NULL, 0};
+	struct mesh_oracle truth = {truth_link, NULL, 0, NULL};
 	int good = 0, counted = 0;
 	for (int k = 0; k < nq; k++) {
 		char src[32], dst[32];
@@ -281,40 +398,77 @@ static struct eval run(struct mesh_registry *reg, const int (*q)[2], int nq, boo
 			e.max_eval = st.paths_evaluated;
 		e.mean_eval += (double)st.paths_evaluated / nq;
 		const struct mesh_rnode *path[4];
-		for (int i = 0; i < rt.n; i++)
-			path[i] = &W.truth[node_index(rt.node_ids[i])];
+		int pidx[4];
+		for (int i = 0; i < rt.n; i++) {
+			pidx[i] = node_index(rt.node_ids[i]);
+			path[i] = &W.truth[pidx[i]];
+		}
+		bool chosen_rep = path_reported(pidx, rt.n);
 		struct mesh_path_metrics tm;
 		mesh_route_path_metrics(&truth, path, rt.n, &tm);
 		double true_lat = tm.latency_ms;
 		if (learn) {
 			double noisy = true_lat * (0.98 + 0.04 * urand());
 			mesh_registry_learn(reg, (const char(*)[37])rt.node_ids, rt.n, noisy);
+			for (int i = 1; i < rt.n; i++)
+				mark_reported(pidx[i - 1], pidx[i]);
 		}
 		if (!measure)
 			continue;
 		counted++;
 		e.relayed += rt.n > 2;
 		e.mape += fabs(rt.pm.latency_ms - true_lat) / true_lat;
+		if (rt.n > 2)
+			e.mape_relayed += fabs(rt.pm.latency_ms - true_lat) / true_lat;
 		struct mesh_route_query tq = {&W.truth[q[k][0]], &W.truth[q[k][1]], W.relays, W.nelig,
-					      false, 2, &truth};
+					      false, 2, &truth, 0};
 		struct mesh_route_result best;
 		mesh_route_search(&tq, &best);
-		if (mesh_route_score(&tm) >= best.score - 2.0)
+		if (mesh_route_score(&tm) >= best.score - 2.0) {
 			good++;
-		else if (getenv("MESH_SIM_DEBUG")) {
+		} else {
+			int bidx[4];
+			for (int i = 0; i < best.n; i++)
+				bidx[i] = (int)(best.path[i] - W.truth);
+			e.miss++;
+			if (rt.n == 2)
+				best.n == 2 ? e.miss_dd++ : e.miss_dr++;
+			else
+				best.n == 2 ? e.miss_rd++ : e.miss_rr++;
+			e.miss_best_unrep += !path_reported(bidx, best.n);
+			e.miss_chosen_unrep += !chosen_rep;
+		}
+		if (mesh_route_score(&tm) < best.score - 2.0 && getenv("MESH_SIM_DEBUG")) {
 			/* what the model thinks of the truly best path */
-			const struct mesh_rnode *bp[4];
 			char ids[4][37];
+			int bidx[4];
 			for (int i = 0; i < best.n; i++) {
-				bp[i] = best.path[i];
-				node_id((int)(best.path[i] - W.truth), ids[i]);
+				bidx[i] = (int)(best.path[i] - W.truth);
+				node_id(bidx[i], ids[i]);
 			}
-			printf("miss: chosen n=%d pred %.1f true %.1f score(true) %.1f pred-score %.1f | best n=%d"
-			       " true %.1f score %.1f\n",
-			       rt.n, rt.pm.latency_ms, true_lat, mesh_route_score(&tm), rt.score, best.n,
-			       best.pm.latency_ms, best.score);
-			(void)bp;
-			(void)ids;
+			struct mesh_path_metrics bpm;
+			mesh_registry_predict(reg, (const char(*)[37])ids, best.n, &bpm);
+			printf("miss: chosen n=%d%s pred %.1f true %.1f score(true) %.1f pred-score %.1f | best n=%d%s"
+			       " true %.1f score %.1f pred %.1f pred-score %.1f\n",
+			       rt.n, chosen_rep ? "" : "*", rt.pm.latency_ms, true_lat, mesh_route_score(&tm), rt.score,
+			       best.n, path_reported(bidx, best.n) ? "" : "*", best.pm.latency_ms, best.score,
+			       bpm.latency_ms, mesh_route_score(&bpm));
+			if (getenv("MESH_SIM_DEBUG")[0] == '2') {
+				for (int i = 0; i < best.n; i++) {
+					json_t *j = mesh_registry_node_json(reg, ids[i], 1000);
+					printf("   node %d acc true %.1f model %.1f", bidx[i], W.truth[bidx[i]].m.acc_ms,
+					       json_real_value(json_object_get(j, "access_delay_ms")));
+					json_decref(j);
+					if (i)
+						printf(" link floor %.1f infl %.2f rep %d",
+						       mesh_model_floor_ms(&W.truth[bidx[i - 1]].m, &W.truth[bidx[i]].m),
+						       inflation(bidx[i - 1], bidx[i]), reported(bidx[i - 1], bidx[i]));
+					printf("\n");
+				}
+				if (rt.n == 2)
+					printf("   direct floor %.1f infl %.2f\n", mesh_model_floor_ms(&path[0]->m, &path[1]->m),
+					       inflation(pidx[0], pidx[1]));
+			}
 		}
 		double lmin = min_true_latency(q[k][0], q[k][1], c);
 		e.regret_ms += true_lat - lmin;
@@ -325,6 +479,7 @@ static struct eval run(struct mesh_registry *reg, const int (*q)[2], int nq, boo
 		e.mape = 100.0 * e.mape / counted;
 		e.regret_ms /= counted;
 		e.regret_ratio = 100.0 * e.regret_ratio / counted;
+		e.mape_relayed = e.relayed ? 100.0 * e.mape_relayed / e.relayed : 0;
 		e.relayed = 100.0 * e.relayed / counted;
 	}
 	double sum = 0;
@@ -345,6 +500,11 @@ static void print_eval(const char *label, struct eval e)
 	       "  find cpu p50 %5.0f us p99 %5.0f us  paths scored mean %.0f max %zu\n",
 	       label, e.acc, e.regret_ms, e.regret_ratio, e.mape, e.relayed, e.p50_us, e.p99_us,
 	       e.mean_eval, e.max_eval);
+	printf("%-22s   misses %d: chosen/best direct/direct %d, direct/relayed %d, relayed/direct %d,"
+	       " relayed/relayed %d; best path never reported %d, chosen path never reported %d;"
+	       " MAPE relayed %.1f %%\n",
+	       "", e.miss, e.miss_dd, e.miss_dr, e.miss_rd, e.miss_rr, e.miss_best_unrep, e.miss_chosen_unrep,
+	       e.mape_relayed);
 }
 
 int main(int argc, char **argv)
@@ -352,15 +512,17 @@ int main(int argc, char **argv)
 	int n = 10000, nrelays = 2000, nq = 2000, rounds = 5;
 	unsigned seed = 1;
 	int opt;
-	while ((opt = getopt(argc, argv, "n:r:q:k:s:")) != -1) {
+	bool beats = true;
+	while ((opt = getopt(argc, argv, "n:r:q:k:s:H")) != -1) {
 		switch (opt) {
 		case 'n': n = atoi(optarg); break;
 		case 'r': nrelays = atoi(optarg); break;
 		case 'q': nq = atoi(optarg); break;
 		case 'k': rounds = atoi(optarg); break;
 		case 's': seed = (unsigned)atoi(optarg); break;
+		case 'H': beats = false; break;
 		default:
-			fprintf(stderr, "usage: mesh_sim [-n NODES] [-r RELAYS] [-q QUERIES] [-k ROUNDS] [-s SEED]\n");
+			fprintf(stderr, "usage: mesh_sim [-n NODES] [-r RELAYS] [-q QUERIES] [-k ROUNDS] [-s SEED] [-H]\n");
 			return 2;
 		}
 	}
@@ -373,8 +535,8 @@ int main(int argc, char **argv)
 	struct utsname u;
 	uname(&u);
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	printf("mesh_sim: %s %s %s, %ld CPUs; nodes %d (relays %d), queries %d, rounds %d, seed %u\n",
-	       u.sysname, u.release, u.machine, cpus, n, nrelays, nq, rounds, seed);
+	printf("mesh_sim: %s %s %s, %ld CPUs; nodes %d (relays %d), queries %d, rounds %d, seed %u, heartbeats %s\n",
+	       u.sysname, u.release, u.machine, cpus, n, nrelays, nq, rounds, seed, beats ? "on" : "off");
 
 	long rss0 = rss_kib();
 	struct mesh_registry *reg = build(n, nrelays);
@@ -400,17 +562,30 @@ int main(int argc, char **argv)
 		fresh[k][0] = a;
 		fresh[k][1] = b;
 	}
+	if (beats) {
+		measure_heartbeats();
+		send_heartbeats(reg, 1000);
+	}
 	print_eval("before feedback", run(reg, (const int(*)[2])q, nq, false, true));
 	for (int r = 1; r <= rounds; r++) {
 		run(reg, (const int(*)[2])q, nq, true, false);
+		if (beats)
+			send_heartbeats(reg, 1000);
 		char label[48];
 		snprintf(label, sizeof(label), "after %d round%s", r, r > 1 ? "s" : "");
 		print_eval(label, run(reg, (const int(*)[2])q, nq, false, true));
 	}
 	print_eval("fresh pairs", run(reg, (const int(*)[2])fresh, nq, false, true));
-	printf("model: %zu learned links, %zu bytes, global inflation %.3f\n",
-	       mesh_model_links(mesh_registry_model(reg)), mesh_model_memory_bytes(mesh_registry_model(reg)),
-	       mesh_model_inflation(mesh_registry_model(reg)));
+	const struct mesh_model *mm = mesh_registry_model(reg);
+	double drate, dshare, sd0, sd1;
+	mesh_model_detours(mm, &drate, &dshare, &sd0, &sd1);
+	printf("model: %zu learned links, %zu bytes, global inflation %.3f (sd %.2f), detours %.1f %% (+%.2f x floor,"
+	       " sd %.2f),"
+	       " mean access delay devices %.1f ms, infrastructure %.1f ms\n",
+	       mesh_model_links(mm), mesh_model_memory_bytes(mm), mesh_model_inflation(mm), sd0, 100 * drate, dshare, sd1,
+	       mesh_model_class_mean(mm, MESH_CLASS_DEVICE), mesh_model_class_mean(mm, MESH_CLASS_INFRA));
+	double hsd, hoff = mesh_model_heartbeat_offset(mm, &hsd);
+	printf("heartbeats: %s; learned offset %.1f ms (sd %.1f)\n", beats ? "on" : "off (-H)", hoff, hsd);
 	mesh_registry_free(reg);
 	free(q);
 	free(fresh);
@@ -419,5 +594,7 @@ int main(int argc, char **argv)
 	free(W.is_relay);
 	free(W.peers);
 	free(W.relays);
+	free(rep_tab);
+	free(W.hb);
 	return 0;
 }

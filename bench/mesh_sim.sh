@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # mesh_sim.sh - build bench/mesh_sim from the mesh sources (optimised, no
 # sanitizers, independent of the rest of the tree) and run it.
-#   bench/mesh_sim.sh [mesh_sim options: -n NODES -r RELAYS -q QUERIES -k ROUNDS -s SEED]
+#   bench/mesh_sim.sh [mesh_sim options: -n NODES -r RELAYS -q QUERIES -k ROUNDS -s SEED -H]
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${MESH_SIM_BIN:-/tmp/mesh_sim.$(id -u)}

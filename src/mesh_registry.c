@@ -67,6 +67,7 @@ struct mesh_registry {
 	int32_t *serial_slot; /* serial -> slot, -1 when gone */
 	uint32_t nserials, serials_cap;
 	struct mesh_model *model;
+	uint32_t prior_version; /* mesh_model_prior_version applied to the nodes */
 	struct mesh_rep_queue *events;
 	struct mesh_route_cache *cache;
 	int64_t window_ms, hb_min_ms;
@@ -346,6 +347,7 @@ static int fill_node(struct mesh_node *n, const struct mesh_node_info *in)
 	n->region = region;
 	snprintf(n->country_code, sizeof(n->country_code), "%s", in->country_code);
 	n->type = (uint8_t)in->type;
+	n->r.m.cls = relay_capable(n->type) ? MESH_CLASS_INFRA : MESH_CLASS_DEVICE;
 	n->port = in->port;
 	n->max_connections = in->max_connections;
 	n->current_connections = in->current_connections;
@@ -397,10 +399,15 @@ static int add_locked(struct mesh_registry *r, const struct mesh_node_info *in, 
 	n->online = in->is_online && (remote || now_ms - in->last_heartbeat_ms < r->window_ms);
 	n->r.m.acc_ms = (float)(in->access_delay_ms > 0 ? in->access_delay_ms : MESH_ACCESS_PRIOR_MS);
 	/* a persisted estimate that moved off the prior was learned: trust it
-	 * more than the prior (its variance itself is not persisted) */
+	 * more than the prior (its variance itself is not persisted); an
+	 * unmeasured local node starts at its class's learned mean (a remote
+	 * one keeps its server's estimate) */
 	n->r.m.acc_var = !remote && in->access_delay_ms > 0 && in->access_delay_ms != MESH_ACCESS_PRIOR_MS
 				 ? 25.0f
 				 : 0.0f;
+	n->r.m.src = n->r.m.acc_var > 0 ? MESH_ACC_MEASURED : MESH_ACC_PRIOR;
+	if (!remote)
+		mesh_model_apply_prior(r->model, &n->r.m);
 
 	int32_t slot;
 	if (r->nfree) {
@@ -629,8 +636,10 @@ int mesh_registry_heartbeat(struct mesh_registry *r, const char *node_id, const 
 		n->current_connections = hb->current_connections;
 	if (hb->bandwidth_used_mbps >= 0)
 		n->bw_used = (float)hb->bandwidth_used_mbps;
-	if (hb->avg_latency_ms >= 0)
+	if (hb->avg_latency_ms >= 0) {
 		n->avg_latency = (float)hb->avg_latency_ms;
+		mesh_model_heartbeat(r->model, &n->r.m, hb->avg_latency_ms);
+	}
 	if (hb->packet_loss_rate >= 0)
 		n->loss = (float)hb->packet_loss_rate;
 	if (hb->accepting_connections >= 0)
@@ -946,7 +955,7 @@ int mesh_registry_find(struct mesh_registry *r, const char *src_aura, const char
 	}
 	struct mesh_oracle o;
 	mesh_route_model_oracle(&o, r->model);
-	struct mesh_route_query q = {&s->r, &d->r, relays, nr, require_aic, 2, &o};
+	struct mesh_route_query q = {&s->r, &d->r, relays, nr, require_aic, 2, &o, MESH_EXPLORE_COST_POINTS};
 	struct mesh_route_result res;
 	if (mesh_route_search(&q, &res) < 0) {
 		al_error_set(err, 404, "M_NOT_FOUND", "no route satisfies require_aic");
@@ -954,6 +963,7 @@ int mesh_registry_find(struct mesh_registry *r, const char *src_aura, const char
 	}
 	st->relays_considered = nr;
 	st->paths_evaluated = res.evaluated;
+	st->explored = res.explored;
 	out->expires_ms = now_ms + MESH_ROUTE_TTL_MS;
 	out->n = res.n;
 	for (int i = 0; i < res.n; i++) {
@@ -980,6 +990,22 @@ void mesh_registry_cache_put(struct mesh_registry *r, const char *src_aura, cons
 	mesh_route_cache_put(r->cache, key, route);
 }
 
+/* After learning, under the write lock: when a class mean moved, the local
+ * nodes nobody measured yet follow it (O(nodes), rarely: the means settle
+ * as reports come in). */
+static void follow_priors(struct mesh_registry *r)
+{
+	uint32_t v = mesh_model_prior_version(r->model);
+	if (v == r->prior_version)
+		return;
+	r->prior_version = v;
+	for (size_t i = 0; i < r->nslots; i++) {
+		struct mesh_node *n = r->slots[i];
+		if (n && !n->remote)
+			mesh_model_apply_prior(r->model, &n->r.m);
+	}
+}
+
 void mesh_registry_feedback(struct mesh_registry *r, const char *route_id,
 			    const char (*node_ids)[37], int n, double actual_latency_ms, bool success)
 {
@@ -998,6 +1024,7 @@ void mesh_registry_feedback(struct mesh_registry *r, const char *route_id,
 	}
 	if (found == n && actual_latency_ms >= 0) {
 		mesh_model_learn(r->model, path, n, actual_latency_ms);
+		follow_priors(r);
 		for (int i = 0; i < n; i++)
 			mark_dirty(r, nodes[i], slots[i]); /* access_delay_ms is persisted */
 	}
@@ -1040,7 +1067,7 @@ int mesh_registry_rescore(struct mesh_registry *r, const char (*node_ids)[37], i
 	const struct mesh_rnode **relays = eligible_relays(r, nodes[0], nodes[n - 1], media, require_aic, now_ms, &nr);
 	if (!relays)
 		goto out;
-	struct mesh_route_query q = {path[0], path[n - 1], relays, nr, require_aic, 2, &o};
+	struct mesh_route_query q = {path[0], path[n - 1], relays, nr, require_aic, 2, &o, 0};
 	struct mesh_route_result res;
 	if (mesh_route_search(&q, &res) == 0) {
 		*same = res.n == n;
@@ -1050,6 +1077,29 @@ int mesh_registry_rescore(struct mesh_registry *r, const char (*node_ids)[37], i
 		rc = 0;
 	}
 	free(relays);
+out:
+	pthread_rwlock_unlock(&r->lock);
+	return rc;
+}
+
+int mesh_registry_predict(struct mesh_registry *r, const char (*node_ids)[37], int n,
+			  struct mesh_path_metrics *pm)
+{
+	const struct mesh_rnode *path[4];
+	const struct mesh_node *node;
+	int rc = -1;
+	if (n < 2 || n > 4)
+		return -1;
+	pthread_rwlock_rdlock(&r->lock);
+	for (int i = 0; i < n; i++) {
+		if (!(node = by_id(r, node_ids[i], NULL)))
+			goto out;
+		path[i] = &node->r;
+	}
+	struct mesh_oracle o;
+	mesh_route_model_oracle(&o, r->model);
+	mesh_route_path_metrics(&o, path, n, pm);
+	rc = 0;
 out:
 	pthread_rwlock_unlock(&r->lock);
 	return rc;
@@ -1070,6 +1120,7 @@ void mesh_registry_learn(struct mesh_registry *r, const char (*node_ids)[37], in
 		mark_dirty(r, node, slot);
 	}
 	mesh_model_learn(r->model, path, n, actual_ms);
+	follow_priors(r);
 out:
 	pthread_rwlock_unlock(&r->lock);
 }
@@ -1366,7 +1417,10 @@ static void to_info(const struct mesh_node *n, struct mesh_node_info *o)
 	o->last_heartbeat_ms = n->last_hb_ms;
 	o->reputation_score = n->r.reputation;
 	o->uptime_percentage = n->uptime_pct;
-	o->access_delay_ms = n->r.m.acc_ms;
+	/* only what reports taught is stored; a node they never measured is
+	 * stored as the prior, so a restart starts it at its class's mean
+	 * again (and its next heartbeat gives it its own prior) */
+	o->access_delay_ms = n->r.m.src == MESH_ACC_MEASURED ? n->r.m.acc_ms : MESH_ACCESS_PRIOR_MS;
 	o->total_routes = n->total_routes;
 	o->successful_routes = n->successful_routes;
 }

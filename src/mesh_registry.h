@@ -103,6 +103,7 @@ struct mesh_find_stats {
 	size_t relays_considered;
 	size_t paths_evaluated;
 	bool cached;
+	bool explored; /* a path to try, not the best predicted (mesh_route.h) */
 };
 
 /* The best route between the best online endpoint nodes of two AuraIDs
@@ -131,6 +132,11 @@ void mesh_registry_feedback(struct mesh_registry *r, const char *route_id,
  * MESH_OPTIMAL_TOLERANCE_POINTS (mesh_route.h). */
 int mesh_registry_rescore(struct mesh_registry *r, const char (*node_ids)[37], int n, double actual_latency_ms,
 			  int media, bool require_aic, int64_t now_ms, double *actual, double *best, bool *same);
+
+/* The metrics of the path node_ids[0..n-1] under the current model (what
+ * the search would predict for it). -1 when a node is unknown. */
+int mesh_registry_predict(struct mesh_registry *r, const char (*node_ids)[37], int n,
+			  struct mesh_path_metrics *pm);
 
 /* Only the model part of feedback: learn the path's measured latency. */
 void mesh_registry_learn(struct mesh_registry *r, const char (*node_ids)[37], int n, double actual_ms);

@@ -22,10 +22,15 @@
  *     paths that pass both get link(r1, r2) predicted.
  *  Nothing that could beat the best is skipped, so the result is the
  *  optimum (test_mesh_route checks it against brute force).
+ *  3. With explore_cost > 0, one more pass over the direct and one-relay
+ *     paths (their links predicted in step 1) computes Weitzman's index of
+ *     those with an unreported link (see mesh_route.h) and may choose one
+ *     of them to try instead.
  */
 #include "mesh_route.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,11 +65,18 @@ double mesh_route_model_link(void *model, const struct mesh_rnode *a, const stru
 	return mesh_model_link_ms((const struct mesh_model *)model, &a->m, &b->m);
 }
 
+void mesh_route_model_link_belief(void *model, const struct mesh_rnode *a, const struct mesh_rnode *b,
+				  struct mesh_link_belief *out)
+{
+	mesh_model_link_belief((const struct mesh_model *)model, &a->m, &b->m, out);
+}
+
 void mesh_route_model_oracle(struct mesh_oracle *o, const struct mesh_model *m)
 {
 	o->link_ms = mesh_route_model_link;
 	o->ctx = (void *)m;
 	o->corr_lb = mesh_model_corr_lower_bound(m);
+	o->link_belief = mesh_route_model_link_belief;
 }
 
 /* Min-terms of a node set, accumulated. */
@@ -148,6 +160,77 @@ void mesh_route_path_metrics(const struct mesh_oracle *lat, const struct mesh_rn
 	score_of(&t, l, n - 1, pm);
 }
 
+/* ---- exploration: Weitzman's index ----
+ * For S ~ N(mu, sd^2), E[max(0, S - z)] = sd * f((mu - z) / sd) with
+ * f(u) = u Phi(u) + phi(u), increasing from 0 to infinity. The index z
+ * solves sd * f(u) = cost: z = mu - sd * u*(cost / sd). u* from a table
+ * over log(t), filled once. */
+#define UTAB_N 1024
+#define UTAB_LO (-40.0)
+#define UTAB_HI 4.0
+static double utab[UTAB_N];
+static pthread_once_t utab_once = PTHREAD_ONCE_INIT;
+
+static double f_of(double u)
+{
+	return u * 0.5 * erfc(-u / M_SQRT2) + exp(-0.5 * u * u) / sqrt(2 * M_PI);
+}
+
+static void utab_fill(void)
+{
+	for (int i = 0; i < UTAB_N; i++) {
+		double t = exp(UTAB_LO + (UTAB_HI - UTAB_LO) * i / (UTAB_N - 1));
+		double lo = -15, hi = t + 1;
+		for (int k = 0; k < 80; k++) {
+			double mid = 0.5 * (lo + hi);
+			if (f_of(mid) < t)
+				lo = mid;
+			else
+				hi = mid;
+		}
+		utab[i] = 0.5 * (lo + hi);
+	}
+}
+
+static double u_star(double t)
+{
+	double x = (log(t) - UTAB_LO) / (UTAB_HI - UTAB_LO) * (UTAB_N - 1);
+	if (x <= 0)
+		return utab[0];
+	if (x >= UTAB_N - 1)
+		return t; /* f(u) ~ u for large u */
+	int i = (int)x;
+	double w = x - i;
+	return utab[i] * (1 - w) + utab[i + 1] * w;
+}
+
+/* The index of the path (score), nodes path[0..n-1] with min-terms t; a
+ * path whose links were all reported: its predicted score pred. */
+static double path_index(const struct mesh_oracle *lat, const struct mesh_rnode *const *path, int n,
+			 const struct terms *t, double pred, double cost)
+{
+	struct mesh_link_belief b;
+	double ok = 0, var = 0, w = 1, fl = 0;
+	bool rep = true;
+	for (int i = 1; i < n; i++) {
+		lat->link_belief(lat->ctx, path[i - 1], path[i], &b);
+		ok += b.ok_ms;
+		var += b.ok_var;
+		w *= b.p_ok;
+		rep = rep && b.reported;
+		fl += mesh_model_floor_ms(&path[i - 1]->m, &path[i]->m);
+	}
+	if (rep || var <= 0 || w <= 0)
+		return pred;
+	/* the score is linear in latency (below the scale): sd in points */
+	double per_ms = -100.0 * MESH_W_LATENCY / MESH_LATENCY_SCALE_MS;
+	double sd = sqrt(var) * per_ms;
+	double lat_ms = ok + sd * u_star(cost / (w * sd)) / per_ms; /* the latency the index stands for */
+	if (lat_ms < fl)
+		lat_ms = fl;
+	return score_of(t, lat_ms, n - 1, NULL);
+}
+
 static void take(struct mesh_route_result *out, const struct mesh_route_query *q, double score,
 		 const struct mesh_path_metrics *pm, const struct mesh_rnode *r1,
 		 const struct mesh_rnode *r2)
@@ -180,6 +263,58 @@ static int by_b_asc(const void *x, const void *y)
 	return a < b ? -1 : a > b ? 1 : 0;
 }
 
+/* The exploration pass (see mesh_route.h) over the direct path and the
+ * one-relay paths byb[0..n-1] (their a, b computed), after the search put
+ * the best predicted path in out. */
+static void explore(const struct mesh_route_query *q, struct mesh_route_result *out, const struct terms *sd,
+		    const struct cand *byb, size_t n)
+{
+	const struct mesh_oracle *lat = q->lat;
+	const struct mesh_rnode *s = q->src, *d = q->dst;
+	pthread_once(&utab_once, utab_fill);
+	struct terms t = *sd;
+	for (int i = 1; i < out->n - 1; i++)
+		terms_add(&t, out->path[i]);
+	double best = path_index(lat, out->path, out->n, &t, out->score, q->explore_cost);
+	const struct mesh_rnode *pick = NULL;
+	bool pick_direct = false;
+	if (out->n != 2) {
+		const struct mesh_rnode *p[2] = {s, d};
+		struct mesh_path_metrics pm;
+		mesh_route_path_metrics(lat, p, 2, &pm);
+		double z = path_index(lat, p, 2, sd, mesh_route_score(&pm), q->explore_cost);
+		if (z > best + EPS) {
+			best = z;
+			pick_direct = true;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct mesh_rnode *r1 = byb[i].r;
+		if (out->n == 3 && out->path[1] == r1)
+			continue;
+		t = *sd;
+		terms_add(&t, r1);
+		/* cheap test first: even at its floor it cannot win */
+		double f2 = mesh_model_floor_ms(&s->m, &r1->m) + mesh_model_floor_ms(&r1->m, &d->m);
+		if (score_of(&t, f2, 2, NULL) <= best + EPS)
+			continue;
+		const struct mesh_rnode *p[3] = {s, r1, d};
+		double z = path_index(lat, p, 3, &t, score_of(&t, byb[i].a + byb[i].b, 2, NULL), q->explore_cost);
+		if (z > best + EPS) {
+			best = z;
+			pick = r1;
+			pick_direct = false;
+		}
+	}
+	if (!pick && !pick_direct)
+		return;
+	struct mesh_path_metrics pm;
+	const struct mesh_rnode *path[3] = {s, pick ? pick : d, d};
+	mesh_route_path_metrics(lat, path, pick ? 3 : 2, &pm);
+	take(out, q, mesh_route_score(&pm), &pm, pick, NULL);
+	out->explored = true;
+}
+
 int mesh_route_search(const struct mesh_route_query *q, struct mesh_route_result *out)
 {
 	const struct mesh_oracle *lat = q->lat;
@@ -196,10 +331,10 @@ int mesh_route_search(const struct mesh_route_query *q, struct mesh_route_result
 	double best = score_of(&sd, lat->link_ms(lat->ctx, s, d), 1, &pm);
 	take(out, q, best, &pm, NULL, NULL);
 	out->evaluated = 1;
-	if (q->max_relays < 1 || !q->nrelays)
-		return 0;
-
 	size_t n = 0;
+	if (q->max_relays < 1 || !q->nrelays)
+		goto done;
+
 	c = malloc(q->nrelays * sizeof(*c));
 	byb = malloc(q->nrelays * sizeof(*byb));
 	if (!c || !byb)
@@ -286,6 +421,8 @@ int mesh_route_search(const struct mesh_route_query *q, struct mesh_route_result
 		}
 	}
 done:
+	if (q->explore_cost > 0 && lat->link_belief)
+		explore(q, out, &sd, byb, n);
 	free(c);
 	free(byb);
 	return 0;

@@ -86,10 +86,16 @@ struct mesh_oracle {
 	/* Promise: link_ms(a,b) >= floor(a,b) + max(0, a->m.acc_ms + b->m.acc_ms
 	 * + corr_lb) for every a, b. */
 	double corr_lb;
+	/* Optional (NULL: no exploration): what is believed of a link beyond
+	 * link_ms (mesh_model_link_belief). */
+	void (*link_belief)(void *ctx, const struct mesh_rnode *a, const struct mesh_rnode *b,
+			    struct mesh_link_belief *out);
 };
 
 /* The learned model as an oracle (ctx = the struct mesh_model). */
 double mesh_route_model_link(void *model, const struct mesh_rnode *a, const struct mesh_rnode *b);
+void mesh_route_model_link_belief(void *model, const struct mesh_rnode *a, const struct mesh_rnode *b,
+				  struct mesh_link_belief *out);
 void mesh_route_model_oracle(struct mesh_oracle *o, const struct mesh_model *m);
 
 struct mesh_route_query {
@@ -99,7 +105,29 @@ struct mesh_route_query {
 	bool require_aic;
 	int max_relays; /* 0, 1 or 2 */
 	const struct mesh_oracle *lat;
+	/* > 0: explore (see mesh_route_search); the cost of trying a path, in
+	 * score points. 0: the path of best predicted score. */
+	double explore_cost;
 };
+
+/* Exploration. The best predicted path is the best choice for one call,
+ * but a path nobody reported on may be better than predicted, and only a
+ * call over it tells. With explore_cost > 0 the search then weighs what a
+ * try could find: each path with an unreported link gets Weitzman's index
+ * for opening a box (the Pandora rule): the score z at which the expected
+ * gain of trying it, E[max(0, S - z)] for its score S, equals
+ * explore_cost. S is what the model believes of the path: with
+ * probability w (no link on it a detour) about N(mean, sd^2) from the
+ * links' link_belief, else lower (which adds nearly nothing to the gain
+ * above z, so it is left out): w sd f((mean - z) / sd) = explore_cost. A
+ * path whose links were all reported keeps its predicted score. The path of highest index is chosen. So an
+ * uncertain path is tried while it could plausibly beat the best known
+ * one by more than the cost, and trying stops once a known path is better
+ * than every untried path's index: a few tries, then the best of them for
+ * good (the rule is optimal for opening boxes at a cost). Only the direct
+ * and one-relay paths are candidates for a try; the route reports the
+ * chosen path's predicted metrics, never the index. */
+#define MESH_EXPLORE_COST_POINTS 0.5
 
 struct mesh_route_result {
 	const struct mesh_rnode *path[4];
@@ -107,6 +135,7 @@ struct mesh_route_result {
 	struct mesh_path_metrics pm;
 	double score;
 	size_t evaluated; /* paths whose latency was computed in full */
+	bool explored;    /* chosen to be tried, not the best predicted path */
 };
 
 /* Metrics of a given path under the oracle. */

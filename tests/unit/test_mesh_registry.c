@@ -428,6 +428,40 @@ START_TEST(rescore_after_feedback)
 }
 END_TEST
 
+/* Heartbeats with avg_latency_ms give a node nobody measured its access
+ * delay prior (mesh_model_heartbeat); predict reports the model's view. */
+START_TEST(heartbeat_latency_prior)
+{
+	int64_t now = 1000000;
+	struct mesh_registry *r = mesh_registry_new(90000, 0);
+	struct mesh_node_info in;
+	info(&in, 1, "@alice.aura", MESH_PEER, 51.5, -0.13, 80, now);
+	ck_assert_int_eq(mesh_registry_add(r, &in, now), 0);
+	info(&in, 2, "@bob.aura", MESH_PEER, 48.86, 2.35, 80, now);
+	ck_assert_int_eq(mesh_registry_add(r, &in, now), 0);
+	const char ids[2][37] = {"00000000-0000-0000-0000-000000000001", "00000000-0000-0000-0000-000000000002"};
+	struct mesh_path_metrics before, after;
+	ck_assert_int_eq(mesh_registry_predict(r, ids, 2, &before), 0);
+	json_t *j = mesh_registry_node_json(r, ids[0], now);
+	ck_assert_double_eq_tol(json_real_value(json_object_get(j, "access_delay_ms")), MESH_ACCESS_PRIOR_MS, 1e-4);
+	json_decref(j);
+	struct mesh_heartbeat hb = {-1, -1, 30, -1, -1};
+	struct al_error err = {0};
+	ck_assert_int_eq(mesh_registry_heartbeat(r, ids[0], "@ualice.aura:test", &hb, now + 1000, NULL, &err), 0);
+	j = mesh_registry_node_json(r, ids[0], now + 1000);
+	ck_assert_double_eq_tol(json_real_value(json_object_get(j, "access_delay_ms")), 30 - MESH_HB_OFFSET_PRIOR_MS,
+				1e-4);
+	ck_assert_double_eq_tol(json_real_value(json_object_get(j, "avg_latency_ms")), 30, 1e-4);
+	json_decref(j);
+	ck_assert_int_eq(mesh_registry_predict(r, ids, 2, &after), 0);
+	ck_assert_double_eq_tol(after.latency_ms - before.latency_ms, 30 - MESH_HB_OFFSET_PRIOR_MS - MESH_ACCESS_PRIOR_MS,
+				1e-3);
+	const char gone[2][37] = {"00000000-0000-0000-0000-000000000001", "00000000-0000-0000-0000-000000000009"};
+	ck_assert_int_eq(mesh_registry_predict(r, gone, 2, &after), -1);
+	mesh_registry_free(r);
+}
+END_TEST
+
 START_TEST(memory_per_node)
 {
 	struct mesh_registry *r = mesh_registry_new(90000, 0);
@@ -447,4 +481,4 @@ START_TEST(memory_per_node)
 END_TEST
 
 UNIT_MAIN("mesh_registry", lifecycle_and_routes, many_nodes_per_aura_and_bans, stale_nodes_between_sweeps,
-	  remote_nodes, rescore_after_feedback, memory_per_node)
+	  remote_nodes, rescore_after_feedback, heartbeat_latency_prior, memory_per_node)

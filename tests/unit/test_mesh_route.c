@@ -101,8 +101,8 @@ START_TEST(search_matches_brute_force)
 		const struct mesh_rnode *relays[N];
 		for (int i = 0; i < N - 2; i++)
 			relays[i] = &nodes[i + 2];
-		struct mesh_oracle o = {truth_link, &t, 0};
-		struct mesh_route_query q = {&nodes[0], &nodes[1], relays, N - 2, seed % 4 == 0, 2, &o};
+		struct mesh_oracle o = {truth_link, &t, 0, NULL};
+		struct mesh_route_query q = {&nodes[0], &nodes[1], relays, N - 2, seed % 4 == 0, 2, &o, 0};
 		struct mesh_route_result a, b;
 		int ra = mesh_route_search(&q, &a), rb = mesh_route_brute_force(&q, &b);
 		ck_assert_int_eq(ra, rb);
@@ -145,7 +145,7 @@ START_TEST(search_with_model_oracle_matches_brute_force)
 			relays[i] = &nodes[i + 2];
 		struct mesh_oracle o;
 		mesh_route_model_oracle(&o, m);
-		struct mesh_route_query q = {&nodes[0], &nodes[1], relays, N - 2, false, 2, &o};
+		struct mesh_route_query q = {&nodes[0], &nodes[1], relays, N - 2, false, 2, &o, 0};
 		struct mesh_route_result a, b;
 		ck_assert_int_eq(mesh_route_search(&q, &a), 0);
 		ck_assert_int_eq(mesh_route_brute_force(&q, &b), 0);
@@ -182,8 +182,8 @@ START_TEST(two_relays_win)
 	mat[2][3] = mat[3][2] = 10;
 	mat[3][1] = mat[1][3] = 10;
 	const struct mesh_rnode *relays[2] = {&hm[2], &hm[3]};
-	struct mesh_oracle o = {mat_link, NULL, 0};
-	struct mesh_route_query q = {&hm[0], &hm[1], relays, 2, false, 2, &o};
+	struct mesh_oracle o = {mat_link, NULL, 0, NULL};
+	struct mesh_route_query q = {&hm[0], &hm[1], relays, 2, false, 2, &o, 0};
 	struct mesh_route_result a, b;
 	ck_assert_int_eq(mesh_route_search(&q, &a), 0);
 	ck_assert_int_eq(mesh_route_brute_force(&q, &b), 0);
@@ -213,8 +213,8 @@ START_TEST(require_aic)
 	nodes[0].aic = nodes[1].aic = true;
 	nodes[2].aic = false;
 	const struct mesh_rnode *relays[1] = {&nodes[2]};
-	struct mesh_oracle o = {truth_link, &t, 0};
-	struct mesh_route_query q = {&nodes[0], &nodes[1], relays, 1, true, 2, &o};
+	struct mesh_oracle o = {truth_link, &t, 0, NULL};
+	struct mesh_route_query q = {&nodes[0], &nodes[1], relays, 1, true, 2, &o, 0};
 	struct mesh_route_result r;
 	ck_assert_int_eq(mesh_route_search(&q, &r), 0);
 	ck_assert_int_eq(r.n, 2);
@@ -309,6 +309,250 @@ START_TEST(model_evicts_least_used_links)
 }
 END_TEST
 
+/* ---- the learning rules ---- */
+
+static void place(struct mesh_mnode *n, uint32_t key, int cls, double lat, double lon)
+{
+	memset(n, 0, sizeof(*n));
+	n->key = key;
+	n->cls = (uint8_t)cls;
+	mesh_mnode_set_position(n, lat, lon);
+}
+
+/* True latency in these tests: floor * infl + the true access delays. */
+static double true_link(const struct mesh_mnode *a, double acc_a, const struct mesh_mnode *b, double acc_b,
+			double infl)
+{
+	return mesh_model_floor_ms(a, b) * infl + acc_a + acc_b;
+}
+
+/* The class means follow the first reports of unmeasured nodes: devices
+ * slower than the start, infrastructure faster; a new node gets them. */
+START_TEST(model_class_means_learn)
+{
+	enum { D = 40, R = 20 };
+	struct mesh_model *m = mesh_model_new();
+	struct mesh_mnode dev[D], rel[R];
+	srand(11);
+	for (int i = 0; i < D; i++) {
+		place(&dev[i], 1 + (uint32_t)i, MESH_CLASS_DEVICE, 45 + rand() % 10, rand() % 20 - 10);
+		mesh_model_apply_prior(m, &dev[i]);
+	}
+	for (int i = 0; i < R; i++) {
+		place(&rel[i], 100 + (uint32_t)i, MESH_CLASS_INFRA, 45 + rand() % 10, rand() % 20 - 10);
+		mesh_model_apply_prior(m, &rel[i]);
+	}
+	ck_assert_double_eq_tol(dev[0].acc_ms, MESH_ACCESS_PRIOR_MS, 1e-6);
+	uint32_t v0 = mesh_model_prior_version(m);
+	for (int i = 0; i < D; i += 2) {
+		/* direct calls between devices, then calls through relays */
+		struct mesh_mnode *p[2] = {&dev[i], &dev[i + 1]};
+		mesh_model_learn(m, p, 2, true_link(&dev[i], 25, &dev[i + 1], 25, 1.3));
+	}
+	for (int i = 0; i < D; i++) {
+		/* device i - relay - device i+1: devices 25 ms, relays 1 ms */
+		struct mesh_mnode *a = &dev[i], *r = &rel[i % R], *b = &dev[(i + 1) % D];
+		struct mesh_mnode *p[3] = {a, r, b};
+		double l = true_link(a, 25, r, 1, 1.3) + true_link(r, 1, b, 25, 1.3);
+		mesh_model_learn(m, p, 3, l);
+	}
+	double md = mesh_model_class_mean(m, MESH_CLASS_DEVICE), mi = mesh_model_class_mean(m, MESH_CLASS_INFRA);
+	ck_assert_msg(md > 16 && md < 40, "devices %f", md);
+	ck_assert_msg(mi < MESH_ACCESS_PRIOR_MS - 3, "infrastructure %f", mi);
+	ck_assert_uint_ne(mesh_model_prior_version(m), v0);
+	struct mesh_mnode fresh;
+	place(&fresh, 500, MESH_CLASS_DEVICE, 0, 0);
+	mesh_model_apply_prior(m, &fresh);
+	ck_assert_double_eq_tol(fresh.acc_ms, md, 0.3);
+	/* a measured node keeps its own estimate */
+	float before = dev[3].acc_ms;
+	mesh_model_apply_prior(m, &dev[3]);
+	ck_assert(dev[3].acc_var > 0 && dev[3].acc_ms == before);
+	mesh_model_free(m);
+}
+END_TEST
+
+/* Ends whose access delays many normal links determined; then a link
+ * between them measures far above its floor: a detour of the link, not
+ * slow ends. The link takes it; the ends barely move; the detour rate
+ * learned from first reports goes up when detours are common. */
+START_TEST(model_detour_goes_to_the_link)
+{
+	struct mesh_model *m = mesh_model_new();
+	struct mesh_mnode a, b, x[12];
+	place(&a, 1, MESH_CLASS_DEVICE, 51.5, -0.13); /* London */
+	place(&b, 2, MESH_CLASS_DEVICE, 40.71, -74.0); /* New York */
+	double rate0, share0, sd0, sd1;
+	mesh_model_detours(m, &rate0, &share0, &sd0, &sd1);
+	for (int i = 0; i < 12; i++) {
+		place(&x[i], 10 + (uint32_t)i, MESH_CLASS_INFRA, 30 + 3 * i, -100 + 15 * i);
+		for (int k = 0; k < 3; k++) {
+			struct mesh_mnode *pa[2] = {&a, &x[i]}, *pb[2] = {&b, &x[i]};
+			mesh_model_learn(m, pa, 2, true_link(&a, 8, &x[i], 2, 1.3));
+			mesh_model_learn(m, pb, 2, true_link(&b, 12, &x[i], 2, 1.3));
+		}
+	}
+	double acc_a = a.acc_ms, acc_b = b.acc_ms;
+	double measured = true_link(&a, 8, &b, 12, 3.0); /* about 47 ms more than normal */
+	struct mesh_mnode *ab[2] = {&a, &b};
+	mesh_model_learn(m, ab, 2, measured);
+	ck_assert_msg(fabs(a.acc_ms - acc_a) < 2 && fabs(b.acc_ms - acc_b) < 2, "a %f -> %f, b %f -> %f", acc_a,
+		      a.acc_ms, acc_b, b.acc_ms);
+	ck_assert_msg(fabs(mesh_model_link_ms(m, &a, &b) - measured) < 3, "%f vs %f", mesh_model_link_ms(m, &a, &b),
+		      measured);
+	/* many first reports, one in three a detour: the rate follows */
+	for (int i = 0; i < 300; i++) {
+		struct mesh_mnode p, q;
+		place(&p, 1000 + 2 * (uint32_t)i, MESH_CLASS_INFRA, (i * 7) % 120 - 60, (i * 37) % 360 - 180);
+		place(&q, 1001 + 2 * (uint32_t)i, MESH_CLASS_INFRA, (i * 11) % 120 - 60, (i * 53) % 360 - 180);
+		p.acc_ms = q.acc_ms = 1;
+		p.acc_var = q.acc_var = 1;
+		struct mesh_mnode *pq[2] = {&p, &q};
+		mesh_model_learn(m, pq, 2, true_link(&p, 1, &q, 1, i % 3 ? 1.3 : 3.0));
+	}
+	double rate, share;
+	mesh_model_detours(m, &rate, &share, &sd0, &sd1);
+	ck_assert_msg(rate > 0.25 && rate < 0.45, "detour rate %f (from %f)", rate, rate0);
+	ck_assert_msg(share > 1.2 && share < 2.2, "detour share %f", share);
+	ck_assert_msg(fabs(mesh_model_inflation(m) - 0.3) < 0.1, "inflation %f", mesh_model_inflation(m));
+	mesh_model_free(m);
+}
+END_TEST
+
+/* Two devices only ever seen together: their direct link reads slow
+ * (really a detour; the filter puts part of it on their access delays),
+ * then a path through a relay reads fast. Re-estimating their access
+ * delays from both links undoes the first split, while the prediction of
+ * each reported path stays what was measured. */
+START_TEST(model_recenter_access_from_all_links)
+{
+	struct mesh_model *m = mesh_model_new();
+	struct mesh_mnode s, d, r;
+	place(&s, 1, MESH_CLASS_DEVICE, 35.68, 139.69); /* Tokyo */
+	place(&d, 2, MESH_CLASS_DEVICE, 1.35, 103.82);  /* Singapore */
+	place(&r, 3, MESH_CLASS_INFRA, 22.32, 114.17);  /* Hong Kong */
+	r.acc_ms = 1;
+	r.acc_var = 0.5f; /* a well known relay */
+	mesh_model_apply_prior(m, &s);
+	mesh_model_apply_prior(m, &d);
+	double direct = true_link(&s, 3, &d, 4, 2.6), relayed = true_link(&s, 3, &r, 1, 1.1) + true_link(&r, 1, &d, 4, 1.1);
+	struct mesh_mnode *sd[2] = {&s, &d}, *srd[3] = {&s, &r, &d};
+	for (int k = 0; k < 3; k++)
+		mesh_model_learn(m, sd, 2, direct);
+	double after_direct = s.acc_ms + d.acc_ms;
+	for (int k = 0; k < 3; k++)
+		mesh_model_learn(m, srd, 3, relayed);
+	double sum = s.acc_ms + d.acc_ms;
+	ck_assert_msg(sum - 7 < (after_direct - 7) / 2, "ends %f after the direct path, %f after both (true 7)",
+		      after_direct, sum);
+	/* (up to what the shared inflation g learned meanwhile) */
+	ck_assert_msg(fabs(mesh_model_link_ms(m, &s, &d) - direct) < 4, "direct %f measured %f",
+		      mesh_model_link_ms(m, &s, &d), direct);
+	double pr = mesh_model_link_ms(m, &s, &r) + mesh_model_link_ms(m, &r, &d);
+	ck_assert_msg(fabs(pr - relayed) < 2, "relayed %f measured %f", pr, relayed);
+	mesh_model_free(m);
+}
+END_TEST
+
+/* A heartbeat's latency to the mesh: an unmeasured node starts at it
+ * minus the learned offset, and the offset follows well measured nodes. */
+START_TEST(model_heartbeat_prior_and_offset)
+{
+	struct mesh_model *m = mesh_model_new();
+	struct mesh_mnode n;
+	place(&n, 1, MESH_CLASS_DEVICE, 48.86, 2.35);
+	mesh_model_apply_prior(m, &n);
+	double off = mesh_model_heartbeat_offset(m, NULL);
+	mesh_model_heartbeat(m, &n, 30);
+	ck_assert_double_eq_tol(n.acc_ms, 30 - off, 1e-4);
+	ck_assert(n.acc_var > 0);
+	mesh_model_heartbeat(m, &n, 2); /* never below 0, never above the beat */
+	ck_assert(n.acc_ms >= 0 && n.acc_ms <= 2);
+	/* relays that measure 2 ms above their true access delay, taught by
+	 * many links: the offset moves from its start towards 2 */
+	struct mesh_mnode rel[8], peer[8];
+	for (int i = 0; i < 8; i++) {
+		place(&rel[i], 10 + (uint32_t)i, MESH_CLASS_INFRA, 40 + i, -5 + 3 * i);
+		place(&peer[i], 30 + (uint32_t)i, MESH_CLASS_DEVICE, 45 - i, 10 - 2 * i);
+		mesh_model_heartbeat(m, &peer[i], 15 + off);
+	}
+	for (int round = 0; round < 6; round++)
+		for (int i = 0; i < 8; i++) {
+			mesh_model_heartbeat(m, &rel[i], 1.5 + 2);
+			for (int j = 0; j < 8; j++) {
+				struct mesh_mnode *p[2] = {&rel[i], &peer[j]};
+				mesh_model_learn(m, p, 2, true_link(&rel[i], 1.5, &peer[j], 15, 1.3));
+			}
+		}
+	double sd, now = mesh_model_heartbeat_offset(m, &sd);
+	ck_assert_msg(now < off - 1 && now > 0.5, "offset %f -> %f", off, now);
+	ck_assert(sd > 0);
+	mesh_model_free(m);
+}
+END_TEST
+
+/* Exploration (Weitzman's index): a known slow direct path and a relay
+ * nobody tried. Without exploration the search keeps the direct path;
+ * with it, it tries the relay once; the relay turns out slow and is
+ * learned, and the search goes back to the direct path for good. */
+START_TEST(search_explores_then_settles)
+{
+	struct mesh_model *m = mesh_model_new();
+	struct mesh_rnode nodes[3];
+	memset(nodes, 0, sizeof(nodes));
+	place(&nodes[0].m, 1, MESH_CLASS_DEVICE, 52.52, 13.40);  /* Berlin */
+	place(&nodes[1].m, 2, MESH_CLASS_DEVICE, 19.08, 72.88);  /* Mumbai */
+	place(&nodes[2].m, 3, MESH_CLASS_INFRA, 25.20, 55.27);   /* Dubai */
+	for (int i = 0; i < 3; i++) {
+		nodes[i].m.acc_ms = 5;
+		nodes[i].m.acc_var = 1;
+		nodes[i].bw_avail_mbps = 100;
+		nodes[i].reputation = nodes[i].uptime = 100;
+	}
+	nodes[2].m.acc_var = 0; /* a relay nobody measured */
+	mesh_model_apply_prior(m, &nodes[2].m);
+	/* the direct path measures one point better than the relay's
+	 * prediction (which pays 5 points for the hop): the best predicted
+	 * path, but the relay might be much faster */
+	struct mesh_mnode *sd[2] = {&nodes[0].m, &nodes[1].m};
+	const struct mesh_rnode *relays[1] = {&nodes[2]};
+	const struct mesh_rnode *rp[3] = {&nodes[0], &nodes[2], &nodes[1]};
+	struct mesh_oracle o;
+	double per_point = MESH_LATENCY_SCALE_MS / (-100.0 * MESH_W_LATENCY);
+	for (int it = 0; it < 4; it++) {
+		struct mesh_path_metrics rm;
+		mesh_route_model_oracle(&o, m);
+		mesh_route_path_metrics(&o, rp, 3, &rm);
+		double direct = rm.latency_ms + (-100.0 * MESH_W_HOPS / 2 - 1) * per_point;
+		for (int k = 0; k < 4; k++)
+			mesh_model_learn(m, sd, 2, direct);
+	}
+	mesh_route_model_oracle(&o, m);
+	struct mesh_route_query q = {&nodes[0], &nodes[1], relays, 1, false, 2, &o, 0};
+	struct mesh_route_result res;
+	ck_assert_int_eq(mesh_route_search(&q, &res), 0);
+	ck_assert_int_eq(res.n, 2);
+	ck_assert(!res.explored);
+	q.explore_cost = MESH_EXPLORE_COST_POINTS;
+	ck_assert_int_eq(mesh_route_search(&q, &res), 0);
+	ck_assert_msg(res.n == 3 && res.explored, "n %d", res.n);
+	/* the route reports its predicted metrics, not the index */
+	struct mesh_path_metrics pm;
+	mesh_route_path_metrics(&o, res.path, res.n, &pm);
+	ck_assert_double_eq_tol(res.pm.latency_ms, pm.latency_ms, 1e-9);
+	/* tried: slow */
+	struct mesh_mnode *srd[3] = {&nodes[0].m, &nodes[2].m, &nodes[1].m};
+	double relayed = true_link(&nodes[0].m, 5, &nodes[2].m, 5, 2.5) + true_link(&nodes[2].m, 5, &nodes[1].m, 5, 2.5);
+	mesh_model_learn(m, srd, 3, relayed);
+	mesh_route_model_oracle(&o, m);
+	for (int k = 0; k < 3; k++) {
+		ck_assert_int_eq(mesh_route_search(&q, &res), 0);
+		ck_assert_msg(res.n == 2 && !res.explored, "n %d", res.n);
+	}
+	mesh_model_free(m);
+}
+END_TEST
+
 static uint32_t cur_epoch[8];
 static bool valid_cb(void *ctx, uint32_t key, uint32_t epoch)
 {
@@ -349,4 +593,6 @@ END_TEST
 
 UNIT_MAIN("mesh_route", score_bounds_and_weights, tiers, search_matches_brute_force,
 	  search_with_model_oracle_matches_brute_force, two_relays_win, require_aic, model_floor_and_convergence,
-	  model_evicts_least_used_links, cache_invalidation)
+	  model_evicts_least_used_links, model_class_means_learn, model_detour_goes_to_the_link,
+	  model_recenter_access_from_all_links, model_heartbeat_prior_and_offset, search_explores_then_settles,
+	  cache_invalidation)
