@@ -40,26 +40,66 @@ static const struct {
 	const char *name;
 	double lat, lon;
 } cities[] = {
-	{"London", 51.51, -0.13},      {"Paris", 48.86, 2.35},        {"Frankfurt", 50.11, 8.68},
-	{"Amsterdam", 52.37, 4.90},    {"Madrid", 40.42, -3.70},      {"Milan", 45.46, 9.19},
-	{"Stockholm", 59.33, 18.07},   {"Warsaw", 52.23, 21.01},      {"Istanbul", 41.01, 28.98},
-	{"Moscow", 55.76, 37.62},      {"Dubai", 25.20, 55.27},       {"Mumbai", 19.08, 72.88},
-	{"Delhi", 28.70, 77.10},       {"Bangalore", 12.97, 77.59},   {"Singapore", 1.35, 103.82},
-	{"Jakarta", -6.21, 106.85},    {"Bangkok", 13.76, 100.50},    {"Hong Kong", 22.32, 114.17},
-	{"Shanghai", 31.23, 121.47},   {"Beijing", 39.90, 116.41},    {"Seoul", 37.57, 126.98},
-	{"Tokyo", 35.68, 139.69},      {"Osaka", 34.69, 135.50},      {"Manila", 14.60, 120.98},
-	{"Sydney", -33.87, 151.21},    {"Melbourne", -37.81, 144.96}, {"Auckland", -36.85, 174.76},
-	{"Los Angeles", 34.05, -118.24}, {"San Francisco", 37.77, -122.42}, {"Seattle", 47.61, -122.33},
-	{"Vancouver", 49.28, -123.12}, {"Denver", 39.74, -104.99},    {"Dallas", 32.78, -96.80},
-	{"Chicago", 41.88, -87.63},    {"Toronto", 43.65, -79.38},    {"New York", 40.71, -74.01},
-	{"Washington", 38.91, -77.04}, {"Atlanta", 33.75, -84.39},    {"Miami", 25.76, -80.19},
-	{"Mexico City", 19.43, -99.13}, {"Bogota", 4.71, -74.07},     {"Lima", -12.05, -77.04},
-	{"Santiago", -33.45, -70.67},  {"Buenos Aires", -34.60, -58.38}, {"Sao Paulo", -23.55, -46.63},
-	{"Rio de Janeiro", -22.91, -43.17}, {"Lagos", 6.52, 3.38},    {"Nairobi", -1.29, 36.82},
-	{"Johannesburg", -26.20, 28.05}, {"Cape Town", -33.92, 18.42}, {"Cairo", 30.04, 31.24},
-	{"Casablanca", 33.57, -7.59},  {"Tel Aviv", 32.09, 34.78},    {"Riyadh", 24.71, 46.68},
-	{"Karachi", 24.86, 67.01},     {"Dhaka", 23.81, 90.41},       {"Ho Chi Minh", 10.82, 106.63},
-	{"Taipei", 25.03, 121.57},     {"Perth", -31.95, 115.86},     {"Honolulu", 21.31, -157.86},
+	{"London", 51.51, -0.13},
+	{"Paris", 48.86, 2.35},
+	{"Frankfurt", 50.11, 8.68},
+	{"Amsterdam", 52.37, 4.90},
+	{"Madrid", 40.42, -3.70},
+	{"Milan", 45.46, 9.19},
+	{"Stockholm", 59.33, 18.07},
+	{"Warsaw", 52.23, 21.01},
+	{"Istanbul", 41.01, 28.98},
+	{"Moscow", 55.76, 37.62},
+	{"Dubai", 25.20, 55.27},
+	{"Mumbai", 19.08, 72.88},
+	{"Delhi", 28.70, 77.10},
+	{"Bangalore", 12.97, 77.59},
+	{"Singapore", 1.35, 103.82},
+	{"Jakarta", -6.21, 106.85},
+	{"Bangkok", 13.76, 100.50},
+	{"Hong Kong", 22.32, 114.17},
+	{"Shanghai", 31.23, 121.47},
+	{"Beijing", 39.90, 116.41},
+	{"Seoul", 37.57, 126.98},
+	{"Tokyo", 35.68, 139.69},
+	{"Osaka", 34.69, 135.50},
+	{"Manila", 14.60, 120.98},
+	{"Sydney", -33.87, 151.21},
+	{"Melbourne", -37.81, 144.96},
+	{"Auckland", -36.85, 174.76},
+	{"Los Angeles", 34.05, -118.24},
+	{"San Francisco", 37.77, -122.42},
+	{"Seattle", 47.61, -122.33},
+	{"Vancouver", 49.28, -123.12},
+	{"Denver", 39.74, -104.99},
+	{"Dallas", 32.78, -96.80},
+	{"Chicago", 41.88, -87.63},
+	{"Toronto", 43.65, -79.38},
+	{"New York", 40.71, -74.01},
+	{"Washington", 38.91, -77.04},
+	{"Atlanta", 33.75, -84.39},
+	{"Miami", 25.76, -80.19},
+	{"Mexico City", 19.43, -99.13},
+	{"Bogota", 4.71, -74.07},
+	{"Lima", -12.05, -77.04},
+	{"Santiago", -33.45, -70.67},
+	{"Buenos Aires", -34.60, -58.38},
+	{"Sao Paulo", -23.55, -46.63},
+	{"Rio de Janeiro", -22.91, -43.17},
+	{"Lagos", 6.52, 3.38},
+	{"Nairobi", -1.29, 36.82},
+	{"Johannesburg", -26.20, 28.05},
+	{"Cape Town", -33.92, 18.42},
+	{"Cairo", 30.04, 31.24},
+	{"Casablanca", 33.57, -7.59},
+	{"Tel Aviv", 32.09, 34.78},
+	{"Riyadh", 24.71, 46.68},
+	{"Karachi", 24.86, 67.01},
+	{"Dhaka", 23.81, 90.41},
+	{"Ho Chi Minh", 10.82, 106.63},
+	{"Taipei", 25.03, 121.57},
+	{"Perth", -31.95, 115.86},
+	{"Honolulu", 21.31, -157.86},
 };
 #define NCITIES (sizeof(cities) / sizeof(cities[0]))
 
@@ -420,8 +460,8 @@ static struct eval run(struct mesh_registry *reg, const int (*q)[2], int nq, boo
 		e.mape += fabs(rt.pm.latency_ms - true_lat) / true_lat;
 		if (rt.n > 2)
 			e.mape_relayed += fabs(rt.pm.latency_ms - true_lat) / true_lat;
-		struct mesh_route_query tq = {&W.truth[q[k][0]], &W.truth[q[k][1]], W.relays, W.nelig,
-					      false, 2, &truth, 0};
+		struct mesh_route_query tq = {
+			&W.truth[q[k][0]], &W.truth[q[k][1]], W.relays, W.nelig, false, 2, &truth, 0};
 		struct mesh_route_result best;
 		mesh_route_search(&tq, &best);
 		if (mesh_route_score(&tm) >= best.score - 2.0) {
@@ -456,17 +496,20 @@ static struct eval run(struct mesh_registry *reg, const int (*q)[2], int nq, boo
 			if (getenv("MESH_SIM_DEBUG")[0] == '2') {
 				for (int i = 0; i < best.n; i++) {
 					json_t *j = mesh_registry_node_json(reg, ids[i], 1000);
-					printf("   node %d acc true %.1f model %.1f", bidx[i], W.truth[bidx[i]].m.acc_ms,
+					printf("   node %d acc true %.1f model %.1f", bidx[i],
+					       W.truth[bidx[i]].m.acc_ms,
 					       json_real_value(json_object_get(j, "access_delay_ms")));
 					json_decref(j);
 					if (i)
 						printf(" link floor %.1f infl %.2f rep %d",
-						       mesh_model_floor_ms(&W.truth[bidx[i - 1]].m, &W.truth[bidx[i]].m),
+						       mesh_model_floor_ms(&W.truth[bidx[i - 1]].m,
+									   &W.truth[bidx[i]].m),
 						       inflation(bidx[i - 1], bidx[i]), reported(bidx[i - 1], bidx[i]));
 					printf("\n");
 				}
 				if (rt.n == 2)
-					printf("   direct floor %.1f infl %.2f\n", mesh_model_floor_ms(&path[0]->m, &path[1]->m),
+					printf("   direct floor %.1f infl %.2f\n",
+					       mesh_model_floor_ms(&path[0]->m, &path[1]->m),
 					       inflation(pidx[0], pidx[1]));
 			}
 		}
@@ -498,8 +541,8 @@ static void print_eval(const char *label, struct eval e)
 {
 	printf("%-22s accuracy %5.1f %%  regret %6.2f ms (%5.2f %%)  MAPE %5.1f %%  relayed %4.1f %%"
 	       "  find cpu p50 %5.0f us p99 %5.0f us  paths scored mean %.0f max %zu\n",
-	       label, e.acc, e.regret_ms, e.regret_ratio, e.mape, e.relayed, e.p50_us, e.p99_us,
-	       e.mean_eval, e.max_eval);
+	       label, e.acc, e.regret_ms, e.regret_ratio, e.mape, e.relayed, e.p50_us, e.p99_us, e.mean_eval,
+	       e.max_eval);
 	printf("%-22s   misses %d: chosen/best direct/direct %d, direct/relayed %d, relayed/direct %d,"
 	       " relayed/relayed %d; best path never reported %d, chosen path never reported %d;"
 	       " MAPE relayed %.1f %%\n",
@@ -522,7 +565,8 @@ int main(int argc, char **argv)
 		case 's': seed = (unsigned)atoi(optarg); break;
 		case 'H': beats = false; break;
 		default:
-			fprintf(stderr, "usage: mesh_sim [-n NODES] [-r RELAYS] [-q QUERIES] [-k ROUNDS] [-s SEED] [-H]\n");
+			fprintf(stderr,
+				"usage: mesh_sim [-n NODES] [-r RELAYS] [-q QUERIES] [-k ROUNDS] [-s SEED] [-H]\n");
 			return 2;
 		}
 	}
@@ -582,8 +626,8 @@ int main(int argc, char **argv)
 	printf("model: %zu learned links, %zu bytes, global inflation %.3f (sd %.2f), detours %.1f %% (+%.2f x floor,"
 	       " sd %.2f),"
 	       " mean access delay devices %.1f ms, infrastructure %.1f ms\n",
-	       mesh_model_links(mm), mesh_model_memory_bytes(mm), mesh_model_inflation(mm), sd0, 100 * drate, dshare, sd1,
-	       mesh_model_class_mean(mm, MESH_CLASS_DEVICE), mesh_model_class_mean(mm, MESH_CLASS_INFRA));
+	       mesh_model_links(mm), mesh_model_memory_bytes(mm), mesh_model_inflation(mm), sd0, 100 * drate, dshare,
+	       sd1, mesh_model_class_mean(mm, MESH_CLASS_DEVICE), mesh_model_class_mean(mm, MESH_CLASS_INFRA));
 	double hsd, hoff = mesh_model_heartbeat_offset(mm, &hsd);
 	printf("heartbeats: %s; learned offset %.1f ms (sd %.1f)\n", beats ? "on" : "off (-H)", hoff, hsd);
 	mesh_registry_free(reg);

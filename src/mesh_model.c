@@ -87,8 +87,8 @@ struct mesh_model {
 	struct link_entry *tab;
 	size_t cap; /* power of two */
 	size_t count;
-	size_t max_links;  /* MESH_MODEL_MAX_LINKS unless a test sets less */
-	uint64_t rng;      /* xorshift state for eviction samples */
+	size_t max_links; /* MESH_MODEL_MAX_LINKS unless a test sets less */
+	uint64_t rng;     /* xorshift state for eviction samples */
 	uint64_t evictions;
 	double corr_min; /* <= every corr, <= 0 */
 	double g, g_var; /* global inflation of the floor (>= 0) and its variance */
@@ -259,7 +259,8 @@ static void evict_one(struct mesh_model *m, const uint64_t *keep, int nkeep)
 	m->rng ^= m->rng >> 7;
 	m->rng ^= m->rng << 17;
 	size_t i = (size_t)(m->rng & (m->cap - 1));
-	for (size_t step = 0, k = 0; step < m->cap && k < MESH_MODEL_EVICT_SAMPLES; step++, i = (i + 1) & (m->cap - 1)) {
+	for (size_t step = 0, k = 0; step < m->cap && k < MESH_MODEL_EVICT_SAMPLES;
+	     step++, i = (i + 1) & (m->cap - 1)) {
 		if (!m->tab[i].key || kept(m->tab[i].key, keep, nkeep))
 			continue;
 		k++;
@@ -353,8 +354,7 @@ static double raw_link(const struct mesh_model *m, const struct mesh_mnode *a, c
 	return fl * (1.0 + m->g) + a->acc_ms + b->acc_ms + (known(e) ? e->corr : unknown_mean(m, fl));
 }
 
-double mesh_model_link_ms(const struct mesh_model *m, const struct mesh_mnode *a,
-			  const struct mesh_mnode *b)
+double mesh_model_link_ms(const struct mesh_model *m, const struct mesh_mnode *a, const struct mesh_mnode *b)
 {
 	double fl;
 	double v = raw_link(m, a, b, &fl);
@@ -366,8 +366,8 @@ static double spread_var(const struct mesh_model *m, int cls);
 static void hb_prior(const struct mesh_model *m, const struct mesh_mnode *n, double *mean, double *var);
 static void learn_heartbeat(struct mesh_model *m, const struct mesh_mnode *n);
 
-void mesh_model_link_belief(const struct mesh_model *m, const struct mesh_mnode *a,
-			    const struct mesh_mnode *b, struct mesh_link_belief *out)
+void mesh_model_link_belief(const struct mesh_model *m, const struct mesh_mnode *a, const struct mesh_mnode *b,
+			    struct mesh_link_belief *out)
 {
 	double fl = mesh_model_floor_ms(a, b);
 	const struct link_entry *e = find(m, link_key(a->key, b->key));
@@ -415,8 +415,7 @@ static double node_var(const struct mesh_model *m, const struct mesh_mnode *n)
 /* Online EM for the mixture: a link's first report gave it detour
  * probability rho and rho * E[corr | detour] = det_mean. Counts are halved
  * now and then so the estimates keep following the network. */
-static void learn_mixture(struct mesh_model *m, double fl, double rho, double det_mean, double m2_ok,
-			  double m2_det)
+static void learn_mixture(struct mesh_model *m, double fl, double rho, double det_mean, double m2_ok, double m2_det)
 {
 	double b0 = MESH_LINK_SD_MS * MESH_LINK_SD_MS, b1 = MESH_DETOUR_SD_MS * MESH_DETOUR_SD_MS;
 	m->det_n += 1;
@@ -450,8 +449,8 @@ struct term {
 /* Collapse of the posteriors over the hypotheses: for a term with
  * covariance cov, mean shift and variance over the weighted hypotheses
  * (innovation e[k], its variance s[k], weight w[k]). */
-static void collapse(const double *w, const double *e, const double *s, int nh, double cov, double p,
-		     double *shift, double *var)
+static void collapse(const double *w, const double *e, const double *s, int nh, double cov, double p, double *shift,
+		     double *var)
 {
 	double mean = 0, v = 0;
 	for (int k = 0; k < nh; k++)

@@ -78,12 +78,12 @@
 struct mesh_mnode {
 	uint32_t key;
 	float x, y, z;
-	float acc_ms;  /* learned one-way access delay estimate */
-	float acc_var; /* its variance (ms^2); 0 = nothing measured: the class mean */
-	uint8_t cls;   /* MESH_CLASS_*: whose access delays it shares a prior with */
-	uint8_t nlinks; /* distinct links reported on (saturates at 255) */
-	uint8_t src;    /* MESH_ACC_*: where acc_ms comes from */
-	float hb_ms;    /* its latency to the mesh from heartbeats, 0 = none */
+	float acc_ms;                  /* learned one-way access delay estimate */
+	float acc_var;                 /* its variance (ms^2); 0 = nothing measured: the class mean */
+	uint8_t cls;                   /* MESH_CLASS_*: whose access delays it shares a prior with */
+	uint8_t nlinks;                /* distinct links reported on (saturates at 255) */
+	uint8_t src;                   /* MESH_ACC_*: where acc_ms comes from */
+	float hb_ms;                   /* its latency to the mesh from heartbeats, 0 = none */
 	uint32_t nbr[MESH_NODE_LINKS]; /* keys of the other ends of its first links */
 };
 
@@ -116,8 +116,7 @@ double mesh_model_floor_ms(const struct mesh_mnode *a, const struct mesh_mnode *
 
 /* Predicted one-way latency of the link a-b (ms):
  * max(floor, floor * (1 + g) + acc_a + acc_b + corr_ab). */
-double mesh_model_link_ms(const struct mesh_model *m, const struct mesh_mnode *a,
-			  const struct mesh_mnode *b);
+double mesh_model_link_ms(const struct mesh_model *m, const struct mesh_mnode *a, const struct mesh_mnode *b);
 
 /* What the model believes of the link a-b beyond its predicted mean: with
  * probability p_ok its latency is about N(ok_ms, ok_var) -- for a link
@@ -129,8 +128,8 @@ struct mesh_link_belief {
 	double ok_ms, ok_var, p_ok;
 	bool reported;
 };
-void mesh_model_link_belief(const struct mesh_model *m, const struct mesh_mnode *a,
-			    const struct mesh_mnode *b, struct mesh_link_belief *out);
+void mesh_model_link_belief(const struct mesh_model *m, const struct mesh_mnode *a, const struct mesh_mnode *b,
+			    struct mesh_link_belief *out);
 
 /* A lower bound on every learned correction (<= 0); see mesh_route.h. */
 double mesh_model_corr_lower_bound(const struct mesh_model *m);

@@ -372,8 +372,7 @@ static int fill_node(struct mesh_node *n, const struct mesh_node_info *in)
 	n->successful_routes = in->successful_routes;
 	/* no position: the model has no floor for it; place it at 0,0 and let
 	 * the access delay learn (documented limitation) */
-	mesh_mnode_set_position(&n->r.m, in->has_position ? in->latitude : 0,
-				in->has_position ? in->longitude : 0);
+	mesh_mnode_set_position(&n->r.m, in->has_position ? in->latitude : 0, in->has_position ? in->longitude : 0);
 	refresh_search_view(n);
 	return 0;
 }
@@ -402,9 +401,8 @@ static int add_locked(struct mesh_registry *r, const struct mesh_node_info *in, 
 	 * more than the prior (its variance itself is not persisted); an
 	 * unmeasured local node starts at its class's learned mean (a remote
 	 * one keeps its server's estimate) */
-	n->r.m.acc_var = !remote && in->access_delay_ms > 0 && in->access_delay_ms != MESH_ACCESS_PRIOR_MS
-				 ? 25.0f
-				 : 0.0f;
+	n->r.m.acc_var = !remote && in->access_delay_ms > 0 && in->access_delay_ms != MESH_ACCESS_PRIOR_MS ? 25.0f
+													   : 0.0f;
 	n->r.m.src = n->r.m.acc_var > 0 ? MESH_ACC_MEASURED : MESH_ACC_PRIOR;
 	if (!remote)
 		mesh_model_apply_prior(r->model, &n->r.m);
@@ -543,8 +541,7 @@ int mesh_registry_may_register(struct mesh_registry *r, const char *aura_id, str
 	for (int32_t p = aura_head(r, aura_id); p >= 0; p = r->slots[p]->next_same_aura) {
 		count++;
 		if (r->slots[p]->trust == MESH_TRUST_BANNED) {
-			rc = al_error_set(err, 403, "ORG_AURALINK_NODE_BANNED",
-					  "a node of this AuraID is banned");
+			rc = al_error_set(err, 403, "ORG_AURALINK_NODE_BANNED", "a node of this AuraID is banned");
 			break;
 		}
 	}
@@ -555,8 +552,8 @@ int mesh_registry_may_register(struct mesh_registry *r, const char *aura_id, str
 	return rc;
 }
 
-int mesh_registry_owner(struct mesh_registry *r, const char *node_id, char *user_id, size_t len,
-			char *aura_id, size_t alen, struct al_error *err)
+int mesh_registry_owner(struct mesh_registry *r, const char *node_id, char *user_id, size_t len, char *aura_id,
+			size_t alen, struct al_error *err)
 {
 	int rc = 0;
 	pthread_rwlock_rdlock(&r->lock);
@@ -583,8 +580,8 @@ static void set_offline(struct mesh_registry *r, struct mesh_node *n)
 
 /* Reputation change under the write lock. */
 static void change_reputation(struct mesh_registry *r, struct mesh_node *n, int32_t slot, double change,
-			      enum mesh_rep_event e, const char *description, const char *route_id,
-			      double *prev_out, double *new_out)
+			      enum mesh_rep_event e, const char *description, const char *route_id, double *prev_out,
+			      double *new_out)
 {
 	double prev = n->r.reputation;
 	double now = mesh_reputation_apply(prev, change);
@@ -624,8 +621,7 @@ int mesh_registry_heartbeat(struct mesh_registry *r, const char *node_id, const 
 		goto out;
 	}
 	/* registration counts as no beat: the first one is never limited */
-	if (n->online && r->hb_min_ms > 0 && n->last_hb_ms != n->created_ms &&
-	    now_ms - n->last_hb_ms < r->hb_min_ms) {
+	if (n->online && r->hb_min_ms > 0 && n->last_hb_ms != n->created_ms && now_ms - n->last_hb_ms < r->hb_min_ms) {
 		if (retry_after_ms)
 			*retry_after_ms = r->hb_min_ms - (now_ms - n->last_hb_ms);
 		rc = al_error_set(err, 429, "M_LIMIT_EXCEEDED", "heartbeats of a node are limited");
@@ -685,9 +681,8 @@ int mesh_registry_sweep(struct mesh_registry *r, int64_t now_ms)
 			continue;
 		set_offline(r, n);
 		if (!n->remote)
-			change_reputation(r, n, (int32_t)i, MESH_REP_DELTA_MISSED_HEARTBEAT,
-					  MESH_REP_MISSED_HEARTBEAT, "no heartbeat within the online window",
-					  NULL, NULL, NULL);
+			change_reputation(r, n, (int32_t)i, MESH_REP_DELTA_MISSED_HEARTBEAT, MESH_REP_MISSED_HEARTBEAT,
+					  "no heartbeat within the online window", NULL, NULL, NULL);
 		mark_dirty(r, n, (int32_t)i);
 		count++;
 	}
@@ -695,9 +690,9 @@ int mesh_registry_sweep(struct mesh_registry *r, int64_t now_ms)
 	return count;
 }
 
-int mesh_registry_reputation(struct mesh_registry *r, const char *node_id, double change,
-			     enum mesh_rep_event e, const char *description, const char *route_id,
-			     double *out_prev, double *out_new, struct al_error *err)
+int mesh_registry_reputation(struct mesh_registry *r, const char *node_id, double change, enum mesh_rep_event e,
+			     const char *description, const char *route_id, double *out_prev, double *out_new,
+			     struct al_error *err)
 {
 	int rc = 0;
 	int32_t slot;
@@ -718,8 +713,8 @@ static void iso_time(int64_t ms, char *buf, size_t len)
 	time_t t = (time_t)(ms / 1000);
 	struct tm tm;
 	gmtime_r(&t, &tm);
-	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+		 tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
 }
 
 static json_t *node_json(const struct mesh_registry *r, const struct mesh_node *n, int64_t now_ms)
@@ -731,16 +726,15 @@ static json_t *node_json(const struct mesh_registry *r, const struct mesh_node *
 		"{s:s, s:s, s:s, s:i, s:i, s:f, s:f, s:f, s:f, s:b, s:b, s:b, s:b, s:b, s:b, s:s, s:f,"
 		" s:s, s:f, s:i, s:i, s:s, s:f, s:b}",
 		"node_id", n->node_id, "aura_id", node_aura(n), "node_type", mesh_node_type_name(n->type),
-		"max_connections", (int)n->max_connections, "current_connections",
-		(int)n->current_connections, "bandwidth_capacity_mbps", (double)n->bw_capacity,
-		"bandwidth_used_mbps", (double)n->bw_used, "avg_latency_ms", (double)n->avg_latency,
-		"packet_loss_rate", (double)n->loss, "supports_video", n->supports_video,
-		"supports_audio", n->supports_audio, "supports_screen_share", n->supports_screen_share,
-				"supports_aic", n->r.aic, "accepting_connections", n->accepting, "is_online", node_live(r, n, now_ms),
-		"last_heartbeat_at", hb, "reputation_score", (double)n->r.reputation, "trust_level",
-		mesh_trust_name((enum mesh_trust)n->trust), "uptime_percentage", (double)n->uptime_pct,
-		"total_routes", (int)n->total_routes, "successful_routes", (int)n->successful_routes,
-		"created_at", cr, "access_delay_ms", (double)n->r.m.acc_ms, "is_remote", n->remote);
+		"max_connections", (int)n->max_connections, "current_connections", (int)n->current_connections,
+		"bandwidth_capacity_mbps", (double)n->bw_capacity, "bandwidth_used_mbps", (double)n->bw_used,
+		"avg_latency_ms", (double)n->avg_latency, "packet_loss_rate", (double)n->loss, "supports_video",
+		n->supports_video, "supports_audio", n->supports_audio, "supports_screen_share",
+		n->supports_screen_share, "supports_aic", n->r.aic, "accepting_connections", n->accepting, "is_online",
+		node_live(r, n, now_ms), "last_heartbeat_at", hb, "reputation_score", (double)n->r.reputation,
+		"trust_level", mesh_trust_name((enum mesh_trust)n->trust), "uptime_percentage", (double)n->uptime_pct,
+		"total_routes", (int)n->total_routes, "successful_routes", (int)n->successful_routes, "created_at", cr,
+		"access_delay_ms", (double)n->r.m.acc_ms, "is_remote", n->remote);
 	if (!o)
 		return NULL;
 	json_object_set_new(o, "address", n->address ? json_string(n->address) : json_null());
@@ -813,12 +807,11 @@ json_t *mesh_registry_status_json(struct mesh_registry *r, int64_t now_ms)
 	pthread_rwlock_unlock(&r->lock);
 	return json_pack("{s:I, s:I, s:o, s:o, s:o, s:f, s:{s:I, s:I, s:f, s:f, s:f, s:f}}", "total_nodes",
 			 (json_int_t)total, "online_nodes", (json_int_t)online, "online_by_type", by_type,
-			 "online_by_trust_level", by_trust, "online_by_region", by_region,
-			 "avg_latency_ms", lat_n ? lat / (double)lat_n : 0.0, "capacity",
-			 "current_connections", (json_int_t)conns, "max_connections", (json_int_t)maxconns,
-			 "connections_in_use", maxconns ? (double)conns / (double)maxconns : 0.0,
-			 "bandwidth_used_mbps", bw_used, "bandwidth_capacity_mbps", bw_cap,
-			 "bandwidth_in_use", bw_cap > 0 ? bw_used / bw_cap : 0.0);
+			 "online_by_trust_level", by_trust, "online_by_region", by_region, "avg_latency_ms",
+			 lat_n ? lat / (double)lat_n : 0.0, "capacity", "current_connections", (json_int_t)conns,
+			 "max_connections", (json_int_t)maxconns, "connections_in_use",
+			 maxconns ? (double)conns / (double)maxconns : 0.0, "bandwidth_used_mbps", bw_used,
+			 "bandwidth_capacity_mbps", bw_cap, "bandwidth_in_use", bw_cap > 0 ? bw_used / bw_cap : 0.0);
 }
 
 /* ---- routes ---- */
@@ -847,8 +840,8 @@ static double endpoint_score(const struct mesh_node *n)
 	       0.10 * n->uptime_pct / 100.0 - 0.10 * load;
 }
 
-static struct mesh_node *best_endpoint(struct mesh_registry *r, const char *aura, int media,
-				       bool require_aic, int64_t now_ms)
+static struct mesh_node *best_endpoint(struct mesh_registry *r, const char *aura, int media, bool require_aic,
+				       int64_t now_ms)
 {
 	struct mesh_node *best = NULL;
 	double bs = -1e30;
@@ -866,13 +859,13 @@ static struct mesh_node *best_endpoint(struct mesh_registry *r, const char *aura
 	return best;
 }
 
-static bool relay_eligible(const struct mesh_registry *r, const struct mesh_node *n, int media,
-			   bool require_aic, int64_t now_ms)
+static bool relay_eligible(const struct mesh_registry *r, const struct mesh_node *n, int media, bool require_aic,
+			   int64_t now_ms)
 {
 	return node_live(r, n, now_ms) && n->accepting && n->trust >= MESH_TRUST_TRUSTED &&
 	       n->r.reputation >= MESH_RELAY_MIN_REPUTATION &&
-	       n->current_connections < MESH_RELAY_MAX_LOAD * n->max_connections &&
-	       supports_media(n, media) && (!require_aic || n->r.aic);
+	       n->current_connections < MESH_RELAY_MAX_LOAD * n->max_connections && supports_media(n, media) &&
+	       (!require_aic || n->r.aic);
 }
 
 struct valid_ctx {
@@ -896,8 +889,8 @@ static bool still_valid(void *ctx, uint32_t key, uint32_t epoch)
 /* The relays eligible for a call between s and d (malloc'd; *nr of them),
  * NULL when out of memory. Under the lock. */
 static const struct mesh_rnode **eligible_relays(struct mesh_registry *r, const struct mesh_node *s,
-						 const struct mesh_node *d, int media, bool require_aic,
-						 int64_t now_ms, size_t *nr)
+						 const struct mesh_node *d, int media, bool require_aic, int64_t now_ms,
+						 size_t *nr)
 {
 	const struct mesh_rnode **relays = malloc((r->nrelays + 1) * sizeof(*relays));
 	*nr = 0;
@@ -916,9 +909,8 @@ static void cache_key(char *buf, size_t len, const char *src, const char *dst, i
 	snprintf(buf, len, "%s|%s|%d|%d", src, dst, media, aic ? 1 : 0);
 }
 
-int mesh_registry_find(struct mesh_registry *r, const char *src_aura, const char *dst_aura, int media,
-		       bool require_aic, int64_t now_ms, struct mesh_cached_route *out,
-		       struct mesh_find_stats *st, struct al_error *err)
+int mesh_registry_find(struct mesh_registry *r, const char *src_aura, const char *dst_aura, int media, bool require_aic,
+		       int64_t now_ms, struct mesh_cached_route *out, struct mesh_find_stats *st, struct al_error *err)
 {
 	char key[MESH_ROUTE_KEY_MAX];
 	const struct mesh_rnode **relays = NULL;
@@ -982,8 +974,8 @@ out:
 	return rc;
 }
 
-void mesh_registry_cache_put(struct mesh_registry *r, const char *src_aura, const char *dst_aura,
-			     int media, bool require_aic, const struct mesh_cached_route *route)
+void mesh_registry_cache_put(struct mesh_registry *r, const char *src_aura, const char *dst_aura, int media,
+			     bool require_aic, const struct mesh_cached_route *route)
 {
 	char key[MESH_ROUTE_KEY_MAX];
 	cache_key(key, sizeof(key), src_aura, dst_aura, media, require_aic);
@@ -1006,8 +998,8 @@ static void follow_priors(struct mesh_registry *r)
 	}
 }
 
-void mesh_registry_feedback(struct mesh_registry *r, const char *route_id,
-			    const char (*node_ids)[37], int n, double actual_latency_ms, bool success)
+void mesh_registry_feedback(struct mesh_registry *r, const char *route_id, const char (*node_ids)[37], int n,
+			    double actual_latency_ms, bool success)
 {
 	struct mesh_mnode *path[4];
 	struct mesh_node *nodes[4];
@@ -1037,8 +1029,7 @@ void mesh_registry_feedback(struct mesh_registry *r, const char *route_id,
 		change_reputation(r, nodes[i], slots[i],
 				  success ? MESH_REP_DELTA_ROUTE_SUCCESS : MESH_REP_DELTA_ROUTE_FAILURE,
 				  success ? MESH_REP_ROUTE_SUCCESS : MESH_REP_ROUTE_FAILURE,
-				  success ? "route performed well" : "route performed badly", route_id,
-				  NULL, NULL);
+				  success ? "route performed well" : "route performed badly", route_id, NULL, NULL);
 	}
 	pthread_rwlock_unlock(&r->lock);
 }
@@ -1082,8 +1073,7 @@ out:
 	return rc;
 }
 
-int mesh_registry_predict(struct mesh_registry *r, const char (*node_ids)[37], int n,
-			  struct mesh_path_metrics *pm)
+int mesh_registry_predict(struct mesh_registry *r, const char (*node_ids)[37], int n, struct mesh_path_metrics *pm)
 {
 	const struct mesh_rnode *path[4];
 	const struct mesh_node *node;
@@ -1198,8 +1188,8 @@ static int remote_str(const json_t *o, const char *key, size_t max, char *out, s
  * checked for type and range (the same ranges as register and heartbeat
  * over the client API); *field names the first bad one. 1 ok, 0 skip (an
  * offline node), -1 bad. */
-static int remote_parse(const json_t *rec, const char *aura_id, const char *user_id,
-			struct mesh_node_info *o, const char **field, int64_t now_ms)
+static int remote_parse(const json_t *rec, const char *aura_id, const char *user_id, struct mesh_node_info *o,
+			const char **field, int64_t now_ms)
 {
 	double maxc = 50, cc = 0, bwc = 0, bwu = 0, lat = 0, loss = 0, la = 0, lo = 0;
 	double rep = MESH_REPUTATION_INITIAL, up = 100, acc = 0, port = 0;
@@ -1223,17 +1213,17 @@ static int remote_parse(const json_t *rec, const char *aura_id, const char *user
 	o->type = mesh_node_type_parse(json_string_value(json_object_get(rec, "node_type")));
 	if (o->type < 0)
 		return -1;
-#define NUM(key, min, max, integer, var, present)                                                  \
-	do {                                                                                       \
-		*field = key;                                                                      \
-		if (remote_num(rec, key, min, max, integer, &var, present) < 0)                     \
-			return -1;                                                                 \
+#define NUM(key, min, max, integer, var, present)                               \
+	do {                                                                    \
+		*field = key;                                                   \
+		if (remote_num(rec, key, min, max, integer, &var, present) < 0) \
+			return -1;                                              \
 	} while (0)
-#define BOOL(key, var)                                                                             \
-	do {                                                                                       \
-		*field = key;                                                                      \
-		if (remote_bool(rec, key, &var) < 0)                                               \
-			return -1;                                                                 \
+#define BOOL(key, var)                               \
+	do {                                         \
+		*field = key;                        \
+		if (remote_bool(rec, key, &var) < 0) \
+			return -1;                   \
 	} while (0)
 	NUM("max_connections", 1, 1000000, true, maxc, NULL);
 	NUM("current_connections", 0, 1000000, true, cc, NULL);
@@ -1267,8 +1257,7 @@ static int remote_parse(const json_t *rec, const char *aura_id, const char *user
 	*field = "country_code";
 	if (remote_str(rec, "country_code", 2, o->country_code, sizeof(o->country_code)) < 0 ||
 	    (o->country_code[0] && (strlen(o->country_code) != 2 || o->country_code[0] < 'A' ||
-				    o->country_code[0] > 'Z' || o->country_code[1] < 'A' ||
-				    o->country_code[1] > 'Z')))
+				    o->country_code[0] > 'Z' || o->country_code[1] < 'A' || o->country_code[1] > 'Z')))
 		return -1;
 	*field = NULL;
 	if (!online)
@@ -1293,8 +1282,8 @@ static int remote_parse(const json_t *rec, const char *aura_id, const char *user
 	return 1;
 }
 
-int mesh_registry_add_remote(struct mesh_registry *r, const char *aura_id, const char *user_id,
-			     const json_t *nodes, int64_t now_ms, struct al_error *err)
+int mesh_registry_add_remote(struct mesh_registry *r, const char *aura_id, const char *user_id, const json_t *nodes,
+			     int64_t now_ms, struct al_error *err)
 {
 	if (!aura_id || !*aura_id || strlen(aura_id) > 255 || !user_id || strlen(user_id) > 255)
 		return al_error_set(err, 400, "M_INVALID_PARAM", "remote nodes: bad AuraID or user");
@@ -1477,16 +1466,15 @@ size_t mesh_registry_memory_bytes(struct mesh_registry *r)
 {
 	size_t b = sizeof(*r);
 	pthread_rwlock_rdlock(&r->lock);
-	b += r->cap * sizeof(*r->slots) + r->serials_cap * sizeof(int32_t) +
-	     r->relays_cap * sizeof(int32_t) + r->dirty_cap * sizeof(int32_t) + r->nfree * sizeof(int32_t);
+	b += r->cap * sizeof(*r->slots) + r->serials_cap * sizeof(int32_t) + r->relays_cap * sizeof(int32_t) +
+	     r->dirty_cap * sizeof(int32_t) + r->nfree * sizeof(int32_t);
 	b += r->by_id.cap * 12 + r->by_aura.cap * 12;
 	size_t node = (sizeof(struct mesh_node) + 8 + 15) & ~(size_t)15;
 	for (size_t i = 0; i < r->nslots; i++) {
 		struct mesh_node *n = r->slots[i];
 		if (!n)
 			continue;
-		b += node + str_mem(n->aura_long) + str_mem(n->user_id) + str_mem(n->address) +
-		     str_mem(n->region);
+		b += node + str_mem(n->aura_long) + str_mem(n->user_id) + str_mem(n->address) + str_mem(n->region);
 	}
 	pthread_rwlock_unlock(&r->lock);
 	return b;

@@ -65,8 +65,8 @@ int mesh_registry_remove(struct mesh_registry *r, const char *node_id);
 int mesh_registry_may_register(struct mesh_registry *r, const char *aura_id, struct al_error *err);
 
 /* Owner of a node: 0 and user_id copied, or -1 (404) when unknown. */
-int mesh_registry_owner(struct mesh_registry *r, const char *node_id, char *user_id, size_t len,
-			char *aura_id, size_t alen, struct al_error *err);
+int mesh_registry_owner(struct mesh_registry *r, const char *node_id, char *user_id, size_t len, char *aura_id,
+			size_t alen, struct al_error *err);
 
 /* Heartbeat by user_id: 404 unknown, 403 not hers, 403 banned, 429 (with
  * *retry_after_ms) when sooner than the per-node minimum interval. */
@@ -80,9 +80,9 @@ int mesh_registry_sweep(struct mesh_registry *r, int64_t now_ms);
 
 /* Change a node's reputation by `change`, with an event queued. *out_new
  * gets the new score. -1 (404) when unknown. */
-int mesh_registry_reputation(struct mesh_registry *r, const char *node_id, double change,
-			     enum mesh_rep_event e, const char *description, const char *route_id,
-			     double *out_prev, double *out_new, struct al_error *err);
+int mesh_registry_reputation(struct mesh_registry *r, const char *node_id, double change, enum mesh_rep_event e,
+			     const char *description, const char *route_id, double *out_prev, double *out_new,
+			     struct al_error *err);
 
 /* JSON record of a node (column names of mesh_nodes), NULL when unknown.
  * is_online is true only while the last heartbeat is within the online
@@ -112,16 +112,15 @@ struct mesh_find_stats {
  * node. Cached routes are returned while valid (out->route_id set);
  * otherwise out->route_id is empty and the caller stores the route and then
  * calls mesh_registry_cache_put with its id. */
-int mesh_registry_find(struct mesh_registry *r, const char *src_aura, const char *dst_aura, int media,
-		       bool require_aic, int64_t now_ms, struct mesh_cached_route *out,
-		       struct mesh_find_stats *st, struct al_error *err);
-void mesh_registry_cache_put(struct mesh_registry *r, const char *src_aura, const char *dst_aura,
-			     int media, bool require_aic, const struct mesh_cached_route *route);
+int mesh_registry_find(struct mesh_registry *r, const char *src_aura, const char *dst_aura, int media, bool require_aic,
+		       int64_t now_ms, struct mesh_cached_route *out, struct mesh_find_stats *st, struct al_error *err);
+void mesh_registry_cache_put(struct mesh_registry *r, const char *src_aura, const char *dst_aura, int media,
+			     bool require_aic, const struct mesh_cached_route *route);
 
 /* Feedback on a route: learn latency (when given, >= 0), count the route on
  * each node, and change reputations (success or failure). */
-void mesh_registry_feedback(struct mesh_registry *r, const char *route_id,
-			    const char (*node_ids)[37], int n, double actual_latency_ms, bool success);
+void mesh_registry_feedback(struct mesh_registry *r, const char *route_id, const char (*node_ids)[37], int n,
+			    double actual_latency_ms, bool success);
 
 /* Re-score a reported path (node_ids[0..n-1]) with its measured latency:
  * *actual = its score with actual_latency_ms in place of the prediction
@@ -135,8 +134,7 @@ int mesh_registry_rescore(struct mesh_registry *r, const char (*node_ids)[37], i
 
 /* The metrics of the path node_ids[0..n-1] under the current model (what
  * the search would predict for it). -1 when a node is unknown. */
-int mesh_registry_predict(struct mesh_registry *r, const char (*node_ids)[37], int n,
-			  struct mesh_path_metrics *pm);
+int mesh_registry_predict(struct mesh_registry *r, const char (*node_ids)[37], int n, struct mesh_path_metrics *pm);
 
 /* Only the model part of feedback: learn the path's measured latency. */
 void mesh_registry_learn(struct mesh_registry *r, const char (*node_ids)[37], int n, double actual_ms);
@@ -156,8 +154,8 @@ void mesh_registry_learn(struct mesh_registry *r, const char (*node_ids)[37], in
  * node_id that is local or another AuraID's is refused (502), an AuraID
  * with local nodes too (409). Returns how many nodes it holds now (>= 0). */
 #define MESH_REMOTE_TTL_MS (60 * 1000)
-int mesh_registry_add_remote(struct mesh_registry *r, const char *aura_id, const char *user_id,
-			     const json_t *nodes, int64_t now_ms, struct al_error *err);
+int mesh_registry_add_remote(struct mesh_registry *r, const char *aura_id, const char *user_id, const json_t *nodes,
+			     int64_t now_ms, struct al_error *err);
 /* True when aura_id has remote nodes within their TTL (no need to ask
  * their server again). */
 bool mesh_registry_remote_fresh(struct mesh_registry *r, const char *aura_id, int64_t now_ms);

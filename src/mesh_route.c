@@ -55,8 +55,8 @@ double mesh_route_score(const struct mesh_path_metrics *pm)
 {
 	double f[6];
 	mesh_route_factors(pm, f);
-	double raw = MESH_W_LATENCY * f[0] + MESH_W_BANDWIDTH * f[1] + MESH_W_REPUTATION * f[2] +
-		     MESH_W_HOPS * f[3] + MESH_W_AIC * f[4] + MESH_W_UPTIME * f[5];
+	double raw = MESH_W_LATENCY * f[0] + MESH_W_BANDWIDTH * f[1] + MESH_W_REPUTATION * f[2] + MESH_W_HOPS * f[3] +
+		     MESH_W_AIC * f[4] + MESH_W_UPTIME * f[5];
 	return 100.0 * (raw + 0.5);
 }
 
@@ -147,8 +147,8 @@ static double pos0(double v)
 	return v > 0 ? v : 0;
 }
 
-void mesh_route_path_metrics(const struct mesh_oracle *lat, const struct mesh_rnode *const *path,
-			     int n, struct mesh_path_metrics *pm)
+void mesh_route_path_metrics(const struct mesh_oracle *lat, const struct mesh_rnode *const *path, int n,
+			     struct mesh_path_metrics *pm)
 {
 	struct terms t;
 	double l = 0;
@@ -232,8 +232,7 @@ static double path_index(const struct mesh_oracle *lat, const struct mesh_rnode 
 }
 
 static void take(struct mesh_route_result *out, const struct mesh_route_query *q, double score,
-		 const struct mesh_path_metrics *pm, const struct mesh_rnode *r1,
-		 const struct mesh_rnode *r2)
+		 const struct mesh_path_metrics *pm, const struct mesh_rnode *r1, const struct mesh_rnode *r2)
 {
 	out->score = score;
 	out->pm = *pm;
@@ -370,8 +369,8 @@ int mesh_route_search(const struct mesh_route_query *q, struct mesh_route_result
 		const struct mesh_rnode *r1 = c[i].r;
 		struct terms t = sd;
 		terms_add(&t, r1);
-		double lb = c[i].a + mesh_model_floor_ms(&r1->m, &d->m) +
-			    pos0(r1->m.acc_ms + minacc + cl) + pos0(minacc + d->m.acc_ms + cl);
+		double lb = c[i].a + mesh_model_floor_ms(&r1->m, &d->m) + pos0(r1->m.acc_ms + minacc + cl) +
+			    pos0(minacc + d->m.acc_ms + cl);
 		double ub = score_of(&t, lb, 3, NULL);
 		if (ub <= best + EPS)
 			continue;
@@ -514,8 +513,8 @@ void mesh_route_cache_free(struct mesh_route_cache *c)
 	free(c);
 }
 
-int mesh_route_cache_get(struct mesh_route_cache *c, const char *key, int64_t now_ms,
-			 mesh_route_valid_fn valid, void *ctx, struct mesh_cached_route *out)
+int mesh_route_cache_get(struct mesh_route_cache *c, const char *key, int64_t now_ms, mesh_route_valid_fn valid,
+			 void *ctx, struct mesh_cached_route *out)
 {
 	if (strlen(key) >= MESH_ROUTE_KEY_MAX)
 		return -1;

@@ -139,8 +139,8 @@ struct mesh_route_result {
 };
 
 /* Metrics of a given path under the oracle. */
-void mesh_route_path_metrics(const struct mesh_oracle *lat, const struct mesh_rnode *const *path,
-			     int n, struct mesh_path_metrics *pm);
+void mesh_route_path_metrics(const struct mesh_oracle *lat, const struct mesh_rnode *const *path, int n,
+			     struct mesh_path_metrics *pm);
 
 /* The best path from src to dst: exact (the same optimum as trying every
  * path), pruned with upper bounds on the achievable score. Returns 0, or -1
@@ -174,8 +174,8 @@ struct mesh_route_cache *mesh_route_cache_new(size_t nsets);
 void mesh_route_cache_free(struct mesh_route_cache *c);
 /* 0 and *out filled on a hit; -1 on a miss (absent, expired or a node
  * changed: such an entry is dropped). Thread-safe. */
-int mesh_route_cache_get(struct mesh_route_cache *c, const char *key, int64_t now_ms,
-			 mesh_route_valid_fn valid, void *ctx, struct mesh_cached_route *out);
+int mesh_route_cache_get(struct mesh_route_cache *c, const char *key, int64_t now_ms, mesh_route_valid_fn valid,
+			 void *ctx, struct mesh_cached_route *out);
 void mesh_route_cache_put(struct mesh_route_cache *c, const char *key, const struct mesh_cached_route *r);
 /* Drop the entry whose route_id is given (e.g. after a failure report). */
 void mesh_route_cache_drop_route(struct mesh_route_cache *c, const char *route_id);

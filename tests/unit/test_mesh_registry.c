@@ -6,8 +6,8 @@
 #include "mesh_registry.h"
 #include "unit.h"
 
-static void info(struct mesh_node_info *in, int i, const char *aura, int type, double lat, double lon,
-		 double rep, int64_t now)
+static void info(struct mesh_node_info *in, int i, const char *aura, int type, double lat, double lon, double rep,
+		 int64_t now)
 {
 	memset(in, 0, sizeof(*in));
 	snprintf(in->node_id, sizeof(in->node_id), "00000000-0000-0000-0000-%012d", i);
@@ -44,71 +44,80 @@ START_TEST(lifecycle_and_routes)
 	ck_assert_uint_eq(online, 3);
 
 	/* make the direct link look terrible: the relay wins */
-	const char ids_direct[2][37] = {"00000000-0000-0000-0000-000000000001",
-					"00000000-0000-0000-0000-000000000002"};
+	const char ids_direct[2][37] = {"00000000-0000-0000-0000-000000000001", "00000000-0000-0000-0000-000000000002"};
 	for (int k = 0; k < 5; k++)
 		mesh_registry_feedback(r, "x", ids_direct, 2, 400, false);
 	struct mesh_cached_route rt;
 	struct mesh_find_stats st;
-	ck_assert_int_eq(mesh_registry_find(r, "@alice.aura", "@bob.aura", MESH_MEDIA_AUDIO, false, now, &rt, &st,
-					    &err), 0);
+	ck_assert_int_eq(
+		mesh_registry_find(r, "@alice.aura", "@bob.aura", MESH_MEDIA_AUDIO, false, now, &rt, &st, &err), 0);
 	ck_assert(!st.cached);
-	ck_assert_msg(rt.n == 3, "n %d lat %f score %f relays %zu", rt.n, rt.pm.latency_ms, rt.score, st.relays_considered);
+	ck_assert_msg(rt.n == 3, "n %d lat %f score %f relays %zu", rt.n, rt.pm.latency_ms, rt.score,
+		      st.relays_considered);
 	ck_assert_str_eq(rt.node_ids[1], "00000000-0000-0000-0000-000000000003");
 	snprintf(rt.route_id, sizeof(rt.route_id), "r1");
 	mesh_registry_cache_put(r, "@alice.aura", "@bob.aura", MESH_MEDIA_AUDIO, false, &rt);
-	ck_assert_int_eq(mesh_registry_find(r, "@alice.aura", "@bob.aura", MESH_MEDIA_AUDIO, false, now, &rt, &st,
-					    &err), 0);
+	ck_assert_int_eq(
+		mesh_registry_find(r, "@alice.aura", "@bob.aura", MESH_MEDIA_AUDIO, false, now, &rt, &st, &err), 0);
 	ck_assert(st.cached);
 
 	/* the relay loses trust: the cached route is dropped and it is not used */
 	double prev, nw;
 	ck_assert_int_eq(mesh_registry_reputation(r, "00000000-0000-0000-0000-000000000003", -20,
-						  MESH_REP_ADMIN_ADJUSTMENT, "test", NULL, &prev, &nw, &err), 0);
+						  MESH_REP_ADMIN_ADJUSTMENT, "test", NULL, &prev, &nw, &err),
+			 0);
 	ck_assert_double_eq(prev, 80);
 	ck_assert_double_eq(nw, 60);
-	ck_assert_int_eq(mesh_registry_find(r, "@alice.aura", "@bob.aura", MESH_MEDIA_AUDIO, false, now, &rt, &st,
-					    &err), 0);
+	ck_assert_int_eq(
+		mesh_registry_find(r, "@alice.aura", "@bob.aura", MESH_MEDIA_AUDIO, false, now, &rt, &st, &err), 0);
 	ck_assert(!st.cached);
 	ck_assert_int_eq(rt.n, 2);
 	ck_assert_uint_eq(st.relays_considered, 0);
 
 	/* trusted again but full (8 of 10 connections): not eligible */
-	mesh_registry_reputation(r, "00000000-0000-0000-0000-000000000003", 20, MESH_REP_ADMIN_ADJUSTMENT,
-				 NULL, NULL, NULL, NULL, &err);
+	mesh_registry_reputation(r, "00000000-0000-0000-0000-000000000003", 20, MESH_REP_ADMIN_ADJUSTMENT, NULL, NULL,
+				 NULL, NULL, &err);
 	struct mesh_heartbeat hb = {8, -1, -1, -1, -1};
 	int64_t retry = 0;
-	ck_assert_int_eq(mesh_registry_heartbeat(r, "00000000-0000-0000-0000-000000000003", "@someone:test",
-						 &hb, now + 2000, &retry, &err), -1);
+	ck_assert_int_eq(mesh_registry_heartbeat(r, "00000000-0000-0000-0000-000000000003", "@someone:test", &hb,
+						 now + 2000, &retry, &err),
+			 -1);
 	ck_assert_int_eq(err.status, 403);
 	/* the first beat after registration is never limited */
-	ck_assert_int_eq(mesh_registry_heartbeat(r, "00000000-0000-0000-0000-000000000003", "@urelay.aura:test",
-						 &hb, now + 2000, &retry, &err), 0);
-	ck_assert_int_eq(mesh_registry_heartbeat(r, "00000000-0000-0000-0000-000000000003", "@urelay.aura:test",
-						 &hb, now + 2500, &retry, &err), -1);
+	ck_assert_int_eq(mesh_registry_heartbeat(r, "00000000-0000-0000-0000-000000000003", "@urelay.aura:test", &hb,
+						 now + 2000, &retry, &err),
+			 0);
+	ck_assert_int_eq(mesh_registry_heartbeat(r, "00000000-0000-0000-0000-000000000003", "@urelay.aura:test", &hb,
+						 now + 2500, &retry, &err),
+			 -1);
 	ck_assert_int_eq(err.status, 429);
 	ck_assert_int_eq(retry, 500);
-	ck_assert_int_eq(mesh_registry_find(r, "@alice.aura", "@bob.aura", MESH_MEDIA_AUDIO, false, now + 2000, &rt,
-					    &st, &err), 0);
+	ck_assert_int_eq(
+		mesh_registry_find(r, "@alice.aura", "@bob.aura", MESH_MEDIA_AUDIO, false, now + 2000, &rt, &st, &err),
+		0);
 	ck_assert_uint_eq(st.relays_considered, 0);
 	hb.current_connections = 7;
-	ck_assert_int_eq(mesh_registry_heartbeat(r, "00000000-0000-0000-0000-000000000003", "@urelay.aura:test",
-						 &hb, now + 4000, &retry, &err), 0);
-	ck_assert_int_eq(mesh_registry_find(r, "@alice.aura", "@bob.aura", MESH_MEDIA_AUDIO, false, now + 4000, &rt,
-					    &st, &err), 0);
+	ck_assert_int_eq(mesh_registry_heartbeat(r, "00000000-0000-0000-0000-000000000003", "@urelay.aura:test", &hb,
+						 now + 4000, &retry, &err),
+			 0);
+	ck_assert_int_eq(
+		mesh_registry_find(r, "@alice.aura", "@bob.aura", MESH_MEDIA_AUDIO, false, now + 4000, &rt, &st, &err),
+		0);
 	ck_assert_uint_eq(st.relays_considered, 1);
 	ck_assert_int_eq(rt.n, 3);
 	snprintf(rt.route_id, sizeof(rt.route_id), "r2");
 	mesh_registry_cache_put(r, "@alice.aura", "@bob.aura", MESH_MEDIA_AUDIO, false, &rt);
 
 	/* expiry: only the relay keeps beating; the endpoints go offline */
-	ck_assert_int_eq(mesh_registry_heartbeat(r, "00000000-0000-0000-0000-000000000003", "@urelay.aura:test",
-						 &hb, now + 80000, &retry, &err), 0);
+	ck_assert_int_eq(mesh_registry_heartbeat(r, "00000000-0000-0000-0000-000000000003", "@urelay.aura:test", &hb,
+						 now + 80000, &retry, &err),
+			 0);
 	ck_assert_int_eq(mesh_registry_sweep(r, now + 91000), 2);
 	mesh_registry_count(r, &online);
 	ck_assert_uint_eq(online, 1);
-	ck_assert_int_eq(mesh_registry_find(r, "@alice.aura", "@bob.aura", MESH_MEDIA_AUDIO, false, now + 91000,
-					    &rt, &st, &err), -1);
+	ck_assert_int_eq(
+		mesh_registry_find(r, "@alice.aura", "@bob.aura", MESH_MEDIA_AUDIO, false, now + 91000, &rt, &st, &err),
+		-1);
 	ck_assert_int_eq(err.status, 404);
 	json_t *j = mesh_registry_node_json(r, "00000000-0000-0000-0000-000000000001", now + 91000);
 	ck_assert(json_is_false(json_object_get(j, "is_online")));
@@ -160,8 +169,8 @@ START_TEST(many_nodes_per_aura_and_bans)
 		json_decref(n);
 	}
 	ck_assert_int_eq(mesh_registry_may_register(r, "@odd.aura", &err), 0);
-	mesh_registry_reputation(r, "00000000-0000-0000-0000-000000000003", -45, MESH_REP_ABUSE_CONFIRMED,
-				 NULL, NULL, NULL, NULL, &err);
+	mesh_registry_reputation(r, "00000000-0000-0000-0000-000000000003", -45, MESH_REP_ABUSE_CONFIRMED, NULL, NULL,
+				 NULL, NULL, &err);
 	ck_assert_int_eq(mesh_registry_may_register(r, "@odd.aura", &err), -1);
 	ck_assert_int_eq(err.status, 403);
 	mesh_registry_free(r);
@@ -190,12 +199,11 @@ START_TEST(stale_nodes_between_sweeps)
 	const char *relay = "00000000-0000-0000-0000-000000000003";
 
 	/* a route through the relay, cached */
-	const char ids_direct[2][37] = {"00000000-0000-0000-0000-000000000001",
-					"00000000-0000-0000-0000-000000000002"};
+	const char ids_direct[2][37] = {"00000000-0000-0000-0000-000000000001", "00000000-0000-0000-0000-000000000002"};
 	for (int k = 0; k < 5; k++)
 		mesh_registry_feedback(r, "x", ids_direct, 2, 400, false);
-	ck_assert_int_eq(mesh_registry_find(r, "@alice.aura", "@bob.aura", MESH_MEDIA_AUDIO, false, now, &rt, &st,
-					    &err), 0);
+	ck_assert_int_eq(
+		mesh_registry_find(r, "@alice.aura", "@bob.aura", MESH_MEDIA_AUDIO, false, now, &rt, &st, &err), 0);
 	ck_assert_int_eq(rt.n, 3);
 	snprintf(rt.route_id, sizeof(rt.route_id), "r1");
 	mesh_registry_cache_put(r, "@alice.aura", "@bob.aura", MESH_MEDIA_AUDIO, false, &rt);
@@ -203,29 +211,31 @@ START_TEST(stale_nodes_between_sweeps)
 	/* the endpoints keep beating, the relay and carol do not; no sweep */
 	struct mesh_heartbeat hb = {0, -1, -1, -1, -1};
 	int64_t later = now + window, retry = 0;
-	ck_assert_int_eq(mesh_registry_heartbeat(r, ids_direct[0], "@ualice.aura:test", &hb, later - 10, &retry,
-						 &err), 0);
-	ck_assert_int_eq(mesh_registry_heartbeat(r, ids_direct[1], "@ubob.aura:test", &hb, later - 10, &retry,
-						 &err), 0);
+	ck_assert_int_eq(mesh_registry_heartbeat(r, ids_direct[0], "@ualice.aura:test", &hb, later - 10, &retry, &err),
+			 0);
+	ck_assert_int_eq(mesh_registry_heartbeat(r, ids_direct[1], "@ubob.aura:test", &hb, later - 10, &retry, &err),
+			 0);
 
 	/* just inside the window: still online everywhere */
 	json_t *j = mesh_registry_node_json(r, relay, later - 1);
 	ck_assert(json_is_true(json_object_get(j, "is_online")));
 	json_decref(j);
-	ck_assert_int_eq(mesh_registry_find(r, "@alice.aura", "@bob.aura", MESH_MEDIA_AUDIO, false, later - 1,
-					    &rt, &st, &err), 0);
+	ck_assert_int_eq(
+		mesh_registry_find(r, "@alice.aura", "@bob.aura", MESH_MEDIA_AUDIO, false, later - 1, &rt, &st, &err),
+		0);
 	ck_assert(st.cached);
 
 	/* at the window's end: the cached route is dropped, the relay is not
 	 * eligible and carol has no endpoint, although the flags still say
 	 * online (the sweeper has not run) */
-	ck_assert_int_eq(mesh_registry_find(r, "@alice.aura", "@bob.aura", MESH_MEDIA_AUDIO, false, later, &rt,
-					    &st, &err), 0);
+	ck_assert_int_eq(
+		mesh_registry_find(r, "@alice.aura", "@bob.aura", MESH_MEDIA_AUDIO, false, later, &rt, &st, &err), 0);
 	ck_assert(!st.cached);
 	ck_assert_int_eq(rt.n, 2);
 	ck_assert_uint_eq(st.relays_considered, 0);
-	ck_assert_int_eq(mesh_registry_find(r, "@alice.aura", "@carol.aura", MESH_MEDIA_AUDIO, false, later, &rt,
-					    &st, &err), -1);
+	ck_assert_int_eq(
+		mesh_registry_find(r, "@alice.aura", "@carol.aura", MESH_MEDIA_AUDIO, false, later, &rt, &st, &err),
+		-1);
 	ck_assert_int_eq(err.status, 404);
 	j = mesh_registry_node_json(r, relay, later);
 	ck_assert(json_is_false(json_object_get(j, "is_online")));
@@ -253,9 +263,8 @@ static json_t *remote_rec(const char *id, const char *type, double lat, double l
 			 "current_connections", 0, "bandwidth_capacity_mbps", 100.0, "bandwidth_used_mbps", 0.0,
 			 "avg_latency_ms", 5.0, "packet_loss_rate", 0.0, "supports_video", 1, "supports_audio", 1,
 			 "supports_screen_share", 0, "supports_aic", 0, "accepting_connections", 1, "is_online", 1,
-			 "reputation_score", 95.0, "trust_level", "verified", "uptime_percentage", 100.0,
-			 "latitude", lat, "longitude", lon, "address", "port", "region", "ap-south", "country_code",
-			 "AU");
+			 "reputation_score", 95.0, "trust_level", "verified", "uptime_percentage", 100.0, "latitude",
+			 lat, "longitude", lon, "address", "port", "region", "ap-south", "country_code", "AU");
 }
 
 /* org.auralink.mesh_nodes answers: validated, replace the previous ones,
@@ -278,8 +287,8 @@ START_TEST(remote_nodes)
 
 	/* nothing before the answer */
 	ck_assert(!mesh_registry_remote_fresh(r, "@bob.aura", now));
-	ck_assert_int_eq(mesh_registry_find(r, "@alice.aura", "@bob.aura", MESH_MEDIA_AUDIO, false, now, &rt, &st,
-					    &err), -1);
+	ck_assert_int_eq(
+		mesh_registry_find(r, "@alice.aura", "@bob.aura", MESH_MEDIA_AUDIO, false, now, &rt, &st, &err), -1);
 	ck_assert_int_eq(err.status, 404);
 
 	json_t *a = json_array();
@@ -287,8 +296,8 @@ START_TEST(remote_nodes)
 	json_array_append_new(a, remote_rec(b2, "relay", -33.8, 151.0));
 	ck_assert_int_eq(mesh_registry_add_remote(r, "@bob.aura", u, a, now, &err), 2);
 	ck_assert(mesh_registry_remote_fresh(r, "@bob.aura", now));
-	ck_assert_int_eq(mesh_registry_find(r, "@alice.aura", "@bob.aura", MESH_MEDIA_AUDIO, false, now, &rt, &st,
-					    &err), 0);
+	ck_assert_int_eq(
+		mesh_registry_find(r, "@alice.aura", "@bob.aura", MESH_MEDIA_AUDIO, false, now, &rt, &st, &err), 0);
 	ck_assert_int_eq(rt.n, 2);
 	json_t *j = mesh_registry_node_json(r, "10000000-0000-0000-0000-0000000000b2", now); /* ids lower-cased */
 	ck_assert_ptr_nonnull(j);
@@ -306,8 +315,8 @@ START_TEST(remote_nodes)
 	/* the remote relay is no relay for local calls */
 	info(&in, 2, "@carol.aura", MESH_PEER, 40.7, -74.0, 50, now);
 	ck_assert_int_eq(mesh_registry_add(r, &in, now), 0);
-	ck_assert_int_eq(mesh_registry_find(r, "@alice.aura", "@carol.aura", MESH_MEDIA_AUDIO, false, now, &rt,
-					    &st, &err), 0);
+	ck_assert_int_eq(
+		mesh_registry_find(r, "@alice.aura", "@carol.aura", MESH_MEDIA_AUDIO, false, now, &rt, &st, &err), 0);
 	ck_assert_uint_eq(st.relays_considered, 0);
 
 	/* bad answers change nothing and name the field */
@@ -383,8 +392,8 @@ START_TEST(remote_nodes)
 	int64_t end = now + 1000 + MESH_REMOTE_TTL_MS;
 	ck_assert(mesh_registry_remote_fresh(r, "@bob.aura", end - 1));
 	ck_assert(!mesh_registry_remote_fresh(r, "@bob.aura", end));
-	ck_assert_int_eq(mesh_registry_find(r, "@alice.aura", "@bob.aura", MESH_MEDIA_AUDIO, false, end, &rt, &st,
-					    &err), -1);
+	ck_assert_int_eq(
+		mesh_registry_find(r, "@alice.aura", "@bob.aura", MESH_MEDIA_AUDIO, false, end, &rt, &st, &err), -1);
 	size_t before = mesh_registry_count(r, NULL);
 	mesh_registry_sweep(r, end);
 	ck_assert_uint_eq(mesh_registry_count(r, NULL), before - 1);
@@ -423,7 +432,8 @@ START_TEST(rescore_after_feedback)
 	ck_assert(!same);
 	ck_assert_msg(actual < best - MESH_OPTIMAL_TOLERANCE_POINTS, "actual %f best %f", actual, best);
 	/* no judgement about a path with a node that is gone */
-	ck_assert_int_eq(mesh_registry_rescore(r, gone, 2, 25, MESH_MEDIA_AUDIO, false, now, &actual, &best, &same), -1);
+	ck_assert_int_eq(mesh_registry_rescore(r, gone, 2, 25, MESH_MEDIA_AUDIO, false, now, &actual, &best, &same),
+			 -1);
 	mesh_registry_free(r);
 }
 END_TEST
@@ -454,8 +464,8 @@ START_TEST(heartbeat_latency_prior)
 	ck_assert_double_eq_tol(json_real_value(json_object_get(j, "avg_latency_ms")), 30, 1e-4);
 	json_decref(j);
 	ck_assert_int_eq(mesh_registry_predict(r, ids, 2, &after), 0);
-	ck_assert_double_eq_tol(after.latency_ms - before.latency_ms, 30 - MESH_HB_OFFSET_PRIOR_MS - MESH_ACCESS_PRIOR_MS,
-				1e-3);
+	ck_assert_double_eq_tol(after.latency_ms - before.latency_ms,
+				30 - MESH_HB_OFFSET_PRIOR_MS - MESH_ACCESS_PRIOR_MS, 1e-3);
 	const char gone[2][37] = {"00000000-0000-0000-0000-000000000001", "00000000-0000-0000-0000-000000000009"};
 	ck_assert_int_eq(mesh_registry_predict(r, gone, 2, &after), -1);
 	mesh_registry_free(r);
@@ -480,5 +490,5 @@ START_TEST(memory_per_node)
 }
 END_TEST
 
-UNIT_MAIN("mesh_registry", lifecycle_and_routes, many_nodes_per_aura_and_bans, stale_nodes_between_sweeps,
-	  remote_nodes, rescore_after_feedback, heartbeat_latency_prior, memory_per_node)
+UNIT_MAIN("mesh_registry", lifecycle_and_routes, many_nodes_per_aura_and_bans, stale_nodes_between_sweeps, remote_nodes,
+	  rescore_after_feedback, heartbeat_latency_prior, memory_per_node)

@@ -107,8 +107,8 @@ START_TEST(search_matches_brute_force)
 		int ra = mesh_route_search(&q, &a), rb = mesh_route_brute_force(&q, &b);
 		ck_assert_int_eq(ra, rb);
 		if (ra == 0) {
-			ck_assert_msg(fabs(a.score - b.score) < 1e-6, "seed %u: search %f brute %f", seed,
-				      a.score, b.score);
+			ck_assert_msg(fabs(a.score - b.score) < 1e-6, "seed %u: search %f brute %f", seed, a.score,
+				      b.score);
 			/* the reported metrics are those of the reported path */
 			struct mesh_path_metrics pm;
 			mesh_route_path_metrics(&o, a.path, a.n, &pm);
@@ -229,7 +229,7 @@ START_TEST(model_floor_and_convergence)
 	struct mesh_mnode a = {.key = 1, .acc_ms = MESH_ACCESS_PRIOR_MS};
 	struct mesh_mnode b = {.key = 2, .acc_ms = MESH_ACCESS_PRIOR_MS};
 	struct mesh_mnode c = {.key = 3, .acc_ms = MESH_ACCESS_PRIOR_MS};
-	mesh_mnode_set_position(&a, 51.5, -0.13); /* London */
+	mesh_mnode_set_position(&a, 51.5, -0.13);  /* London */
 	mesh_mnode_set_position(&b, 40.71, -74.0); /* New York */
 	mesh_mnode_set_position(&c, 48.86, 2.35);  /* Paris */
 	double km = mesh_model_distance_km(&a, &b);
@@ -271,7 +271,7 @@ START_TEST(model_evicts_least_used_links)
 	mesh_model_set_max_links(m, 32);
 	struct mesh_mnode a = {.key = 1, .acc_ms = MESH_ACCESS_PRIOR_MS};
 	struct mesh_mnode b = {.key = 2, .acc_ms = MESH_ACCESS_PRIOR_MS};
-	mesh_mnode_set_position(&a, 51.5, -0.13); /* London */
+	mesh_mnode_set_position(&a, 51.5, -0.13);  /* London */
 	mesh_mnode_set_position(&b, 40.71, -74.0); /* New York */
 	struct mesh_mnode *ab[2] = {&a, &b};
 	for (int k = 0; k < 20; k++)
@@ -320,8 +320,7 @@ static void place(struct mesh_mnode *n, uint32_t key, int cls, double lat, doubl
 }
 
 /* True latency in these tests: floor * infl + the true access delays. */
-static double true_link(const struct mesh_mnode *a, double acc_a, const struct mesh_mnode *b, double acc_b,
-			double infl)
+static double true_link(const struct mesh_mnode *a, double acc_a, const struct mesh_mnode *b, double acc_b, double infl)
 {
 	return mesh_model_floor_ms(a, b) * infl + acc_a + acc_b;
 }
@@ -380,7 +379,7 @@ START_TEST(model_detour_goes_to_the_link)
 {
 	struct mesh_model *m = mesh_model_new();
 	struct mesh_mnode a, b, x[12];
-	place(&a, 1, MESH_CLASS_DEVICE, 51.5, -0.13); /* London */
+	place(&a, 1, MESH_CLASS_DEVICE, 51.5, -0.13);  /* London */
 	place(&b, 2, MESH_CLASS_DEVICE, 40.71, -74.0); /* New York */
 	double rate0, share0, sd0, sd1;
 	mesh_model_detours(m, &rate0, &share0, &sd0, &sd1);
@@ -435,7 +434,8 @@ START_TEST(model_recenter_access_from_all_links)
 	r.acc_var = 0.5f; /* a well known relay */
 	mesh_model_apply_prior(m, &s);
 	mesh_model_apply_prior(m, &d);
-	double direct = true_link(&s, 3, &d, 4, 2.6), relayed = true_link(&s, 3, &r, 1, 1.1) + true_link(&r, 1, &d, 4, 1.1);
+	double direct = true_link(&s, 3, &d, 4, 2.6),
+	       relayed = true_link(&s, 3, &r, 1, 1.1) + true_link(&r, 1, &d, 4, 1.1);
 	struct mesh_mnode *sd[2] = {&s, &d}, *srd[3] = {&s, &r, &d};
 	for (int k = 0; k < 3; k++)
 		mesh_model_learn(m, sd, 2, direct);
@@ -500,9 +500,9 @@ START_TEST(search_explores_then_settles)
 	struct mesh_model *m = mesh_model_new();
 	struct mesh_rnode nodes[3];
 	memset(nodes, 0, sizeof(nodes));
-	place(&nodes[0].m, 1, MESH_CLASS_DEVICE, 52.52, 13.40);  /* Berlin */
-	place(&nodes[1].m, 2, MESH_CLASS_DEVICE, 19.08, 72.88);  /* Mumbai */
-	place(&nodes[2].m, 3, MESH_CLASS_INFRA, 25.20, 55.27);   /* Dubai */
+	place(&nodes[0].m, 1, MESH_CLASS_DEVICE, 52.52, 13.40); /* Berlin */
+	place(&nodes[1].m, 2, MESH_CLASS_DEVICE, 19.08, 72.88); /* Mumbai */
+	place(&nodes[2].m, 3, MESH_CLASS_INFRA, 25.20, 55.27);  /* Dubai */
 	for (int i = 0; i < 3; i++) {
 		nodes[i].m.acc_ms = 5;
 		nodes[i].m.acc_var = 1;
@@ -542,7 +542,8 @@ START_TEST(search_explores_then_settles)
 	ck_assert_double_eq_tol(res.pm.latency_ms, pm.latency_ms, 1e-9);
 	/* tried: slow */
 	struct mesh_mnode *srd[3] = {&nodes[0].m, &nodes[2].m, &nodes[1].m};
-	double relayed = true_link(&nodes[0].m, 5, &nodes[2].m, 5, 2.5) + true_link(&nodes[2].m, 5, &nodes[1].m, 5, 2.5);
+	double relayed = true_link(&nodes[0].m, 5, &nodes[2].m, 5, 2.5) +
+			 true_link(&nodes[2].m, 5, &nodes[1].m, 5, 2.5);
 	mesh_model_learn(m, srd, 3, relayed);
 	mesh_route_model_oracle(&o, m);
 	for (int k = 0; k < 3; k++) {
@@ -576,8 +577,8 @@ START_TEST(cache_invalidation)
 	ck_assert_str_eq(out.route_id, "route-1");
 	ck_assert_int_eq(mesh_route_cache_get(c, "@a.aura|@b.aura|video|0", 2000, valid_cb, NULL, &out), -1);
 	/* expiry */
-	ck_assert_int_eq(mesh_route_cache_get(c, "@a.aura|@b.aura|audio|0", 1000 + MESH_ROUTE_TTL_MS,
-					      valid_cb, NULL, &out), -1);
+	ck_assert_int_eq(
+		mesh_route_cache_get(c, "@a.aura|@b.aura|audio|0", 1000 + MESH_ROUTE_TTL_MS, valid_cb, NULL, &out), -1);
 	/* a relay going offline drops it */
 	mesh_route_cache_put(c, "@a.aura|@b.aura|audio|0", &r);
 	cur_epoch[2]++;
