@@ -479,7 +479,7 @@ static void invite_checked(void *arg)
 		finish(j, 502, NULL);
 		return;
 	}
-	struct room_ctx c = {.db = j->db, .keys = j->app->keys};
+	struct room_ctx c = {.db = j->db, .keys = j->app->keys, .app = j->app};
 	struct room_pdu_outcome o;
 	struct al_error err = {0};
 	if (room_remote_accept(&c, j->room, ev, j->event_id, ROOM_ACCEPT_GAPS, &o, &err) < 0) {

@@ -256,7 +256,7 @@ static void job_run(struct txn_job *j);
 
 static struct room_ctx ctx_of(struct txn_job *j)
 {
-	struct room_ctx c = {.db = &j->w->db, .keys = j->fed->app->keys};
+	struct room_ctx c = {.db = &j->w->db, .keys = j->fed->app->keys, .app = j->fed->app};
 	return c;
 }
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "calls.h"
 #include "cjson.h"
 #include "keys.h"
 #include "log.h"
@@ -571,6 +572,7 @@ int room_remote_accept(const struct room_ctx *c, const char *room_id, const json
 	/* rejected on its auth events: stored with the state before it when
 	 * that is known (later events may build on it), else as an outlier */
 	bool auth_rejected = ar == 1;
+	bool in_timeline = false; /* accepted: not rejected, soft-failed nor an outlier */
 	if (flags & ROOM_ACCEPT_OUTLIER) {
 		if (ar == 0)
 			out->status = ROOM_PDU_OUTLIER;
@@ -740,6 +742,7 @@ int room_remote_accept(const struct room_ctx *c, const char *room_id, const json
 		goto fail;
 	if (!soft) {
 		out->status = ROOM_PDU_ACCEPTED;
+		in_timeline = true;
 		out->stream = stream;
 		if (update_current(db, room_id, &rules, event_id, pdu, group_after, current_group, stream, err) < 0)
 			goto fail;
@@ -765,6 +768,9 @@ commit:
 	rc = 0;
 	log_info("room_remote", "event room_id=%s event_id=%s type=%s status=%s%s%s", room_id, event_id, type,
 		 room_pdu_status_name(out->status), out->reason[0] ? " reason=" : "", out->reason);
+	/* the stored-event hook, as room_send's: accepted timeline events only */
+	if (in_timeline)
+		calls_on_event(c->app, db, room_id, event_id, type, pdu);
 	goto done;
 rollback:
 	db_rollback(db);

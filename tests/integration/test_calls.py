@@ -3,7 +3,7 @@ federated_calls rows (status, timestamps, duration, media, AuraIDs),
 notify_targets and the callee's block_unknown_callers and
 allow_cross_app_calls, the mesh route of a call, GET /calls, invite expiry,
 and the org.auralink.route EDU recorded on the callee's server. Local users
-on one server; see the README for the cross-server call."""
+on one server; test_fed_calls.py has calls between two servers."""
 import time
 import uuid
 
