@@ -44,21 +44,41 @@ static int result_ok(const PGresult *r)
 	return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
 }
 
-static PGresult *exec_once(struct db *db, const char *sql, int nparams, const char *const *params)
+static bool is_prepared(const struct db *db, const char *name)
 {
+	for (int i = 0; i < db->nprepared; i++)
+		if (strcmp(db->prepared[i], name) == 0)
+			return true;
+	return false;
+}
+
+/* name: run as the prepared statement of that name, prepared first when
+ * this connection has not seen it (unnamed when the table is full). */
+static PGresult *exec_once(struct db *db, const char *name, const char *sql, int nparams, const char *const *params)
+{
+	if (name && !is_prepared(db, name) && db->nprepared < DB_MAX_PREPARED) {
+		PGresult *p = PQprepare(db->conn, name, sql, nparams, NULL);
+		if (!result_ok(p))
+			return p;
+		PQclear(p);
+		db->prepared[db->nprepared++] = name;
+	}
+	if (name && is_prepared(db, name))
+		return PQexecPrepared(db->conn, name, nparams, params, NULL, NULL, 0);
 	return PQexecParams(db->conn, sql, nparams, NULL, params, NULL, NULL, 0);
 }
 
-static PGresult *exec_checked(struct db *db, struct al_error *err, int *conflict, const char *sql,
-			      int nparams, const char *const *params)
+static PGresult *exec_named(struct db *db, struct al_error *err, int *conflict, const char *name, const char *sql,
+			    int nparams, const char *const *params)
 {
 	int was_idle = PQtransactionStatus(db->conn) == PQTRANS_IDLE;
-	PGresult *r = exec_once(db, sql, nparams, params);
+	PGresult *r = exec_once(db, name, sql, nparams, params);
 	if (!result_ok(r) && PQstatus(db->conn) == CONNECTION_BAD && was_idle) {
 		log_warn("db", "connection lost, reconnecting");
 		PQclear(r);
 		PQreset(db->conn);
-		r = exec_once(db, sql, nparams, params);
+		db->nprepared = 0; /* a new session has none */
+		r = exec_once(db, name, sql, nparams, params);
 	}
 	if (result_ok(r))
 		return r;
@@ -75,6 +95,20 @@ static PGresult *exec_checked(struct db *db, struct al_error *err, int *conflict
 	al_error_set(err, 500, "M_UNKNOWN", "internal database error");
 	PQclear(r);
 	return NULL;
+}
+
+static PGresult *exec_checked(struct db *db, struct al_error *err, int *conflict, const char *sql,
+			      int nparams, const char *const *params)
+{
+	return exec_named(db, err, conflict, NULL, sql, nparams, params);
+}
+
+PGresult *db_exec_prepared(struct db *db, struct al_error *err, int *conflict, const char *name, const char *sql,
+			   int nparams, const char *const *params)
+{
+	if (conflict)
+		*conflict = 0;
+	return exec_named(db, err, conflict, name, sql, nparams, params);
 }
 
 PGresult *db_exec(struct db *db, struct al_error *err, const char *sql, int nparams,

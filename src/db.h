@@ -6,9 +6,15 @@
 
 #include "error.h"
 
+#define DB_MAX_PREPARED 32
+
 struct db {
 	PGconn *conn;
 	char *conninfo;
+	/* statements prepared on this connection by db_exec_prepared (their
+	 * names); forgotten when the connection is reset */
+	const char *prepared[DB_MAX_PREPARED];
+	int nprepared;
 };
 
 int db_open(struct db *db, const char *conninfo, struct al_error *err);
@@ -25,6 +31,12 @@ PGresult *db_exec(struct db *db, struct al_error *err, const char *sql, int npar
  * instead of as an error, so callers can answer "already taken". */
 PGresult *db_exec_unique(struct db *db, struct al_error *err, int *conflict, const char *sql,
 			 int nparams, const char *const *params);
+
+/* As db_exec_unique (conflict may be NULL), for a hot statement: prepared
+ * once per connection under name (a static string, always with the same
+ * sql), then only executed, so it is parsed and planned once. */
+PGresult *db_exec_prepared(struct db *db, struct al_error *err, int *conflict, const char *name, const char *sql,
+			   int nparams, const char *const *params);
 
 int db_begin(struct db *db, struct al_error *err);
 int db_commit(struct db *db, struct al_error *err);
