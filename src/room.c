@@ -50,7 +50,7 @@ char *room_pg_array(const char *const *items, int n)
 {
 	size_t cap = 3;
 	for (int i = 0; i < n; i++)
-		cap += 2 * strlen(items[i]) + 3;
+		cap += items[i] ? 2 * strlen(items[i]) + 3 : 5;
 	char *s = malloc(cap), *p = s;
 	if (!s)
 		return NULL;
@@ -58,6 +58,11 @@ char *room_pg_array(const char *const *items, int n)
 	for (int i = 0; i < n; i++) {
 		if (i)
 			*p++ = ',';
+		if (!items[i]) {
+			memcpy(p, "NULL", 4);
+			p += 4;
+			continue;
+		}
 		*p++ = '"';
 		for (const char *q = items[i]; *q; q++) {
 			if (*q == '"' || *q == '\\')
@@ -140,6 +145,7 @@ struct writer {
 	json_t *state; /* room_auth map; each PDU carries its "event_id" */
 	bool stream_locked;
 	int64_t stream;
+	struct room_batch *batch; /* room_send_batch: rows collected for one INSERT */
 };
 
 static const char *pdu_id(const json_t *pdu)
@@ -290,6 +296,10 @@ static const char *txn_kind(const struct room_event_spec *spec)
 	return spec->redacts ? "redact" : "send";
 }
 
+static int batch_add(struct writer *w, const char *sender, const struct room_event_spec *spec,
+		     const char *event_id, json_t *pdu, char **text, const char *const *auth_ids, int nauth,
+		     struct al_error *err);
+
 /* Build, authorise, sign and store one event. -2 (err filled) when the
  * insert hit a unique violation: a concurrent request with the same txnId. */
 static int writer_append(struct writer *w, const char *sender, const struct room_event_spec *spec,
@@ -364,6 +374,11 @@ static int writer_append(struct writer *w, const char *sender, const struct room
 	text = cjson_encode(pdu, NULL, err);
 	if (!text)
 		goto out;
+	if (w->batch) {
+		/* room_send_batch: stored with the rest of the batch. */
+		rc = batch_add(w, sender, spec, event_id, pdu, &text, auth_ids, nauth, err);
+		goto out;
+	}
 	if (!w->stream_locked) {
 		PGresult *l = db_exec(w->c->db, err, "SELECT pg_advisory_xact_lock(" STREAM_LOCK ")", 0, NULL);
 		if (!l)
@@ -532,6 +547,543 @@ fail:
 fail_nr:
 	writer_clear(&w);
 	return -1;
+}
+
+/* ---- group commit: timeline events of one room, one transaction ---- */
+
+struct batch_row {
+	int item; /* index into the caller's items */
+	char event_id[EVENT_ID_MAX];
+	char prev[EVENT_ID_MAX]; /* "" for none */
+	char depth[24], ts[24];
+	const char *type, *sender, *device, *txn; /* borrowed from the item */
+	char *json;
+	char auth[5][EVENT_ID_MAX];
+	int nauth;
+};
+
+struct room_batch {
+	struct batch_row *rows;
+	int n, cap;
+	int cur; /* the item writer_append is working on */
+};
+
+/* writer_append's store step while w->batch is set: the row waits for the
+ * batch's one INSERT; the writer moves on to the new head. */
+static int batch_add(struct writer *w, const char *sender, const struct room_event_spec *spec,
+		     const char *event_id, json_t *pdu, char **text, const char *const *auth_ids, int nauth,
+		     struct al_error *err)
+{
+	struct room_batch *b = w->batch;
+	if (spec->state_key || spec->redacts || b->n >= b->cap || nauth > 5)
+		return al_error_set(err, 500, "M_UNKNOWN", "not a timeline event");
+	struct batch_row *row = &b->rows[b->n];
+	row->item = b->cur;
+	snprintf(row->event_id, sizeof(row->event_id), "%s", event_id);
+	snprintf(row->prev, sizeof(row->prev), "%s", w->head);
+	fmt_i64(row->depth, sizeof(row->depth), w->depth + 1);
+	fmt_i64(row->ts, sizeof(row->ts), json_integer_value(json_object_get(pdu, "origin_server_ts")));
+	row->type = spec->type;
+	row->sender = sender;
+	row->txn = spec->txn_id;
+	row->device = spec->txn_id ? spec->device_id : NULL;
+	row->json = *text;
+	*text = NULL;
+	row->nauth = nauth;
+	for (int i = 0; i < nauth; i++)
+		snprintf(row->auth[i], sizeof(row->auth[i]), "%s", auth_ids[i]);
+	b->n++;
+	snprintf(w->head, sizeof(w->head), "%s", event_id);
+	w->depth++;
+	return 0;
+}
+
+/* What a batch writer knew about a room after its last commit. It stays
+ * valid while the room's head is the event that batch wrote: every writer
+ * that adds an event or changes the state moves rooms.head_event_id under
+ * the room lock, and the state after the head is all the cache holds. */
+struct wc_entry {
+	char room_id[ROOM_ID_MAX + 1];
+	char version[4];
+	char head[EVENT_ID_MAX];
+	int64_t depth, group;
+	int chain_len;
+	json_t *state;   /* create, power levels, join rules, members read so far */
+	json_t *queried; /* user IDs whose member event was looked up at this head */
+	uint64_t used;
+};
+
+struct room_write_cache {
+	int cap;
+	uint64_t clock;
+	struct wc_entry entries[];
+};
+
+#define WC_MAX_MEMBERS 2000 /* a room whose senders need more is not cached */
+
+struct room_write_cache *room_write_cache_new(int max_rooms)
+{
+	if (max_rooms < 1)
+		max_rooms = 1;
+	struct room_write_cache *c = calloc(1, sizeof(*c) + (size_t)max_rooms * sizeof(c->entries[0]));
+	if (c)
+		c->cap = max_rooms;
+	return c;
+}
+
+static void wc_clear(struct wc_entry *e)
+{
+	json_decref(e->state);
+	json_decref(e->queried);
+	memset(e, 0, sizeof(*e));
+}
+
+void room_write_cache_free(struct room_write_cache *c)
+{
+	if (!c)
+		return;
+	for (int i = 0; i < c->cap; i++)
+		wc_clear(&c->entries[i]);
+	free(c);
+}
+
+static struct wc_entry *wc_find(struct room_write_cache *c, const char *room_id)
+{
+	for (int i = 0; c && i < c->cap; i++)
+		if (c->entries[i].state && strcmp(c->entries[i].room_id, room_id) == 0)
+			return &c->entries[i];
+	return NULL;
+}
+
+/* After a commit: remember w (state and the queried set shared). */
+static void wc_store(struct room_write_cache *c, const struct writer *w, json_t *queried)
+{
+	if (!c)
+		return;
+	struct wc_entry *e = wc_find(c, w->room_id);
+	if (!e) {
+		e = &c->entries[0];
+		for (int i = 1; i < c->cap && e->state; i++)
+			if (!c->entries[i].state || c->entries[i].used < e->used)
+				e = &c->entries[i];
+	}
+	wc_clear(e);
+	if (json_object_size(queried) > WC_MAX_MEMBERS)
+		return;
+	snprintf(e->room_id, sizeof(e->room_id), "%s", w->room_id);
+	snprintf(e->version, sizeof(e->version), "%s", w->version);
+	snprintf(e->head, sizeof(e->head), "%s", w->head);
+	e->depth = w->depth;
+	e->group = w->group;
+	e->chain_len = w->chain_len;
+	e->state = json_incref(w->state);
+	e->queried = json_incref(queried);
+	e->used = ++c->clock;
+}
+
+/* Lock the room row (as writer_load does) and read its head. */
+static int batch_lock(struct writer *w, struct al_error *err)
+{
+	const char *p[] = {w->room_id};
+	PGresult *r = db_exec_prepared(w->c->db, err, NULL, "room_batch_lock",
+				       "SELECT r.room_version, r.head_event_id, r.head_depth, r.state_group, "
+				       "coalesce(g.chain_len, 0) FROM rooms r LEFT JOIN state_groups g ON g.id = r.state_group "
+				       "WHERE r.room_id = $1 FOR UPDATE OF r",
+				       1, p);
+	if (!r)
+		return -1;
+	if (PQntuples(r) != 1) {
+		PQclear(r);
+		return al_error_set(err, 404, "M_NOT_FOUND", "Unknown room");
+	}
+	snprintf(w->version, sizeof(w->version), "%s", PQgetvalue(r, 0, 0));
+	snprintf(w->head, sizeof(w->head), "%s", col_str(r, 0, 1) ? col_str(r, 0, 1) : "");
+	w->depth = col_i64(r, 0, 2);
+	w->group = col_i64(r, 0, 3);
+	w->chain_len = (int)col_i64(r, 0, 4);
+	PQclear(r);
+	if (event_rules_for(w->version, &w->rules) < 0)
+		return al_error_set(err, 400, "M_UNSUPPORTED_ROOM_VERSION", "room version %s", w->version);
+	return 0;
+}
+
+/* The member events of senders into w->state; with base, also create,
+ * power levels and join rules. */
+static int batch_load_state(struct writer *w, const char *const *senders, int n, bool base, struct al_error *err)
+{
+	char *arr = room_pg_array(senders, n);
+	if (!arr)
+		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	const char *p[] = {w->room_id, arr};
+	PGresult *r =
+		base ? db_exec_prepared(w->c->db, err, NULL, "room_batch_state",
+					"SELECT cs.type, cs.state_key, e.event_id, e.json FROM current_state cs "
+					"JOIN events e ON e.event_id = cs.event_id WHERE cs.room_id = $1 AND ("
+					"(cs.state_key = '' AND cs.type IN ('m.room.create', 'm.room.power_levels', "
+					"'m.room.join_rules')) OR (cs.type = 'm.room.member' AND cs.state_key = ANY($2::text[])))",
+					2, p)
+		     : db_exec_prepared(w->c->db, err, NULL, "room_batch_members",
+					"SELECT cs.type, cs.state_key, e.event_id, e.json FROM current_state cs "
+					"JOIN events e ON e.event_id = cs.event_id WHERE cs.room_id = $1 "
+					"AND cs.type = 'm.room.member' AND cs.state_key = ANY($2::text[])",
+					2, p);
+	free(arr);
+	if (!r)
+		return -1;
+	int rc = load_state_rows(w, r);
+	PQclear(r);
+	return rc < 0 ? al_error_set(err, 500, "M_UNKNOWN", "bad stored event") : 0;
+}
+
+static bool has_txn(const struct room_batch_item *it)
+{
+	return it->spec.txn_id && it->spec.device_id;
+}
+
+/* Items whose txnId is already stored: their first event's ID, stream 0.
+ * One query for the whole batch, under the room lock. */
+static int batch_txn_lookup(struct writer *w, struct room_batch_item *items, int n, bool *done,
+			    struct al_error *err)
+{
+	const char **u = calloc((size_t)n + 1, sizeof(*u) * 3);
+	int *idx = calloc((size_t)n + 1, sizeof(*idx));
+	int k = 0, rc = -1;
+	char *au = NULL, *ad = NULL, *at = NULL;
+	if (!u || !idx) {
+		al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+		goto out;
+	}
+	const char **users = u, **devs = u + n, **txns = u + 2 * n;
+	for (int i = 0; i < n; i++) {
+		if (done[i] || !has_txn(&items[i]))
+			continue;
+		users[k] = items[i].sender;
+		devs[k] = items[i].spec.device_id;
+		txns[k] = items[i].spec.txn_id;
+		idx[k++] = i;
+	}
+	rc = 0;
+	if (k == 0)
+		goto out;
+	rc = -1;
+	au = room_pg_array(users, k);
+	ad = room_pg_array(devs, k);
+	at = room_pg_array(txns, k);
+	if (!au || !ad || !at) {
+		al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+		goto out;
+	}
+	const char *p[] = {w->room_id, au, ad, at};
+	PGresult *r = db_exec_prepared(w->c->db, err, NULL, "room_batch_txns",
+				       "SELECT u.i, t.event_id FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY "
+				       "AS u(usr, dev, txn, i) CROSS JOIN LATERAL (SELECT event_id FROM event_txns WHERE "
+				       "user_id = u.usr AND device_id = u.dev AND room_id = $1 AND kind = 'send' "
+				       "AND txn_id = u.txn) t",
+				       4, p);
+	if (!r)
+		goto out;
+	for (int j = 0; j < PQntuples(r); j++) {
+		long o = strtol(PQgetvalue(r, j, 0), NULL, 10);
+		if (o < 1 || o > k)
+			continue;
+		struct room_batch_item *it = &items[idx[o - 1]];
+		snprintf(it->event_id, sizeof(it->event_id), "%s", PQgetvalue(r, j, 1));
+		it->stream = 0;
+		it->rc = 0;
+		done[idx[o - 1]] = true;
+	}
+	PQclear(r);
+	rc = 0;
+out:
+	free(au);
+	free(ad);
+	free(at);
+	free(u);
+	free(idx);
+	return rc;
+}
+
+/* An earlier item of this batch with the same txnId that succeeded: this
+ * one is its repeat. */
+static const struct room_batch_item *batch_twin(const struct room_batch_item *items, const bool *done, int i)
+{
+	const struct room_batch_item *it = &items[i];
+	if (!has_txn(it))
+		return NULL;
+	for (int j = 0; j < i; j++) {
+		const struct room_batch_item *o = &items[j];
+		if (done[j] && o->rc == 0 && has_txn(o) && strcmp(o->spec.txn_id, it->spec.txn_id) == 0 &&
+		    strcmp(o->spec.device_id, it->spec.device_id) == 0 && strcmp(o->sender, it->sender) == 0)
+			return o;
+	}
+	return NULL;
+}
+
+/* The batch's one INSERT: events, edges, auth edges, txnIds, the new head.
+ * It first takes the stream lock (STREAM_LOCK, held to commit: see room.h;
+ * u joins l, so no row, and no nextval, exists before the lock is held),
+ * then draws the stream positions in row order (nextval in the target list
+ * of an ordered subquery), which is checked below. 1 on a unique
+ * violation. */
+static int batch_store(struct writer *w, struct room_batch_item *items, struct al_error *err)
+{
+	struct room_batch *b = w->batch;
+	int n = b->n, na = 0, ne = 0, rc = -1;
+	for (int i = 0; i < n; i++)
+		na += b->rows[i].nauth;
+	const char **cols = calloc((size_t)(8 * n + 2 * n + 2 * na) + 1, sizeof(*cols));
+	char *arr[12] = {0};
+	if (!cols)
+		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	const char **c8 = cols, **edge = cols + 8 * n, **auth = cols + 10 * n;
+	for (int i = 0; i < n; i++) {
+		struct batch_row *r = &b->rows[i];
+		c8[0 * n + i] = r->event_id;
+		c8[1 * n + i] = r->depth;
+		c8[2 * n + i] = r->type;
+		c8[3 * n + i] = r->sender;
+		c8[4 * n + i] = r->ts;
+		c8[5 * n + i] = r->json;
+		c8[6 * n + i] = r->device;
+		c8[7 * n + i] = r->txn;
+		if (r->prev[0]) {
+			edge[ne] = r->event_id;
+			edge[n + ne] = r->prev;
+			ne++;
+		}
+	}
+	int k = 0;
+	for (int i = 0; i < n; i++)
+		for (int j = 0; j < b->rows[i].nauth; j++) {
+			auth[k] = b->rows[i].event_id;
+			auth[na + k] = b->rows[i].auth[j];
+			k++;
+		}
+	for (int i = 0; i < 8; i++)
+		arr[i] = room_pg_array(c8 + i * n, n);
+	arr[8] = room_pg_array(edge, ne);
+	arr[9] = room_pg_array(edge + n, ne);
+	arr[10] = room_pg_array(auth, na);
+	arr[11] = room_pg_array(auth + na, na);
+	for (int i = 0; i < 12; i++)
+		if (!arr[i]) {
+			al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+			goto out;
+		}
+	char group[24], depth[24];
+	fmt_i64(group, sizeof(group), w->group);
+	fmt_i64(depth, sizeof(depth), w->depth);
+	const char *p[] = {w->room_id, arr[0], arr[1], arr[2], arr[3], arr[4], arr[5], arr[6], arr[7],
+			   w->group ? group : NULL, arr[8], arr[9], arr[10], arr[11], w->head, depth};
+	int conflict = 0;
+	PGresult *r = db_exec_prepared(
+		w->c->db, err, &conflict, "room_batch_insert",
+		"WITH l AS MATERIALIZED (SELECT pg_advisory_xact_lock(" STREAM_LOCK ")), "
+		"u AS (SELECT u.* FROM l, unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::bigint[], "
+		"$7::text[], $8::text[], $9::text[]) WITH ORDINALITY AS u(event_id, depth, type, sender, ts, json, "
+		"txn_device, txn_id, ord)), "
+		"e AS (INSERT INTO events (event_id, room_id, stream_ordering, depth, type, sender, origin_server_ts, "
+		"json, state_group, txn_device, txn_id) SELECT x.event_id, $1::text, nextval('al_stream_seq'), x.depth, "
+		"x.type, x.sender, x.ts, x.json, $10::bigint, x.txn_device, x.txn_id FROM (SELECT * FROM u ORDER BY ord) x "
+		"RETURNING event_id, stream_ordering), "
+		"p AS (INSERT INTO event_edges (event_id, prev_event_id) SELECT * FROM unnest($11::text[], $12::text[])), "
+		"a AS (INSERT INTO event_auth (event_id, auth_event_id) SELECT * FROM unnest($13::text[], $14::text[])), "
+		"t AS (INSERT INTO event_txns (user_id, device_id, txn_id, room_id, event_id, kind) "
+		"SELECT u.sender, u.txn_device, u.txn_id, $1::text, u.event_id, 'send' FROM u "
+		"WHERE u.txn_device IS NOT NULL AND u.txn_id IS NOT NULL), "
+		"h AS (UPDATE rooms SET head_event_id = $15::text, head_depth = $16::bigint WHERE room_id = $1::text) "
+		"SELECT event_id, stream_ordering FROM e",
+		16, p);
+	if (conflict) {
+		rc = 1;
+		goto out;
+	}
+	if (!r)
+		goto out;
+	for (int j = 0; j < PQntuples(r); j++) {
+		const char *id = PQgetvalue(r, j, 0);
+		for (int i = 0; i < n; i++)
+			if (strcmp(b->rows[i].event_id, id) == 0) {
+				items[b->rows[i].item].stream = col_i64(r, j, 1);
+				break;
+			}
+	}
+	bool ordered = PQntuples(r) == n;
+	PQclear(r);
+	for (int i = 0; ordered && i < n; i++)
+		ordered = items[b->rows[i].item].stream > (i ? items[b->rows[i - 1].item].stream : 0);
+	if (!ordered) {
+		log_error("room", "batch stream positions out of DAG order room_id=%s", w->room_id);
+		al_error_set(err, 500, "M_UNKNOWN", "internal error");
+		goto out;
+	}
+	rc = 0;
+out:
+	for (int i = 0; i < 12; i++)
+		free(arr[i]);
+	free(cols);
+	return rc;
+}
+
+/* Under the room lock: w's state from the cache when the head is still
+ * the one its last batch wrote, else read; then the member events of the
+ * senders not looked up yet. *queried: the looked-up set (new ref). */
+static int batch_load(struct writer *w, struct room_write_cache *cache, const char *const *senders, int ns,
+		      json_t **queried, struct al_error *err)
+{
+	struct wc_entry *e = wc_find(cache, w->room_id);
+	bool fresh = e && strcmp(e->head, w->head) == 0 && strcmp(e->version, w->version) == 0 &&
+		     e->group == w->group && e->depth == w->depth;
+	if (fresh) {
+		w->state = json_incref(e->state);
+		*queried = json_incref(e->queried);
+		e->used = ++cache->clock;
+	} else {
+		w->state = json_object();
+		*queried = json_object();
+	}
+	if (!w->state || !*queried)
+		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	const char **missing = calloc((size_t)ns + 1, sizeof(*missing));
+	if (!missing)
+		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	int nm = 0;
+	for (int i = 0; i < ns; i++)
+		if (!json_object_get(*queried, senders[i]))
+			missing[nm++] = senders[i];
+	int rc = 0;
+	if (!fresh || nm > 0)
+		rc = batch_load_state(w, missing, nm, !fresh, err);
+	for (int i = 0; rc == 0 && i < nm; i++)
+		json_object_set_new(*queried, missing[i], json_true());
+	free(missing);
+	return rc;
+}
+
+int room_send_batch(const struct room_ctx *c, const char *room_id, struct room_batch_item *items, int n,
+		    struct room_write_cache *cache)
+{
+	struct writer w;
+	struct room_batch b = {0};
+	struct al_error err = {0};
+	json_t *queried = NULL;
+	/* per item: not looked at yet, done before this batch (not a timeline
+	 * event, or its txnId was stored), done in this batch (refused, repeat
+	 * of an earlier item, or a row of the INSERT) */
+	enum { ITEM_PENDING, ITEM_EARLIER, ITEM_THIS } *how = calloc((size_t)n + 1, sizeof(*how));
+	bool *done = calloc((size_t)n + 1, sizeof(*done));
+	const char **senders = calloc((size_t)n + 1, sizeof(*senders));
+	int stored = 0, ns = 0;
+	bool retry_each = false;
+	memset(&w, 0, sizeof(w));
+	w.c = c;
+	b.rows = calloc((size_t)n + 1, sizeof(*b.rows));
+	b.cap = n;
+	for (int i = 0; i < n; i++) {
+		items[i].rc = -1;
+		items[i].stream = 0;
+		items[i].event_id[0] = 0;
+		memset(&items[i].err, 0, sizeof(items[i].err));
+	}
+	if (!how || !done || !senders || !b.rows || strlen(room_id) > ROOM_ID_MAX) {
+		al_error_set(&err, 500, "M_UNKNOWN", "out of memory");
+		goto fail;
+	}
+	snprintf(w.room_id, sizeof(w.room_id), "%s", room_id);
+	for (int i = 0; i < n; i++) {
+		if (items[i].spec.state_key || items[i].spec.redacts || !items[i].sender || !items[i].spec.type) {
+			al_error_set(&items[i].err, 500, "M_UNKNOWN", "not a timeline event");
+			done[i] = true;
+			how[i] = ITEM_EARLIER;
+			continue;
+		}
+		bool seen = false;
+		for (int j = 0; j < ns && !seen; j++)
+			seen = strcmp(senders[j], items[i].sender) == 0;
+		if (!seen)
+			senders[ns++] = items[i].sender;
+	}
+	if (ns == 0)
+		goto out;
+	if (db_begin(c->db, &err) < 0)
+		goto fail;
+	if (batch_lock(&w, &err) < 0) {
+		/* 404 and the like answer every item; a database error is
+		 * retried item by item. */
+		retry_each = err.status == 500;
+		goto fail_rollback;
+	}
+	if (batch_load(&w, cache, senders, ns, &queried, &err) < 0 || batch_txn_lookup(&w, items, n, done, &err) < 0) {
+		retry_each = true;
+		goto fail_rollback;
+	}
+	w.batch = &b;
+	for (int i = 0; i < n; i++) {
+		if (done[i]) {
+			if (how[i] == ITEM_PENDING)
+				how[i] = ITEM_EARLIER; /* its txnId was stored */
+			continue;
+		}
+		const struct room_batch_item *twin = batch_twin(items, done, i);
+		done[i] = true;
+		how[i] = ITEM_THIS;
+		if (twin) {
+			snprintf(items[i].event_id, sizeof(items[i].event_id), "%s", twin->event_id);
+			items[i].rc = 0;
+			continue;
+		}
+		b.cur = i;
+		if (writer_append(&w, items[i].sender, &items[i].spec, items[i].event_id, &items[i].err) == 0)
+			items[i].rc = 0;
+	}
+	if (b.n > 0 && batch_store(&w, items, &err) != 0) {
+		retry_each = true;
+		goto fail_rollback;
+	}
+	if (db_commit(c->db, &err) < 0) {
+		/* Unknown outcome: no retry here (a client's txnId can). */
+		for (int i = 0; i < n; i++) {
+			if (how[i] == ITEM_THIS && items[i].rc == 0) {
+				items[i].rc = -1;
+				items[i].stream = 0;
+				items[i].err = err;
+			}
+		}
+		goto out;
+	}
+	stored = b.n;
+	wc_store(cache, &w, queried);
+	goto out;
+fail_rollback:
+	db_rollback(c->db);
+fail:
+	for (int i = 0; i < n; i++) {
+		if (how && how[i] == ITEM_EARLIER && items[i].rc < 0)
+			continue; /* not a timeline event */
+		if (retry_each) {
+			/* One at a time through room_send, the reference path. */
+			memset(&items[i].err, 0, sizeof(items[i].err));
+			items[i].rc = room_send(c, room_id, items[i].sender, &items[i].spec, items[i].event_id,
+						&items[i].stream, &items[i].err);
+			stored += items[i].rc == 0 && items[i].stream > 0;
+		} else {
+			items[i].rc = -1;
+			items[i].stream = 0;
+			items[i].err = err;
+		}
+	}
+out:
+	if (retry_each && wc_find(cache, room_id))
+		wc_clear(wc_find(cache, room_id));
+	for (int i = 0; i < b.n; i++)
+		free(b.rows[i].json);
+	free(b.rows);
+	free(how);
+	free(done);
+	free(senders);
+	json_decref(queried);
+	writer_clear(&w);
+	return stored;
 }
 
 /* ---- aliases ---- */
