@@ -122,4 +122,5 @@ printf '%-44s %10.0f req/s  p99 %7.2f ms  non-2xx %s  (goal p99 <= 20 ms)\n' "GE
 printf '%-44s %10.0f req/s  p99 %7.2f ms  non-2xx %s\n' "  same, one connection (wrk -t1 -c1)" "$SEA1_RPS" "$SEA1_P99" "$SEA1_BAD"
 echo "sample resolve: $ONE"
 echo "sample search q=user4242: $HITS results"
+echo "auralinkd resident memory: $(awk '/VmRSS/ {printf "%.0f MiB", $2/1024}' /proc/$AL_PID/status)"
 echo "last_used_at written: $($PSQL -c "SELECT count(*) FROM aura_id_registry WHERE last_used_at IS NOT NULL") of $COUNT"

@@ -68,15 +68,15 @@ PSQL <<SQL
 INSERT INTO aura_id_registry (aura_id, user_id, username) VALUES
   ('@alice.aura', '@alice:$SERVER_NAME', 'alice'), ('@crowd.aura', '@crowd:$SERVER_NAME', 'crowd');
 INSERT INTO users (user_id, localpart)
-  SELECT '@p' || i || ':$SERVER_NAME', 'p' || i FROM generate_series(1, 7999) i;
+  SELECT '@peer' || i || ':$SERVER_NAME', 'peer' || i FROM generate_series(1, 7999) i;
 INSERT INTO aura_id_registry (aura_id, user_id, username)
-  SELECT '@p' || i || '.aura', '@p' || i || ':$SERVER_NAME', 'p' || i FROM generate_series(1, 7999) i;
+  SELECT '@peer' || i || '.aura', '@peer' || i || ':$SERVER_NAME', 'peer' || i FROM generate_series(1, 7999) i;
 -- alice in London; 7,999 peers and 2,000 relays around the world
 INSERT INTO mesh_nodes (aura_id, user_id, node_type, latitude, longitude, bandwidth_capacity_mbps)
   VALUES ('@alice.aura', '@alice:$SERVER_NAME', 'peer', 51.5, -0.13, 100);
 INSERT INTO mesh_nodes (aura_id, user_id, node_type, latitude, longitude, bandwidth_capacity_mbps,
                         max_connections, reputation_score, trust_level)
-  SELECT '@p' || i || '.aura', '@p' || i || ':$SERVER_NAME', 'peer', random() * 120 - 55,
+  SELECT '@peer' || i || '.aura', '@peer' || i || ':$SERVER_NAME', 'peer', random() * 120 - 55,
          random() * 360 - 180, 5 + random() * 95, 20, 30 + random() * 70, 'new'
   FROM generate_series(1, 7999) i;
 INSERT INTO mesh_nodes (aura_id, user_id, node_type, latitude, longitude, bandwidth_capacity_mbps,
@@ -95,7 +95,7 @@ local n = 0
 request = function()
   n = n + 1
   local d = (n * 7919 + math.random(0, 7998)) % 7999 + 1
-  local body = '{"source_aura_id":"@alice.aura","destination_aura_id":"@p' .. d .. '.aura"}'
+  local body = '{"source_aura_id":"@alice.aura","destination_aura_id":"@peer' .. d .. '.aura"}'
   return wrk.format("POST", "/_auralink/client/v1/mesh/routes/find-optimal",
     {["Content-Type"] = "application/json", ["Authorization"] = "Bearer TOKEN"}, body)
 end
@@ -103,7 +103,7 @@ LUA
 sed -i "s/TOKEN/$ALICE/" "$W/find_cold.lua"
 cat >"$W/find_warm.lua" <<LUA
 wrk.method = "POST"
-wrk.body = '{"source_aura_id":"@alice.aura","destination_aura_id":"@p42.aura"}'
+wrk.body = '{"source_aura_id":"@alice.aura","destination_aura_id":"@peer42.aura"}'
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer $ALICE"
 LUA
@@ -114,7 +114,7 @@ ROUTES=$(PSQL -c "SELECT count(*) FROM mesh_routes")
 WARM_RPS=$(rate "${DUR}s" "$W/find_warm.lua" "$BASE/_auralink/client/v1/mesh/routes/find-optimal")
 BASE_RPS=$(rate "${DUR}s" "" "$BASE/_matrix/client/versions")
 SAMPLE=$(curl -s -X POST "$BASE/_auralink/client/v1/mesh/routes/find-optimal" -H "Authorization: Bearer $ALICE" \
-	-d '{"source_aura_id":"@alice.aura","destination_aura_id":"@p4242.aura"}')
+	-d '{"source_aura_id":"@alice.aura","destination_aura_id":"@peer4242.aura"}')
 stop_server
 
 # 100,000 nodes for the heartbeat load (all of @crowd.aura)

@@ -19,6 +19,7 @@ struct typing;
 struct federation;
 struct mesh_state;
 struct room_queue;
+struct calls_module;
 
 struct app {
 	struct al_config cfg;
@@ -48,6 +49,8 @@ struct app {
 	struct federation *federation;
 	/* Group commit of PUT /send (room_queue.h; started by rooms_start) */
 	struct room_queue *room_queue;
+	/* Call tracking: the expiry sweeper (calls.c) */
+	struct calls_module *calls;
 };
 
 #endif

@@ -316,6 +316,25 @@ int apps_prefs_load(struct db *db, const char *aura_id, struct notify_prefs *pre
 	return rc;
 }
 
+int apps_active_ids(struct db *db, const char *aura_id, char (*ids)[NOTIFY_APP_ID_MAX + 1], int max,
+		    struct al_error *err)
+{
+	char lim[16];
+	snprintf(lim, sizeof(lim), "%d", max);
+	const char *params[] = {aura_id, lim};
+	PGresult *r = db_exec(db, err,
+			      "SELECT app_id FROM cross_app_connections WHERE aura_id = $1 AND is_active"
+			      " ORDER BY connected_at, app_id LIMIT $2::int",
+			      2, params);
+	if (!r)
+		return -1;
+	int n = PQntuples(r);
+	for (int i = 0; i < n; i++)
+		snprintf(ids[i], NOTIFY_APP_ID_MAX + 1, "%s", PQgetvalue(r, i, 0));
+	PQclear(r);
+	return n;
+}
+
 /* {"a","b"} from strings that hold no quote or backslash (app IDs). */
 static int text_array(char *buf, size_t cap, char ids[][NOTIFY_APP_ID_MAX + 1], int n)
 {

@@ -43,5 +43,10 @@ int apps_prefs_put(struct db *db, const char *user_id, const json_t *body, json_
 /* For the calls layer: the preferences of an AuraID (defaults when none). */
 int apps_prefs_load(struct db *db, const char *aura_id, struct notify_prefs *prefs,
 		    struct al_error *err);
+/* For the calls layer: the IDs of the AuraID's active connections, oldest
+ * first (the order notify_targets rings them in), at most max. Returns how
+ * many or -1. */
+int apps_active_ids(struct db *db, const char *aura_id, char (*ids)[NOTIFY_APP_ID_MAX + 1], int max,
+		    struct al_error *err);
 
 #endif

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "audit.h"
+#include "aura_search.h"
 #include "cjson.h"
 #include "http.h"
 #include "log.h"
@@ -38,6 +39,12 @@
 #define TICK_MS 1000
 #define FLUSH_EVERY_TICKS 5
 #define NOTIFY_CHANNEL "auralink_aura_id"
+/* Notified handles are re-read for the search index in batches of this
+ * many (one query each); a burst of more than SEARCH_RELOAD_AFTER reloads
+ * the whole index instead (one query). */
+#define NOTIFY_BATCH 512
+#define SEARCH_RELOAD_AFTER 8192
+#define SEARCH_RETRY_TICKS 10 /* after a failed load */
 
 struct cache_entry {
 	char key[AURA_ID_MAX];     /* lower-case handle */
@@ -67,6 +74,16 @@ struct aura_id_state {
 	int notify_fd;
 	int ticks;
 	bool preloaded;
+	/* search index (aura_search.c): loaded at start and whenever changes
+	 * may have been missed (one query); kept current by this process's
+	 * changes at once and by everyone's through the notifications, which
+	 * re-read the notified rows. A change applied at once while a load was
+	 * reading an older snapshot is undone by the swap, and redone by its
+	 * own notification a moment later (we listen before we load). */
+	struct aura_search *search;
+	_Atomic bool db_folds_unicode; /* the database's lower() folds beyond ASCII */
+	char (*changed)[AURA_ID_MAX];  /* NOTIFY_BATCH notified handles */
+	int search_retry;              /* ticks until the next load attempt */
 };
 
 /* The record: column names of aura_id_registry, timestamps in ms. Column
@@ -558,6 +575,30 @@ int aura_id_check_visible(struct app *app, struct db *db, const char *viewer, co
 
 /* ---- last_used_at batches ---- */
 
+/* A text[] literal {"@a.aura","@b.aura"} of n handles (malloc'd); handles
+ * hold no quote or backslash (those that do are skipped anyway). */
+static char *handles_literal(const char (*handles)[AURA_ID_MAX], int n)
+{
+	size_t cap = (size_t)n * (AURA_ID_MAX + 3) + 3, off = 0;
+	char *lit = malloc(cap);
+	if (!lit)
+		return NULL;
+	lit[off++] = '{';
+	for (int i = 0; i < n; i++) {
+		if (strpbrk(handles[i], "\"\\{},"))
+			continue;
+		int w = snprintf(lit + off, cap - off, "%s\"%s\"", off > 1 ? "," : "", handles[i]);
+		if (w < 0 || (size_t)w >= cap - off) {
+			free(lit);
+			return NULL;
+		}
+		off += (size_t)w;
+	}
+	lit[off++] = '}';
+	lit[off] = '\0';
+	return lit;
+}
+
 int aura_id_flush_touches(struct app *app)
 {
 	struct aura_id_state *st = app->aura_id;
@@ -578,24 +619,10 @@ int aura_id_flush_touches(struct app *app)
 		return 0;
 	if (!batch)
 		return -1;
-	/* A text[] literal: {"@a.aura","@b.aura"}; handles hold no quote or
-	 * backslash (checked anyway). */
-	size_t cap = (size_t)n * (AURA_ID_MAX + 3) + 3, off = 0;
-	char *lit = malloc(cap);
+	char *lit = handles_literal((const char(*)[AURA_ID_MAX])batch, n);
 	int rc = -1;
 	if (!lit)
 		goto out;
-	lit[off++] = '{';
-	for (int i = 0; i < n; i++) {
-		if (strpbrk(batch[i], "\"\\{},"))
-			continue;
-		int w = snprintf(lit + off, cap - off, "%s\"%s\"", off > 1 ? "," : "", batch[i]);
-		if (w < 0 || (size_t)w >= cap - off)
-			goto out;
-		off += (size_t)w;
-	}
-	lit[off++] = '}';
-	lit[off] = '\0';
 	struct al_error err = {0};
 	const char *params[] = {lit};
 	PGresult *r = db_exec(app->maint_db, &err,
@@ -617,17 +644,217 @@ out:
 	return rc;
 }
 
+/* ---- search index upkeep ---- */
+
+/* Columns of a search row, and whether it is discoverable (the predicate
+ * of the partial indexes of 001, and of the SQL search below). */
+#define SEARCH_COLUMNS                                                                        \
+	"r.aura_id, r.user_id, r.username, r.display_name, r.avatar_url, r.is_verified,"      \
+	" coalesce(r.allow_discovery AND r.privacy_level <> 'private' AND r.status = 'active'," \
+	" false)"
+#define SEARCH_NCOLS 7
+
+static const char *col_or_null(PGresult *r, int row, int col)
+{
+	return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
+}
+
+/* Row i of a SEARCH_COLUMNS result starting at column c; returns whether
+ * it is discoverable. */
+static bool search_row(PGresult *r, int i, int c, struct aura_search_row *row)
+{
+	row->aura_id = PQgetvalue(r, i, c);
+	row->user_id = PQgetvalue(r, i, c + 1);
+	row->username = PQgetvalue(r, i, c + 2);
+	row->display_name = col_or_null(r, i, c + 3);
+	row->avatar_url = col_or_null(r, i, c + 4);
+	row->is_verified = PQgetvalue(r, i, c + 5)[0] == 't';
+	return PQgetvalue(r, i, c + 6)[0] == 't';
+}
+
+/* Rows of a SEARCH_COLUMNS result into the index: discoverable ones put,
+ * the others removed. */
+static void search_apply(struct aura_search *s, PGresult *r, int c)
+{
+	for (int i = 0; i < PQntuples(r); i++) {
+		if (PQgetisnull(r, i, c))
+			continue;
+		struct aura_search_row row;
+		if (search_row(r, i, c, &row)) {
+			if (aura_search_put(s, &row) < 0)
+				log_warn("aura_id", "search index: cannot add aura_id=%s", row.aura_id);
+		} else {
+			aura_search_remove(s, row.aura_id);
+		}
+	}
+}
+
+/* Main thread: the whole index from PostgreSQL, one query (and one to learn
+ * how the database folds case). */
+static int search_load(struct app *app)
+{
+	struct aura_id_state *st = app->aura_id;
+	struct al_error err = {0};
+	int64_t t0 = now_ms();
+	PGresult *f = db_exec(app->maint_db, &err, "SELECT lower(chr(201)) <> chr(201)", 0, NULL);
+	if (!f)
+		return -1;
+	atomic_store(&st->db_folds_unicode, PQntuples(f) == 1 && PQgetvalue(f, 0, 0)[0] == 't');
+	PQclear(f);
+	PGresult *r = db_exec(app->maint_db, &err,
+			      "SELECT " SEARCH_COLUMNS " FROM aura_id_registry r"
+			      " WHERE r.allow_discovery AND r.privacy_level <> 'private' AND r.status = 'active'",
+			      0, NULL);
+	if (!r)
+		return -1;
+	int n = PQntuples(r);
+	struct aura_search_row *rows = n ? calloc((size_t)n, sizeof(*rows)) : NULL;
+	int rc = -1;
+	if (n && !rows)
+		goto out;
+	for (int i = 0; i < n; i++)
+		search_row(r, i, 0, &rows[i]);
+	rc = aura_search_load(st->search, rows, (size_t)n);
+out:
+	free(rows);
+	PQclear(r);
+	if (rc < 0) {
+		log_warn("aura_id", "search index: load failed rows=%d", n);
+		return -1;
+	}
+	struct aura_search_stats stats;
+	aura_search_stats(st->search, &stats);
+	log_info("aura_id", "search index loaded entries=%zu bytes=%zu trigrams=%zu ms=%lld%s",
+		 stats.entries, stats.bytes, stats.trigrams, (long long)(now_ms() - t0),
+		 atomic_load(&st->db_folds_unicode) ? " non_ascii_terms=sql" : "");
+	return 0;
+}
+
+/* Main thread: re-read n notified handles (lower-case keys) for the index,
+ * one query; those no longer in the table are removed. */
+static void search_refresh(struct app *app, const char (*keys)[AURA_ID_MAX], int n)
+{
+	struct aura_id_state *st = app->aura_id;
+	if (n == 0 || !aura_search_ready(st->search))
+		return;
+	char *lit = handles_literal(keys, n);
+	if (!lit) {
+		aura_search_invalidate(st->search);
+		return;
+	}
+	struct al_error err = {0};
+	const char *params[] = {lit};
+	PGresult *r = db_exec(app->maint_db, &err,
+			      "SELECT t.h, " SEARCH_COLUMNS " FROM unnest($1::text[]) AS t(h)"
+			      " LEFT JOIN aura_id_registry r ON lower(r.aura_id) = t.h",
+			      1, params);
+	free(lit);
+	if (!r) {
+		/* missed changes: answer from SQL until the next load */
+		aura_search_invalidate(st->search);
+		return;
+	}
+	for (int i = 0; i < PQntuples(r); i++)
+		if (PQgetisnull(r, i, 1))
+			aura_search_remove(st->search, PQgetvalue(r, i, 0));
+	search_apply(st->search, r, 1);
+	PQclear(r);
+}
+
+/* After this process changed an AuraID: the record (RECORD_JSON) into the
+ * index at once, so the change shows up in the next search here. */
+static void search_apply_record(struct app *app, const json_t *rec)
+{
+	struct aura_id_state *st = app->aura_id;
+	if (!st || !st->search || !rec)
+		return;
+	const char *aura_id = json_string_value(json_object_get(rec, "aura_id"));
+	const char *privacy = json_string_value(json_object_get(rec, "privacy_level"));
+	const char *status = json_string_value(json_object_get(rec, "status"));
+	if (!aura_id)
+		return;
+	bool discoverable = json_is_true(json_object_get(rec, "allow_discovery")) && privacy &&
+			    strcmp(privacy, "private") != 0 && status && strcmp(status, "active") == 0;
+	struct aura_search_row row = {
+		aura_id,
+		json_string_value(json_object_get(rec, "user_id")),
+		json_string_value(json_object_get(rec, "username")),
+		json_string_value(json_object_get(rec, "display_name")),
+		json_string_value(json_object_get(rec, "avatar_url")),
+		json_is_true(json_object_get(rec, "is_verified")),
+	};
+	if (!discoverable)
+		aura_search_remove(st->search, aura_id);
+	else if (aura_search_put(st->search, &row) < 0)
+		log_warn("aura_id", "search index: cannot add aura_id=%s", aura_id);
+}
+
+int aura_id_user_changed(struct app *app, struct db *db, const char *user_id)
+{
+	struct aura_id_state *st = app->aura_id;
+	struct al_error err = {0};
+	if (!st)
+		return 0;
+	const char *params[] = {user_id};
+	PGresult *r = db_exec(db, &err,
+			      "SELECT " SEARCH_COLUMNS " FROM aura_id_registry r WHERE r.user_id = $1", 1,
+			      params);
+	if (!r)
+		return -1; /* the notification will still come */
+	if (PQntuples(r) == 1) {
+		search_apply(st->search, r, 0);
+		aura_id_cache_forget(app, PQgetvalue(r, 0, 0));
+	}
+	PQclear(r);
+	return 0;
+}
+
 /* ---- change notifications from PostgreSQL ---- */
+
+/* The payload is the handle of a changed AuraID (its record, or its owner's
+ * online mesh nodes). The search index re-reads those rows (a batch per
+ * query) before the resolve cache drops them, so once a resolve shows a
+ * change, search does too. */
+static void changed_flush(struct app *app, int n)
+{
+	struct aura_id_state *st = app->aura_id;
+	search_refresh(app, (const char(*)[AURA_ID_MAX])st->changed, n);
+	for (int i = 0; i < n; i++)
+		aura_id_cache_forget(app, st->changed[i]);
+}
 
 static void drain_notifies(struct app *app)
 {
-	PGconn *c = app->maint_db->conn;
+	struct aura_id_state *st = app->aura_id;
 	PGnotify *n;
-	while ((n = PQnotifies(c)) != NULL) {
-		if (n->extra && n->extra[0])
-			aura_id_cache_forget(app, n->extra);
+	int nb = 0, total = 0;
+	bool reload = false;
+	/* re-read the connection each time: a query in between may reset it */
+	while (app->maint_db->conn && (n = PQnotifies(app->maint_db->conn)) != NULL) {
+		char key[AURA_ID_MAX];
+		if (!n->extra || !handle_key(n->extra, key)) {
+			if (n->extra && n->extra[0])
+				aura_id_cache_forget(app, n->extra);
+		} else if (reload || ++total > SEARCH_RELOAD_AFTER) {
+			if (!reload) {
+				/* a burst: one load at the end instead */
+				reload = true;
+				aura_search_invalidate(st->search);
+			}
+			aura_id_cache_forget(app, key);
+		} else {
+			memcpy(st->changed[nb++], key, AURA_ID_MAX);
+			if (nb == NOTIFY_BATCH) {
+				changed_flush(app, nb);
+				nb = 0;
+			}
+		}
 		PQfreemem(n);
 	}
+	if (nb)
+		changed_flush(app, nb);
+	if (reload && search_load(app) < 0)
+		st->search_retry = SEARCH_RETRY_TICKS;
 }
 
 static void on_notify_readable(evutil_socket_t fd, short what, void *arg)
@@ -639,6 +866,7 @@ static void on_notify_readable(evutil_socket_t fd, short what, void *arg)
 		event_free(st->notify_ev);
 		st->notify_ev = NULL;
 		st->notify_fd = -1;
+		aura_search_invalidate(st->search);
 		aura_id_cache_forget_all(app);
 		return;
 	}
@@ -670,7 +898,9 @@ static void ensure_listening(struct app *app)
 	if (st->notify_ev)
 		event_add(st->notify_ev, NULL);
 	/* whatever changed while we were not listening */
+	aura_search_invalidate(st->search);
 	aura_id_cache_forget_all(app);
+	st->search_retry = search_load(app) < 0 ? SEARCH_RETRY_TICKS : 0;
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -682,6 +912,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		st->preloaded = true;
 		cache_preload(app);
 	}
+	if (st->notify_ev && !aura_search_ready(st->search) && --st->search_retry <= 0)
+		st->search_retry = search_load(app) < 0 ? SEARCH_RETRY_TICKS : 0;
 	if (app->maint_db && app->maint_db->conn) {
 		/* other modules' queries on this connection may have read
 		 * notifications into libpq's queue */
@@ -703,9 +935,13 @@ int aura_id_start(struct app *app)
 		return -1;
 	st->slots = calloc((size_t)CACHE_SETS * CACHE_WAYS, sizeof(*st->slots));
 	st->touched = calloc(TOUCH_MAX_PENDING, AURA_ID_MAX);
-	if (!st->slots || !st->touched) {
+	st->changed = calloc(NOTIFY_BATCH, AURA_ID_MAX);
+	st->search = aura_search_new();
+	if (!st->slots || !st->touched || !st->changed || !st->search) {
 		free(st->slots);
 		free(st->touched);
+		free(st->changed);
+		aura_search_free(st->search);
 		free(st);
 		return -1;
 	}
@@ -745,6 +981,8 @@ void aura_id_stop(struct app *app)
 		free(st->slots[i]);
 	free(st->slots);
 	free(st->touched);
+	free(st->changed);
+	aura_search_free(st->search);
 	for (unsigned i = 0; i < CACHE_STRIPES; i++)
 		pthread_rwlock_destroy(&st->locks[i]);
 	pthread_mutex_destroy(&st->touch_lock);
@@ -817,6 +1055,7 @@ int aura_id_create(struct app *app, struct db *db, const char *user_id, const ch
 	json_decref(details);
 	PQclear(r);
 	aura_id_cache_forget(app, aura_id);
+	search_apply_record(app, *out);
 	log_info("aura_id", "created aura_id=%s user=%s", aura_id, user_id);
 	return 0;
 fail:
@@ -1118,6 +1357,7 @@ int aura_id_update(struct app *app, struct db *db, const char *user_id, const js
 	    db_commit(db, err) < 0)
 		goto fail;
 	aura_id_cache_forget(app, aura_id);
+	search_apply_record(app, *out);
 	PQclear(r);
 	free(domains);
 	free(metadata);
@@ -1168,7 +1408,8 @@ static bool valid_text(const char *s, size_t *chars)
 	return true;
 }
 
-int aura_id_search(struct db *db, const char *q, int limit, json_t **out, struct al_error *err)
+int aura_id_search(struct app *app, struct db *db, const char *q, int limit, json_t **out,
+		   struct al_error *err)
 {
 	size_t chars = 0;
 	if (!q || !valid_text(q, &chars) || chars < 1 || chars > AURA_ID_SEARCH_MAX_QUERY)
@@ -1185,6 +1426,20 @@ int aura_id_search(struct db *db, const char *q, int limit, json_t **out, struct
 	if (!term[0])
 		return al_error_set(err, 400, "M_INVALID_PARAM", "q: 1-%d characters of text",
 				    AURA_ID_SEARCH_MAX_QUERY);
+	/* The index, unless it is not (yet, or no longer) current, or the term
+	 * has non-ASCII bytes and the database's lower() folds those (the
+	 * index folds ASCII only): then PostgreSQL, the same tiers in SQL. */
+	struct aura_id_state *st = app->aura_id;
+	bool ascii = true;
+	for (const char *s = term; *s && ascii; s++)
+		ascii = (unsigned char)*s < 0x80;
+	if (st && st->search && (ascii || !atomic_load(&st->db_folds_unicode))) {
+		int rc = aura_search_query(st->search, term, limit, out);
+		if (rc == 0)
+			return 0;
+		if (rc < 0)
+			return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	}
 	/* LIKE pattern body with \ % _ escaped */
 	char esc[sizeof(term) * 2];
 	size_t o = 0;
@@ -1384,6 +1639,7 @@ int aura_id_verify_confirm(struct app *app, struct db *db, const char *user_id, 
 	PQclear(r);
 	PQclear(u);
 	aura_id_cache_forget(app, aura_id);
+	search_apply_record(app, *out);
 	log_info("aura_id", "verified aura_id=%s method=%s", aura_id, method);
 	return 0;
 fail:

@@ -1,6 +1,6 @@
 /* aura_id.h - AuraIDs (@name.aura): claim, settings, verification, search
- * and resolution, with an in-memory cache of resolved records and batched
- * last_used_at writes. Domain module: no HTTP; records are JSON objects with
+ * and resolution, with an in-memory cache of resolved records, an
+ * in-memory search index and batched last_used_at writes. Domain module: no HTTP; records are JSON objects with
  * the column names of aura_id_registry, timestamps in milliseconds since the
  * epoch (null when unset).
  *
@@ -70,8 +70,21 @@ int aura_id_available(struct db *db, const char *username, bool *available, stru
 
 /* Discoverable AuraIDs matching q (prefix or substring of the handle or the
  * display name), exact > prefix > substring, then by handle. *out: array of
- * {aura_id, user_id, display_name, avatar_url, is_verified}. */
-int aura_id_search(struct db *db, const char *q, int limit, json_t **out, struct al_error *err);
+ * {aura_id, user_id, display_name, avatar_url, is_verified}. Served from
+ * the in-memory index (aura_search.h) when it is current; from one SQL
+ * statement on db otherwise (before the first load, after notifications
+ * were lost, and for terms with non-ASCII bytes when the database's
+ * lower() folds beyond ASCII). */
+int aura_id_search(struct app *app, struct db *db, const char *q, int limit, json_t **out,
+		   struct al_error *err);
+
+/* After this process changed a user's row in `users` (display name,
+ * avatar, suspension, deactivation: copied into her AuraID by a trigger),
+ * once committed: re-read her AuraID for the search index and drop its
+ * resolved copy, so the change shows here at once (other processes learn
+ * of it through NOTIFY auralink_aura_id). One query; -1 when it failed
+ * (the notification still brings the change, a moment later). */
+int aura_id_user_changed(struct app *app, struct db *db, const char *user_id);
 
 /* Resolve a handle for `viewer`: the JSON answer (malloc'd, *len bytes) or
  * NULL with 404 M_NOT_FOUND when unknown, not active or not visible to her.

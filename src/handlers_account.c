@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "accounts.h"
+#include "aura_id.h"
 #include "auth.h"
 #include "federation.h"
 #include "fields.h"
@@ -666,6 +667,7 @@ static void put_profile_field(struct http_req *req, const char *field, size_t ma
 		http_reply_al_error(req, &err);
 		return;
 	}
+	aura_id_user_changed(req->app, &req->worker->db, req->user_id);
 	http_reply_raw(req, 200, "{}", 2);
 }
 

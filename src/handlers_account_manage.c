@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "accounts.h"
+#include "aura_id.h"
 #include "auth.h"
 #include "fields.h"
 #include "http.h"
@@ -272,6 +273,7 @@ static void deactivate_action(struct http_req *req, void *ctx, const char *unuse
 		return;
 	}
 	auth_forget_user(req->app, req->user_id, NULL);
+	aura_id_user_changed(req->app, &req->worker->db, req->user_id);
 	log_info("accounts", "deactivated user_id=%s", req->user_id);
 	http_reply_json(req, 200, json_pack("{s:s}", "id_server_unbind_result", "no-support"));
 }

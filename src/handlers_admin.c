@@ -7,6 +7,7 @@
 
 #include "accounts.h"
 #include "audit.h"
+#include "aura_id.h"
 #include "auth.h"
 #include "http.h"
 #include "log.h"
@@ -38,6 +39,7 @@ static void set_suspended(struct http_req *req, bool suspended)
 	}
 	/* After the commit: a lookup racing with us now reads the new state. */
 	auth_forget_user(req->app, target, NULL);
+	aura_id_user_changed(req->app, db, target);
 	log_info("admin", "%s user_id=%s by=%s", suspended ? "suspended" : "unsuspended", target,
 		 req->user_id);
 	http_reply_json(req, 200, json_pack("{s:s, s:b}", "user_id", target, "suspended", suspended));

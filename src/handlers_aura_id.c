@@ -180,7 +180,7 @@ static void get_search(struct http_req *req)
 		return;
 	}
 	int limit = parse_limit(http_req_query(req, "limit"), AURA_ID_SEARCH_DEFAULT_LIMIT);
-	if (aura_id_search(&req->worker->db, q, limit, &results, &err) < 0) {
+	if (aura_id_search(req->app, &req->worker->db, q, limit, &results, &err) < 0) {
 		http_reply_al_error(req, &err);
 		return;
 	}

@@ -18,7 +18,7 @@
 
 static struct room_ctx ctx_of(struct http_req *req)
 {
-	struct room_ctx c = {.db = &req->worker->db, .keys = req->app->keys};
+	struct room_ctx c = {.db = &req->worker->db, .keys = req->app->keys, .app = req->app};
 	return c;
 }
 

@@ -13,6 +13,7 @@
 #include "aura_id.h"
 #include "audit.h"
 #include "auth.h"
+#include "calls.h"
 #include "config.h"
 #include "db.h"
 #include "federation.h"
@@ -21,6 +22,7 @@
 #include "handlers_abuse.h"
 #include "handlers_admin.h"
 #include "handlers_apps.h"
+#include "handlers_calls.h"
 #include "handlers_aura_id.h"
 #include "handlers_discovery.h"
 #include "handlers_room.h"
@@ -141,6 +143,7 @@ static int start_modules(struct app *app)
 	rc |= mesh_start(app);
 	rc |= federation_start(app);
 	rc |= rooms_start(app);
+	rc |= calls_handlers_start(app);
 	return rc ? -1 : 0;
 }
 
@@ -155,6 +158,7 @@ static void stop_modules(struct app *app)
 	sync_stop(app);
 	aura_id_stop(app);
 	mesh_stop(app);
+	calls_stop(app);
 	federation_free(app);
 }
 

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "calls.h"
 #include "cjson.h"
 #include "keys.h"
 #include "log.h"
@@ -541,6 +542,7 @@ int room_send(const struct room_ctx *c, const char *room_id, const char *sender,
 		goto fail_nr;
 	*stream = w.stream;
 	writer_clear(&w);
+	calls_on_event(c->app, c->db, room_id, event_id, spec->type, NULL);
 	return 0;
 fail:
 	db_rollback(c->db);

@@ -20,6 +20,7 @@
 #include "event.h"
 
 struct keys;
+struct app;
 
 #define ROOM_ID_MAX 255
 #define ROOM_DEFAULT_VERSION "11"
@@ -40,6 +41,7 @@ struct room_event_spec {
 struct room_ctx {
 	struct db *db;
 	const struct keys *keys;
+	struct app *app; /* for the stored-event hook (calls_on_event); may be NULL */
 };
 
 /* The body of POST /createRoom (validated here). Fills room_id (size
