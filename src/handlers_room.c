@@ -659,7 +659,7 @@ int rooms_start(struct app *app)
 	int writers = app->cfg.worker_threads < 1 ? 1 : app->cfg.worker_threads;
 	if (writers > ROOM_QUEUE_MAX_THREADS)
 		writers = ROOM_QUEUE_MAX_THREADS;
-	app->room_queue = room_queue_new(app->cfg.conninfo, app->keys, writers, on_batch_commit, app, &err);
+	app->room_queue = room_queue_new(app->cfg.conninfo, app->keys, app, writers, on_batch_commit, app, &err);
 	if (!app->room_queue) {
 		log_error("rooms", "cannot start the room writers: %s", err.message);
 		return -1;

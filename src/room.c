@@ -1055,6 +1055,11 @@ int room_send_batch(const struct room_ctx *c, const char *room_id, struct room_b
 	}
 	stored = b.n;
 	wc_store(cache, &w, queried);
+	/* the stored-event hook, as room_send runs it after its commit */
+	for (int i = 0; i < b.n; i++) {
+		const struct room_batch_item *it = &items[b.rows[i].item];
+		calls_on_event(c->app, c->db, room_id, it->event_id, it->spec.type, NULL);
+	}
 	goto out;
 fail_rollback:
 	db_rollback(c->db);

@@ -54,6 +54,7 @@ struct room_queue {
 	int total;                               /* jobs queued or being written */
 	bool stopping;
 	const struct keys *keys;
+	struct app *app;
 	void (*on_commit)(void *);
 	void *commit_arg;
 	int nthreads;
@@ -127,7 +128,7 @@ static void room_remove(struct room_queue *q, struct rq_room *r)
 static void write_batch(struct rq_writer *wr, struct rq_room *r, int n)
 {
 	struct room_queue *q = wr->q;
-	struct room_ctx ctx = {.db = &wr->db, .keys = q->keys};
+	struct room_ctx ctx = {.db = &wr->db, .keys = q->keys, .app = q->app};
 	for (int i = 0; i < n; i++) {
 		struct rq_job *j = wr->jobs[i];
 		memset(&wr->items[i], 0, sizeof(wr->items[i]));
@@ -203,7 +204,7 @@ static void *writer_main(void *arg)
 	}
 }
 
-struct room_queue *room_queue_new(const char *conninfo, const struct keys *keys, int nthreads,
+struct room_queue *room_queue_new(const char *conninfo, const struct keys *keys, struct app *app, int nthreads,
 				  void (*on_commit)(void *), void *commit_arg, struct al_error *err)
 {
 	if (nthreads < 1 || nthreads > ROOM_QUEUE_MAX_THREADS) {
@@ -217,6 +218,7 @@ struct room_queue *room_queue_new(const char *conninfo, const struct keys *keys,
 	}
 	pthread_mutex_init(&q->mu, NULL);
 	q->keys = keys;
+	q->app = app;
 	q->on_commit = on_commit;
 	q->commit_arg = commit_arg;
 	q->nthreads = nthreads;

@@ -29,6 +29,7 @@
 #include "event.h"
 #include "room.h"
 
+struct app;
 struct event_base;
 struct keys;
 struct room_queue;
@@ -49,9 +50,10 @@ struct room_queue_result {
 typedef void (*room_queue_done_fn)(void *arg, const struct room_queue_result *result);
 
 /* nthreads writer threads (1..ROOM_QUEUE_MAX_THREADS), each with its own
- * connection to conninfo. on_commit may be NULL; it runs on a writer
+ * connection to conninfo; app goes into their room_ctx (the stored-event
+ * hook). on_commit may be NULL; it runs on a writer
  * thread. NULL (err filled) on failure. Requires evthread_use_pthreads(). */
-struct room_queue *room_queue_new(const char *conninfo, const struct keys *keys, int nthreads,
+struct room_queue *room_queue_new(const char *conninfo, const struct keys *keys, struct app *app, int nthreads,
 				  void (*on_commit)(void *), void *commit_arg, struct al_error *err);
 
 /* Queue one timeline event (spec->state_key and spec->redacts NULL). The
