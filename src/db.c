@@ -44,26 +44,63 @@ static int result_ok(const PGresult *r)
 	return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
 }
 
-static bool is_prepared(const struct db *db, const char *name)
+static int prepared_slot(const struct db *db, const char *name)
 {
 	for (int i = 0; i < db->nprepared; i++)
 		if (strcmp(db->prepared[i], name) == 0)
-			return true;
-	return false;
+			return i;
+	return -1;
+}
+
+static bool replan_due(unsigned long uses)
+{
+	return uses >= 16 && (uses <= 65536 ? (uses & (uses - 1)) == 0 : uses % 65536 == 0);
+}
+
+static PGresult *prepare(struct db *db, const char *name, const char *sql, int nparams)
+{
+	PGresult *p = PQprepare(db->conn, name, sql, nparams, NULL);
+	if (!result_ok(p))
+		return p;
+	PQclear(p);
+	return NULL;
 }
 
 /* name: run as the prepared statement of that name, prepared first when
- * this connection has not seen it (unnamed when the table is full). */
+ * this connection has not seen it (unnamed when the table is full), and
+ * prepared again when replan_due. */
 static PGresult *exec_once(struct db *db, const char *name, const char *sql, int nparams, const char *const *params)
 {
-	if (name && !is_prepared(db, name) && db->nprepared < DB_MAX_PREPARED) {
-		PGresult *p = PQprepare(db->conn, name, sql, nparams, NULL);
-		if (!result_ok(p))
-			return p;
-		PQclear(p);
-		db->prepared[db->nprepared++] = name;
+	PGresult *fail;
+	int slot = name ? prepared_slot(db, name) : -1;
+	if (slot >= 0 && replan_due(++db->prepared_uses[slot])) {
+		char *ident = PQescapeIdentifier(db->conn, name, strlen(name));
+		char stmt[256];
+		if (!ident || snprintf(stmt, sizeof(stmt), "DEALLOCATE %s", ident) >= (int)sizeof(stmt)) {
+			PQfreemem(ident);
+			return PQexecParams(db->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+		}
+		PQfreemem(ident);
+		PGresult *d = PQexec(db->conn, stmt);
+		if (!result_ok(d))
+			return d;
+		PQclear(d);
+		if ((fail = prepare(db, name, sql, nparams)) != NULL) {
+			/* forgotten: the next call prepares it anew */
+			db->prepared[slot] = db->prepared[db->nprepared - 1];
+			db->prepared_uses[slot] = db->prepared_uses[db->nprepared - 1];
+			db->nprepared--;
+			return fail;
+		}
 	}
-	if (name && is_prepared(db, name))
+	if (name && slot < 0 && db->nprepared < DB_MAX_PREPARED) {
+		if ((fail = prepare(db, name, sql, nparams)) != NULL)
+			return fail;
+		slot = db->nprepared++;
+		db->prepared[slot] = name;
+		db->prepared_uses[slot] = 1;
+	}
+	if (slot >= 0)
 		return PQexecPrepared(db->conn, name, nparams, params, NULL, NULL, 0);
 	return PQexecParams(db->conn, sql, nparams, NULL, params, NULL, NULL, 0);
 }

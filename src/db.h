@@ -12,8 +12,9 @@ struct db {
 	PGconn *conn;
 	char *conninfo;
 	/* statements prepared on this connection by db_exec_prepared (their
-	 * names); forgotten when the connection is reset */
+	 * names, how often each ran); forgotten when the connection is reset */
 	const char *prepared[DB_MAX_PREPARED];
+	unsigned long prepared_uses[DB_MAX_PREPARED];
 	int nprepared;
 };
 
@@ -33,8 +34,12 @@ PGresult *db_exec_unique(struct db *db, struct al_error *err, int *conflict, con
 			 int nparams, const char *const *params);
 
 /* As db_exec_unique (conflict may be NULL), for a hot statement: prepared
- * once per connection under name (a static string, always with the same
- * sql), then only executed, so it is parsed and planned once. */
+ * on the connection under name (a static string, always with the same
+ * sql), then only executed, so it is not parsed and planned each time.
+ * It is prepared again after 16, 32, 64 ... 65536 runs and then every
+ * 65536: PostgreSQL keeps a generic plan once it chose one, and a plan made
+ * while a table was nearly empty (a sequential scan) would stay when the
+ * table has grown. */
 PGresult *db_exec_prepared(struct db *db, struct al_error *err, int *conflict, const char *name, const char *sql,
 			   int nparams, const char *const *params);
 

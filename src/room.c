@@ -776,7 +776,9 @@ static int batch_txn_lookup(struct writer *w, struct room_batch_item *items, int
 		goto out;
 	}
 	const char *p[] = {w->room_id, au, ad, at};
-	PGresult *r = db_exec_prepared(w->c->db, err, NULL, "room_batch_txns",
+	/* planned each time: a generic plan made while event_txns was small
+	 * scans it sequentially, and it grows fast */
+	PGresult *r = db_exec(w->c->db, err,
 				       "SELECT u.i, t.event_id FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY "
 				       "AS u(usr, dev, txn, i) CROSS JOIN LATERAL (SELECT event_id FROM event_txns WHERE "
 				       "user_id = u.usr AND device_id = u.dev AND room_id = $1 AND kind = 'send' "
