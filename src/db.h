@@ -43,6 +43,21 @@ PGresult *db_exec_unique(struct db *db, struct al_error *err, int *conflict, con
 PGresult *db_exec_prepared(struct db *db, struct al_error *err, int *conflict, const char *name, const char *sql,
 			   int nparams, const char *const *params);
 
+/* Several statements in one round trip (libpq pipeline mode), run in
+ * order. name: as db_exec_prepared; NULL: planned with its values. */
+struct db_stmt {
+	const char *name;
+	const char *sql;
+	int nparams;
+	const char *const *params;
+	PGresult *result; /* out, the caller's (PQclear) */
+};
+/* 0 when all succeeded (each result set). -1 when one failed: err filled
+ * (500), or *conflict = 1 (conflict may be NULL) for a unique violation;
+ * the statements after it did not run, no result is kept. An open
+ * transaction is then aborted: roll it back. */
+int db_pipeline(struct db *db, struct db_stmt *stmts, int n, int *conflict, struct al_error *err);
+
 int db_begin(struct db *db, struct al_error *err);
 int db_commit(struct db *db, struct al_error *err);
 void db_rollback(struct db *db);

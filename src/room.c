@@ -683,58 +683,43 @@ static void wc_store(struct room_write_cache *c, const struct writer *w, json_t 
 	e->used = ++c->clock;
 }
 
-/* Lock the room row (as writer_load does) and read its head. */
-static int batch_lock(struct writer *w, struct al_error *err)
+/* The statements of a batch. The room row is locked as writer_load does
+ * (FOR UPDATE, so the batch is serialised with room_send and other
+ * processes). */
+#define BATCH_LOCK_SQL \
+	"SELECT r.room_version, r.head_event_id, r.head_depth, r.state_group, coalesce(g.chain_len, 0) " \
+	"FROM rooms r LEFT JOIN state_groups g ON g.id = r.state_group WHERE r.room_id = $1 FOR UPDATE OF r"
+/* the auth state the batch needs (with_base: create, power levels, join
+ * rules; always the member events of the senders in $2) */
+#define BATCH_STATE_SQL \
+	"SELECT cs.type, cs.state_key, e.event_id, e.json FROM current_state cs " \
+	"JOIN events e ON e.event_id = cs.event_id WHERE cs.room_id = $1 AND (" \
+	"(cs.state_key = '' AND cs.type IN ('m.room.create', 'm.room.power_levels', " \
+	"'m.room.join_rules')) OR (cs.type = 'm.room.member' AND cs.state_key = ANY($2::text[])))"
+#define BATCH_MEMBERS_SQL \
+	"SELECT cs.type, cs.state_key, e.event_id, e.json FROM current_state cs " \
+	"JOIN events e ON e.event_id = cs.event_id WHERE cs.room_id = $1 " \
+	"AND cs.type = 'm.room.member' AND cs.state_key = ANY($2::text[])"
+/* planned each time (no name): a generic plan made while event_txns was
+ * small scans it sequentially, and it grows fast */
+#define BATCH_TXNS_SQL \
+	"SELECT u.i, t.event_id FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY " \
+	"AS u(usr, dev, txn, i) CROSS JOIN LATERAL (SELECT event_id FROM event_txns WHERE " \
+	"user_id = u.usr AND device_id = u.dev AND room_id = $1 AND kind = 'send' AND txn_id = u.txn) t"
+
+/* The locked row into w. */
+static int batch_parse_lock(struct writer *w, PGresult *r, struct al_error *err)
 {
-	const char *p[] = {w->room_id};
-	PGresult *r = db_exec_prepared(w->c->db, err, NULL, "room_batch_lock",
-				       "SELECT r.room_version, r.head_event_id, r.head_depth, r.state_group, "
-				       "coalesce(g.chain_len, 0) FROM rooms r LEFT JOIN state_groups g ON g.id = r.state_group "
-				       "WHERE r.room_id = $1 FOR UPDATE OF r",
-				       1, p);
-	if (!r)
-		return -1;
-	if (PQntuples(r) != 1) {
-		PQclear(r);
+	if (PQntuples(r) != 1)
 		return al_error_set(err, 404, "M_NOT_FOUND", "Unknown room");
-	}
 	snprintf(w->version, sizeof(w->version), "%s", PQgetvalue(r, 0, 0));
 	snprintf(w->head, sizeof(w->head), "%s", col_str(r, 0, 1) ? col_str(r, 0, 1) : "");
 	w->depth = col_i64(r, 0, 2);
 	w->group = col_i64(r, 0, 3);
 	w->chain_len = (int)col_i64(r, 0, 4);
-	PQclear(r);
 	if (event_rules_for(w->version, &w->rules) < 0)
 		return al_error_set(err, 400, "M_UNSUPPORTED_ROOM_VERSION", "room version %s", w->version);
 	return 0;
-}
-
-/* The member events of senders into w->state; with base, also create,
- * power levels and join rules. */
-static int batch_load_state(struct writer *w, const char *const *senders, int n, bool base, struct al_error *err)
-{
-	char *arr = room_pg_array(senders, n);
-	if (!arr)
-		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
-	const char *p[] = {w->room_id, arr};
-	PGresult *r =
-		base ? db_exec_prepared(w->c->db, err, NULL, "room_batch_state",
-					"SELECT cs.type, cs.state_key, e.event_id, e.json FROM current_state cs "
-					"JOIN events e ON e.event_id = cs.event_id WHERE cs.room_id = $1 AND ("
-					"(cs.state_key = '' AND cs.type IN ('m.room.create', 'm.room.power_levels', "
-					"'m.room.join_rules')) OR (cs.type = 'm.room.member' AND cs.state_key = ANY($2::text[])))",
-					2, p)
-		     : db_exec_prepared(w->c->db, err, NULL, "room_batch_members",
-					"SELECT cs.type, cs.state_key, e.event_id, e.json FROM current_state cs "
-					"JOIN events e ON e.event_id = cs.event_id WHERE cs.room_id = $1 "
-					"AND cs.type = 'm.room.member' AND cs.state_key = ANY($2::text[])",
-					2, p);
-	free(arr);
-	if (!r)
-		return -1;
-	int rc = load_state_rows(w, r);
-	PQclear(r);
-	return rc < 0 ? al_error_set(err, 500, "M_UNKNOWN", "bad stored event") : 0;
 }
 
 static bool has_txn(const struct room_batch_item *it)
@@ -742,69 +727,60 @@ static bool has_txn(const struct room_batch_item *it)
 	return it->spec.txn_id && it->spec.device_id;
 }
 
-/* Items whose txnId is already stored: their first event's ID, stream 0.
- * One query for the whole batch, under the room lock. */
-static int batch_txn_lookup(struct writer *w, struct room_batch_item *items, int n, bool *done,
-			    struct al_error *err)
+/* The txnId lookup's parameters: one row per item with a txnId. */
+struct batch_txns {
+	int k;
+	int *idx; /* row -> item */
+	char *arr[3];
+};
+
+static void batch_txns_clear(struct batch_txns *t)
 {
-	const char **u = calloc((size_t)n + 1, sizeof(*u) * 3);
-	int *idx = calloc((size_t)n + 1, sizeof(*idx));
-	int k = 0, rc = -1;
-	char *au = NULL, *ad = NULL, *at = NULL;
-	if (!u || !idx) {
-		al_error_set(err, 500, "M_UNKNOWN", "out of memory");
-		goto out;
+	free(t->idx);
+	for (int i = 0; i < 3; i++)
+		free(t->arr[i]);
+	memset(t, 0, sizeof(*t));
+}
+
+static int batch_txns_prepare(struct batch_txns *t, const struct room_batch_item *items, int n, const bool *done,
+			      struct al_error *err)
+{
+	memset(t, 0, sizeof(*t));
+	const char **cols = calloc((size_t)n * 3 + 1, sizeof(*cols));
+	t->idx = calloc((size_t)n + 1, sizeof(*t->idx));
+	if (!cols || !t->idx) {
+		free(cols);
+		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
 	}
-	const char **users = u, **devs = u + n, **txns = u + 2 * n;
 	for (int i = 0; i < n; i++) {
 		if (done[i] || !has_txn(&items[i]))
 			continue;
-		users[k] = items[i].sender;
-		devs[k] = items[i].spec.device_id;
-		txns[k] = items[i].spec.txn_id;
-		idx[k++] = i;
+		cols[t->k] = items[i].sender;
+		cols[n + t->k] = items[i].spec.device_id;
+		cols[2 * n + t->k] = items[i].spec.txn_id;
+		t->idx[t->k++] = i;
 	}
-	rc = 0;
-	if (k == 0)
-		goto out;
-	rc = -1;
-	au = room_pg_array(users, k);
-	ad = room_pg_array(devs, k);
-	at = room_pg_array(txns, k);
-	if (!au || !ad || !at) {
-		al_error_set(err, 500, "M_UNKNOWN", "out of memory");
-		goto out;
-	}
-	const char *p[] = {w->room_id, au, ad, at};
-	/* planned each time: a generic plan made while event_txns was small
-	 * scans it sequentially, and it grows fast */
-	PGresult *r = db_exec(w->c->db, err,
-				       "SELECT u.i, t.event_id FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY "
-				       "AS u(usr, dev, txn, i) CROSS JOIN LATERAL (SELECT event_id FROM event_txns WHERE "
-				       "user_id = u.usr AND device_id = u.dev AND room_id = $1 AND kind = 'send' "
-				       "AND txn_id = u.txn) t",
-				       4, p);
-	if (!r)
-		goto out;
+	for (int i = 0; i < 3 && t->k > 0; i++)
+		t->arr[i] = room_pg_array(cols + i * n, t->k);
+	free(cols);
+	if (t->k > 0 && (!t->arr[0] || !t->arr[1] || !t->arr[2]))
+		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	return 0;
+}
+
+/* Items whose txnId is already stored: their first event's ID, stream 0. */
+static void batch_txns_apply(const struct batch_txns *t, PGresult *r, struct room_batch_item *items, bool *done)
+{
 	for (int j = 0; j < PQntuples(r); j++) {
 		long o = strtol(PQgetvalue(r, j, 0), NULL, 10);
-		if (o < 1 || o > k)
+		if (o < 1 || o > t->k)
 			continue;
-		struct room_batch_item *it = &items[idx[o - 1]];
+		struct room_batch_item *it = &items[t->idx[o - 1]];
 		snprintf(it->event_id, sizeof(it->event_id), "%s", PQgetvalue(r, j, 1));
 		it->stream = 0;
 		it->rc = 0;
-		done[idx[o - 1]] = true;
+		done[t->idx[o - 1]] = true;
 	}
-	PQclear(r);
-	rc = 0;
-out:
-	free(au);
-	free(ad);
-	free(at);
-	free(u);
-	free(idx);
-	return rc;
 }
 
 /* An earlier item of this batch with the same txnId that succeeded: this
@@ -823,13 +799,106 @@ static const struct room_batch_item *batch_twin(const struct room_batch_item *it
 	return NULL;
 }
 
-/* The batch's one INSERT: events, edges, auth edges, txnIds, the new head.
- * It first takes the stream lock (STREAM_LOCK, held to commit: see room.h;
- * u joins l, so no row, and no nextval, exists before the lock is held),
- * then draws the stream positions in row order (nextval in the target list
- * of an ordered subquery), which is checked below. 1 on a unique
- * violation. */
-static int batch_store(struct writer *w, struct room_batch_item *items, struct al_error *err)
+/* BEGIN, the room lock, the txnId lookup and the auth state in one round
+ * trip (pipelined; each statement still runs after the one before, so the
+ * lookups see everything committed before the lock was granted). The
+ * state comes from the writer's cache when the locked head is the one its
+ * last batch wrote (then only senders not looked up yet are read), else it
+ * is read: in the same round trip when the cache has nothing for the room,
+ * in one more when what it has is stale. *queried: the senders looked up
+ * (new ref). */
+static int batch_open(struct writer *w, struct room_write_cache *cache, const char *const *senders, int ns,
+		      struct room_batch_item *items, int n, bool *done, json_t **queried, struct al_error *err)
+{
+	struct wc_entry *e = wc_find(cache, w->room_id);
+	struct batch_txns t;
+	const char **missing = calloc((size_t)ns + 1, sizeof(*missing));
+	char *arr_missing = NULL, *arr_all = NULL;
+	struct db_stmt st[4];
+	PGresult *reread = NULL;
+	int nst = 0, rc = -1, i_txn = -1, i_state = -1;
+	memset(st, 0, sizeof(st));
+	if (!missing || batch_txns_prepare(&t, items, n, done, err) < 0) {
+		free(missing);
+		return missing ? -1 : al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	}
+	int nm = 0;
+	for (int i = 0; i < ns; i++)
+		if (!e || !json_object_get(e->queried, senders[i]))
+			missing[nm++] = senders[i];
+	arr_missing = room_pg_array(missing, nm);
+	arr_all = room_pg_array(senders, ns);
+	if (!arr_missing || !arr_all) {
+		al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+		goto out;
+	}
+	const char *p_lock[] = {w->room_id};
+	const char *p_txn[] = {w->room_id, t.arr[0], t.arr[1], t.arr[2]};
+	const char *p_state[] = {w->room_id, e ? arr_missing : arr_all};
+	st[nst++] = (struct db_stmt){.sql = "BEGIN"};
+	st[nst++] = (struct db_stmt){.name = "room_batch_lock", .sql = BATCH_LOCK_SQL, .nparams = 1, .params = p_lock};
+	if (t.k > 0) {
+		i_txn = nst;
+		st[nst++] = (struct db_stmt){.sql = BATCH_TXNS_SQL, .nparams = 4, .params = p_txn};
+	}
+	if (!e || nm > 0) {
+		i_state = nst;
+		st[nst++] = e ? (struct db_stmt){.name = "room_batch_members", .sql = BATCH_MEMBERS_SQL, .nparams = 2,
+						 .params = p_state}
+			      : (struct db_stmt){.name = "room_batch_state", .sql = BATCH_STATE_SQL, .nparams = 2,
+						 .params = p_state};
+	}
+	if (db_pipeline(w->c->db, st, nst, NULL, err) < 0)
+		goto out;
+	if (batch_parse_lock(w, st[1].result, err) < 0)
+		goto out;
+	bool fresh = e && strcmp(e->head, w->head) == 0 && strcmp(e->version, w->version) == 0 &&
+		     e->group == w->group && e->depth == w->depth;
+	w->state = fresh ? json_incref(e->state) : json_object();
+	*queried = fresh ? json_incref(e->queried) : json_object();
+	if (!w->state || !*queried) {
+		al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+		goto out;
+	}
+	PGresult *state = i_state >= 0 ? st[i_state].result : NULL;
+	if (e && !fresh) {
+		/* someone else wrote to the room since: read it all again */
+		const char *p[] = {w->room_id, arr_all};
+		state = reread = db_exec_prepared(w->c->db, err, NULL, "room_batch_state", BATCH_STATE_SQL, 2, p);
+		if (!state)
+			goto out;
+		nm = ns;
+		memcpy(missing, senders, (size_t)ns * sizeof(*senders));
+	}
+	if (state && load_state_rows(w, state) < 0) {
+		al_error_set(err, 500, "M_UNKNOWN", "bad stored event");
+		goto out;
+	}
+	for (int i = 0; i < nm; i++)
+		json_object_set_new(*queried, missing[i], json_true());
+	if (i_txn >= 0)
+		batch_txns_apply(&t, st[i_txn].result, items, done);
+	rc = 0;
+out:
+	for (int i = 0; i < nst; i++)
+		PQclear(st[i].result);
+	PQclear(reread);
+	batch_txns_clear(&t);
+	free(missing);
+	free(arr_missing);
+	free(arr_all);
+	return rc;
+}
+
+/* The batch's INSERT and COMMIT in one round trip: events, edges, auth
+ * edges, txnIds, the new head. The INSERT first takes the stream lock
+ * (STREAM_LOCK, held to commit: see room.h; u joins l, so no row, and no
+ * nextval, exists before the lock is held), then draws the stream
+ * positions in row order (nextval in the target list of an ordered
+ * subquery; checked after). Returns 0 committed, 1 a unique violation
+ * (nothing committed), -1 an error before COMMIT (nothing committed), -2
+ * COMMIT failed (outcome unknown). The transaction is open on 1 and -1. */
+static int batch_store_commit(struct writer *w, struct room_batch_item *items, struct al_error *err)
 {
 	struct room_batch *b = w->batch;
 	int n = b->n, na = 0, ne = 0, rc = -1;
@@ -879,31 +948,40 @@ static int batch_store(struct writer *w, struct room_batch_item *items, struct a
 	fmt_i64(depth, sizeof(depth), w->depth);
 	const char *p[] = {w->room_id, arr[0], arr[1], arr[2], arr[3], arr[4], arr[5], arr[6], arr[7],
 			   w->group ? group : NULL, arr[8], arr[9], arr[10], arr[11], w->head, depth};
+	struct db_stmt st[2] = {
+		{.name = "room_batch_insert",
+		 .sql = "WITH l AS MATERIALIZED (SELECT pg_advisory_xact_lock(" STREAM_LOCK ")), "
+			"u AS (SELECT u.* FROM l, unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::bigint[], "
+			"$7::text[], $8::text[], $9::text[]) WITH ORDINALITY AS u(event_id, depth, type, sender, ts, json, "
+			"txn_device, txn_id, ord)), "
+			"e AS (INSERT INTO events (event_id, room_id, stream_ordering, depth, type, sender, origin_server_ts, "
+			"json, state_group, txn_device, txn_id) SELECT x.event_id, $1::text, nextval('al_stream_seq'), x.depth, "
+			"x.type, x.sender, x.ts, x.json, $10::bigint, x.txn_device, x.txn_id FROM (SELECT * FROM u ORDER BY ord) x "
+			"RETURNING event_id, stream_ordering), "
+			"p AS (INSERT INTO event_edges (event_id, prev_event_id) SELECT * FROM unnest($11::text[], $12::text[])), "
+			"a AS (INSERT INTO event_auth (event_id, auth_event_id) SELECT * FROM unnest($13::text[], $14::text[])), "
+			"t AS (INSERT INTO event_txns (user_id, device_id, txn_id, room_id, event_id, kind) "
+			"SELECT u.sender, u.txn_device, u.txn_id, $1::text, u.event_id, 'send' FROM u "
+			"WHERE u.txn_device IS NOT NULL AND u.txn_id IS NOT NULL), "
+			"h AS (UPDATE rooms SET head_event_id = $15::text, head_depth = $16::bigint WHERE room_id = $1::text) "
+			"SELECT event_id, stream_ordering FROM e",
+		 .nparams = 16,
+		 .params = p},
+		{.sql = "COMMIT"},
+	};
 	int conflict = 0;
-	PGresult *r = db_exec_prepared(
-		w->c->db, err, &conflict, "room_batch_insert",
-		"WITH l AS MATERIALIZED (SELECT pg_advisory_xact_lock(" STREAM_LOCK ")), "
-		"u AS (SELECT u.* FROM l, unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::bigint[], "
-		"$7::text[], $8::text[], $9::text[]) WITH ORDINALITY AS u(event_id, depth, type, sender, ts, json, "
-		"txn_device, txn_id, ord)), "
-		"e AS (INSERT INTO events (event_id, room_id, stream_ordering, depth, type, sender, origin_server_ts, "
-		"json, state_group, txn_device, txn_id) SELECT x.event_id, $1::text, nextval('al_stream_seq'), x.depth, "
-		"x.type, x.sender, x.ts, x.json, $10::bigint, x.txn_device, x.txn_id FROM (SELECT * FROM u ORDER BY ord) x "
-		"RETURNING event_id, stream_ordering), "
-		"p AS (INSERT INTO event_edges (event_id, prev_event_id) SELECT * FROM unnest($11::text[], $12::text[])), "
-		"a AS (INSERT INTO event_auth (event_id, auth_event_id) SELECT * FROM unnest($13::text[], $14::text[])), "
-		"t AS (INSERT INTO event_txns (user_id, device_id, txn_id, room_id, event_id, kind) "
-		"SELECT u.sender, u.txn_device, u.txn_id, $1::text, u.event_id, 'send' FROM u "
-		"WHERE u.txn_device IS NOT NULL AND u.txn_id IS NOT NULL), "
-		"h AS (UPDATE rooms SET head_event_id = $15::text, head_depth = $16::bigint WHERE room_id = $1::text) "
-		"SELECT event_id, stream_ordering FROM e",
-		16, p);
-	if (conflict) {
-		rc = 1;
+	if (db_pipeline(w->c->db, st, 2, &conflict, err) < 0) {
+		/* INERROR: the INSERT failed, COMMIT did not run. IDLE: COMMIT
+		 * itself failed. A broken connection: unknown as well. */
+		PGTransactionStatusType ts = PQtransactionStatus(w->c->db->conn);
+		rc = conflict ? 1 : -1;
+		if (!conflict && (ts == PQTRANS_IDLE || ts == PQTRANS_UNKNOWN || PQstatus(w->c->db->conn) == CONNECTION_BAD))
+			rc = -2;
+		if (!conflict && !err->errcode[0])
+			al_error_set(err, 500, "M_UNKNOWN", "internal database error");
 		goto out;
 	}
-	if (!r)
-		goto out;
+	PGresult *r = st[0].result;
 	for (int j = 0; j < PQntuples(r); j++) {
 		const char *id = PQgetvalue(r, j, 0);
 		for (int i = 0; i < n; i++)
@@ -913,54 +991,17 @@ static int batch_store(struct writer *w, struct room_batch_item *items, struct a
 			}
 	}
 	bool ordered = PQntuples(r) == n;
-	PQclear(r);
+	PQclear(st[0].result);
+	PQclear(st[1].result);
 	for (int i = 0; ordered && i < n; i++)
 		ordered = items[b->rows[i].item].stream > (i ? items[b->rows[i - 1].item].stream : 0);
-	if (!ordered) {
+	if (!ordered) /* cannot happen (see above); committed all the same */
 		log_error("room", "batch stream positions out of DAG order room_id=%s", w->room_id);
-		al_error_set(err, 500, "M_UNKNOWN", "internal error");
-		goto out;
-	}
 	rc = 0;
 out:
 	for (int i = 0; i < 12; i++)
 		free(arr[i]);
 	free(cols);
-	return rc;
-}
-
-/* Under the room lock: w's state from the cache when the head is still
- * the one its last batch wrote, else read; then the member events of the
- * senders not looked up yet. *queried: the looked-up set (new ref). */
-static int batch_load(struct writer *w, struct room_write_cache *cache, const char *const *senders, int ns,
-		      json_t **queried, struct al_error *err)
-{
-	struct wc_entry *e = wc_find(cache, w->room_id);
-	bool fresh = e && strcmp(e->head, w->head) == 0 && strcmp(e->version, w->version) == 0 &&
-		     e->group == w->group && e->depth == w->depth;
-	if (fresh) {
-		w->state = json_incref(e->state);
-		*queried = json_incref(e->queried);
-		e->used = ++cache->clock;
-	} else {
-		w->state = json_object();
-		*queried = json_object();
-	}
-	if (!w->state || !*queried)
-		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
-	const char **missing = calloc((size_t)ns + 1, sizeof(*missing));
-	if (!missing)
-		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
-	int nm = 0;
-	for (int i = 0; i < ns; i++)
-		if (!json_object_get(*queried, senders[i]))
-			missing[nm++] = senders[i];
-	int rc = 0;
-	if (!fresh || nm > 0)
-		rc = batch_load_state(w, missing, nm, !fresh, err);
-	for (int i = 0; rc == 0 && i < nm; i++)
-		json_object_set_new(*queried, missing[i], json_true());
-	free(missing);
 	return rc;
 }
 
@@ -1009,16 +1050,10 @@ int room_send_batch(const struct room_ctx *c, const char *room_id, struct room_b
 	}
 	if (ns == 0)
 		goto out;
-	if (db_begin(c->db, &err) < 0)
-		goto fail;
-	if (batch_lock(&w, &err) < 0) {
+	if (batch_open(&w, cache, senders, ns, items, n, done, &queried, &err) < 0) {
 		/* 404 and the like answer every item; a database error is
 		 * retried item by item. */
 		retry_each = err.status == 500;
-		goto fail_rollback;
-	}
-	if (batch_load(&w, cache, senders, ns, &queried, &err) < 0 || batch_txn_lookup(&w, items, n, done, &err) < 0) {
-		retry_each = true;
 		goto fail_rollback;
 	}
 	w.batch = &b;
@@ -1040,11 +1075,12 @@ int room_send_batch(const struct room_ctx *c, const char *room_id, struct room_b
 		if (writer_append(&w, items[i].sender, &items[i].spec, items[i].event_id, &items[i].err) == 0)
 			items[i].rc = 0;
 	}
-	if (b.n > 0 && batch_store(&w, items, &err) != 0) {
+	int src = b.n > 0 ? batch_store_commit(&w, items, &err) : (db_commit(c->db, &err) < 0 ? -2 : 0);
+	if (src == 1 || src == -1) {
 		retry_each = true;
 		goto fail_rollback;
 	}
-	if (db_commit(c->db, &err) < 0) {
+	if (src == -2) {
 		/* Unknown outcome: no retry here (a client's txnId can). */
 		for (int i = 0; i < n; i++) {
 			if (how[i] == ITEM_THIS && items[i].rc == 0) {
