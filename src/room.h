@@ -7,7 +7,10 @@
  * FOR UPDATE) for the transaction, so each new event has the single
  * previous head as prev_event and depth + 1: the local DAG is a line.
  * Stream positions (al_stream_seq) are drawn under a global advisory lock
- * held to commit, so /sync never sees position N+1 before N. */
+ * held to commit, so /sync never sees position N+1 before N. PUT /send
+ * writes through room_send_batch (room_queue.h: group commit), which
+ * keeps both rules: the room lock per batch, the stream lock from the
+ * first position it draws to its commit. */
 #ifndef AL_ROOM_H
 #define AL_ROOM_H
 
