@@ -354,11 +354,16 @@ static int add_receipts(struct db *db, struct sroom *rooms, int n, const char *u
 	char *arr_j = room_pg_array(jids, nj), *arr_f = room_pg_array(full_ids, nfull);
 	const char *p[] = {arr_j, arr_f, s_since, s_now, user_id};
 	PGresult *r = arr_j && arr_f ? db_exec_prepared(db, err, NULL, "sync_receipts",
-					       "SELECT room_id, user_id, receipt_type, thread_id, event_id, ts FROM receipts "
-					       "WHERE stream_ordering <= $4::bigint AND (receipt_type <> 'm.read.private' "
-					       "OR user_id = $5) AND (room_id = ANY($2::text[]) OR "
-					       "(room_id = ANY($1::text[]) AND stream_ordering > $3::bigint)) "
-					       "ORDER BY stream_ordering",
+					       /* two branches, each on an index (the OR of both scanned the
+					        * table): every receipt of the new rooms, the moved ones of
+					        * the others */
+					       "SELECT room_id, user_id, receipt_type, thread_id, event_id, ts, stream_ordering "
+					       "FROM receipts WHERE room_id = ANY($2::text[]) AND stream_ordering <= $4::bigint "
+					       "AND (receipt_type <> 'm.read.private' OR user_id = $5) UNION ALL "
+					       "SELECT room_id, user_id, receipt_type, thread_id, event_id, ts, stream_ordering "
+					       "FROM receipts WHERE room_id = ANY($1::text[]) AND NOT room_id = ANY($2::text[]) "
+					       "AND stream_ordering > $3::bigint AND stream_ordering <= $4::bigint "
+					       "AND (receipt_type <> 'm.read.private' OR user_id = $5) ORDER BY 7",
 					       5, p)
 				     : NULL;
 	free(arr_j);
@@ -657,15 +662,19 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 			char *arr_gap = room_pg_array(gap, ngap);
 			const char *sp[] = {arr_full, arr_gap, s_since};
 			r = db_exec(db, err,
-				    /* two branches, each on the current_state key (an OR of both
-				     * would scan the table) */
-				    "SELECT cs.room_id, e.event_id, e.json, e.sender, cs.type, cs.state_key, e.stream_ordering "
-				    "FROM current_state cs JOIN events e ON e.event_id = cs.event_id "
-				    "WHERE cs.room_id = ANY($1::text[]) UNION ALL "
-				    "SELECT cs.room_id, e.event_id, e.json, e.sender, cs.type, cs.state_key, e.stream_ordering "
-				    "FROM current_state cs JOIN events e ON e.event_id = cs.event_id "
-				    "WHERE cs.room_id = ANY($2::text[]) AND NOT cs.room_id = ANY($1::text[]) "
-				    "AND e.stream_ordering > $3::bigint ORDER BY 7",
+				    /* per room (full: all of it; gap: what changed after since),
+				     * by key lookups whatever the statistics say: OFFSET 0 keeps
+				     * each LATERAL a parameterised scan (a join the planner may
+				     * turn into a hash join over all events when the statistics
+				     * are stale, 60 ms after a burst of writes) */
+				    "SELECT q.room_id, e.event_id, e.json, e.sender, cs.type, cs.state_key, e.stream_ordering "
+				    "FROM (SELECT unnest($1::text[]) AS room_id, 0::bigint AS after "
+				    "UNION ALL SELECT unnest($2::text[]), $3::bigint) q "
+				    "CROSS JOIN LATERAL (SELECT cs.type, cs.state_key, cs.event_id FROM current_state cs "
+				    "WHERE cs.room_id = q.room_id OFFSET 0) cs "
+				    "CROSS JOIN LATERAL (SELECT e.event_id, e.json, e.sender, e.stream_ordering FROM events e "
+				    "WHERE e.event_id = cs.event_id AND e.stream_ordering > q.after OFFSET 0) e "
+				    "ORDER BY e.stream_ordering",
 				    3, sp);
 			free(arr_gap);
 			if (!r)
@@ -697,10 +706,14 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 		arr_inv = room_pg_array(inv_ids, ninv);
 		const char *p[] = {arr_inv, user_id};
 		r = db_exec(db, err,
-			    "SELECT cs.room_id, e.json FROM current_state cs JOIN events e ON e.event_id = cs.event_id "
-			    "WHERE cs.room_id = ANY($1::text[]) AND ((cs.state_key = '' AND cs.type IN ('m.room.create', "
+			    /* key lookups per room, as for the state above */
+			    "SELECT q.room_id, e.json FROM unnest($1::text[]) AS q(room_id) "
+			    "CROSS JOIN LATERAL (SELECT cs.event_id FROM current_state cs WHERE cs.room_id = q.room_id "
+			    "AND ((cs.state_key = '' AND cs.type IN ('m.room.create', "
 			    "'m.room.join_rules', 'm.room.name', 'm.room.avatar', 'm.room.canonical_alias', "
-			    "'m.room.encryption', 'm.room.topic')) OR (cs.type = 'm.room.member' AND cs.state_key = $2))",
+			    "'m.room.encryption', 'm.room.topic')) OR (cs.type = 'm.room.member' AND cs.state_key = $2)) "
+			    "OFFSET 0) cs "
+			    "CROSS JOIN LATERAL (SELECT e.json FROM events e WHERE e.event_id = cs.event_id OFFSET 0) e",
 			    2, p);
 		if (!r)
 			goto fail;
