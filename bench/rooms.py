@@ -1,5 +1,13 @@
-"""Driver of bench/rooms.sh: prints figures, never passes or fails."""
+"""Driver of bench/rooms.sh: prints figures, never passes or fails.
+
+  rooms.py BASE NROOMS setup STATE.json   one room, 50 members; room ID and
+                                          their tokens to STATE.json (PUT /send
+                                          itself is driven by wrk)
+  rooms.py BASE NROOMS run STATE.json     wake latency, incremental and
+                                          initial sync
+"""
 import concurrent.futures
+import json
 import statistics
 import sys
 import threading
@@ -9,7 +17,7 @@ import uuid
 import requests
 
 BASE = sys.argv[1]
-NROOMS = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
+NROOMS = int(sys.argv[2])
 C = BASE + "/_matrix/client/v3"
 local = threading.local()
 
@@ -33,30 +41,29 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(len(xs) * p))]
 
 
-def rate(fn, n, threads):
-    t0 = time.time()
-    with concurrent.futures.ThreadPoolExecutor(threads) as ex:
-        list(ex.map(lambda i: fn(i), range(n)))
-    return n / (time.time() - t0)
-
-
-def main():
-    base_rps = rate(lambda i: sess().get(BASE + "/_matrix/client/versions").raise_for_status(), 4000, 32)
-    print("baseline GET /versions:             %8.0f req/s (32 clients)" % base_rps)
-
+def setup(out):
+    """One room of 50 members; their tokens for the wrk driver of PUT /send."""
     owner, oh = register()
     room = sess().post(C + "/createRoom", headers=oh, json={"preset": "public_chat"}).json()["room_id"]
     members = [register() for _ in range(49)]
     for uid, h in members:
         sess().post(C + "/join/" + room, headers=h, json={}).raise_for_status()
-    senders = [oh] + [h for _, h in members]
+    tokens = [h["Authorization"][len("Bearer "):] for h in [oh] + [h for _, h in members]]
+    with open(out, "w") as f:
+        json.dump({"room": room, "tokens": tokens}, f)
+
+
+def main(state):
+    with open(state) as f:
+        st = json.load(f)
+    room = st["room"]
+    oh = {"Authorization": "Bearer " + st["tokens"][0]}
+    senders = [{"Authorization": "Bearer " + t} for t in st["tokens"]]
 
     def send(i):
         h = senders[i % len(senders)]
         sess().put(C + "/rooms/%s/send/m.room.message/%s" % (room, uuid.uuid4().hex), headers=h,
                    json={"msgtype": "m.text", "body": "m%d" % i}).raise_for_status()
-    msg_rate = rate(send, 5000, 32)
-    print("PUT /send, 1 room, 50 members:      %8.0f msg/s (32 clients; goal >= 3000)" % msg_rate)
 
     # long-poll wake latency
     token = sess().get(C + "/sync", headers=oh, params={"timeout": "0"}).json()["next_batch"]
@@ -117,4 +124,7 @@ def main():
           (statistics.median(ini), pct(ini, 0.99)))
 
 
-main()
+if sys.argv[3] == "setup":
+    setup(sys.argv[4])
+else:
+    main(sys.argv[4])

@@ -18,6 +18,7 @@ struct sync_state;
 struct typing;
 struct federation;
 struct mesh_state;
+struct room_queue;
 struct calls_module;
 
 struct app {
@@ -46,6 +47,8 @@ struct app {
 	struct mesh_state *mesh;
 	/* Federation layer (federation/federation.h) */
 	struct federation *federation;
+	/* Group commit of PUT /send (room_queue.h; started by rooms_start) */
+	struct room_queue *room_queue;
 	/* Call tracking: the expiry sweeper (calls.c) */
 	struct calls_module *calls;
 };

@@ -44,21 +44,91 @@ static int result_ok(const PGresult *r)
 	return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
 }
 
-static PGresult *exec_once(struct db *db, const char *sql, int nparams, const char *const *params)
+static int prepared_slot(const struct db *db, const char *name)
 {
+	for (int i = 0; i < db->nprepared; i++)
+		if (strcmp(db->prepared[i], name) == 0)
+			return i;
+	return -1;
+}
+
+static bool replan_due(unsigned long uses)
+{
+	return uses >= 16 && (uses <= 65536 ? (uses & (uses - 1)) == 0 : uses % 65536 == 0);
+}
+
+static PGresult *prepare(struct db *db, const char *name, const char *sql, int nparams)
+{
+	PGresult *p = PQprepare(db->conn, name, sql, nparams, NULL);
+	if (!result_ok(p))
+		return p;
+	PQclear(p);
+	return NULL;
+}
+
+/* Make name usable on this connection: prepared when new (false in
+ * *use when the table is full: run it unnamed), prepared again when
+ * replan_due. NULL, or the failed result. */
+static PGresult *ensure_prepared(struct db *db, const char *name, const char *sql, int nparams, bool *use)
+{
+	PGresult *fail;
+	int slot = prepared_slot(db, name);
+	*use = false;
+	if (slot >= 0 && replan_due(++db->prepared_uses[slot])) {
+		char *ident = PQescapeIdentifier(db->conn, name, strlen(name));
+		char stmt[256];
+		if (!ident || snprintf(stmt, sizeof(stmt), "DEALLOCATE %s", ident) >= (int)sizeof(stmt)) {
+			PQfreemem(ident);
+			return NULL; /* unnamed this time */
+		}
+		PQfreemem(ident);
+		PGresult *d = PQexec(db->conn, stmt);
+		if (!result_ok(d))
+			return d;
+		PQclear(d);
+		if ((fail = prepare(db, name, sql, nparams)) != NULL) {
+			/* forgotten: the next call prepares it anew */
+			db->prepared[slot] = db->prepared[db->nprepared - 1];
+			db->prepared_uses[slot] = db->prepared_uses[db->nprepared - 1];
+			db->nprepared--;
+			return fail;
+		}
+	}
+	if (slot < 0 && db->nprepared < DB_MAX_PREPARED) {
+		if ((fail = prepare(db, name, sql, nparams)) != NULL)
+			return fail;
+		slot = db->nprepared++;
+		db->prepared[slot] = name;
+		db->prepared_uses[slot] = 1;
+	}
+	*use = slot >= 0;
+	return NULL;
+}
+
+/* name: run as the prepared statement of that name (ensure_prepared);
+ * NULL: parsed and planned now. */
+static PGresult *exec_once(struct db *db, const char *name, const char *sql, int nparams, const char *const *params)
+{
+	bool use = false;
+	PGresult *fail = name ? ensure_prepared(db, name, sql, nparams, &use) : NULL;
+	if (fail)
+		return fail;
+	if (use)
+		return PQexecPrepared(db->conn, name, nparams, params, NULL, NULL, 0);
 	return PQexecParams(db->conn, sql, nparams, NULL, params, NULL, NULL, 0);
 }
 
-static PGresult *exec_checked(struct db *db, struct al_error *err, int *conflict, const char *sql,
-			      int nparams, const char *const *params)
+static PGresult *exec_named(struct db *db, struct al_error *err, int *conflict, const char *name, const char *sql,
+			    int nparams, const char *const *params)
 {
 	int was_idle = PQtransactionStatus(db->conn) == PQTRANS_IDLE;
-	PGresult *r = exec_once(db, sql, nparams, params);
+	PGresult *r = exec_once(db, name, sql, nparams, params);
 	if (!result_ok(r) && PQstatus(db->conn) == CONNECTION_BAD && was_idle) {
 		log_warn("db", "connection lost, reconnecting");
 		PQclear(r);
 		PQreset(db->conn);
-		r = exec_once(db, sql, nparams, params);
+		db->nprepared = 0; /* a new session has none */
+		r = exec_once(db, name, sql, nparams, params);
 	}
 	if (result_ok(r))
 		return r;
@@ -77,6 +147,20 @@ static PGresult *exec_checked(struct db *db, struct al_error *err, int *conflict
 	return NULL;
 }
 
+static PGresult *exec_checked(struct db *db, struct al_error *err, int *conflict, const char *sql,
+			      int nparams, const char *const *params)
+{
+	return exec_named(db, err, conflict, NULL, sql, nparams, params);
+}
+
+PGresult *db_exec_prepared(struct db *db, struct al_error *err, int *conflict, const char *name, const char *sql,
+			   int nparams, const char *const *params)
+{
+	if (conflict)
+		*conflict = 0;
+	return exec_named(db, err, conflict, name, sql, nparams, params);
+}
+
 PGresult *db_exec(struct db *db, struct al_error *err, const char *sql, int nparams,
 		  const char *const *params)
 {
@@ -88,6 +172,93 @@ PGresult *db_exec_unique(struct db *db, struct al_error *err, int *conflict, con
 {
 	*conflict = 0;
 	return exec_checked(db, err, conflict, sql, nparams, params);
+}
+
+static void pipeline_error(PGresult *r, const char *what, int *conflict, struct al_error *err)
+{
+	const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+	if (conflict && state && strcmp(state, "23505") == 0) {
+		*conflict = 1;
+		return;
+	}
+	const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	log_error("db", "pipelined query failed: %s sqlstate=%s", msg ? msg : what, state ? state : "-");
+	al_error_set(err, 500, "M_UNKNOWN", "internal database error");
+}
+
+int db_pipeline(struct db *db, struct db_stmt *stmts, int n, int *conflict, struct al_error *err)
+{
+	int failed = -1, q = 0, nulls = 0;
+	bool synced = false;
+	if (conflict)
+		*conflict = 0;
+	for (int i = 0; i < n; i++)
+		stmts[i].result = NULL;
+	bool *use = calloc((size_t)n + 1, sizeof(*use));
+	if (!use)
+		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	for (int i = 0; i < n; i++) {
+		PGresult *fail = stmts[i].name ? ensure_prepared(db, stmts[i].name, stmts[i].sql, stmts[i].nparams, &use[i])
+					       : NULL;
+		if (fail) {
+			pipeline_error(fail, "prepare", conflict, err);
+			PQclear(fail);
+			free(use);
+			return -1;
+		}
+	}
+	if (!PQenterPipelineMode(db->conn)) {
+		free(use);
+		pipeline_error(NULL, PQerrorMessage(db->conn), NULL, err);
+		return -1;
+	}
+	for (int i = 0; i < n; i++) {
+		int ok = use[i] ? PQsendQueryPrepared(db->conn, stmts[i].name, stmts[i].nparams, stmts[i].params, NULL, NULL, 0)
+				: PQsendQueryParams(db->conn, stmts[i].sql, stmts[i].nparams, NULL, stmts[i].params, NULL, NULL,
+						    0);
+		if (!ok) {
+			failed = i;
+			break;
+		}
+	}
+	free(use);
+	if (failed >= 0 || !PQpipelineSync(db->conn)) {
+		pipeline_error(NULL, PQerrorMessage(db->conn), NULL, err);
+		failed = failed >= 0 ? failed : 0;
+		/* what was sent still answers; read up to the sync or a dead end */
+	}
+	/* Each statement's result, then NULL; finally PGRES_PIPELINE_SYNC. */
+	while (!synced && nulls < 2 * n + 4 && PQstatus(db->conn) == CONNECTION_OK) {
+		PGresult *r = PQgetResult(db->conn);
+		if (!r) {
+			q++;
+			nulls++;
+			continue;
+		}
+		nulls = 0;
+		ExecStatusType st = PQresultStatus(r);
+		if (st == PGRES_PIPELINE_SYNC) {
+			synced = true;
+		} else if (q < n && result_ok(r) && !stmts[q].result) {
+			stmts[q].result = r;
+			continue;
+		} else if (st != PGRES_PIPELINE_ABORTED && failed < 0) {
+			failed = q;
+			pipeline_error(r, "query", conflict, err);
+		}
+		PQclear(r);
+	}
+	if (!synced && failed < 0) {
+		failed = q < n ? q : n - 1;
+		pipeline_error(NULL, PQerrorMessage(db->conn), NULL, err);
+	}
+	if (synced)
+		PQexitPipelineMode(db->conn);
+	for (int i = 0; failed >= 0 && i < n; i++) {
+		PQclear(stmts[i].result);
+		stmts[i].result = NULL;
+	}
+	return failed >= 0 ? -1 : 0;
 }
 
 static int exec_simple(struct db *db, struct al_error *err, const char *sql)

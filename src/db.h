@@ -6,9 +6,16 @@
 
 #include "error.h"
 
+#define DB_MAX_PREPARED 32
+
 struct db {
 	PGconn *conn;
 	char *conninfo;
+	/* statements prepared on this connection by db_exec_prepared (their
+	 * names, how often each ran); forgotten when the connection is reset */
+	const char *prepared[DB_MAX_PREPARED];
+	unsigned long prepared_uses[DB_MAX_PREPARED];
+	int nprepared;
 };
 
 int db_open(struct db *db, const char *conninfo, struct al_error *err);
@@ -25,6 +32,31 @@ PGresult *db_exec(struct db *db, struct al_error *err, const char *sql, int npar
  * instead of as an error, so callers can answer "already taken". */
 PGresult *db_exec_unique(struct db *db, struct al_error *err, int *conflict, const char *sql,
 			 int nparams, const char *const *params);
+
+/* As db_exec_unique (conflict may be NULL), for a hot statement: prepared
+ * on the connection under name (a static string, always with the same
+ * sql), then only executed, so it is not parsed and planned each time.
+ * It is prepared again after 16, 32, 64 ... 65536 runs and then every
+ * 65536: PostgreSQL keeps a generic plan once it chose one, and a plan made
+ * while a table was nearly empty (a sequential scan) would stay when the
+ * table has grown. */
+PGresult *db_exec_prepared(struct db *db, struct al_error *err, int *conflict, const char *name, const char *sql,
+			   int nparams, const char *const *params);
+
+/* Several statements in one round trip (libpq pipeline mode), run in
+ * order. name: as db_exec_prepared; NULL: planned with its values. */
+struct db_stmt {
+	const char *name;
+	const char *sql;
+	int nparams;
+	const char *const *params;
+	PGresult *result; /* out, the caller's (PQclear) */
+};
+/* 0 when all succeeded (each result set). -1 when one failed: err filled
+ * (500), or *conflict = 1 (conflict may be NULL) for a unique violation;
+ * the statements after it did not run, no result is kept. An open
+ * transaction is then aborted: roll it back. */
+int db_pipeline(struct db *db, struct db_stmt *stmts, int n, int *conflict, struct al_error *err);
 
 int db_begin(struct db *db, struct al_error *err);
 int db_commit(struct db *db, struct al_error *err);

@@ -13,6 +13,7 @@
 #include "ratelimit.h"
 #include "room.h"
 #include "room_directory.h"
+#include "room_queue.h"
 #include "typing.h"
 
 #define CLIENT "/_matrix/client/r0|v3"
@@ -314,6 +315,33 @@ static void post_forget(struct http_req *req)
 
 /* ---- sending ---- */
 
+/* A timeline event goes through the room's group commit: answered from
+ * send_done once its batch committed. false: not queued (the queue is
+ * stopping), the caller writes it itself. */
+static void send_done(void *arg, const struct room_queue_result *res)
+{
+	struct http_req *req = arg;
+	if (res->rc < 0) {
+		http_reply_al_error(req, &res->err);
+		return;
+	}
+	reply_event_id(req, res->event_id);
+}
+
+static bool queue_send(struct http_req *req, const struct room_event_spec *spec)
+{
+	int rc = room_queue_submit(req->app->room_queue, req->worker->base, req->params[0], req->user_id, spec,
+				   send_done, req);
+	if (rc == -2)
+		http_reply_error(req, 503, "M_UNKNOWN", "Server busy, try again");
+	return rc != -1;
+}
+
+static void on_batch_commit(void *arg)
+{
+	sync_notify(arg);
+}
+
 static void send_event(struct http_req *req, const char *type, const char *state_key, const char *txn_id,
 		       const char *redacts)
 {
@@ -347,6 +375,8 @@ static void send_event(struct http_req *req, const char *type, const char *state
 	}
 	struct room_event_spec spec = {.type = type, .state_key = state_key, .content = content,
 				       .redacts = redacts, .device_id = req->device_id, .txn_id = txn_id};
+	if (!state_key && !redacts && queue_send(req, &spec))
+		return;
 	char event_id[EVENT_ID_MAX];
 	int64_t stream;
 	struct room_ctx c = ctx_of(req);
@@ -665,6 +695,15 @@ static void get_context(struct http_req *req)
 int rooms_start(struct app *app)
 {
 	int rc = 0;
+	struct al_error err = {0};
+	int writers = app->cfg.worker_threads < 1 ? 1 : app->cfg.worker_threads;
+	if (writers > ROOM_QUEUE_MAX_THREADS)
+		writers = ROOM_QUEUE_MAX_THREADS;
+	app->room_queue = room_queue_new(app->cfg.conninfo, app->keys, app, writers, on_batch_commit, app, &err);
+	if (!app->room_queue) {
+		log_error("rooms", "cannot start the room writers: %s", err.message);
+		return -1;
+	}
 	rc |= http_route(app, ROUTER_POST, CLIENT "/createRoom", post_create_room);
 	rc |= http_route(app, ROUTER_PUT, CLIENT "/directory/room/{alias}", put_alias);
 	rc |= http_route(app, ROUTER_GET, CLIENT "/directory/room/{alias}", get_alias);
@@ -698,4 +737,10 @@ int rooms_start(struct app *app)
 	rc |= http_route(app, ROUTER_POST, CLIENT "/rooms/{roomId}/read_markers", post_read_markers);
 	rc |= sync_start(app);
 	return rc ? -1 : 0;
+}
+
+void rooms_stop(struct app *app)
+{
+	room_queue_free(app->room_queue);
+	app->room_queue = NULL;
 }

@@ -6,7 +6,11 @@
 
 #include "app.h"
 
-/* Registers the room and sync routes and starts the sync module. */
+/* Registers the room and sync routes and starts the sync module and the
+ * room writers (room_queue.h). */
 int rooms_start(struct app *app);
+/* Stops the room writers after they answered what is queued: call while
+ * the workers still run. */
+void rooms_stop(struct app *app);
 
 #endif

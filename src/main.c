@@ -224,6 +224,7 @@ out:
 	workpool_free(app->workpool);
 	app->workpool = NULL;
 	federation_stop(app); /* same reason: its callbacks run on the workers */
+	rooms_stop(app);      /* same reason: the room writers answer on the workers */
 	sync_drain(app);
 	http_server_stop(srv);
 	stop_modules(app);

@@ -52,7 +52,7 @@ char *room_pg_array(const char *const *items, int n)
 {
 	size_t cap = 3;
 	for (int i = 0; i < n; i++)
-		cap += 2 * strlen(items[i]) + 3;
+		cap += items[i] ? 2 * strlen(items[i]) + 3 : 5;
 	char *s = malloc(cap), *p = s;
 	if (!s)
 		return NULL;
@@ -60,6 +60,11 @@ char *room_pg_array(const char *const *items, int n)
 	for (int i = 0; i < n; i++) {
 		if (i)
 			*p++ = ',';
+		if (!items[i]) {
+			memcpy(p, "NULL", 4);
+			p += 4;
+			continue;
+		}
 		*p++ = '"';
 		for (const char *q = items[i]; *q; q++) {
 			if (*q == '"' || *q == '\\')
@@ -161,6 +166,7 @@ struct writer {
 	json_t *state; /* room_auth map; each PDU carries its "event_id" */
 	bool stream_locked;
 	int64_t stream;
+	struct room_batch *batch; /* room_send_batch: rows collected for one INSERT */
 };
 
 static const char *pdu_id(const json_t *pdu)
@@ -296,6 +302,10 @@ static const char *txn_kind(const struct room_event_spec *spec)
 	return spec->redacts ? "redact" : "send";
 }
 
+static int batch_add(struct writer *w, const char *sender, const struct room_event_spec *spec,
+		     const char *event_id, json_t *pdu, char **text, const char *const *auth_ids, int nauth,
+		     struct al_error *err);
+
 /* Build and authorise one event against the writer's state; sign: hash
  * and sign it and fill event_id (else an unsigned template). */
 static json_t *writer_build(struct writer *w, const char *sender, const struct room_event_spec *spec, bool sign,
@@ -425,6 +435,11 @@ static int writer_append(struct writer *w, const char *sender, const struct room
 	text = cjson_encode(pdu, NULL, err);
 	if (!text)
 		goto out;
+	if (w->batch) {
+		/* room_send_batch: stored with the rest of the batch. */
+		rc = batch_add(w, sender, spec, event_id, pdu, &text, auth_ids, nauth, err);
+		goto out;
+	}
 	if (!w->stream_locked) {
 		PGresult *l = db_exec(w->c->db, err, "SELECT pg_advisory_xact_lock(" STREAM_LOCK ")", 0, NULL);
 		if (!l)
@@ -667,6 +682,709 @@ int room_build_event(const struct room_ctx *c, const char *room_id, const char *
 	db_rollback(c->db);
 	writer_clear(&w);
 	return rc;
+}
+
+/* ---- group commit: timeline events of one room, one transaction ---- */
+
+struct batch_row {
+	int item; /* index into the caller's items */
+	char event_id[EVENT_ID_MAX];
+	char prev[ROOM_MAX_PREV][EVENT_ID_MAX]; /* its prev_events */
+	int nprev;
+	char depth[24], ts[24];
+	const char *type, *sender, *device, *txn; /* borrowed from the item */
+	char *json;
+	char auth[EVENT_MAX_AUTH][EVENT_ID_MAX];
+	int nauth;
+};
+
+struct room_batch {
+	struct batch_row *rows;
+	int n, cap;
+	int cur; /* the item writer_append is working on */
+	/* the room's forward extremities when the batch began (sorted by
+	 * event ID, comma-joined) and those it leaves after its commit: the
+	 * ones the first event did not take as prev_events, and the last
+	 * event */
+	char *xset;
+	const char **xall; /* all of them, in writer_load's order */
+	int nxall;
+};
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* ids sorted and comma-joined (malloc'd). */
+static char *xset_join(const char **ids, int n)
+{
+	size_t len = 1;
+	for (int i = 0; i < n; i++)
+		len += strlen(ids[i]) + 1;
+	char *s = malloc(len), *p = s;
+	if (!s)
+		return NULL;
+	qsort(ids, (size_t)n, sizeof(*ids), cmp_str);
+	*p = 0;
+	for (int i = 0; i < n; i++) {
+		size_t k = strlen(ids[i]);
+		if (i)
+			*p++ = ',';
+		memcpy(p, ids[i], k);
+		p += k;
+		*p = 0;
+	}
+	return s;
+}
+
+/* writer_append's store step while w->batch is set: the row waits for the
+ * batch's one INSERT; the writer moves on to the new head. */
+static int batch_add(struct writer *w, const char *sender, const struct room_event_spec *spec,
+		     const char *event_id, json_t *pdu, char **text, const char *const *auth_ids, int nauth,
+		     struct al_error *err)
+{
+	struct room_batch *b = w->batch;
+	if (spec->state_key || spec->redacts || b->n >= b->cap || nauth > EVENT_MAX_AUTH)
+		return al_error_set(err, 500, "M_UNKNOWN", "not a timeline event");
+	struct batch_row *row = &b->rows[b->n];
+	row->item = b->cur;
+	snprintf(row->event_id, sizeof(row->event_id), "%s", event_id);
+	/* as room_send: the first event takes the room's forward extremities,
+	 * each next one the event before it */
+	row->nprev = w->nprev;
+	for (int i = 0; i < w->nprev; i++)
+		snprintf(row->prev[i], sizeof(row->prev[i]), "%s", w->prevs[i]);
+	fmt_i64(row->depth, sizeof(row->depth), w->depth + 1);
+	fmt_i64(row->ts, sizeof(row->ts), json_integer_value(json_object_get(pdu, "origin_server_ts")));
+	row->type = spec->type;
+	row->sender = sender;
+	row->txn = spec->txn_id;
+	row->device = spec->txn_id ? spec->device_id : NULL;
+	row->json = *text;
+	*text = NULL;
+	row->nauth = nauth;
+	for (int i = 0; i < nauth; i++)
+		snprintf(row->auth[i], sizeof(row->auth[i]), "%s", auth_ids[i]);
+	b->n++;
+	snprintf(w->head, sizeof(w->head), "%s", event_id);
+	snprintf(w->prevs[0], EVENT_ID_MAX, "%s", event_id);
+	for (int i = 0; i < ROOM_MAX_PREV; i++) {
+		json_decref(w->prev_pdus[i]);
+		w->prev_pdus[i] = NULL;
+	}
+	if (w->rules.id_format == 1)
+		w->prev_pdus[0] = json_incref(pdu);
+	w->nprev = 1;
+	w->depth++;
+	return 0;
+}
+
+/* What a batch writer knew about a room after its last commit. It stays
+ * valid while the room's head and forward extremities are those that batch
+ * left: every local writer that adds an event or changes the state moves
+ * rooms.head_event_id under the room lock, and every event accepted from
+ * another server changes the forward extremities (it need not move the
+ * head), so the state after them is all the cache holds. */
+struct wc_entry {
+	char room_id[ROOM_ID_MAX + 1];
+	char version[4];
+	char head[EVENT_ID_MAX];
+	int64_t depth, group;
+	int chain_len;
+	char *xset;      /* the forward extremities the batch left (xset_join) */
+	json_t *state;   /* create, power levels, join rules, members read so far */
+	json_t *queried; /* user IDs whose member event was looked up at this head */
+	uint64_t used;
+};
+
+struct room_write_cache {
+	int cap;
+	uint64_t clock;
+	struct wc_entry entries[];
+};
+
+#define WC_MAX_MEMBERS 2000 /* a room whose senders need more is not cached */
+
+struct room_write_cache *room_write_cache_new(int max_rooms)
+{
+	if (max_rooms < 1)
+		max_rooms = 1;
+	struct room_write_cache *c = calloc(1, sizeof(*c) + (size_t)max_rooms * sizeof(c->entries[0]));
+	if (c)
+		c->cap = max_rooms;
+	return c;
+}
+
+static void wc_clear(struct wc_entry *e)
+{
+	json_decref(e->state);
+	json_decref(e->queried);
+	free(e->xset);
+	memset(e, 0, sizeof(*e));
+}
+
+void room_write_cache_free(struct room_write_cache *c)
+{
+	if (!c)
+		return;
+	for (int i = 0; i < c->cap; i++)
+		wc_clear(&c->entries[i]);
+	free(c);
+}
+
+static struct wc_entry *wc_find(struct room_write_cache *c, const char *room_id)
+{
+	for (int i = 0; c && i < c->cap; i++)
+		if (c->entries[i].state && strcmp(c->entries[i].room_id, room_id) == 0)
+			return &c->entries[i];
+	return NULL;
+}
+
+/* After a commit: remember w (state and the queried set shared) and the
+ * forward extremities the batch left. */
+static void wc_store(struct room_write_cache *c, const struct writer *w, json_t *queried)
+{
+	if (!c)
+		return;
+	const struct room_batch *b = w->batch;
+	int skip = b && b->n > 0 ? b->rows[0].nprev : 0;
+	const char **left = calloc((size_t)(b ? b->nxall : 0) + 2, sizeof(*left));
+	char *xset = NULL;
+	int nl = 0;
+	if (left && b) {
+		for (int i = skip; i < b->nxall; i++)
+			left[nl++] = b->xall[i];
+		if (b->n > 0)
+			left[nl++] = w->head;
+		xset = xset_join(left, nl);
+	}
+	free(left);
+	struct wc_entry *e = wc_find(c, w->room_id);
+	if (!e) {
+		e = &c->entries[0];
+		for (int i = 1; i < c->cap && e->state; i++)
+			if (!c->entries[i].state || c->entries[i].used < e->used)
+				e = &c->entries[i];
+	}
+	wc_clear(e);
+	if (!xset || json_object_size(queried) > WC_MAX_MEMBERS) {
+		free(xset);
+		return;
+	}
+	e->xset = xset;
+	snprintf(e->room_id, sizeof(e->room_id), "%s", w->room_id);
+	snprintf(e->version, sizeof(e->version), "%s", w->version);
+	snprintf(e->head, sizeof(e->head), "%s", w->head);
+	e->depth = w->depth;
+	e->group = w->group;
+	e->chain_len = w->chain_len;
+	e->state = json_incref(w->state);
+	e->queried = json_incref(queried);
+	e->used = ++c->clock;
+}
+
+/* The statements of a batch. The room row is locked as writer_load does
+ * (FOR UPDATE, so the batch is serialised with room_send and other
+ * processes). */
+#define BATCH_LOCK_SQL \
+	"SELECT r.room_version, r.head_event_id, r.head_depth, r.state_group, coalesce(g.chain_len, 0) " \
+	"FROM rooms r LEFT JOIN state_groups g ON g.id = r.state_group WHERE r.room_id = $1 FOR UPDATE OF r"
+/* the forward extremities, all of them (writer_load's order: the first
+ * ROOM_MAX_PREV are the prev_events, their PDUs wanted in versions 1-2) */
+#define BATCH_PREVS_SQL \
+	"SELECT x.event_id, CASE WHEN row_number() OVER (ORDER BY e.depth DESC, x.event_id) <= " ROOM_MAX_PREV_STR \
+	" THEN e.json END FROM room_extremities x JOIN events e ON e.event_id = x.event_id " \
+	"WHERE x.room_id = $1 ORDER BY e.depth DESC, x.event_id"
+/* the auth state the batch needs (with_base: create, power levels, join
+ * rules; always the member events of the senders in $2) */
+#define BATCH_STATE_SQL \
+	"SELECT cs.type, cs.state_key, e.event_id, e.json FROM current_state cs " \
+	"JOIN events e ON e.event_id = cs.event_id WHERE cs.room_id = $1 AND (" \
+	"(cs.state_key = '' AND cs.type IN ('m.room.create', 'm.room.power_levels', " \
+	"'m.room.join_rules')) OR (cs.type = 'm.room.member' AND cs.state_key = ANY($2::text[])))"
+#define BATCH_MEMBERS_SQL \
+	"SELECT cs.type, cs.state_key, e.event_id, e.json FROM current_state cs " \
+	"JOIN events e ON e.event_id = cs.event_id WHERE cs.room_id = $1 " \
+	"AND cs.type = 'm.room.member' AND cs.state_key = ANY($2::text[])"
+/* planned each time (no name): a generic plan made while event_txns was
+ * small scans it sequentially, and it grows fast */
+#define BATCH_TXNS_SQL \
+	"SELECT u.i, t.event_id FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY " \
+	"AS u(usr, dev, txn, i) CROSS JOIN LATERAL (SELECT event_id FROM event_txns WHERE " \
+	"user_id = u.usr AND device_id = u.dev AND room_id = $1 AND kind = 'send' AND txn_id = u.txn) t"
+
+/* The locked row into w. */
+static int batch_parse_lock(struct writer *w, PGresult *r, struct al_error *err)
+{
+	if (PQntuples(r) != 1)
+		return al_error_set(err, 404, "M_NOT_FOUND", "Unknown room");
+	snprintf(w->version, sizeof(w->version), "%s", PQgetvalue(r, 0, 0));
+	snprintf(w->head, sizeof(w->head), "%s", col_str(r, 0, 1) ? col_str(r, 0, 1) : "");
+	w->depth = col_i64(r, 0, 2);
+	w->group = col_i64(r, 0, 3);
+	w->chain_len = (int)col_i64(r, 0, 4);
+	if (event_rules_for(w->version, &w->rules) < 0)
+		return al_error_set(err, 400, "M_UNSUPPORTED_ROOM_VERSION", "room version %s", w->version);
+	return 0;
+}
+
+/* The forward extremities into w (prev_events as writer_load takes them)
+ * and w->batch (all of them, and their set). */
+static int batch_parse_prevs(struct writer *w, PGresult *r, struct al_error *err)
+{
+	struct room_batch *b = w->batch;
+	int n = PQntuples(r);
+	b->xall = calloc((size_t)n + 1, sizeof(*b->xall));
+	const char **tmp = calloc((size_t)n + 1, sizeof(*tmp));
+	if (!b->xall || !tmp) {
+		free(tmp);
+		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	}
+	for (int i = 0; i < n; i++) {
+		b->xall[i] = strdup(PQgetvalue(r, i, 0));
+		if (!b->xall[i]) {
+			free(tmp);
+			return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+		}
+		b->nxall++;
+		tmp[i] = b->xall[i];
+		if (w->nprev < ROOM_MAX_PREV) {
+			snprintf(w->prevs[w->nprev], EVENT_ID_MAX, "%s", PQgetvalue(r, i, 0));
+			w->prev_pdus[w->nprev++] = w->rules.id_format == 1 && !PQgetisnull(r, i, 1)
+							   ? json_loads(PQgetvalue(r, i, 1), JSON_DECODE_ANY, NULL)
+							   : NULL;
+		}
+	}
+	if (w->nprev == 0 && w->head[0])
+		snprintf(w->prevs[w->nprev++], EVENT_ID_MAX, "%s", w->head);
+	b->xset = xset_join(tmp, n);
+	free(tmp);
+	return b->xset ? 0 : al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+}
+
+static bool has_txn(const struct room_batch_item *it)
+{
+	return it->spec.txn_id && it->spec.device_id;
+}
+
+/* The txnId lookup's parameters: one row per item with a txnId. */
+struct batch_txns {
+	int k;
+	int *idx; /* row -> item */
+	char *arr[3];
+};
+
+static void batch_txns_clear(struct batch_txns *t)
+{
+	free(t->idx);
+	for (int i = 0; i < 3; i++)
+		free(t->arr[i]);
+	memset(t, 0, sizeof(*t));
+}
+
+static int batch_txns_prepare(struct batch_txns *t, const struct room_batch_item *items, int n, const bool *done,
+			      struct al_error *err)
+{
+	memset(t, 0, sizeof(*t));
+	const char **cols = calloc((size_t)n * 3 + 1, sizeof(*cols));
+	t->idx = calloc((size_t)n + 1, sizeof(*t->idx));
+	if (!cols || !t->idx) {
+		free(cols);
+		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	}
+	for (int i = 0; i < n; i++) {
+		if (done[i] || !has_txn(&items[i]))
+			continue;
+		cols[t->k] = items[i].sender;
+		cols[n + t->k] = items[i].spec.device_id;
+		cols[2 * n + t->k] = items[i].spec.txn_id;
+		t->idx[t->k++] = i;
+	}
+	for (int i = 0; i < 3 && t->k > 0; i++)
+		t->arr[i] = room_pg_array(cols + i * n, t->k);
+	free(cols);
+	if (t->k > 0 && (!t->arr[0] || !t->arr[1] || !t->arr[2]))
+		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	return 0;
+}
+
+/* Items whose txnId is already stored: their first event's ID, stream 0. */
+static void batch_txns_apply(const struct batch_txns *t, PGresult *r, struct room_batch_item *items, bool *done)
+{
+	for (int j = 0; j < PQntuples(r); j++) {
+		long o = strtol(PQgetvalue(r, j, 0), NULL, 10);
+		if (o < 1 || o > t->k)
+			continue;
+		struct room_batch_item *it = &items[t->idx[o - 1]];
+		snprintf(it->event_id, sizeof(it->event_id), "%s", PQgetvalue(r, j, 1));
+		it->stream = 0;
+		it->rc = 0;
+		done[t->idx[o - 1]] = true;
+	}
+}
+
+/* An earlier item of this batch with the same txnId that succeeded: this
+ * one is its repeat. */
+static const struct room_batch_item *batch_twin(const struct room_batch_item *items, const bool *done, int i)
+{
+	const struct room_batch_item *it = &items[i];
+	if (!has_txn(it))
+		return NULL;
+	for (int j = 0; j < i; j++) {
+		const struct room_batch_item *o = &items[j];
+		if (done[j] && o->rc == 0 && has_txn(o) && strcmp(o->spec.txn_id, it->spec.txn_id) == 0 &&
+		    strcmp(o->spec.device_id, it->spec.device_id) == 0 && strcmp(o->sender, it->sender) == 0)
+			return o;
+	}
+	return NULL;
+}
+
+/* BEGIN, the room lock, the txnId lookup and the auth state in one round
+ * trip (pipelined; each statement still runs after the one before, so the
+ * lookups see everything committed before the lock was granted). The
+ * state comes from the writer's cache when the locked head is the one its
+ * last batch wrote (then only senders not looked up yet are read), else it
+ * is read: in the same round trip when the cache has nothing for the room,
+ * in one more when what it has is stale. *queried: the senders looked up
+ * (new ref). */
+static int batch_open(struct writer *w, struct room_write_cache *cache, const char *const *senders, int ns,
+		      struct room_batch_item *items, int n, bool *done, json_t **queried, struct al_error *err)
+{
+	struct wc_entry *e = wc_find(cache, w->room_id);
+	struct batch_txns t;
+	const char **missing = calloc((size_t)ns + 1, sizeof(*missing));
+	char *arr_missing = NULL, *arr_all = NULL;
+	struct db_stmt st[5];
+	PGresult *reread = NULL;
+	int nst = 0, rc = -1, i_txn = -1, i_state = -1;
+	memset(st, 0, sizeof(st));
+	if (!missing || batch_txns_prepare(&t, items, n, done, err) < 0) {
+		free(missing);
+		return missing ? -1 : al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	}
+	int nm = 0;
+	for (int i = 0; i < ns; i++)
+		if (!e || !json_object_get(e->queried, senders[i]))
+			missing[nm++] = senders[i];
+	arr_missing = room_pg_array(missing, nm);
+	arr_all = room_pg_array(senders, ns);
+	if (!arr_missing || !arr_all) {
+		al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+		goto out;
+	}
+	const char *p_lock[] = {w->room_id};
+	const char *p_txn[] = {w->room_id, t.arr[0], t.arr[1], t.arr[2]};
+	const char *p_state[] = {w->room_id, e ? arr_missing : arr_all};
+	st[nst++] = (struct db_stmt){.sql = "BEGIN"};
+	st[nst++] = (struct db_stmt){.name = "room_batch_lock", .sql = BATCH_LOCK_SQL, .nparams = 1, .params = p_lock};
+	st[nst++] = (struct db_stmt){.name = "room_batch_prevs", .sql = BATCH_PREVS_SQL, .nparams = 1, .params = p_lock};
+	if (t.k > 0) {
+		i_txn = nst;
+		st[nst++] = (struct db_stmt){.sql = BATCH_TXNS_SQL, .nparams = 4, .params = p_txn};
+	}
+	if (!e || nm > 0) {
+		i_state = nst;
+		st[nst++] = e ? (struct db_stmt){.name = "room_batch_members", .sql = BATCH_MEMBERS_SQL, .nparams = 2,
+						 .params = p_state}
+			      : (struct db_stmt){.name = "room_batch_state", .sql = BATCH_STATE_SQL, .nparams = 2,
+						 .params = p_state};
+	}
+	if (db_pipeline(w->c->db, st, nst, NULL, err) < 0)
+		goto out;
+	if (batch_parse_lock(w, st[1].result, err) < 0 || batch_parse_prevs(w, st[2].result, err) < 0)
+		goto out;
+	bool fresh = e && strcmp(e->head, w->head) == 0 && strcmp(e->version, w->version) == 0 &&
+		     e->group == w->group && e->depth == w->depth && e->xset && strcmp(e->xset, w->batch->xset) == 0;
+	w->state = fresh ? json_incref(e->state) : json_object();
+	*queried = fresh ? json_incref(e->queried) : json_object();
+	if (!w->state || !*queried) {
+		al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+		goto out;
+	}
+	PGresult *state = i_state >= 0 ? st[i_state].result : NULL;
+	if (e && !fresh) {
+		/* someone else wrote to the room since: read it all again */
+		const char *p[] = {w->room_id, arr_all};
+		state = reread = db_exec_prepared(w->c->db, err, NULL, "room_batch_state", BATCH_STATE_SQL, 2, p);
+		if (!state)
+			goto out;
+		nm = ns;
+		memcpy(missing, senders, (size_t)ns * sizeof(*senders));
+	}
+	if (state && load_state_rows(w, state) < 0) {
+		al_error_set(err, 500, "M_UNKNOWN", "bad stored event");
+		goto out;
+	}
+	for (int i = 0; i < nm; i++)
+		json_object_set_new(*queried, missing[i], json_true());
+	if (i_txn >= 0)
+		batch_txns_apply(&t, st[i_txn].result, items, done);
+	rc = 0;
+out:
+	for (int i = 0; i < nst; i++)
+		PQclear(st[i].result);
+	PQclear(reread);
+	batch_txns_clear(&t);
+	free(missing);
+	free(arr_missing);
+	free(arr_all);
+	return rc;
+}
+
+/* The batch's INSERT and COMMIT in one round trip: events, edges, auth
+ * edges, txnIds, the new head. The INSERT first takes the stream lock
+ * (STREAM_LOCK, held to commit: see room.h; u joins l, so no row, and no
+ * nextval, exists before the lock is held), then draws the stream
+ * positions in row order (nextval in the target list of an ordered
+ * subquery; checked after). Returns 0 committed, 1 a unique violation
+ * (nothing committed), -1 an error before COMMIT (nothing committed), -2
+ * COMMIT failed (outcome unknown). The transaction is open on 1 and -1. */
+static int batch_store_commit(struct writer *w, struct room_batch_item *items, struct al_error *err)
+{
+	struct room_batch *b = w->batch;
+	int n = b->n, na = 0, ne = 0, np = 0, rc = -1;
+	for (int i = 0; i < n; i++) {
+		na += b->rows[i].nauth;
+		np += b->rows[i].nprev;
+	}
+	const char **cols = calloc((size_t)(8 * n + 2 * np + 2 * na + ROOM_MAX_PREV) + 1, sizeof(*cols));
+	char *arr[13] = {0};
+	if (!cols)
+		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	const char **c8 = cols, **edge = cols + 8 * n, **auth = cols + 8 * n + 2 * np,
+		   **first = cols + 8 * n + 2 * np + 2 * na;
+	for (int i = 0; i < n; i++) {
+		struct batch_row *r = &b->rows[i];
+		c8[0 * n + i] = r->event_id;
+		c8[1 * n + i] = r->depth;
+		c8[2 * n + i] = r->type;
+		c8[3 * n + i] = r->sender;
+		c8[4 * n + i] = r->ts;
+		c8[5 * n + i] = r->json;
+		c8[6 * n + i] = r->device;
+		c8[7 * n + i] = r->txn;
+		for (int j = 0; j < r->nprev; j++) {
+			edge[ne] = r->event_id;
+			edge[np + ne] = r->prev[j];
+			ne++;
+		}
+	}
+	/* the extremities the first event took as prev_events go; the last
+	 * event is one (those between were each taken by the next) */
+	for (int j = 0; j < b->rows[0].nprev; j++)
+		first[j] = b->rows[0].prev[j];
+	int k = 0;
+	for (int i = 0; i < n; i++)
+		for (int j = 0; j < b->rows[i].nauth; j++) {
+			auth[k] = b->rows[i].event_id;
+			auth[na + k] = b->rows[i].auth[j];
+			k++;
+		}
+	for (int i = 0; i < 8; i++)
+		arr[i] = room_pg_array(c8 + i * n, n);
+	arr[8] = room_pg_array(edge, ne);
+	arr[9] = room_pg_array(edge + np, ne);
+	arr[10] = room_pg_array(auth, na);
+	arr[11] = room_pg_array(auth + na, na);
+	arr[12] = room_pg_array(first, b->rows[0].nprev);
+	for (int i = 0; i < 13; i++)
+		if (!arr[i]) {
+			al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+			goto out;
+		}
+	char group[24], depth[24];
+	fmt_i64(group, sizeof(group), w->group);
+	fmt_i64(depth, sizeof(depth), w->depth);
+	const char *p[] = {w->room_id, arr[0], arr[1], arr[2], arr[3], arr[4], arr[5], arr[6], arr[7],
+			   w->group ? group : NULL, arr[8], arr[9], arr[10], arr[11], w->head, depth, arr[12]};
+	struct db_stmt st[2] = {
+		{.name = "room_batch_insert",
+		 .sql = "WITH l AS MATERIALIZED (SELECT pg_advisory_xact_lock(" STREAM_LOCK ")), "
+			"u AS (SELECT u.* FROM l, unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::bigint[], "
+			"$7::text[], $8::text[], $9::text[]) WITH ORDINALITY AS u(event_id, depth, type, sender, ts, json, "
+			"txn_device, txn_id, ord)), "
+			"e AS (INSERT INTO events (event_id, room_id, stream_ordering, depth, type, sender, origin_server_ts, "
+			"json, state_group, txn_device, txn_id) SELECT x.event_id, $1::text, nextval('al_stream_seq'), x.depth, "
+			"x.type, x.sender, x.ts, x.json, $10::bigint, x.txn_device, x.txn_id FROM (SELECT * FROM u ORDER BY ord) x "
+			"RETURNING event_id, stream_ordering), "
+			"p AS (INSERT INTO event_edges (event_id, prev_event_id) SELECT * FROM unnest($11::text[], $12::text[])), "
+			"a AS (INSERT INTO event_auth (event_id, auth_event_id) SELECT * FROM unnest($13::text[], $14::text[])), "
+			"t AS (INSERT INTO event_txns (user_id, device_id, txn_id, room_id, event_id, kind) "
+			"SELECT u.sender, u.txn_device, u.txn_id, $1::text, u.event_id, 'send' FROM u "
+			"WHERE u.txn_device IS NOT NULL AND u.txn_id IS NOT NULL), "
+			"h AS (UPDATE rooms SET head_event_id = $15::text, head_depth = $16::bigint WHERE room_id = $1::text), "
+			"xd AS (DELETE FROM room_extremities WHERE room_id = $1::text AND event_id = ANY($17::text[])), "
+			"xi AS (INSERT INTO room_extremities (room_id, event_id) SELECT $1::text, $15::text FROM l) "
+			"SELECT event_id, stream_ordering FROM e",
+		 .nparams = 17,
+		 .params = p},
+		{.sql = "COMMIT"},
+	};
+	int conflict = 0;
+	if (db_pipeline(w->c->db, st, 2, &conflict, err) < 0) {
+		/* INERROR: the INSERT failed, COMMIT did not run. IDLE: COMMIT
+		 * itself failed. A broken connection: unknown as well. */
+		PGTransactionStatusType ts = PQtransactionStatus(w->c->db->conn);
+		rc = conflict ? 1 : -1;
+		if (!conflict && (ts == PQTRANS_IDLE || ts == PQTRANS_UNKNOWN || PQstatus(w->c->db->conn) == CONNECTION_BAD))
+			rc = -2;
+		if (!conflict && !err->errcode[0])
+			al_error_set(err, 500, "M_UNKNOWN", "internal database error");
+		goto out;
+	}
+	PGresult *r = st[0].result;
+	for (int j = 0; j < PQntuples(r); j++) {
+		const char *id = PQgetvalue(r, j, 0);
+		for (int i = 0; i < n; i++)
+			if (strcmp(b->rows[i].event_id, id) == 0) {
+				items[b->rows[i].item].stream = col_i64(r, j, 1);
+				break;
+			}
+	}
+	bool ordered = PQntuples(r) == n;
+	PQclear(st[0].result);
+	PQclear(st[1].result);
+	for (int i = 0; ordered && i < n; i++)
+		ordered = items[b->rows[i].item].stream > (i ? items[b->rows[i - 1].item].stream : 0);
+	if (!ordered) /* cannot happen (see above); committed all the same */
+		log_error("room", "batch stream positions out of DAG order room_id=%s", w->room_id);
+	rc = 0;
+out:
+	for (int i = 0; i < 13; i++)
+		free(arr[i]);
+	free(cols);
+	return rc;
+}
+
+int room_send_batch(const struct room_ctx *c, const char *room_id, struct room_batch_item *items, int n,
+		    struct room_write_cache *cache)
+{
+	struct writer w;
+	struct room_batch b = {0};
+	struct al_error err = {0};
+	json_t *queried = NULL;
+	/* per item: not looked at yet, done before this batch (not a timeline
+	 * event, or its txnId was stored), done in this batch (refused, repeat
+	 * of an earlier item, or a row of the INSERT) */
+	enum { ITEM_PENDING, ITEM_EARLIER, ITEM_THIS } *how = calloc((size_t)n + 1, sizeof(*how));
+	bool *done = calloc((size_t)n + 1, sizeof(*done));
+	const char **senders = calloc((size_t)n + 1, sizeof(*senders));
+	int stored = 0, ns = 0;
+	bool retry_each = false;
+	memset(&w, 0, sizeof(w));
+	w.c = c;
+	b.rows = calloc((size_t)n + 1, sizeof(*b.rows));
+	b.cap = n;
+	for (int i = 0; i < n; i++) {
+		items[i].rc = -1;
+		items[i].stream = 0;
+		items[i].event_id[0] = 0;
+		memset(&items[i].err, 0, sizeof(items[i].err));
+	}
+	if (!how || !done || !senders || !b.rows || strlen(room_id) > ROOM_ID_MAX) {
+		al_error_set(&err, 500, "M_UNKNOWN", "out of memory");
+		goto fail;
+	}
+	snprintf(w.room_id, sizeof(w.room_id), "%s", room_id);
+	for (int i = 0; i < n; i++) {
+		if (items[i].spec.state_key || items[i].spec.redacts || !items[i].sender || !items[i].spec.type) {
+			al_error_set(&items[i].err, 500, "M_UNKNOWN", "not a timeline event");
+			done[i] = true;
+			how[i] = ITEM_EARLIER;
+			continue;
+		}
+		bool seen = false;
+		for (int j = 0; j < ns && !seen; j++)
+			seen = strcmp(senders[j], items[i].sender) == 0;
+		if (!seen)
+			senders[ns++] = items[i].sender;
+	}
+	if (ns == 0)
+		goto out;
+	w.batch = &b;
+	if (batch_open(&w, cache, senders, ns, items, n, done, &queried, &err) < 0) {
+		/* 404 and the like answer every item; a database error is
+		 * retried item by item. */
+		retry_each = err.status == 500;
+		goto fail_rollback;
+	}
+	for (int i = 0; i < n; i++) {
+		if (done[i]) {
+			if (how[i] == ITEM_PENDING)
+				how[i] = ITEM_EARLIER; /* its txnId was stored */
+			continue;
+		}
+		const struct room_batch_item *twin = batch_twin(items, done, i);
+		done[i] = true;
+		how[i] = ITEM_THIS;
+		if (twin) {
+			snprintf(items[i].event_id, sizeof(items[i].event_id), "%s", twin->event_id);
+			items[i].rc = 0;
+			continue;
+		}
+		b.cur = i;
+		if (writer_append(&w, items[i].sender, &items[i].spec, items[i].event_id, &items[i].err) == 0)
+			items[i].rc = 0;
+	}
+	int src = b.n > 0 ? batch_store_commit(&w, items, &err) : (db_commit(c->db, &err) < 0 ? -2 : 0);
+	if (src == 1 || src == -1) {
+		retry_each = true;
+		goto fail_rollback;
+	}
+	if (src == -2) {
+		/* Unknown outcome: no retry here (a client's txnId can). */
+		for (int i = 0; i < n; i++) {
+			if (how[i] == ITEM_THIS && items[i].rc == 0) {
+				items[i].rc = -1;
+				items[i].stream = 0;
+				items[i].err = err;
+			}
+		}
+		goto out;
+	}
+	stored = b.n;
+	wc_store(cache, &w, queried);
+	/* the stored-event hook, as room_send runs it after its commit */
+	for (int i = 0; i < b.n; i++) {
+		const struct room_batch_item *it = &items[b.rows[i].item];
+		calls_on_event(c->app, c->db, room_id, it->event_id, it->spec.type, NULL);
+	}
+	goto out;
+fail_rollback:
+	db_rollback(c->db);
+fail:
+	for (int i = 0; i < n; i++) {
+		if (how && how[i] == ITEM_EARLIER && items[i].rc < 0)
+			continue; /* not a timeline event */
+		if (retry_each) {
+			/* One at a time through room_send, the reference path. */
+			memset(&items[i].err, 0, sizeof(items[i].err));
+			items[i].rc = room_send(c, room_id, items[i].sender, &items[i].spec, items[i].event_id,
+						&items[i].stream, &items[i].err);
+			stored += items[i].rc == 0 && items[i].stream > 0;
+		} else {
+			items[i].rc = -1;
+			items[i].stream = 0;
+			items[i].err = err;
+		}
+	}
+out:
+	if (retry_each && wc_find(cache, room_id))
+		wc_clear(wc_find(cache, room_id));
+	for (int i = 0; i < b.n; i++)
+		free(b.rows[i].json);
+	free(b.rows);
+	for (int i = 0; i < b.nxall; i++)
+		free((char *)b.xall[i]);
+	free(b.xall);
+	free(b.xset);
+	free(how);
+	free(done);
+	free(senders);
+	json_decref(queried);
+	writer_clear(&w);
+	return stored;
 }
 
 /* ---- aliases ---- */

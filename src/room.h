@@ -9,7 +9,10 @@
  * prev_events and the highest depth + 1, and becomes the only extremity
  * it replaces; events from other servers (room_remote.h) keep their own.
  * Stream positions (al_stream_seq) are drawn under a global advisory lock
- * held to commit, so /sync never sees position N+1 before N. */
+ * held to commit, so /sync never sees position N+1 before N. PUT /send
+ * writes through room_send_batch (room_queue.h: group commit), which
+ * keeps both rules: the room lock per batch, the stream lock from the
+ * first position it draws to its commit. */
 #ifndef AL_ROOM_H
 #define AL_ROOM_H
 
@@ -73,6 +76,41 @@ int room_send(const struct room_ctx *c, const char *room_id, const char *sender,
 int room_build_event(const struct room_ctx *c, const char *room_id, const char *sender,
 		     const struct room_event_spec *spec, bool sign, json_t **pdu_out, char *event_id,
 		     struct al_error *err);
+
+/* Group commit (room_queue.h): n timeline events (no state_key, no
+ * redacts) into one room in one transaction: lock the room row, read the
+ * state the senders need (or take it from cache), look up their txnIds,
+ * one INSERT of all rows, one commit. Each item is built, authorised and
+ * signed on its own and gets its own result (rc 0 with event_id and
+ * stream, stream 0 for a repeated txnId; or rc -1 with err, e.g. 403 for
+ * that item alone); an item's 0 means its event committed. When the
+ * batch's transaction fails before COMMIT, every item goes through
+ * room_send alone. Returns how many events were stored.
+ *
+ * Like room_send, the first event takes the room's forward extremities as
+ * prev_events, each next one the event before it; the extremities it took
+ * are replaced by the batch's last event. Events for other servers in the
+ * room are queued in the same transaction (the caller wakes the sender).
+ *
+ * cache (may be NULL; one thread's) keeps, per room, the auth state the
+ * last batch used, the head it wrote and the forward extremities it left;
+ * it is used only while the locked row still shows that head and the room
+ * still has those extremities (so any other writer's event or state change,
+ * and any event accepted from another server, in between makes it
+ * re-read). */
+struct room_write_cache;
+struct room_write_cache *room_write_cache_new(int max_rooms);
+void room_write_cache_free(struct room_write_cache *cache);
+struct room_batch_item {
+	const char *sender;
+	struct room_event_spec spec;
+	char event_id[EVENT_ID_MAX];
+	int64_t stream;
+	int rc;
+	struct al_error err;
+};
+int room_send_batch(const struct room_ctx *c, const char *room_id, struct room_batch_item *items, int n,
+		    struct room_write_cache *cache);
 
 /* Membership change as sender: membership "join" (sender joins; room_id
  * may be an alias), "invite"/"leave"/"ban" with target. reason may be NULL;
@@ -147,7 +185,8 @@ json_t *room_client_event(const char *json_text, const char *event_id, const cha
 			  const char *txn_device, const char *txn_id, const char *viewer,
 			  const char *viewer_device);
 
-/* '{"a","b"}' text for a PostgreSQL text[] parameter; malloc'd. */
+/* '{"a","b"}' text for a PostgreSQL text[] parameter (a NULL item is an SQL
+ * NULL element); malloc'd. */
 char *room_pg_array(const char *const *items, int n);
 
 /* ms since the epoch */

@@ -225,7 +225,7 @@ int sync_filter_load(struct db *db, const char *user_id, const char *param, stru
 
 int64_t sync_current_position(struct db *db, struct al_error *err)
 {
-	PGresult *r = db_exec(db, err,
+	PGresult *r = db_exec_prepared(db, err, NULL, "sync_position",
 			      "SELECT greatest((SELECT max(stream_ordering) FROM events), "
 			      "(SELECT max(stream_ordering) FROM account_data), "
 			      "(SELECT max(stream_ordering) FROM receipts), "
@@ -333,11 +333,19 @@ static void sroom_free(struct sroom *r)
 	json_decref(r->receipts);
 }
 
+/* rooms are sorted by room_id, bytewise (sync_rooms' ORDER BY ... COLLATE "C") */
 static struct sroom *find_room(struct sroom *rooms, int n, const char *room_id)
 {
-	for (int i = 0; i < n; i++)
-		if (strcmp(rooms[i].room_id, room_id) == 0)
-			return &rooms[i];
+	int lo = 0, hi = n - 1;
+	while (lo <= hi) {
+		int mid = lo + (hi - lo) / 2, c = strcmp(rooms[mid].room_id, room_id);
+		if (c == 0)
+			return &rooms[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid - 1;
+	}
 	return NULL;
 }
 
@@ -364,12 +372,17 @@ static int add_receipts(struct db *db, struct sroom *rooms, int n, const char *u
 		goto out;
 	char *arr_j = room_pg_array(jids, nj), *arr_f = room_pg_array(full_ids, nfull);
 	const char *p[] = {arr_j, arr_f, s_since, s_now, user_id};
-	PGresult *r = arr_j && arr_f ? db_exec(db, err,
-					       "SELECT room_id, user_id, receipt_type, thread_id, event_id, ts FROM receipts "
-					       "WHERE stream_ordering <= $4::bigint AND (receipt_type <> 'm.read.private' "
-					       "OR user_id = $5) AND (room_id = ANY($2::text[]) OR "
-					       "(room_id = ANY($1::text[]) AND stream_ordering > $3::bigint)) "
-					       "ORDER BY stream_ordering",
+	PGresult *r = arr_j && arr_f ? db_exec_prepared(db, err, NULL, "sync_receipts",
+					       /* two branches, each on an index (the OR of both scanned the
+					        * table): every receipt of the new rooms, the moved ones of
+					        * the others */
+					       "SELECT room_id, user_id, receipt_type, thread_id, event_id, ts, stream_ordering "
+					       "FROM receipts WHERE room_id = ANY($2::text[]) AND stream_ordering <= $4::bigint "
+					       "AND (receipt_type <> 'm.read.private' OR user_id = $5) UNION ALL "
+					       "SELECT room_id, user_id, receipt_type, thread_id, event_id, ts, stream_ordering "
+					       "FROM receipts WHERE room_id = ANY($1::text[]) AND NOT room_id = ANY($2::text[]) "
+					       "AND stream_ordering > $3::bigint AND stream_ordering <= $4::bigint "
+					       "AND (receipt_type <> 'm.read.private' OR user_id = $5) ORDER BY 7",
 					       5, p)
 				     : NULL;
 	free(arr_j);
@@ -415,7 +428,7 @@ static json_t *to_device_events(struct db *db, const char *user_id, const char *
 	fmt_i64(s_now, sizeof(s_now), now);
 	snprintf(lim, sizeof(lim), "%d", SYNC_MAX_TO_DEVICE + 1);
 	const char *p[] = {user_id, device_id, s_after, s_now, lim};
-	PGresult *r = db_exec(db, err,
+	PGresult *r = db_exec_prepared(db, err, NULL, "sync_to_device",
 			      "SELECT stream_ordering, sender, type, content FROM device_inbox WHERE user_id = $1 "
 			      "AND device_id = $2 AND stream_ordering > $3::bigint AND stream_ordering <= $4::bigint "
 			      "ORDER BY stream_ordering LIMIT $5::int",
@@ -534,6 +547,81 @@ static void presence_filter_senders(json_t *events, json_t *pf)
 	}
 }
 
+/* The user's rooms this sync looks at, as rows (room_id, membership,
+ * stream_ordering, has_new: events in (since, now]), sorted by room_id
+ * bytewise (find_room).
+ *  - initial (since 0): joined and invited rooms (and left and banned ones
+ *    with include_leave);
+ *  - incremental: rooms whose membership changed since, and the joined
+ *    rooms with something new: events, receipts, the user's room account
+ *    data, typing (typing_changed's rooms). Those are found from the
+ *    changes since the token (each table's stream_ordering index, then the
+ *    membership key per changed room), so a user in 1,000 quiet rooms costs
+ *    what their few changes cost, not 1,000 rows;
+ *  - all_joined (full_state, or typing reset): every joined room, and
+ *    rooms whose membership changed. */
+static PGresult *sync_rooms(struct db *db, const char *user_id, const char *s_since, const char *s_now,
+			    json_t *typing_changed, bool all_joined, bool include_leave, struct al_error *err)
+{
+	if (strcmp(s_since, "0") == 0) {
+		const char *p[] = {user_id, s_now, include_leave ? "t" : "f"};
+		return db_exec_prepared(db, err, NULL, "sync_rooms_initial",
+			       "SELECT room_id, membership, stream_ordering, false FROM room_memberships "
+			       "WHERE user_id = $1 AND NOT forgotten AND stream_ordering <= $2::bigint "
+			       "AND (membership IN ('join', 'invite') OR ($3::boolean AND membership IN ('leave', 'ban'))) "
+			       "ORDER BY room_id COLLATE \"C\"",
+			       3, p);
+	}
+	if (all_joined) {
+		const char *p[] = {user_id, s_since, s_now};
+		return db_exec_prepared(db, err, NULL, "sync_rooms_all",
+			       "SELECT m.room_id, m.membership, m.stream_ordering, EXISTS (SELECT 1 FROM events e "
+			       "WHERE e.room_id = m.room_id AND e.stream_ordering > $2::bigint "
+			       "AND e.stream_ordering <= $3::bigint) "
+			       "FROM room_memberships m WHERE m.user_id = $1 AND NOT m.forgotten "
+			       "AND m.stream_ordering <= $3::bigint AND (m.membership = 'join' OR m.stream_ordering > $2::bigint) "
+			       "ORDER BY m.room_id COLLATE \"C\"",
+			       3, p);
+	}
+	size_t nt = json_object_size(typing_changed), k = 0;
+	const char **trooms = calloc(nt + 1, sizeof(*trooms));
+	if (!trooms) {
+		al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+		return NULL;
+	}
+	const char *key;
+	json_t *v;
+	json_object_foreach(typing_changed, key, v)
+	{
+		trooms[k++] = key;
+	}
+	char *arr = room_pg_array(trooms, (int)k);
+	free(trooms);
+	if (!arr) {
+		al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+		return NULL;
+	}
+	const char *p[] = {user_id, s_since, s_now, arr};
+	PGresult *r = db_exec_prepared(
+		db, err, NULL, "sync_rooms_changed",
+		"WITH ch AS (SELECT room_id FROM events WHERE stream_ordering > $2::bigint AND stream_ordering <= $3::bigint "
+		"UNION SELECT room_id FROM receipts WHERE stream_ordering > $2::bigint AND stream_ordering <= $3::bigint "
+		"UNION SELECT room_id FROM account_data WHERE user_id = $1 AND room_id <> '' "
+		"AND stream_ordering > $2::bigint AND stream_ordering <= $3::bigint "
+		"UNION SELECT unnest($4::text[])), "
+		"r AS (SELECT m.room_id, m.membership, m.stream_ordering FROM room_memberships m WHERE m.user_id = $1 "
+		"AND m.stream_ordering > $2::bigint AND m.stream_ordering <= $3::bigint AND NOT m.forgotten "
+		"UNION SELECT m.room_id, m.membership, m.stream_ordering FROM ch JOIN room_memberships m "
+		"ON m.room_id = ch.room_id AND m.user_id = $1 WHERE m.membership = 'join' "
+		"AND m.stream_ordering <= $3::bigint AND NOT m.forgotten) "
+		"SELECT r.room_id, r.membership, r.stream_ordering, EXISTS (SELECT 1 FROM events e "
+		"WHERE e.room_id = r.room_id AND e.stream_ordering > $2::bigint "
+		"AND e.stream_ordering <= $3::bigint) FROM r ORDER BY r.room_id COLLATE \"C\"",
+		4, p);
+	free(arr);
+	return r;
+}
+
 json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, const char *device_id,
 		   const struct sync_pos *since_pos, bool full_state, const struct sync_filter *f, bool *empty,
 		   struct al_error *err)
@@ -557,14 +645,12 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 	fmt_i64(s_since, sizeof(s_since), since);
 	fmt_i64(s_now, sizeof(s_now), now);
 
-	const char *mp[] = {user_id, s_since, s_now, f && f->include_leave ? "t" : "f"};
-	mem = db_exec(db, err,
-		      "SELECT room_id, membership, stream_ordering FROM room_memberships WHERE user_id = $1 "
-		      "AND NOT forgotten AND stream_ordering <= $3::bigint AND ("
-		      "($2::bigint = 0 AND (membership IN ('join', 'invite') OR "
-		      "($4::boolean AND membership IN ('leave', 'ban')))) OR "
-		      "($2::bigint > 0 AND (membership = 'join' OR stream_ordering > $2::bigint)))",
-		      4, mp);
+	bool typing_reset = false;
+	struct sync_pos next = {.stream = now, .typing = since_pos->typing, .to_device = now};
+	if (typing)
+		next.typing = typing_changes(typing, since > 0 ? since_pos->typing : 0, &typing_changed, &typing_reset);
+	mem = sync_rooms(db, user_id, s_since, s_now, typing_changed, full_state || typing_reset,
+			 f && f->include_leave, err);
 	if (!mem)
 		goto fail;
 	int n = PQntuples(mem);
@@ -586,6 +672,7 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 		sr->room_id = PQgetvalue(mem, i, 0);
 		snprintf(sr->membership, sizeof(sr->membership), "%s", PQgetvalue(mem, i, 1));
 		sr->mstream = col_i64(mem, i, 2);
+		sr->has_new = PQgetvalue(mem, i, 3)[0] == 't';
 		sr->timeline = json_array();
 		sr->state = json_array();
 		sr->senders = json_object();
@@ -612,20 +699,6 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 
 	/* Incremental: only rooms with new events need a timeline query. */
 	if (since > 0 && nt > 0) {
-		const char *p[] = {s_since, s_now};
-		r = db_exec(db, err,
-			    "SELECT DISTINCT room_id FROM events WHERE stream_ordering > $1::bigint "
-			    "AND stream_ordering <= $2::bigint",
-			    2, p);
-		if (!r)
-			goto fail;
-		for (int i = 0; i < PQntuples(r); i++) {
-			struct sroom *sr = find_room(rooms, n, PQgetvalue(r, i, 0));
-			if (sr)
-				sr->has_new = true;
-		}
-		PQclear(r);
-		r = NULL;
 		int k = 0;
 		for (int i = 0; i < nt; i++) {
 			struct sroom *sr = find_room(rooms, n, ids[i]);
@@ -646,17 +719,30 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 		snprintf(lim, sizeof(lim), "%d", limit + 1);
 		char *types = like_array(json_object_get(f ? f->timeline : NULL, "types"));
 		char *not_types = like_array(json_object_get(f ? f->timeline : NULL, "not_types"));
-		const char *p[] = {arr_rooms, arr_caps, arr_los, lim, types, not_types};
+		char s_lo[24];
+		int64_t lo_min = since;
+		for (int i = 0; i < nt; i++)
+			if (strtoll(los[i], NULL, 10) < lo_min)
+				lo_min = strtoll(los[i], NULL, 10);
+		fmt_i64(s_lo, sizeof(s_lo), lo_min);
+		const char *p[] = {arr_rooms, arr_caps, arr_los, lim, types, not_types, s_lo, s_now};
 		r = db_exec(db, err,
 			    "SELECT x.room_id, x.event_id, x.json, x.sender, x.txn_device, x.txn_id, x.stream_ordering "
 			    "FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS q(room_id, cap, lo) "
 			    "CROSS JOIN LATERAL (SELECT e.room_id, e.event_id, e.json, e.sender, e.txn_device, e.txn_id, "
 			    "e.stream_ordering FROM events e WHERE e.room_id = q.room_id AND e.stream_ordering > q.lo "
-			    "AND e.stream_ordering <= q.cap AND ($5::text[] IS NULL OR e.type LIKE ANY ($5::text[])) "
+			    "AND e.stream_ordering <= q.cap "
+			    /* the whole window again as constants: planned with the real
+			     * values (an unnamed statement), the planner sees how many events
+			     * it spans and keeps to events_room_stream_idx for a wide one
+			     * instead of walking the global stream index backwards past every
+			     * other room's events (2.5 s for 100 small rooms next to one big) */
+			    "AND e.stream_ordering > $7::bigint AND e.stream_ordering <= $8::bigint "
+			    "AND ($5::text[] IS NULL OR e.type LIKE ANY ($5::text[])) "
 			    "AND NOT (e.type LIKE ANY (coalesce($6::text[], '{}'))) "
 			    "ORDER BY e.stream_ordering DESC LIMIT $4::int) x "
 			    "ORDER BY x.room_id, x.stream_ordering",
-			    6, p);
+			    8, p);
 		free(types);
 		free(not_types);
 		if (!r)
@@ -699,10 +785,22 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 			char *arr_gap = room_pg_array(gap, ngap);
 			const char *sp[] = {arr_full, arr_gap, s_since};
 			r = db_exec(db, err,
-				    "SELECT cs.room_id, e.event_id, e.json, e.sender, cs.type, cs.state_key, e.stream_ordering "
-				    "FROM current_state cs JOIN events e ON e.event_id = cs.event_id "
-				    "WHERE cs.room_id = ANY($1::text[]) OR (cs.room_id = ANY($2::text[]) "
-				    "AND e.stream_ordering > $3::bigint) ORDER BY e.stream_ordering",
+				    /* per room (full: all of it; gap: what changed after since),
+				     * by key lookups whatever the statistics say: OFFSET 0 keeps
+				     * each LATERAL a parameterised scan (a join the planner may
+				     * turn into a hash join over all events when the statistics
+				     * are stale, 60 ms after a burst of writes) */
+				    "SELECT q.room_id, e.event_id, e.json, e.sender, cs.type, cs.state_key, e.stream_ordering "
+				    "FROM (SELECT unnest($1::text[]) AS room_id, NULL::bigint AS after "
+				    "UNION ALL SELECT unnest($2::text[]), $3::bigint) q "
+				    "CROSS JOIN LATERAL (SELECT cs.type, cs.state_key, cs.event_id FROM current_state cs "
+				    "WHERE cs.room_id = q.room_id OFFSET 0) cs "
+				    "CROSS JOIN LATERAL (SELECT e.event_id, e.json, e.sender, e.stream_ordering FROM events e "
+				    /* full: every state event, also the outliers a remote
+				     * join stored the room's state as (off the stream) */
+				    "WHERE e.event_id = cs.event_id AND (q.after IS NULL OR e.stream_ordering > q.after) "
+				    "OFFSET 0) e "
+				    "ORDER BY e.stream_ordering",
 				    3, sp);
 			free(arr_gap);
 			if (!r)
@@ -734,11 +832,15 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 		arr_inv = room_pg_array(inv_ids, ninv);
 		const char *p[] = {arr_inv, user_id};
 		r = db_exec(db, err,
-			    "SELECT cs.room_id, e.json FROM current_state cs JOIN events e ON e.event_id = cs.event_id "
-			    "WHERE cs.room_id = ANY($1::text[]) AND ((cs.state_key = '' AND cs.type IN ('m.room.create', "
+			    /* key lookups per room, as for the state above */
+			    "SELECT q.room_id, e.json FROM unnest($1::text[]) AS q(room_id) "
+			    "CROSS JOIN LATERAL (SELECT cs.event_id FROM current_state cs WHERE cs.room_id = q.room_id "
+			    "AND ((cs.state_key = '' AND cs.type IN ('m.room.create', "
 			    "'m.room.join_rules', 'm.room.name', 'm.room.avatar', 'm.room.canonical_alias', "
 			    "'m.room.encryption', 'm.room.topic')) OR (cs.type = 'm.room.member' AND cs.state_key = $2)) "
-			    "AND NOT EXISTS (SELECT 1 FROM room_invite_state i WHERE i.room_id = cs.room_id AND i.user_id = $2) "
+			    "AND NOT EXISTS (SELECT 1 FROM room_invite_state i WHERE i.room_id = q.room_id AND i.user_id = $2) "
+			    "OFFSET 0) cs "
+			    "CROSS JOIN LATERAL (SELECT e.json FROM events e WHERE e.event_id = cs.event_id OFFSET 0) e "
 			    /* invites from rooms on other servers: their stripped state */
 			    "UNION ALL SELECT i.room_id, x::text FROM room_invite_state i, jsonb_array_elements(i.state) x "
 			    "WHERE i.room_id = ANY($1::text[]) AND i.user_id = $2",
@@ -762,7 +864,7 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 	/* Account data. */
 	{
 		const char *p[] = {user_id, s_since, s_now};
-		r = db_exec(db, err,
+		r = db_exec_prepared(db, err, NULL, "sync_account_data",
 			    "SELECT room_id, type, content FROM account_data WHERE user_id = $1 "
 			    "AND stream_ordering > $2::bigint AND stream_ordering <= $3::bigint ORDER BY stream_ordering",
 			    3, p);
@@ -790,10 +892,6 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 	/* Ephemeral: receipts, typing. */
 	if (add_receipts(db, rooms, n, user_id, s_since, s_now, full_ids, nfull, err) < 0)
 		goto fail;
-	bool typing_reset = false;
-	struct sync_pos next = {.stream = now, .typing = since_pos->typing, .to_device = now};
-	if (typing)
-		next.typing = typing_changes(typing, since > 0 ? since_pos->typing : 0, &typing_changed, &typing_reset);
 	bool want_typing = !f || !f->ephemeral || type_matches(f->ephemeral, "m.typing");
 	bool want_receipts = !f || !f->ephemeral || type_matches(f->ephemeral, "m.receipt");
 	for (int i = 0; i < n; i++) {
@@ -979,7 +1077,7 @@ int sync_to_device_ack(struct db *db, const char *user_id, const char *device_id
 	char s_upto[24];
 	fmt_i64(s_upto, sizeof(s_upto), upto);
 	const char *p[] = {user_id, device_id, s_upto};
-	PGresult *r = db_exec(db, err,
+	PGresult *r = db_exec_prepared(db, err, NULL, "sync_to_device_ack",
 			      "DELETE FROM device_inbox WHERE user_id = $1 AND device_id = $2 AND stream_ordering <= $3::bigint",
 			      3, p);
 	if (!r)

@@ -262,6 +262,40 @@ def test_concurrent_senders_linear_dag(server):
     assert n_edges == len(rows) - 1
 
 
+def test_concurrent_sends_each_authorised(server):
+    """PUT /send is group-committed per room: within one batch each event
+    is still authorised on its own (a non-member's is refused, the others
+    commit), and a state change written between batches (by another path)
+    is seen by the next batch."""
+    a, b, outsider = User(server), User(server), User(server)
+    room = a.create_room(preset="public_chat")
+    assert b.join(room).status_code == 200
+    senders = [a, b, outsider] * 10
+    with concurrent.futures.ThreadPoolExecutor(15) as ex:
+        rs = list(ex.map(lambda u: (u, u.send(room, "x")), senders))
+    for u, r in rs:
+        if u is outsider:
+            assert r.status_code == 403 and errcode(r) == "M_FORBIDDEN", r.text
+        else:
+            assert r.status_code == 200, r.text
+    n = server.sql("SELECT count(*) FROM events WHERE room_id = %s AND type = 'm.room.message'", room)[0][0]
+    assert n == 20
+    assert b.send(room, "before").status_code == 200
+    pl = a.get("/rooms/%s/state/m.room.power_levels" % room).json()
+    pl["events_default"] = 50
+    assert a.put("/rooms/%s/state/m.room.power_levels" % room, pl).status_code == 200
+    r = b.send(room, "after")
+    assert r.status_code == 403 and errcode(r) == "M_FORBIDDEN", r.text
+    assert a.send(room, "admin").status_code == 200
+    assert a.post("/rooms/%s/ban" % room, {"user_id": b.user_id}).status_code == 200
+    pl["events_default"] = 0
+    assert a.put("/rooms/%s/state/m.room.power_levels" % room, pl).status_code == 200
+    r = b.send(room, "banned")
+    assert r.status_code == 403, r.text
+    rows = server.sql("SELECT depth, json FROM events WHERE room_id = %s ORDER BY stream_ordering", room)
+    assert [d for d, _ in rows] == list(range(1, len(rows) + 1))
+
+
 def test_txn_scope_room_and_endpoint(server):
     a = User(server)
     r1, r2 = a.create_room(), a.create_room()

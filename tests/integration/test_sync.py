@@ -481,3 +481,40 @@ def test_to_device_concurrent_identical_puts_and_bodyless_receipt(server):
     e1 = a.send_ok(room, "x")
     r = requests.post(server.base + C + "/rooms/%s/receipt/m.read/%s" % (room, e1), headers=a.h, timeout=10)
     assert r.status_code == 200, r.text
+
+
+def test_incremental_reports_only_changed_rooms(server):
+    """An incremental sync finds the rooms with something new from the
+    changes since its token: a message, a receipt, room account data,
+    typing, a membership change (joined, left, invited) each bring their
+    room, and the quiet rooms stay out."""
+    a, b = User(server), User(server)
+    rooms = [a.create_room(preset="public_chat") for _ in range(8)]
+    for r in rooms[:6]:
+        assert b.join(r).status_code == 200
+    ev = a.send_ok(rooms[1], "for the receipt")
+    token = a.sync()["next_batch"]
+    assert a.sync(since=token)["rooms"] == {"join": {}, "invite": {}, "leave": {}}
+    msg = b.send_ok(rooms[0], "new")
+    assert b.post("/rooms/%s/receipt/m.read/%s" % (rooms[1], ev), {}).status_code == 200
+    assert a.put("/user/%s/rooms/%s/account_data/org.example" % (a.user_id, rooms[2]),
+                 {"x": 1}).status_code == 200
+    assert b.put("/rooms/%s/typing/%s" % (rooms[3], b.user_id), {"typing": True, "timeout": 30000}).status_code == 200
+    assert a.post("/rooms/%s/leave" % rooms[4]).status_code == 200
+    other = b.create_room()
+    assert b.post("/rooms/%s/invite" % other, {"user_id": a.user_id}).status_code == 200
+    s = a.sync(since=token)
+    assert sorted(s["rooms"]["join"]) == sorted(rooms[:4])
+    assert timeline_ids(s, rooms[0]) == [msg]
+    assert ephemeral(s, rooms[1], "m.receipt") is not None
+    assert [e["type"] for e in s["rooms"]["join"][rooms[2]]["account_data"]["events"]] == ["org.example"]
+    assert ephemeral(s, rooms[3], "m.typing") == {"user_ids": [b.user_id]}
+    assert list(s["rooms"]["leave"]) == [rooms[4]]
+    assert list(s["rooms"]["invite"]) == [other]
+    # joining brings the room with its full state; then all is quiet
+    assert a.join(other).status_code == 200
+    s2 = a.sync(since=s["next_batch"])
+    assert list(s2["rooms"]["join"]) == [other]
+    j = s2["rooms"]["join"][other]
+    assert {e["type"] for e in j["state"]["events"] + j["timeline"]["events"]} >= {"m.room.create", "m.room.member"}
+    assert a.sync(since=s2["next_batch"])["rooms"] == {"join": {}, "invite": {}, "leave": {}}
