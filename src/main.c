@@ -204,15 +204,17 @@ static int serve(struct app *app)
 		goto out;
 	if (start_modules(app) < 0)
 		goto out;
+	/* Before the listeners: once a client can reach us, SIGTERM must mean
+	 * a clean shutdown, not the default action. */
+	sigint = evsignal_new(base, SIGINT, on_signal, base);
+	sigterm = evsignal_new(base, SIGTERM, on_signal, base);
+	if (!sigint || !sigterm || evsignal_add(sigint, NULL) < 0 || evsignal_add(sigterm, NULL) < 0)
+		goto out;
 	srv = http_server_start(app, &err);
 	if (!srv) {
 		log_error("main", "%s", err.message);
 		goto out;
 	}
-	sigint = evsignal_new(base, SIGINT, on_signal, base);
-	sigterm = evsignal_new(base, SIGTERM, on_signal, base);
-	evsignal_add(sigint, NULL);
-	evsignal_add(sigterm, NULL);
 	log_info("main", "serving server_name=%s client=%s:%d federation=%s:%d workers=%d",
 		 app->cfg.server_name, app->cfg.client.bind, app->cfg.client.port,
 		 app->cfg.federation.bind, app->cfg.federation.port, app->cfg.worker_threads);
