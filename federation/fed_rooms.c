@@ -87,7 +87,8 @@ static void make_membership(struct http_req *req, const char *membership)
 	if (strcmp(membership, "join") == 0 && !version_offered(req, version)) {
 		http_reply_json(req, 400,
 				json_pack("{s:s, s:s, s:s}", "errcode", "M_INCOMPATIBLE_ROOM_VERSION", "error",
-					  "Your server does not support the version of this room", "room_version", version));
+					  "Your server does not support the version of this room", "room_version",
+					  version));
 		return;
 	}
 	int res = room_remote_is_resident(&req->worker->db, room_id, req->app->cfg.server_name, &err);
@@ -218,7 +219,8 @@ static void send_checked(void *arg)
 	struct room_ctx c = ctx_of(req);
 	if (s->kind == INVITE_V2 || s->kind == INVITE_V1) {
 		int64_t stream = 0;
-		if (room_remote_store_invite(&c, s->version, pdu, s->event_id, s->invite_room_state, &stream, &err) < 0) {
+		if (room_remote_store_invite(&c, s->version, pdu, s->event_id, s->invite_room_state, &stream, &err) <
+		    0) {
 			http_reply_al_error(req, &err);
 		} else {
 			if (stream && fed->notify)
@@ -294,7 +296,8 @@ static void send_membership(struct http_req *req, enum send_kind kind)
 		json_t *st;
 		json_array_foreach(json_object_get(json_object_get(body, "unsigned"), "invite_room_state"), i, st)
 		{
-			if (json_is_string(json_object_get(st, "type")) && strcmp(event_str(st, "type"), "m.room.create") == 0)
+			if (json_is_string(json_object_get(st, "type")) &&
+			    strcmp(event_str(st, "type"), "m.room.create") == 0)
 				v = event_content_str(st, "room_version");
 		}
 		if (!v)
@@ -307,8 +310,8 @@ static void send_membership(struct http_req *req, enum send_kind kind)
 			return;
 		}
 		snprintf(s->version, sizeof(s->version), "%s", v);
-		s->invite_room_state =
-			json_incref(json_object_get(json_object_get(body, "unsigned"), "invite_room_state"));
+		s->invite_room_state = json_incref(
+			json_object_get(json_object_get(body, "unsigned"), "invite_room_state"));
 	} else if (kind == INVITE_V2) {
 		pdu = json_object_get(body, "event");
 		const char *v = json_string_value(json_object_get(body, "room_version"));
@@ -335,8 +338,8 @@ static void send_membership(struct http_req *req, enum send_kind kind)
 	}
 	struct event_rules r;
 	event_rules_for(s->version, &r);
-	if (!json_is_object(json_object_get(pdu, "signatures")) || !json_object_size(json_object_get(pdu, "signatures")) ||
-	    !json_is_object(json_object_get(pdu, "hashes"))) {
+	if (!json_is_object(json_object_get(pdu, "signatures")) ||
+	    !json_object_size(json_object_get(pdu, "signatures")) || !json_is_object(json_object_get(pdu, "hashes"))) {
 		http_reply_error(req, 403, "M_FORBIDDEN", "The event is not signed");
 		send_ctx_free(s);
 		return;
@@ -422,8 +425,9 @@ static void event_authed(struct http_req *req)
 		json_decref(pdu);
 		return;
 	}
-	http_reply_json(req, 200, json_pack("{s:s, s:I, s:[o]}", "origin", req->app->cfg.server_name,
-					    "origin_server_ts", (json_int_t)http_now_ms(), "pdus", pdu));
+	http_reply_json(req, 200,
+			json_pack("{s:s, s:I, s:[o]}", "origin", req->app->cfg.server_name, "origin_server_ts",
+				  (json_int_t)http_now_ms(), "pdus", pdu));
 }
 
 static void state_common(struct http_req *req, bool ids_only)
@@ -517,8 +521,9 @@ static void backfill_authed(struct http_req *req)
 		http_reply_al_error(req, &err);
 		return;
 	}
-	http_reply_json(req, 200, json_pack("{s:s, s:I, s:o}", "origin", req->app->cfg.server_name,
-					    "origin_server_ts", (json_int_t)http_now_ms(), "pdus", pdus));
+	http_reply_json(req, 200,
+			json_pack("{s:s, s:I, s:o}", "origin", req->app->cfg.server_name, "origin_server_ts",
+				  (json_int_t)http_now_ms(), "pdus", pdus));
 }
 
 static void missing_authed(struct http_req *req)
@@ -532,15 +537,16 @@ static void missing_authed(struct http_req *req)
 	}
 	json_t *earliest = json_object_get(body, "earliest_events"), *latest = json_object_get(body, "latest_events");
 	json_t *lim = json_object_get(body, "limit"), *md = json_object_get(body, "min_depth");
-	if (!id_ok(room_id, '!') || !json_is_array(earliest) || !json_is_array(latest) || (lim && !json_is_integer(lim)) ||
-	    (md && !json_is_integer(md))) {
+	if (!id_ok(room_id, '!') || !json_is_array(earliest) || !json_is_array(latest) ||
+	    (lim && !json_is_integer(lim)) || (md && !json_is_integer(md))) {
 		http_reply_error(req, 400, "M_BAD_JSON", "earliest_events and latest_events must be lists");
 		return;
 	}
 	if (!may_read(req, room_id))
 		return;
 	json_t *ev = room_fed_missing(&req->worker->db, room_id, earliest, latest,
-				      lim ? (int)json_integer_value(lim) : 10, md ? (long)json_integer_value(md) : 0, &err);
+				      lim ? (int)json_integer_value(lim) : 10, md ? (long)json_integer_value(md) : 0,
+				      &err);
 	if (!ev) {
 		http_reply_al_error(req, &err);
 		return;
@@ -583,10 +589,10 @@ void fed_rooms_query_directory(struct http_req *req)
 	http_reply_json(req, 200, json_pack("{s:s, s:o}", "room_id", room_id, "servers", list));
 }
 
-#define AUTHED(name, fn)                                   \
-	static void name(struct http_req *req)             \
-	{                                                  \
-		fed_auth_require(req, fn);                 \
+#define AUTHED(name, fn)                       \
+	static void name(struct http_req *req) \
+	{                                      \
+		fed_auth_require(req, fn);     \
 	}
 
 AUTHED(get_make_join, make_join_authed)

@@ -38,7 +38,7 @@ struct app {
 	struct ratelimit_table *ratelimit;
 	/* Access-token cache of auth.c */
 	struct tokencache *tokens;
-	struct uia_sessions *uia;     /* /register user-interactive auth sessions */
+	struct uia_sessions *uia; /* /register user-interactive auth sessions */
 	/* Parked long-poll syncs per worker (handlers_sync.c) */
 	struct sync_state *sync;
 	/* Typing notices in memory (typing.c; started and freed by handlers_sync.c) */

@@ -28,12 +28,14 @@ struct calls_module {
 };
 
 /* Every column a caller of row_from() selects, in this order. */
-#define ROW_COLUMNS                                                                                    \
-	"id::text, first_ts, expires_ts, ring_ts, answer_ts, select_ts, refuse_ts, refuse_cause,"     \
-	" hangup_ts, hangup_cause, timeout_ts, call_status, " MS("initiated_at") ", " MS("ringing_at") \
-	", " MS("connected_at") ", " MS("ended_at") ", duration_seconds, end_reason, invite_event_id," \
-	" route_id::text, caller_user_id, callee_user_id, caller_aura_id, callee_aura_id, direction,"  \
-	" media_type, caller_server, callee_server, voip_version, room_id, call_id, notified_apps"
+#define ROW_COLUMNS                                                                                             \
+	"id::text, first_ts, expires_ts, ring_ts, answer_ts, select_ts, refuse_ts, refuse_cause,"               \
+	" hangup_ts, hangup_cause, timeout_ts, call_status, " MS("initiated_at") ", " MS("ringing_at") ", " MS( \
+		"connected_at") ", " MS("ended_at") ", duration_seconds, end_reason, invite_event_id,"          \
+						    " route_id::text, caller_user_id, callee_user_id, "         \
+						    "caller_aura_id, callee_aura_id, direction,"                \
+						    " media_type, caller_server, callee_server, voip_version, " \
+						    "room_id, call_id, notified_apps"
 
 struct call_row {
 	char id[37];
@@ -168,12 +170,12 @@ struct call_input {
 	const char *room_id, *event_id, *sender;
 	struct calls_event ev;
 	char caller[USER_MAX + 1], callee[USER_MAX + 1];
-	int rank;          /* identity_rank; 0: only update an existing row */
+	int rank; /* identity_rank; 0: only update an existing row */
 	const char *direction;
 	bool caller_local, callee_local;
 	struct calls_milestones sig;
-	bool refused;      /* sig carries this server's refusal */
-	bool notify;       /* notified_apps was decided */
+	bool refused; /* sig carries this server's refusal */
+	bool notify;  /* notified_apps was decided */
 	const char *notified[NOTIFIED_MAX];
 	int nnotified;
 	char apps[APPS_MAX_ACTIVE][NOTIFY_APP_ID_MAX + 1];
@@ -197,8 +199,7 @@ static json_t *load_event(struct db *db, const char *room_id, const char *event_
 
 /* The room's only other member (joined or invited): 0 and copied, 1 when
  * there is none or more than one, -1 on error. */
-static int room_peer(struct db *db, const char *room_id, const char *user, char *out, size_t len,
-		     struct al_error *err)
+static int room_peer(struct db *db, const char *room_id, const char *user, char *out, size_t len, struct al_error *err)
 {
 	const char *p[2] = {room_id, user};
 	PGresult *r = db_exec(db, err,
@@ -441,11 +442,11 @@ static void send_refusal(struct app *app, struct db *db, const struct call_row *
 	int64_t stream;
 	struct al_error err = {0};
 	if (room_send(&c, row->room_id, row->callee, &spec, event_id, &stream, &err) < 0)
-		log_info("calls", "could not decline for the callee call_id=%s room=%s: %s", row->call_id,
-			 row->room_id, err.message); /* e.g. she is invited, not joined */
+		log_info("calls", "could not decline for the callee call_id=%s room=%s: %s", row->call_id, row->room_id,
+			 err.message); /* e.g. she is invited, not joined */
 	else
-		log_info("calls", "declined an unknown caller call_id=%s room=%s event=%s", row->call_id,
-			 row->room_id, event_id);
+		log_info("calls", "declined an unknown caller call_id=%s room=%s event=%s", row->call_id, row->room_id,
+			 event_id);
 	json_decref(content);
 }
 
@@ -509,8 +510,8 @@ static void on_route(void *arg, json_t *route, const struct al_error *err)
 	if (route)
 		record_route(c, route);
 	else
-		log_info("calls", "no route call_id=%s from=%s to=%s: %s", c->call_id, c->caller_aura,
-			 c->callee_aura, err && err->message[0] ? err->message : "-");
+		log_info("calls", "no route call_id=%s from=%s to=%s: %s", c->call_id, c->caller_aura, c->callee_aura,
+			 err && err->message[0] ? err->message : "-");
 	json_decref(route);
 	free(c);
 }
@@ -548,9 +549,9 @@ static void on_callee_nodes(void *arg, int status, json_t *body, const struct al
 	}
 	/* her server told us her AuraID: the row keeps it */
 	const char *p[2] = {c->id, aura};
-	PGresult *r = db_exec(c->db, &err,
-			      "UPDATE federated_calls SET callee_aura_id = $2 WHERE id = $1::uuid AND callee_aura_id IS NULL",
-			      2, p);
+	PGresult *r = db_exec(
+		c->db, &err,
+		"UPDATE federated_calls SET callee_aura_id = $2 WHERE id = $1::uuid AND callee_aura_id IS NULL", 2, p);
 	if (!r)
 		log_warn("calls", "could not record the callee's AuraID call_id=%s: %s", c->call_id, err.message);
 	PQclear(r);
@@ -616,9 +617,8 @@ void calls_on_event(struct app *app, struct db *db, const char *room_id, const c
 	/* the callee's server decides on a live invite */
 	if (invite && in->callee_local && now < expires && decide_ringing(db, in, now, &err) < 0)
 		goto fail;
-	struct calls_context ctx = {.callee_local = in->callee_local,
-				    .refuse_cause = in->refused ? BLOCKED_CAUSE : NULL,
-				    .now_ms = now};
+	struct calls_context ctx = {
+		.callee_local = in->callee_local, .refuse_cause = in->refused ? BLOCKED_CAUSE : NULL, .now_ms = now};
 	calls_signal(&in->ev, origin_ts, &ctx, &in->sig);
 	struct merge_arg a = {.in = in, .now = now, .row = row};
 	if (db_transaction(db, &err, merge_txn, &a) < 0)
@@ -680,17 +680,16 @@ static json_t *call_json(const struct call_row *row, const char *viewer, int64_t
 	/* the caller is not told that she was blocked */
 	if (!callee && strcmp(reason, BLOCKED_CAUSE) == 0)
 		reason = "rejected";
-	json_t *j = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
-			      "call_id", row->call_id, "room_id", row->room_id, "caller_user_id", row->caller,
-			      "callee_user_id", str_or_null(row->callee), "caller_aura_id", str_or_null(row->caller_aura),
-			      "callee_aura_id", str_or_null(row->callee_aura), "caller_server",
-			      str_or_null(row->caller_server), "callee_server", str_or_null(row->callee_server),
-			      "direction", row->direction, "media_type", row->media, "call_status",
-			      calls_status_name(o.status), "end_reason", str_or_null(reason), "route_id",
-			      str_or_null(row->route_id), "initiated_at", ms_or_null(o.initiated_at), "ringing_at",
-			      ms_or_null(o.ringing_at), "connected_at", ms_or_null(o.connected_at), "ended_at",
-			      ms_or_null(o.ended_at), "duration_seconds",
-			      o.duration_seconds >= 0 ? json_integer(o.duration_seconds) : json_null());
+	json_t *j = json_pack(
+		"{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "call_id",
+		row->call_id, "room_id", row->room_id, "caller_user_id", row->caller, "callee_user_id",
+		str_or_null(row->callee), "caller_aura_id", str_or_null(row->caller_aura), "callee_aura_id",
+		str_or_null(row->callee_aura), "caller_server", str_or_null(row->caller_server), "callee_server",
+		str_or_null(row->callee_server), "direction", row->direction, "media_type", row->media, "call_status",
+		calls_status_name(o.status), "end_reason", str_or_null(reason), "route_id", str_or_null(row->route_id),
+		"initiated_at", ms_or_null(o.initiated_at), "ringing_at", ms_or_null(o.ringing_at), "connected_at",
+		ms_or_null(o.connected_at), "ended_at", ms_or_null(o.ended_at), "duration_seconds",
+		o.duration_seconds >= 0 ? json_integer(o.duration_seconds) : json_null());
 	if (j && callee)
 		json_object_set_new(j, "notified_apps", apps_array(row->notified_apps));
 	return j;
@@ -744,7 +743,8 @@ int calls_expire(struct db *db, int64_t now_ms, struct al_error *err)
 		return -1;
 	/* rows an event is merging into right now wait for the next run */
 	PGresult *r = db_exec(db, err,
-			      "SELECT " ROW_COLUMNS " FROM federated_calls WHERE call_status IN ('initiated', 'ringing')"
+			      "SELECT " ROW_COLUMNS
+			      " FROM federated_calls WHERE call_status IN ('initiated', 'ringing')"
 			      " AND expires_ts <= $1::bigint AND timeout_ts IS NULL ORDER BY expires_ts"
 			      " LIMIT $2::int FOR UPDATE SKIP LOCKED",
 			      2, p);
@@ -763,13 +763,12 @@ int calls_expire(struct db *db, int64_t now_ms, struct al_error *err)
 		struct calls_outcome o;
 		calls_derive(&row->m, now_ms, &o);
 		json_array_append_new(
-			updates,
-			json_pack("{s:s, s:o, s:s, s:o, s:o, s:o, s:o, s:o}", "id", row->id, "timeout_ts",
-				  t ? json_integer((json_int_t)row->m.timeout_ts) : json_null(), "status",
-				  calls_status_name(o.status), "ringing", ms_or_null(o.ringing_at), "connected",
-				  ms_or_null(o.connected_at), "ended", ms_or_null(o.ended_at), "reason",
-				  str_or_null(o.end_reason), "duration",
-				  o.duration_seconds >= 0 ? json_integer(o.duration_seconds) : json_null()));
+			updates, json_pack("{s:s, s:o, s:s, s:o, s:o, s:o, s:o, s:o}", "id", row->id, "timeout_ts",
+					   t ? json_integer((json_int_t)row->m.timeout_ts) : json_null(), "status",
+					   calls_status_name(o.status), "ringing", ms_or_null(o.ringing_at),
+					   "connected", ms_or_null(o.connected_at), "ended", ms_or_null(o.ended_at),
+					   "reason", str_or_null(o.end_reason), "duration",
+					   o.duration_seconds >= 0 ? json_integer(o.duration_seconds) : json_null()));
 	}
 	int n = PQntuples(r);
 	PQclear(r);

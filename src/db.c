@@ -20,8 +20,7 @@ int db_open(struct db *db, const char *conninfo, struct al_error *err)
 		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
 	db->conn = PQconnectdb(conninfo);
 	if (PQstatus(db->conn) != CONNECTION_OK) {
-		al_error_set(err, 500, "M_UNKNOWN", "database connection failed: %s",
-			     PQerrorMessage(db->conn));
+		al_error_set(err, 500, "M_UNKNOWN", "database connection failed: %s", PQerrorMessage(db->conn));
 		db_close(db);
 		return -1;
 	}
@@ -138,17 +137,17 @@ static PGresult *exec_named(struct db *db, struct al_error *err, int *conflict, 
 		PQclear(r);
 		return NULL;
 	}
-	log_error("db", "query failed: %s sqlstate=%s", PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
-							    ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
-							    : PQerrorMessage(db->conn),
+	log_error("db", "query failed: %s sqlstate=%s",
+		  PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
+								 : PQerrorMessage(db->conn),
 		  state ? state : "-");
 	al_error_set(err, 500, "M_UNKNOWN", "internal database error");
 	PQclear(r);
 	return NULL;
 }
 
-static PGresult *exec_checked(struct db *db, struct al_error *err, int *conflict, const char *sql,
-			      int nparams, const char *const *params)
+static PGresult *exec_checked(struct db *db, struct al_error *err, int *conflict, const char *sql, int nparams,
+			      const char *const *params)
 {
 	return exec_named(db, err, conflict, NULL, sql, nparams, params);
 }
@@ -161,14 +160,13 @@ PGresult *db_exec_prepared(struct db *db, struct al_error *err, int *conflict, c
 	return exec_named(db, err, conflict, name, sql, nparams, params);
 }
 
-PGresult *db_exec(struct db *db, struct al_error *err, const char *sql, int nparams,
-		  const char *const *params)
+PGresult *db_exec(struct db *db, struct al_error *err, const char *sql, int nparams, const char *const *params)
 {
 	return exec_checked(db, err, NULL, sql, nparams, params);
 }
 
-PGresult *db_exec_unique(struct db *db, struct al_error *err, int *conflict, const char *sql,
-			 int nparams, const char *const *params)
+PGresult *db_exec_unique(struct db *db, struct al_error *err, int *conflict, const char *sql, int nparams,
+			 const char *const *params)
 {
 	*conflict = 0;
 	return exec_checked(db, err, conflict, sql, nparams, params);
@@ -198,8 +196,9 @@ int db_pipeline(struct db *db, struct db_stmt *stmts, int n, int *conflict, stru
 	if (!use)
 		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
 	for (int i = 0; i < n; i++) {
-		PGresult *fail = stmts[i].name ? ensure_prepared(db, stmts[i].name, stmts[i].sql, stmts[i].nparams, &use[i])
-					       : NULL;
+		PGresult *fail = stmts[i].name
+					 ? ensure_prepared(db, stmts[i].name, stmts[i].sql, stmts[i].nparams, &use[i])
+					 : NULL;
 		if (fail) {
 			pipeline_error(fail, "prepare", conflict, err);
 			PQclear(fail);
@@ -213,9 +212,10 @@ int db_pipeline(struct db *db, struct db_stmt *stmts, int n, int *conflict, stru
 		return -1;
 	}
 	for (int i = 0; i < n; i++) {
-		int ok = use[i] ? PQsendQueryPrepared(db->conn, stmts[i].name, stmts[i].nparams, stmts[i].params, NULL, NULL, 0)
-				: PQsendQueryParams(db->conn, stmts[i].sql, stmts[i].nparams, NULL, stmts[i].params, NULL, NULL,
-						    0);
+		int ok = use[i] ? PQsendQueryPrepared(db->conn, stmts[i].name, stmts[i].nparams, stmts[i].params, NULL,
+						      NULL, 0)
+				: PQsendQueryParams(db->conn, stmts[i].sql, stmts[i].nparams, NULL, stmts[i].params,
+						    NULL, NULL, 0);
 		if (!ok) {
 			failed = i;
 			break;
@@ -346,8 +346,8 @@ static int list_migrations(const char *dir, struct migration *out, int max, stru
 	qsort(out, (size_t)n, sizeof(*out), migration_cmp);
 	for (int i = 1; i < n; i++)
 		if (out[i].version == out[i - 1].version)
-			return al_error_set(err, 500, "M_UNKNOWN", "two migrations numbered %03d in %s",
-					    out[i].version, dir);
+			return al_error_set(err, 500, "M_UNKNOWN", "two migrations numbered %03d in %s", out[i].version,
+					    dir);
 	return n;
 }
 
@@ -392,8 +392,7 @@ static int applied_versions(struct db *db, bool applied[1000], struct al_error *
 	return 0;
 }
 
-static int apply_migration(struct db *db, const char *dir, const struct migration *m,
-			   struct al_error *err)
+static int apply_migration(struct db *db, const char *dir, const struct migration *m, struct al_error *err)
 {
 	char path[2048];
 	snprintf(path, sizeof(path), "%s/%s", dir, m->name);
@@ -407,8 +406,7 @@ static int apply_migration(struct db *db, const char *dir, const struct migratio
 	PGresult *r = PQexec(db->conn, sql);
 	free(sql);
 	if (!result_ok(r)) {
-		al_error_set(err, 500, "M_UNKNOWN", "migration %s failed: %s", m->name,
-			     PQresultErrorMessage(r));
+		al_error_set(err, 500, "M_UNKNOWN", "migration %s failed: %s", m->name, PQresultErrorMessage(r));
 		PQclear(r);
 		db_rollback(db);
 		return -1;

@@ -25,13 +25,12 @@ void db_close(struct db *db);
  * (PGRES_COMMAND_OK or PGRES_TUPLES_OK); otherwise logs the server's message,
  * fills err with 500 M_UNKNOWN and returns NULL. A broken connection is
  * reset once and the statement retried when no transaction was open. */
-PGresult *db_exec(struct db *db, struct al_error *err, const char *sql, int nparams,
-		  const char *const *params);
+PGresult *db_exec(struct db *db, struct al_error *err, const char *sql, int nparams, const char *const *params);
 
 /* As db_exec, but a unique-violation (23505) is reported as 1 in *conflict
  * instead of as an error, so callers can answer "already taken". */
-PGresult *db_exec_unique(struct db *db, struct al_error *err, int *conflict, const char *sql,
-			 int nparams, const char *const *params);
+PGresult *db_exec_unique(struct db *db, struct al_error *err, int *conflict, const char *sql, int nparams,
+			 const char *const *params);
 
 /* As db_exec_unique (conflict may be NULL), for a hot statement: prepared
  * on the connection under name (a static string, always with the same

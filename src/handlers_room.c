@@ -196,10 +196,11 @@ static void do_membership(struct http_req *req, const char *room, const char *ta
 	int64_t stream;
 	struct room_ctx c = ctx_of(req);
 	if (room_remote_membership(req, room, target, membership, reason, extra, reply_room_id))
-		return; /* other servers take part; answered when they did */
+		return;                                 /* other servers take part; answered when they did */
 	snprintf(room_id, sizeof(room_id), "%s", room); /* room_membership resolves an alias here */
 	int rc = kick ? room_kick(&c, room, req->user_id, target, reason, &stream, &err)
-		      : room_membership(&c, room, req->user_id, target, membership, reason, extra, room_id, &stream, &err);
+		      : room_membership(&c, room, req->user_id, target, membership, reason, extra, room_id, &stream,
+					&err);
 	if (rc < 0) {
 		http_reply_al_error(req, &err);
 		return;
@@ -373,8 +374,12 @@ static void send_event(struct http_req *req, const char *type, const char *state
 		http_reply_al_error(req, &err);
 		return;
 	}
-	struct room_event_spec spec = {.type = type, .state_key = state_key, .content = content,
-				       .redacts = redacts, .device_id = req->device_id, .txn_id = txn_id};
+	struct room_event_spec spec = {.type = type,
+				       .state_key = state_key,
+				       .content = content,
+				       .redacts = redacts,
+				       .device_id = req->device_id,
+				       .txn_id = txn_id};
 	if (!state_key && !redacts && queue_send(req, &spec))
 		return;
 	char event_id[EVENT_ID_MAX];

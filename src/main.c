@@ -10,20 +10,20 @@
 
 #include "accounts.h"
 #include "app.h"
-#include "aura_id.h"
 #include "audit.h"
+#include "aura_id.h"
 #include "auth.h"
 #include "calls.h"
 #include "config.h"
 #include "db.h"
 #include "federation.h"
+#include "handlers_abuse.h"
 #include "handlers_account.h"
 #include "handlers_account_manage.h"
-#include "handlers_abuse.h"
 #include "handlers_admin.h"
 #include "handlers_apps.h"
-#include "handlers_calls.h"
 #include "handlers_aura_id.h"
+#include "handlers_calls.h"
 #include "handlers_discovery.h"
 #include "handlers_presence.h"
 #include "handlers_pushers.h"
@@ -31,10 +31,10 @@
 #include "handlers_room_directory.h"
 #include "handlers_sync.h"
 #include "handlers_tags.h"
-#include "mesh.h"
 #include "http.h"
 #include "keys.h"
 #include "log.h"
+#include "mesh.h"
 #include "ratelimit.h"
 #include "room.h"
 #include "router.h"
@@ -47,19 +47,18 @@ enum action { ACT_SERVE, ACT_CHECK_CONFIG, ACT_GENERATE_KEYS, ACT_ROTATE_KEY, AC
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"usage: auralinkd --config FILE [ACTION]\n"
-		"\n"
-		"Without an action, auralinkd applies pending database migrations and serves.\n"
-		"\n"
-		"  -c, --config FILE     configuration file (auralinkd.conf(5))\n"
-		"  -n, --check-config    validate the configuration and exit\n"
-		"      --generate-keys   create the signing key at signing_key_path if missing\n"
-		"      --rotate-key      retire the current signing key (kept in old_verify_keys)\n"
-		"                        and create a new one\n"
-		"      --grant-admin USER  make the local user USER (@name:server) a server admin\n"
-		"  -v, --version         print the version and exit\n"
-		"  -h, --help            print this help and exit\n");
+	fprintf(out, "usage: auralinkd --config FILE [ACTION]\n"
+		     "\n"
+		     "Without an action, auralinkd applies pending database migrations and serves.\n"
+		     "\n"
+		     "  -c, --config FILE     configuration file (auralinkd.conf(5))\n"
+		     "  -n, --check-config    validate the configuration and exit\n"
+		     "      --generate-keys   create the signing key at signing_key_path if missing\n"
+		     "      --rotate-key      retire the current signing key (kept in old_verify_keys)\n"
+		     "                        and create a new one\n"
+		     "      --grant-admin USER  make the local user USER (@name:server) a server admin\n"
+		     "  -v, --version         print the version and exit\n"
+		     "  -h, --help            print this help and exit\n");
 }
 
 static int load_config(const char *path, struct al_config *cfg)
@@ -107,8 +106,7 @@ static int run_grant_admin(const struct al_config *cfg, const char *user_id)
 	if (open_database(cfg, &db) < 0)
 		return 1;
 	if (db_begin(&db, &err) < 0 || accounts_grant_admin(&db, user_id, &err) < 0 ||
-	    audit_append(&db, "admin", "grant_admin", "auralinkd --grant-admin", user_id, NULL, NULL,
-			 &err) < 0 ||
+	    audit_append(&db, "admin", "grant_admin", "auralinkd --grant-admin", user_id, NULL, NULL, &err) < 0 ||
 	    db_commit(&db, &err) < 0) {
 		db_rollback(&db);
 		if (err.status == 404)
@@ -215,9 +213,9 @@ static int serve(struct app *app)
 		log_error("main", "%s", err.message);
 		goto out;
 	}
-	log_info("main", "serving server_name=%s client=%s:%d federation=%s:%d workers=%d",
-		 app->cfg.server_name, app->cfg.client.bind, app->cfg.client.port,
-		 app->cfg.federation.bind, app->cfg.federation.port, app->cfg.worker_threads);
+	log_info("main", "serving server_name=%s client=%s:%d federation=%s:%d workers=%d", app->cfg.server_name,
+		 app->cfg.client.bind, app->cfg.client.port, app->cfg.federation.bind, app->cfg.federation.port,
+		 app->cfg.worker_threads);
 	event_base_dispatch(base);
 	rc = 0;
 out:
@@ -264,7 +262,10 @@ int main(int argc, char **argv)
 		case 'n': act = ACT_CHECK_CONFIG; break;
 		case 'g': act = ACT_GENERATE_KEYS; break;
 		case 'r': act = ACT_ROTATE_KEY; break;
-		case 'a': act = ACT_GRANT_ADMIN; grant_user = optarg; break;
+		case 'a':
+			act = ACT_GRANT_ADMIN;
+			grant_user = optarg;
+			break;
 		case 'v': printf("auralinkd %s\n", PACKAGE_VERSION); return 0;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return EXIT_CONFIG;
@@ -292,8 +293,7 @@ int main(int argc, char **argv)
 		signal(SIGPIPE, SIG_IGN);
 		evthread_use_pthreads();
 		struct al_error err = {0};
-		app.keys = keys_load(app.cfg.signing_key_path, app.cfg.server_name,
-				     app.cfg.key_validity_hours, &err);
+		app.keys = keys_load(app.cfg.signing_key_path, app.cfg.server_name, app.cfg.key_validity_hours, &err);
 		if (!app.keys) {
 			fprintf(stderr, "config: %s\n", err.message);
 			config_free(&app.cfg);

@@ -117,9 +117,8 @@ const char *room_default_version(void)
 
 /* ---- client format ---- */
 
-json_t *room_client_event(const char *json_text, const char *event_id, const char *sender,
-			  const char *txn_device, const char *txn_id, const char *viewer,
-			  const char *viewer_device)
+json_t *room_client_event(const char *json_text, const char *event_id, const char *sender, const char *txn_device,
+			  const char *txn_id, const char *viewer, const char *viewer_device)
 {
 	json_t *pdu = json_loads(json_text, JSON_DECODE_ANY, NULL);
 	if (!pdu)
@@ -245,8 +244,9 @@ static int writer_load(struct writer *w, const struct room_ctx *c, const char *r
 	for (int i = 0; i < PQntuples(r) && i < ROOM_MAX_PREV; i++) {
 		snprintf(w->prevs[w->nprev], EVENT_ID_MAX, "%s", PQgetvalue(r, i, 0));
 		/* versions 1-2 refer to prev events with their reference hash */
-		w->prev_pdus[w->nprev++] =
-			w->rules.id_format == 1 ? json_loads(PQgetvalue(r, i, 1), JSON_DECODE_ANY, NULL) : NULL;
+		w->prev_pdus[w->nprev++] = w->rules.id_format == 1
+						   ? json_loads(PQgetvalue(r, i, 1), JSON_DECODE_ANY, NULL)
+						   : NULL;
 	}
 	PQclear(r);
 	if (w->nprev == 0 && w->head[0])
@@ -302,9 +302,8 @@ static const char *txn_kind(const struct room_event_spec *spec)
 	return spec->redacts ? "redact" : "send";
 }
 
-static int batch_add(struct writer *w, const char *sender, const struct room_event_spec *spec,
-		     const char *event_id, json_t *pdu, char **text, const char *const *auth_ids, int nauth,
-		     struct al_error *err);
+static int batch_add(struct writer *w, const char *sender, const struct room_event_spec *spec, const char *event_id,
+		     json_t *pdu, char **text, const char *const *auth_ids, int nauth, struct al_error *err);
 
 /* Build and authorise one event against the writer's state; sign: hash
  * and sign it and fill event_id (else an unsigned template). */
@@ -326,9 +325,9 @@ static json_t *writer_build(struct writer *w, const char *sender, const struct r
 	}
 	if (spec->redacts && w->rules.redacts_in_content)
 		json_object_set_new(content, "redacts", json_string(spec->redacts));
-	pdu = json_pack("{s:s, s:s, s:s, s:O, s:I, s:I}", "room_id", w->room_id, "sender", sender, "type",
-			spec->type, "content", content, "depth", (json_int_t)(w->depth + 1),
-			"origin_server_ts", (json_int_t)room_now_ms());
+	pdu = json_pack("{s:s, s:s, s:s, s:O, s:I, s:I}", "room_id", w->room_id, "sender", sender, "type", spec->type,
+			"content", content, "depth", (json_int_t)(w->depth + 1), "origin_server_ts",
+			(json_int_t)room_now_ms());
 	if (!pdu) {
 		al_error_set(err, 500, "M_UNKNOWN", "out of memory");
 		goto fail;
@@ -398,8 +397,8 @@ fail:
 
 /* Build, authorise, sign and store one event; queue it for the other
  * servers in the room. */
-static int writer_append(struct writer *w, const char *sender, const struct room_event_spec *spec,
-			 char *event_id, struct al_error *err)
+static int writer_append(struct writer *w, const char *sender, const struct room_event_spec *spec, char *event_id,
+			 struct al_error *err)
 {
 	const char *server = keys_server_name(w->c->keys);
 	json_t *client = NULL, *content = NULL;
@@ -428,9 +427,9 @@ static int writer_append(struct writer *w, const char *sender, const struct room
 		json_t *old = room_auth_state_get(w->state, spec->type, spec->state_key);
 		if (old)
 			json_object_set_new(pdu, "unsigned",
-					    json_pack("{s:s, s:O, s:s}", "replaces_state", pdu_id(old),
-						      "prev_content", json_object_get(old, "content"),
-						      "prev_sender", json_string_value(json_object_get(old, "sender"))));
+					    json_pack("{s:s, s:O, s:s}", "replaces_state", pdu_id(old), "prev_content",
+						      json_object_get(old, "content"), "prev_sender",
+						      json_string_value(json_object_get(old, "sender"))));
 	}
 	text = cjson_encode(pdu, NULL, err);
 	if (!text)
@@ -461,9 +460,21 @@ static int writer_append(struct writer *w, const char *sender, const struct room
 	const char *membership = NULL;
 	if (strcmp(spec->type, "m.room.member") == 0 && spec->state_key)
 		membership = json_string_value(json_object_get(content, "membership"));
-	const char *p[] = {event_id, w->room_id, depth, spec->type, spec->state_key, sender, ts, text,
-			   w->group ? group : NULL, spec->txn_id ? spec->device_id : NULL, spec->txn_id,
-			   prev_arr, auth_arr, membership, txn_kind(spec)};
+	const char *p[] = {event_id,
+			   w->room_id,
+			   depth,
+			   spec->type,
+			   spec->state_key,
+			   sender,
+			   ts,
+			   text,
+			   w->group ? group : NULL,
+			   spec->txn_id ? spec->device_id : NULL,
+			   spec->txn_id,
+			   prev_arr,
+			   auth_arr,
+			   membership,
+			   txn_kind(spec)};
 	int conflict = 0;
 	PGresult *r = db_exec_unique(
 		w->c->db, err, &conflict,
@@ -596,8 +607,8 @@ static bool same_state(const json_t *cur, const char *sender, const json_t *cont
 	return same;
 }
 
-int room_send(const struct room_ctx *c, const char *room_id, const char *sender,
-	      const struct room_event_spec *spec, char *event_id, int64_t *stream, struct al_error *err)
+int room_send(const struct room_ctx *c, const char *room_id, const char *sender, const struct room_event_spec *spec,
+	      char *event_id, int64_t *stream, struct al_error *err)
 {
 	struct writer w;
 	memset(&w, 0, sizeof(w));
@@ -630,7 +641,8 @@ int room_send(const struct room_ctx *c, const char *room_id, const char *sender,
 	}
 	/* The same state again from the same sender is no change: the current
 	 * event stands and its ID is the answer (as Synapse deduplicates). */
-	json_t *cur = spec->state_key && !spec->redacts ? room_auth_state_get(w.state, spec->type, spec->state_key) : NULL;
+	json_t *cur = spec->state_key && !spec->redacts ? room_auth_state_get(w.state, spec->type, spec->state_key)
+							: NULL;
 	if (cur && same_state(cur, sender, spec->content)) {
 		snprintf(event_id, EVENT_ID_MAX, "%s", json_string_value(json_object_get(cur, "event_id")));
 		db_rollback(c->db);
@@ -740,9 +752,8 @@ static char *xset_join(const char **ids, int n)
 
 /* writer_append's store step while w->batch is set: the row waits for the
  * batch's one INSERT; the writer moves on to the new head. */
-static int batch_add(struct writer *w, const char *sender, const struct room_event_spec *spec,
-		     const char *event_id, json_t *pdu, char **text, const char *const *auth_ids, int nauth,
-		     struct al_error *err)
+static int batch_add(struct writer *w, const char *sender, const struct room_event_spec *spec, const char *event_id,
+		     json_t *pdu, char **text, const char *const *auth_ids, int nauth, struct al_error *err)
 {
 	struct room_batch *b = w->batch;
 	if (spec->state_key || spec->redacts || b->n >= b->cap || nauth > EVENT_MAX_AUTH)
@@ -887,31 +898,31 @@ static void wc_store(struct room_write_cache *c, const struct writer *w, json_t 
 /* The statements of a batch. The room row is locked as writer_load does
  * (FOR UPDATE, so the batch is serialised with room_send and other
  * processes). */
-#define BATCH_LOCK_SQL \
+#define BATCH_LOCK_SQL                                                                                   \
 	"SELECT r.room_version, r.head_event_id, r.head_depth, r.state_group, coalesce(g.chain_len, 0) " \
 	"FROM rooms r LEFT JOIN state_groups g ON g.id = r.state_group WHERE r.room_id = $1 FOR UPDATE OF r"
 /* the forward extremities, all of them (writer_load's order: the first
  * ROOM_MAX_PREV are the prev_events, their PDUs wanted in versions 1-2) */
-#define BATCH_PREVS_SQL \
+#define BATCH_PREVS_SQL                                                                                            \
 	"SELECT x.event_id, CASE WHEN row_number() OVER (ORDER BY e.depth DESC, x.event_id) <= " ROOM_MAX_PREV_STR \
-	" THEN e.json END FROM room_extremities x JOIN events e ON e.event_id = x.event_id " \
+	" THEN e.json END FROM room_extremities x JOIN events e ON e.event_id = x.event_id "                       \
 	"WHERE x.room_id = $1 ORDER BY e.depth DESC, x.event_id"
 /* the auth state the batch needs (with_base: create, power levels, join
  * rules; always the member events of the senders in $2) */
-#define BATCH_STATE_SQL \
-	"SELECT cs.type, cs.state_key, e.event_id, e.json FROM current_state cs " \
-	"JOIN events e ON e.event_id = cs.event_id WHERE cs.room_id = $1 AND (" \
+#define BATCH_STATE_SQL                                                               \
+	"SELECT cs.type, cs.state_key, e.event_id, e.json FROM current_state cs "     \
+	"JOIN events e ON e.event_id = cs.event_id WHERE cs.room_id = $1 AND ("       \
 	"(cs.state_key = '' AND cs.type IN ('m.room.create', 'm.room.power_levels', " \
 	"'m.room.join_rules')) OR (cs.type = 'm.room.member' AND cs.state_key = ANY($2::text[])))"
-#define BATCH_MEMBERS_SQL \
+#define BATCH_MEMBERS_SQL                                                         \
 	"SELECT cs.type, cs.state_key, e.event_id, e.json FROM current_state cs " \
-	"JOIN events e ON e.event_id = cs.event_id WHERE cs.room_id = $1 " \
+	"JOIN events e ON e.event_id = cs.event_id WHERE cs.room_id = $1 "        \
 	"AND cs.type = 'm.room.member' AND cs.state_key = ANY($2::text[])"
 /* planned each time (no name): a generic plan made while event_txns was
  * small scans it sequentially, and it grows fast */
-#define BATCH_TXNS_SQL \
+#define BATCH_TXNS_SQL                                                                            \
 	"SELECT u.i, t.event_id FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY " \
-	"AS u(usr, dev, txn, i) CROSS JOIN LATERAL (SELECT event_id FROM event_txns WHERE " \
+	"AS u(usr, dev, txn, i) CROSS JOIN LATERAL (SELECT event_id FROM event_txns WHERE "       \
 	"user_id = u.usr AND device_id = u.dev AND room_id = $1 AND kind = 'send' AND txn_id = u.txn) t"
 
 /* The locked row into w. */
@@ -1078,16 +1089,21 @@ static int batch_open(struct writer *w, struct room_write_cache *cache, const ch
 	const char *p_state[] = {w->room_id, e ? arr_missing : arr_all};
 	st[nst++] = (struct db_stmt){.sql = "BEGIN"};
 	st[nst++] = (struct db_stmt){.name = "room_batch_lock", .sql = BATCH_LOCK_SQL, .nparams = 1, .params = p_lock};
-	st[nst++] = (struct db_stmt){.name = "room_batch_prevs", .sql = BATCH_PREVS_SQL, .nparams = 1, .params = p_lock};
+	st[nst++] = (struct db_stmt){
+		.name = "room_batch_prevs", .sql = BATCH_PREVS_SQL, .nparams = 1, .params = p_lock};
 	if (t.k > 0) {
 		i_txn = nst;
 		st[nst++] = (struct db_stmt){.sql = BATCH_TXNS_SQL, .nparams = 4, .params = p_txn};
 	}
 	if (!e || nm > 0) {
 		i_state = nst;
-		st[nst++] = e ? (struct db_stmt){.name = "room_batch_members", .sql = BATCH_MEMBERS_SQL, .nparams = 2,
+		st[nst++] = e ? (struct db_stmt){.name = "room_batch_members",
+						 .sql = BATCH_MEMBERS_SQL,
+						 .nparams = 2,
 						 .params = p_state}
-			      : (struct db_stmt){.name = "room_batch_state", .sql = BATCH_STATE_SQL, .nparams = 2,
+			      : (struct db_stmt){.name = "room_batch_state",
+						 .sql = BATCH_STATE_SQL,
+						 .nparams = 2,
 						 .params = p_state};
 	}
 	if (db_pipeline(w->c->db, st, nst, NULL, err) < 0)
@@ -1196,25 +1212,35 @@ static int batch_store_commit(struct writer *w, struct room_batch_item *items, s
 	char group[24], depth[24];
 	fmt_i64(group, sizeof(group), w->group);
 	fmt_i64(depth, sizeof(depth), w->depth);
-	const char *p[] = {w->room_id, arr[0], arr[1], arr[2], arr[3], arr[4], arr[5], arr[6], arr[7],
-			   w->group ? group : NULL, arr[8], arr[9], arr[10], arr[11], w->head, depth, arr[12]};
+	const char *p[] = {
+		w->room_id, arr[0], arr[1],  arr[2],  arr[3],  arr[4], arr[5], arr[6], arr[7], w->group ? group : NULL,
+		arr[8],     arr[9], arr[10], arr[11], w->head, depth,  arr[12]};
 	struct db_stmt st[2] = {
 		{.name = "room_batch_insert",
 		 .sql = "WITH l AS MATERIALIZED (SELECT pg_advisory_xact_lock(" STREAM_LOCK ")), "
-			"u AS (SELECT u.* FROM l, unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::bigint[], "
-			"$7::text[], $8::text[], $9::text[]) WITH ORDINALITY AS u(event_id, depth, type, sender, ts, json, "
+			"u AS (SELECT u.* FROM l, unnest($2::text[], $3::bigint[], $4::text[], $5::text[], "
+			"$6::bigint[], "
+			"$7::text[], $8::text[], $9::text[]) WITH ORDINALITY AS u(event_id, depth, type, sender, ts, "
+			"json, "
 			"txn_device, txn_id, ord)), "
-			"e AS (INSERT INTO events (event_id, room_id, stream_ordering, depth, type, sender, origin_server_ts, "
-			"json, state_group, txn_device, txn_id) SELECT x.event_id, $1::text, nextval('al_stream_seq'), x.depth, "
-			"x.type, x.sender, x.ts, x.json, $10::bigint, x.txn_device, x.txn_id FROM (SELECT * FROM u ORDER BY ord) x "
+			"e AS (INSERT INTO events (event_id, room_id, stream_ordering, depth, type, sender, "
+			"origin_server_ts, "
+			"json, state_group, txn_device, txn_id) SELECT x.event_id, $1::text, nextval('al_stream_seq'), "
+			"x.depth, "
+			"x.type, x.sender, x.ts, x.json, $10::bigint, x.txn_device, x.txn_id FROM (SELECT * FROM u "
+			"ORDER BY ord) x "
 			"RETURNING event_id, stream_ordering), "
-			"p AS (INSERT INTO event_edges (event_id, prev_event_id) SELECT * FROM unnest($11::text[], $12::text[])), "
-			"a AS (INSERT INTO event_auth (event_id, auth_event_id) SELECT * FROM unnest($13::text[], $14::text[])), "
+			"p AS (INSERT INTO event_edges (event_id, prev_event_id) SELECT * FROM unnest($11::text[], "
+			"$12::text[])), "
+			"a AS (INSERT INTO event_auth (event_id, auth_event_id) SELECT * FROM unnest($13::text[], "
+			"$14::text[])), "
 			"t AS (INSERT INTO event_txns (user_id, device_id, txn_id, room_id, event_id, kind) "
 			"SELECT u.sender, u.txn_device, u.txn_id, $1::text, u.event_id, 'send' FROM u "
 			"WHERE u.txn_device IS NOT NULL AND u.txn_id IS NOT NULL), "
-			"h AS (UPDATE rooms SET head_event_id = $15::text, head_depth = $16::bigint WHERE room_id = $1::text), "
-			"xd AS (DELETE FROM room_extremities WHERE room_id = $1::text AND event_id = ANY($17::text[])), "
+			"h AS (UPDATE rooms SET head_event_id = $15::text, head_depth = $16::bigint WHERE room_id = "
+			"$1::text), "
+			"xd AS (DELETE FROM room_extremities WHERE room_id = $1::text AND event_id = "
+			"ANY($17::text[])), "
 			"xi AS (INSERT INTO room_extremities (room_id, event_id) SELECT $1::text, $15::text FROM l) "
 			"SELECT event_id, stream_ordering FROM e",
 		 .nparams = 17,
@@ -1227,7 +1253,8 @@ static int batch_store_commit(struct writer *w, struct room_batch_item *items, s
 		 * itself failed. A broken connection: unknown as well. */
 		PGTransactionStatusType ts = PQtransactionStatus(w->c->db->conn);
 		rc = conflict ? 1 : -1;
-		if (!conflict && (ts == PQTRANS_IDLE || ts == PQTRANS_UNKNOWN || PQstatus(w->c->db->conn) == CONNECTION_BAD))
+		if (!conflict &&
+		    (ts == PQTRANS_IDLE || ts == PQTRANS_UNKNOWN || PQstatus(w->c->db->conn) == CONNECTION_BAD))
 			rc = -2;
 		if (!conflict && !err->errcode[0])
 			al_error_set(err, 500, "M_UNKNOWN", "internal database error");
@@ -1389,8 +1416,7 @@ out:
 
 /* ---- aliases ---- */
 
-int room_alias_put(struct db *db, const char *alias, const char *room_id, const char *creator,
-		   struct al_error *err)
+int room_alias_put(struct db *db, const char *alias, const char *room_id, const char *creator, struct al_error *err)
 {
 	int conflict = 0;
 	const char *p[] = {alias, room_id, creator};
@@ -1451,8 +1477,7 @@ int room_alias_delete(struct db *db, const char *alias, const char *user_id, str
 	const char *p[] = {alias, user_id};
 	/* The creator of the alias, or a member with the power to change
 	 * m.room.canonical_alias, may delete it. */
-	PGresult *r = db_exec(db, err,
-			      "SELECT a.creator = $2, a.room_id FROM room_aliases a WHERE a.alias = $1", 2, p);
+	PGresult *r = db_exec(db, err, "SELECT a.creator = $2, a.room_id FROM room_aliases a WHERE a.alias = $1", 2, p);
 	if (!r)
 		return -1;
 	if (PQntuples(r) != 1) {
@@ -1565,16 +1590,16 @@ static int membership_send(const struct room_ctx *c, const char *room_id_or_alia
 	return rc;
 }
 
-int room_membership(const struct room_ctx *c, const char *room_id_or_alias, const char *sender,
-		    const char *target, const char *membership, const char *reason, json_t *extra_content,
-		    char *room_id_out, int64_t *stream, struct al_error *err)
+int room_membership(const struct room_ctx *c, const char *room_id_or_alias, const char *sender, const char *target,
+		    const char *membership, const char *reason, json_t *extra_content, char *room_id_out,
+		    int64_t *stream, struct al_error *err)
 {
 	return membership_send(c, room_id_or_alias, sender, target, membership, NULL, reason, extra_content,
 			       room_id_out, stream, err);
 }
 
-int room_kick(const struct room_ctx *c, const char *room_id, const char *sender, const char *target,
-	      const char *reason, int64_t *stream, struct al_error *err)
+int room_kick(const struct room_ctx *c, const char *room_id, const char *sender, const char *target, const char *reason,
+	      int64_t *stream, struct al_error *err)
 {
 	if (!room_id || room_id[0] != '!')
 		return al_error_set(err, 400, "M_INVALID_PARAM", "not a room ID");
@@ -1603,7 +1628,8 @@ int room_forget(struct db *db, const char *room_id, const char *user_id, struct 
 	PQclear(r);
 	if (n == 0) {
 		const char *q[] = {room_id, user_id};
-		r = db_exec(db, err, "SELECT membership FROM room_memberships WHERE room_id = $1 AND user_id = $2", 2, q);
+		r = db_exec(db, err, "SELECT membership FROM room_memberships WHERE room_id = $1 AND user_id = $2", 2,
+			    q);
 		if (!r)
 			return -1;
 		bool member = PQntuples(r) == 1;
@@ -1626,11 +1652,10 @@ static json_t *default_power_levels(const char *creator, const char *preset, jso
 	json_t *pl = json_pack("{s:{s:i}, s:i, s:{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i}, s:i, s:i, s:i, "
 			       "s:i, s:i, s:i}",
 			       "users", creator, 100, "users_default", 0, "events", "m.room.name", 50,
-			       "m.room.power_levels", 100, "m.room.history_visibility", 100,
-			       "m.room.canonical_alias", 50, "m.room.avatar", 50, "m.room.tombstone", 100,
-			       "m.room.server_acl", 100, "m.room.encryption", 100, "events_default", 0,
-			       "state_default", 50, "ban", 50, "kick", 50, "redact", 50, "invite",
-			       strcmp(preset, "public_chat") == 0 ? 50 : 0);
+			       "m.room.power_levels", 100, "m.room.history_visibility", 100, "m.room.canonical_alias",
+			       50, "m.room.avatar", 50, "m.room.tombstone", 100, "m.room.server_acl", 100,
+			       "m.room.encryption", 100, "events_default", 0, "state_default", 50, "ban", 50, "kick",
+			       50, "redact", 50, "invite", strcmp(preset, "public_chat") == 0 ? 50 : 0);
 	if (pl && strcmp(preset, "trusted_private_chat") == 0) {
 		size_t i;
 		json_t *v;
@@ -1767,8 +1792,8 @@ int room_create(const struct room_ctx *c, const char *creator, json_t *body, cha
 		return -1;
 	const char *rp[] = {room_id, version, creator, vis && strcmp(vis, "public") == 0 ? "t" : "f"};
 	PGresult *r = db_exec(c->db, err,
-			      "INSERT INTO rooms (room_id, room_version, creator, is_public) VALUES ($1, $2, $3, $4)", 4,
-			      rp);
+			      "INSERT INTO rooms (room_id, room_version, creator, is_public) VALUES ($1, $2, $3, $4)",
+			      4, rp);
 	if (!r)
 		goto fail;
 	PQclear(r);
@@ -1806,7 +1831,8 @@ int room_create(const struct room_ctx *c, const char *creator, json_t *body, cha
 				al_error_set(err, 400, "M_ROOM_IN_USE", "Room alias already taken");
 			goto fail;
 		}
-		if (append_state(&w, creator, "m.room.canonical_alias", "", json_pack("{s:s}", "alias", alias), err) < 0)
+		if (append_state(&w, creator, "m.room.canonical_alias", "", json_pack("{s:s}", "alias", alias), err) <
+		    0)
 			goto fail;
 	}
 	bool public = strcmp(preset, "public_chat") == 0;
@@ -1819,8 +1845,8 @@ int room_create(const struct room_ctx *c, const char *creator, json_t *body, cha
 			 json_pack("{s:s}", "history_visibility", "shared"), err) < 0)
 		goto fail;
 	if (!public && !initial_state_has(is, "m.room.guest_access") &&
-	    append_state(&w, creator, "m.room.guest_access", "", json_pack("{s:s}", "guest_access", "can_join"),
-			 err) < 0)
+	    append_state(&w, creator, "m.room.guest_access", "", json_pack("{s:s}", "guest_access", "can_join"), err) <
+		    0)
 		goto fail;
 	size_t i;
 	json_t *v;
@@ -1870,8 +1896,7 @@ fail_nr:
 /* The highest stream position user_id may see in the room: INT64_MAX while
  * joined, the membership event's position after leaving or being banned.
  * 403 otherwise. */
-static int viewer_limit(struct db *db, const char *room_id, const char *user_id, int64_t *max,
-			struct al_error *err)
+static int viewer_limit(struct db *db, const char *room_id, const char *user_id, int64_t *max, struct al_error *err)
 {
 	const char *p[] = {room_id, user_id};
 	PGresult *r = db_exec(db, err,
@@ -1901,26 +1926,29 @@ static PGresult *state_rows(struct db *db, const char *room_id, int64_t max, str
 {
 	if (max == INT64_MAX) {
 		const char *p[] = {room_id};
-		return db_exec(db, err,
-			       "SELECT e.event_id, e.json, e.sender, cs.type, cs.state_key FROM current_state cs "
-			       "JOIN events e ON e.event_id = cs.event_id WHERE cs.room_id = $1 ORDER BY e.stream_ordering",
-			       1, p);
+		return db_exec(
+			db, err,
+			"SELECT e.event_id, e.json, e.sender, cs.type, cs.state_key FROM current_state cs "
+			"JOIN events e ON e.event_id = cs.event_id WHERE cs.room_id = $1 ORDER BY e.stream_ordering",
+			1, p);
 	}
 	char ms[24];
 	fmt_i64(ms, sizeof(ms), max);
 	const char *p[] = {room_id, ms};
-	return db_exec(db, err,
-		       "WITH RECURSIVE chain(id, prev, lvl) AS ("
-		       " SELECT id, prev_group, 0 FROM state_groups WHERE id = (SELECT state_group FROM events "
-		       " WHERE room_id = $1 AND stream_ordering <= $2::bigint AND stream_ordering > 0 "
-		       " AND state_group IS NOT NULL "
-		       " ORDER BY stream_ordering DESC LIMIT 1)"
-		       " UNION ALL SELECT g.id, g.prev_group, c.lvl + 1 FROM state_groups g JOIN chain c ON g.id = c.prev) "
-		       "SELECT e.event_id, e.json, e.sender, x.type, x.state_key FROM (SELECT DISTINCT ON (s.type, s.state_key) "
-		       "s.type, s.state_key, s.event_id FROM state_group_edits s JOIN chain c ON s.state_group = c.id "
-		       "ORDER BY s.type, s.state_key, c.lvl) x JOIN events e ON e.event_id = x.event_id "
-		       "ORDER BY e.stream_ordering",
-		       2, p);
+	return db_exec(
+		db, err,
+		"WITH RECURSIVE chain(id, prev, lvl) AS ("
+		" SELECT id, prev_group, 0 FROM state_groups WHERE id = (SELECT state_group FROM events "
+		" WHERE room_id = $1 AND stream_ordering <= $2::bigint AND stream_ordering > 0 "
+		" AND state_group IS NOT NULL "
+		" ORDER BY stream_ordering DESC LIMIT 1)"
+		" UNION ALL SELECT g.id, g.prev_group, c.lvl + 1 FROM state_groups g JOIN chain c ON g.id = c.prev) "
+		"SELECT e.event_id, e.json, e.sender, x.type, x.state_key FROM (SELECT DISTINCT ON (s.type, "
+		"s.state_key) "
+		"s.type, s.state_key, s.event_id FROM state_group_edits s JOIN chain c ON s.state_group = c.id "
+		"ORDER BY s.type, s.state_key, c.lvl) x JOIN events e ON e.event_id = x.event_id "
+		"ORDER BY e.stream_ordering",
+		2, p);
 }
 
 json_t *room_state(struct db *db, const char *room_id, const char *user_id, struct al_error *err)
@@ -1954,8 +1982,8 @@ json_t *room_state_event(struct db *db, const char *room_id, const char *user_id
 	for (int i = 0; i < PQntuples(r); i++) {
 		if (strcmp(PQgetvalue(r, i, 3), type) == 0 && strcmp(PQgetvalue(r, i, 4), state_key) == 0) {
 			if (as_event) {
-				content = room_client_event(PQgetvalue(r, i, 1), PQgetvalue(r, i, 0), NULL, NULL, NULL, NULL,
-							    NULL);
+				content = room_client_event(PQgetvalue(r, i, 1), PQgetvalue(r, i, 0), NULL, NULL, NULL,
+							    NULL, NULL);
 				break;
 			}
 			json_t *pdu = json_loads(PQgetvalue(r, i, 1), JSON_DECODE_ANY, NULL);
@@ -2006,10 +2034,11 @@ json_t *room_joined_members(struct db *db, const char *room_id, const char *user
 		return NULL;
 	}
 	const char *p[] = {room_id};
-	PGresult *r = db_exec(db, err,
-			      "SELECT m.user_id, e.json FROM room_memberships m JOIN events e ON e.event_id = m.event_id "
-			      "WHERE m.room_id = $1 AND m.membership = 'join'",
-			      1, p);
+	PGresult *r = db_exec(
+		db, err,
+		"SELECT m.user_id, e.json FROM room_memberships m JOIN events e ON e.event_id = m.event_id "
+		"WHERE m.room_id = $1 AND m.membership = 'join'",
+		1, p);
 	if (!r)
 		return NULL;
 	json_t *joined = json_object();
@@ -2071,8 +2100,8 @@ int room_receipt_check(struct db *db, const char *room_id, const char *user_id, 
 	return found ? 0 : al_error_set(err, 404, "M_NOT_FOUND", "Event not found");
 }
 
-int room_receipt_put(struct db *db, const char *room_id, const char *user_id, const char *type,
-		     const char *thread_id, const char *event_id, bool *changed, struct al_error *err)
+int room_receipt_put(struct db *db, const char *room_id, const char *user_id, const char *type, const char *thread_id,
+		     const char *event_id, bool *changed, struct al_error *err)
 {
 	*changed = false;
 	bool fully_read = strcmp(type, "m.fully_read") == 0;
@@ -2102,14 +2131,15 @@ int room_receipt_put(struct db *db, const char *room_id, const char *user_id, co
 		goto fail;
 	PQclear(r);
 	/* A receipt only moves forward: one for an earlier event is ignored. */
-	r = db_exec(db, err,
-		    "INSERT INTO receipts AS x (room_id, user_id, receipt_type, thread_id, event_id, ts, stream_ordering) "
-		    "VALUES ($1, $2, $3, $4, $5, $6::bigint, nextval('al_stream_seq')) "
-		    "ON CONFLICT (room_id, user_id, receipt_type, thread_id) DO UPDATE SET event_id = EXCLUDED.event_id, "
-		    "ts = EXCLUDED.ts, stream_ordering = EXCLUDED.stream_ordering "
-		    "WHERE coalesce((SELECT stream_ordering FROM events WHERE event_id = x.event_id), 0) < "
-		    "(SELECT stream_ordering FROM events WHERE event_id = EXCLUDED.event_id) RETURNING 1",
-		    6, p);
+	r = db_exec(
+		db, err,
+		"INSERT INTO receipts AS x (room_id, user_id, receipt_type, thread_id, event_id, ts, stream_ordering) "
+		"VALUES ($1, $2, $3, $4, $5, $6::bigint, nextval('al_stream_seq')) "
+		"ON CONFLICT (room_id, user_id, receipt_type, thread_id) DO UPDATE SET event_id = EXCLUDED.event_id, "
+		"ts = EXCLUDED.ts, stream_ordering = EXCLUDED.stream_ordering "
+		"WHERE coalesce((SELECT stream_ordering FROM events WHERE event_id = x.event_id), 0) < "
+		"(SELECT stream_ordering FROM events WHERE event_id = EXCLUDED.event_id) RETURNING 1",
+		6, p);
 	if (!r)
 		goto fail;
 	*changed = PQntuples(r) == 1;
@@ -2176,9 +2206,8 @@ static bool type_allowed(json_t *filter, const char *type)
 	return false;
 }
 
-json_t *room_messages(struct db *db, const char *room_id, const char *user_id, const char *device_id,
-		      const char *from, const char *to, char dir, int limit, json_t *filter,
-		      struct al_error *err)
+json_t *room_messages(struct db *db, const char *room_id, const char *user_id, const char *device_id, const char *from,
+		      const char *to, char dir, int limit, json_t *filter, struct al_error *err)
 {
 	int64_t max;
 	if (viewer_limit(db, room_id, user_id, &max, err) < 0)
@@ -2199,12 +2228,13 @@ json_t *room_messages(struct db *db, const char *room_id, const char *user_id, c
 	}
 	snprintf(lim, sizeof(lim), "%d", limit);
 	const char *p[] = {room_id, lo, hi, lim};
-	PGresult *r = db_exec(db, err,
-			      dir == 'b' ? "SELECT " EVENT_COLS " FROM events WHERE room_id = $1 AND stream_ordering > $2::bigint "
-					   "AND stream_ordering <= $3::bigint ORDER BY stream_ordering DESC LIMIT $4::int"
-					 : "SELECT " EVENT_COLS " FROM events WHERE room_id = $1 AND stream_ordering > $2::bigint "
-					   "AND stream_ordering <= $3::bigint ORDER BY stream_ordering ASC LIMIT $4::int",
-			      4, p);
+	PGresult *r = db_exec(
+		db, err,
+		dir == 'b' ? "SELECT " EVENT_COLS " FROM events WHERE room_id = $1 AND stream_ordering > $2::bigint "
+			     "AND stream_ordering <= $3::bigint ORDER BY stream_ordering DESC LIMIT $4::int"
+			   : "SELECT " EVENT_COLS " FROM events WHERE room_id = $1 AND stream_ordering > $2::bigint "
+			     "AND stream_ordering <= $3::bigint ORDER BY stream_ordering ASC LIMIT $4::int",
+		4, p);
 	if (!r)
 		return NULL;
 	json_t *chunk = json_array();
@@ -2239,12 +2269,15 @@ json_t *room_messages(struct db *db, const char *room_id, const char *user_id, c
 		char *arr = senders ? room_pg_array(senders, ns) : NULL;
 		const char *q[] = {room_id, arr};
 		PGresult *m = arr ? db_exec(db, err,
-					    "SELECT e.event_id, e.json FROM current_state cs JOIN events e ON e.event_id = cs.event_id "
-					    "WHERE cs.room_id = $1 AND cs.type = 'm.room.member' AND cs.state_key = ANY($2::text[])",
+					    "SELECT e.event_id, e.json FROM current_state cs JOIN events e ON "
+					    "e.event_id = cs.event_id "
+					    "WHERE cs.room_id = $1 AND cs.type = 'm.room.member' AND cs.state_key = "
+					    "ANY($2::text[])",
 					    2, q)
 				  : NULL;
 		for (int i = 0; m && i < PQntuples(m); i++) {
-			json_t *ev = room_client_event(PQgetvalue(m, i, 1), PQgetvalue(m, i, 0), NULL, NULL, NULL, NULL, NULL);
+			json_t *ev = room_client_event(PQgetvalue(m, i, 1), PQgetvalue(m, i, 0), NULL, NULL, NULL, NULL,
+						       NULL);
 			if (ev)
 				json_array_append_new(state, ev);
 		}
@@ -2263,8 +2296,8 @@ json_t *room_messages(struct db *db, const char *room_id, const char *user_id, c
 	return out;
 }
 
-json_t *room_context(struct db *db, const char *room_id, const char *user_id, const char *event_id,
-		     int limit, struct al_error *err)
+json_t *room_context(struct db *db, const char *room_id, const char *user_id, const char *event_id, int limit,
+		     struct al_error *err)
 {
 	int64_t max;
 	if (viewer_limit(db, room_id, user_id, &max, err) < 0)
@@ -2274,16 +2307,17 @@ json_t *room_context(struct db *db, const char *room_id, const char *user_id, co
 	int half = limit / 2, after = limit - half;
 	snprintf(lim, sizeof(lim), "%d", half > after ? half : after);
 	const char *p[] = {room_id, event_id, ms, lim};
-	PGresult *r = db_exec(db, err,
-			      "WITH x AS (SELECT stream_ordering s FROM events WHERE room_id = $1 AND event_id = $2 "
-			      "AND stream_ordering <= $3::bigint) "
-			      "SELECT " EVENT_COLS ", 0 AS part FROM events, x WHERE event_id = $2 "
-			      "UNION ALL (SELECT " EVENT_COLS ", 1 FROM events, x WHERE room_id = $1 AND stream_ordering < x.s "
-			      "AND stream_ordering > 0 "
-			      "ORDER BY stream_ordering DESC LIMIT $4::int) "
-			      "UNION ALL (SELECT " EVENT_COLS ", 2 FROM events, x WHERE room_id = $1 AND stream_ordering > x.s "
-			      "AND stream_ordering <= $3::bigint ORDER BY stream_ordering ASC LIMIT $4::int)",
-			      4, p);
+	PGresult *r = db_exec(
+		db, err,
+		"WITH x AS (SELECT stream_ordering s FROM events WHERE room_id = $1 AND event_id = $2 "
+		"AND stream_ordering <= $3::bigint) "
+		"SELECT " EVENT_COLS ", 0 AS part FROM events, x WHERE event_id = $2 "
+		"UNION ALL (SELECT " EVENT_COLS ", 1 FROM events, x WHERE room_id = $1 AND stream_ordering < x.s "
+		"AND stream_ordering > 0 "
+		"ORDER BY stream_ordering DESC LIMIT $4::int) "
+		"UNION ALL (SELECT " EVENT_COLS ", 2 FROM events, x WHERE room_id = $1 AND stream_ordering > x.s "
+		"AND stream_ordering <= $3::bigint ORDER BY stream_ordering ASC LIMIT $4::int)",
+		4, p);
 	if (!r)
 		return NULL;
 	json_t *ev = NULL, *before = json_array(), *aft = json_array();
@@ -2322,6 +2356,6 @@ json_t *room_context(struct db *db, const char *room_id, const char *user_id, co
 	char st[32], en[32];
 	room_token_format(start, st, sizeof(st));
 	room_token_format(end, en, sizeof(en));
-	return json_pack("{s:o, s:o, s:o, s:o, s:s, s:s}", "event", ev, "events_before", before, "events_after",
-			 aft, "state", state ? state : json_array(), "start", st, "end", en);
+	return json_pack("{s:o, s:o, s:o, s:o, s:s, s:s}", "event", ev, "events_before", before, "events_after", aft,
+			 "state", state ? state : json_array(), "start", st, "end", en);
 }

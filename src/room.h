@@ -29,17 +29,17 @@ struct app;
 
 #define ROOM_ID_MAX 255
 #define ROOM_DEFAULT_VERSION "11"
-#define ROOM_SNAPSHOT_INTERVAL 100  /* a full state snapshot every N state groups */
-#define ROOM_MAX_PREV 10            /* prev_events of a new local event (forward extremities) */
+#define ROOM_SNAPSHOT_INTERVAL 100 /* a full state snapshot every N state groups */
+#define ROOM_MAX_PREV 10           /* prev_events of a new local event (forward extremities) */
 #define ROOM_MAX_PREV_STR "10"
 
 struct room_event_spec {
 	const char *type;
-	const char *state_key;   /* NULL: not a state event */
-	json_t *content;         /* borrowed */
-	const char *redacts;     /* m.room.redaction only */
-	const char *device_id;   /* with txn_id: idempotency key of PUT /send and /redact, */
-	const char *txn_id;      /* per (sender, device, room, endpoint: redacts set or not) */
+	const char *state_key; /* NULL: not a state event */
+	json_t *content;       /* borrowed */
+	const char *redacts;   /* m.room.redaction only */
+	const char *device_id; /* with txn_id: idempotency key of PUT /send and /redact, */
+	const char *txn_id;    /* per (sender, device, room, endpoint: redacts set or not) */
 	/* m.room.member: refused (403) unless the target's membership, under
 	 * the room lock, is one of this space-separated list. NULL: no
 	 * condition. */
@@ -59,15 +59,15 @@ const char *room_default_version(void);
 
 /* The body of POST /createRoom (validated here). Fills room_id (size
  * ROOM_ID_MAX+1) and the stream position of the last event written. */
-int room_create(const struct room_ctx *c, const char *creator, json_t *body, char *room_id,
-		int64_t *stream, struct al_error *err);
+int room_create(const struct room_ctx *c, const char *creator, json_t *body, char *room_id, int64_t *stream,
+		struct al_error *err);
 
 /* Write one event as sender. event_id (size EVENT_ID_MAX) gets its ID; a
  * repeated (sender, device_id, room, endpoint, txn_id), also a concurrent
  * one, returns the first event's ID with *stream 0, and so does a state
  * event that repeats the current one (same sender and content). */
-int room_send(const struct room_ctx *c, const char *room_id, const char *sender,
-	      const struct room_event_spec *spec, char *event_id, int64_t *stream, struct al_error *err);
+int room_send(const struct room_ctx *c, const char *room_id, const char *sender, const struct room_event_spec *spec,
+	      char *event_id, int64_t *stream, struct al_error *err);
 
 /* Build one event as room_send would (prev_events, auth_events, depth,
  * authorised against the current state) without storing it. sign: hash and
@@ -116,9 +116,9 @@ int room_send_batch(const struct room_ctx *c, const char *room_id, struct room_b
  * may be an alias), "invite"/"leave"/"ban" with target. reason may be NULL;
  * extra_content (a join's request body, may be NULL) adds members to the content.
  * room_id_out (size ROOM_ID_MAX+1) may be NULL. */
-int room_membership(const struct room_ctx *c, const char *room_id_or_alias, const char *sender,
-		    const char *target, const char *membership, const char *reason, json_t *extra_content,
-		    char *room_id_out, int64_t *stream, struct al_error *err);
+int room_membership(const struct room_ctx *c, const char *room_id_or_alias, const char *sender, const char *target,
+		    const char *membership, const char *reason, json_t *extra_content, char *room_id_out,
+		    int64_t *stream, struct al_error *err);
 
 /* A guest may join only rooms whose m.room.guest_access is can_join:
  * 0, or 403 M_FORBIDDEN (404 for an unknown alias). */
@@ -126,8 +126,8 @@ int room_guest_join_check(struct db *db, const char *room_id_or_alias, struct al
 
 /* POST /kick: target's membership becomes leave; 403 M_FORBIDDEN unless
  * it is join, invite or knock now (a banned or departed user). */
-int room_kick(const struct room_ctx *c, const char *room_id, const char *sender, const char *target,
-	      const char *reason, int64_t *stream, struct al_error *err);
+int room_kick(const struct room_ctx *c, const char *room_id, const char *sender, const char *target, const char *reason,
+	      int64_t *stream, struct al_error *err);
 
 /* POST /unban: target's membership becomes leave; 403 M_FORBIDDEN unless
  * it is ban now. */
@@ -137,8 +137,7 @@ int room_unban(const struct room_ctx *c, const char *room_id, const char *sender
 int room_forget(struct db *db, const char *room_id, const char *user_id, struct al_error *err);
 
 /* Aliases. put: 409 M_UNKNOWN if taken; resolve: 404 M_NOT_FOUND. */
-int room_alias_put(struct db *db, const char *alias, const char *room_id, const char *creator,
-		   struct al_error *err);
+int room_alias_put(struct db *db, const char *alias, const char *room_id, const char *creator, struct al_error *err);
 int room_alias_resolve(struct db *db, const char *alias, char *room_id, struct al_error *err);
 int room_alias_delete(struct db *db, const char *alias, const char *user_id, struct al_error *err);
 json_t *room_alias_list(struct db *db, const char *room_id, struct al_error *err);
@@ -163,16 +162,15 @@ int room_require_joined(struct db *db, const char *room_id, const char *user_id,
  * for /sync. */
 int room_receipt_check(struct db *db, const char *room_id, const char *user_id, const char *event_id,
 		       struct al_error *err);
-int room_receipt_put(struct db *db, const char *room_id, const char *user_id, const char *type,
-		     const char *thread_id, const char *event_id, bool *changed, struct al_error *err);
+int room_receipt_put(struct db *db, const char *room_id, const char *user_id, const char *type, const char *thread_id,
+		     const char *event_id, bool *changed, struct al_error *err);
 json_t *room_get_event(struct db *db, const char *room_id, const char *user_id, const char *event_id,
 		       struct al_error *err);
 /* dir 'b' or 'f'; from NULL: the end (b) or the start (f); to may be NULL. */
-json_t *room_messages(struct db *db, const char *room_id, const char *user_id, const char *device_id,
-		      const char *from, const char *to, char dir, int limit, json_t *filter,
-		      struct al_error *err);
-json_t *room_context(struct db *db, const char *room_id, const char *user_id, const char *event_id,
-		     int limit, struct al_error *err);
+json_t *room_messages(struct db *db, const char *room_id, const char *user_id, const char *device_id, const char *from,
+		      const char *to, char dir, int limit, json_t *filter, struct al_error *err);
+json_t *room_context(struct db *db, const char *room_id, const char *user_id, const char *event_id, int limit,
+		     struct al_error *err);
 
 /* Stream tokens: "s<N>" (a /sync token's stream part is accepted too);
  * -1 if malformed. */
@@ -181,9 +179,8 @@ void room_token_format(int64_t pos, char *out, size_t len);
 
 /* A stored event row -> client event (redacted form when redacted; adds
  * unsigned.transaction_id when viewer_device sent it). New reference. */
-json_t *room_client_event(const char *json_text, const char *event_id, const char *sender,
-			  const char *txn_device, const char *txn_id, const char *viewer,
-			  const char *viewer_device);
+json_t *room_client_event(const char *json_text, const char *event_id, const char *sender, const char *txn_device,
+			  const char *txn_id, const char *viewer, const char *viewer_device);
 
 /* '{"a","b"}' text for a PostgreSQL text[] parameter (a NULL item is an SQL
  * NULL element); malloc'd. */

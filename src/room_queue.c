@@ -25,12 +25,12 @@ struct rq_job {
 
 /* A room with queued jobs or a batch being written. */
 struct rq_room {
-	struct rq_room *hnext;  /* hash chain */
-	struct rq_room *rnext;  /* ready list */
+	struct rq_room *hnext; /* hash chain */
+	struct rq_room *rnext; /* ready list */
 	struct rq_job *head, *tail;
-	bool busy;              /* its writer is writing its batch */
-	bool ready;             /* on its writer's ready list */
-	int writer;             /* the one writer thread of this room */
+	bool busy;  /* its writer is writing its batch */
+	bool ready; /* on its writer's ready list */
+	int writer; /* the one writer thread of this room */
 	char room_id[ROOM_ID_MAX + 1];
 };
 
@@ -51,7 +51,7 @@ struct rq_writer {
 struct room_queue {
 	pthread_mutex_t mu;
 	struct rq_room *buckets[RQ_BUCKETS];
-	int total;                               /* jobs queued or being written */
+	int total; /* jobs queued or being written */
 	bool stopping;
 	const struct keys *keys;
 	struct app *app;
@@ -248,8 +248,8 @@ fail:
 	return NULL;
 }
 
-int room_queue_submit(struct room_queue *q, struct event_base *reply_base, const char *room_id,
-		      const char *sender, const struct room_event_spec *spec, room_queue_done_fn done, void *arg)
+int room_queue_submit(struct room_queue *q, struct event_base *reply_base, const char *room_id, const char *sender,
+		      const struct room_event_spec *spec, room_queue_done_fn done, void *arg)
 {
 	if (!q || !reply_base || !done || !room_id || strlen(room_id) > ROOM_ID_MAX || !sender || !spec->type ||
 	    spec->state_key || spec->redacts)

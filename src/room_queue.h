@@ -34,16 +34,16 @@ struct event_base;
 struct keys;
 struct room_queue;
 
-#define ROOM_QUEUE_MAX_BATCH 256   /* events per transaction */
-#define ROOM_QUEUE_MAX_JOBS 16384  /* queued in all rooms; then submit refuses */
+#define ROOM_QUEUE_MAX_BATCH 256  /* events per transaction */
+#define ROOM_QUEUE_MAX_JOBS 16384 /* queued in all rooms; then submit refuses */
 #define ROOM_QUEUE_MAX_THREADS 16
 #define ROOM_QUEUE_CACHED_ROOMS 64 /* per writer: rooms whose auth state stays in memory */
 
 struct room_queue_result {
-	int rc;                    /* 0: committed (stream 0: a repeated txnId) */
+	int rc; /* 0: committed (stream 0: a repeated txnId) */
 	char event_id[EVENT_ID_MAX];
 	int64_t stream;
-	struct al_error err;       /* rc < 0 */
+	struct al_error err; /* rc < 0 */
 };
 
 /* done runs on reply_base's loop; result is valid during the call. */
@@ -61,8 +61,8 @@ struct room_queue *room_queue_new(const char *conninfo, const struct keys *keys,
  * job is done. Returns 0; -1 when the queue is stopping (nothing queued:
  * the caller writes it itself), -2 when ROOM_QUEUE_MAX_JOBS are waiting or
  * memory ran out (nothing queued: the caller answers 503). */
-int room_queue_submit(struct room_queue *q, struct event_base *reply_base, const char *room_id,
-		      const char *sender, const struct room_event_spec *spec, room_queue_done_fn done, void *arg);
+int room_queue_submit(struct room_queue *q, struct event_base *reply_base, const char *room_id, const char *sender,
+		      const struct room_event_spec *spec, room_queue_done_fn done, void *arg);
 
 /* Writes what is queued, answers it, stops the threads and frees q. Call
  * while the reply bases still dispatch. NULL is a no-op. */

@@ -245,19 +245,20 @@ static int insert_event(struct db *db, const char *room_id, const char *event_id
 			   aa};
 	PGresult *r = NULL;
 	if (pa && aa)
-		r = db_exec(db, err,
-			    "WITH e AS (INSERT INTO events (event_id, room_id, stream_ordering, depth, type, state_key, "
-			    "sender, origin_server_ts, json, state_group, rejected, soft_failed, outlier) VALUES ("
-			    "$1::text, $2::text, CASE WHEN $13::boolean THEN nextval('al_stream_seq') "
-			    "ELSE -nextval('al_outlier_seq') END, $3::bigint, $4::text, $5::text, $6::text, $7::bigint, "
-			    "$8::text, $9::bigint, $10::boolean, $11::boolean, $12::boolean) "
-			    "ON CONFLICT (event_id) DO NOTHING RETURNING stream_ordering), "
-			    "p AS (INSERT INTO event_edges (event_id, prev_event_id) SELECT $1::text, x "
-			    "FROM unnest($14::text[]) x WHERE EXISTS (SELECT 1 FROM e) ON CONFLICT DO NOTHING), "
-			    "a AS (INSERT INTO event_auth (event_id, auth_event_id) SELECT $1::text, x "
-			    "FROM unnest($15::text[]) x WHERE EXISTS (SELECT 1 FROM e) ON CONFLICT DO NOTHING) "
-			    "SELECT stream_ordering FROM e",
-			    15, p);
+		r = db_exec(
+			db, err,
+			"WITH e AS (INSERT INTO events (event_id, room_id, stream_ordering, depth, type, state_key, "
+			"sender, origin_server_ts, json, state_group, rejected, soft_failed, outlier) VALUES ("
+			"$1::text, $2::text, CASE WHEN $13::boolean THEN nextval('al_stream_seq') "
+			"ELSE -nextval('al_outlier_seq') END, $3::bigint, $4::text, $5::text, $6::text, $7::bigint, "
+			"$8::text, $9::bigint, $10::boolean, $11::boolean, $12::boolean) "
+			"ON CONFLICT (event_id) DO NOTHING RETURNING stream_ordering), "
+			"p AS (INSERT INTO event_edges (event_id, prev_event_id) SELECT $1::text, x "
+			"FROM unnest($14::text[]) x WHERE EXISTS (SELECT 1 FROM e) ON CONFLICT DO NOTHING), "
+			"a AS (INSERT INTO event_auth (event_id, auth_event_id) SELECT $1::text, x "
+			"FROM unnest($15::text[]) x WHERE EXISTS (SELECT 1 FROM e) ON CONFLICT DO NOTHING) "
+			"SELECT stream_ordering FROM e",
+			15, p);
 	else
 		al_error_set(err, 500, "M_UNKNOWN", "out of memory");
 	free(text);
@@ -341,8 +342,7 @@ static bool first_after_create(const json_t *pdu, json_t *auth_map)
 	return cid && p0 && json_array_size(prev) == 1 && strcmp(cid, p0) == 0;
 }
 
-static int auth_against(const struct event_rules *rules, const json_t *pdu, json_t *auth_map, char *reason,
-			size_t rlen)
+static int auth_against(const struct event_rules *rules, const json_t *pdu, json_t *auth_map, char *reason, size_t rlen)
 {
 	struct al_error e = {0};
 	if (room_auth_check(rules, pdu, auth_map, first_after_create(pdu, auth_map), &e) == 0)
@@ -398,11 +398,12 @@ static int update_current(struct db *db, const char *room_id, const struct event
 	if (!pa)
 		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
 	const char *p[] = {room_id, event_id, pa};
-	PGresult *r = db_exec(db, err,
-			      "WITH d AS (DELETE FROM room_extremities WHERE room_id = $1 AND event_id = ANY($3::text[])) "
-			      "INSERT INTO room_extremities (room_id, event_id) SELECT $1, $2 WHERE NOT EXISTS "
-			      "(SELECT 1 FROM event_edges WHERE prev_event_id = $2) ON CONFLICT DO NOTHING",
-			      3, p);
+	PGresult *r = db_exec(
+		db, err,
+		"WITH d AS (DELETE FROM room_extremities WHERE room_id = $1 AND event_id = ANY($3::text[])) "
+		"INSERT INTO room_extremities (room_id, event_id) SELECT $1, $2 WHERE NOT EXISTS "
+		"(SELECT 1 FROM event_edges WHERE prev_event_id = $2) ON CONFLICT DO NOTHING",
+		3, p);
 	free(pa);
 	if (!r)
 		return -1;
@@ -475,9 +476,10 @@ int room_remote_accept(const struct room_ctx *c, const char *room_id, const json
 		return -1;
 	}
 	const char *p1[] = {room_id};
-	PGresult *r = db_exec(db, err,
-			      "SELECT room_version, coalesce(state_group, 0), head_depth FROM rooms WHERE room_id = $1 FOR UPDATE",
-			      1, p1);
+	PGresult *r = db_exec(
+		db, err,
+		"SELECT room_version, coalesce(state_group, 0), head_depth FROM rooms WHERE room_id = $1 FOR UPDATE", 1,
+		p1);
 	if (!r)
 		goto fail;
 	if (PQntuples(r) != 1) {
@@ -530,8 +532,9 @@ int room_remote_accept(const struct room_ctx *c, const char *room_id, const json
 			continue;
 		json_object_set_new(kp, "event_id", json_string(PQgetvalue(r, i, 0)));
 		json_object_set_new(known, PQgetvalue(r, i, 0),
-				    json_pack("{s:o, s:b, s:I, s:b}", "pdu", kp, "rejected", PQgetvalue(r, i, 2)[0] == 't',
-					      "group", (json_int_t)strtoll(PQgetvalue(r, i, 3), NULL, 10), "outlier",
+				    json_pack("{s:o, s:b, s:I, s:b}", "pdu", kp, "rejected",
+					      PQgetvalue(r, i, 2)[0] == 't', "group",
+					      (json_int_t)strtoll(PQgetvalue(r, i, 3), NULL, 10), "outlier",
 					      PQgetvalue(r, i, 4)[0] == 't'));
 	}
 	PQclear(r);
@@ -648,7 +651,8 @@ int room_remote_accept(const struct room_ctx *c, const char *room_id, const json
 		if (!before)
 			goto fail;
 		int cl = room_dag_chain_len(db, groups[0], err);
-		group_before = cl >= 0 ? room_dag_new_group(db, room_id, before, groups[0], states[0], cl, NULL, err) : 0;
+		group_before = cl >= 0 ? room_dag_new_group(db, room_id, before, groups[0], states[0], cl, NULL, err)
+				       : 0;
 		if (!group_before)
 			goto fail;
 	}
@@ -658,16 +662,18 @@ int room_remote_accept(const struct room_ctx *c, const char *room_id, const json
 	if (auth_rejected || auth_against(&rules, pdu, before_auth, reason, sizeof(reason)) < 0) {
 		if (!auth_rejected)
 			set_reason(out, ROOM_PDU_REJECTED, "not allowed by the state before it: %s", reason);
-		if (insert_event(db, room_id, event_id, pdu, &rules, INS_HIDDEN, group_before, true, false, false, &stream,
-				 err) < 0)
+		if (insert_event(db, room_id, event_id, pdu, &rules, INS_HIDDEN, group_before, true, false, false,
+				 &stream, err) < 0)
 			goto fail;
 		goto commit;
 	}
 	if (strcmp(type, "m.room.redaction") == 0) {
 		/* a redaction of an event of another room is refused */
-		const char *target = rules.redacts_in_content ? event_content_str(pdu, "redacts") : event_str(pdu, "redacts");
+		const char *target = rules.redacts_in_content ? event_content_str(pdu, "redacts")
+							      : event_str(pdu, "redacts");
 		const char *tp[] = {target, room_id};
-		PGresult *tr = target ? db_exec(db, err, "SELECT 1 FROM events WHERE event_id = $1 AND room_id <> $2", 2, tp)
+		PGresult *tr = target ? db_exec(db, err, "SELECT 1 FROM events WHERE event_id = $1 AND room_id <> $2",
+						2, tp)
 				      : NULL;
 		if (target && !tr)
 			goto fail;
@@ -676,8 +682,8 @@ int room_remote_accept(const struct room_ctx *c, const char *room_id, const json
 			PQclear(tr);
 		if (elsewhere) {
 			set_reason(out, ROOM_PDU_REJECTED, "it redacts an event of another room");
-			if (insert_event(db, room_id, event_id, pdu, &rules, INS_HIDDEN, group_before, true, false, false,
-					 &stream, err) < 0)
+			if (insert_event(db, room_id, event_id, pdu, &rules, INS_HIDDEN, group_before, true, false,
+					 false, &stream, err) < 0)
 				goto fail;
 			goto commit;
 		}
@@ -859,7 +865,8 @@ int room_remote_set_state_after(const struct room_ctx *c, const char *room_id, c
 	char gs[24];
 	fmt_i64(gs, sizeof(gs), g);
 	const char *u[] = {event_id, gs};
-	r = db_exec(db, err, "UPDATE events SET state_group = $2::bigint WHERE event_id = $1 AND state_group IS NULL", 2, u);
+	r = db_exec(db, err, "UPDATE events SET state_group = $2::bigint WHERE event_id = $1 AND state_group IS NULL",
+		    2, u);
 	if (!r)
 		goto fail;
 	PQclear(r);
@@ -890,9 +897,9 @@ static int depth_cmp(const void *a, const void *b)
 	return strcmp(event_str(x, "event_id"), event_str(y, "event_id"));
 }
 
-int room_remote_store_join(const struct room_ctx *c, const char *room_id, const char *version,
-			   const json_t *join, const char *join_id, json_t *state, json_t *auth_chain,
-			   int64_t *stream, struct al_error *err)
+int room_remote_store_join(const struct room_ctx *c, const char *room_id, const char *version, const json_t *join,
+			   const char *join_id, json_t *state, json_t *auth_chain, int64_t *stream,
+			   struct al_error *err)
 {
 	struct db *db = c->db;
 	struct event_rules rules;
@@ -920,7 +927,8 @@ int room_remote_store_join(const struct room_ctx *c, const char *room_id, const 
 			json_t *pdu = json_deep_copy(v);
 			json_object_del(pdu, "unsigned");
 			json_object_set_new(pdu, "event_id", json_string(id));
-			json_object_set_new(known, id, json_pack("{s:O, s:b, s:i}", "pdu", pdu, "rejected", 0, "group", 0));
+			json_object_set_new(known, id,
+					    json_pack("{s:O, s:b, s:i}", "pdu", pdu, "rejected", 0, "group", 0));
 			json_array_append_new(list, pdu);
 		}
 	}
@@ -942,7 +950,8 @@ int room_remote_store_join(const struct room_ctx *c, const char *room_id, const 
 		if (ar == 0 && auth_against(&rules, sorted[i], am, reason, sizeof(reason)) < 0)
 			ar = 1;
 		if (ar != 0)
-			json_object_set_new(json_object_get(known, event_str(sorted[i], "event_id")), "rejected", json_true());
+			json_object_set_new(json_object_get(known, event_str(sorted[i], "event_id")), "rejected",
+					    json_true());
 		json_decref(am);
 		room_pdu_outcome_clear(&o);
 	}
@@ -1002,14 +1011,14 @@ int room_remote_store_join(const struct room_ctx *c, const char *room_id, const 
 		char *text = stored_text(pdu, &rules, &e);
 		if (!text)
 			continue;
-		json_t *row = json_pack("{s:s, s:I, s:s, s:O, s:s, s:I, s:s, s:b, s:o, s:o}", "id", id, "depth",
-					json_integer_value(json_object_get(pdu, "depth")), "type", event_str(pdu, "type"),
-					"sk", json_object_get(pdu, "state_key") ? json_object_get(pdu, "state_key") : json_null(),
-					"sender", event_str(pdu, "sender"), "ts",
-					json_integer_value(json_object_get(pdu, "origin_server_ts")), "json", text, "rejected",
-					json_is_true(json_object_get(json_object_get(known, id), "rejected")), "prev",
-					event_ref_ids(json_object_get(pdu, "prev_events")), "auth",
-					event_ref_ids(json_object_get(pdu, "auth_events")));
+		json_t *row = json_pack(
+			"{s:s, s:I, s:s, s:O, s:s, s:I, s:s, s:b, s:o, s:o}", "id", id, "depth",
+			json_integer_value(json_object_get(pdu, "depth")), "type", event_str(pdu, "type"), "sk",
+			json_object_get(pdu, "state_key") ? json_object_get(pdu, "state_key") : json_null(), "sender",
+			event_str(pdu, "sender"), "ts", json_integer_value(json_object_get(pdu, "origin_server_ts")),
+			"json", text, "rejected", json_is_true(json_object_get(json_object_get(known, id), "rejected")),
+			"prev", event_ref_ids(json_object_get(pdu, "prev_events")), "auth",
+			event_ref_ids(json_object_get(pdu, "auth_events")));
 		free(text);
 		if (row)
 			json_array_append_new(rows, row);
@@ -1037,18 +1046,19 @@ int room_remote_store_join(const struct room_ctx *c, const char *room_id, const 
 		goto fail;
 	PQclear(r);
 	const char *op[] = {room_id, rows_text};
-	r = db_exec(db, err,
-		    "WITH x AS (SELECT * FROM jsonb_to_recordset($2::jsonb) AS t(id text, depth bigint, type text, "
-		    "sk text, sender text, ts bigint, json text, rejected boolean, prev jsonb, auth jsonb)), "
-		    "e AS (INSERT INTO events (event_id, room_id, stream_ordering, depth, type, state_key, sender, "
-		    "origin_server_ts, json, rejected, outlier) SELECT id, $1, -nextval('al_outlier_seq'), depth, type, "
-		    "sk, sender, ts, json, rejected, true FROM x ON CONFLICT (event_id) DO NOTHING RETURNING event_id), "
-		    "p AS (INSERT INTO event_edges (event_id, prev_event_id) SELECT e.event_id, "
-		    "jsonb_array_elements_text(x.prev) FROM e JOIN x ON x.id = e.event_id ON CONFLICT DO NOTHING), "
-		    "a AS (INSERT INTO event_auth (event_id, auth_event_id) SELECT e.event_id, "
-		    "jsonb_array_elements_text(x.auth) FROM e JOIN x ON x.id = e.event_id ON CONFLICT DO NOTHING) "
-		    "SELECT count(*) FROM e",
-		    2, op);
+	r = db_exec(
+		db, err,
+		"WITH x AS (SELECT * FROM jsonb_to_recordset($2::jsonb) AS t(id text, depth bigint, type text, "
+		"sk text, sender text, ts bigint, json text, rejected boolean, prev jsonb, auth jsonb)), "
+		"e AS (INSERT INTO events (event_id, room_id, stream_ordering, depth, type, state_key, sender, "
+		"origin_server_ts, json, rejected, outlier) SELECT id, $1, -nextval('al_outlier_seq'), depth, type, "
+		"sk, sender, ts, json, rejected, true FROM x ON CONFLICT (event_id) DO NOTHING RETURNING event_id), "
+		"p AS (INSERT INTO event_edges (event_id, prev_event_id) SELECT e.event_id, "
+		"jsonb_array_elements_text(x.prev) FROM e JOIN x ON x.id = e.event_id ON CONFLICT DO NOTHING), "
+		"a AS (INSERT INTO event_auth (event_id, auth_event_id) SELECT e.event_id, "
+		"jsonb_array_elements_text(x.auth) FROM e JOIN x ON x.id = e.event_id ON CONFLICT DO NOTHING) "
+		"SELECT count(*) FROM e",
+		2, op);
 	if (!r)
 		goto fail;
 	PQclear(r);
@@ -1118,11 +1128,11 @@ static json_t *stripped_state(json_t *irs, const json_t *invite)
 			break;
 		const char *t = event_str(v, "type"), *sk = event_str(v, "state_key"), *s = event_str(v, "sender");
 		json_t *c = json_object_get(v, "content");
-		if (!t || !sk || !s || !json_is_object(c) || strlen(t) > EVENT_TYPE_MAX || strlen(sk) > EVENT_TYPE_MAX ||
-		    strcmp(t, "m.room.member") == 0)
+		if (!t || !sk || !s || !json_is_object(c) || strlen(t) > EVENT_TYPE_MAX ||
+		    strlen(sk) > EVENT_TYPE_MAX || strcmp(t, "m.room.member") == 0)
 			continue;
-		json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:O}", "type", t, "state_key", sk, "sender", s,
-						     "content", c));
+		json_array_append_new(
+			out, json_pack("{s:s, s:s, s:s, s:O}", "type", t, "state_key", sk, "sender", s, "content", c));
 	}
 	json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:O}", "type", "m.room.member", "state_key",
 					     event_str(invite, "state_key"), "sender", event_str(invite, "sender"),
@@ -1218,8 +1228,8 @@ fail_nr:
 	return -1;
 }
 
-int room_remote_store_invite(const struct room_ctx *c, const char *version, const json_t *invite,
-			     const char *event_id, json_t *invite_room_state, int64_t *stream, struct al_error *err)
+int room_remote_store_invite(const struct room_ctx *c, const char *version, const json_t *invite, const char *event_id,
+			     json_t *invite_room_state, int64_t *stream, struct al_error *err)
 {
 	json_t *irs = json_is_array(invite_room_state) ? invite_room_state : NULL;
 	json_t *empty = irs ? NULL : json_array();

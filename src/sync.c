@@ -114,7 +114,7 @@ static int check_event_filter(json_t *o, const char *name, struct al_error *err)
 	static const struct {
 		const char *key;
 		char sigil;
-	} lists[] = {{"types", 0},	 {"not_types", 0}, {"senders", '@'},
+	} lists[] = {{"types", 0},         {"not_types", 0}, {"senders", '@'},
 		     {"not_senders", '@'}, {"rooms", '!'},   {"not_rooms", '!'}};
 	for (size_t k = 0; k < sizeof(lists) / sizeof(lists[0]); k++)
 		if (check_id_list(o, lists[k].key, lists[k].sigil, err) < 0)
@@ -152,7 +152,7 @@ int sync_filter_parse(json_t *doc, struct sync_filter *f, struct al_error *err)
 	json_t *lim = json_object_get(f->timeline, "limit");
 	if (json_is_integer(lim))
 		f->timeline_limit = (int)(json_integer_value(lim) > SYNC_MAX_TIMELINE ? SYNC_MAX_TIMELINE
-										     : json_integer_value(lim));
+										      : json_integer_value(lim));
 	f->lazy_load_members = json_is_true(json_object_get(json_object_get(room, "state"), "lazy_load_members"));
 	f->include_leave = json_is_true(json_object_get(room, "include_leave"));
 	return 0;
@@ -173,7 +173,8 @@ int64_t sync_filter_store(struct db *db, const char *user_id, json_t *doc, struc
 		return al_error_set(err, 413, "M_TOO_LARGE", "filter too large");
 	}
 	const char *p[] = {user_id, text};
-	PGresult *r = db_exec(db, err, "INSERT INTO user_filters (user_id, json) VALUES ($1, $2) RETURNING filter_id", 2, p);
+	PGresult *r = db_exec(db, err, "INSERT INTO user_filters (user_id, json) VALUES ($1, $2) RETURNING filter_id",
+			      2, p);
 	free(text);
 	if (!r)
 		return -1;
@@ -190,7 +191,8 @@ json_t *sync_filter_get(struct db *db, const char *user_id, const char *filter_i
 		return NULL;
 	}
 	const char *p[] = {user_id, filter_id};
-	PGresult *r = db_exec(db, err, "SELECT json FROM user_filters WHERE user_id = $1 AND filter_id = $2::bigint", 2, p);
+	PGresult *r = db_exec(db, err, "SELECT json FROM user_filters WHERE user_id = $1 AND filter_id = $2::bigint", 2,
+			      p);
 	if (!r)
 		return NULL;
 	json_t *doc = PQntuples(r) == 1 ? json_loads(PQgetvalue(r, 0, 0), 0, NULL) : NULL;
@@ -200,8 +202,7 @@ json_t *sync_filter_get(struct db *db, const char *user_id, const char *filter_i
 	return doc;
 }
 
-int sync_filter_load(struct db *db, const char *user_id, const char *param, struct sync_filter *f,
-		     struct al_error *err)
+int sync_filter_load(struct db *db, const char *user_id, const char *param, struct sync_filter *f, struct al_error *err)
 {
 	sync_filter_clear(f);
 	if (!param)
@@ -226,12 +227,12 @@ int sync_filter_load(struct db *db, const char *user_id, const char *param, stru
 int64_t sync_current_position(struct db *db, struct al_error *err)
 {
 	PGresult *r = db_exec_prepared(db, err, NULL, "sync_position",
-			      "SELECT greatest((SELECT max(stream_ordering) FROM events), "
-			      "(SELECT max(stream_ordering) FROM account_data), "
-			      "(SELECT max(stream_ordering) FROM receipts), "
-			      "(SELECT max(stream_ordering) FROM device_inbox), "
-			      "(SELECT max(stream_ordering) FROM presence), 0)",
-			      0, NULL);
+				       "SELECT greatest((SELECT max(stream_ordering) FROM events), "
+				       "(SELECT max(stream_ordering) FROM account_data), "
+				       "(SELECT max(stream_ordering) FROM receipts), "
+				       "(SELECT max(stream_ordering) FROM device_inbox), "
+				       "(SELECT max(stream_ordering) FROM presence), 0)",
+				       0, NULL);
 	if (!r)
 		return -1;
 	int64_t v = col_i64(r, 0, 0);
@@ -307,16 +308,16 @@ out:
 struct sroom {
 	const char *room_id;
 	char membership[8];
-	int64_t mstream;   /* position of the membership event */
-	int64_t lo, cap;   /* timeline window (lo, cap] */
+	int64_t mstream; /* position of the membership event */
+	int64_t lo, cap; /* timeline window (lo, cap] */
 	bool full_state;
-	bool has_new;      /* events in (since, cap] */
-	json_t *timeline;  /* array */
+	bool has_new;     /* events in (since, cap] */
+	json_t *timeline; /* array */
 	bool limited;
-	int64_t first;     /* stream of the first timeline event */
-	json_t *state;     /* array */
-	json_t *senders;   /* set of timeline senders (lazy loading) */
-	json_t *ids;       /* set of timeline event IDs */
+	int64_t first;   /* stream of the first timeline event */
+	json_t *state;   /* array */
+	json_t *senders; /* set of timeline senders (lazy loading) */
+	json_t *ids;     /* set of timeline event IDs */
 	json_t *account_data;
 	json_t *ephemeral; /* array */
 	json_t *receipts;  /* m.receipt content being built */
@@ -372,19 +373,22 @@ static int add_receipts(struct db *db, struct sroom *rooms, int n, const char *u
 		goto out;
 	char *arr_j = room_pg_array(jids, nj), *arr_f = room_pg_array(full_ids, nfull);
 	const char *p[] = {arr_j, arr_f, s_since, s_now, user_id};
-	PGresult *r = arr_j && arr_f ? db_exec_prepared(db, err, NULL, "sync_receipts",
-					       /* two branches, each on an index (the OR of both scanned the
+	PGresult *r =
+		arr_j && arr_f
+			? db_exec_prepared(
+				  db, err, NULL, "sync_receipts",
+				  /* two branches, each on an index (the OR of both scanned the
 					        * table): every receipt of the new rooms, the moved ones of
 					        * the others */
-					       "SELECT room_id, user_id, receipt_type, thread_id, event_id, ts, stream_ordering "
-					       "FROM receipts WHERE room_id = ANY($2::text[]) AND stream_ordering <= $4::bigint "
-					       "AND (receipt_type <> 'm.read.private' OR user_id = $5) UNION ALL "
-					       "SELECT room_id, user_id, receipt_type, thread_id, event_id, ts, stream_ordering "
-					       "FROM receipts WHERE room_id = ANY($1::text[]) AND NOT room_id = ANY($2::text[]) "
-					       "AND stream_ordering > $3::bigint AND stream_ordering <= $4::bigint "
-					       "AND (receipt_type <> 'm.read.private' OR user_id = $5) ORDER BY 7",
-					       5, p)
-				     : NULL;
+				  "SELECT room_id, user_id, receipt_type, thread_id, event_id, ts, stream_ordering "
+				  "FROM receipts WHERE room_id = ANY($2::text[]) AND stream_ordering <= $4::bigint "
+				  "AND (receipt_type <> 'm.read.private' OR user_id = $5) UNION ALL "
+				  "SELECT room_id, user_id, receipt_type, thread_id, event_id, ts, stream_ordering "
+				  "FROM receipts WHERE room_id = ANY($1::text[]) AND NOT room_id = ANY($2::text[]) "
+				  "AND stream_ordering > $3::bigint AND stream_ordering <= $4::bigint "
+				  "AND (receipt_type <> 'm.read.private' OR user_id = $5) ORDER BY 7",
+				  5, p)
+			: NULL;
 	free(arr_j);
 	free(arr_f);
 	if (!r) {
@@ -420,19 +424,20 @@ out:
 
 /* The device's to-device messages after `after`, at most
  * SYNC_MAX_TO_DEVICE; *upto is how far they reach. */
-static json_t *to_device_events(struct db *db, const char *user_id, const char *device_id, int64_t after,
-				int64_t now, int64_t *upto, struct al_error *err)
+static json_t *to_device_events(struct db *db, const char *user_id, const char *device_id, int64_t after, int64_t now,
+				int64_t *upto, struct al_error *err)
 {
 	char s_after[24], s_now[24], lim[16];
 	fmt_i64(s_after, sizeof(s_after), after);
 	fmt_i64(s_now, sizeof(s_now), now);
 	snprintf(lim, sizeof(lim), "%d", SYNC_MAX_TO_DEVICE + 1);
 	const char *p[] = {user_id, device_id, s_after, s_now, lim};
-	PGresult *r = db_exec_prepared(db, err, NULL, "sync_to_device",
-			      "SELECT stream_ordering, sender, type, content FROM device_inbox WHERE user_id = $1 "
-			      "AND device_id = $2 AND stream_ordering > $3::bigint AND stream_ordering <= $4::bigint "
-			      "ORDER BY stream_ordering LIMIT $5::int",
-			      5, p);
+	PGresult *r = db_exec_prepared(
+		db, err, NULL, "sync_to_device",
+		"SELECT stream_ordering, sender, type, content FROM device_inbox WHERE user_id = $1 "
+		"AND device_id = $2 AND stream_ordering > $3::bigint AND stream_ordering <= $4::bigint "
+		"ORDER BY stream_ordering LIMIT $5::int",
+		5, p);
 	if (!r)
 		return NULL;
 	json_t *a = json_array();
@@ -565,23 +570,26 @@ static PGresult *sync_rooms(struct db *db, const char *user_id, const char *s_si
 {
 	if (strcmp(s_since, "0") == 0) {
 		const char *p[] = {user_id, s_now, include_leave ? "t" : "f"};
-		return db_exec_prepared(db, err, NULL, "sync_rooms_initial",
-			       "SELECT room_id, membership, stream_ordering, false FROM room_memberships "
-			       "WHERE user_id = $1 AND NOT forgotten AND stream_ordering <= $2::bigint "
-			       "AND (membership IN ('join', 'invite') OR ($3::boolean AND membership IN ('leave', 'ban'))) "
-			       "ORDER BY room_id COLLATE \"C\"",
-			       3, p);
+		return db_exec_prepared(
+			db, err, NULL, "sync_rooms_initial",
+			"SELECT room_id, membership, stream_ordering, false FROM room_memberships "
+			"WHERE user_id = $1 AND NOT forgotten AND stream_ordering <= $2::bigint "
+			"AND (membership IN ('join', 'invite') OR ($3::boolean AND membership IN ('leave', 'ban'))) "
+			"ORDER BY room_id COLLATE \"C\"",
+			3, p);
 	}
 	if (all_joined) {
 		const char *p[] = {user_id, s_since, s_now};
-		return db_exec_prepared(db, err, NULL, "sync_rooms_all",
-			       "SELECT m.room_id, m.membership, m.stream_ordering, EXISTS (SELECT 1 FROM events e "
-			       "WHERE e.room_id = m.room_id AND e.stream_ordering > $2::bigint "
-			       "AND e.stream_ordering <= $3::bigint) "
-			       "FROM room_memberships m WHERE m.user_id = $1 AND NOT m.forgotten "
-			       "AND m.stream_ordering <= $3::bigint AND (m.membership = 'join' OR m.stream_ordering > $2::bigint) "
-			       "ORDER BY m.room_id COLLATE \"C\"",
-			       3, p);
+		return db_exec_prepared(
+			db, err, NULL, "sync_rooms_all",
+			"SELECT m.room_id, m.membership, m.stream_ordering, EXISTS (SELECT 1 FROM events e "
+			"WHERE e.room_id = m.room_id AND e.stream_ordering > $2::bigint "
+			"AND e.stream_ordering <= $3::bigint) "
+			"FROM room_memberships m WHERE m.user_id = $1 AND NOT m.forgotten "
+			"AND m.stream_ordering <= $3::bigint AND (m.membership = 'join' OR m.stream_ordering > "
+			"$2::bigint) "
+			"ORDER BY m.room_id COLLATE \"C\"",
+			3, p);
 	}
 	size_t nt = json_object_size(typing_changed), k = 0;
 	const char **trooms = calloc(nt + 1, sizeof(*trooms));
@@ -604,8 +612,10 @@ static PGresult *sync_rooms(struct db *db, const char *user_id, const char *s_si
 	const char *p[] = {user_id, s_since, s_now, arr};
 	PGresult *r = db_exec_prepared(
 		db, err, NULL, "sync_rooms_changed",
-		"WITH ch AS (SELECT room_id FROM events WHERE stream_ordering > $2::bigint AND stream_ordering <= $3::bigint "
-		"UNION SELECT room_id FROM receipts WHERE stream_ordering > $2::bigint AND stream_ordering <= $3::bigint "
+		"WITH ch AS (SELECT room_id FROM events WHERE stream_ordering > $2::bigint AND stream_ordering <= "
+		"$3::bigint "
+		"UNION SELECT room_id FROM receipts WHERE stream_ordering > $2::bigint AND stream_ordering <= "
+		"$3::bigint "
 		"UNION SELECT room_id FROM account_data WHERE user_id = $1 AND room_id <> '' "
 		"AND stream_ordering > $2::bigint AND stream_ordering <= $3::bigint "
 		"UNION SELECT unnest($4::text[])), "
@@ -633,7 +643,7 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 	int64_t since = since_pos->stream;
 	char *arr_rooms = NULL, *arr_caps = NULL, *arr_los = NULL, *arr_full = NULL, *arr_inv = NULL;
 	const char **ids = NULL, **caps = NULL, **los = NULL, **full_ids = NULL, **inv_ids = NULL;
-	char (*capbuf)[24] = NULL, (*lobuf)[24] = NULL;
+	char(*capbuf)[24] = NULL, (*lobuf)[24] = NULL;
 	int limit = f ? f->timeline_limit : SYNC_DEFAULT_TIMELINE;
 	*empty = true;
 	int64_t now = sync_current_position(db, err);
@@ -649,8 +659,8 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 	struct sync_pos next = {.stream = now, .typing = since_pos->typing, .to_device = now};
 	if (typing)
 		next.typing = typing_changes(typing, since > 0 ? since_pos->typing : 0, &typing_changed, &typing_reset);
-	mem = sync_rooms(db, user_id, s_since, s_now, typing_changed, full_state || typing_reset,
-			 f && f->include_leave, err);
+	mem = sync_rooms(db, user_id, s_since, s_now, typing_changed, full_state || typing_reset, f && f->include_leave,
+			 err);
 	if (!mem)
 		goto fail;
 	int n = PQntuples(mem);
@@ -726,23 +736,24 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 				lo_min = strtoll(los[i], NULL, 10);
 		fmt_i64(s_lo, sizeof(s_lo), lo_min);
 		const char *p[] = {arr_rooms, arr_caps, arr_los, lim, types, not_types, s_lo, s_now};
-		r = db_exec(db, err,
-			    "SELECT x.room_id, x.event_id, x.json, x.sender, x.txn_device, x.txn_id, x.stream_ordering "
-			    "FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS q(room_id, cap, lo) "
-			    "CROSS JOIN LATERAL (SELECT e.room_id, e.event_id, e.json, e.sender, e.txn_device, e.txn_id, "
-			    "e.stream_ordering FROM events e WHERE e.room_id = q.room_id AND e.stream_ordering > q.lo "
-			    "AND e.stream_ordering <= q.cap "
-			    /* the whole window again as constants: planned with the real
+		r = db_exec(
+			db, err,
+			"SELECT x.room_id, x.event_id, x.json, x.sender, x.txn_device, x.txn_id, x.stream_ordering "
+			"FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS q(room_id, cap, lo) "
+			"CROSS JOIN LATERAL (SELECT e.room_id, e.event_id, e.json, e.sender, e.txn_device, e.txn_id, "
+			"e.stream_ordering FROM events e WHERE e.room_id = q.room_id AND e.stream_ordering > q.lo "
+			"AND e.stream_ordering <= q.cap "
+			/* the whole window again as constants: planned with the real
 			     * values (an unnamed statement), the planner sees how many events
 			     * it spans and keeps to events_room_stream_idx for a wide one
 			     * instead of walking the global stream index backwards past every
 			     * other room's events (2.5 s for 100 small rooms next to one big) */
-			    "AND e.stream_ordering > $7::bigint AND e.stream_ordering <= $8::bigint "
-			    "AND ($5::text[] IS NULL OR e.type LIKE ANY ($5::text[])) "
-			    "AND NOT (e.type LIKE ANY (coalesce($6::text[], '{}'))) "
-			    "ORDER BY e.stream_ordering DESC LIMIT $4::int) x "
-			    "ORDER BY x.room_id, x.stream_ordering",
-			    8, p);
+			"AND e.stream_ordering > $7::bigint AND e.stream_ordering <= $8::bigint "
+			"AND ($5::text[] IS NULL OR e.type LIKE ANY ($5::text[])) "
+			"AND NOT (e.type LIKE ANY (coalesce($6::text[], '{}'))) "
+			"ORDER BY e.stream_ordering DESC LIMIT $4::int) x "
+			"ORDER BY x.room_id, x.stream_ordering",
+			8, p);
 		free(types);
 		free(not_types);
 		if (!r)
@@ -759,8 +770,9 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 				start = j - limit;
 			}
 			for (int k = start; k < j; k++) {
-				json_t *ev = room_client_event(PQgetvalue(r, k, 2), PQgetvalue(r, k, 1), PQgetvalue(r, k, 3),
-							       col_str(r, k, 4), col_str(r, k, 5), user_id, device_id);
+				json_t *ev = room_client_event(PQgetvalue(r, k, 2), PQgetvalue(r, k, 1),
+							       PQgetvalue(r, k, 3), col_str(r, k, 4), col_str(r, k, 5),
+							       user_id, device_id);
 				if (!ev)
 					continue;
 				if (k == start)
@@ -784,24 +796,27 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 			arr_full = room_pg_array(full_ids, nfull);
 			char *arr_gap = room_pg_array(gap, ngap);
 			const char *sp[] = {arr_full, arr_gap, s_since};
-			r = db_exec(db, err,
-				    /* per room (full: all of it; gap: what changed after since),
+			r = db_exec(
+				db, err,
+				/* per room (full: all of it; gap: what changed after since),
 				     * by key lookups whatever the statistics say: OFFSET 0 keeps
 				     * each LATERAL a parameterised scan (a join the planner may
 				     * turn into a hash join over all events when the statistics
 				     * are stale, 60 ms after a burst of writes) */
-				    "SELECT q.room_id, e.event_id, e.json, e.sender, cs.type, cs.state_key, e.stream_ordering "
-				    "FROM (SELECT unnest($1::text[]) AS room_id, NULL::bigint AS after "
-				    "UNION ALL SELECT unnest($2::text[]), $3::bigint) q "
-				    "CROSS JOIN LATERAL (SELECT cs.type, cs.state_key, cs.event_id FROM current_state cs "
-				    "WHERE cs.room_id = q.room_id OFFSET 0) cs "
-				    "CROSS JOIN LATERAL (SELECT e.event_id, e.json, e.sender, e.stream_ordering FROM events e "
-				    /* full: every state event, also the outliers a remote
+				"SELECT q.room_id, e.event_id, e.json, e.sender, cs.type, cs.state_key, "
+				"e.stream_ordering "
+				"FROM (SELECT unnest($1::text[]) AS room_id, NULL::bigint AS after "
+				"UNION ALL SELECT unnest($2::text[]), $3::bigint) q "
+				"CROSS JOIN LATERAL (SELECT cs.type, cs.state_key, cs.event_id FROM current_state cs "
+				"WHERE cs.room_id = q.room_id OFFSET 0) cs "
+				"CROSS JOIN LATERAL (SELECT e.event_id, e.json, e.sender, e.stream_ordering FROM "
+				"events e "
+				/* full: every state event, also the outliers a remote
 				     * join stored the room's state as (off the stream) */
-				    "WHERE e.event_id = cs.event_id AND (q.after IS NULL OR e.stream_ordering > q.after) "
-				    "OFFSET 0) e "
-				    "ORDER BY e.stream_ordering",
-				    3, sp);
+				"WHERE e.event_id = cs.event_id AND (q.after IS NULL OR e.stream_ordering > q.after) "
+				"OFFSET 0) e "
+				"ORDER BY e.stream_ordering",
+				3, sp);
 			free(arr_gap);
 			if (!r)
 				goto fail;
@@ -818,8 +833,8 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 					continue;
 				if (f && f->state && !type_matches(f->state, PQgetvalue(r, i, 4)))
 					continue;
-				json_t *ev = room_client_event(PQgetvalue(r, i, 2), PQgetvalue(r, i, 1), NULL, NULL, NULL,
-							       NULL, NULL);
+				json_t *ev = room_client_event(PQgetvalue(r, i, 2), PQgetvalue(r, i, 1), NULL, NULL,
+							       NULL, NULL, NULL);
 				if (ev)
 					json_array_append_new(sr->state, ev);
 			}
@@ -831,31 +846,33 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 	if (ninv > 0) {
 		arr_inv = room_pg_array(inv_ids, ninv);
 		const char *p[] = {arr_inv, user_id};
-		r = db_exec(db, err,
-			    /* key lookups per room, as for the state above */
-			    "SELECT q.room_id, e.json FROM unnest($1::text[]) AS q(room_id) "
-			    "CROSS JOIN LATERAL (SELECT cs.event_id FROM current_state cs WHERE cs.room_id = q.room_id "
-			    "AND ((cs.state_key = '' AND cs.type IN ('m.room.create', "
-			    "'m.room.join_rules', 'm.room.name', 'm.room.avatar', 'm.room.canonical_alias', "
-			    "'m.room.encryption', 'm.room.topic')) OR (cs.type = 'm.room.member' AND cs.state_key = $2)) "
-			    "AND NOT EXISTS (SELECT 1 FROM room_invite_state i WHERE i.room_id = q.room_id AND i.user_id = $2) "
-			    "OFFSET 0) cs "
-			    "CROSS JOIN LATERAL (SELECT e.json FROM events e WHERE e.event_id = cs.event_id OFFSET 0) e "
-			    /* invites from rooms on other servers: their stripped state */
-			    "UNION ALL SELECT i.room_id, x::text FROM room_invite_state i, jsonb_array_elements(i.state) x "
-			    "WHERE i.room_id = ANY($1::text[]) AND i.user_id = $2",
-			    2, p);
+		r = db_exec(
+			db, err,
+			/* key lookups per room, as for the state above */
+			"SELECT q.room_id, e.json FROM unnest($1::text[]) AS q(room_id) "
+			"CROSS JOIN LATERAL (SELECT cs.event_id FROM current_state cs WHERE cs.room_id = q.room_id "
+			"AND ((cs.state_key = '' AND cs.type IN ('m.room.create', "
+			"'m.room.join_rules', 'm.room.name', 'm.room.avatar', 'm.room.canonical_alias', "
+			"'m.room.encryption', 'm.room.topic')) OR (cs.type = 'm.room.member' AND cs.state_key = $2)) "
+			"AND NOT EXISTS (SELECT 1 FROM room_invite_state i WHERE i.room_id = q.room_id AND i.user_id = "
+			"$2) "
+			"OFFSET 0) cs "
+			"CROSS JOIN LATERAL (SELECT e.json FROM events e WHERE e.event_id = cs.event_id OFFSET 0) e "
+			/* invites from rooms on other servers: their stripped state */
+			"UNION ALL SELECT i.room_id, x::text FROM room_invite_state i, jsonb_array_elements(i.state) x "
+			"WHERE i.room_id = ANY($1::text[]) AND i.user_id = $2",
+			2, p);
 		if (!r)
 			goto fail;
 		for (int i = 0; i < PQntuples(r); i++) {
 			struct sroom *sr = find_room(rooms, n, PQgetvalue(r, i, 0));
 			json_t *pdu = json_loads(PQgetvalue(r, i, 1), 0, NULL);
 			if (sr && pdu)
-				json_array_append_new(sr->state,
-						      json_pack("{s:O, s:O, s:O, s:O}", "type", json_object_get(pdu, "type"),
-								"state_key", json_object_get(pdu, "state_key"), "content",
-								json_object_get(pdu, "content"), "sender",
-								json_object_get(pdu, "sender")));
+				json_array_append_new(sr->state, json_pack("{s:O, s:O, s:O, s:O}", "type",
+									   json_object_get(pdu, "type"), "state_key",
+									   json_object_get(pdu, "state_key"), "content",
+									   json_object_get(pdu, "content"), "sender",
+									   json_object_get(pdu, "sender")));
 			json_decref(pdu);
 		}
 		PQclear(r);
@@ -864,15 +881,17 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 	/* Account data. */
 	{
 		const char *p[] = {user_id, s_since, s_now};
-		r = db_exec_prepared(db, err, NULL, "sync_account_data",
-			    "SELECT room_id, type, content FROM account_data WHERE user_id = $1 "
-			    "AND stream_ordering > $2::bigint AND stream_ordering <= $3::bigint ORDER BY stream_ordering",
-			    3, p);
+		r = db_exec_prepared(
+			db, err, NULL, "sync_account_data",
+			"SELECT room_id, type, content FROM account_data WHERE user_id = $1 "
+			"AND stream_ordering > $2::bigint AND stream_ordering <= $3::bigint ORDER BY stream_ordering",
+			3, p);
 		if (!r)
 			goto fail;
 		for (int i = 0; i < PQntuples(r); i++) {
 			json_t *c = json_loads(PQgetvalue(r, i, 2), 0, NULL);
-			json_t *ev = json_pack("{s:s, s:o}", "type", PQgetvalue(r, i, 1), "content", c ? c : json_object());
+			json_t *ev = json_pack("{s:s, s:o}", "type", PQgetvalue(r, i, 1), "content",
+					       c ? c : json_object());
 			const char *rid = PQgetvalue(r, i, 0);
 			if (!*rid) {
 				json_array_append_new(global_ad, ev);
@@ -976,8 +995,8 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 		presence = json_array();
 	out = json_pack("{s:s, s:{s:o, s:o, s:o}, s:{s:O}, s:{s:O}, s:{s:O}, s:{s:[], s:[]}, s:{}}", "next_batch", tok,
 			"rooms", "join", join, "invite", invite, "leave", leave, "account_data", "events", global_ad,
-			"presence", "events", presence, "to_device", "events", to_device,
-			"device_lists", "changed", "left", "device_one_time_keys_count");
+			"presence", "events", presence, "to_device", "events", to_device, "device_lists", "changed",
+			"left", "device_one_time_keys_count");
 	if (!out)
 		al_error_set(err, 500, "M_UNKNOWN", "out of memory");
 fail:
@@ -1012,8 +1031,8 @@ fail:
 
 /* ---- account data ---- */
 
-int sync_account_data_put(struct db *db, const char *user_id, const char *room_id, const char *type,
-			  json_t *content, struct al_error *err)
+int sync_account_data_put(struct db *db, const char *user_id, const char *room_id, const char *type, json_t *content,
+			  struct al_error *err)
 {
 	if (!type || !*type || strlen(type) > 255)
 		return al_error_set(err, 400, "M_INVALID_PARAM", "type must be 1-255 bytes");
@@ -1056,8 +1075,8 @@ json_t *sync_account_data_get(struct db *db, const char *user_id, const char *ro
 			      struct al_error *err)
 {
 	const char *p[] = {user_id, room_id, type};
-	PGresult *r = db_exec(db, err,
-			      "SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2 AND type = $3", 3, p);
+	PGresult *r = db_exec(
+		db, err, "SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2 AND type = $3", 3, p);
 	if (!r)
 		return NULL;
 	json_t *c = PQntuples(r) == 1 ? json_loads(PQgetvalue(r, 0, 0), 0, NULL) : NULL;
@@ -1069,17 +1088,17 @@ json_t *sync_account_data_get(struct db *db, const char *user_id, const char *ro
 
 /* ---- to-device ---- */
 
-int sync_to_device_ack(struct db *db, const char *user_id, const char *device_id, int64_t upto,
-		       struct al_error *err)
+int sync_to_device_ack(struct db *db, const char *user_id, const char *device_id, int64_t upto, struct al_error *err)
 {
 	if (!device_id || upto <= 0)
 		return 0;
 	char s_upto[24];
 	fmt_i64(s_upto, sizeof(s_upto), upto);
 	const char *p[] = {user_id, device_id, s_upto};
-	PGresult *r = db_exec_prepared(db, err, NULL, "sync_to_device_ack",
-			      "DELETE FROM device_inbox WHERE user_id = $1 AND device_id = $2 AND stream_ordering <= $3::bigint",
-			      3, p);
+	PGresult *r = db_exec_prepared(
+		db, err, NULL, "sync_to_device_ack",
+		"DELETE FROM device_inbox WHERE user_id = $1 AND device_id = $2 AND stream_ordering <= $3::bigint", 3,
+		p);
 	if (!r)
 		return -1;
 	PQclear(r);
@@ -1161,8 +1180,7 @@ oom:
 }
 
 int sync_to_device_send(struct db *db, const char *server_name, const char *sender, const char *sender_device,
-			const char *type, const char *txn_id, json_t *messages, bool *delivered,
-			struct al_error *err)
+			const char *type, const char *txn_id, json_t *messages, bool *delivered, struct al_error *err)
 {
 	*delivered = false;
 	if (!type || !*type || strlen(type) > 255)
@@ -1205,12 +1223,13 @@ int sync_to_device_send(struct db *db, const char *server_name, const char *send
 			goto rollback;
 		PQclear(r);
 		const char *p[] = {arr_u, arr_d, arr_c, sender, type};
-		r = db_exec(db, err,
-			    "INSERT INTO device_inbox (user_id, device_id, stream_ordering, sender, type, content) "
-			    "SELECT d.user_id, d.device_id, nextval('al_stream_seq'), $4, $5, t.content "
-			    "FROM unnest($1::text[], $2::text[], $3::text[]) AS t(user_id, device_id, content) "
-			    "JOIN devices d ON d.user_id = t.user_id AND (t.device_id = '*' OR d.device_id = t.device_id)",
-			    5, p);
+		r = db_exec(
+			db, err,
+			"INSERT INTO device_inbox (user_id, device_id, stream_ordering, sender, type, content) "
+			"SELECT d.user_id, d.device_id, nextval('al_stream_seq'), $4, $5, t.content "
+			"FROM unnest($1::text[], $2::text[], $3::text[]) AS t(user_id, device_id, content) "
+			"JOIN devices d ON d.user_id = t.user_id AND (t.device_id = '*' OR d.device_id = t.device_id)",
+			5, p);
 		if (!r)
 			goto rollback;
 		*delivered = strcmp(PQcmdTuples(r), "0") != 0;
