@@ -6,8 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "accounts.h"
 #include "audit.h"
 #include "aura_id.h"
+#include "cjson.h"
 #include "log.h"
 #include "mesh.h"
 
@@ -54,27 +56,6 @@ static bool uuid_ok(const char *s)
 	return true;
 }
 
-static size_t char_count(const char *s)
-{
-	size_t n = 0;
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-		if ((*p & 0xc0) != 0x80)
-			n++;
-	return n;
-}
-
-static const char *opt_string(const json_t *body, const char *name, bool *bad)
-{
-	json_t *v = json_object_get(body, name);
-	if (!v || json_is_null(v))
-		return NULL;
-	if (!json_is_string(v)) {
-		*bad = true;
-		return NULL;
-	}
-	return json_string_value(v);
-}
-
 int abuse_report_create(struct db *db, const char *reporter, const json_t *body, json_t **out, int64_t *retry_after_ms,
 			struct al_error *err)
 {
@@ -87,12 +68,12 @@ int abuse_report_create(struct db *db, const char *reporter, const json_t *body,
 			return al_error_set(err, 400, "M_INVALID_PARAM", "unknown field '%.64s'", key);
 	}
 	bool bad = false;
-	const char *aura = opt_string(body, "reported_aura_id", &bad);
-	const char *node = opt_string(body, "reported_node_id", &bad);
-	const char *type = opt_string(body, "report_type", &bad);
-	const char *severity = opt_string(body, "severity", &bad);
-	const char *desc = opt_string(body, "description", &bad);
-	const char *call = opt_string(body, "related_call_id", &bad);
+	const char *aura = cjson_opt_string(body, "reported_aura_id", &bad);
+	const char *node = cjson_opt_string(body, "reported_node_id", &bad);
+	const char *type = cjson_opt_string(body, "report_type", &bad);
+	const char *severity = cjson_opt_string(body, "severity", &bad);
+	const char *desc = cjson_opt_string(body, "description", &bad);
+	const char *call = cjson_opt_string(body, "related_call_id", &bad);
 	if (bad)
 		return al_error_set(err, 400, "M_INVALID_PARAM",
 				    "reported_aura_id, reported_node_id, report_type, severity,"
@@ -119,7 +100,7 @@ int abuse_report_create(struct db *db, const char *reporter, const json_t *body,
 		return al_error_set(err, 400, "M_INVALID_PARAM", "severity: one of low, medium, high, critical");
 	if (!desc)
 		return al_error_set(err, 400, "M_MISSING_PARAM", "description is required");
-	size_t dl = char_count(desc);
+	size_t dl = accounts_utf8_chars(desc);
 	if (dl < 1 || dl > ABUSE_DESCRIPTION_MAX)
 		return al_error_set(err, 400, "M_INVALID_PARAM", "description: 1-%d characters", ABUSE_DESCRIPTION_MAX);
 	if (call && (strlen(call) < 1 || strlen(call) > 255))
@@ -248,8 +229,8 @@ int abuse_report_update(struct app *app, struct db *db, const char *admin, const
 			return al_error_set(err, 400, "M_INVALID_PARAM", "unknown field '%.64s'", key);
 	}
 	bool bad = false;
-	const char *status = opt_string(body, "status", &bad);
-	const char *notes = opt_string(body, "resolution_notes", &bad);
+	const char *status = cjson_opt_string(body, "status", &bad);
+	const char *notes = cjson_opt_string(body, "resolution_notes", &bad);
 	if (bad)
 		return al_error_set(err, 400, "M_INVALID_PARAM", "status and resolution_notes are strings");
 	if (!status)
@@ -257,7 +238,7 @@ int abuse_report_update(struct app *app, struct db *db, const char *admin, const
 	if (!IN(statuses, status))
 		return al_error_set(err, 400, "M_INVALID_PARAM",
 				    "status: one of pending, investigating, confirmed, dismissed");
-	if (notes && char_count(notes) > 4000)
+	if (notes && accounts_utf8_chars(notes) > 4000)
 		return al_error_set(err, 400, "M_INVALID_PARAM", "resolution_notes: at most 4000 characters");
 	PGresult *r = NULL;
 	json_t *details = NULL;

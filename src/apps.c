@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cjson.h"
+
 #define MS(col) "(extract(epoch FROM " col ") * 1000)::bigint"
 #define APP_JSON                                                                                 \
 	"json_build_object('id', c.id, 'aura_id', c.aura_id, 'app_id', c.app_id,"                \
@@ -77,18 +79,6 @@ static bool domain_ok(const char *s)
 	}
 }
 
-static const char *string_field(const json_t *body, const char *name, bool *bad)
-{
-	json_t *v = json_object_get(body, name);
-	if (!v || json_is_null(v))
-		return NULL;
-	if (!json_is_string(v)) {
-		*bad = true;
-		return NULL;
-	}
-	return json_string_value(v);
-}
-
 static json_t *load_json(PGresult *r, int row, int col, struct al_error *err)
 {
 	json_t *v = json_loads(PQgetvalue(r, row, col), 0, NULL);
@@ -117,11 +107,11 @@ int apps_connect(struct db *db, const char *user_id, const json_t *body, json_t 
 			return al_error_set(err, 400, "M_INVALID_PARAM", "unknown field '%.64s'", key);
 	}
 	bool bad = false;
-	const char *app_id = string_field(body, "app_id", &bad);
-	const char *name = string_field(body, "app_name", &bad);
-	const char *domain = string_field(body, "app_domain", &bad);
-	const char *platform = string_field(body, "platform", &bad);
-	const char *sdk = string_field(body, "sdk_version", &bad);
+	const char *app_id = cjson_opt_string(body, "app_id", &bad);
+	const char *name = cjson_opt_string(body, "app_name", &bad);
+	const char *domain = cjson_opt_string(body, "app_domain", &bad);
+	const char *platform = cjson_opt_string(body, "platform", &bad);
+	const char *sdk = cjson_opt_string(body, "sdk_version", &bad);
 	if (bad)
 		return al_error_set(err, 400, "M_INVALID_PARAM",
 				    "app_id, app_name, app_domain, platform and sdk_version are strings");

@@ -337,3 +337,15 @@ json_t *cjson_parse_object(const char *buf, size_t len, const struct cjson_limit
 	}
 	return v;
 }
+
+const char *cjson_opt_string(const json_t *o, const char *key, bool *bad)
+{
+	json_t *v = json_object_get(o, key);
+	if (!v || json_is_null(v))
+		return NULL;
+	if (!json_is_string(v)) {
+		*bad = true;
+		return NULL;
+	}
+	return json_string_value(v);
+}

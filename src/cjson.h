@@ -4,6 +4,7 @@
 #define AL_CJSON_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "error.h"
@@ -38,6 +39,11 @@ struct cjson_limits {
  * level. Returns a new reference the caller releases with json_decref, or
  * NULL with err filled (413 M_TOO_LARGE, 400 M_BAD_JSON, 400 M_NOT_JSON). */
 json_t *cjson_parse(const char *buf, size_t len, const struct cjson_limits *lim, struct al_error *err);
+
+/* o[key] when it is a string; NULL when absent or null; NULL and *bad set
+ * when it is there but not a string (so several fields can be read and
+ * checked once). */
+const char *cjson_opt_string(const json_t *o, const char *key, bool *bad);
 
 /* cjson_parse, and the top-level value must be an object
  * (else 400 M_BAD_JSON). */
