@@ -504,12 +504,7 @@ static void get_devices(struct http_req *req)
 	if (auth_require(req) < 0 || ratelimit_check(req, "devices") < 0)
 		return;
 	struct al_error err = {0};
-	json_t *o = accounts_devices_list(&req->worker->db, req->user_id, &err);
-	if (!o) {
-		http_reply_al_error(req, &err);
-		return;
-	}
-	http_reply_json(req, 200, o);
+	http_reply_result(req, 200, accounts_devices_list(&req->worker->db, req->user_id, &err), &err);
 }
 
 static void get_device(struct http_req *req)
@@ -517,12 +512,7 @@ static void get_device(struct http_req *req)
 	if (auth_require(req) < 0 || ratelimit_check(req, "devices") < 0)
 		return;
 	struct al_error err = {0};
-	json_t *o = accounts_device_get(&req->worker->db, req->user_id, req->params[0], &err);
-	if (!o) {
-		http_reply_al_error(req, &err);
-		return;
-	}
-	http_reply_json(req, 200, o);
+	http_reply_result(req, 200, accounts_device_get(&req->worker->db, req->user_id, req->params[0], &err), &err);
 }
 
 static void put_device(struct http_req *req)
@@ -610,12 +600,7 @@ static void get_profile(struct http_req *req)
 	if (profile_remote(req, NULL))
 		return;
 	struct al_error err = {0};
-	json_t *o = accounts_profile_get(&req->worker->db, req->params[0], &err);
-	if (!o) {
-		http_reply_al_error(req, &err);
-		return;
-	}
-	http_reply_json(req, 200, o);
+	http_reply_result(req, 200, accounts_profile_get(&req->worker->db, req->params[0], &err), &err);
 }
 
 static void get_profile_field(struct http_req *req, const char *field)

@@ -20,12 +20,7 @@ static void get_status(struct http_req *req)
 		return;
 	}
 	struct al_error err = {0};
-	json_t *c = presence_get(&req->worker->db, req->user_id, user_id, http_now_ms(), &err);
-	if (!c) {
-		http_reply_al_error(req, &err);
-		return;
-	}
-	http_reply_json(req, 200, c);
+	http_reply_result(req, 200, presence_get(&req->worker->db, req->user_id, user_id, http_now_ms(), &err), &err);
 }
 
 static void put_status(struct http_req *req)

@@ -11,12 +11,7 @@ static void get_pushers(struct http_req *req)
 	if (auth_require(req) < 0)
 		return;
 	struct al_error err = {0};
-	json_t *out = pushers_list(&req->worker->db, req->user_id, &err);
-	if (!out) {
-		http_reply_al_error(req, &err);
-		return;
-	}
-	http_reply_json(req, 200, out);
+	http_reply_result(req, 200, pushers_list(&req->worker->db, req->user_id, &err), &err);
 }
 
 static void post_pushers_set(struct http_req *req)

@@ -25,12 +25,7 @@ static bool local_server(struct http_req *req)
 static void reply_list(struct http_req *req, int limit, const char *since, const char *search)
 {
 	struct al_error err = {0};
-	json_t *out = room_directory_list(&req->worker->db, limit, since, search, &err);
-	if (!out) {
-		http_reply_al_error(req, &err);
-		return;
-	}
-	http_reply_json(req, 200, out);
+	http_reply_result(req, 200, room_directory_list(&req->worker->db, limit, since, search, &err), &err);
 }
 
 static void get_public_rooms(struct http_req *req)

@@ -187,6 +187,14 @@ void http_reply_al_error(struct http_req *req, const struct al_error *err)
 	http_reply_error(req, err->status ? err->status : 500, err->errcode, "%s", err->message);
 }
 
+void http_reply_result(struct http_req *req, int status, json_t *body, const struct al_error *err)
+{
+	if (body)
+		http_reply_json(req, status, body);
+	else
+		http_reply_al_error(req, err);
+}
+
 /* ---- request accessors ---- */
 
 const char *http_req_query(struct http_req *req, const char *name)

@@ -63,6 +63,8 @@ void http_reply_buffer(struct http_req *req, int status, struct evbuffer *body);
 void http_reply_error(struct http_req *req, int status, const char *errcode, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 void http_reply_al_error(struct http_req *req, const struct al_error *err);
+/* body (stolen) with status, or err when body is NULL: a handler's last line. */
+void http_reply_result(struct http_req *req, int status, json_t *body, const struct al_error *err);
 
 /* The request body as a JSON object, bounded by the configured limits.
  * NULL (with err filled) when it is missing, too large, too deep or not an
