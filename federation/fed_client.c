@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/queue.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -91,6 +92,7 @@ struct fed_client {
 	int queued;
 	bool stopping;
 	atomic_int deferred;              /* callbacks handed to other loops, not yet run */
+	LIST_HEAD(, deferred) own;        /* those for this thread's loop (under lock) */
 	struct wk_entry wk[WK_CACHE_MAX]; /* federation thread only */
 	int nwk;
 	fed_client_policy_fn policy;
@@ -283,6 +285,8 @@ struct deferred {
 	struct fed_client *fc;
 	void (*fn)(void *);
 	void *arg;
+	bool own; /* on fc->own: for the federation loop, which may stop first */
+	LIST_ENTRY(deferred) link;
 };
 
 static void on_deferred(evutil_socket_t fd, short what, void *arg)
@@ -291,9 +295,27 @@ static void on_deferred(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	struct deferred *d = arg;
 	struct fed_client *fc = d->fc;
+	if (d->own) {
+		pthread_mutex_lock(&fc->lock);
+		LIST_REMOVE(d, link);
+		pthread_mutex_unlock(&fc->lock);
+	}
 	d->fn(d->arg);
 	free(d);
 	atomic_fetch_sub(&fc->deferred, 1);
+}
+
+/* Callbacks for our own loop that it will not reach now: dropped. */
+static void drop_own_deferred(struct fed_client *fc)
+{
+	pthread_mutex_lock(&fc->lock);
+	struct deferred *d;
+	while ((d = LIST_FIRST(&fc->own)) != NULL) {
+		LIST_REMOVE(d, link);
+		atomic_fetch_sub(&fc->deferred, 1);
+		free(d);
+	}
+	pthread_mutex_unlock(&fc->lock);
 }
 
 bool fed_client_on_thread(struct fed_client *fc)
@@ -313,14 +335,31 @@ int fed_client_defer(struct fed_client *fc, struct event_base *base, void (*fn)(
 	d->fc = fc;
 	d->fn = fn;
 	d->arg = arg;
+	d->own = base == fc->base;
+	if (d->own) {
+		/* a callback for our loop after it stopped would never run */
+		pthread_mutex_lock(&fc->lock);
+		if (fc->stopping) {
+			pthread_mutex_unlock(&fc->lock);
+			free(d);
+			return -1;
+		}
+		LIST_INSERT_HEAD(&fc->own, d, link);
+	}
 	atomic_fetch_add(&fc->deferred, 1);
 	static const struct timeval zero = {0, 0};
-	if (event_base_once(base, -1, EV_TIMEOUT, on_deferred, d, &zero) < 0) {
+	bool own = d->own; /* the lock is held across event_base_once so that
+			    * fed_client_stop cannot drop d in between */
+	int rc = event_base_once(base, -1, EV_TIMEOUT, on_deferred, d, &zero);
+	if (rc < 0) {
+		if (own)
+			LIST_REMOVE(d, link);
 		atomic_fetch_sub(&fc->deferred, 1);
 		free(d);
-		return -1;
 	}
-	return 0;
+	if (own)
+		pthread_mutex_unlock(&fc->lock);
+	return rc < 0 ? -1 : 0;
 }
 
 static void deliver_now(void *arg)
@@ -829,6 +868,7 @@ void fed_client_free(struct fed_client *fc)
 	if (!fc)
 		return;
 	fed_client_stop(fc);
+	drop_own_deferred(fc);
 	for (int i = 0; i < fc->nticks; i++)
 		event_free(fc->ticks[i].ev);
 	if (fc->multi)
@@ -863,6 +903,7 @@ struct fed_client *fed_client_start(struct app *app, struct al_error *err)
 	fc->app = app;
 	pthread_mutex_init(&fc->lock, NULL);
 	atomic_init(&fc->deferred, 0);
+	LIST_INIT(&fc->own);
 	fc->base = event_base_new();
 	fc->multi = curl_multi_init();
 	if (!fc->base || !fc->multi) {
@@ -921,6 +962,7 @@ void fed_client_stop(struct fed_client *fc)
 		event_active(fc->wake, EV_READ, 0);
 		pthread_join(fc->thread, NULL);
 		fc->thread_started = false;
+		drop_own_deferred(fc);
 		/* Completions handed to other loops: wait (bounded) until they ran. */
 		for (int i = 0; i < 5000 && atomic_load(&fc->deferred) > 0; i++)
 			usleep(1000);
