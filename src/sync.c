@@ -8,6 +8,7 @@
 #include "cjson.h"
 #include "presence.h"
 #include "room.h"
+#include "room_visibility.h"
 #include "typing.h"
 
 static void fmt_i64(char *buf, size_t len, int64_t v)
@@ -353,6 +354,51 @@ static struct sroom *find_room(struct sroom *rooms, int n, const char *room_id)
 static bool joined(const struct sroom *sr)
 {
 	return strcmp(sr->membership, "join") == 0;
+}
+
+/* hidden[k] for the timeline rows of r (room_id, event_id, ..., stream in
+ * column 6; rows oldest first per room) that the history visibility rules
+ * hide from user_id (room_visibility.h). Only the rows a room keeps (its
+ * last `limit`) at or before the user's membership event are checked: the
+ * events after her join are hers to see. One query; malloc'd. */
+static bool *timeline_hidden(struct db *db, PGresult *r, struct sroom *rooms, int n, int limit, const char *user_id,
+			     struct al_error *err)
+{
+	int nr = PQntuples(r), k = 0;
+	bool *hidden = calloc((size_t)nr + 1, sizeof(*hidden));
+	bool *vis = calloc((size_t)nr + 1, sizeof(*vis));
+	const char **ids = calloc((size_t)nr + 1, sizeof(*ids));
+	int *at = calloc((size_t)nr + 1, sizeof(*at));
+	if (!hidden || !vis || !ids || !at) {
+		al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+		goto fail;
+	}
+	for (int i = 0; i < nr;) {
+		struct sroom *sr = find_room(rooms, n, PQgetvalue(r, i, 0));
+		int j = i;
+		while (j < nr && strcmp(PQgetvalue(r, j, 0), PQgetvalue(r, i, 0)) == 0)
+			j++;
+		for (int x = j - i > limit ? j - limit : i; sr && x < j; x++)
+			if (col_i64(r, x, 6) <= sr->mstream) {
+				ids[k] = PQgetvalue(r, x, 1);
+				at[k++] = x;
+			}
+		i = j;
+	}
+	if (k > 0 && room_visibility_filter(db, user_id, ids, k, vis, err) < 0)
+		goto fail;
+	for (int i = 0; i < k; i++)
+		hidden[at[i]] = !vis[i];
+	free(vis);
+	free(ids);
+	free(at);
+	return hidden;
+fail:
+	free(hidden);
+	free(vis);
+	free(ids);
+	free(at);
+	return NULL;
 }
 
 /* m.receipt for joined rooms: every receipt of the rooms in full_ids (new
@@ -758,6 +804,9 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 		free(not_types);
 		if (!r)
 			goto fail;
+		bool *hidden = timeline_hidden(db, r, rooms, n, limit, user_id, err);
+		if (!hidden)
+			goto fail;
 		/* rows come oldest first per room; count per room to drop the extra one */
 		for (int i = 0; i < PQntuples(r);) {
 			struct sroom *sr = find_room(rooms, n, PQgetvalue(r, i, 0));
@@ -770,12 +819,13 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 				start = j - limit;
 			}
 			for (int k = start; k < j; k++) {
-				json_t *ev = room_client_event(PQgetvalue(r, k, 2), PQgetvalue(r, k, 1),
-							       PQgetvalue(r, k, 3), col_str(r, k, 4), col_str(r, k, 5),
-							       user_id, device_id);
+				json_t *ev = hidden[k] ? NULL
+						       : room_client_event(PQgetvalue(r, k, 2), PQgetvalue(r, k, 1),
+									   PQgetvalue(r, k, 3), col_str(r, k, 4),
+									   col_str(r, k, 5), user_id, device_id);
 				if (!ev)
 					continue;
-				if (k == start)
+				if (!sr->first)
 					sr->first = col_i64(r, k, 6);
 				json_object_set_new(sr->ids, PQgetvalue(r, k, 1), json_true());
 				json_object_set_new(sr->senders, PQgetvalue(r, k, 3), json_true());
@@ -783,6 +833,7 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 			}
 			i = j;
 		}
+		free(hidden);
 		PQclear(r);
 		r = NULL;
 		/* State: full state for new rooms; for limited incremental
