@@ -1139,6 +1139,24 @@ json_t *sync_account_data_get(struct db *db, const char *user_id, const char *ro
 
 /* ---- to-device ---- */
 
+json_t *sync_wake_rooms(struct db *db, const char *user_id, struct al_error *err)
+{
+	const char *p[] = {user_id};
+	PGresult *r = db_exec_prepared(db, err, NULL, "sync_wake_rooms",
+				       "SELECT room_id FROM room_memberships WHERE user_id = $1 "
+				       "AND membership IN ('join', 'invite', 'knock')",
+				       1, p);
+	if (!r)
+		return NULL;
+	json_t *set = json_object();
+	for (int i = 0; set && i < PQntuples(r); i++)
+		json_object_set_new(set, PQgetvalue(r, i, 0), json_true());
+	PQclear(r);
+	if (!set)
+		al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	return set;
+}
+
 int sync_to_device_ack(struct db *db, const char *user_id, const char *device_id, int64_t upto, struct al_error *err)
 {
 	if (!device_id || upto <= 0)
