@@ -305,6 +305,7 @@ static const char *txn_kind(const struct room_event_spec *spec)
 
 static int batch_add(struct writer *w, const char *sender, const struct room_event_spec *spec, const char *event_id,
 		     json_t *pdu, char **text, const char *const *auth_ids, int nauth, struct al_error *err);
+static int batch_fanout(struct writer *w, const char *server, const json_t *pdu, struct al_error *err);
 
 /* Build and authorise one event against the writer's state; sign: hash
  * and sign it and fill event_id (else an unsigned template). */
@@ -422,7 +423,8 @@ static int writer_append(struct writer *w, const char *sender, const struct room
 		if (m && strcmp(m, "invite") != 0)
 			extra = room_dag_server_of(spec->state_key);
 	}
-	if (room_dag_fanout(w->c->db, w->room_id, server, pdu, extra, NULL, err) < 0)
+	if (w->batch ? batch_fanout(w, server, pdu, err) < 0
+		     : room_dag_fanout(w->c->db, w->room_id, server, pdu, extra, NULL, err) < 0)
 		goto out;
 	if (spec->state_key) {
 		json_t *old = room_auth_state_get(w->state, spec->type, spec->state_key);
@@ -722,7 +724,18 @@ struct room_batch {
 	char *xset;
 	const char **xall; /* all of them, in writer_load's order */
 	int nxall;
+	PGresult *servers; /* room_dag_fanout_servers, read by the first event */
 };
+
+/* Queue a batch's event for the other servers in the room: timeline
+ * events only, so the servers, read for the first, are the same for all. */
+static int batch_fanout(struct writer *w, const char *server, const json_t *pdu, struct al_error *err)
+{
+	struct room_batch *b = w->batch;
+	if (!b->servers && !(b->servers = room_dag_fanout_servers(w->c->db, w->room_id, server, NULL, NULL, err)))
+		return -1;
+	return room_dag_fanout_to(w->c->db, b->servers, pdu, err);
+}
 
 static int cmp_str(const void *a, const void *b)
 {
@@ -919,12 +932,14 @@ static void wc_store(struct room_write_cache *c, const struct writer *w, json_t 
 	"SELECT cs.type, cs.state_key, e.event_id, e.json FROM current_state cs " \
 	"JOIN events e ON e.event_id = cs.event_id WHERE cs.room_id = $1 "        \
 	"AND cs.type = 'm.room.member' AND cs.state_key = ANY($2::text[])"
-/* planned each time (no name): a generic plan made while event_txns was
- * small scans it sequentially, and it grows fast */
+/* one primary key lookup per item whatever the statistics say: OFFSET 0
+ * keeps the LATERAL a parameterised scan (joined, the planner hashed the
+ * whole of event_txns while its statistics were those of a small table:
+ * 2.5 ms a batch, growing with the table) */
 #define BATCH_TXNS_SQL                                                                            \
 	"SELECT u.i, t.event_id FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY " \
 	"AS u(usr, dev, txn, i) CROSS JOIN LATERAL (SELECT event_id FROM event_txns WHERE "       \
-	"user_id = u.usr AND device_id = u.dev AND room_id = $1 AND kind = 'send' AND txn_id = u.txn) t"
+	"user_id = u.usr AND device_id = u.dev AND room_id = $1 AND kind = 'send' AND txn_id = u.txn OFFSET 0) t"
 
 /* The locked row into w. */
 static int batch_parse_lock(struct writer *w, PGresult *r, struct al_error *err)
@@ -1094,7 +1109,8 @@ static int batch_open(struct writer *w, struct room_write_cache *cache, const ch
 		.name = "room_batch_prevs", .sql = BATCH_PREVS_SQL, .nparams = 1, .params = p_lock};
 	if (t.k > 0) {
 		i_txn = nst;
-		st[nst++] = (struct db_stmt){.sql = BATCH_TXNS_SQL, .nparams = 4, .params = p_txn};
+		st[nst++] = (struct db_stmt){
+			.name = "room_batch_txns", .sql = BATCH_TXNS_SQL, .nparams = 4, .params = p_txn};
 	}
 	if (!e || nm > 0) {
 		i_state = nst;
@@ -1407,6 +1423,7 @@ out:
 		free((char *)b.xall[i]);
 	free(b.xall);
 	free(b.xset);
+	PQclear(b.servers);
 	free(how);
 	free(done);
 	free(senders);
