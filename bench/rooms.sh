@@ -14,6 +14,10 @@
 # commit). Wake latency and sync are measured by bench/rooms.py.
 #
 #   bench/rooms.sh [rooms_for_incremental [seconds]]   (default 1000, 10 s)
+#   AL_BENCH_PERF=perf.data bench/rooms.sh ...         also profiles PUT /send
+#   AL_BENCH_STATEMENTS=N bench/rooms.sh ...           prints the N costliest statements of
+#                                                      each part (plans of the slow ones: the
+#                                                      server log, /tmp/auralink-bench-postgres.log)
 set -euo pipefail
 . "$(dirname "$0")/../scripts/lib.sh"
 al_install_packages $AL_BUILD_PACKAGES python3 python3-requests wrk curl
@@ -22,11 +26,24 @@ al_build "$BUILD"
 STATE=$(mktemp -d /tmp/auralink-bench.XXXXXX)
 chmod 755 "$STATE"
 PID=
-cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null; al_pg_stop "$STATE"; rm -rf "$STATE"; }
+cleanup() {
+	[ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
+	[ -z "${AL_BENCH_STATEMENTS:-}" ] || cp "$(al_pg_dir "$STATE")/postgres.log" /tmp/auralink-bench-postgres.log 2>/dev/null
+	al_pg_stop "$STATE"
+	rm -rf "$STATE"
+}
 trap cleanup EXIT
 
 echo "machine: $(uname -srm); $(nproc) CPUs; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 SOCK=$(al_pg_start "$STATE")
+if [ -n "${AL_BENCH_STATEMENTS:-}" ]; then
+	psql -h "$SOCK" -U postgres -d postgres -qc "ALTER SYSTEM SET shared_preload_libraries = pg_stat_statements, auto_explain"
+	al_pg_stop "$STATE"
+	SOCK=$(al_pg_start "$STATE")
+	# and the plans of statements slower than 100 ms into the server log
+	psql -h "$SOCK" -U postgres -d postgres -q -c "ALTER SYSTEM SET auto_explain.log_min_duration = 100" \
+		-c "ALTER SYSTEM SET auto_explain.log_analyze = on" -c "SELECT pg_reload_conf()" >/dev/null
+fi
 al_pg_createdb "$SOCK" auralink_bench
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cat >"$STATE/auralinkd.conf" <<CONF
@@ -108,7 +125,24 @@ run() {
 }
 read -r V_RPS V_P50 V_P99 V_BAD V_N < <(run "$BASE/_matrix/client/versions")
 BEFORE=$(PSQL -c "SELECT count(*) FROM events WHERE type = 'm.room.message'")
+# AL_BENCH_PERF=file: perf record (call graphs) of auralinkd and this
+# database's backends while PUT /send runs, into file.
+PERF=
+if [ -n "${AL_BENCH_PERF:-}" ]; then
+	PIDS="$PID,$(pgrep -d, -f 'postgres: .* auralink_bench' || true)"
+	perf record -q -g -o "$AL_BENCH_PERF" -p "${PIDS%,}" -- sleep "$DUR" 2>/dev/null &
+	PERF=$!
+fi
+[ -z "${AL_BENCH_STATEMENTS:-}" ] || PSQL -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()" >/dev/null
 read -r S_RPS S_P50 S_P99 S_BAD S_N < <(run "$BASE/" "$STATE/send.lua")
+[ -z "$PERF" ] || wait "$PERF" || true
+statements() {
+	[ -n "${AL_BENCH_STATEMENTS:-}" ] || return 0
+	echo "statements of $1 (total ms, calls, ms/call, rows, query):"
+	PSQL -F ' | ' -c "SELECT round(total_exec_time + total_plan_time), calls, round(((total_exec_time + total_plan_time) / calls)::numeric, 3), rows, left(regexp_replace(query, '\s+', ' ', 'g'), 110) FROM pg_stat_statements ORDER BY total_exec_time + total_plan_time DESC LIMIT ${AL_BENCH_STATEMENTS}"
+	PSQL -c "SELECT pg_stat_statements_reset()" >/dev/null
+}
+statements "the PUT /send run"
 AFTER=$(PSQL -c "SELECT count(*) FROM events WHERE type = 'm.room.message'")
 ROOM=$(/usr/bin/python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["room"])' "$STATE/room.json")
 # one line: depths 1..N each once, N-1 prev edges, each event one prev_event
@@ -128,3 +162,4 @@ printf 'PUT /send, 1 room, 50 members (wrk):  %8.0f msg/s  p50 %6.2f ms  p99 %6.
 	"$S_RPS" "$S_P50" "$S_P99" "$S_BAD"
 echo "  $S_N requests in ${DUR} s, $((AFTER - BEFORE)) events stored; room DAG linear: $LINEAR"
 /usr/bin/python3 "$AL_ROOT/bench/rooms.py" "$BASE" "$NROOMS" run "$STATE/room.json"
+statements "the sync runs"

@@ -12,6 +12,15 @@
 #define MAX_MIGRATIONS 1000
 #define MAX_MIGRATION_BYTES (4 * 1024 * 1024)
 
+/* Settings of every session: UTC; no JIT (it compiled for over a second
+ * queries that run in milliseconds, whose estimates crossed
+ * jit_above_cost: recursive CTEs, statistics of a table that just grew). */
+static void session_setup(struct db *db)
+{
+	PGresult *r = PQexec(db->conn, "SET TIME ZONE 'UTC'; SET jit = off");
+	PQclear(r);
+}
+
 int db_open(struct db *db, const char *conninfo, struct al_error *err)
 {
 	memset(db, 0, sizeof(*db));
@@ -24,8 +33,7 @@ int db_open(struct db *db, const char *conninfo, struct al_error *err)
 		db_close(db);
 		return -1;
 	}
-	PGresult *r = PQexec(db->conn, "SET TIME ZONE 'UTC'");
-	PQclear(r);
+	session_setup(db);
 	return 0;
 }
 
@@ -127,6 +135,7 @@ static PGresult *exec_named(struct db *db, struct al_error *err, int *conflict, 
 		PQclear(r);
 		PQreset(db->conn);
 		db->nprepared = 0; /* a new session has none */
+		session_setup(db);
 		r = exec_once(db, name, sql, nparams, params);
 	}
 	if (result_ok(r))

@@ -66,7 +66,14 @@ static void post_create_room(struct http_req *req)
 		http_reply_al_error(req, &err);
 		return;
 	}
-	sync_notify(req->app);
+	sync_notify_room(req->app, room_id, req->user_id);
+	json_t *inv;
+	size_t i;
+	json_array_foreach(json_object_get(body, "invite"), i, inv)
+	{
+		if (json_is_string(inv))
+			sync_notify_user(req->app, json_string_value(inv));
+	}
 	if (room_remote_create_invites(req, room_id, body))
 		return; /* answered once the invitees' servers signed */
 	http_reply_json(req, 200, json_pack("{s:s}", "room_id", room_id));
@@ -161,7 +168,7 @@ static void delete_alias(struct http_req *req)
 			log_info("rooms", "canonical alias kept after alias deletion room_id=%s reason=%s", room_id,
 				 err.message);
 		else if (stream)
-			sync_notify(req->app);
+			sync_notify_room(req->app, room_id, NULL);
 		json_decref(content);
 	}
 	http_reply_json(req, 200, json_object());
@@ -208,7 +215,7 @@ static void do_membership(struct http_req *req, const char *room, const char *ta
 	/* Whoever leaves the room stops typing in it. */
 	if (strcmp(membership, "leave") == 0 || strcmp(membership, "ban") == 0)
 		typing_set(req->app->typing, room_id, target ? target : req->user_id, false, 0, http_now_ms());
-	sync_notify(req->app);
+	sync_notify_room(req->app, room_id, target ? target : req->user_id);
 	if (reply_room_id)
 		http_reply_json(req, 200, json_pack("{s:s}", "room_id", room_id));
 	else
@@ -289,7 +296,7 @@ static void post_unban(struct http_req *req)
 		http_reply_al_error(req, &err);
 		return;
 	}
-	sync_notify(req->app);
+	sync_notify_room(req->app, req->params[0], target);
 	http_reply_json(req, 200, json_object());
 }
 
@@ -338,9 +345,9 @@ static bool queue_send(struct http_req *req, const struct room_event_spec *spec)
 	return rc != -1;
 }
 
-static void on_batch_commit(void *arg)
+static void on_batch_commit(void *arg, const char *room_id)
 {
-	sync_notify(arg);
+	sync_notify_room(arg, room_id, NULL);
 }
 
 static void send_event(struct http_req *req, const char *type, const char *state_key, const char *txn_id,
@@ -392,7 +399,8 @@ static void send_event(struct http_req *req, const char *type, const char *state
 		return;
 	}
 	if (stream)
-		sync_notify(req->app);
+		sync_notify_room(req->app, req->params[0],
+				 state_key && strcmp(type, "m.room.member") == 0 ? state_key : NULL);
 	reply_event_id(req, event_id);
 }
 
@@ -465,7 +473,7 @@ static void put_typing(struct http_req *req)
 		return;
 	}
 	if (rc > 0)
-		sync_notify(req->app);
+		sync_notify_room(req->app, req->params[0], NULL);
 	http_reply_json(req, 200, json_object());
 }
 
@@ -503,7 +511,7 @@ static void post_receipt(struct http_req *req)
 		return;
 	}
 	if (changed)
-		sync_notify(req->app);
+		sync_notify_room(req->app, req->params[0], NULL);
 	http_reply_json(req, 200, json_object());
 }
 
@@ -543,7 +551,7 @@ static void post_read_markers(struct http_req *req)
 		any |= changed;
 	}
 	if (any)
-		sync_notify(req->app);
+		sync_notify_room(req->app, req->params[0], NULL);
 	http_reply_json(req, 200, json_object());
 }
 

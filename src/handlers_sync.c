@@ -20,14 +20,29 @@
 
 #define CLIENT "/_matrix/client/r0|v3"
 #define TYPING_SWEEP_MS 500
+#define SYNC_WAKE_QUEUE 256 /* notices a worker holds until it runs; beyond, every parked sync re-runs */
+#define SYNC_WAKE_ID_MAX 255
 
 struct sync_park;
+
+/* Something new for the members of a room ('r') or for one user ('u'). */
+struct sync_notice {
+	char kind;
+	char id[SYNC_WAKE_ID_MAX + 1];
+};
 
 struct sync_worker {
 	struct sync_state *st;
 	struct event *wake;
 	TAILQ_HEAD(, sync_park) parked;
 	int nparked;
+	/* under st->mu: syncs of this worker between their first look at the
+	 * stream and their reply (parked or not), and the notices for them */
+	int live;
+	struct sync_notice *notices; /* SYNC_WAKE_QUEUE each; on_wake swaps them */
+	struct sync_notice *spare;
+	int nnotices;
+	bool wake_all;
 };
 
 struct sync_state {
@@ -50,6 +65,7 @@ struct sync_park {
 	struct sync_pos since;
 	bool full_state;
 	struct sync_filter filter;
+	json_t *rooms; /* the rooms whose events wake it: joined, invited, knocked */
 };
 
 /* ---- building and replying ---- */
@@ -84,7 +100,9 @@ static void park_remove(struct sync_park *p)
 	if (p->conn)
 		evhttp_connection_set_closecb(p->conn, NULL, NULL);
 	sync_filter_clear(&p->filter);
+	json_decref(p->rooms);
 	pthread_mutex_lock(&st->mu);
+	p->sw->live--;
 	st->total_parked--;
 	if (st->total_parked == 0)
 		pthread_cond_broadcast(&st->drained);
@@ -94,7 +112,8 @@ static void park_remove(struct sync_park *p)
 
 static void on_close(struct evhttp_connection *conn, void *arg);
 
-static void park_answer(struct sync_park *p, bool force)
+/* true: answered (p is freed); false: still parked. */
+static bool park_answer(struct sync_park *p, bool force)
 {
 	/* No close callback may point at p once the reply is on its way. */
 	if (p->conn)
@@ -102,11 +121,12 @@ static void park_answer(struct sync_park *p, bool force)
 	if (!try_reply(p->req, &p->since, p->full_state, &p->filter, force)) {
 		if (p->conn)
 			evhttp_connection_set_closecb(p->conn, on_close, p);
-		return;
+		return false;
 	}
 	p->conn = NULL;
 	p->req = NULL;
 	park_remove(p);
+	return true;
 }
 
 static void on_timeout(evutil_socket_t fd, short what, void *arg)
@@ -128,19 +148,71 @@ static void on_close(struct evhttp_connection *conn, void *arg)
 	park_remove(p);
 }
 
+/* 'u' notice for the park's user: 2 (her memberships may have changed);
+ * a room of hers: 1; else 0. */
+static int park_matches(const struct sync_park *p, const struct sync_notice *n, int nn)
+{
+	int m = 0;
+	for (int i = 0; i < nn && m < 2; i++) {
+		if (n[i].kind == 'u' && strcmp(n[i].id, p->req->user_id) == 0)
+			m = 2;
+		else if (n[i].kind == 'r' && json_object_get(p->rooms, n[i].id))
+			m = 1;
+	}
+	return m;
+}
+
 static void on_wake(evutil_socket_t fd, short what, void *arg)
 {
 	struct sync_worker *sw = arg;
 	struct sync_park *p, *next;
-	bool draining;
 	struct sync_state *st = sw->st;
 	pthread_mutex_lock(&st->mu);
-	draining = st->draining;
+	bool draining = st->draining, all = sw->wake_all;
+	struct sync_notice *mine = sw->notices;
+	int nn = sw->nnotices;
+	sw->notices = sw->spare;
+	sw->spare = mine;
+	sw->nnotices = 0;
+	sw->wake_all = false;
 	pthread_mutex_unlock(&st->mu);
+	/* mine stays this thread's until the next on_wake, on this thread */
 	for (p = TAILQ_FIRST(&sw->parked); p; p = next) {
 		next = TAILQ_NEXT(p, link);
-		park_answer(p, draining);
+		int m = all || draining || !p->rooms ? 2 : park_matches(p, mine, nn);
+		if (m == 0 || park_answer(p, draining) || m != 2)
+			continue;
+		/* still parked (nothing for her after all): a notice of hers
+		 * may mean she joined or left rooms */
+		struct al_error err = {0};
+		json_t *rooms = sync_wake_rooms(&p->req->worker->db, p->req->user_id, &err);
+		if (rooms) {
+			json_decref(p->rooms);
+			p->rooms = rooms;
+		}
 	}
+}
+
+/* A sync of this worker starts looking at the stream: from now on the
+ * worker collects the notices that may concern it. NULL when the wake
+ * event cannot be made (the sync then cannot park). */
+static struct sync_worker *live_begin(struct http_req *req, struct sync_state *st)
+{
+	struct sync_worker *sw = &st->workers[req->worker->index];
+	pthread_mutex_lock(&st->mu);
+	if (!sw->wake && !st->draining)
+		sw->wake = event_new(req->worker->base, -1, 0, on_wake, sw);
+	if (sw->wake)
+		sw->live++;
+	pthread_mutex_unlock(&st->mu);
+	return sw->wake ? sw : NULL;
+}
+
+static void live_end(struct sync_worker *sw)
+{
+	pthread_mutex_lock(&sw->st->mu);
+	sw->live--;
+	pthread_mutex_unlock(&sw->st->mu);
 }
 
 static int park(struct http_req *req, struct sync_state *st, const struct sync_pos *since, bool full_state,
@@ -148,18 +220,15 @@ static int park(struct http_req *req, struct sync_state *st, const struct sync_p
 {
 	struct sync_worker *sw = &st->workers[req->worker->index];
 	pthread_mutex_lock(&st->mu);
-	if (st->draining) {
-		pthread_mutex_unlock(&st->mu);
-		return -1;
-	}
-	if (!sw->wake)
-		sw->wake = event_new(req->worker->base, -1, 0, on_wake, sw);
+	bool draining = st->draining;
 	pthread_mutex_unlock(&st->mu);
-	if (!sw->wake)
+	if (draining)
 		return -1;
 	struct sync_park *p = calloc(1, sizeof(*p));
 	if (!p)
 		return -1;
+	struct al_error err = {0};
+	p->rooms = sync_wake_rooms(&req->worker->db, req->user_id, &err); /* NULL: any notice wakes it */
 	p->req = req;
 	p->sw = sw;
 	p->st = st;
@@ -173,6 +242,7 @@ static int park(struct http_req *req, struct sync_state *st, const struct sync_p
 		if (p->timer)
 			event_free(p->timer);
 		*f = p->filter;
+		json_decref(p->rooms);
 		free(p);
 		return -1;
 	}
@@ -184,8 +254,8 @@ static int park(struct http_req *req, struct sync_state *st, const struct sync_p
 	pthread_mutex_lock(&st->mu);
 	st->total_parked++;
 	pthread_mutex_unlock(&st->mu);
-	/* An event may have committed between the check and now. */
-	event_active(sw->wake, EV_READ, 1);
+	/* Whatever committed since the check was noticed for this worker
+	 * (live_begin) and wakes this park once this callback returns. */
 	return 0;
 }
 
@@ -243,24 +313,65 @@ static void get_sync(struct http_req *req)
 	}
 	/* "s0" is a real position too (a server without events yet) */
 	bool can_park = since_s && timeout > 0 && !full_state;
-	if (!try_reply(req, &since, full_state, &f, !can_park) &&
-	    park(req, st, &since, full_state, &f, (int)timeout) < 0)
+	struct sync_worker *sw = can_park ? live_begin(req, st) : NULL;
+	can_park = sw != NULL;
+	if (try_reply(req, &since, full_state, &f, !can_park)) {
+		if (sw)
+			live_end(sw);
+	} else if (park(req, st, &since, full_state, &f, (int)timeout) < 0) {
+		live_end(sw);
 		try_reply(req, &since, full_state, &f, true); /* could not park: answer now */
+	}
 	sync_filter_clear(&f);
+}
+
+/* Queue a notice (kind 0: everything re-runs) for every worker with a
+ * sync in flight. Any thread. */
+static void post_notice(struct sync_state *st, char kind, const char *id)
+{
+	size_t len = id ? strlen(id) : 0;
+	pthread_mutex_lock(&st->mu);
+	for (int i = 0; i < st->nworkers; i++) {
+		struct sync_worker *sw = &st->workers[i];
+		if (!sw->wake || sw->live == 0)
+			continue;
+		bool dup = false;
+		for (int k = sw->nnotices - 1; kind && k >= 0 && !dup && !sw->wake_all; k--)
+			dup = sw->notices[k].kind == kind && strcmp(sw->notices[k].id, id) == 0;
+		if (dup)
+			continue;
+		if (!kind || len > SYNC_WAKE_ID_MAX || sw->nnotices == SYNC_WAKE_QUEUE) {
+			sw->wake_all = true;
+		} else if (!sw->wake_all) {
+			sw->notices[sw->nnotices].kind = kind;
+			memcpy(sw->notices[sw->nnotices++].id, id, len + 1);
+		}
+		event_active(sw->wake, EV_READ, 1);
+	}
+	pthread_mutex_unlock(&st->mu);
 }
 
 void sync_notify(struct app *app)
 {
-	struct sync_state *st = app->sync;
 	federation_sender_wake(app); /* events for other servers may be queued */
-	if (!st)
+	if (app->sync)
+		post_notice(app->sync, 0, NULL);
+}
+
+void sync_notify_room(struct app *app, const char *room_id, const char *user_id)
+{
+	federation_sender_wake(app);
+	if (!app->sync)
 		return;
-	pthread_mutex_lock(&st->mu);
-	if (st->total_parked > 0)
-		for (int i = 0; i < st->nworkers; i++)
-			if (st->workers[i].wake)
-				event_active(st->workers[i].wake, EV_READ, 1);
-	pthread_mutex_unlock(&st->mu);
+	post_notice(app->sync, 'r', room_id);
+	if (user_id)
+		post_notice(app->sync, 'u', user_id);
+}
+
+void sync_notify_user(struct app *app, const char *user_id)
+{
+	if (app->sync)
+		post_notice(app->sync, 'u', user_id);
 }
 
 void sync_drain(struct app *app)
@@ -354,7 +465,7 @@ static void put_account_data(struct http_req *req)
 		http_reply_al_error(req, &err);
 		return;
 	}
-	sync_notify(req->app);
+	sync_notify_user(req->app, req->user_id);
 	http_reply_json(req, 200, json_object());
 }
 
@@ -396,8 +507,17 @@ static void put_send_to_device(struct http_req *req)
 		http_reply_al_error(req, &err);
 		return;
 	}
-	if (delivered)
-		sync_notify(req->app);
+	if (delivered) {
+		const char *user;
+		json_t *v;
+		if (json_object_size(messages) > SYNC_WAKE_QUEUE)
+			sync_notify(req->app);
+		else
+			json_object_foreach(messages, user, v)
+			{
+				sync_notify_user(req->app, user);
+			}
+	}
 	http_reply_json(req, 200, json_object());
 }
 
@@ -419,13 +539,17 @@ int sync_start(struct app *app)
 		free(st);
 		return -1;
 	}
+	pthread_mutex_init(&st->mu, NULL);
+	pthread_cond_init(&st->drained, NULL);
+	app->sync = st; /* sync_stop frees it, also after a failure here */
 	for (int i = 0; i < st->nworkers; i++) {
 		TAILQ_INIT(&st->workers[i].parked);
 		st->workers[i].st = st;
+		st->workers[i].notices = calloc(SYNC_WAKE_QUEUE, sizeof(struct sync_notice));
+		st->workers[i].spare = calloc(SYNC_WAKE_QUEUE, sizeof(struct sync_notice));
+		if (!st->workers[i].notices || !st->workers[i].spare)
+			return -1;
 	}
-	pthread_mutex_init(&st->mu, NULL);
-	pthread_cond_init(&st->drained, NULL);
-	app->sync = st;
 	app->typing = typing_new(http_now_ms());
 	if (!app->typing)
 		return -1;
@@ -459,6 +583,10 @@ void sync_stop(struct app *app)
 	app->typing = NULL;
 	pthread_mutex_destroy(&st->mu);
 	pthread_cond_destroy(&st->drained);
+	for (int i = 0; i < st->nworkers; i++) {
+		free(st->workers[i].notices);
+		free(st->workers[i].spare);
+	}
 	free(st->workers);
 	free(st);
 	app->sync = NULL;

@@ -47,7 +47,7 @@ static void change_tag(struct http_req *req, json_t *content)
 		http_reply_al_error(req, &err);
 		return;
 	}
-	sync_notify(req->app);
+	sync_notify_user(req->app, req->user_id);
 	http_reply_json(req, 200, json_object());
 }
 

@@ -132,6 +132,29 @@ json_t *presence_get(struct db *db, const char *viewer, const char *user_id, int
 	return c;
 }
 
+/* presence_sync_events after a token: from the changes since (presence
+ * rows, and memberships by their stream position: hers, then those of
+ * the rooms she is in) instead of every room-mate of every room of hers
+ * (35 ms for a user in 1,000 rooms under load). p: user, since, upto. */
+static PGresult *presence_incremental(struct db *db, const char *const *p, struct al_error *err)
+{
+	return db_exec_prepared(
+		db, err, NULL, "presence_incremental",
+		"WITH who AS (SELECT x.user_id FROM presence x WHERE x.stream_ordering > $2::bigint "
+		"AND x.stream_ordering <= $3::bigint AND (x.user_id = $1 OR EXISTS (SELECT 1 FROM room_memberships b "
+		"JOIN room_memberships a ON a.room_id = b.room_id AND a.user_id = $1 AND a.membership = 'join' "
+		"WHERE b.user_id = x.user_id AND b.membership = 'join')) "
+		"UNION SELECT b.user_id FROM room_memberships a JOIN room_memberships b ON b.room_id = a.room_id "
+		"WHERE a.user_id = $1 AND a.membership = 'join' AND a.stream_ordering > $2::bigint "
+		"AND b.membership = 'join' AND b.user_id <> $1 "
+		"UNION SELECT b.user_id FROM room_memberships b JOIN room_memberships a ON a.room_id = b.room_id "
+		"AND a.user_id = $1 AND a.membership = 'join' WHERE b.stream_ordering > $2::bigint "
+		"AND b.membership = 'join' AND b.user_id <> $1) "
+		"SELECT w.user_id, p.presence, p.status_msg, p.last_active_ts FROM who w "
+		"LEFT JOIN presence p ON p.user_id = w.user_id ORDER BY coalesce(p.stream_ordering, 0), w.user_id",
+		3, p);
+}
+
 json_t *presence_sync_events(struct db *db, const char *user_id, int64_t since, int64_t upto, int64_t now_ms,
 			     struct al_error *err)
 {
@@ -142,18 +165,21 @@ json_t *presence_sync_events(struct db *db, const char *user_id, int64_t since, 
 	/* Changed since, of herself or a room-mate; and in an incremental
 	 * sync also the presence (offline when unknown) of whom she newly
 	 * shares a room with (she joined it, or they did). */
-	PGresult *r = db_exec(
-		db, err,
-		"WITH mates AS (SELECT b.user_id, a.stream_ordering > $2::bigint "
-		"OR b.stream_ordering > $2::bigint AS new FROM room_memberships a "
-		"JOIN room_memberships b ON b.room_id = a.room_id WHERE a.user_id = $1 "
-		"AND a.membership = 'join' AND b.membership = 'join'), "
-		"who AS (SELECT user_id FROM presence WHERE stream_ordering > $2::bigint "
-		"AND stream_ordering <= $3::bigint AND (user_id = $1 OR user_id IN (SELECT user_id FROM mates)) "
-		"UNION SELECT user_id FROM mates WHERE new AND $2::bigint > 0 AND user_id <> $1) "
-		"SELECT w.user_id, p.presence, p.status_msg, p.last_active_ts FROM who w "
-		"LEFT JOIN presence p ON p.user_id = w.user_id ORDER BY coalesce(p.stream_ordering, 0), w.user_id",
-		3, p);
+	PGresult *r =
+		since > 0 ? presence_incremental(db, p, err)
+			  : db_exec(db, err,
+				    "WITH mates AS (SELECT b.user_id, a.stream_ordering > $2::bigint "
+				    "OR b.stream_ordering > $2::bigint AS new FROM room_memberships a "
+				    "JOIN room_memberships b ON b.room_id = a.room_id WHERE a.user_id = $1 "
+				    "AND a.membership = 'join' AND b.membership = 'join'), "
+				    "who AS (SELECT user_id FROM presence WHERE stream_ordering > $2::bigint "
+				    "AND stream_ordering <= $3::bigint AND (user_id = $1 OR user_id IN (SELECT user_id "
+				    "FROM mates)) "
+				    "UNION SELECT user_id FROM mates WHERE new AND $2::bigint > 0 AND user_id <> $1) "
+				    "SELECT w.user_id, p.presence, p.status_msg, p.last_active_ts FROM who w "
+				    "LEFT JOIN presence p ON p.user_id = w.user_id ORDER BY "
+				    "coalesce(p.stream_ordering, 0), w.user_id",
+				    3, p);
 	if (!r)
 		return NULL;
 	json_t *a = json_array();

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "room_auth.h"
 #include "room_dag.h"
+#include "room_visibility.h"
 #include "sync.h"
 
 #define STREAM_LOCK "6006"
@@ -304,6 +305,7 @@ static const char *txn_kind(const struct room_event_spec *spec)
 
 static int batch_add(struct writer *w, const char *sender, const struct room_event_spec *spec, const char *event_id,
 		     json_t *pdu, char **text, const char *const *auth_ids, int nauth, struct al_error *err);
+static int batch_fanout(struct writer *w, const char *server, const json_t *pdu, struct al_error *err);
 
 /* Build and authorise one event against the writer's state; sign: hash
  * and sign it and fill event_id (else an unsigned template). */
@@ -421,7 +423,8 @@ static int writer_append(struct writer *w, const char *sender, const struct room
 		if (m && strcmp(m, "invite") != 0)
 			extra = room_dag_server_of(spec->state_key);
 	}
-	if (room_dag_fanout(w->c->db, w->room_id, server, pdu, extra, NULL, err) < 0)
+	if (w->batch ? batch_fanout(w, server, pdu, err) < 0
+		     : room_dag_fanout(w->c->db, w->room_id, server, pdu, extra, NULL, err) < 0)
 		goto out;
 	if (spec->state_key) {
 		json_t *old = room_auth_state_get(w->state, spec->type, spec->state_key);
@@ -721,7 +724,18 @@ struct room_batch {
 	char *xset;
 	const char **xall; /* all of them, in writer_load's order */
 	int nxall;
+	PGresult *servers; /* room_dag_fanout_servers, read by the first event */
 };
+
+/* Queue a batch's event for the other servers in the room: timeline
+ * events only, so the servers, read for the first, are the same for all. */
+static int batch_fanout(struct writer *w, const char *server, const json_t *pdu, struct al_error *err)
+{
+	struct room_batch *b = w->batch;
+	if (!b->servers && !(b->servers = room_dag_fanout_servers(w->c->db, w->room_id, server, NULL, NULL, err)))
+		return -1;
+	return room_dag_fanout_to(w->c->db, b->servers, pdu, err);
+}
 
 static int cmp_str(const void *a, const void *b)
 {
@@ -918,12 +932,14 @@ static void wc_store(struct room_write_cache *c, const struct writer *w, json_t 
 	"SELECT cs.type, cs.state_key, e.event_id, e.json FROM current_state cs " \
 	"JOIN events e ON e.event_id = cs.event_id WHERE cs.room_id = $1 "        \
 	"AND cs.type = 'm.room.member' AND cs.state_key = ANY($2::text[])"
-/* planned each time (no name): a generic plan made while event_txns was
- * small scans it sequentially, and it grows fast */
+/* one primary key lookup per item whatever the statistics say: OFFSET 0
+ * keeps the LATERAL a parameterised scan (joined, the planner hashed the
+ * whole of event_txns while its statistics were those of a small table:
+ * 2.5 ms a batch, growing with the table) */
 #define BATCH_TXNS_SQL                                                                            \
 	"SELECT u.i, t.event_id FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY " \
 	"AS u(usr, dev, txn, i) CROSS JOIN LATERAL (SELECT event_id FROM event_txns WHERE "       \
-	"user_id = u.usr AND device_id = u.dev AND room_id = $1 AND kind = 'send' AND txn_id = u.txn) t"
+	"user_id = u.usr AND device_id = u.dev AND room_id = $1 AND kind = 'send' AND txn_id = u.txn OFFSET 0) t"
 
 /* The locked row into w. */
 static int batch_parse_lock(struct writer *w, PGresult *r, struct al_error *err)
@@ -1093,7 +1109,8 @@ static int batch_open(struct writer *w, struct room_write_cache *cache, const ch
 		.name = "room_batch_prevs", .sql = BATCH_PREVS_SQL, .nparams = 1, .params = p_lock};
 	if (t.k > 0) {
 		i_txn = nst;
-		st[nst++] = (struct db_stmt){.sql = BATCH_TXNS_SQL, .nparams = 4, .params = p_txn};
+		st[nst++] = (struct db_stmt){
+			.name = "room_batch_txns", .sql = BATCH_TXNS_SQL, .nparams = 4, .params = p_txn};
 	}
 	if (!e || nm > 0) {
 		i_state = nst;
@@ -1406,6 +1423,7 @@ out:
 		free((char *)b.xall[i]);
 	free(b.xall);
 	free(b.xset);
+	PQclear(b.servers);
 	free(how);
 	free(done);
 	free(senders);
@@ -1893,32 +1911,92 @@ fail_nr:
 
 /* ---- reads ---- */
 
-/* The highest stream position user_id may see in the room: INT64_MAX while
- * joined, the membership event's position after leaving or being banned.
- * 403 otherwise. */
-static int viewer_limit(struct db *db, const char *room_id, const char *user_id, int64_t *max, struct al_error *err)
+/* How user_id may read a room. max: the highest stream position she may
+ * see (INT64_MAX while joined, and for an invitee or a non-member of a
+ * world-readable room; the membership event's position after leaving or
+ * being banned). checked_upto: events at or below it go through the
+ * history visibility rules (room_visibility.h); the ones after a joined
+ * user's join are hers to see. */
+struct viewer {
+	int64_t max;
+	int64_t checked_upto;
+	bool joined;
+};
+
+/* invite_ok: an invitee may read the timeline (filtered per event);
+ * otherwise only a world-readable room lets a non-member in. 403 else. */
+static int viewer_limit(struct db *db, const char *room_id, const char *user_id, bool invite_ok, struct viewer *v,
+			struct al_error *err)
 {
 	const char *p[] = {room_id, user_id};
-	PGresult *r = db_exec(db, err,
-			      "SELECT m.membership, m.stream_ordering, (SELECT 1 FROM rooms WHERE room_id = $1) "
-			      "FROM (SELECT 1) x LEFT JOIN room_memberships m ON m.room_id = $1 AND m.user_id = $2",
-			      2, p);
+	PGresult *r = db_exec_prepared(
+		db, err, NULL, "room_viewer",
+		"SELECT m.membership, m.stream_ordering, (SELECT 1 FROM rooms WHERE room_id = $1), "
+		"(SELECT (e.json::jsonb) -> 'content' ->> 'history_visibility' FROM current_state cs "
+		"JOIN events e ON e.event_id = cs.event_id WHERE cs.room_id = $1 "
+		"AND cs.type = 'm.room.history_visibility' AND cs.state_key = '') "
+		"FROM (SELECT 1) x LEFT JOIN room_memberships m ON m.room_id = $1 AND m.user_id = $2",
+		2, p);
 	if (!r)
 		return -1;
-	const char *m = col_str(r, 0, 0);
+	const char *m = col_str(r, 0, 0), *hv = col_str(r, 0, 3);
 	bool exists = !PQgetisnull(r, 0, 2);
+	bool world = hv && strcmp(hv, "world_readable") == 0;
 	int64_t s = col_i64(r, 0, 1);
 	int rc = 0;
-	if (m && strcmp(m, "join") == 0)
-		*max = INT64_MAX;
-	else if (m && (strcmp(m, "leave") == 0 || strcmp(m, "ban") == 0))
-		*max = s;
-	else
+	v->max = INT64_MAX;
+	v->checked_upto = INT64_MAX;
+	v->joined = m && strcmp(m, "join") == 0;
+	if (v->joined)
+		v->checked_upto = s;
+	else if (m && (strcmp(m, "leave") == 0 || strcmp(m, "ban") == 0) && !world)
+		v->max = s;
+	else if (!world && !(invite_ok && m && strcmp(m, "invite") == 0))
 		rc = exists ? al_error_set(err, 403, "M_FORBIDDEN", "You are not a member of room %s", room_id)
 			    : al_error_set(err, 403, "M_FORBIDDEN", "Unknown room %s", room_id);
 	PQclear(r);
 	return rc;
 }
+
+/* visible[i] for the n rows of r (event ID in column 0, stream position in
+ * column scol): the ones after v->checked_upto without a query. */
+static int rows_visible(struct db *db, const char *user_id, const struct viewer *v, PGresult *r, int scol,
+			bool *visible, struct al_error *err)
+{
+	int n = PQntuples(r), k = 0;
+	const char **ids = calloc((size_t)n + 1, sizeof(*ids));
+	int *at = calloc((size_t)n + 1, sizeof(*at));
+	bool *vis = calloc((size_t)n + 1, sizeof(*vis));
+	int rc = 0;
+	if (!ids || !at || !vis) {
+		rc = al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+		goto done;
+	}
+	for (int i = 0; i < n; i++) {
+		visible[i] = col_i64(r, i, scol) > v->checked_upto;
+		if (!visible[i]) {
+			ids[k] = PQgetvalue(r, i, 0);
+			at[k++] = i;
+		}
+	}
+	if (k > 0 && (rc = room_visibility_filter(db, user_id, ids, k, vis, err)) == 0)
+		for (int i = 0; i < k; i++)
+			visible[at[i]] = vis[i];
+done:
+	free(ids);
+	free(at);
+	free(vis);
+	return rc;
+}
+
+/* The state of a group (chosen by the subquery G) expanded: rows
+ * (event_id, json, sender, type, state_key). */
+#define STATE_OF_GROUP_SQL(G)                                                                                      \
+	"WITH RECURSIVE chain(id, prev, lvl) AS (SELECT id, prev_group, 0 FROM state_groups WHERE id = (" G ") "   \
+	"UNION ALL SELECT g.id, g.prev_group, c.lvl + 1 FROM state_groups g JOIN chain c ON g.id = c.prev) "       \
+	"SELECT e.event_id, e.json, e.sender, x.type, x.state_key FROM (SELECT DISTINCT ON (s.type, s.state_key) " \
+	"s.type, s.state_key, s.event_id FROM state_group_edits s JOIN chain c ON s.state_group = c.id "           \
+	"ORDER BY s.type, s.state_key, c.lvl) x JOIN events e ON e.event_id = x.event_id ORDER BY e.stream_ordering"
 
 /* Rows (event_id, json, sender, type, state_key) of the room state at
  * stream position max (current state when INT64_MAX). */
@@ -1935,36 +2013,41 @@ static PGresult *state_rows(struct db *db, const char *room_id, int64_t max, str
 	char ms[24];
 	fmt_i64(ms, sizeof(ms), max);
 	const char *p[] = {room_id, ms};
-	return db_exec(
-		db, err,
-		"WITH RECURSIVE chain(id, prev, lvl) AS ("
-		" SELECT id, prev_group, 0 FROM state_groups WHERE id = (SELECT state_group FROM events "
-		" WHERE room_id = $1 AND stream_ordering <= $2::bigint AND stream_ordering > 0 "
-		" AND state_group IS NOT NULL "
-		" ORDER BY stream_ordering DESC LIMIT 1)"
-		" UNION ALL SELECT g.id, g.prev_group, c.lvl + 1 FROM state_groups g JOIN chain c ON g.id = c.prev) "
-		"SELECT e.event_id, e.json, e.sender, x.type, x.state_key FROM (SELECT DISTINCT ON (s.type, "
-		"s.state_key) "
-		"s.type, s.state_key, s.event_id FROM state_group_edits s JOIN chain c ON s.state_group = c.id "
-		"ORDER BY s.type, s.state_key, c.lvl) x JOIN events e ON e.event_id = x.event_id "
-		"ORDER BY e.stream_ordering",
-		2, p);
+	return db_exec(db, err,
+		       STATE_OF_GROUP_SQL("SELECT state_group FROM events WHERE room_id = $1 "
+					  "AND stream_ordering <= $2::bigint AND stream_ordering > 0 "
+					  "AND state_group IS NOT NULL ORDER BY stream_ordering DESC LIMIT 1"),
+		       2, p);
 }
 
-json_t *room_state(struct db *db, const char *room_id, const char *user_id, struct al_error *err)
+/* The same rows for the state of the room after event_id. */
+static PGresult *state_rows_at_event(struct db *db, const char *room_id, const char *event_id, struct al_error *err)
 {
-	int64_t max;
-	if (viewer_limit(db, room_id, user_id, &max, err) < 0)
-		return NULL;
-	PGresult *r = state_rows(db, room_id, max, err);
-	if (!r)
-		return NULL;
+	const char *p[] = {room_id, event_id};
+	return db_exec(db, err,
+		       STATE_OF_GROUP_SQL("SELECT state_group FROM events WHERE room_id = $1 AND event_id = $2"), 2, p);
+}
+
+static json_t *state_events(PGresult *r)
+{
 	json_t *a = json_array();
 	for (int i = 0; i < PQntuples(r); i++) {
 		json_t *ev = room_client_event(PQgetvalue(r, i, 1), PQgetvalue(r, i, 0), NULL, NULL, NULL, NULL, NULL);
 		if (ev)
 			json_array_append_new(a, ev);
 	}
+	return a;
+}
+
+json_t *room_state(struct db *db, const char *room_id, const char *user_id, struct al_error *err)
+{
+	struct viewer v;
+	if (viewer_limit(db, room_id, user_id, false, &v, err) < 0)
+		return NULL;
+	PGresult *r = state_rows(db, room_id, v.max, err);
+	if (!r)
+		return NULL;
+	json_t *a = state_events(r);
 	PQclear(r);
 	return a;
 }
@@ -1972,10 +2055,10 @@ json_t *room_state(struct db *db, const char *room_id, const char *user_id, stru
 json_t *room_state_event(struct db *db, const char *room_id, const char *user_id, const char *type,
 			 const char *state_key, bool as_event, struct al_error *err)
 {
-	int64_t max;
-	if (viewer_limit(db, room_id, user_id, &max, err) < 0)
+	struct viewer v;
+	if (viewer_limit(db, room_id, user_id, false, &v, err) < 0)
 		return NULL;
-	PGresult *r = state_rows(db, room_id, max, err);
+	PGresult *r = state_rows(db, room_id, v.max, err);
 	if (!r)
 		return NULL;
 	json_t *content = NULL;
@@ -2001,10 +2084,10 @@ json_t *room_state_event(struct db *db, const char *room_id, const char *user_id
 json_t *room_members(struct db *db, const char *room_id, const char *user_id, const char *membership,
 		     const char *not_membership, struct al_error *err)
 {
-	int64_t max;
-	if (viewer_limit(db, room_id, user_id, &max, err) < 0)
+	struct viewer v;
+	if (viewer_limit(db, room_id, user_id, false, &v, err) < 0)
 		return NULL;
-	PGresult *r = state_rows(db, room_id, max, err);
+	PGresult *r = state_rows(db, room_id, v.max, err);
 	if (!r)
 		return NULL;
 	json_t *chunk = json_array();
@@ -2026,10 +2109,10 @@ json_t *room_members(struct db *db, const char *room_id, const char *user_id, co
 
 json_t *room_joined_members(struct db *db, const char *room_id, const char *user_id, struct al_error *err)
 {
-	int64_t max;
-	if (viewer_limit(db, room_id, user_id, &max, err) < 0)
+	struct viewer v;
+	if (viewer_limit(db, room_id, user_id, false, &v, err) < 0)
 		return NULL;
-	if (max != INT64_MAX) {
+	if (!v.joined) {
 		al_error_set(err, 403, "M_FORBIDDEN", "You are not in room %s", room_id);
 		return NULL;
 	}
@@ -2074,10 +2157,10 @@ json_t *room_joined_rooms(struct db *db, const char *user_id, struct al_error *e
 
 int room_require_joined(struct db *db, const char *room_id, const char *user_id, struct al_error *err)
 {
-	int64_t max;
-	if (viewer_limit(db, room_id, user_id, &max, err) < 0)
+	struct viewer v;
+	if (viewer_limit(db, room_id, user_id, false, &v, err) < 0)
 		return -1;
-	if (max != INT64_MAX)
+	if (!v.joined)
 		return al_error_set(err, 403, "M_FORBIDDEN", "You are not in room %s", room_id);
 	return 0;
 }
@@ -2164,11 +2247,11 @@ static json_t *row_event(PGresult *r, int i, const char *viewer, const char *dev
 json_t *room_get_event(struct db *db, const char *room_id, const char *user_id, const char *event_id,
 		       struct al_error *err)
 {
-	int64_t max;
-	if (viewer_limit(db, room_id, user_id, &max, err) < 0)
+	struct viewer v;
+	if (viewer_limit(db, room_id, user_id, true, &v, err) < 0)
 		return NULL;
 	char ms[24];
-	fmt_i64(ms, sizeof(ms), max);
+	fmt_i64(ms, sizeof(ms), v.max);
 	const char *p[] = {room_id, event_id, ms};
 	PGresult *r = db_exec(db, err,
 			      "SELECT " EVENT_COLS " FROM events WHERE room_id = $1 AND event_id = $2 "
@@ -2176,7 +2259,12 @@ json_t *room_get_event(struct db *db, const char *room_id, const char *user_id, 
 			      3, p);
 	if (!r)
 		return NULL;
-	json_t *ev = PQntuples(r) == 1 ? row_event(r, 0, user_id, NULL) : NULL;
+	bool visible = false;
+	if (PQntuples(r) == 1 && rows_visible(db, user_id, &v, r, 5, &visible, err) < 0) {
+		PQclear(r);
+		return NULL;
+	}
+	json_t *ev = visible ? row_event(r, 0, user_id, NULL) : NULL;
 	PQclear(r);
 	if (!ev)
 		al_error_set(err, 404, "M_NOT_FOUND", "Event not found");
@@ -2209,9 +2297,10 @@ static bool type_allowed(json_t *filter, const char *type)
 json_t *room_messages(struct db *db, const char *room_id, const char *user_id, const char *device_id, const char *from,
 		      const char *to, char dir, int limit, json_t *filter, struct al_error *err)
 {
-	int64_t max;
-	if (viewer_limit(db, room_id, user_id, &max, err) < 0)
+	struct viewer v;
+	if (viewer_limit(db, room_id, user_id, true, &v, err) < 0)
 		return NULL;
+	int64_t max = v.max;
 	int64_t f = from ? room_token_parse(from) : (dir == 'b' ? INT64_MAX : 0);
 	int64_t t = to ? room_token_parse(to) : (dir == 'b' ? 0 : INT64_MAX);
 	if (f < 0 || t < 0) {
@@ -2237,9 +2326,19 @@ json_t *room_messages(struct db *db, const char *room_id, const char *user_id, c
 		4, p);
 	if (!r)
 		return NULL;
-	json_t *chunk = json_array();
 	int n = PQntuples(r);
+	bool *visible = calloc((size_t)n + 1, sizeof(*visible));
+	if (!visible || rows_visible(db, user_id, &v, r, 5, visible, err) < 0) {
+		if (!visible)
+			al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+		free(visible);
+		PQclear(r);
+		return NULL;
+	}
+	json_t *chunk = json_array();
 	for (int i = 0; i < n; i++) {
+		if (!visible[i])
+			continue;
 		json_t *ev = row_event(r, i, user_id, device_id);
 		if (ev && filter && !type_allowed(filter, json_string_value(json_object_get(ev, "type")))) {
 			json_decref(ev);
@@ -2260,7 +2359,7 @@ json_t *room_messages(struct db *db, const char *room_id, const char *user_id, c
 		const char **senders = calloc((size_t)n, sizeof(*senders));
 		int ns = 0;
 		for (int i = 0; senders && i < n; i++) {
-			bool seen = false;
+			bool seen = !visible[i];
 			for (int j = 0; j < ns && !seen; j++)
 				seen = strcmp(senders[j], PQgetvalue(r, i, 2)) == 0;
 			if (!seen)
@@ -2293,24 +2392,69 @@ json_t *room_messages(struct db *db, const char *room_id, const char *user_id, c
 		json_object_set_new(out, "end", json_string(end));
 	}
 	PQclear(r);
+	free(visible);
 	return out;
+}
+
+/* The parts of room_context's rows: the event itself, before it, after it. */
+struct context_parts {
+	json_t *event, *before, *after;
+	int64_t start, end;
+	const char *last_id; /* the last event returned (in r) */
+};
+
+static void context_collect(PGresult *r, const bool *visible, int half, int after, const char *user_id,
+			    struct context_parts *c)
+{
+	int nb = 0, na = 0;
+	for (int i = 0; i < PQntuples(r); i++) {
+		int part = atoi(PQgetvalue(r, i, 6));
+		int64_t s = col_i64(r, i, 5);
+		if (part == 0) {
+			c->start = s - 1;
+			c->end = s;
+			if (visible[i])
+				c->event = row_event(r, i, user_id, NULL);
+			if (!c->last_id)
+				c->last_id = PQgetvalue(r, i, 0);
+			continue;
+		}
+		/* invisible events count towards the limits too, so start and
+		 * end are where the events returned stop */
+		if (part == 1 && nb < half) {
+			nb++;
+			c->start = s - 1;
+		} else if (part == 2 && na < after) {
+			na++;
+			c->end = s;
+		} else {
+			continue;
+		}
+		json_t *e = visible[i] ? row_event(r, i, user_id, NULL) : NULL;
+		if (!e)
+			continue;
+		json_array_append_new(part == 1 ? c->before : c->after, e);
+		if (part == 2)
+			c->last_id = PQgetvalue(r, i, 0);
+	}
 }
 
 json_t *room_context(struct db *db, const char *room_id, const char *user_id, const char *event_id, int limit,
 		     struct al_error *err)
 {
-	int64_t max;
-	if (viewer_limit(db, room_id, user_id, &max, err) < 0)
+	struct viewer v;
+	if (viewer_limit(db, room_id, user_id, true, &v, err) < 0)
 		return NULL;
 	char ms[24], lim[16];
-	fmt_i64(ms, sizeof(ms), max);
+	fmt_i64(ms, sizeof(ms), v.max);
 	int half = limit / 2, after = limit - half;
 	snprintf(lim, sizeof(lim), "%d", half > after ? half : after);
 	const char *p[] = {room_id, event_id, ms, lim};
+	/* the event first, then before it newest first, after it oldest first */
 	PGresult *r = db_exec(
 		db, err,
 		"WITH x AS (SELECT stream_ordering s FROM events WHERE room_id = $1 AND event_id = $2 "
-		"AND stream_ordering <= $3::bigint) "
+		"AND stream_ordering <= $3::bigint AND stream_ordering > 0) "
 		"SELECT " EVENT_COLS ", 0 AS part FROM events, x WHERE event_id = $2 "
 		"UNION ALL (SELECT " EVENT_COLS ", 1 FROM events, x WHERE room_id = $1 AND stream_ordering < x.s "
 		"AND stream_ordering > 0 "
@@ -2320,42 +2464,38 @@ json_t *room_context(struct db *db, const char *room_id, const char *user_id, co
 		4, p);
 	if (!r)
 		return NULL;
-	json_t *ev = NULL, *before = json_array(), *aft = json_array();
-	int64_t start = 0, end = 0;
-	int nb = 0, na = 0;
-	for (int i = 0; i < PQntuples(r); i++) {
-		int part = atoi(PQgetvalue(r, i, 6));
-		int64_t s = col_i64(r, i, 5);
-		json_t *e = row_event(r, i, user_id, NULL);
-		if (!e)
-			continue;
-		if (part == 0) {
-			ev = e;
-			start = s - 1;
-			end = s;
-		} else if (part == 1 && nb < half) {
-			json_array_append_new(before, e);
-			nb++;
-			start = s - 1;
-		} else if (part == 2 && na < after) {
-			json_array_append_new(aft, e);
-			na++;
-			end = s;
-		} else {
-			json_decref(e);
-		}
+	int n = PQntuples(r);
+	bool *visible = calloc((size_t)n + 1, sizeof(*visible));
+	struct context_parts c = {.before = json_array(), .after = json_array()};
+	json_t *state = NULL, *out = NULL;
+	if (!visible) {
+		al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+		goto done;
 	}
-	PQclear(r);
-	if (!ev) {
-		json_decref(before);
-		json_decref(aft);
+	if (rows_visible(db, user_id, &v, r, 5, visible, err) < 0)
+		goto done;
+	context_collect(r, visible, half, after, user_id, &c);
+	if (!c.event) {
 		al_error_set(err, 404, "M_NOT_FOUND", "Event not found");
-		return NULL;
+		goto done;
 	}
-	json_t *state = room_state(db, room_id, user_id, err);
+	/* the state of the room at the last event returned */
+	PGresult *sr = state_rows_at_event(db, room_id, c.last_id, err);
+	if (!sr)
+		goto done;
+	state = state_events(sr);
+	PQclear(sr);
 	char st[32], en[32];
-	room_token_format(start, st, sizeof(st));
-	room_token_format(end, en, sizeof(en));
-	return json_pack("{s:o, s:o, s:o, s:o, s:s, s:s}", "event", ev, "events_before", before, "events_after", aft,
-			 "state", state ? state : json_array(), "start", st, "end", en);
+	room_token_format(c.start, st, sizeof(st));
+	room_token_format(c.end, en, sizeof(en));
+	out = json_pack("{s:o, s:o, s:o, s:o, s:s, s:s}", "event", c.event, "events_before", c.before, "events_after",
+			c.after, "state", state, "start", st, "end", en);
+	c.event = c.before = c.after = NULL;
+done:
+	json_decref(c.event);
+	json_decref(c.before);
+	json_decref(c.after);
+	free(visible);
+	PQclear(r);
+	return out;
 }

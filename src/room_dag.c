@@ -509,32 +509,41 @@ int room_dag_redact(struct db *db, const struct event_rules *r, const char *room
 	return 0;
 }
 
-int room_dag_fanout(struct db *db, const char *room_id, const char *self, const json_t *pdu, const char *extra,
-		    const char *except, struct al_error *err)
+PGresult *room_dag_fanout_servers(struct db *db, const char *room_id, const char *self, const char *extra,
+				  const char *except, struct al_error *err)
 {
 	const char *p[] = {room_id, self, extra, except};
-	PGresult *r = db_exec(
-		db, err,
+	return db_exec_prepared(
+		db, err, NULL, "room_dag_fanout_servers",
 		"SELECT DISTINCT s FROM (SELECT substring(user_id from position(':' in user_id) + 1) AS s "
 		"FROM room_memberships WHERE room_id = $1 AND membership = 'join' "
 		"UNION SELECT $3::text WHERE $3::text IS NOT NULL) x "
 		"WHERE s <> $2 AND s IS DISTINCT FROM $4::text",
 		4, p);
+}
+
+int room_dag_fanout_to(struct db *db, PGresult *servers, const json_t *pdu, struct al_error *err)
+{
+	int n = PQntuples(servers);
+	if (n == 0)
+		return 0;
+	const char **dests = calloc((size_t)n, sizeof(*dests));
+	if (!dests)
+		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	for (int i = 0; i < n; i++)
+		dests[i] = PQgetvalue(servers, i, 0);
+	int rc = fed_sender_enqueue_pdu(db, dests, n, pdu, err);
+	free(dests);
+	return rc;
+}
+
+int room_dag_fanout(struct db *db, const char *room_id, const char *self, const json_t *pdu, const char *extra,
+		    const char *except, struct al_error *err)
+{
+	PGresult *r = room_dag_fanout_servers(db, room_id, self, extra, except, err);
 	if (!r)
 		return -1;
-	int n = PQntuples(r);
-	int rc = 0;
-	if (n > 0) {
-		const char **dests = calloc((size_t)n, sizeof(*dests));
-		if (!dests) {
-			PQclear(r);
-			return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
-		}
-		for (int i = 0; i < n; i++)
-			dests[i] = PQgetvalue(r, i, 0);
-		rc = fed_sender_enqueue_pdu(db, dests, n, pdu, err);
-		free(dests);
-	}
+	int rc = room_dag_fanout_to(db, r, pdu, err);
 	PQclear(r);
 	return rc;
 }

@@ -84,6 +84,11 @@ int room_dag_redact(struct db *db, const struct event_rules *r, const char *room
  * be NULL) and self. */
 int room_dag_fanout(struct db *db, const char *room_id, const char *self, const json_t *pdu, const char *extra,
 		    const char *except, struct al_error *err);
+/* The same in two steps, for a batch of events sharing one membership:
+ * the servers (one text column; PQclear it), then pdu queued for them. */
+PGresult *room_dag_fanout_servers(struct db *db, const char *room_id, const char *self, const char *extra,
+				  const char *except, struct al_error *err);
+int room_dag_fanout_to(struct db *db, PGresult *servers, const json_t *pdu, struct al_error *err);
 
 /* The server name of a user, room or event ID (after the first ':'). */
 const char *room_dag_server_of(const char *id);

@@ -55,7 +55,7 @@ struct room_queue {
 	bool stopping;
 	const struct keys *keys;
 	struct app *app;
-	void (*on_commit)(void *);
+	void (*on_commit)(void *, const char *room_id);
 	void *commit_arg;
 	int nthreads;
 	struct rq_writer writers[];
@@ -143,7 +143,7 @@ static void write_batch(struct rq_writer *wr, struct rq_room *r, int n)
 	log_debug("room_queue", "batch room_id=%s jobs=%d stored=%d ms=%lld", r->room_id, n, stored,
 		  (long long)(log_enabled(LOG_LVL_DEBUG) ? room_now_ms() - t0 : 0));
 	if (stored > 0 && q->on_commit)
-		q->on_commit(q->commit_arg);
+		q->on_commit(q->commit_arg, r->room_id);
 	static const struct timeval now = {0, 0};
 	for (int i = 0; i < n; i++) {
 		struct rq_job *j = wr->jobs[i];
@@ -205,7 +205,8 @@ static void *writer_main(void *arg)
 }
 
 struct room_queue *room_queue_new(const char *conninfo, const struct keys *keys, struct app *app, int nthreads,
-				  void (*on_commit)(void *), void *commit_arg, struct al_error *err)
+				  void (*on_commit)(void *, const char *room_id), void *commit_arg,
+				  struct al_error *err)
 {
 	if (nthreads < 1 || nthreads > ROOM_QUEUE_MAX_THREADS) {
 		al_error_set(err, 500, "M_UNKNOWN", "room_queue: 1..%d threads", ROOM_QUEUE_MAX_THREADS);

@@ -9,7 +9,7 @@
  * requests for that room queue up for the next one, so the batch size grows
  * with the load by itself; nothing waits for a timer.
  *
- * Only after that commit, on_commit(commit_arg) runs once (sync_notify),
+ * Only after that commit, on_commit(commit_arg, room_id) runs once (sync_notify_room),
  * then every job's done(arg, result) runs on the event_base it was
  * submitted from: a 200 means the event is durably committed.
  *
@@ -54,7 +54,8 @@ typedef void (*room_queue_done_fn)(void *arg, const struct room_queue_result *re
  * hook). on_commit may be NULL; it runs on a writer
  * thread. NULL (err filled) on failure. Requires evthread_use_pthreads(). */
 struct room_queue *room_queue_new(const char *conninfo, const struct keys *keys, struct app *app, int nthreads,
-				  void (*on_commit)(void *), void *commit_arg, struct al_error *err);
+				  void (*on_commit)(void *, const char *room_id), void *commit_arg,
+				  struct al_error *err);
 
 /* Queue one timeline event (spec->state_key and spec->redacts NULL). The
  * strings are copied; spec->content is referenced (json_incref) until the

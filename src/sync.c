@@ -8,6 +8,7 @@
 #include "cjson.h"
 #include "presence.h"
 #include "room.h"
+#include "room_visibility.h"
 #include "typing.h"
 
 static void fmt_i64(char *buf, size_t len, int64_t v)
@@ -353,6 +354,51 @@ static struct sroom *find_room(struct sroom *rooms, int n, const char *room_id)
 static bool joined(const struct sroom *sr)
 {
 	return strcmp(sr->membership, "join") == 0;
+}
+
+/* hidden[k] for the timeline rows of r (room_id, event_id, ..., stream in
+ * column 6; rows oldest first per room) that the history visibility rules
+ * hide from user_id (room_visibility.h). Only the rows a room keeps (its
+ * last `limit`) at or before the user's membership event are checked: the
+ * events after her join are hers to see. One query; malloc'd. */
+static bool *timeline_hidden(struct db *db, PGresult *r, struct sroom *rooms, int n, int limit, const char *user_id,
+			     struct al_error *err)
+{
+	int nr = PQntuples(r), k = 0;
+	bool *hidden = calloc((size_t)nr + 1, sizeof(*hidden));
+	bool *vis = calloc((size_t)nr + 1, sizeof(*vis));
+	const char **ids = calloc((size_t)nr + 1, sizeof(*ids));
+	int *at = calloc((size_t)nr + 1, sizeof(*at));
+	if (!hidden || !vis || !ids || !at) {
+		al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+		goto fail;
+	}
+	for (int i = 0; i < nr;) {
+		struct sroom *sr = find_room(rooms, n, PQgetvalue(r, i, 0));
+		int j = i;
+		while (j < nr && strcmp(PQgetvalue(r, j, 0), PQgetvalue(r, i, 0)) == 0)
+			j++;
+		for (int x = j - i > limit ? j - limit : i; sr && x < j; x++)
+			if (col_i64(r, x, 6) <= sr->mstream) {
+				ids[k] = PQgetvalue(r, x, 1);
+				at[k++] = x;
+			}
+		i = j;
+	}
+	if (k > 0 && room_visibility_filter(db, user_id, ids, k, vis, err) < 0)
+		goto fail;
+	for (int i = 0; i < k; i++)
+		hidden[at[i]] = !vis[i];
+	free(vis);
+	free(ids);
+	free(at);
+	return hidden;
+fail:
+	free(hidden);
+	free(vis);
+	free(ids);
+	free(at);
+	return NULL;
 }
 
 /* m.receipt for joined rooms: every receipt of the rooms in full_ids (new
@@ -729,34 +775,31 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 		snprintf(lim, sizeof(lim), "%d", limit + 1);
 		char *types = like_array(json_object_get(f ? f->timeline : NULL, "types"));
 		char *not_types = like_array(json_object_get(f ? f->timeline : NULL, "not_types"));
-		char s_lo[24];
-		int64_t lo_min = since;
-		for (int i = 0; i < nt; i++)
-			if (strtoll(los[i], NULL, 10) < lo_min)
-				lo_min = strtoll(los[i], NULL, 10);
-		fmt_i64(s_lo, sizeof(s_lo), lo_min);
-		const char *p[] = {arr_rooms, arr_caps, arr_los, lim, types, not_types, s_lo, s_now};
+		const char *p[] = {arr_rooms, arr_caps, arr_los, lim, types, not_types};
 		r = db_exec(
 			db, err,
 			"SELECT x.room_id, x.event_id, x.json, x.sender, x.txn_device, x.txn_id, x.stream_ordering "
 			"FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS q(room_id, cap, lo) "
 			"CROSS JOIN LATERAL (SELECT e.room_id, e.event_id, e.json, e.sender, e.txn_device, e.txn_id, "
-			"e.stream_ordering FROM events e WHERE e.room_id = q.room_id AND e.stream_ordering > q.lo "
-			"AND e.stream_ordering <= q.cap "
-			/* the whole window again as constants: planned with the real
-			     * values (an unnamed statement), the planner sees how many events
-			     * it spans and keeps to events_room_stream_idx for a wide one
-			     * instead of walking the global stream index backwards past every
-			     * other room's events (2.5 s for 100 small rooms next to one big) */
-			"AND e.stream_ordering > $7::bigint AND e.stream_ordering <= $8::bigint "
+			/* the window as a range of events_room_stream_idx, (room_id,
+			     * stream_ordering) row comparisons that no other index serves:
+			     * with the room and the stream as separate conditions, and
+			     * statistics older than a burst of writes, the planner walked
+			     * the global stream index backwards past every other room's
+			     * events (0.9 s for 100 small rooms next to one big) */
+			"e.stream_ordering FROM events e WHERE (e.room_id, e.stream_ordering) > (q.room_id, q.lo) "
+			"AND (e.room_id, e.stream_ordering) <= (q.room_id, q.cap) "
 			"AND ($5::text[] IS NULL OR e.type LIKE ANY ($5::text[])) "
 			"AND NOT (e.type LIKE ANY (coalesce($6::text[], '{}'))) "
-			"ORDER BY e.stream_ordering DESC LIMIT $4::int) x "
+			"ORDER BY e.room_id DESC, e.stream_ordering DESC LIMIT $4::int) x "
 			"ORDER BY x.room_id, x.stream_ordering",
-			8, p);
+			6, p);
 		free(types);
 		free(not_types);
 		if (!r)
+			goto fail;
+		bool *hidden = timeline_hidden(db, r, rooms, n, limit, user_id, err);
+		if (!hidden)
 			goto fail;
 		/* rows come oldest first per room; count per room to drop the extra one */
 		for (int i = 0; i < PQntuples(r);) {
@@ -770,12 +813,13 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 				start = j - limit;
 			}
 			for (int k = start; k < j; k++) {
-				json_t *ev = room_client_event(PQgetvalue(r, k, 2), PQgetvalue(r, k, 1),
-							       PQgetvalue(r, k, 3), col_str(r, k, 4), col_str(r, k, 5),
-							       user_id, device_id);
+				json_t *ev = hidden[k] ? NULL
+						       : room_client_event(PQgetvalue(r, k, 2), PQgetvalue(r, k, 1),
+									   PQgetvalue(r, k, 3), col_str(r, k, 4),
+									   col_str(r, k, 5), user_id, device_id);
 				if (!ev)
 					continue;
-				if (k == start)
+				if (!sr->first)
 					sr->first = col_i64(r, k, 6);
 				json_object_set_new(sr->ids, PQgetvalue(r, k, 1), json_true());
 				json_object_set_new(sr->senders, PQgetvalue(r, k, 3), json_true());
@@ -783,6 +827,7 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 			}
 			i = j;
 		}
+		free(hidden);
 		PQclear(r);
 		r = NULL;
 		/* State: full state for new rooms; for limited incremental
@@ -1087,6 +1132,24 @@ json_t *sync_account_data_get(struct db *db, const char *user_id, const char *ro
 }
 
 /* ---- to-device ---- */
+
+json_t *sync_wake_rooms(struct db *db, const char *user_id, struct al_error *err)
+{
+	const char *p[] = {user_id};
+	PGresult *r = db_exec_prepared(db, err, NULL, "sync_wake_rooms",
+				       "SELECT room_id FROM room_memberships WHERE user_id = $1 "
+				       "AND membership IN ('join', 'invite', 'knock')",
+				       1, p);
+	if (!r)
+		return NULL;
+	json_t *set = json_object();
+	for (int i = 0; set && i < PQntuples(r); i++)
+		json_object_set_new(set, PQgetvalue(r, i, 0), json_true());
+	PQclear(r);
+	if (!set)
+		al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	return set;
+}
 
 int sync_to_device_ack(struct db *db, const char *user_id, const char *device_id, int64_t upto, struct al_error *err)
 {

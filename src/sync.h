@@ -67,6 +67,11 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 		   const struct sync_pos *since, bool full_state, const struct sync_filter *f, bool *empty,
 		   struct al_error *err);
 
+/* The rooms whose new events concern a parked sync of user_id: a set
+ * (object room_id -> true) of the rooms she is joined to, invited to or
+ * knocking on. */
+json_t *sync_wake_rooms(struct db *db, const char *user_id, struct al_error *err);
+
 /* A sync with since.to_device = upto acknowledges the device's to-device
  * messages at or below upto: they are deleted. */
 int sync_to_device_ack(struct db *db, const char *user_id, const char *device_id, int64_t upto, struct al_error *err);

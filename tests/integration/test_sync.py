@@ -518,3 +518,41 @@ def test_incremental_reports_only_changed_rooms(server):
     j = s2["rooms"]["join"][other]
     assert {e["type"] for e in j["state"]["events"] + j["timeline"]["events"]} >= {"m.room.create", "m.room.member"}
     assert a.sync(since=s2["next_batch"])["rooms"] == {"join": {}, "invite": {}, "leave": {}}
+
+
+def test_long_poll_wake_is_per_user(server):
+    """A new event wakes the parked syncs of the room's members only: an
+    unrelated user's sync stays parked until its own timeout; an invite
+    wakes the invitee (a room she was not in when she parked)."""
+    a, b, c = User(server), User(server), User(server)
+    room = a.create_room(preset="public_chat")
+    assert b.join(room).status_code == 200
+    c.create_room()
+    ta, tc = a.sync()["next_batch"], c.sync()["next_batch"]
+    results, order = {}, []
+
+    def poll(u, tok, key, timeout_ms):
+        results[key] = u.sync(since=tok, timeout=timeout_ms)
+        order.append(key)
+
+    threads = [threading.Thread(target=poll, args=(c, tc, "c", 4000)),
+               threading.Thread(target=poll, args=(a, ta, "a", 20000))]
+    for th in threads:
+        th.start()
+    time.sleep(0.5)
+    assert not results, "the syncs did not park"
+    ev = b.send_ok(room, "for a")
+    for th in threads:
+        th.join(30)
+    assert ev in timeline_ids(results["a"], room)
+    assert order == ["a", "c"]
+    assert results["c"]["rooms"]["join"] == {} and results["c"]["rooms"]["invite"] == {}
+    # an invite to a room she is not in wakes her
+    body, _ = parked_sync(c, results["c"]["next_batch"],
+                          lambda: a.post("/rooms/%s/invite" % room, {"user_id": c.user_id}))
+    assert room in body["rooms"]["invite"]
+    # and once she joined, the room's events wake her too
+    assert c.join(room).status_code == 200
+    tok = c.sync(since=body["next_batch"])["next_batch"]
+    body, _ = parked_sync(c, tok, lambda: b.send_ok(room, "for c"))
+    assert "for c" in [e["content"].get("body") for e in body["rooms"]["join"][room]["timeline"]["events"]]
