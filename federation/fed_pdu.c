@@ -614,6 +614,54 @@ static bool accept_item(struct txn_job *j, json_t *it, unsigned flags, struct ro
 	return true;
 }
 
+/* The PDUs of one room pushed to us, pending, in depth order (order[0, n)),
+ * through room_remote_accept_run: the common case in one database
+ * transaction; what it leaves goes item by item (job_run). */
+static void accept_room_run(struct txn_job *j, json_t **order, size_t n, const char *room_id)
+{
+	struct room_pdu_run_item items[ROOM_REMOTE_RUN_MAX];
+	json_t *its[ROOM_REMOTE_RUN_MAX];
+	int k = 0;
+	for (size_t i = 0; i < n && k < ROOM_REMOTE_RUN_MAX; i++) {
+		json_t *it = order[i];
+		json_t *pdu = json_object_get(it, "pdu");
+		const char *r = json_string_value(json_object_get(pdu, "room_id"));
+		const char *id = json_string_value(json_object_get(it, "event_id"));
+		if (json_integer_value(json_object_get(it, "state")) != IT_PENDING || !r || strcmp(r, room_id) != 0 ||
+		    !id || json_is_true(json_object_get(it, "fetched")) || json_is_true(json_object_get(it, "outlier")))
+			continue;
+		items[k] = (struct room_pdu_run_item){.pdu = pdu, .event_id = id};
+		its[k++] = it;
+	}
+	struct room_ctx c = ctx_of(j);
+	struct al_error err = {0};
+	int done = room_remote_accept_run(&c, room_id, items, k, &err);
+	if (done < 0)
+		log_info("fed_pdu", "run not stored room_id=%s: %s", room_id, err.message);
+	for (int i = 0; i < done; i++) {
+		if (items[i].out.status == ROOM_PDU_ACCEPTED)
+			j->accepted_any = true;
+		result(j, its[i], NULL);
+		room_pdu_outcome_clear(&items[i].out);
+	}
+}
+
+/* accept_room_run for each room with pushed PDUs pending. */
+static void accept_runs(struct txn_job *j, json_t **order, size_t n)
+{
+	json_t *seen = json_object();
+	for (size_t i = 0; i < n; i++) {
+		json_t *it = order[i];
+		const char *room_id = json_string_value(json_object_get(json_object_get(it, "pdu"), "room_id"));
+		if (json_integer_value(json_object_get(it, "state")) != IT_PENDING || !room_id ||
+		    json_object_get(seen, room_id) || json_is_true(json_object_get(it, "fetched")))
+			continue;
+		json_object_set_new(seen, room_id, json_true());
+		accept_room_run(j, order + i, n - i, room_id);
+	}
+	json_decref(seen);
+}
+
 static void ask_event_auth(struct txn_job *j, const char *room_id, const char *event_id)
 {
 	char *path = path_of("event_auth", room_id, event_id, NULL);
@@ -664,7 +712,10 @@ static void job_run(struct txn_job *j)
 			log_info("fed_pdu", "cannot use the state at %s: %s", pid, err.message);
 		json_object_del(j->state_for, pid);
 	}
-	/* pass B: the timeline, oldest first */
+	/* pass B: the timeline, oldest first; runs of one room in one
+	 * transaction first, as far as they go */
+	if (j->runs == 1)
+		accept_runs(j, order, n);
 	json_t *gaps = json_object(); /* room_id -> [event IDs with unknown prev_events] */
 	for (size_t i = 0; i < n; i++) {
 		json_t *it = order[i];
