@@ -7,6 +7,7 @@
  * failures, rejections) ends the run and goes through room_remote_accept
  * as before, in the same order. */
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -212,19 +213,111 @@ static void run_take(struct run *r)
 	}
 }
 
-/* The state the run's auth checks need, at the current group, with the
- * events: one round trip. */
-static int run_state(struct run *r, struct al_error *err)
+/* ---- the auth state at a state group, cached ----
+ * A state group never changes, so what a run read of one (the events of
+ * some keys) stays true: the next runs on the same group (every
+ * transaction of a busy room until its state changes) skip that query.
+ * Shared by the workers (copies in and out, under a mutex). */
+#define STATE_CACHE_ROOMS 16
+#define STATE_CACHE_KEYS 256 /* per group: more keys and it starts over */
+
+struct state_cache_entry {
+	char room_id[ROOM_ID_MAX + 1];
+	int64_t group;
+	json_t *state; /* key -> PDU with event_id */
+};
+
+static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct state_cache_entry cache[STATE_CACHE_ROOMS];
+static int cache_next;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+
+static void cache_free(void)
 {
-	json_t *pairs = json_array();
+	for (int i = 0; i < STATE_CACHE_ROOMS; i++)
+		json_decref(cache[i].state);
+	memset(cache, 0, sizeof(cache));
+}
+
+static void cache_init(void)
+{
+	atexit(cache_free);
+}
+
+/* Under cache_mu. */
+static struct state_cache_entry *cache_find(const char *room_id, int64_t group)
+{
+	for (int i = 0; i < STATE_CACHE_ROOMS; i++)
+		if (cache[i].state && cache[i].group == group && strcmp(cache[i].room_id, room_id) == 0)
+			return &cache[i];
+	return NULL;
+}
+
+/* Copy what the cache holds of r->keys into r->state; the keys still
+ * missing go into missing. */
+static void cache_get(struct run *r, json_t *missing)
+{
+	pthread_once(&cache_once, cache_init);
+	pthread_mutex_lock(&cache_mu);
+	struct state_cache_entry *e = cache_find(r->room_id, r->group);
 	const char *k;
 	json_t *v;
 	json_object_foreach(r->keys, k, v)
+	{
+		json_t *pdu = e ? json_object_get(e->state, k) : NULL;
+		if (pdu)
+			json_object_set_new(r->state, k, json_deep_copy(pdu));
+		else
+			json_object_set_new(missing, k, json_true());
+	}
+	pthread_mutex_unlock(&cache_mu);
+}
+
+static void cache_put(struct run *r, json_t *found)
+{
+	if (strlen(r->room_id) > ROOM_ID_MAX)
+		return;
+	pthread_mutex_lock(&cache_mu);
+	struct state_cache_entry *e = cache_find(r->room_id, r->group);
+	if (!e || json_object_size(e->state) + json_object_size(found) > STATE_CACHE_KEYS) {
+		if (!e) {
+			e = &cache[cache_next];
+			cache_next = (cache_next + 1) % STATE_CACHE_ROOMS;
+		}
+		json_decref(e->state);
+		e->state = json_object();
+		snprintf(e->room_id, sizeof(e->room_id), "%s", r->room_id);
+		e->group = r->group;
+	}
+	const char *k;
+	json_t *v;
+	json_object_foreach(found, k, v)
+	{
+		json_object_set_new(e->state, k, json_deep_copy(v));
+	}
+	pthread_mutex_unlock(&cache_mu);
+}
+
+/* The state the run's auth checks need, at the current group, with the
+ * events: from the cache, else one round trip. */
+static int run_state(struct run *r, struct al_error *err)
+{
+	json_t *missing = json_object();
+	cache_get(r, missing);
+	if (json_object_size(missing) == 0) {
+		json_decref(missing);
+		return 0;
+	}
+	json_t *pairs = json_array();
+	const char *k;
+	json_t *v;
+	json_object_foreach(missing, k, v)
 	{
 		const char *sep = strchr(k, '\x1f');
 		if (sep)
 			json_array_append_new(pairs, json_pack("[s%, s]", k, (size_t)(sep - k), sep + 1));
 	}
+	json_decref(missing);
 	char *text = cjson_encode(pairs, NULL, err);
 	json_decref(pairs);
 	if (!text)
@@ -247,17 +340,21 @@ static int run_state(struct run *r, struct al_error *err)
 	free(text);
 	if (!res)
 		return -1;
+	json_t *found = json_object();
 	for (int i = 0; i < PQntuples(res); i++) {
 		char key[ROOM_AUTH_KEY_MAX + 1];
 		json_t *pdu = json_loads(PQgetvalue(res, i, 3), JSON_DECODE_ANY, NULL);
 		if (pdu && room_auth_key(PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), key, sizeof(key)) == 0) {
 			json_object_set_new(pdu, "event_id", json_string(PQgetvalue(res, i, 2)));
-			json_object_set_new(r->state, key, pdu);
+			json_object_set(r->state, key, pdu);
+			json_object_set_new(found, key, pdu);
 		} else {
 			json_decref(pdu);
 		}
 	}
 	PQclear(res);
+	cache_put(r, found);
+	json_decref(found);
 	return 0;
 }
 
