@@ -62,17 +62,20 @@ static int hex_to_hash(const char *hex, unsigned char out[AUDIT_HASH_BYTES])
 	return 0;
 }
 
+/* The lock, then the tip, in one round trip (the server runs them in
+ * order: the tip is read under the lock). commit: the INSERT and COMMIT
+ * in one round trip too. */
 static int append_locked(struct db *db, const char *category, const char *action, const char *actor, const char *target,
-			 const char *origin_server, json_t *details, struct al_error *err)
+			 const char *origin_server, json_t *details, bool commit, struct al_error *err)
 {
-	PGresult *r = db_exec(db, err, "SELECT pg_advisory_xact_lock(" AUDIT_LOCK_ID ")", 0, NULL);
-	if (!r)
+	struct db_stmt tip[2] = {
+		{.sql = "SELECT pg_advisory_xact_lock(" AUDIT_LOCK_ID ")"},
+		{.sql = "SELECT encode(entry_hash, 'hex') FROM federation_audit_log ORDER BY id DESC LIMIT 1"},
+	};
+	if (db_pipeline(db, tip, 2, NULL, err) < 0)
 		return -1;
-	PQclear(r);
-	r = db_exec(db, err, "SELECT encode(entry_hash, 'hex') FROM federation_audit_log ORDER BY id DESC LIMIT 1", 0,
-		    NULL);
-	if (!r)
-		return -1;
+	PQclear(tip[0].result);
+	PGresult *r = tip[1].result;
 	unsigned char prev[AUDIT_HASH_BYTES] = {0};
 	int bad = PQntuples(r) == 1 && hex_to_hash(PQgetvalue(r, 0, 0), prev) < 0;
 	PQclear(r);
@@ -91,16 +94,22 @@ static int append_locked(struct db *db, const char *category, const char *action
 	sodium_bin2hex(prev_hex, sizeof(prev_hex), prev, sizeof(prev));
 	sodium_bin2hex(hash_hex, sizeof(hash_hex), hash, sizeof(hash));
 	const char *p[9] = {category, action, actor, target, origin_server, details_text, ms_s, prev_hex, hash_hex};
-	r = db_exec(db, err,
-		    "INSERT INTO federation_audit_log (category, action, actor, target, origin_server,"
-		    " details, created_at, created_ms, prev_hash, entry_hash)"
-		    " VALUES ($1, $2, $3, $4, $5, $6::jsonb, to_timestamp($7::bigint / 1000.0), $7::bigint,"
-		    " decode($8, 'hex'), decode($9, 'hex'))",
-		    9, p);
+	struct db_stmt ins[2] = {
+		{.sql = "INSERT INTO federation_audit_log (category, action, actor, target, origin_server,"
+			" details, created_at, created_ms, prev_hash, entry_hash)"
+			" VALUES ($1, $2, $3, $4, $5, $6::jsonb, to_timestamp($7::bigint / 1000.0), $7::bigint,"
+			" decode($8, 'hex'), decode($9, 'hex'))",
+		 .nparams = 9,
+		 .params = p},
+		{.sql = "COMMIT"},
+	};
+	int rc = db_pipeline(db, ins, commit ? 2 : 1, NULL, err);
 	free(details_text);
-	if (!r)
+	if (rc < 0)
 		return -1;
-	PQclear(r);
+	PQclear(ins[0].result);
+	if (commit)
+		PQclear(ins[1].result);
 	return 0;
 }
 
@@ -112,7 +121,15 @@ struct audit_entry {
 static int append(struct db *db, const void *arg, struct al_error *err)
 {
 	const struct audit_entry *e = arg;
-	return append_locked(db, e->category, e->action, e->actor, e->target, e->origin_server, e->details, err);
+	return append_locked(db, e->category, e->action, e->actor, e->target, e->origin_server, e->details, false, err);
+}
+
+int audit_append_commit(struct db *db, const char *category, const char *action, const char *actor, const char *target,
+			const char *origin_server, json_t *details, struct al_error *err)
+{
+	if (PQtransactionStatus(db->conn) != PQTRANS_INTRANS)
+		return al_error_set(err, 500, "M_UNKNOWN", "audit_append_commit outside a transaction");
+	return append_locked(db, category, action, actor, target, origin_server, details, true, err);
 }
 
 int audit_append(struct db *db, const char *category, const char *action, const char *actor, const char *target,

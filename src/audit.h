@@ -18,6 +18,12 @@
 int audit_append(struct db *db, const char *category, const char *action, const char *actor, const char *target,
 		 const char *origin_server, json_t *details, struct al_error *err);
 
+/* audit_append in the caller's open transaction, then its COMMIT in the
+ * same round trip as the entry's INSERT. 0 committed; -1 with err (roll
+ * back: nothing or, when COMMIT failed, an unknown outcome). */
+int audit_append_commit(struct db *db, const char *category, const char *action, const char *actor, const char *target,
+			const char *origin_server, json_t *details, struct al_error *err);
+
 /* Recompute the whole chain in one pass (batched reads). *entries gets
  * the number of entries, *first_bad_id the id of the first entry whose
  * prev_hash or entry_hash does not match (0 when the chain is intact).
