@@ -127,10 +127,12 @@ static int dispatch_edus(struct db *db, const char *origin, json_t *edus, struct
 	return dispatched;
 }
 
-/* The txnId and its response recorded (BEGIN and the INSERT in one round
- * trip; the origin is up, so what we queued for it need not wait for its
- * back-off). 1 recorded (transaction open), 0 a repeat (closed), -1. */
-static int record_txn(struct db *db, const char *origin, const char *txn_id, const char *response, struct al_error *err)
+/* The txnId and its response recorded, and the audit lock taken (BEGIN,
+ * the INSERT and the lock in one round trip; the origin is up, so what we
+ * queued for it need not wait for its back-off). 1 recorded (transaction
+ * open), 0 a repeat (closed), -1. */
+static int record_txn(struct db *db, const char *origin, const char *txn_id, const char *response,
+		      struct audit_tip *tip, struct al_error *err)
 {
 	const char *p[3] = {origin, txn_id, response};
 	struct db_stmt st[2] = {
@@ -144,7 +146,7 @@ static int record_txn(struct db *db, const char *origin, const char *txn_id, con
 		 .nparams = 3,
 		 .params = p},
 	};
-	if (db_pipeline(db, st, 2, NULL, err) < 0) {
+	if (audit_lock(db, st, 2, tip, err) < 0) {
 		db_rollback(db);
 		return -1;
 	}
@@ -171,7 +173,8 @@ static void send_finish(void *arg, json_t *results)
 	struct db *db = &req->worker->db;
 	json_t *resp = json_pack("{s:O}", "pdus", results);
 	char *text = resp ? cjson_encode(resp, NULL, &err) : NULL;
-	int fresh = text ? record_txn(db, origin, txn_id, text, &err) : -1;
+	struct audit_tip tip;
+	int fresh = text ? record_txn(db, origin, txn_id, text, &tip, &err) : -1;
 	free(text);
 	if (fresh < 0)
 		goto fail;
@@ -196,8 +199,8 @@ static void send_finish(void *arg, json_t *results)
 	int ignored = (int)json_array_size(edus) - dispatched;
 	json_t *det = json_pack("{s:s, s:i, s:i, s:i}", "txn_id", txn_id, "pdus", (int)json_array_size(pdus), "edus",
 				dispatched, "edus_ignored", ignored);
-	int arc = audit_append_commit(db, "federation", "transaction.received", NULL, req->app->cfg.server_name, origin,
-				      det, &err);
+	int arc = audit_commit(db, &tip, "federation", "transaction.received", NULL, req->app->cfg.server_name, origin,
+			       det, &err);
 	json_decref(det);
 	if (arc < 0) {
 		db_rollback(db);

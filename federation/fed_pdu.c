@@ -9,6 +9,8 @@
  * each of them (/state_ids, then /state and /event for what is missing,
  * stored as outliers); unknown auth events come from /event_auth. Runs on the receiving worker's loop with
  * its database connection; never blocks on the network. */
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -314,21 +316,72 @@ static void add_item(struct txn_job *j, json_t *pdu, bool fetched, bool outlier,
 		result(j, it, "unsupported room version");
 }
 
-/* The versions of the rooms of pdus, in one query. */
+/* Room versions never change: the rooms of recent transactions are
+ * remembered (shared by the workers, under a mutex). */
+#define VERSION_CACHE 32
+
+static pthread_mutex_t version_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	char room_id[256];
+	char version[8];
+} version_cache[VERSION_CACHE];
+static int version_next;
+
+/* Fills out with what the cache knows of ids; returns the rest. */
+static json_t *versions_cached(json_t *ids, json_t *out)
+{
+	json_t *rest = json_array();
+	size_t i;
+	json_t *v;
+	pthread_mutex_lock(&version_mu);
+	json_array_foreach(ids, i, v)
+	{
+		const char *room = json_string_value(v);
+		bool hit = false;
+		for (int k = 0; k < VERSION_CACHE && !hit; k++)
+			if (strcmp(version_cache[k].room_id, room) == 0) {
+				json_object_set_new(out, room, json_string(version_cache[k].version));
+				hit = true;
+			}
+		if (!hit)
+			json_array_append(rest, v);
+	}
+	pthread_mutex_unlock(&version_mu);
+	return rest;
+}
+
+static void version_remember(const char *room, const char *version)
+{
+	if (strlen(room) >= sizeof(version_cache[0].room_id) || strlen(version) >= sizeof(version_cache[0].version))
+		return;
+	pthread_mutex_lock(&version_mu);
+	snprintf(version_cache[version_next].room_id, sizeof(version_cache[0].room_id), "%s", room);
+	snprintf(version_cache[version_next].version, sizeof(version_cache[0].version), "%s", version);
+	version_next = (version_next + 1) % VERSION_CACHE;
+	pthread_mutex_unlock(&version_mu);
+}
+
+/* The versions of the rooms of pdus: from the cache, the rest in one
+ * query. */
 static json_t *room_versions(struct txn_job *j, json_t *pdus)
 {
 	json_t *out = json_object();
-	json_t *ids = json_array();
+	json_t *ids = json_array(), *seen = json_object();
 	size_t i;
 	json_t *p;
 	json_array_foreach(pdus, i, p)
 	{
 		const char *room = json_string_value(json_object_get(p, "room_id"));
-		if (room && strlen(room) <= 255)
+		if (room && strlen(room) <= 255 && !json_object_get(seen, room)) {
+			json_object_set_new(seen, room, json_true());
 			json_array_append_new(ids, json_string(room));
+		}
 	}
-	char *text = cjson_encode(ids, NULL, NULL);
+	json_decref(seen);
+	json_t *rest = versions_cached(ids, out);
 	json_decref(ids);
+	char *text = json_array_size(rest) ? cjson_encode(rest, NULL, NULL) : NULL;
+	json_decref(rest);
 	if (!text)
 		return out;
 	struct al_error err = {0};
@@ -340,8 +393,10 @@ static json_t *room_versions(struct txn_job *j, json_t *pdus)
 	free(text);
 	if (!r)
 		return out;
-	for (int k = 0; k < PQntuples(r); k++)
+	for (int k = 0; k < PQntuples(r); k++) {
 		json_object_set_new(out, PQgetvalue(r, k, 0), json_string(PQgetvalue(r, k, 1)));
+		version_remember(PQgetvalue(r, k, 0), PQgetvalue(r, k, 1));
+	}
 	PQclear(r);
 	return out;
 }

@@ -188,8 +188,8 @@ static void txn_done(const struct fed_response *resp, void *arg)
 	const char *p[2] = {f->dest, f->txn_id};
 	char dest[256];
 	snprintf(dest, sizeof(dest), "%s", f->dest);
-	/* BEGIN and the DELETE in one round trip, the audit entry and COMMIT
-	 * in two more */
+	/* BEGIN, the DELETE and the audit lock in one round trip, the audit
+	 * entry and COMMIT in another */
 	struct db_stmt st[2] = {
 		{.sql = "BEGIN"},
 		{.name = "sender_delivered",
@@ -202,14 +202,15 @@ static void txn_done(const struct fed_response *resp, void *arg)
 		 .nparams = 2,
 		 .params = p},
 	};
-	bool ok = db_pipeline(db, st, 2, NULL, &err) == 0;
+	struct audit_tip tip;
+	bool ok = audit_lock(db, st, 2, &tip, &err) == 0;
 	if (ok) {
 		PQclear(st[0].result);
 		PQclear(st[1].result);
 		json_t *det = json_pack("{s:s, s:i}", "txn_id", f->txn_id, "items", f->count);
-		ok = audit_append_commit(db, "federation",
-					 f->prev_interval ? "destination.recovered" : "transaction.sent", NULL, f->dest,
-					 NULL, det, &err) == 0;
+		ok = audit_commit(db, &tip, "federation",
+				  f->prev_interval ? "destination.recovered" : "transaction.sent", NULL, f->dest, NULL,
+				  det, &err) == 0;
 		json_decref(det);
 	}
 	if (!ok)
