@@ -7,15 +7,19 @@
 #     /sync on B, p50/p99; baseline: the same to a long-polling /sync on A
 #   - m.call.invite on A -> ringing in GET /_auralink/client/v1/calls on B;
 #     baseline: a call between two users of A
-#   - PDUs/s sustained A -> B (concurrent sends into a shared room, counted
-#     on B); baseline: the send rate on A
+#   - PDUs/s sustained A -> B: wrk drives PUT /send on A (several users,
+#     unique txnIds) into a room joined by users of B; the PDUs B accepted
+#     and stored over a window (rows counted on B), next to A's own accept
+#     rate in the same window and GET /versions with the same wrk settings
 # Prints figures and the machine; never passes or fails.
 #
-#   bench/federation_rooms.sh   env: FR_BENCH_MEMBERS (100), FR_BENCH_JOINS (5), FR_BENCH_MSGS (100),
-#                               FR_BENCH_CALLS (20), FR_BENCH_PDUS (1000)
+#   bench/federation_rooms.sh   env: FR_BENCH_PARTS (joins,pdus), FR_BENCH_MEMBERS (100),
+#     FR_BENCH_JOINS (5), FR_BENCH_MSGS (100), FR_BENCH_CALLS (20), FR_BENCH_SENDERS (8),
+#     FR_BENCH_CONNS (32), FR_BENCH_WINDOW (20 s), FR_BENCH_WARMUP (3 s),
+#     FR_BENCH_PERF_DIR (perf record both servers over the window into it)
 set -euo pipefail
 . "$(dirname "$0")/../scripts/lib.sh"
-al_install_packages $AL_BUILD_PACKAGES $AL_TEST_PACKAGES
+al_install_packages $AL_BUILD_PACKAGES $AL_TEST_PACKAGES wrk
 al_build "$AL_ROOT/build"
 
 W=$(mktemp -d /tmp/auralink-frbench.XXXXXX)

@@ -102,45 +102,11 @@ static char *stored_response(struct db *db, const char *origin, const char *txn_
 	return out;
 }
 
-/* Once the PDUs were processed (they are idempotent: a PDU stored already
- * is known): record the txnId, dispatch the EDUs and store the response,
- * all in one transaction. */
-static void send_finish(void *arg, json_t *results)
+/* The EDUs grouped by type, each group to its handler once (in the
+ * transaction). How many were dispatched, or -1 with err. */
+static int dispatch_edus(struct db *db, const char *origin, json_t *edus, struct al_error *err)
 {
-	struct http_req *req = arg;
-	const char *origin = req->user_id;
-	const char *txn_id = req->params[0];
-	struct al_error err = {0};
-	json_t *body = req->body;
-	json_t *pdus = json_object_get(body, "pdus");
-	json_t *edus = json_object_get(body, "edus");
-	struct db *db = &req->worker->db;
-	const char *p[3] = {origin, txn_id, NULL};
-	if (db_begin(db, &err) < 0)
-		goto fail;
-	PGresult *r = db_exec(db, &err,
-			      "INSERT INTO federation_inbound_txns (origin, txn_id, response) VALUES ($1, $2, '{}') "
-			      "ON CONFLICT DO NOTHING RETURNING 1",
-			      2, p);
-	if (!r)
-		goto rollback;
-	int fresh = PQntuples(r);
-	PQclear(r);
-	if (!fresh) {
-		db_rollback(db);
-		size_t len = 0;
-		char *text = stored_response(db, origin, txn_id, &len);
-		if (text) {
-			log_info("fed_inbound", "repeated transaction origin=%s txn=%s", origin, txn_id);
-			http_reply_raw(req, 200, text, len);
-			free(text);
-		} else {
-			http_reply_json(req, 200, json_pack("{s:O}", "pdus", results));
-		}
-		return;
-	}
-	/* EDUs, grouped by type, each group to its handler once. */
-	int dispatched = 0, ignored = 0;
+	int dispatched = 0;
 	for (int t = 0; t < nregistry; t++) {
 		json_t *group = json_array();
 		size_t i;
@@ -152,46 +118,100 @@ static void send_finish(void *arg, json_t *results)
 			if (type && json_is_object(content) && strcmp(type, registry[t].type) == 0)
 				json_array_append(group, content);
 		}
-		int rc = json_array_size(group) ? registry[t].fn(db, origin, group, &err) : 0;
+		int rc = json_array_size(group) ? registry[t].fn(db, origin, group, err) : 0;
 		dispatched += (int)json_array_size(group);
 		json_decref(group);
 		if (rc < 0)
-			goto rollback;
+			return -1;
 	}
-	ignored = (int)json_array_size(edus) - dispatched;
+	return dispatched;
+}
+
+/* The txnId and its response recorded, and the audit lock taken (BEGIN,
+ * the INSERT and the lock in one round trip; the origin is up, so what we
+ * queued for it need not wait for its back-off). 1 recorded (transaction
+ * open), 0 a repeat (closed), -1. */
+static int record_txn(struct db *db, const char *origin, const char *txn_id, const char *response,
+		      struct audit_tip *tip, struct al_error *err)
+{
+	const char *p[3] = {origin, txn_id, response};
+	struct db_stmt st[2] = {
+		{.sql = "BEGIN"},
+		{.name = "fed_inbound_record",
+		 .sql = "WITH t AS (INSERT INTO federation_inbound_txns (origin, txn_id, response) "
+			"VALUES ($1, $2, $3::jsonb) ON CONFLICT DO NOTHING RETURNING 1), "
+			"u AS (UPDATE federation_destinations SET retry_after = NULL WHERE destination = $1 "
+			"AND retry_after IS NOT NULL AND EXISTS (SELECT 1 FROM t)) "
+			"SELECT count(*) FROM t",
+		 .nparams = 3,
+		 .params = p},
+	};
+	if (audit_lock(db, st, 2, tip, err) < 0) {
+		db_rollback(db);
+		return -1;
+	}
+	int fresh = atoi(PQgetvalue(st[1].result, 0, 0)) > 0;
+	PQclear(st[0].result);
+	PQclear(st[1].result);
+	if (!fresh)
+		db_rollback(db);
+	return fresh;
+}
+
+/* Once the PDUs were processed (they are idempotent: a PDU stored already
+ * is known): record the txnId with its response, dispatch the EDUs and
+ * write the audit entry, all in one transaction. */
+static void send_finish(void *arg, json_t *results)
+{
+	struct http_req *req = arg;
+	const char *origin = req->user_id;
+	const char *txn_id = req->params[0];
+	struct al_error err = {0};
+	json_t *body = req->body;
+	json_t *pdus = json_object_get(body, "pdus");
+	json_t *edus = json_object_get(body, "edus");
+	struct db *db = &req->worker->db;
 	json_t *resp = json_pack("{s:O}", "pdus", results);
-	char *text = cjson_encode(resp, NULL, &err);
-	if (!text) {
-		json_decref(resp);
-		goto rollback;
-	}
-	p[2] = text;
-	r = db_exec(
-		db, &err,
-		"WITH u AS (UPDATE federation_inbound_txns SET response = $3::jsonb WHERE origin = $1 AND txn_id = $2) "
-		/* the origin is up: what we queued for it need not wait for its back-off */
-		"UPDATE federation_destinations SET retry_after = NULL WHERE destination = $1 AND retry_after IS NOT "
-		"NULL",
-		3, p);
+	char *text = resp ? cjson_encode(resp, NULL, &err) : NULL;
+	struct audit_tip tip;
+	int fresh = text ? record_txn(db, origin, txn_id, text, &tip, &err) : -1;
 	free(text);
-	PQclear(r);
+	if (fresh < 0)
+		goto fail;
+	if (!fresh) {
+		size_t len = 0;
+		char *stored = stored_response(db, origin, txn_id, &len);
+		log_info("fed_inbound", "repeated transaction origin=%s txn=%s", origin, txn_id);
+		if (stored) {
+			http_reply_raw(req, 200, stored, len);
+			free(stored);
+		} else {
+			http_reply_json(req, 200, json_incref(resp));
+		}
+		json_decref(resp);
+		return;
+	}
+	int dispatched = dispatch_edus(db, origin, edus, &err);
+	if (dispatched < 0) {
+		db_rollback(db);
+		goto fail;
+	}
+	int ignored = (int)json_array_size(edus) - dispatched;
 	json_t *det = json_pack("{s:s, s:i, s:i, s:i}", "txn_id", txn_id, "pdus", (int)json_array_size(pdus), "edus",
 				dispatched, "edus_ignored", ignored);
-	int arc = r ? audit_append(db, "federation", "transaction.received", NULL, req->app->cfg.server_name, origin,
-				   det, &err)
-		    : -1;
+	int arc = audit_commit(db, &tip, "federation", "transaction.received", NULL, req->app->cfg.server_name, origin,
+			       det, &err);
 	json_decref(det);
-	if (arc < 0 || db_commit(db, &err) < 0) {
-		json_decref(resp);
-		goto rollback;
+	if (arc < 0) {
+		db_rollback(db);
+		goto fail;
 	}
 	atomic_fetch_add(&edus_dispatched, dispatched);
 	federation_sender_wake(req->app);
 	http_reply_json(req, 200, resp);
 	return;
-rollback:
-	db_rollback(db);
 fail:
+	json_decref(resp);
 	http_reply_al_error(req, &err);
 }
 
@@ -225,14 +245,8 @@ static void send_authed(struct http_req *req)
 				 FED_TXN_MAX_PDUS, FED_TXN_MAX_EDUS);
 		return;
 	}
-	size_t len = 0;
-	char *text = stored_response(&req->worker->db, origin, txn_id, &len);
-	if (text) {
-		log_info("fed_inbound", "repeated transaction origin=%s txn=%s", origin, txn_id);
-		http_reply_raw(req, 200, text, len);
-		free(text);
-		return;
-	}
+	/* a repeated txnId is answered with its stored response by
+	 * send_finish (its PDUs are known by then: no work to speak of) */
 	if (json_array_size(pdus) == 0) {
 		json_t *none = json_object();
 		send_finish(req, none);

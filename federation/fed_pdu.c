@@ -9,6 +9,8 @@
  * each of them (/state_ids, then /state and /event for what is missing,
  * stored as outliers); unknown auth events come from /event_auth. Runs on the receiving worker's loop with
  * its database connection; never blocks on the network. */
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -314,21 +316,72 @@ static void add_item(struct txn_job *j, json_t *pdu, bool fetched, bool outlier,
 		result(j, it, "unsupported room version");
 }
 
-/* The versions of the rooms of pdus, in one query. */
+/* Room versions never change: the rooms of recent transactions are
+ * remembered (shared by the workers, under a mutex). */
+#define VERSION_CACHE 32
+
+static pthread_mutex_t version_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	char room_id[256];
+	char version[8];
+} version_cache[VERSION_CACHE];
+static int version_next;
+
+/* Fills out with what the cache knows of ids; returns the rest. */
+static json_t *versions_cached(json_t *ids, json_t *out)
+{
+	json_t *rest = json_array();
+	size_t i;
+	json_t *v;
+	pthread_mutex_lock(&version_mu);
+	json_array_foreach(ids, i, v)
+	{
+		const char *room = json_string_value(v);
+		bool hit = false;
+		for (int k = 0; k < VERSION_CACHE && !hit; k++)
+			if (strcmp(version_cache[k].room_id, room) == 0) {
+				json_object_set_new(out, room, json_string(version_cache[k].version));
+				hit = true;
+			}
+		if (!hit)
+			json_array_append(rest, v);
+	}
+	pthread_mutex_unlock(&version_mu);
+	return rest;
+}
+
+static void version_remember(const char *room, const char *version)
+{
+	if (strlen(room) >= sizeof(version_cache[0].room_id) || strlen(version) >= sizeof(version_cache[0].version))
+		return;
+	pthread_mutex_lock(&version_mu);
+	snprintf(version_cache[version_next].room_id, sizeof(version_cache[0].room_id), "%s", room);
+	snprintf(version_cache[version_next].version, sizeof(version_cache[0].version), "%s", version);
+	version_next = (version_next + 1) % VERSION_CACHE;
+	pthread_mutex_unlock(&version_mu);
+}
+
+/* The versions of the rooms of pdus: from the cache, the rest in one
+ * query. */
 static json_t *room_versions(struct txn_job *j, json_t *pdus)
 {
 	json_t *out = json_object();
-	json_t *ids = json_array();
+	json_t *ids = json_array(), *seen = json_object();
 	size_t i;
 	json_t *p;
 	json_array_foreach(pdus, i, p)
 	{
 		const char *room = json_string_value(json_object_get(p, "room_id"));
-		if (room && strlen(room) <= 255)
+		if (room && strlen(room) <= 255 && !json_object_get(seen, room)) {
+			json_object_set_new(seen, room, json_true());
 			json_array_append_new(ids, json_string(room));
+		}
 	}
-	char *text = cjson_encode(ids, NULL, NULL);
+	json_decref(seen);
+	json_t *rest = versions_cached(ids, out);
 	json_decref(ids);
+	char *text = json_array_size(rest) ? cjson_encode(rest, NULL, NULL) : NULL;
+	json_decref(rest);
 	if (!text)
 		return out;
 	struct al_error err = {0};
@@ -340,8 +393,10 @@ static json_t *room_versions(struct txn_job *j, json_t *pdus)
 	free(text);
 	if (!r)
 		return out;
-	for (int k = 0; k < PQntuples(r); k++)
+	for (int k = 0; k < PQntuples(r); k++) {
 		json_object_set_new(out, PQgetvalue(r, k, 0), json_string(PQgetvalue(r, k, 1)));
+		version_remember(PQgetvalue(r, k, 0), PQgetvalue(r, k, 1));
+	}
 	PQclear(r);
 	return out;
 }
@@ -614,6 +669,54 @@ static bool accept_item(struct txn_job *j, json_t *it, unsigned flags, struct ro
 	return true;
 }
 
+/* The PDUs of one room pushed to us, pending, in depth order (order[0, n)),
+ * through room_remote_accept_run: the common case in one database
+ * transaction; what it leaves goes item by item (job_run). */
+static void accept_room_run(struct txn_job *j, json_t **order, size_t n, const char *room_id)
+{
+	struct room_pdu_run_item items[ROOM_REMOTE_RUN_MAX];
+	json_t *its[ROOM_REMOTE_RUN_MAX];
+	int k = 0;
+	for (size_t i = 0; i < n && k < ROOM_REMOTE_RUN_MAX; i++) {
+		json_t *it = order[i];
+		json_t *pdu = json_object_get(it, "pdu");
+		const char *r = json_string_value(json_object_get(pdu, "room_id"));
+		const char *id = json_string_value(json_object_get(it, "event_id"));
+		if (json_integer_value(json_object_get(it, "state")) != IT_PENDING || !r || strcmp(r, room_id) != 0 ||
+		    !id || json_is_true(json_object_get(it, "fetched")) || json_is_true(json_object_get(it, "outlier")))
+			continue;
+		items[k] = (struct room_pdu_run_item){.pdu = pdu, .event_id = id};
+		its[k++] = it;
+	}
+	struct room_ctx c = ctx_of(j);
+	struct al_error err = {0};
+	int done = room_remote_accept_run(&c, room_id, items, k, &err);
+	if (done < 0)
+		log_info("fed_pdu", "run not stored room_id=%s: %s", room_id, err.message);
+	for (int i = 0; i < done; i++) {
+		if (items[i].out.status == ROOM_PDU_ACCEPTED)
+			j->accepted_any = true;
+		result(j, its[i], NULL);
+		room_pdu_outcome_clear(&items[i].out);
+	}
+}
+
+/* accept_room_run for each room with pushed PDUs pending. */
+static void accept_runs(struct txn_job *j, json_t **order, size_t n)
+{
+	json_t *seen = json_object();
+	for (size_t i = 0; i < n; i++) {
+		json_t *it = order[i];
+		const char *room_id = json_string_value(json_object_get(json_object_get(it, "pdu"), "room_id"));
+		if (json_integer_value(json_object_get(it, "state")) != IT_PENDING || !room_id ||
+		    json_object_get(seen, room_id) || json_is_true(json_object_get(it, "fetched")))
+			continue;
+		json_object_set_new(seen, room_id, json_true());
+		accept_room_run(j, order + i, n - i, room_id);
+	}
+	json_decref(seen);
+}
+
 static void ask_event_auth(struct txn_job *j, const char *room_id, const char *event_id)
 {
 	char *path = path_of("event_auth", room_id, event_id, NULL);
@@ -664,7 +767,10 @@ static void job_run(struct txn_job *j)
 			log_info("fed_pdu", "cannot use the state at %s: %s", pid, err.message);
 		json_object_del(j->state_for, pid);
 	}
-	/* pass B: the timeline, oldest first */
+	/* pass B: the timeline, oldest first; runs of one room in one
+	 * transaction first, as far as they go */
+	if (j->runs == 1)
+		accept_runs(j, order, n);
 	json_t *gaps = json_object(); /* room_id -> [event IDs with unknown prev_events] */
 	for (size_t i = 0; i < n; i++) {
 		json_t *it = order[i];

@@ -188,30 +188,33 @@ static void txn_done(const struct fed_response *resp, void *arg)
 	const char *p[2] = {f->dest, f->txn_id};
 	char dest[256];
 	snprintf(dest, sizeof(dest), "%s", f->dest);
-	bool ok = false;
-	if (db_begin(db, &err) == 0) {
-		PGresult *r = db_exec(
-			db, &err,
-			"WITH del AS (DELETE FROM federation_outbox WHERE destination = $1 AND txn_id = $2 RETURNING "
+	/* BEGIN, the DELETE and the audit lock in one round trip, the audit
+	 * entry and COMMIT in another */
+	struct db_stmt st[2] = {
+		{.sql = "BEGIN"},
+		{.name = "sender_delivered",
+		 .sql = "WITH del AS (DELETE FROM federation_outbox WHERE destination = $1 AND txn_id = $2 RETURNING "
 			"1) "
 			"INSERT INTO federation_destinations (destination, retry_interval_ms, retry_after, "
 			"last_success_at) "
 			"VALUES ($1, 0, NULL, now()) ON CONFLICT (destination) DO UPDATE SET retry_interval_ms = 0, "
 			"retry_after = NULL, last_success_at = now() RETURNING (SELECT count(*) FROM del)",
-			2, p);
-		ok = r != NULL;
-		PQclear(r);
+		 .nparams = 2,
+		 .params = p},
+	};
+	struct audit_tip tip;
+	bool ok = audit_lock(db, st, 2, &tip, &err) == 0;
+	if (ok) {
+		PQclear(st[0].result);
+		PQclear(st[1].result);
 		json_t *det = json_pack("{s:s, s:i}", "txn_id", f->txn_id, "items", f->count);
-		if (ok &&
-		    audit_append(db, "federation", f->prev_interval ? "destination.recovered" : "transaction.sent",
-				 NULL, f->dest, NULL, det, &err) < 0)
-			ok = false;
+		ok = audit_commit(db, &tip, "federation",
+				  f->prev_interval ? "destination.recovered" : "transaction.sent", NULL, f->dest, NULL,
+				  det, &err) == 0;
 		json_decref(det);
-		if (!ok || db_commit(db, &err) < 0) {
-			db_rollback(db);
-			ok = false;
-		}
 	}
+	if (!ok)
+		db_rollback(db);
 	slot_remove(s, f);
 	if (!ok) {
 		log_error("sender", "cannot record delivery destination=%s: %s", dest, err.message);

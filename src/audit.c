@@ -62,46 +62,71 @@ static int hex_to_hash(const char *hex, unsigned char out[AUDIT_HASH_BYTES])
 	return 0;
 }
 
-static int append_locked(struct db *db, const char *category, const char *action, const char *actor, const char *target,
-			 const char *origin_server, json_t *details, struct al_error *err)
+int audit_lock(struct db *db, struct db_stmt *before, int nbefore, struct audit_tip *tip, struct al_error *err)
 {
-	PGresult *r = db_exec(db, err, "SELECT pg_advisory_xact_lock(" AUDIT_LOCK_ID ")", 0, NULL);
-	if (!r)
+	if (nbefore < 0 || nbefore > AUDIT_MAX_BEFORE)
+		return al_error_set(err, 500, "M_UNKNOWN", "too many statements before the audit lock");
+	struct db_stmt st[AUDIT_MAX_BEFORE + 2];
+	for (int i = 0; i < nbefore; i++)
+		st[i] = before[i];
+	st[nbefore] = (struct db_stmt){.sql = "SELECT pg_advisory_xact_lock(" AUDIT_LOCK_ID ")"};
+	st[nbefore + 1] = (struct db_stmt){
+		.sql = "SELECT encode(entry_hash, 'hex') FROM federation_audit_log ORDER BY id DESC LIMIT 1"};
+	if (db_pipeline(db, st, nbefore + 2, NULL, err) < 0)
 		return -1;
-	PQclear(r);
-	r = db_exec(db, err, "SELECT encode(entry_hash, 'hex') FROM federation_audit_log ORDER BY id DESC LIMIT 1", 0,
-		    NULL);
-	if (!r)
-		return -1;
-	unsigned char prev[AUDIT_HASH_BYTES] = {0};
-	int bad = PQntuples(r) == 1 && hex_to_hash(PQgetvalue(r, 0, 0), prev) < 0;
+	for (int i = 0; i < nbefore; i++)
+		before[i].result = st[i].result;
+	PQclear(st[nbefore].result);
+	PGresult *r = st[nbefore + 1].result;
+	memset(tip->prev, 0, sizeof(tip->prev));
+	int bad = PQntuples(r) == 1 && hex_to_hash(PQgetvalue(r, 0, 0), tip->prev) < 0;
 	PQclear(r);
 	if (bad)
 		return al_error_set(err, 500, "M_UNKNOWN", "audit log tip is malformed");
+	return 0;
+}
 
+/* The entry after tip; commit: COMMIT in the same round trip. */
+static int entry_write(struct db *db, const struct audit_tip *tip, const char *category, const char *action,
+		       const char *actor, const char *target, const char *origin_server, json_t *details, bool commit,
+		       struct al_error *err)
+{
 	int64_t ms = wall_ms();
 	unsigned char hash[AUDIT_HASH_BYTES];
-	if (audit_entry_hash(category, action, actor, target, origin_server, details, ms, prev, hash, err) < 0)
+	if (audit_entry_hash(category, action, actor, target, origin_server, details, ms, tip->prev, hash, err) < 0)
 		return -1;
 	char *details_text = details ? cjson_encode(details, NULL, err) : strdup("{}");
 	if (!details_text)
 		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
 	char ms_s[24], prev_hex[AUDIT_HASH_BYTES * 2 + 1], hash_hex[AUDIT_HASH_BYTES * 2 + 1];
 	snprintf(ms_s, sizeof(ms_s), "%lld", (long long)ms);
-	sodium_bin2hex(prev_hex, sizeof(prev_hex), prev, sizeof(prev));
+	sodium_bin2hex(prev_hex, sizeof(prev_hex), tip->prev, sizeof(tip->prev));
 	sodium_bin2hex(hash_hex, sizeof(hash_hex), hash, sizeof(hash));
 	const char *p[9] = {category, action, actor, target, origin_server, details_text, ms_s, prev_hex, hash_hex};
-	r = db_exec(db, err,
-		    "INSERT INTO federation_audit_log (category, action, actor, target, origin_server,"
-		    " details, created_at, created_ms, prev_hash, entry_hash)"
-		    " VALUES ($1, $2, $3, $4, $5, $6::jsonb, to_timestamp($7::bigint / 1000.0), $7::bigint,"
-		    " decode($8, 'hex'), decode($9, 'hex'))",
-		    9, p);
+	struct db_stmt ins[2] = {
+		{.sql = "INSERT INTO federation_audit_log (category, action, actor, target, origin_server,"
+			" details, created_at, created_ms, prev_hash, entry_hash)"
+			" VALUES ($1, $2, $3, $4, $5, $6::jsonb, to_timestamp($7::bigint / 1000.0), $7::bigint,"
+			" decode($8, 'hex'), decode($9, 'hex'))",
+		 .nparams = 9,
+		 .params = p},
+		{.sql = "COMMIT"},
+	};
+	int rc = db_pipeline(db, ins, commit ? 2 : 1, NULL, err);
 	free(details_text);
-	if (!r)
+	if (rc < 0)
 		return -1;
-	PQclear(r);
+	PQclear(ins[0].result);
+	if (commit)
+		PQclear(ins[1].result);
 	return 0;
+}
+
+int audit_commit(struct db *db, const struct audit_tip *tip, const char *category, const char *action,
+		 const char *actor, const char *target, const char *origin_server, json_t *details,
+		 struct al_error *err)
+{
+	return entry_write(db, tip, category, action, actor, target, origin_server, details, true, err);
 }
 
 struct audit_entry {
@@ -112,7 +137,11 @@ struct audit_entry {
 static int append(struct db *db, const void *arg, struct al_error *err)
 {
 	const struct audit_entry *e = arg;
-	return append_locked(db, e->category, e->action, e->actor, e->target, e->origin_server, e->details, err);
+	struct audit_tip tip;
+	if (audit_lock(db, NULL, 0, &tip, err) < 0)
+		return -1;
+	return entry_write(db, &tip, e->category, e->action, e->actor, e->target, e->origin_server, e->details, false,
+			   err);
 }
 
 int audit_append(struct db *db, const char *category, const char *action, const char *actor, const char *target,

@@ -305,7 +305,6 @@ static const char *txn_kind(const struct room_event_spec *spec)
 
 static int batch_add(struct writer *w, const char *sender, const struct room_event_spec *spec, const char *event_id,
 		     json_t *pdu, char **text, const char *const *auth_ids, int nauth, struct al_error *err);
-static int batch_fanout(struct writer *w, const char *server, const json_t *pdu, struct al_error *err);
 
 /* Build and authorise one event against the writer's state; sign: hash
  * and sign it and fill event_id (else an unsigned template). */
@@ -423,8 +422,8 @@ static int writer_append(struct writer *w, const char *sender, const struct room
 		if (m && strcmp(m, "invite") != 0)
 			extra = room_dag_server_of(spec->state_key);
 	}
-	if (w->batch ? batch_fanout(w, server, pdu, err) < 0
-		     : room_dag_fanout(w->c->db, w->room_id, server, pdu, extra, NULL, err) < 0)
+	/* a batch's rows are queued by its one INSERT (batch_store_commit) */
+	if (!w->batch && room_dag_fanout(w->c->db, w->room_id, server, pdu, extra, NULL, err) < 0)
 		goto out;
 	if (spec->state_key) {
 		json_t *old = room_auth_state_get(w->state, spec->type, spec->state_key);
@@ -724,18 +723,7 @@ struct room_batch {
 	char *xset;
 	const char **xall; /* all of them, in writer_load's order */
 	int nxall;
-	PGresult *servers; /* room_dag_fanout_servers, read by the first event */
 };
-
-/* Queue a batch's event for the other servers in the room: timeline
- * events only, so the servers, read for the first, are the same for all. */
-static int batch_fanout(struct writer *w, const char *server, const json_t *pdu, struct al_error *err)
-{
-	struct room_batch *b = w->batch;
-	if (!b->servers && !(b->servers = room_dag_fanout_servers(w->c->db, w->room_id, server, NULL, NULL, err)))
-		return -1;
-	return room_dag_fanout_to(w->c->db, b->servers, pdu, err);
-}
 
 static int cmp_str(const void *a, const void *b)
 {
@@ -1166,7 +1154,8 @@ out:
 }
 
 /* The batch's INSERT and COMMIT in one round trip: events, edges, auth
- * edges, txnIds, the new head. The INSERT first takes the stream lock
+ * edges, txnIds, the new head, the federation outbox rows for the other
+ * servers in the room. The INSERT first takes the stream lock
  * (STREAM_LOCK, held to commit: see room.h; u joins l, so no row, and no
  * nextval, exists before the lock is held), then draws the stream
  * positions in row order (nextval in the target list of an ordered
@@ -1229,9 +1218,15 @@ static int batch_store_commit(struct writer *w, struct room_batch_item *items, s
 	char group[24], depth[24];
 	fmt_i64(group, sizeof(group), w->group);
 	fmt_i64(depth, sizeof(depth), w->depth);
-	const char *p[] = {
-		w->room_id, arr[0], arr[1],  arr[2],  arr[3],  arr[4], arr[5], arr[6], arr[7], w->group ? group : NULL,
-		arr[8],     arr[9], arr[10], arr[11], w->head, depth,  arr[12]};
+	const char *p[] = {w->room_id, arr[0],
+			   arr[1],     arr[2],
+			   arr[3],     arr[4],
+			   arr[5],     arr[6],
+			   arr[7],     w->group ? group : NULL,
+			   arr[8],     arr[9],
+			   arr[10],    arr[11],
+			   w->head,    depth,
+			   arr[12],    keys_server_name(w->c->keys)};
 	struct db_stmt st[2] = {
 		{.name = "room_batch_insert",
 		 .sql = "WITH l AS MATERIALIZED (SELECT pg_advisory_xact_lock(" STREAM_LOCK ")), "
@@ -1258,9 +1253,14 @@ static int batch_store_commit(struct writer *w, struct room_batch_item *items, s
 			"$1::text), "
 			"xd AS (DELETE FROM room_extremities WHERE room_id = $1::text AND event_id = "
 			"ANY($17::text[])), "
-			"xi AS (INSERT INTO room_extremities (room_id, event_id) SELECT $1::text, $15::text FROM l) "
+			"xi AS (INSERT INTO room_extremities (room_id, event_id) SELECT $1::text, $15::text FROM l), "
+			/* the rows for the other servers in the room, in order */
+			"f AS (INSERT INTO federation_outbox (destination, kind, payload) SELECT d.s, 'pdu', "
+			"x.json::jsonb FROM (SELECT DISTINCT substring(user_id from position(':' in user_id) + 1) AS s "
+			"FROM room_memberships WHERE room_id = $1::text AND membership = 'join') d, u x "
+			"WHERE d.s <> $18::text ORDER BY d.s, x.ord) "
 			"SELECT event_id, stream_ordering FROM e",
-		 .nparams = 17,
+		 .nparams = 18,
 		 .params = p},
 		{.sql = "COMMIT"},
 	};
@@ -1423,7 +1423,6 @@ out:
 		free((char *)b.xall[i]);
 	free(b.xall);
 	free(b.xset);
-	PQclear(b.servers);
 	free(how);
 	free(done);
 	free(senders);

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "room_auth.h"
 #include "room_dag.h"
+#include "room_remote_internal.h"
 #include "state_res.h"
 
 #define STREAM_LOCK "6006"
@@ -190,7 +191,7 @@ static int stream_lock(struct db *db, struct al_error *err)
 }
 
 /* The text stored for a PDU: without unsigned (and event_id from v3). */
-static char *stored_text(const json_t *pdu, const struct event_rules *r, struct al_error *err)
+char *room_remote_stored_text(const json_t *pdu, const struct event_rules *r, struct al_error *err)
 {
 	json_t *c = json_copy((json_t *)pdu);
 	if (!c) {
@@ -211,7 +212,7 @@ static int insert_event(struct db *db, const char *room_id, const char *event_id
 			const struct event_rules *rules, enum ins_kind kind, int64_t group, bool rejected,
 			bool soft_failed, bool outlier, int64_t *stream, struct al_error *err)
 {
-	char *text = stored_text(pdu, rules, err);
+	char *text = room_remote_stored_text(pdu, rules, err);
 	if (!text)
 		return -1;
 	json_t *prev = json_object_get(pdu, "prev_events"), *auth = json_object_get(pdu, "auth_events");
@@ -274,7 +275,7 @@ static int insert_event(struct db *db, const char *room_id, const char *event_id
 /* Spec auth rule 2 (the event's auth_events) and the auth rules against
  * them. Fills *auth_map (room_auth map). 0 allowed, 1 rejected (reason
  * set), 2 missing (out->missing_auth). */
-static int check_auth_events(const json_t *pdu, json_t *known, struct room_pdu_outcome *out, json_t **auth_map)
+int room_remote_check_auth_events(const json_t *pdu, json_t *known, struct room_pdu_outcome *out, json_t **auth_map)
 {
 	*auth_map = json_object();
 	json_t *auth = json_object_get(pdu, "auth_events");
@@ -342,7 +343,8 @@ static bool first_after_create(const json_t *pdu, json_t *auth_map)
 	return cid && p0 && json_array_size(prev) == 1 && strcmp(cid, p0) == 0;
 }
 
-static int auth_against(const struct event_rules *rules, const json_t *pdu, json_t *auth_map, char *reason, size_t rlen)
+int room_remote_auth_against(const struct event_rules *rules, const json_t *pdu, json_t *auth_map, char *reason,
+			     size_t rlen)
 {
 	struct al_error e = {0};
 	if (room_auth_check(rules, pdu, auth_map, first_after_create(pdu, auth_map), &e) == 0)
@@ -544,7 +546,7 @@ int room_remote_accept(const struct room_ctx *c, const char *room_id, const json
 		goto rollback;
 	}
 	/* 4. auth against its auth events */
-	int ar = check_auth_events(pdu, known, out, &auth_map);
+	int ar = room_remote_check_auth_events(pdu, known, out, &auth_map);
 	if (ar == 2 && !(flags & ROOM_ACCEPT_GAPS)) {
 		/* the prev events missing too: they are asked for first */
 		size_t pi;
@@ -566,7 +568,7 @@ int room_remote_accept(const struct room_ctx *c, const char *room_id, const json
 		set_reason(out, ROOM_PDU_REJECTED, "auth events are missing");
 		ar = 1;
 	}
-	if (ar == 0 && auth_against(&rules, pdu, auth_map, reason, sizeof(reason)) < 0) {
+	if (ar == 0 && room_remote_auth_against(&rules, pdu, auth_map, reason, sizeof(reason)) < 0) {
 		set_reason(out, ROOM_PDU_REJECTED, "not allowed by its auth events: %s", reason);
 		ar = 1;
 	}
@@ -659,7 +661,7 @@ int room_remote_accept(const struct room_ctx *c, const char *room_id, const json
 	before_auth = room_dag_auth_state(db, room_id, pdu, before, err);
 	if (!before_auth)
 		goto fail;
-	if (auth_rejected || auth_against(&rules, pdu, before_auth, reason, sizeof(reason)) < 0) {
+	if (auth_rejected || room_remote_auth_against(&rules, pdu, before_auth, reason, sizeof(reason)) < 0) {
 		if (!auth_rejected)
 			set_reason(out, ROOM_PDU_REJECTED, "not allowed by the state before it: %s", reason);
 		if (insert_event(db, room_id, event_id, pdu, &rules, INS_HIDDEN, group_before, true, false, false,
@@ -711,7 +713,7 @@ int room_remote_accept(const struct room_ctx *c, const char *room_id, const json
 		json_decref(cur);
 		if (!cur_auth)
 			goto fail;
-		if (auth_against(&rules, pdu, cur_auth, reason, sizeof(reason)) < 0) {
+		if (room_remote_auth_against(&rules, pdu, cur_auth, reason, sizeof(reason)) < 0) {
 			soft = true;
 			set_reason(out, ROOM_PDU_SOFT_FAILED, "not allowed by the current state: %s", reason);
 		}
@@ -945,9 +947,9 @@ int room_remote_store_join(const struct room_ctx *c, const char *room_id, const 
 	for (size_t i = 0; i < n; i++) {
 		struct room_pdu_outcome o = {0};
 		json_t *am = NULL;
-		int ar = check_auth_events(sorted[i], known, &o, &am);
+		int ar = room_remote_check_auth_events(sorted[i], known, &o, &am);
 		char reason[256];
-		if (ar == 0 && auth_against(&rules, sorted[i], am, reason, sizeof(reason)) < 0)
+		if (ar == 0 && room_remote_auth_against(&rules, sorted[i], am, reason, sizeof(reason)) < 0)
 			ar = 1;
 		if (ar != 0)
 			json_object_set_new(json_object_get(known, event_str(sorted[i], "event_id")), "rejected",
@@ -998,7 +1000,7 @@ int room_remote_store_join(const struct room_ctx *c, const char *room_id, const 
 		}
 	}
 	char reason[256];
-	if (auth_against(&rules, jp, join_auth, reason, sizeof(reason)) < 0) {
+	if (room_remote_auth_against(&rules, jp, join_auth, reason, sizeof(reason)) < 0) {
 		json_decref(jp);
 		al_error_set(err, 403, "M_FORBIDDEN", "the join is not allowed by the room state: %s", reason);
 		goto out;
@@ -1008,7 +1010,7 @@ int room_remote_store_join(const struct room_ctx *c, const char *room_id, const 
 		json_t *pdu = sorted[j];
 		const char *id = event_str(pdu, "event_id");
 		struct al_error e = {0};
-		char *text = stored_text(pdu, &rules, &e);
+		char *text = room_remote_stored_text(pdu, &rules, &e);
 		if (!text)
 			continue;
 		json_t *row = json_pack(

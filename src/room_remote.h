@@ -67,6 +67,32 @@ int room_remote_room_version(struct db *db, const char *room_id, char *version, 
 int room_remote_accept(const struct room_ctx *c, const char *room_id, const json_t *pdu, const char *event_id,
 		       unsigned flags, struct room_pdu_outcome *out, struct al_error *err);
 
+/* A run of PDUs of one room pushed to us (signatures and hashes verified,
+ * event IDs computed, in depth order) for room_remote_accept_run. */
+#define ROOM_REMOTE_RUN_MAX 64
+struct room_pdu_run_item {
+	const json_t *pdu;
+	const char *event_id;
+	struct room_pdu_outcome out; /* when done */
+	bool done;
+};
+
+/* The common case of an inbound transaction in one database transaction
+ * (about three round trips for the whole run): the leading items that are
+ * timeline events of another server (no state event, no redaction), each
+ * on earlier items of the run or on stored timeline events with the room's
+ * current state, allowed by their auth events and by that state, when
+ * every forward extremity of the room is on that state too (so no soft
+ * failure and no state resolution can arise), are stored as
+ * room_remote_accept would store them one by one, and events stored
+ * already are known. Those items are done (ROOM_PDU_ACCEPTED with their
+ * stream position, or ROOM_PDU_KNOWN); the run ends before the first item
+ * that does not fit, and that one and the rest are for room_remote_accept
+ * in the same order. At most ROOM_REMOTE_RUN_MAX items are looked at.
+ * Returns how many are done (0 is fine), or -1 with err (none done). */
+int room_remote_accept_run(const struct room_ctx *c, const char *room_id, struct room_pdu_run_item *items, int n,
+			   struct al_error *err);
+
 /* The state before event_id (a stored outlier, a prev event of a gap) as
  * another server told it (/state_ids: ids, events stored already): the
  * event gets a state group (that state, plus itself when it is a state

@@ -5,6 +5,7 @@ federation read endpoints. A fake homeserver written in these tests (its
 own signing and hashing) plays the other side where a real auralinkd would
 not do what the test needs; otherwise two or three real servers talk."""
 import json
+import threading
 import time
 import urllib.parse
 
@@ -594,3 +595,57 @@ def test_inbound_redactions(make_server, fake):
     fake.send(a, [red3])
     assert a.sql("SELECT rejected FROM events WHERE event_id = %s", event_id(red3)) == [(True,)]
     assert alice.get("/rooms/%s/event/%s" % (q(other_room), q(oid))).json()["content"]["body"] == "elsewhere"
+
+
+def a_messages(s, room_id, server_name):
+    """The bodies of the messages sent from server_name, in s's stream order."""
+    return [r[0] for r in s.sql(
+        "SELECT json::jsonb->'content'->>'body' FROM events WHERE room_id = %s AND type = 'm.room.message' "
+        "AND sender LIKE %s AND NOT outlier AND NOT rejected ORDER BY stream_ordering",
+        room_id, "%:" + server_name)]
+
+
+def burst(users, room_id, prefix, per_user):
+    """Concurrent PUT /send (group commit on the sending server)."""
+    def run(u):
+        for i in range(per_user):
+            u.send_ok(room_id, "%s-%s-%d" % (prefix, u.name, i))
+    ths = [threading.Thread(target=run, args=(u,)) for u in users]
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join()
+
+
+def test_burst_arrives_in_order_and_batched(make_server):
+    a, b = make_server(), make_server()
+    users = [User(a) for _ in range(4)]
+    bob = User(b)
+    room_id = users[0].create_room(preset="public_chat")
+    for u in users[1:]:
+        assert u.join(room_id).status_code == 200
+    assert join_remote(bob, room_id, a.server_name).status_code == 200
+    # 300 messages from 4 senders at once: all on b, in a's order, once each
+    burst(users, room_id, "live", 75)
+    sent = a_messages(a, room_id, a.server_name)
+    assert len(sent) == 300 and len(set(sent)) == 300
+    wait_for(lambda: len(a_messages(b, room_id, a.server_name)) >= 300, timeout=120, what="300 messages on b")
+    assert a_messages(b, room_id, a.server_name) == sent
+    # b down while 120 more are sent: a's queue for b goes in full
+    # transactions (at most 50 PDUs each) once b is back
+    b.stop()
+    mark = b.sql("SELECT coalesce(max(id), 0) FROM federation_audit_log")[0][0]
+    burst(users, room_id, "queued", 30)
+    sent = a_messages(a, room_id, a.server_name)
+    assert len(sent) == 420
+    b.start()
+    bob.send_ok(room_id, "b is back")  # a hears from b: its back-off ends
+    wait_for(lambda: len(a_messages(b, room_id, a.server_name)) >= 420, timeout=120, what="420 messages on b")
+    assert a_messages(b, room_id, a.server_name) == sent
+    sizes = [r[0] for r in b.sql("SELECT (details->>'pdus')::int FROM federation_audit_log WHERE id > %s "
+                                 "AND action = 'transaction.received' AND origin_server = %s ORDER BY id",
+                                 mark, a.server_name)]
+    # the transaction that failed while b was down is resent as it was;
+    # the rest of the 120 fill transactions of 50
+    assert sum(sizes) >= 120 and max(sizes) == 50 and len([n for n in sizes if n > 0]) <= 4, sizes
+    wait_bodies(users[0], room_id, ["b is back"])
