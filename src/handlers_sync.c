@@ -10,6 +10,7 @@
 
 #include "auth.h"
 #include "federation.h"
+#include "handlers_events.h"
 #include "http.h"
 #include "keys.h"
 #include "log.h"
@@ -253,6 +254,7 @@ void sync_notify(struct app *app)
 {
 	struct sync_state *st = app->sync;
 	federation_sender_wake(app); /* events for other servers may be queued */
+	events_notify(app);          /* GET /events parks its own requests */
 	if (!st)
 		return;
 	pthread_mutex_lock(&st->mu);

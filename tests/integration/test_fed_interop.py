@@ -4,11 +4,12 @@ presence) both ways, the public room list over federation, backfill
 through /messages, unknown room versions, empty-but-valid E2E answers.
 A fake homeserver (fedrooms_util) plays the other side where the test must
 see or forge what travels; otherwise two real servers talk."""
+import threading
 import urllib.parse
 
 import pytest
 
-from fedrooms_util import FakeServer, Room, event_id
+from fedrooms_util import FakeServer, Room, event_id, wait_for
 from rooms_util import User
 
 
@@ -86,3 +87,44 @@ def test_server_acl_on_room_endpoints_and_send(make_server, fake):
     codes, res = acl_probe(a, fake, room, fred)
     assert set(codes.values()) == {200}, codes
     assert res == {}
+
+
+def shared_room(a, b):
+    """alice@a creates a public room, bob@b joins it through a."""
+    alice, bob = User(a), User(b)
+    room_id = alice.create_room(preset="public_chat")
+    r = bob.post("/join/%s?server_name=%s" % (q(room_id), q(a.server_name)))
+    assert r.status_code == 200, r.text
+    wait_for(lambda: bob.user_id in alice.get("/rooms/%s/joined_members" % q(room_id)).json()["joined"],
+             what="a to see bob's join")
+    return alice, bob, room_id
+
+
+def events(user, **params):
+    r = user.get("/events", params=params, timeout=40)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body) >= {"start", "end", "chunk"}, body
+    return body
+
+
+def test_events_stream_long_polls_for_remote_events(make_server):
+    a, b = make_server(), make_server()
+    alice, bob, room_id = shared_room(a, b)
+    first = events(alice, timeout="0")
+    assert first["chunk"] == [] and first["start"] == first["end"]
+    # a long-poll wakes when bob's message arrives over federation
+    box = {}
+    t = threading.Thread(target=lambda: box.update(r=events(alice, **{"from": first["end"], "timeout": "20000"})))
+    t.start()
+    bob.send_ok(room_id, "through the stream")
+    t.join(30)
+    got = box["r"]
+    msgs = [e for e in got["chunk"] if e["type"] == "m.room.message"]
+    assert msgs and msgs[0]["content"]["body"] == "through the stream" and msgs[0]["room_id"] == room_id, got
+    assert got["start"] == first["end"] and got["end"] != got["start"]
+    # nothing new: the timeout answers with the same position
+    again = events(alice, **{"from": got["end"], "timeout": "100"})
+    assert again["chunk"] == [] and again["end"] == got["end"]
+    r = alice.get("/events", params={"from": "bogus"})
+    assert r.status_code == 400
