@@ -47,8 +47,9 @@ long fed_inbound_edus_dispatched(void)
 }
 
 /* org.auralink.route: {call_id, route_id?, path_nodes?, predicted_latency_ms?} */
-static int route_edu(struct db *db, const char *origin, json_t *contents, struct al_error *err)
+static int route_edu(struct app *app, struct db *db, const char *origin, json_t *contents, struct al_error *err)
 {
+	(void)app;
 	json_t *ok = json_array();
 	size_t i;
 	json_t *c;
@@ -152,7 +153,7 @@ static void send_finish(void *arg, json_t *results)
 			if (type && json_is_object(content) && strcmp(type, registry[t].type) == 0)
 				json_array_append(group, content);
 		}
-		int rc = json_array_size(group) ? registry[t].fn(db, origin, group, &err) : 0;
+		int rc = json_array_size(group) ? registry[t].fn(req->app, db, origin, group, &err) : 0;
 		dispatched += (int)json_array_size(group);
 		json_decref(group);
 		if (rc < 0)
@@ -187,6 +188,9 @@ static void send_finish(void *arg, json_t *results)
 	}
 	atomic_fetch_add(&edus_dispatched, dispatched);
 	federation_sender_wake(req->app);
+	struct federation *fed = fed_of(req->app);
+	if (dispatched && fed->notify) /* typing, receipts, presence for /sync */
+		fed->notify(req->app);
 	http_reply_json(req, 200, resp);
 	return;
 rollback:
@@ -252,6 +256,7 @@ int fed_inbound_register(struct app *app)
 {
 	int rc = 0;
 	rc |= fed_edu_register(ROUTE_EDU, route_edu);
+	rc |= fed_edu_register_all();
 	rc |= http_route(app, ROUTER_PUT, "/_matrix/federation/v1/send/{txnId}", put_send);
 	return rc ? -1 : 0;
 }

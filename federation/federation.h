@@ -100,6 +100,14 @@ int fed_sender_enqueue_edu(struct db *db, const char *destination, const char *e
  * the caller committed and the sender woke. */
 int fed_sender_enqueue_pdu(struct db *db, const char *const *destinations, int n, const json_t *pdu,
 			   struct al_error *err);
+/* An EDU for the servers with members joined to room_id other than self
+ * (typing, receipts), or for the servers sharing a joined room with the
+ * local user user_id (presence): one statement, in the caller's
+ * transaction; sync_notify wakes the sender. */
+int federation_edu_to_room(struct db *db, const char *room_id, const char *self, const char *edu_type, json_t *content,
+			   struct al_error *err);
+int federation_edu_to_peers(struct db *db, const char *user_id, const char *edu_type, json_t *content,
+			    struct al_error *err);
 /* Wake the sender now (after the caller's transaction committed). */
 void federation_sender_wake(struct app *app);
 

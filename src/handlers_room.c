@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "federation.h"
 #include "handlers_room_remote.h"
 #include "handlers_sync.h"
 #include "http.h"
@@ -464,6 +465,15 @@ static void put_typing(struct http_req *req)
 		http_reply_error(req, 500, "M_UNKNOWN", "out of memory");
 		return;
 	}
+	/* the room's other servers get it as an m.typing EDU (a refresh too) */
+	json_t *edu = json_pack("{s:s, s:s, s:b}", "room_id", req->params[0], "user_id", req->user_id, "typing",
+				json_is_true(typing));
+	if (!edu || federation_edu_to_room(&req->worker->db, req->params[0], keys_server_name(req->app->keys),
+					   "m.typing", edu, &err) < 0)
+		log_warn("typing", "cannot queue m.typing for other servers room=%s: %s", req->params[0], err.message);
+	else
+		federation_sender_wake(req->app);
+	json_decref(edu);
 	if (rc > 0)
 		sync_notify(req->app);
 	http_reply_json(req, 200, json_object());

@@ -9,6 +9,7 @@
 
 #include "calls.h"
 #include "cjson.h"
+#include "federation.h"
 #include "keys.h"
 #include "log.h"
 #include "room_auth.h"
@@ -2100,6 +2101,23 @@ int room_receipt_check(struct db *db, const char *room_id, const char *user_id, 
 	return found ? 0 : al_error_set(err, 404, "M_NOT_FOUND", "Event not found");
 }
 
+/* A public receipt goes to the room's other servers (m.receipt EDU). */
+static int receipt_to_servers(struct db *db, const char *room_id, const char *user_id, const char *thread_id,
+			      const char *event_id, struct al_error *err)
+{
+	json_t *data = json_pack("{s:I}", "ts", (json_int_t)room_now_ms());
+	if (data && thread_id)
+		json_object_set_new(data, "thread_id", json_string(thread_id));
+	json_t *c = data ? json_pack("{s:{s:{s:{s:[s], s:o}}}}", room_id, "m.read", user_id, "event_ids", event_id,
+				     "data", data)
+			 : NULL;
+	const char *self = strchr(user_id, ':');
+	int rc = c && self ? federation_edu_to_room(db, room_id, self + 1, "m.receipt", c, err)
+			   : al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	json_decref(c);
+	return rc;
+}
+
 int room_receipt_put(struct db *db, const char *room_id, const char *user_id, const char *type, const char *thread_id,
 		     const char *event_id, bool *changed, struct al_error *err)
 {
@@ -2144,6 +2162,9 @@ int room_receipt_put(struct db *db, const char *room_id, const char *user_id, co
 		goto fail;
 	*changed = PQntuples(r) == 1;
 	PQclear(r);
+	if (*changed && strcmp(type, "m.read") == 0 &&
+	    receipt_to_servers(db, room_id, user_id, thread_id, event_id, err) < 0)
+		goto fail;
 	if (db_commit(db, err) < 0)
 		goto fail;
 	return 0;

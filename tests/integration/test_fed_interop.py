@@ -128,3 +128,101 @@ def test_events_stream_long_polls_for_remote_events(make_server):
     assert again["chunk"] == [] and again["end"] == got["end"]
     r = alice.get("/events", params={"from": "bogus"})
     assert r.status_code == 400
+
+
+def wait_sync(user, pred, what, timeout=20):
+    """Incremental syncs until pred(response) holds; returns its value."""
+    box = {"since": None}
+
+    def step():
+        s = user.sync(since=box["since"], timeout=1000 if box["since"] else 0)
+        box["since"] = s["next_batch"]
+        return pred(s)
+    return wait_for(step, timeout=timeout, what=what)
+
+
+def ephemeral(s, room_id, type_):
+    evs = s.get("rooms", {}).get("join", {}).get(room_id, {}).get("ephemeral", {}).get("events", [])
+    return [e for e in evs if e["type"] == type_]
+
+
+def typing_users(s, room_id):
+    t = ephemeral(s, room_id, "m.typing")
+    return t[-1]["content"]["user_ids"] if t else None
+
+
+def test_typing_and_receipts_both_ways(make_server):
+    a, b = make_server(), make_server()
+    alice, bob, room_id = shared_room(a, b)
+    # bob types on b: alice sees it on a, and the stop
+    r = bob.put("/rooms/%s/typing/%s" % (q(room_id), q(bob.user_id)), {"typing": True, "timeout": 20000})
+    assert r.status_code == 200, r.text
+    wait_sync(alice, lambda s: typing_users(s, room_id) == [bob.user_id], "alice to see bob typing")
+    # alice types on a: bob sees it on b
+    alice.put("/rooms/%s/typing/%s" % (q(room_id), q(alice.user_id)), {"typing": True, "timeout": 20000})
+    wait_sync(bob, lambda s: alice.user_id in (typing_users(s, room_id) or []), "bob to see alice typing")
+    bob.put("/rooms/%s/typing/%s" % (q(room_id), q(bob.user_id)), {"typing": False})
+    wait_sync(alice, lambda s: typing_users(s, room_id) == [alice.user_id], "bob's stop to reach a")
+    # a read receipt by bob on b reaches a, and alice's reaches b
+    eid = alice.send_ok(room_id, "read me")
+    wait_for(lambda: bob.get("/rooms/%s/event/%s" % (q(room_id), q(eid))).status_code == 200,
+             what="the message on b")
+    r = bob.post("/rooms/%s/receipt/m.read/%s" % (q(room_id), q(eid)))
+    assert r.status_code == 200, r.text
+
+    def receipt_of(s, who):
+        for e in ephemeral(s, room_id, "m.receipt"):
+            rr = e["content"].get(eid, {}).get("m.read", {}).get(who)
+            if rr:
+                return rr
+    rr = wait_sync(alice, lambda s: receipt_of(s, bob.user_id), "alice to see bob's receipt")
+    assert "ts" in rr
+    alice.post("/rooms/%s/receipt/m.read/%s" % (q(room_id), q(eid)))
+    wait_sync(bob, lambda s: receipt_of(s, alice.user_id), "bob to see alice's receipt")
+
+
+def test_presence_over_federation(make_server):
+    a, b = make_server(), make_server()
+    alice, bob, room_id = shared_room(a, b)
+    r = bob.put("/presence/%s/status" % q(bob.user_id), {"presence": "online", "status_msg": "on b"})
+    assert r.status_code == 200, r.text
+
+    def bobs(s):
+        for e in s.get("presence", {}).get("events", []):
+            if e["sender"] == bob.user_id and e["content"].get("status_msg") == "on b":
+                return e
+    e = wait_sync(alice, bobs, "alice to see bob's presence")
+    assert e["content"]["presence"] == "online"
+    r = alice.get("/presence/%s/status" % q(bob.user_id))
+    assert r.status_code == 200 and r.json()["status_msg"] == "on b", r.text
+
+
+def test_inbound_edus_only_for_the_origins_users(make_server, fake):
+    a = make_server()
+    alice = User(a)
+    room_id = alice.create_room(preset="public_chat")
+    room, fred = fake_join(a, fake, room_id)
+    eid = alice.send_ok(room_id, "hello fred")
+    since = alice.sync()["next_batch"]
+    # forged: about alice (a's user); genuine: about fred
+    fake.send(a, [], edus=[
+        {"edu_type": "m.typing", "content": {"room_id": room_id, "user_id": alice.user_id, "typing": True}},
+        {"edu_type": "m.receipt", "content": {room_id: {"m.read": {alice.user_id: {
+            "event_ids": [eid], "data": {"ts": 1}}}}}},
+        {"edu_type": "m.typing", "content": {"room_id": room_id, "user_id": "@x:elsewhere", "typing": True}},
+        {"edu_type": "m.typing", "content": {"room_id": room_id, "user_id": fred, "typing": True}},
+        {"edu_type": "m.receipt", "content": {room_id: {"m.read": {fred: {"event_ids": [eid], "data": {"ts": 1}}}}}},
+        {"edu_type": "m.typing", "content": "not an object"},
+        {"edu_type": "m.receipt", "content": {room_id: {"m.read": {fred: {"event_ids": "nope"}}}}},
+    ])
+    s = alice.sync(since=since)
+    assert typing_users(s, room_id) == [fred], s
+    receipts = ephemeral(s, room_id, "m.receipt")
+    readers = {u for e in receipts for u in e["content"].get(eid, {}).get("m.read", {})}
+    assert readers == {fred}, receipts
+    # the room's ACL refuses the fake: its EDUs are dropped too
+    alice.put("/rooms/%s/state/m.room.server_acl" % q(room_id), {"allow": ["*"], "deny": ["localhost"]})
+    fake.send(a, [], edus=[{"edu_type": "m.typing", "content": {"room_id": room_id, "user_id": fred,
+                                                                "typing": False}}])
+    s = alice.sync(since=s["next_batch"])
+    assert typing_users(s, room_id) in (None, [fred]), s
