@@ -80,6 +80,12 @@ int federation_room_invite(struct app *app, struct event_base *base, struct db *
 int federation_query_directory(struct app *app, const char *alias, struct event_base *base, federation_json_cb cb,
 			       void *arg);
 
+/* Another server's public room directory: POST
+ * /_matrix/federation/v1/publicRooms (limit <= 0: theirs; since, search
+ * may be NULL). cb as for federation_query_profile. */
+int federation_public_rooms(struct app *app, const char *server, int limit, const char *since, const char *search,
+			    struct event_base *base, federation_json_cb cb, void *arg);
+
 /* Online mesh nodes of a user of another server: GET
  * /_matrix/federation/v1/query/org.auralink.mesh_nodes on her server
  * (fed_mesh.c). cb as for federation_query_profile, once, on base's loop:

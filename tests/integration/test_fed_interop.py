@@ -8,6 +8,7 @@ import threading
 import urllib.parse
 
 import pytest
+import requests
 
 from fedrooms_util import FakeServer, Room, event_id, wait_for
 from rooms_util import User
@@ -226,3 +227,36 @@ def test_inbound_edus_only_for_the_origins_users(make_server, fake):
                                                                 "typing": False}}])
     s = alice.sync(since=s["next_batch"])
     assert typing_users(s, room_id) in (None, [fred]), s
+
+
+def test_public_room_list_over_federation(make_server, fake):
+    a, b = make_server(), make_server()
+    alice, bob = User(a), User(b)
+    rid = alice.create_room(visibility="public", name="Listed on a", topic="t1", room_alias_name="listed")
+    alice.create_room(preset="private_chat", name="hidden")
+    # served to other servers: GET and POST (search, limit)
+    r = fake.request(a, "GET", "/_matrix/federation/v1/publicRooms")
+    assert r.status_code == 200, r.text
+    chunk = r.json()["chunk"]
+    room = [x for x in chunk if x["room_id"] == rid][0]
+    assert room["name"] == "Listed on a" and room["topic"] == "t1" and room["num_joined_members"] == 1
+    assert room["canonical_alias"] == "#listed:" + a.server_name
+    assert {"world_readable", "guest_can_join"} <= set(room)
+    assert "hidden" not in [x.get("name") for x in chunk]
+    r = fake.request(a, "POST", "/_matrix/federation/v1/publicRooms",
+                     {"limit": 5, "filter": {"generic_search_term": "listed ON"}})
+    assert r.status_code == 200 and [x["room_id"] for x in r.json()["chunk"]] == [rid], r.text
+    r = fake.request(a, "POST", "/_matrix/federation/v1/publicRooms", {"limit": "x"})
+    assert r.status_code == 400
+    # unsigned: refused
+    r = requests.get(a.fed_base + "/_matrix/federation/v1/publicRooms", verify=a.ca + "/ca.crt", timeout=10)
+    assert r.status_code == 401
+    # a client of b asks for a's list through b
+    r = bob.get("/publicRooms", params={"server": a.server_name})
+    assert r.status_code == 200, r.text
+    assert rid in [x["room_id"] for x in r.json()["chunk"]]
+    r = bob.post("/publicRooms?server=" + q(a.server_name), {"filter": {"generic_search_term": "nothing like it"}})
+    assert r.status_code == 200 and r.json()["chunk"] == [], r.text
+    # its own name: the local list
+    r = bob.get("/publicRooms", params={"server": b.server_name})
+    assert r.status_code == 200 and rid not in [x["room_id"] for x in r.json()["chunk"]]
