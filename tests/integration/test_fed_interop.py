@@ -260,3 +260,22 @@ def test_public_room_list_over_federation(make_server, fake):
     # its own name: the local list
     r = bob.get("/publicRooms", params={"server": b.server_name})
     assert r.status_code == 200 and rid not in [x["room_id"] for x in r.json()["chunk"]]
+
+
+def test_invite_rejected_locally_when_the_inviter_is_down(make_server):
+    a, b = make_server(), make_server()
+    alice, bob = User(a), User(b)
+    room_id = alice.create_room(preset="private_chat")
+    r = alice.post("/rooms/%s/invite" % q(room_id), {"user_id": bob.user_id})
+    assert r.status_code == 200, r.text
+    s = wait_sync(bob, lambda s: s if room_id in s["rooms"].get("invite", {}) else None, "the invite at bob")
+    a.stop()
+    # nobody to send the leave to: rejected on b alone
+    r = bob.post("/rooms/%s/leave" % q(room_id))
+    assert r.status_code == 200, r.text
+    s = bob.sync(since=s["next_batch"])
+    left = s["rooms"]["leave"][room_id]["timeline"]["events"]
+    assert left[-1]["type"] == "m.room.member" and left[-1]["content"]["membership"] == "leave"
+    assert left[-1]["sender"] == bob.user_id and left[-1]["state_key"] == bob.user_id
+    assert room_id not in bob.sync()["rooms"].get("invite", {})
+    a.start()
