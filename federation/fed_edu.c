@@ -85,6 +85,53 @@ int federation_edu_to_peers(struct db *db, const char *user_id, const char *edu_
 		user_id, edu_type, content, c + 1, err);
 }
 
+int federation_presence_for_room(struct db *db, const char *room_id, const char *self, const char *dest,
+				 struct al_error *err)
+{
+	char now[24];
+	snprintf(now, sizeof(now), "%" PRId64, http_now_ms());
+	const char *p[] = {room_id, self, dest, now};
+	PGresult *r = db_exec(
+		db, err,
+		"WITH dests AS (SELECT DISTINCT " SERVER_OF(
+			"user_id") " AS d FROM room_memberships WHERE room_id = $1 "
+				   "AND membership = 'join' AND lower(" SERVER_OF(
+					   "user_id") ") <> lower($2) AND ($3::text IS NULL OR "
+						      "lower(" SERVER_OF(
+							      "user_id") ") = lower($3))), "
+									 "push AS (SELECT "
+									 "jsonb_agg(jsonb_build_object('user_id', "
+									 "p.user_id, 'presence', p.presence, "
+									 "'status_msg', p.status_msg, "
+									 "'last_active_ago', greatest(0, $4::bigint - "
+									 "p.last_active_ts), "
+									 "'currently_active', p.presence = 'online' "
+									 "AND $4::bigint - p.last_active_ts < 60000)) "
+									 "AS j "
+									 "FROM presence p JOIN room_memberships m ON "
+									 "m.user_id = p.user_id WHERE m.room_id = $1 "
+									 "AND "
+									 "m.membership = 'join' AND lower(" SERVER_OF(
+										 "m.user_id") ") = lower($2)) "
+											      "INSERT INTO "
+											      "federation_outbox "
+											      "(destination, kind, "
+											      "payload) SELECT d, "
+											      "'edu', "
+											      "jsonb_build_object('edu_"
+											      "type', 'm.presence', "
+											      "'content', "
+											      "jsonb_build_object('"
+											      "push', push.j)) "
+											      "FROM dests, push WHERE "
+											      "push.j IS NOT NULL",
+		4, p);
+	if (!r)
+		return -1;
+	PQclear(r);
+	return 0;
+}
+
 /* ---- inbound ---- */
 
 /* Of rows (objects with room_id and user_id), those whose room's ACL

@@ -161,6 +161,9 @@ static void store_joined(void *arg)
 	}
 	log_info("fed_join", "joined room_id=%s user_id=%s via=%s dropped=%d", j->room, j->user, j->cands[j->idx - 1],
 		 dropped);
+	/* the room's servers learn our users' presence (spec: on a new shared room) */
+	if (federation_presence_for_room(j->db, j->room, j->app->cfg.server_name, NULL, &err) < 0)
+		log_warn("fed_join", "cannot queue presence room_id=%s: %s", j->room, err.message);
 	finish(j, 200, json_pack("{s:s}", "room_id", j->room));
 }
 

@@ -265,6 +265,9 @@ static void send_checked(void *arg)
 		http_reply_error(req, 403, "M_FORBIDDEN", "The %s is not allowed: %s", join ? "join" : "leave",
 				 o.reason[0] ? o.reason : room_pdu_status_name(o.status));
 	} else {
+		if (join && federation_presence_for_room(&req->worker->db, req->params[0], req->app->cfg.server_name,
+							 req->user_id, &err) < 0)
+			log_warn("fed_rooms", "cannot queue presence for %s: %s", req->user_id, err.message);
 		if (fed->notify)
 			fed->notify(req->app);
 		if (join) {

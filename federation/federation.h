@@ -114,6 +114,11 @@ int federation_edu_to_room(struct db *db, const char *room_id, const char *self,
 			   struct al_error *err);
 int federation_edu_to_peers(struct db *db, const char *user_id, const char *edu_type, json_t *content,
 			    struct al_error *err);
+/* When a server joins a room (dest), or we join one (dest NULL: every
+ * other server in it): the presence of this server's (self) users joined
+ * there, as one m.presence EDU per destination. One statement. */
+int federation_presence_for_room(struct db *db, const char *room_id, const char *self, const char *dest,
+				 struct al_error *err);
 /* Wake the sender now (after the caller's transaction committed). */
 void federation_sender_wake(struct app *app);
 

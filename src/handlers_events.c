@@ -12,6 +12,7 @@
 #include "handlers_sync.h"
 #include "http.h"
 #include "log.h"
+#include "presence.h"
 #include "sync.h"
 #include "typing.h"
 
@@ -285,6 +286,15 @@ static void get_events(struct http_req *req)
 		http_reply_error(req, 400, "M_INVALID_PARAM", "room_id is too long");
 		return;
 	}
+	/* reading the stream marks the user online, as /sync does (before the
+	 * position is taken: her own change is not news to her) */
+	bool changed = false;
+	if (presence_touch(&req->worker->db, req->user_id, "online", http_now_ms(), &changed, &err) < 0) {
+		http_reply_al_error(req, &err);
+		return;
+	}
+	if (changed)
+		sync_notify(req->app);
 	if (from_s ? sync_pos_parse(from_s, &from) < 0 : current_pos(req, &from, &err) < 0) {
 		if (from_s)
 			http_reply_error(req, 400, "M_INVALID_PARAM", "malformed from token");

@@ -279,3 +279,30 @@ def test_invite_rejected_locally_when_the_inviter_is_down(make_server):
     assert left[-1]["sender"] == bob.user_id and left[-1]["state_key"] == bob.user_id
     assert room_id not in bob.sync()["rooms"].get("invite", {})
     a.start()
+
+
+def test_presence_shared_when_a_server_joins(make_server):
+    a, b = make_server(), make_server()
+    alice, bob = User(a), User(b)
+    # both online (reading the event stream marks them so)
+    events(alice, timeout="0")
+    events(bob, timeout="0")
+    room_id = alice.create_room(preset="public_chat")
+    s_a, s_b = alice.sync(), bob.sync()
+    r = bob.post("/join/%s?server_name=%s" % (q(room_id), q(a.server_name)))
+    assert r.status_code == 200, r.text
+
+    def online(who):
+        def pred(s):
+            return any(e["sender"] == who and e["content"]["presence"] == "online"
+                       for e in s.get("presence", {}).get("events", []))
+        return pred
+    box_a, box_b = {"since": s_a["next_batch"]}, {"since": s_b["next_batch"]}
+
+    def step(user, box, who):
+        s = user.sync(since=box["since"], timeout=1000)
+        box["since"] = s["next_batch"]
+        box["seen"] = box.get("seen") or online(who)(s)
+        return box["seen"]
+    wait_for(lambda: step(alice, box_a, bob.user_id), what="a to learn bob's presence")
+    wait_for(lambda: step(bob, box_b, alice.user_id), what="b to learn alice's presence")
