@@ -75,6 +75,14 @@ int federation_room_invite(struct app *app, struct event_base *base, struct db *
 			   const char *room_id, const char *target, const char *reason, federation_json_cb cb,
 			   void *arg);
 
+/* History from before we joined room_id: GET /backfill from the room's
+ * other servers at its backward extremities, verified, auth-checked and
+ * stored in the timeline's history range (room.h). cb gets 200 and
+ * {backfilled: n} (0 when nobody had more). -1 when there is nothing to
+ * ask (no extremity, no other server): cb never runs. */
+int federation_room_backfill(struct app *app, struct event_base *base, struct db *db, const char *room_id, int limit,
+			     federation_json_cb cb, void *arg);
+
 /* GET /query/directory?room_alias= on the alias's server: body {room_id,
  * servers}; 404 M_NOT_FOUND. */
 int federation_query_directory(struct app *app, const char *alias, struct event_base *base, federation_json_cb cb,

@@ -29,7 +29,8 @@ int64_t room_token_parse(const char *tok)
 {
 	if (!tok)
 		return -1;
-	if (*tok == 's' || *tok == 't')
+	bool history = *tok == 'b'; /* "b<k>": backfilled history, position -(BASE + k) */
+	if (*tok == 's' || *tok == 't' || history)
 		tok++;
 	/* a /sync token "s<stream>_<typing>_<to_device>" pages from its stream part */
 	size_t n = strcspn(tok, "_");
@@ -41,12 +42,17 @@ int64_t room_token_parse(const char *tok)
 			return -1;
 		v = v * 10 + (tok[i] - '0');
 	}
-	return v;
+	return history ? -ROOM_BACKFILL_BASE - v : v;
 }
 
 void room_token_format(int64_t pos, char *out, size_t len)
 {
-	snprintf(out, len, "s%" PRId64, pos < 0 ? 0 : pos);
+	if (pos <= -ROOM_BACKFILL_BASE) {
+		int64_t k = -ROOM_BACKFILL_BASE - pos;
+		snprintf(out, len, "b%" PRId64, k > INT64_C(999999999999999999) ? INT64_C(999999999999999999) : k);
+	} else {
+		snprintf(out, len, "s%" PRId64, pos < 0 ? 0 : pos);
+	}
 }
 
 char *room_pg_array(const char *const *items, int n)
@@ -2233,9 +2239,11 @@ json_t *room_messages(struct db *db, const char *room_id, const char *user_id, c
 	int64_t max;
 	if (viewer_limit(db, room_id, user_id, &max, err) < 0)
 		return NULL;
-	int64_t f = from ? room_token_parse(from) : (dir == 'b' ? INT64_MAX : 0);
-	int64_t t = to ? room_token_parse(to) : (dir == 'b' ? 0 : INT64_MAX);
-	if (f < 0 || t < 0) {
+	/* the timeline: positive positions, then backfilled history below
+	 * -ROOM_BACKFILL_BASE (outliers and hidden events lie in between) */
+	int64_t f = from ? room_token_parse(from) : (dir == 'b' ? INT64_MAX : INT64_MIN + 1);
+	int64_t t = to ? room_token_parse(to) : (dir == 'b' ? INT64_MIN + 1 : INT64_MAX);
+	if ((f < 0 && f > -ROOM_BACKFILL_BASE) || (t < 0 && t > -ROOM_BACKFILL_BASE)) {
 		al_error_set(err, 400, "M_INVALID_PARAM", "malformed pagination token");
 		return NULL;
 	}
@@ -2252,9 +2260,11 @@ json_t *room_messages(struct db *db, const char *room_id, const char *user_id, c
 	PGresult *r = db_exec(
 		db, err,
 		dir == 'b' ? "SELECT " EVENT_COLS " FROM events WHERE room_id = $1 AND stream_ordering > $2::bigint "
-			     "AND stream_ordering <= $3::bigint ORDER BY stream_ordering DESC LIMIT $4::int"
+			     "AND stream_ordering <= $3::bigint AND (stream_ordering > 0 OR stream_ordering <= "
+			     "-" ROOM_BACKFILL_BASE_SQL ") ORDER BY stream_ordering DESC LIMIT $4::int"
 			   : "SELECT " EVENT_COLS " FROM events WHERE room_id = $1 AND stream_ordering > $2::bigint "
-			     "AND stream_ordering <= $3::bigint ORDER BY stream_ordering ASC LIMIT $4::int",
+			     "AND stream_ordering <= $3::bigint AND (stream_ordering > 0 OR stream_ordering <= "
+			     "-" ROOM_BACKFILL_BASE_SQL ") ORDER BY stream_ordering ASC LIMIT $4::int",
 		4, p);
 	if (!r)
 		return NULL;

@@ -306,3 +306,49 @@ def test_presence_shared_when_a_server_joins(make_server):
         return box["seen"]
     wait_for(lambda: step(alice, box_a, bob.user_id), what="a to learn bob's presence")
     wait_for(lambda: step(bob, box_b, alice.user_id), what="b to learn alice's presence")
+
+
+def history(user, room_id, limit, frm=None):
+    p = {"dir": "b", "limit": str(limit)}
+    if frm:
+        p["from"] = frm
+    r = user.get("/rooms/%s/messages" % q(room_id), params=p, timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_messages_backfills_history_from_before_the_join(make_server):
+    a, b = make_server(), make_server()
+    alice, bob = User(a), User(b)
+    room_id = alice.create_room(preset="public_chat", name="old news")
+    sent = ["old %d" % i for i in range(8)]
+    for m in sent:
+        alice.send_ok(room_id, m)
+    r = bob.post("/join/%s?server_name=%s" % (q(room_id), q(a.server_name)))
+    assert r.status_code == 200, r.text
+    # b holds only the join in its timeline; paging back fetches the rest from a
+    first = history(bob, room_id, 5)
+    types = [e["type"] for e in first["chunk"]]
+    assert types[0] == "m.room.member" and first["chunk"][0]["sender"] == bob.user_id, types
+    got = [e["content"].get("body") for e in first["chunk"] if e["type"] == "m.room.message"]
+    assert got == ["old 7", "old 6", "old 5", "old 4"], first["chunk"]
+    # keep paging: every message, then the room's creation, oldest last
+    chunk, frm = list(first["chunk"]), first.get("end")
+    for _ in range(10):
+        page = history(bob, room_id, 10, frm)
+        if not page["chunk"]:
+            break
+        chunk += page["chunk"]
+        frm = page["end"]
+    bodies = [e["content"].get("body") for e in chunk if e["type"] == "m.room.message"]
+    assert bodies == list(reversed(sent)), bodies
+    assert chunk[-1]["type"] == "m.room.create"
+    ids = [e["event_id"] for e in chunk]
+    assert len(ids) == len(set(ids))
+    # the history is not news: an incremental sync does not replay it
+    s = bob.sync()
+    s2 = bob.sync(since=s["next_batch"])
+    assert room_id not in s2["rooms"].get("join", {})
+    # the same events on both servers
+    ids_a = {e["event_id"] for e in history(alice, room_id, 50)["chunk"]}
+    assert set(ids) <= ids_a | {chunk[0]["event_id"]}
