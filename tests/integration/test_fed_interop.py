@@ -352,3 +352,29 @@ def test_messages_backfills_history_from_before_the_join(make_server):
     # the same events on both servers
     ids_a = {e["event_id"] for e in history(alice, room_id, 50)["chunk"]}
     assert set(ids) <= ids_a | {chunk[0]["event_id"]}
+
+
+def test_device_endpoints_answer_without_keys(make_server, fake):
+    a = make_server()
+    alice = User(a)
+    alice.new_device()
+    r = fake.request(a, "GET", "/_matrix/federation/v1/user/devices/" + q(alice.user_id))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["user_id"] == alice.user_id and isinstance(body["stream_id"], int)
+    assert len(body["devices"]) == 2 and alice.device_id in [d["device_id"] for d in body["devices"]]
+    r = fake.request(a, "GET", "/_matrix/federation/v1/user/devices/" + q("@nobody:" + a.server_name))
+    assert r.status_code == 404
+    r = fake.request(a, "GET", "/_matrix/federation/v1/user/devices/" + q(fake.user("x")))
+    assert r.status_code == 403
+    r = fake.request(a, "POST", "/_matrix/federation/v1/user/keys/query",
+                     {"device_keys": {alice.user_id: [], fake.user("x"): []}})
+    assert r.status_code == 200 and r.json() == {"device_keys": {alice.user_id: {}}}, r.text
+    r = fake.request(a, "POST", "/_matrix/federation/v1/user/keys/query", {"device_keys": []})
+    assert r.status_code == 400
+    r = fake.request(a, "POST", "/_matrix/federation/v1/user/keys/claim",
+                     {"one_time_keys": {alice.user_id: {alice.device_id: "signed_curve25519"}}})
+    assert r.status_code == 200 and r.json() == {"one_time_keys": {}}, r.text
+    # a device list update is accepted (and ignored)
+    fake.send(a, [], edus=[{"edu_type": "m.device_list_update", "content": {
+        "user_id": fake.user("x"), "device_id": "D", "stream_id": 1, "prev_id": []}}])
