@@ -47,8 +47,9 @@ long fed_inbound_edus_dispatched(void)
 }
 
 /* org.auralink.route: {call_id, route_id?, path_nodes?, predicted_latency_ms?} */
-static int route_edu(struct db *db, const char *origin, json_t *contents, struct al_error *err)
+static int route_edu(struct app *app, struct db *db, const char *origin, json_t *contents, struct al_error *err)
 {
+	(void)app;
 	json_t *ok = json_array();
 	size_t i;
 	json_t *c;
@@ -104,7 +105,7 @@ static char *stored_response(struct db *db, const char *origin, const char *txn_
 
 /* The EDUs grouped by type, each group to its handler once (in the
  * transaction). How many were dispatched, or -1 with err. */
-static int dispatch_edus(struct db *db, const char *origin, json_t *edus, struct al_error *err)
+static int dispatch_edus(struct app *app, struct db *db, const char *origin, json_t *edus, struct al_error *err)
 {
 	int dispatched = 0;
 	for (int t = 0; t < nregistry; t++) {
@@ -118,7 +119,7 @@ static int dispatch_edus(struct db *db, const char *origin, json_t *edus, struct
 			if (type && json_is_object(content) && strcmp(type, registry[t].type) == 0)
 				json_array_append(group, content);
 		}
-		int rc = json_array_size(group) ? registry[t].fn(db, origin, group, err) : 0;
+		int rc = json_array_size(group) ? registry[t].fn(app, db, origin, group, err) : 0;
 		dispatched += (int)json_array_size(group);
 		json_decref(group);
 		if (rc < 0)
@@ -191,7 +192,7 @@ static void send_finish(void *arg, json_t *results)
 		json_decref(resp);
 		return;
 	}
-	int dispatched = dispatch_edus(db, origin, edus, &err);
+	int dispatched = dispatch_edus(req->app, db, origin, edus, &err);
 	if (dispatched < 0) {
 		db_rollback(db);
 		goto fail;
@@ -208,6 +209,9 @@ static void send_finish(void *arg, json_t *results)
 	}
 	atomic_fetch_add(&edus_dispatched, dispatched);
 	federation_sender_wake(req->app);
+	struct federation *fed = fed_of(req->app);
+	if (dispatched && fed->notify) /* typing, receipts, presence for /sync */
+		fed->notify(req->app);
 	http_reply_json(req, 200, resp);
 	return;
 fail:
@@ -266,6 +270,7 @@ int fed_inbound_register(struct app *app)
 {
 	int rc = 0;
 	rc |= fed_edu_register(ROUTE_EDU, route_edu);
+	rc |= fed_edu_register_all();
 	rc |= http_route(app, ROUTER_PUT, "/_matrix/federation/v1/send/{txnId}", put_send);
 	return rc ? -1 : 0;
 }

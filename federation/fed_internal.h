@@ -87,6 +87,15 @@ void fed_sender_free(struct fed_sender *s);
 void fed_sender_tick(void *arg);
 int fed_inbound_register(struct app *app);
 
+/* ---- device lists and keys without E2E keys (fed_devices.c) ---- */
+int fed_devices_register(struct app *app);
+
+/* ---- the public room directory, serving side (fed_public_rooms.c) ---- */
+int fed_public_rooms_register(struct app *app);
+
+/* ---- typing, receipts, presence over federation (fed_edu.c) ---- */
+int fed_edu_register_all(void);
+
 /* ---- room endpoints, serving side (fed_rooms.c) ---- */
 int fed_rooms_register(struct app *app);
 /* GET /query/directory?room_alias= (dispatched by fed_handlers.c) */

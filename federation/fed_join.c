@@ -161,6 +161,9 @@ static void store_joined(void *arg)
 	}
 	log_info("fed_join", "joined room_id=%s user_id=%s via=%s dropped=%d", j->room, j->user, j->cands[j->idx - 1],
 		 dropped);
+	/* the room's servers learn our users' presence (spec: on a new shared room) */
+	if (federation_presence_for_room(j->db, j->room, j->app->cfg.server_name, NULL, &err) < 0)
+		log_warn("fed_join", "cannot queue presence room_id=%s: %s", j->room, err.message);
 	finish(j, 200, json_pack("{s:s}", "room_id", j->room));
 }
 
@@ -315,9 +318,56 @@ static void on_make(const struct fed_response *resp, void *arg)
 	}
 }
 
+/* No resident server took the rejection of an invite (refused, failed,
+ * unreachable): the invite is rejected here alone, with a leave event of
+ * our own that goes nowhere (an out-of-band membership, as Synapse does
+ * it), so the room leaves the invitee's /sync. 0 when stored. */
+static int reject_locally(struct hs_job *j)
+{
+	struct al_error err = {0};
+	char version[4];
+	if (room_remote_room_version(j->db, j->room, version, &err) < 0)
+		return -1;
+	struct event_rules r;
+	event_rules_for(version, &r);
+	json_t *content = json_deep_copy(j->content);
+	json_object_set_new(content, "membership", json_string("leave"));
+	json_t *ev = json_pack("{s:s, s:s, s:s, s:s, s:o, s:I, s:i, s:[], s:[]}", "type", "m.room.member", "room_id",
+			       j->room, "sender", j->user, "state_key", j->user, "content", content, "origin_server_ts",
+			       (json_int_t)http_now_ms(), "depth", 1, "prev_events", "auth_events");
+	if (ev && r.id_format == 1) {
+		unsigned char rnd[16];
+		char hex[33], id[EVENT_ID_MAX + 64];
+		randombytes_buf(rnd, sizeof(rnd));
+		sodium_bin2hex(hex, sizeof(hex), rnd, sizeof(rnd));
+		snprintf(id, sizeof(id), "$%s:%.200s", hex, j->app->cfg.server_name);
+		json_object_set_new(ev, "event_id", json_string(id));
+	}
+	if (ev && !r.redact_v11)
+		json_object_set_new(ev, "origin", json_string(j->app->cfg.server_name));
+	struct room_ctx c = {.db = j->db, .keys = j->app->keys};
+	int64_t stream = 0;
+	int rc = ev && event_hash_and_sign(ev, &r, j->app->cfg.server_name, keys_current(j->app->keys), &err) == 0 &&
+				 event_compute_id(ev, &r, j->event_id, sizeof(j->event_id), &err) == 0 &&
+				 room_remote_store_leave(&c, ev, j->event_id, &stream, &err) == 0
+			 ? 0
+			 : -1;
+	if (rc < 0)
+		log_warn("fed_join", "cannot reject the invite locally room=%s user=%s: %s", j->room, j->user,
+			 err.message);
+	else
+		log_info("fed_join", "invite rejected locally room=%s user=%s (%s)", j->room, j->user, j->last.message);
+	json_decref(ev);
+	return rc;
+}
+
 static void try_next(struct hs_job *j)
 {
 	if (j->idx >= j->ncand) {
+		if (strcmp(j->membership, "leave") == 0 && reject_locally(j) == 0) {
+			finish(j, 200, json_object());
+			return;
+		}
 		if (!j->last_status)
 			fail_with(j, 404, "M_NOT_FOUND", "No server could be asked to join this room");
 		finish(j, j->last_status, NULL);

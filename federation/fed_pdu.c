@@ -20,6 +20,7 @@
 #include "fed_internal.h"
 #include "keys.h"
 #include "log.h"
+#include "room_acl.h"
 #include "room_remote.h"
 #include "sign.h"
 
@@ -886,13 +887,20 @@ int fed_pdu_process(struct federation *fed, struct http_worker *w, const char *o
 	j->cb = cb;
 	j->arg = arg;
 	json_t *versions = room_versions(j, pdus);
+	json_t *denied = room_acl_denied_rooms(&w->db, versions, origin);
 	size_t i;
 	json_t *p;
 	json_array_foreach(pdus, i, p)
 	{
-		if (json_is_object(p))
-			add_item(j, p, false, false, versions);
+		if (!json_is_object(p))
+			continue;
+		add_item(j, p, false, false, versions);
+		json_t *it = json_array_get(j->items, json_array_size(j->items) - 1);
+		if (json_integer_value(json_object_get(it, "state")) != IT_DONE &&
+		    json_object_get(denied, json_string_value(json_object_get(p, "room_id"))))
+			result(j, it, "the room's server ACL denies the origin");
 	}
+	json_decref(denied);
 	json_decref(versions);
 	verify_then_run(j);
 	return 0;

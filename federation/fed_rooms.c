@@ -13,6 +13,7 @@
 #include "keys.h"
 #include "log.h"
 #include "room.h"
+#include "room_acl.h"
 #include "room_fed.h"
 #include "room_remote.h"
 #include "sign.h"
@@ -50,6 +51,16 @@ static bool may_read(struct http_req *req, const char *room_id)
 	return true;
 }
 
+/* The room's server ACL lets the origin in (spec: every room endpoint). */
+static bool acl_ok(struct http_req *req, const char *room_id)
+{
+	struct al_error err = {0};
+	if (room_acl_check(&req->worker->db, room_id, req->user_id, &err) == 0)
+		return true;
+	http_reply_al_error(req, &err);
+	return false;
+}
+
 /* ---- make_join / make_leave ---- */
 
 static bool version_offered(struct http_req *req, const char *version)
@@ -78,6 +89,8 @@ static void make_membership(struct http_req *req, const char *membership)
 		http_reply_error(req, 403, "M_FORBIDDEN", "User %s is not on %s", user_id, req->user_id);
 		return;
 	}
+	if (!acl_ok(req, room_id))
+		return;
 	struct al_error err = {0};
 	char version[4];
 	if (room_remote_room_version(&req->worker->db, room_id, version, &err) < 0) {
@@ -252,6 +265,9 @@ static void send_checked(void *arg)
 		http_reply_error(req, 403, "M_FORBIDDEN", "The %s is not allowed: %s", join ? "join" : "leave",
 				 o.reason[0] ? o.reason : room_pdu_status_name(o.status));
 	} else {
+		if (join && federation_presence_for_room(&req->worker->db, req->params[0], req->app->cfg.server_name,
+							 req->user_id, &err) < 0)
+			log_warn("fed_rooms", "cannot queue presence for %s: %s", req->user_id, err.message);
 		if (fed->notify)
 			fed->notify(req->app);
 		if (join) {
@@ -280,6 +296,8 @@ static void send_membership(struct http_req *req, enum send_kind kind)
 		http_reply_error(req, 400, "M_INVALID_PARAM", "malformed room or event ID");
 		return;
 	}
+	if (!acl_ok(req, room_id))
+		return;
 	struct send_ctx *s = calloc(1, sizeof(*s));
 	if (!s) {
 		http_reply_error(req, 500, "M_UNKNOWN", "out of memory");
@@ -421,7 +439,7 @@ static void event_authed(struct http_req *req)
 		http_reply_al_error(req, &err);
 		return;
 	}
-	if (!may_read(req, room_id)) {
+	if (!acl_ok(req, room_id) || !may_read(req, room_id)) {
 		json_decref(pdu);
 		return;
 	}
@@ -438,7 +456,7 @@ static void state_common(struct http_req *req, bool ids_only)
 		http_reply_error(req, 400, "M_MISSING_PARAM", "event_id is required");
 		return;
 	}
-	if (!may_read(req, room_id))
+	if (!acl_ok(req, room_id) || !may_read(req, room_id))
 		return;
 	struct al_error err = {0};
 	json_t *ids = NULL, *chain = NULL;
@@ -478,7 +496,7 @@ static void event_auth_authed(struct http_req *req)
 		http_reply_error(req, 400, "M_INVALID_PARAM", "malformed room or event ID");
 		return;
 	}
-	if (!may_read(req, room_id))
+	if (!acl_ok(req, room_id) || !may_read(req, room_id))
 		return;
 	struct al_error err = {0};
 	json_t *chain = room_fed_event_auth(&req->worker->db, room_id, event_id, &err);
@@ -496,6 +514,8 @@ static void backfill_authed(struct http_req *req)
 		http_reply_error(req, 400, "M_INVALID_PARAM", "malformed room ID");
 		return;
 	}
+	if (!acl_ok(req, room_id))
+		return;
 	json_t *v = json_array();
 	struct evkeyval *kv;
 	TAILQ_FOREACH(kv, &req->query, next)
@@ -535,18 +555,27 @@ static void missing_authed(struct http_req *req)
 		http_reply_al_error(req, &err);
 		return;
 	}
+	if (!id_ok(room_id, '!')) {
+		http_reply_error(req, 400, "M_INVALID_PARAM", "malformed room ID");
+		return;
+	}
+	if (!acl_ok(req, room_id))
+		return;
+	/* absent lists are empty */
 	json_t *earliest = json_object_get(body, "earliest_events"), *latest = json_object_get(body, "latest_events");
 	json_t *lim = json_object_get(body, "limit"), *md = json_object_get(body, "min_depth");
-	if (!id_ok(room_id, '!') || !json_is_array(earliest) || !json_is_array(latest) ||
+	if ((earliest && !json_is_array(earliest)) || (latest && !json_is_array(latest)) ||
 	    (lim && !json_is_integer(lim)) || (md && !json_is_integer(md))) {
 		http_reply_error(req, 400, "M_BAD_JSON", "earliest_events and latest_events must be lists");
 		return;
 	}
 	if (!may_read(req, room_id))
 		return;
-	json_t *ev = room_fed_missing(&req->worker->db, room_id, earliest, latest,
+	json_t *none = json_array();
+	json_t *ev = room_fed_missing(&req->worker->db, room_id, earliest ? earliest : none, latest ? latest : none,
 				      lim ? (int)json_integer_value(lim) : 10, md ? (long)json_integer_value(md) : 0,
 				      &err);
+	json_decref(none);
 	if (!ev) {
 		http_reply_al_error(req, &err);
 		return;

@@ -28,7 +28,9 @@ int64_t fed_backoff_next(int64_t current_ms);
 /* Handler for one EDU type: called once per inbound transaction with the
  * array of that type's contents (each checked to be an object), inside
  * the transaction that records the txnId. 0 or -1 with err. */
-typedef int (*fed_edu_handler)(struct db *db, const char *origin, json_t *contents, struct al_error *err);
+struct app;
+typedef int (*fed_edu_handler)(struct app *app, struct db *db, const char *origin, json_t *contents,
+			       struct al_error *err);
 
 /* Register before the HTTP workers start. 0 or -1 (table full). */
 int fed_edu_register(const char *type, fed_edu_handler fn);

@@ -82,7 +82,7 @@ int federation_start(struct app *app)
 		goto fail;
 	app->federation = fed;
 	if (fed_handlers_register(app) < 0 || fed_servers_register_routes(app) < 0 || fed_inbound_register(app) < 0 ||
-	    fed_rooms_register(app) < 0)
+	    fed_rooms_register(app) < 0 || fed_public_rooms_register(app) < 0 || fed_devices_register(app) < 0)
 		goto fail_registered;
 	if (fed_client_run(fed->fc, &err) < 0)
 		goto fail_registered;

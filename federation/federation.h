@@ -75,10 +75,24 @@ int federation_room_invite(struct app *app, struct event_base *base, struct db *
 			   const char *room_id, const char *target, const char *reason, federation_json_cb cb,
 			   void *arg);
 
+/* History from before we joined room_id: GET /backfill from the room's
+ * other servers at its backward extremities, verified, auth-checked and
+ * stored in the timeline's history range (room.h). cb gets 200 and
+ * {backfilled: n} (0 when nobody had more). -1 when there is nothing to
+ * ask (no extremity, no other server): cb never runs. */
+int federation_room_backfill(struct app *app, struct event_base *base, struct db *db, const char *room_id, int limit,
+			     federation_json_cb cb, void *arg);
+
 /* GET /query/directory?room_alias= on the alias's server: body {room_id,
  * servers}; 404 M_NOT_FOUND. */
 int federation_query_directory(struct app *app, const char *alias, struct event_base *base, federation_json_cb cb,
 			       void *arg);
+
+/* Another server's public room directory: POST
+ * /_matrix/federation/v1/publicRooms (limit <= 0: theirs; since, search
+ * may be NULL). cb as for federation_query_profile. */
+int federation_public_rooms(struct app *app, const char *server, int limit, const char *since, const char *search,
+			    struct event_base *base, federation_json_cb cb, void *arg);
 
 /* Online mesh nodes of a user of another server: GET
  * /_matrix/federation/v1/query/org.auralink.mesh_nodes on her server
@@ -100,6 +114,19 @@ int fed_sender_enqueue_edu(struct db *db, const char *destination, const char *e
  * the caller committed and the sender woke. */
 int fed_sender_enqueue_pdu(struct db *db, const char *const *destinations, int n, const json_t *pdu,
 			   struct al_error *err);
+/* An EDU for the servers with members joined to room_id other than self
+ * (typing, receipts), or for the servers sharing a joined room with the
+ * local user user_id (presence): one statement, in the caller's
+ * transaction; sync_notify wakes the sender. */
+int federation_edu_to_room(struct db *db, const char *room_id, const char *self, const char *edu_type, json_t *content,
+			   struct al_error *err);
+int federation_edu_to_peers(struct db *db, const char *user_id, const char *edu_type, json_t *content,
+			    struct al_error *err);
+/* When a server joins a room (dest), or we join one (dest NULL: every
+ * other server in it): the presence of this server's (self) users joined
+ * there, as one m.presence EDU per destination. One statement. */
+int federation_presence_for_room(struct db *db, const char *room_id, const char *self, const char *dest,
+				 struct al_error *err);
 /* Wake the sender now (after the caller's transaction committed). */
 void federation_sender_wake(struct app *app);
 

@@ -15,6 +15,7 @@ struct workpool;
 struct ratelimit_table;
 struct tokencache;
 struct sync_state;
+struct events_state;
 struct typing;
 struct federation;
 struct mesh_state;
@@ -41,6 +42,8 @@ struct app {
 	struct uia_sessions *uia; /* /register user-interactive auth sessions */
 	/* Parked long-poll syncs per worker (handlers_sync.c) */
 	struct sync_state *sync;
+	/* Parked long-poll GET /events (handlers_events.c) */
+	struct events_state *events;
 	/* Typing notices in memory (typing.c; started and freed by handlers_sync.c) */
 	struct typing *typing;
 	/* Mesh registry, model, route cache (mesh.c) */

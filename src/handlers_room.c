@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "federation.h"
 #include "handlers_room_remote.h"
 #include "handlers_sync.h"
 #include "http.h"
@@ -472,6 +473,15 @@ static void put_typing(struct http_req *req)
 		http_reply_error(req, 500, "M_UNKNOWN", "out of memory");
 		return;
 	}
+	/* the room's other servers get it as an m.typing EDU (a refresh too) */
+	json_t *edu = json_pack("{s:s, s:s, s:b}", "room_id", req->params[0], "user_id", req->user_id, "typing",
+				json_is_true(typing));
+	if (!edu || federation_edu_to_room(&req->worker->db, req->params[0], keys_server_name(req->app->keys),
+					   "m.typing", edu, &err) < 0)
+		log_warn("typing", "cannot queue m.typing for other servers room=%s: %s", req->params[0], err.message);
+	else
+		federation_sender_wake(req->app);
+	json_decref(edu);
 	if (rc > 0)
 		sync_notify_room(req->app, req->params[0], NULL);
 	http_reply_json(req, 200, json_object());
@@ -651,6 +661,54 @@ static int query_limit(struct http_req *req, int dflt, int max)
 	return v > max ? max : (int)v;
 }
 
+struct messages_q {
+	struct http_req *req;
+	json_t *filter;
+	int limit;
+};
+
+static void reply_messages(struct http_req *req, char dir, int limit, json_t *filter)
+{
+	struct al_error err = {0};
+	json_t *m = room_messages(&req->worker->db, req->params[0], req->user_id, req->device_id,
+				  http_req_query(req, "from"), http_req_query(req, "to"), dir, limit, filter, &err);
+	if (!m)
+		http_reply_al_error(req, &err);
+	else
+		http_reply_json(req, 200, m);
+}
+
+static void backfilled(void *arg, int status, json_t *body, const struct al_error *err)
+{
+	(void)status;
+	(void)body;
+	(void)err;
+	struct messages_q *q = arg;
+	reply_messages(q->req, 'b', q->limit, q->filter);
+	json_decref(q->filter);
+	free(q);
+}
+
+/* Paging back past the start of what we hold of a room shared with other
+ * servers: ask them for the history first (federation_room_backfill),
+ * then answer. true when that started. */
+static bool backfill_first(struct http_req *req, json_t *m, int limit, json_t *filter)
+{
+	if (json_array_size(json_object_get(m, "chunk")) >= (size_t)limit || http_req_query(req, "to"))
+		return false;
+	struct messages_q *q = calloc(1, sizeof(*q));
+	if (!q)
+		return false;
+	*q = (struct messages_q){.req = req, .filter = json_incref(filter), .limit = limit};
+	if (federation_room_backfill(req->app, req->worker->base, &req->worker->db, req->params[0], limit, backfilled,
+				     q) < 0) {
+		json_decref(q->filter);
+		free(q);
+		return false;
+	}
+	return true;
+}
+
 static void get_messages(struct http_req *req)
 {
 	if (auth_require(req) < 0 || !valid_room_id(req, req->params[0]))
@@ -679,6 +737,11 @@ static void get_messages(struct http_req *req)
 	json_t *m = room_messages(&req->worker->db, req->params[0], req->user_id, req->device_id,
 				  http_req_query(req, "from"), http_req_query(req, "to"), dir ? dir[0] : 'b', limit,
 				  filter, &err);
+	if (m && (!dir || dir[0] == 'b') && backfill_first(req, m, limit, filter)) {
+		json_decref(m);
+		json_decref(filter);
+		return;
+	}
 	json_decref(filter);
 	if (!m) {
 		http_reply_al_error(req, &err);

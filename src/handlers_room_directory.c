@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "federation.h"
 #include "fields.h"
 #include "http.h"
 #include "room.h"
@@ -11,27 +12,41 @@
 
 #define CLIENT "/_matrix/client/r0|v3"
 
-/* ?server= naming another server: its directory is not fetched here. */
-static bool local_server(struct http_req *req)
+/* ?server= naming another server, or NULL. */
+static const char *remote_server(struct http_req *req)
 {
 	const char *server = http_req_query(req, "server");
-	if (server && *server && strcmp(server, req->app->cfg.server_name) != 0) {
-		http_reply_error(req, 404, "M_NOT_FOUND", "The room directories of other servers are not available");
-		return false;
-	}
-	return true;
+	return server && *server && !federation_is_local(req->app, server) ? server : NULL;
+}
+
+static void remote_done(void *arg, int status, json_t *body, const struct al_error *err)
+{
+	struct http_req *req = arg;
+	if (status == 200 && json_is_object(body) && json_is_array(json_object_get(body, "chunk")))
+		http_reply_json(req, 200, json_incref(body));
+	else if (status == 0)
+		http_reply_error(req, 502, "M_UNKNOWN", "The server is unreachable: %s", err->message);
+	else
+		http_reply_error(req, status >= 400 && status < 500 ? status : 502,
+				 status == 404 ? "M_NOT_FOUND" : "M_UNKNOWN", "The server's directory answered %d",
+				 status);
 }
 
 static void reply_list(struct http_req *req, int limit, const char *since, const char *search)
 {
+	const char *server = remote_server(req);
+	if (server) {
+		if (federation_public_rooms(req->app, server, limit, since, search, req->worker->base, remote_done,
+					    req) < 0)
+			http_reply_error(req, 400, "M_INVALID_PARAM", "cannot ask %s", server);
+		return;
+	}
 	struct al_error err = {0};
 	http_reply_result(req, 200, room_directory_list(&req->worker->db, limit, since, search, &err), &err);
 }
 
 static void get_public_rooms(struct http_req *req)
 {
-	if (!local_server(req))
-		return;
 	int limit = 0;
 	const char *l = http_req_query(req, "limit");
 	if (l) {
@@ -48,7 +63,7 @@ static void get_public_rooms(struct http_req *req)
 
 static void post_public_rooms(struct http_req *req)
 {
-	if (auth_require(req) < 0 || !local_server(req))
+	if (auth_require(req) < 0)
 		return;
 	struct al_error err = {0};
 	json_t *body = http_req_json_body(req, &err);

@@ -10,6 +10,7 @@
 
 #include "auth.h"
 #include "federation.h"
+#include "handlers_events.h"
 #include "http.h"
 #include "keys.h"
 #include "log.h"
@@ -354,6 +355,7 @@ static void post_notice(struct sync_state *st, char kind, const char *id)
 void sync_notify(struct app *app)
 {
 	federation_sender_wake(app); /* events for other servers may be queued */
+	events_notify(app);          /* GET /events parks its own requests */
 	if (app->sync)
 		post_notice(app->sync, 0, NULL);
 }
@@ -361,6 +363,7 @@ void sync_notify(struct app *app)
 void sync_notify_room(struct app *app, const char *room_id, const char *user_id)
 {
 	federation_sender_wake(app);
+	events_notify(app);
 	if (!app->sync)
 		return;
 	post_notice(app->sync, 'r', room_id);
@@ -370,6 +373,7 @@ void sync_notify_room(struct app *app, const char *room_id, const char *user_id)
 
 void sync_notify_user(struct app *app, const char *user_id)
 {
+	events_notify(app);
 	if (app->sync)
 		post_notice(app->sync, 'u', user_id);
 }

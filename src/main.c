@@ -25,6 +25,7 @@
 #include "handlers_aura_id.h"
 #include "handlers_calls.h"
 #include "handlers_discovery.h"
+#include "handlers_events.h"
 #include "handlers_presence.h"
 #include "handlers_pushers.h"
 #include "handlers_room.h"
@@ -149,6 +150,7 @@ static int start_modules(struct app *app)
 	rc |= rooms_start(app);
 	rc |= calls_handlers_start(app);
 	rc |= presence_register_routes(app);
+	rc |= events_start(app);
 	rc |= room_directory_register_routes(app);
 	rc |= pushers_register_routes(app);
 	rc |= tags_register_routes(app);
@@ -165,6 +167,7 @@ static void stop_modules(struct app *app)
 	auth_stop(app);
 	uia_sessions_free(app->uia);
 	sync_stop(app);
+	events_stop(app);
 	aura_id_stop(app);
 	mesh_stop(app);
 	calls_stop(app);
@@ -226,6 +229,7 @@ out:
 	federation_stop(app); /* same reason: its callbacks run on the workers */
 	rooms_stop(app);      /* same reason: the room writers answer on the workers */
 	sync_drain(app);
+	events_drain(app);
 	http_server_stop(srv);
 	stop_modules(app);
 	if (sigint)

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "federation.h"
+
 /* The stream lock of room.c and sync.c: positions are drawn under it and it
  * is held to commit, so /sync never sees position N+1 before N. */
 #define PRESENCE_STREAM_LOCK "6006"
@@ -22,6 +24,23 @@ bool presence_state_valid(const char *s)
 static int64_t col_i64(PGresult *r, int row, int col)
 {
 	return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+static json_t *content_of(PGresult *r, int row, int col, int64_t now_ms);
+
+/* The new presence goes to the servers sharing a room with the user
+ * (m.presence EDU); r: presence, status_msg, last_active_ts. */
+static int presence_to_servers(struct db *db, const char *user_id, PGresult *r, int64_t now_ms, struct al_error *err)
+{
+	json_t *c = content_of(r, 0, 0, now_ms);
+	if (!c)
+		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	json_object_set_new(c, "user_id", json_string(user_id));
+	json_t *edu = json_pack("{s:[o]}", "push", c);
+	int rc = edu ? federation_edu_to_peers(db, user_id, "m.presence", edu, err)
+		     : al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	json_decref(edu);
+	return rc;
 }
 
 static int write_state(struct db *db, const char *user_id, const char *state, const char *status_msg, bool keep_msg,
@@ -43,11 +62,15 @@ static int write_state(struct db *db, const char *user_id, const char *state, co
 		    "presence = EXCLUDED.presence, "
 		    "status_msg = CASE WHEN $5::boolean THEN presence.status_msg ELSE EXCLUDED.status_msg END, "
 		    "last_active_ts = CASE WHEN EXCLUDED.presence = 'offline' THEN presence.last_active_ts "
-		    "ELSE EXCLUDED.last_active_ts END, stream_ordering = EXCLUDED.stream_ordering",
+		    "ELSE EXCLUDED.last_active_ts END, stream_ordering = EXCLUDED.stream_ordering "
+		    "RETURNING presence, status_msg, last_active_ts",
 		    5, p);
 	if (!r)
 		goto fail;
+	int rc = PQntuples(r) == 1 ? presence_to_servers(db, user_id, r, now_ms, err) : 0;
 	PQclear(r);
+	if (rc < 0)
+		goto fail;
 	return db_commit(db, err);
 fail:
 	db_rollback(db);

@@ -9,6 +9,7 @@
 
 #include "calls.h"
 #include "cjson.h"
+#include "federation.h"
 #include "keys.h"
 #include "log.h"
 #include "room_auth.h"
@@ -29,7 +30,8 @@ int64_t room_token_parse(const char *tok)
 {
 	if (!tok)
 		return -1;
-	if (*tok == 's' || *tok == 't')
+	bool history = *tok == 'b'; /* "b<k>": backfilled history, position -(BASE + k) */
+	if (*tok == 's' || *tok == 't' || history)
 		tok++;
 	/* a /sync token "s<stream>_<typing>_<to_device>" pages from its stream part */
 	size_t n = strcspn(tok, "_");
@@ -41,12 +43,17 @@ int64_t room_token_parse(const char *tok)
 			return -1;
 		v = v * 10 + (tok[i] - '0');
 	}
-	return v;
+	return history ? -ROOM_BACKFILL_BASE - v : v;
 }
 
 void room_token_format(int64_t pos, char *out, size_t len)
 {
-	snprintf(out, len, "s%" PRId64, pos < 0 ? 0 : pos);
+	if (pos <= -ROOM_BACKFILL_BASE) {
+		int64_t k = -ROOM_BACKFILL_BASE - pos;
+		snprintf(out, len, "b%" PRId64, k > INT64_C(999999999999999999) ? INT64_C(999999999999999999) : k);
+	} else {
+		snprintf(out, len, "s%" PRId64, pos < 0 ? 0 : pos);
+	}
 }
 
 char *room_pg_array(const char *const *items, int n)
@@ -2182,6 +2189,23 @@ int room_receipt_check(struct db *db, const char *room_id, const char *user_id, 
 	return found ? 0 : al_error_set(err, 404, "M_NOT_FOUND", "Event not found");
 }
 
+/* A public receipt goes to the room's other servers (m.receipt EDU). */
+static int receipt_to_servers(struct db *db, const char *room_id, const char *user_id, const char *thread_id,
+			      const char *event_id, struct al_error *err)
+{
+	json_t *data = json_pack("{s:I}", "ts", (json_int_t)room_now_ms());
+	if (data && thread_id)
+		json_object_set_new(data, "thread_id", json_string(thread_id));
+	json_t *c = data ? json_pack("{s:{s:{s:{s:[s], s:o}}}}", room_id, "m.read", user_id, "event_ids", event_id,
+				     "data", data)
+			 : NULL;
+	const char *self = strchr(user_id, ':');
+	int rc = c && self ? federation_edu_to_room(db, room_id, self + 1, "m.receipt", c, err)
+			   : al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	json_decref(c);
+	return rc;
+}
+
 int room_receipt_put(struct db *db, const char *room_id, const char *user_id, const char *type, const char *thread_id,
 		     const char *event_id, bool *changed, struct al_error *err)
 {
@@ -2226,6 +2250,9 @@ int room_receipt_put(struct db *db, const char *room_id, const char *user_id, co
 		goto fail;
 	*changed = PQntuples(r) == 1;
 	PQclear(r);
+	if (*changed && strcmp(type, "m.read") == 0 &&
+	    receipt_to_servers(db, room_id, user_id, thread_id, event_id, err) < 0)
+		goto fail;
 	if (db_commit(db, err) < 0)
 		goto fail;
 	return 0;
@@ -2300,9 +2327,11 @@ json_t *room_messages(struct db *db, const char *room_id, const char *user_id, c
 	if (viewer_limit(db, room_id, user_id, true, &v, err) < 0)
 		return NULL;
 	int64_t max = v.max;
-	int64_t f = from ? room_token_parse(from) : (dir == 'b' ? INT64_MAX : 0);
-	int64_t t = to ? room_token_parse(to) : (dir == 'b' ? 0 : INT64_MAX);
-	if (f < 0 || t < 0) {
+	/* the timeline: positive positions, then backfilled history below
+	 * -ROOM_BACKFILL_BASE (outliers and hidden events lie in between) */
+	int64_t f = from ? room_token_parse(from) : (dir == 'b' ? INT64_MAX : INT64_MIN + 1);
+	int64_t t = to ? room_token_parse(to) : (dir == 'b' ? INT64_MIN + 1 : INT64_MAX);
+	if ((f < 0 && f > -ROOM_BACKFILL_BASE) || (t < 0 && t > -ROOM_BACKFILL_BASE)) {
 		al_error_set(err, 400, "M_INVALID_PARAM", "malformed pagination token");
 		return NULL;
 	}
@@ -2319,9 +2348,11 @@ json_t *room_messages(struct db *db, const char *room_id, const char *user_id, c
 	PGresult *r = db_exec(
 		db, err,
 		dir == 'b' ? "SELECT " EVENT_COLS " FROM events WHERE room_id = $1 AND stream_ordering > $2::bigint "
-			     "AND stream_ordering <= $3::bigint ORDER BY stream_ordering DESC LIMIT $4::int"
+			     "AND stream_ordering <= $3::bigint AND (stream_ordering > 0 OR stream_ordering <= "
+			     "-" ROOM_BACKFILL_BASE_SQL ") ORDER BY stream_ordering DESC LIMIT $4::int"
 			   : "SELECT " EVENT_COLS " FROM events WHERE room_id = $1 AND stream_ordering > $2::bigint "
-			     "AND stream_ordering <= $3::bigint ORDER BY stream_ordering ASC LIMIT $4::int",
+			     "AND stream_ordering <= $3::bigint AND (stream_ordering > 0 OR stream_ordering <= "
+			     "-" ROOM_BACKFILL_BASE_SQL ") ORDER BY stream_ordering ASC LIMIT $4::int",
 		4, p);
 	if (!r)
 		return NULL;

@@ -172,7 +172,14 @@ json_t *room_messages(struct db *db, const char *room_id, const char *user_id, c
 json_t *room_context(struct db *db, const char *room_id, const char *user_id, const char *event_id, int limit,
 		     struct al_error *err);
 
-/* Stream tokens: "s<N>" (a /sync token's stream part is accepted too);
+/* Events fetched from other servers' history (backfill) sit in the
+ * timeline below the local stream: positions at or below
+ * -ROOM_BACKFILL_BASE, older ones lower (outliers use -1, -2, ...). */
+#define ROOM_BACKFILL_BASE INT64_C(4611686018427387904)
+#define ROOM_BACKFILL_BASE_SQL "4611686018427387904"
+
+/* Stream tokens: "s<N>" (a /sync token's stream part is accepted too),
+ * "b<k>" for backfilled history (position -ROOM_BACKFILL_BASE - k);
  * -1 if malformed. */
 int64_t room_token_parse(const char *tok);
 void room_token_format(int64_t pos, char *out, size_t len);
