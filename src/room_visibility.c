@@ -27,14 +27,15 @@ bool room_visibility_allowed(const char *hv, const char *membership, bool joined
  * join event at or after it. The groups are walked once each, for the two
  * keys only (state_group_edits' primary key); every step is a key lookup
  * whatever the statistics say (OFFSET 0 keeps a LATERAL a parameterised
- * scan), as the sync queries do. */
+ * scan), as the sync queries do. Last: whether it is her own member event. */
 #define VIS_SQL                                                                                                        \
 	"WITH RECURSIVE ev AS MATERIALIZED (SELECT q.ord, e.room_id, e.stream_ordering s, e.state_group g, "           \
 	"CASE WHEN (e.type = 'm.room.history_visibility' AND e.state_key = '') "                                       \
 	"OR (e.type = 'm.room.member' AND e.state_key = $1) THEN (SELECT p.state_group FROM events p "                 \
 	"WHERE (p.room_id, p.stream_ordering) < (e.room_id, e.stream_ordering) "                                       \
 	"AND (p.room_id, p.stream_ordering) > (e.room_id, 0) AND p.state_group IS NOT NULL "                           \
-	"ORDER BY p.room_id DESC, p.stream_ordering DESC LIMIT 1) END pg "                                             \
+	"ORDER BY p.room_id DESC, p.stream_ordering DESC LIMIT 1) END pg, "                                            \
+	"(e.type = 'm.room.member' AND e.state_key = $1) own "                                                         \
 	"FROM unnest($2::text[]) WITH ORDINALITY q(id, ord) CROSS JOIN LATERAL (SELECT e.room_id, e.stream_ordering, " \
 	"e.state_group, e.type, e.state_key FROM events e WHERE e.event_id = q.id OFFSET 0) e), "                      \
 	"grp AS (SELECT g x FROM ev WHERE g IS NOT NULL UNION SELECT pg FROM ev WHERE pg IS NOT NULL), "               \
@@ -51,7 +52,7 @@ bool room_visibility_allowed(const char *hv, const char *membership, bool joined
 	"lj AS (SELECT r.room_id, (SELECT max(m.stream_ordering) FROM events m WHERE m.room_id = r.room_id "           \
 	"AND m.type = 'm.room.member' AND m.state_key = $1 AND m.stream_ordering > 0 "                                 \
 	"AND (m.json::jsonb) -> 'content' ->> 'membership' = 'join') j FROM (SELECT DISTINCT room_id FROM ev) r) "     \
-	"SELECT ev.ord, ha.v, ma.v, hb.v, mb.v, ev.pg IS NOT NULL, ev.s <= coalesce(lj.j, 0) FROM ev "                 \
+	"SELECT ev.ord, ha.v, ma.v, hb.v, mb.v, ev.pg IS NOT NULL, ev.s <= coalesce(lj.j, 0), ev.own FROM ev "         \
 	"LEFT JOIN val ha ON ha.origin = ev.g AND ha.type = 'm.room.history_visibility' "                              \
 	"LEFT JOIN val ma ON ma.origin = ev.g AND ma.type = 'm.room.member' "                                          \
 	"LEFT JOIN val hb ON hb.origin = ev.pg AND hb.type = 'm.room.history_visibility' "                             \
@@ -83,6 +84,9 @@ int room_visibility_filter(struct db *db, const char *user_id, const char *const
 		bool ok = room_visibility_allowed(val(r, row, 1), val(r, row, 2), later);
 		if (!ok && PQgetvalue(r, row, 5)[0] == 't')
 			ok = room_visibility_allowed(val(r, row, 3), val(r, row, 4), later);
+		/* her own membership events, whatever the state (as Synapse: a
+		 * rejected invite's leave, maybe out of band, shows the room go) */
+		ok = ok || PQgetvalue(r, row, 7)[0] == 't';
 		long ord = strtol(PQgetvalue(r, row, 0), NULL, 10);
 		if (ord >= 1 && ord <= n)
 			visible[ord - 1] = ok;

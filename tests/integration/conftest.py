@@ -2,6 +2,7 @@
 database in the private PostgreSQL cluster test.sh starts, and TLS from a
 CA made for the test session."""
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -22,9 +23,18 @@ if not PGHOST:
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the kernel's ephemeral range (32768+): a port the
+    kernel hands out could be taken as the source port of some outgoing
+    connection before the server binds it (or binds it again on a restart)."""
+    for _ in range(200):
+        port = random.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-31999")
 
 
 def lib_sh(*commands):
