@@ -420,7 +420,7 @@ static struct eval run(struct mesh_registry *reg, const int (*q)[2], int nq, boo
 	struct eval e = {0};
 	double *times = calloc((size_t)nq, sizeof(double));
 	struct cand *c = calloc(W.nelig + 1, sizeof(*c));
-	struct mesh_oracle truth = {truth_link, NULL, 0, NULL};
+	struct mesh_oracle truth = {truth_link, NULL, 0, NULL, NULL, NULL};
 	int good = 0, counted = 0;
 	for (int k = 0; k < nq; k++) {
 		char src[32], dst[32];
@@ -461,7 +461,7 @@ static struct eval run(struct mesh_registry *reg, const int (*q)[2], int nq, boo
 		if (rt.n > 2)
 			e.mape_relayed += fabs(rt.pm.latency_ms - true_lat) / true_lat;
 		struct mesh_route_query tq = {
-			&W.truth[q[k][0]], &W.truth[q[k][1]], W.relays, W.nelig, false, 2, &truth, 0};
+			&W.truth[q[k][0]], &W.truth[q[k][1]], W.relays, W.nelig, false, 2, &truth, 0, false, 0};
 		struct mesh_route_result best;
 		mesh_route_search(&tq, &best);
 		if (mesh_route_score(&tm) >= best.score - 2.0) {

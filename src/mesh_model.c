@@ -91,6 +91,7 @@ struct mesh_model {
 	uint64_t rng;     /* xorshift state for eviction samples */
 	uint64_t evictions;
 	double corr_min; /* <= every corr, <= 0 */
+	double var_max;  /* >= every var */
 	double g, g_var; /* global inflation of the floor (>= 0) and its variance */
 	/* per class: mean access delay of its unmeasured nodes, its variance,
 	 * the value applied last (see mesh_model_prior_version) */
@@ -389,6 +390,43 @@ void mesh_model_link_belief(const struct mesh_model *m, const struct mesh_mnode 
 double mesh_model_corr_lower_bound(const struct mesh_model *m)
 {
 	return m->corr_min;
+}
+
+/* Does n hold every link it was reported on in nbr (remember_link), and
+ * none with other? Then the link n-other has no learned correction. */
+static bool surely_unreported(const struct mesh_mnode *n, uint32_t other)
+{
+	if (n->nlinks > MESH_NODE_LINKS)
+		return false;
+	for (int i = 0; i < n->nlinks; i++)
+		if (n->nbr[i] == other)
+			return false;
+	return true;
+}
+
+void mesh_model_belief_bound(const struct mesh_model *m, const struct mesh_mnode *a, const struct mesh_mnode *b,
+			     double floor_lb, double *ok_lb, double *var_ub)
+{
+	double acc = (double)a->acc_ms + b->acc_ms, fl_ub = floor_lb + MESH_FLOOR_LB_MAX_ERR_MS;
+	double nodes = node_var(m, a) + node_var(m, b) + fl_ub * fl_ub * m->g_var;
+	double v = floor_lb * (1.0 + m->g) + acc, v0 = v0_of(m, fl_ub);
+	if (surely_unreported(a, b->key) || surely_unreported(b, a->key)) {
+		*var_ub = v0 + nodes;
+	} else {
+		v += m->corr_min;
+		*var_ub = (v0 > m->var_max ? v0 : m->var_max) + nodes;
+	}
+	*ok_lb = v > floor_lb ? v : floor_lb;
+}
+
+double mesh_model_link_lb(const struct mesh_model *m, const struct mesh_mnode *a, const struct mesh_mnode *b,
+			  double floor_lb)
+{
+	double acc = (double)a->acc_ms + b->acc_ms;
+	if (surely_unreported(a, b->key) || surely_unreported(b, a->key))
+		return floor_lb * (1.0 + m->g + detour_rate(m) * detour_share(m)) + acc; /* >= floor_lb */
+	double v = floor_lb * (1.0 + m->g) + acc + m->corr_min;
+	return v > floor_lb ? v : floor_lb;
 }
 
 static int class_of(const struct mesh_mnode *n)
@@ -731,6 +769,8 @@ void mesh_model_learn(struct mesh_model *m, struct mesh_mnode *const *nodes, int
 			e_->uses++;
 		e_->corr = (float)(mean > 5000 ? 5000 : mean < -5000 ? -5000 : mean);
 		e_->var = (float)(v2 + MESH_DRIFT_VAR);
+		if (e_->var > m->var_max)
+			m->var_max = e_->var;
 		e_->floor = (float)fl[i];
 		if (e_->corr < m->corr_min)
 			m->corr_min = e_->corr;

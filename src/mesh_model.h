@@ -114,6 +114,34 @@ void mesh_mnode_set_position(struct mesh_mnode *n, double lat_deg, double lon_de
 double mesh_model_distance_km(const struct mesh_mnode *a, const struct mesh_mnode *b);
 double mesh_model_floor_ms(const struct mesh_mnode *a, const struct mesh_mnode *b);
 
+/* A lower bound on mesh_model_floor_ms(a, b), at most 0.06 ms below it,
+ * without asin (for the search's pruning; a few multiplications and one
+ * sqrt). The floor is the angle 2 asin(x), x = chord / 2, times
+ * MESH_EARTH_RADIUS_KM / MESH_FIBRE_KM_PER_MS. Up to 90 degrees (x^2 <=
+ * 1/2) asin(x) is bounded below by its Taylor series cut after x^9 (every
+ * term is positive); beyond, asin(x) = pi/2 - asin(y), y = sqrt(1 - x^2)
+ * <= 1/sqrt(2), and asin(y) is bounded above by the same terms plus
+ * 0.00082, what the cut terms add at y = 1/sqrt(2) at most (they grow
+ * with y). Both cuts lose at most 0.00082 of asin (0.05 ms of floor);
+ * 1e-6 rad more covers the rounding. */
+#define MESH_FLOOR_LB_MAX_ERR_MS 0.06 /* floor - mesh_model_floor_lb_ms never exceeds it */
+static inline double mesh_model_floor_lb_ms(const struct mesh_mnode *a, const struct mesh_mnode *b)
+{
+	double dx = (double)a->x - b->x, dy = (double)a->y - b->y, dz = (double)a->z - b->z;
+	double x2 = (dx * dx + dy * dy + dz * dz) * 0.25, th;
+	if (x2 <= 0.5) {
+		double x = __builtin_sqrt(x2);
+		th = 2 * x * (1 + x2 * (1.0 / 6 + x2 * (3.0 / 40 + x2 * (5.0 / 112 + x2 * (35.0 / 1152)))));
+	} else {
+		double y2 = x2 < 1 ? 1 - x2 : 0, y = __builtin_sqrt(y2);
+		double asin_y = y * (1 + y2 * (1.0 / 6 + y2 * (3.0 / 40 + y2 * (5.0 / 112 + y2 * (35.0 / 1152))))) +
+				0.00082;
+		th = 3.14159265358979323846 - 2 * asin_y;
+	}
+	th -= 1e-6;
+	return th > 0 ? th * (MESH_EARTH_RADIUS_KM / MESH_FIBRE_KM_PER_MS) : 0;
+}
+
 /* Predicted one-way latency of the link a-b (ms):
  * max(floor, floor * (1 + g) + acc_a + acc_b + corr_ab). */
 double mesh_model_link_ms(const struct mesh_model *m, const struct mesh_mnode *a, const struct mesh_mnode *b);
@@ -133,6 +161,20 @@ void mesh_model_link_belief(const struct mesh_model *m, const struct mesh_mnode 
 
 /* A lower bound on every learned correction (<= 0); see mesh_route.h. */
 double mesh_model_corr_lower_bound(const struct mesh_model *m);
+
+/* A lower bound on mesh_model_link_ms(m, a, b) when floor(a, b) >=
+ * floor_lb, without the link table or asin. A link nobody reported on is
+ * predicted at floor * (1 + g + its expected detour share) + acc[a] +
+ * acc[b], and whether it was reported on is known from the ends' lists of
+ * links (mesh_mnode.nbr) while one of them holds all of its links; else
+ * the bound takes the least correction learned. */
+double mesh_model_link_lb(const struct mesh_model *m, const struct mesh_mnode *a, const struct mesh_mnode *b,
+			  double floor_lb);
+/* Bounds on mesh_model_link_belief(m, a, b) when floor(a, b) is between
+ * floor_lb and floor_lb + MESH_FLOOR_LB_MAX_ERR_MS, without the link table
+ * or asin: *ok_lb <= its ok_ms, *var_ub >= its ok_var. */
+void mesh_model_belief_bound(const struct mesh_model *m, const struct mesh_mnode *a, const struct mesh_mnode *b,
+			     double floor_lb, double *ok_lb, double *var_ub);
 
 /* Learn from the measured one-way latency of the path nodes[0..n-1]
  * (2 <= n <= 4). Updates the access delays of the nodes on it, the

@@ -4,13 +4,18 @@
  * by node_id (open addressing on the uuid's first 8 bytes) and by AuraID
  * (open addressing on a string hash, each entry the head of a chain of that
  * AuraID's nodes). Relay-capable nodes (relay, edge, super_node) are also in
- * a list that find walks; eligibility (online, trusted, below 80 % load,
- * media, AIC) is checked there, so no list is rebuilt on a heartbeat.
+ * a list; eligibility (online, trusted, below 80 % load, media, AIC) is
+ * checked when a find builds the list of eligible relays of its media type
+ * and AIC rule, which the next finds reuse until the registry changes (a
+ * write, or a relay's heartbeat) or one of its relays leaves the online
+ * window (eligible_relays).
  * Each node carries a serial (the model's key) and an epoch that is bumped
  * whenever it goes offline, loses trust or is removed: a cached route
  * remembers the epochs of its nodes and is dropped when one changed.
  * Memory per node: the struct below (~300 bytes), its three small strings,
- * and about 50 bytes of index (mesh_registry_memory_bytes counts it).
+ * and about 50 bytes of index (mesh_registry_memory_bytes counts it); per
+ * relay up to 8 pointers more in the lists of eligible relays that finds
+ * share (one per media type and AIC rule, see eligible_relays).
  */
 #include "mesh_registry.h"
 
@@ -47,6 +52,21 @@ struct mesh_node {
 	int64_t remote_until_ms; /* remote nodes: usable until then (their TTL) */
 };
 
+/* The relays eligible for one media type and AIC rule, kept between finds
+ * (see eligible_relays): valid while gen is the registry's and now <
+ * valid_until_ms (when the first of them falls out of the online window).
+ * A find that read the clock a moment before the list was built (another
+ * thread's find) uses it too: it misses the relays whose window ended in
+ * that moment. acc_min: their least access delay. */
+struct relay_list {
+	const struct mesh_rnode **v;
+	size_t n, cap;
+	double acc_min;
+	int64_t valid_until_ms;
+	uint64_t gen;
+	bool ok;
+};
+
 struct idx {
 	uint64_t *h; /* 0 = empty */
 	int32_t *v;
@@ -72,6 +92,11 @@ struct mesh_registry {
 	struct mesh_route_cache *cache;
 	int64_t window_ms, hb_min_ms;
 	size_t online;
+	/* bumped by every change that may touch a relay (wrlock, and
+	 * heartbeats of relay-capable nodes): the relay lists below follow */
+	uint64_t gen;
+	pthread_mutex_t relay_mu;            /* relay_lists */
+	struct relay_list relay_lists[4][2]; /* by media, require_aic */
 };
 
 static const char *const type_names[] = {"peer", "relay", "edge", "super_node"};
@@ -229,6 +254,7 @@ struct mesh_registry *mesh_registry_new(int64_t online_window_ms, int64_t heartb
 	if (!r)
 		return NULL;
 	pthread_rwlock_init(&r->lock, NULL);
+	pthread_mutex_init(&r->relay_mu, NULL);
 	r->window_ms = online_window_ms;
 	r->hb_min_ms = heartbeat_min_interval_ms;
 	r->model = mesh_model_new();
@@ -270,8 +296,20 @@ void mesh_registry_free(struct mesh_registry *r)
 	mesh_model_free(r->model);
 	mesh_rep_queue_free(r->events);
 	mesh_route_cache_free(r->cache);
+	for (int m = 0; m < 4; m++)
+		for (int a = 0; a < 2; a++)
+			free(r->relay_lists[m][a].v);
+	pthread_mutex_destroy(&r->relay_mu);
 	pthread_rwlock_destroy(&r->lock);
 	free(r);
+}
+
+/* The write lock; whatever it guards may change a relay's eligibility or
+ * access delay, so the relay lists are rebuilt after it. */
+static void wrlock(struct mesh_registry *r)
+{
+	pthread_rwlock_wrlock(&r->lock);
+	r->gen++;
 }
 
 static int push_i32(int32_t **arr, size_t *len, size_t *cap, int32_t v)
@@ -470,7 +508,7 @@ fail:
 
 int mesh_registry_add(struct mesh_registry *r, const struct mesh_node_info *in, int64_t now_ms)
 {
-	pthread_rwlock_wrlock(&r->lock);
+	wrlock(r);
 	int rc = add_locked(r, in, now_ms, false, NULL);
 	pthread_rwlock_unlock(&r->lock);
 	return rc;
@@ -528,7 +566,7 @@ static int remove_locked(struct mesh_registry *r, const char *node_id)
 
 int mesh_registry_remove(struct mesh_registry *r, const char *node_id)
 {
-	pthread_rwlock_wrlock(&r->lock);
+	wrlock(r);
 	int rc = remove_locked(r, node_id);
 	pthread_rwlock_unlock(&r->lock);
 	return rc;
@@ -606,8 +644,12 @@ int mesh_registry_heartbeat(struct mesh_registry *r, const char *node_id, const 
 {
 	int rc = 0;
 	int32_t slot;
+	/* pthread_rwlock_wrlock, not wrlock: a peer's beat changes no relay
+	 * list (gen is bumped below for relay-capable nodes) */
 	pthread_rwlock_wrlock(&r->lock);
 	struct mesh_node *n = by_id(r, node_id, &slot);
+	if (n && relay_capable(n->type))
+		r->gen++;
 	if (!n || n->remote) {
 		rc = al_error_set(err, 404, "M_NOT_FOUND", "no such node");
 		goto out;
@@ -667,7 +709,7 @@ out:
 int mesh_registry_sweep(struct mesh_registry *r, int64_t now_ms)
 {
 	int count = 0;
-	pthread_rwlock_wrlock(&r->lock);
+	wrlock(r);
 	for (size_t i = 0; i < r->nslots; i++) {
 		struct mesh_node *n = r->slots[i];
 		if (n && n->remote) {
@@ -696,7 +738,7 @@ int mesh_registry_reputation(struct mesh_registry *r, const char *node_id, doubl
 {
 	int rc = 0;
 	int32_t slot;
-	pthread_rwlock_wrlock(&r->lock);
+	wrlock(r);
 	struct mesh_node *n = by_id(r, node_id, &slot);
 	if (!n)
 		rc = al_error_set(err, 404, "M_NOT_FOUND", "no such node");
@@ -886,21 +928,54 @@ static bool still_valid(void *ctx, uint32_t key, uint32_t epoch)
 	return n->r.m.key == key && n->r.epoch == epoch && node_live(r, n, vc->now_ms);
 }
 
-/* The relays eligible for a call between s and d (malloc'd; *nr of them),
- * NULL when out of memory. Under the lock. */
+/* The relays eligible for a call between s and d (a malloc'd copy; *nr of
+ * them; *acc_min <= their access delays), NULL when out of memory. Under
+ * the read lock. The list of a media type and AIC rule is kept until the
+ * registry changes (gen) or a relay on it leaves the online window, so a
+ * find copies it instead of checking every relay. */
 static const struct mesh_rnode **eligible_relays(struct mesh_registry *r, const struct mesh_node *s,
 						 const struct mesh_node *d, int media, bool require_aic, int64_t now_ms,
-						 size_t *nr)
+						 size_t *nr, double *acc_min)
 {
-	const struct mesh_rnode **relays = malloc((r->nrelays + 1) * sizeof(*relays));
+	const struct mesh_rnode **relays = NULL;
 	*nr = 0;
-	if (!relays)
-		return NULL;
-	for (size_t i = 0; i < r->nrelays; i++) {
-		struct mesh_node *n = r->slots[r->relays[i]];
-		if (n != s && n != d && relay_eligible(r, n, media, require_aic, now_ms))
-			relays[(*nr)++] = &n->r;
+	pthread_mutex_lock(&r->relay_mu);
+	struct relay_list *l = &r->relay_lists[(unsigned)media & 3][require_aic ? 1 : 0];
+	if (!l->ok || l->gen != r->gen || now_ms >= l->valid_until_ms) {
+		l->ok = false;
+		if (l->cap < r->nrelays) {
+			const struct mesh_rnode **v = realloc(l->v, r->nrelays * sizeof(*v));
+			if (!v)
+				goto out;
+			l->v = v;
+			l->cap = r->nrelays;
+		}
+		l->n = 0;
+		l->acc_min = HUGE_VAL;
+		l->valid_until_ms = INT64_MAX;
+		for (size_t i = 0; i < r->nrelays; i++) {
+			struct mesh_node *n = r->slots[r->relays[i]];
+			if (!relay_eligible(r, n, media, require_aic, now_ms))
+				continue;
+			l->v[l->n++] = &n->r;
+			if (n->r.m.acc_ms < l->acc_min)
+				l->acc_min = n->r.m.acc_ms;
+			/* relays are local nodes: live until the window ends */
+			if (n->last_hb_ms + r->window_ms < l->valid_until_ms)
+				l->valid_until_ms = n->last_hb_ms + r->window_ms;
+		}
+		l->gen = r->gen;
+		l->ok = true;
 	}
+	relays = malloc((l->n + 1) * sizeof(*relays));
+	if (!relays)
+		goto out;
+	for (size_t i = 0; i < l->n; i++)
+		if (l->v[i] != &s->r && l->v[i] != &d->r)
+			relays[(*nr)++] = l->v[i];
+	*acc_min = l->acc_min;
+out:
+	pthread_mutex_unlock(&r->relay_mu);
 	return relays;
 }
 
@@ -940,14 +1015,24 @@ int mesh_registry_find(struct mesh_registry *r, const char *src_aura, const char
 		goto out;
 	}
 	size_t nr = 0;
-	relays = eligible_relays(r, s, d, media, require_aic, now_ms, &nr);
+	double acc_min = 0;
+	relays = eligible_relays(r, s, d, media, require_aic, now_ms, &nr, &acc_min);
 	if (!relays) {
 		al_error_set(err, 500, "M_UNKNOWN", "out of memory");
 		goto out;
 	}
 	struct mesh_oracle o;
 	mesh_route_model_oracle(&o, r->model);
-	struct mesh_route_query q = {&s->r, &d->r, relays, nr, require_aic, 2, &o, MESH_EXPLORE_COST_POINTS};
+	struct mesh_route_query q = {.src = &s->r,
+				     .dst = &d->r,
+				     .relays = relays,
+				     .nrelays = nr,
+				     .require_aic = require_aic,
+				     .max_relays = 2,
+				     .lat = &o,
+				     .explore_cost = MESH_EXPLORE_COST_POINTS,
+				     .acc_min_known = true,
+				     .acc_min = acc_min};
 	struct mesh_route_result res;
 	if (mesh_route_search(&q, &res) < 0) {
 		al_error_set(err, 404, "M_NOT_FOUND", "no route satisfies require_aic");
@@ -1008,7 +1093,7 @@ void mesh_registry_feedback(struct mesh_registry *r, const char *route_id, const
 	if (n < 2 || n > 4)
 		return;
 	mesh_route_cache_drop_route(r->cache, route_id);
-	pthread_rwlock_wrlock(&r->lock);
+	wrlock(r);
 	for (int i = 0; i < n; i++) {
 		nodes[i] = by_id(r, node_ids[i], &slots[i]);
 		if (nodes[i])
@@ -1055,10 +1140,20 @@ int mesh_registry_rescore(struct mesh_registry *r, const char (*node_ids)[37], i
 	pm.latency_ms = actual_latency_ms;
 	*actual = mesh_route_score(&pm);
 	size_t nr = 0;
-	const struct mesh_rnode **relays = eligible_relays(r, nodes[0], nodes[n - 1], media, require_aic, now_ms, &nr);
+	double acc_min = 0;
+	const struct mesh_rnode **relays = eligible_relays(r, nodes[0], nodes[n - 1], media, require_aic, now_ms, &nr,
+							   &acc_min);
 	if (!relays)
 		goto out;
-	struct mesh_route_query q = {path[0], path[n - 1], relays, nr, require_aic, 2, &o, 0};
+	struct mesh_route_query q = {.src = path[0],
+				     .dst = path[n - 1],
+				     .relays = relays,
+				     .nrelays = nr,
+				     .require_aic = require_aic,
+				     .max_relays = 2,
+				     .lat = &o,
+				     .acc_min_known = true,
+				     .acc_min = acc_min};
 	struct mesh_route_result res;
 	if (mesh_route_search(&q, &res) == 0) {
 		*same = res.n == n;
@@ -1102,7 +1197,7 @@ void mesh_registry_learn(struct mesh_registry *r, const char (*node_ids)[37], in
 	int32_t slot;
 	if (n < 2 || n > 4 || !(actual_ms >= 0))
 		return;
-	pthread_rwlock_wrlock(&r->lock);
+	wrlock(r);
 	for (int i = 0; i < n; i++) {
 		if (!(node = by_id(r, node_ids[i], &slot)))
 			goto out;
@@ -1312,7 +1407,7 @@ int mesh_registry_add_remote(struct mesh_registry *r, const char *aura_id, const
 			}
 		n += (size_t)ok;
 	}
-	pthread_rwlock_wrlock(&r->lock);
+	wrlock(r);
 	/* an AuraID with local nodes is ours; a node_id that is local or
 	 * another AuraID's is refused (a peer cannot take over nodes) */
 	for (int32_t p = aura_head(r, aura_id); p >= 0; p = r->slots[p]->next_same_aura)
@@ -1417,7 +1512,7 @@ static void to_info(const struct mesh_node *n, struct mesh_node_info *o)
 size_t mesh_registry_take_dirty(struct mesh_registry *r, struct mesh_node_info **out)
 {
 	*out = NULL;
-	pthread_rwlock_wrlock(&r->lock);
+	wrlock(r);
 	size_t n = r->ndirty;
 	struct mesh_node_info *v = n ? malloc(n * sizeof(*v)) : NULL;
 	if (n && !v) {
@@ -1469,6 +1564,11 @@ size_t mesh_registry_memory_bytes(struct mesh_registry *r)
 	b += r->cap * sizeof(*r->slots) + r->serials_cap * sizeof(int32_t) + r->relays_cap * sizeof(int32_t) +
 	     r->dirty_cap * sizeof(int32_t) + r->nfree * sizeof(int32_t);
 	b += r->by_id.cap * 12 + r->by_aura.cap * 12;
+	pthread_mutex_lock(&r->relay_mu);
+	for (int m = 0; m < 4; m++)
+		for (int a = 0; a < 2; a++)
+			b += r->relay_lists[m][a].cap * sizeof(*r->relay_lists[m][a].v);
+	pthread_mutex_unlock(&r->relay_mu);
 	size_t node = (sizeof(struct mesh_node) + 8 + 15) & ~(size_t)15;
 	for (size_t i = 0; i < r->nslots; i++) {
 		struct mesh_node *n = r->slots[i];

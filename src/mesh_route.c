@@ -2,30 +2,44 @@
  * (the score is defined in mesh_route.h).
  *
  * The search. The endpoints s and d are fixed. Every path is s-d,
- * s-r-d or s-r1-r2-d over the eligible relays R.
- *  1. One pass over R computes a[r] = link(s, r) and b[r] = link(r, d) and
- *     scores the direct path and every one-relay path exactly (2|R| link
- *     predictions).
- *  2. Two-relay paths s-r1-r2-d. Since the score is monotone in every
- *     factor, a path's score is at most the score of (its min-terms over the
- *     nodes known so far, a lower bound on its latency). For r1:
+ * s-r-d or s-r1-r2-d over the eligible relays R. It is a branch and bound
+ * on upper bounds of the score: the score is monotone in every factor, so
+ * a path scores at most what its min-terms over the nodes known so far
+ * and a lower bound on its latency give. The latency bounds come from the
+ * oracle's promise link(a, b) >= floor(a, b) + max(0, acc[a] + acc[b] +
+ * corr_lb), from the great-circle floors' triangle inequality, and from
+ * mesh_model_floor_lb_ms (the floor without asin, at most 0.06 ms low).
+ *  0. The direct path is scored exactly. Every relayed path has latency
+ *     >= floor(s, d) + the least access terms over R and at most the
+ *     endpoints' min-terms: when that bound cannot beat the direct path,
+ *     steps 1 and 2 are skipped (no relay is looked at beyond its access
+ *     delay).
+ *  1. One pass over R bounds each s-r-d from floor lower bounds and
+ *     min-terms (no link prediction). Those whose bound beats the best are
+ *     scored exactly (a[r] = link(s, r), b[r] = link(r, d)), best bound
+ *     first, until the next bound cannot beat the best found.
+ *  2. Two-relay paths s-r1-r2-d. For r1:
  *       latency >= a[r1] + link(r1,r2) + link(r2,d)
  *               >= a[r1] + floor(r1,d) + max(0, acc[r1] + minacc + corr_lb)
  *                                       + max(0, minacc + acc[d] + corr_lb)
- *     (great-circle floors obey the triangle inequality, minacc is the least
- *     access delay in R). r1 are visited by this bound, best first, and the
- *     loop stops when the bound cannot beat the best path found. For each r1,
- *     r2 are visited in increasing b[r2]:
+ *     (minacc is the least access delay in R), first with a's lower bound,
+ *     then with a[r1] itself; r1 are visited by this bound, best first, and
+ *     the loop stops when the bound cannot beat the best path found. For
+ *     each r1, r2 are visited in increasing lower bound of b[r2] (only
+ *     those that fit in some r1's latency budget are sorted):
  *       latency >= a[r1] + b[r2] + floor(r1,r2) + max(0, acc[r1]+acc[r2]+corr_lb)
  *     first without the floor term (a bound that only grows along the sorted
- *     order: the loop stops there), then with it and r2's min-terms; only
- *     paths that pass both get link(r1, r2) predicted.
+ *     order: the loop stops there), then with the chord and the floor's
+ *     lower bound and r2's min-terms, then with b[r2] itself; only paths
+ *     that pass get link(r1, r2) predicted.
  *  Nothing that could beat the best is skipped, so the result is the
  *  optimum (test_mesh_route checks it against brute force).
  *  3. With explore_cost > 0, one more pass over the direct and one-relay
- *     paths (their links predicted in step 1) computes Weitzman's index of
- *     those with an unreported link (see mesh_route.h) and may choose one
- *     of them to try instead.
+ *     paths computes Weitzman's index of those with an unreported link
+ *     (see mesh_route.h) and may choose one of them to try instead. An
+ *     index stands for a latency of at least the path's floors, so relays
+ *     whose bound from floor(s, d) (all of them at once) or from their
+ *     floor lower bounds cannot beat the best index are skipped unscored.
  */
 #include "mesh_route.h"
 
@@ -71,12 +85,25 @@ void mesh_route_model_link_belief(void *model, const struct mesh_rnode *a, const
 	mesh_model_link_belief((const struct mesh_model *)model, &a->m, &b->m, out);
 }
 
+double mesh_route_model_link_lb(void *model, const struct mesh_rnode *a, const struct mesh_rnode *b, double floor_lb)
+{
+	return mesh_model_link_lb((const struct mesh_model *)model, &a->m, &b->m, floor_lb);
+}
+
+void mesh_route_model_belief_bound(void *model, const struct mesh_rnode *a, const struct mesh_rnode *b, double floor_lb,
+				   double *ok_lb, double *var_ub)
+{
+	mesh_model_belief_bound((const struct mesh_model *)model, &a->m, &b->m, floor_lb, ok_lb, var_ub);
+}
+
 void mesh_route_model_oracle(struct mesh_oracle *o, const struct mesh_model *m)
 {
 	o->link_ms = mesh_route_model_link;
 	o->ctx = (void *)m;
 	o->corr_lb = mesh_model_corr_lower_bound(m);
 	o->link_belief = mesh_route_model_link_belief;
+	o->link_lb = mesh_route_model_link_lb;
+	o->belief_bound = mesh_route_model_belief_bound;
 }
 
 /* Min-terms of a node set, accumulated. */
@@ -245,33 +272,291 @@ static void take(struct mesh_route_result *out, const struct mesh_route_query *q
 	out->path[out->n++] = q->dst;
 }
 
+/* ---- the search ---- */
+
+/* The score of a path at latency 0 (its min-terms and hop count), and what
+ * a latency takes off it: score_of(t, l, links) = score_at0(t, links) -
+ * lat_points(l) (the same formula as mesh_route_score, in two parts, for
+ * the bounds; a path's own score always comes from mesh_route_score). */
+static double score_at0(const struct terms *t, int links)
+{
+	double raw = MESH_W_BANDWIDTH * clamp01(t->bw / MESH_BANDWIDTH_SCALE_MBPS) +
+		     MESH_W_REPUTATION * clamp01(t->rep / 100.0) + MESH_W_HOPS * clamp01((links - 1) / 2.0) +
+		     MESH_W_AIC * (t->aic ? 1.0 : 0.0) + MESH_W_UPTIME * clamp01(t->up / 100.0);
+	return 100.0 * (raw + 0.5);
+}
+
+static double lat_points(double ms)
+{
+	return -100.0 * MESH_W_LATENCY * clamp01(ms / MESH_LATENCY_SCALE_MS);
+}
+
+/* Where the search leans on the triangle inequality of the floors
+ * (floor(a, c) <= floor(a, b) + floor(b, c)), it allows this much (ms):
+ * positions are floats, a little off the unit sphere, which can bend the
+ * inequality by up to ~0.03 ms per floor near antipodal points. */
+#define TRI_SLACK_MS 0.1
+
+/* A relay of the query. fa, fb: lower bounds on floor(s, r), floor(r, d)
+ * (mesh_model_floor_lb_ms); la, lb: on link(s, r), link(r, d); ub, ux:
+ * upper bounds on the score of s-r-d and on its exploration index; a, b:
+ * link(s, r), link(r, d) once computed. */
 struct cand {
 	const struct mesh_rnode *r;
-	double a, b, key;
+	double fa, fb, la, lb, ub, ux, a, b;
+	bool has_a, has_b;
 };
 
-static int by_key_desc(const void *x, const void *y)
+/* A sort entry: a key and the index of its candidate. */
+struct kv {
+	double key;
+	uint32_t i;
+};
+
+static int kv_desc(const void *x, const void *y)
 {
-	double a = ((const struct cand *)x)->key, b = ((const struct cand *)y)->key;
+	double a = ((const struct kv *)x)->key, b = ((const struct kv *)y)->key;
 	return a < b ? 1 : a > b ? -1 : 0;
 }
 
-static int by_b_asc(const void *x, const void *y)
+static int kv_asc(const void *x, const void *y)
 {
-	double a = ((const struct cand *)x)->b, b = ((const struct cand *)y)->b;
-	return a < b ? -1 : a > b ? 1 : 0;
+	return -kv_desc(x, y);
+}
+
+struct search {
+	const struct mesh_route_query *q;
+	struct terms sd; /* min-terms of the endpoints */
+	struct cand *c;
+	size_t n;           /* candidates: the relays minus s, d (and those without AIC when required) */
+	struct kv *k1, *k2; /* n each */
+	double minacc;      /* least access delay of the candidates */
+	double fsd;         /* floor(s, d) */
+	bool bounded;       /* the bounds of the candidates filled (fill_bounds) */
+};
+
+static double cand_a(struct search *S, struct cand *x)
+{
+	if (!x->has_a) {
+		x->a = S->q->lat->link_ms(S->q->lat->ctx, S->q->src, x->r);
+		x->has_a = true;
+	}
+	return x->a;
+}
+
+static double cand_b(struct search *S, struct cand *x)
+{
+	if (!x->has_b) {
+		x->b = S->q->lat->link_ms(S->q->lat->ctx, x->r, S->q->dst);
+		x->has_b = true;
+	}
+	return x->b;
+}
+
+/* The candidates: the relays but s, d (and those without AIC when it is
+ * required), with their least access delay. 0, or -1 when out of memory. */
+static int collect(struct search *S)
+{
+	const struct mesh_route_query *q = S->q;
+	if (S->c || !q->nrelays)
+		return 0;
+	/* one block: the candidates and two sort arrays */
+	S->c = malloc(q->nrelays * (sizeof(struct cand) + 2 * sizeof(struct kv)));
+	if (!S->c)
+		return -1;
+	S->k1 = (struct kv *)(void *)(S->c + q->nrelays);
+	S->k2 = S->k1 + q->nrelays;
+	double minacc = HUGE_VAL;
+	for (size_t i = 0; i < q->nrelays; i++) {
+		const struct mesh_rnode *r = q->relays[i];
+		if (r == q->src || r == q->dst || (q->require_aic && !r->aic))
+			continue;
+		S->c[S->n].r = r;
+		S->c[S->n].has_a = S->c[S->n].has_b = false;
+		S->n++;
+		if (r->m.acc_ms < minacc)
+			minacc = r->m.acc_ms;
+	}
+	if (!q->acc_min_known)
+		S->minacc = minacc;
+	return 0;
+}
+
+/* The bounds of every candidate: one pass, no link prediction, no asin. */
+static void fill_bounds(struct search *S)
+{
+	const struct mesh_oracle *lat = S->q->lat;
+	const struct mesh_rnode *s = S->q->src, *d = S->q->dst;
+	double cl = lat->corr_lb, acs = s->m.acc_ms, acd = d->m.acc_ms;
+	for (size_t i = 0; i < S->n; i++) {
+		struct cand *x = &S->c[i];
+		const struct mesh_rnode *r = x->r;
+		x->fa = mesh_model_floor_lb_ms(&s->m, &r->m);
+		x->fb = mesh_model_floor_lb_ms(&r->m, &d->m);
+		/* link(a, b) >= floor(a, b) + max(0, acc[a] + acc[b] + corr_lb) */
+		x->la = x->fa + pos0(acs + r->m.acc_ms + cl);
+		x->lb = x->fb + pos0(r->m.acc_ms + acd + cl);
+		if (lat->link_lb) {
+			x->la = fmax(x->la, lat->link_lb(lat->ctx, s, r, x->fa));
+			x->lb = fmax(x->lb, lat->link_lb(lat->ctx, r, d, x->fb));
+		}
+		struct terms t = S->sd;
+		terms_add(&t, r);
+		double s0 = score_at0(&t, 2);
+		x->ub = s0 - lat_points(x->la + x->lb);
+		/* an index stands for a latency of at least the floors */
+		x->ux = s0 - lat_points(x->fa + x->fb);
+	}
+	S->bounded = true;
+}
+
+/* One-relay paths, best bound first, until no bound beats the best. */
+static void one_relay(struct search *S, struct mesh_route_result *out, double *best)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < S->n; i++)
+		if (S->c[i].ub > *best + EPS)
+			S->k1[k++] = (struct kv){S->c[i].ub, (uint32_t)i};
+	qsort(S->k1, k, sizeof(*S->k1), kv_desc);
+	for (size_t j = 0; j < k && S->k1[j].key > *best + EPS; j++) {
+		struct cand *x = &S->c[S->k1[j].i];
+		struct terms t = S->sd;
+		terms_add(&t, x->r);
+		struct mesh_path_metrics pm;
+		double sc = score_of(&t, cand_a(S, x) + cand_b(S, x), 2, &pm);
+		out->evaluated++;
+		if (sc > *best + EPS) {
+			*best = sc;
+			take(out, S->q, sc, &pm, x->r, NULL);
+		}
+	}
+}
+
+/* Two-relay paths s-r1-r2-d (see the header of this file). */
+static void two_relays(struct search *S, struct mesh_route_result *out, double *best)
+{
+	const struct mesh_route_query *q = S->q;
+	const struct mesh_oracle *lat = q->lat;
+	double cl = lat->corr_lb, acd = q->dst->m.acc_ms, minacc = S->minacc;
+	/* r1: latency >= link(s, r1) + floor(r1, d) + the least access terms */
+	size_t k1 = 0;
+	for (size_t i = 0; i < S->n; i++) {
+		struct cand *x = &S->c[i];
+		const struct mesh_rnode *r1 = x->r;
+		struct terms t = S->sd;
+		terms_add(&t, r1);
+		double s0 = score_at0(&t, 3);
+		double rest = x->fb - TRI_SLACK_MS + pos0(r1->m.acc_ms + minacc + cl) + pos0(minacc + acd + cl);
+		if (s0 - lat_points((x->has_a ? x->a : x->la) + rest) <= *best + EPS)
+			continue;
+		double ub = s0 - lat_points(cand_a(S, x) + rest);
+		if (ub <= *best + EPS)
+			continue;
+		S->k1[k1++] = (struct kv){ub, (uint32_t)i};
+	}
+	if (!k1)
+		return;
+	qsort(S->k1, k1, sizeof(*S->k1), kv_desc);
+	/* r2: by a lower bound on link(r2, d), ascending; only those that fit
+	 * in the latency budget of some r1 */
+	double room = -HUGE_VAL;
+	for (size_t j = 0; j < k1; j++) {
+		const struct cand *x = &S->c[S->k1[j].i];
+		struct terms t = S->sd;
+		terms_add(&t, x->r);
+		double v = latency_budget(&t, 3, *best) - x->a - pos0(x->r->m.acc_ms + minacc + cl);
+		if (v > room)
+			room = v;
+	}
+	size_t k2 = 0;
+	for (size_t i = 0; i < S->n; i++) {
+		const struct cand *x = &S->c[i];
+		double b = x->has_b ? x->b : x->lb;
+		if (b < room)
+			S->k2[k2++] = (struct kv){b, (uint32_t)i};
+	}
+	qsort(S->k2, k2, sizeof(*S->k2), kv_asc);
+	for (size_t j = 0; j < k1; j++) {
+		if (S->k1[j].key <= *best + EPS)
+			break;
+		struct cand *x1 = &S->c[S->k1[j].i];
+		const struct mesh_rnode *r1 = x1->r;
+		struct terms t1 = S->sd;
+		terms_add(&t1, r1);
+		double a1 = x1->a;
+		double base = a1 + pos0(r1->m.acc_ms + minacc + cl);
+		double b1 = latency_budget(&t1, 3, *best); /* for any r2 */
+		for (size_t jj = 0; jj < k2; jj++) {
+			double blb = S->k2[jj].key;
+			if (base + blb >= b1)
+				break; /* ascending: no later r2 fits either */
+			struct cand *x2 = &S->c[S->k2[jj].i];
+			const struct mesh_rnode *r2 = x2->r;
+			if (r2 == r1)
+				continue;
+			/* floor(r1, r2) must stay below rem: the chord first
+			 * (no sqrt), then the floor's lower bound */
+			double acc12 = pos0(r1->m.acc_ms + r2->m.acc_ms + cl);
+			double rem = b1 - a1 - blb - acc12;
+			if (rem <= 0 || !chord_below(&r1->m, &r2->m, rem))
+				continue;
+			double f12 = mesh_model_floor_lb_ms(&r1->m, &r2->m);
+			if (f12 >= rem)
+				continue;
+			struct terms t2 = t1;
+			terms_add(&t2, r2);
+			double b2 = latency_budget(&t2, 3, *best);
+			if (a1 + blb + f12 + acc12 >= b2 || a1 + cand_b(S, x2) + f12 + acc12 >= b2)
+				continue;
+			struct mesh_path_metrics pm;
+			double l = a1 + lat->link_ms(lat->ctx, r1, r2) + x2->b;
+			double sc = score_of(&t2, l, 3, &pm);
+			out->evaluated++;
+			if (sc > *best + EPS) {
+				*best = sc;
+				b1 = latency_budget(&t1, 3, *best);
+				take(out, q, sc, &pm, r1, r2);
+			}
+		}
+	}
+}
+
+/* An upper bound on the index of s-r-d (path_index) from the oracle's
+ * belief_bound: the index stands for the latency ok + sqrt(var) u*(cost /
+ * (w sd)) (at least the floors), which only falls as var grows (more room
+ * to be better than believed) and as w grows (w <= 1), and u* grows with
+ * its argument: ok's lower bound, var's upper bound and w = 1 give a
+ * latency below it. */
+static double index_ub(const struct search *S, const struct cand *x, const struct terms *t)
+{
+	const struct mesh_route_query *q = S->q;
+	const struct mesh_oracle *lat = q->lat;
+	double ok1, v1, ok2, v2;
+	lat->belief_bound(lat->ctx, q->src, x->r, x->fa, &ok1, &v1);
+	lat->belief_bound(lat->ctx, x->r, q->dst, x->fb, &ok2, &v2);
+	double l = ok1 + ok2, var = v1 + v2;
+	if (var > 0) {
+		double per_ms = -100.0 * MESH_W_LATENCY / MESH_LATENCY_SCALE_MS;
+		double u = u_star(q->explore_cost / (sqrt(var) * per_ms));
+		if (u < 0)
+			l += sqrt(var) * u;
+	}
+	if (l < x->fa + x->fb)
+		l = x->fa + x->fb;
+	return score_at0(t, 2) - lat_points(l);
 }
 
 /* The exploration pass (see mesh_route.h) over the direct path and the
- * one-relay paths byb[0..n-1] (their a, b computed), after the search put
- * the best predicted path in out. */
-static void explore(const struct mesh_route_query *q, struct mesh_route_result *out, const struct terms *sd,
-		    const struct cand *byb, size_t n)
+ * one-relay paths, after the search put the best predicted path in out.
+ * prune: skip the paths whose bounds cannot beat the best index (false:
+ * every path's index, for mesh_route_brute_force). */
+static int explore(struct search *S, struct mesh_route_result *out, bool relays, bool prune)
 {
+	const struct mesh_route_query *q = S->q;
 	const struct mesh_oracle *lat = q->lat;
 	const struct mesh_rnode *s = q->src, *d = q->dst;
 	pthread_once(&utab_once, utab_fill);
-	struct terms t = *sd;
+	struct terms t = S->sd;
 	for (int i = 1; i < out->n - 1; i++)
 		terms_add(&t, out->path[i]);
 	double best = path_index(lat, out->path, out->n, &t, out->score, q->explore_cost);
@@ -281,154 +566,96 @@ static void explore(const struct mesh_route_query *q, struct mesh_route_result *
 		const struct mesh_rnode *p[2] = {s, d};
 		struct mesh_path_metrics pm;
 		mesh_route_path_metrics(lat, p, 2, &pm);
-		double z = path_index(lat, p, 2, sd, mesh_route_score(&pm), q->explore_cost);
+		double z = path_index(lat, p, 2, &S->sd, mesh_route_score(&pm), q->explore_cost);
 		if (z > best + EPS) {
 			best = z;
 			pick_direct = true;
 		}
 	}
-	for (size_t i = 0; i < n; i++) {
-		const struct mesh_rnode *r1 = byb[i].r;
-		if (out->n == 3 && out->path[1] == r1)
-			continue;
-		t = *sd;
-		terms_add(&t, r1);
-		/* cheap test first: even at its floor it cannot win */
-		double f2 = mesh_model_floor_ms(&s->m, &r1->m) + mesh_model_floor_ms(&r1->m, &d->m);
-		if (score_of(&t, f2, 2, NULL) <= best + EPS)
-			continue;
-		const struct mesh_rnode *p[3] = {s, r1, d};
-		double z = path_index(lat, p, 3, &t, score_of(&t, byb[i].a + byb[i].b, 2, NULL), q->explore_cost);
-		if (z > best + EPS) {
-			best = z;
-			pick = r1;
-			pick_direct = false;
+	/* a one-relay path's index stands for a latency of at least
+	 * floor(s, r) + floor(r, d) >= floor(s, d), with the endpoints'
+	 * min-terms at best */
+	if (relays && (!prune || score_at0(&S->sd, 2) - lat_points(S->fsd - TRI_SLACK_MS) > best + EPS)) {
+		if (collect(S) < 0)
+			return -1;
+		if (prune && !S->bounded)
+			fill_bounds(S);
+		for (size_t i = 0; i < S->n; i++) {
+			struct cand *x = &S->c[i];
+			const struct mesh_rnode *r1 = x->r;
+			if ((prune && x->ux <= best + EPS) || (out->n == 3 && out->path[1] == r1))
+				continue;
+			t = S->sd;
+			terms_add(&t, r1);
+			if (prune && lat->belief_bound && index_ub(S, x, &t) <= best + EPS)
+				continue;
+			/* even at its floor it cannot win */
+			double f2 = mesh_model_floor_ms(&s->m, &r1->m) + mesh_model_floor_ms(&r1->m, &d->m);
+			if (prune && score_of(&t, f2, 2, NULL) <= best + EPS)
+				continue;
+			const struct mesh_rnode *p[3] = {s, r1, d};
+			double pred = score_of(&t, cand_a(S, x) + cand_b(S, x), 2, NULL);
+			double z = path_index(lat, p, 3, &t, pred, q->explore_cost);
+			if (z > best + EPS) {
+				best = z;
+				pick = r1;
+				pick_direct = false;
+			}
 		}
 	}
 	if (!pick && !pick_direct)
-		return;
+		return 0;
 	struct mesh_path_metrics pm;
 	const struct mesh_rnode *path[3] = {s, pick ? pick : d, d};
 	mesh_route_path_metrics(lat, path, pick ? 3 : 2, &pm);
 	take(out, q, mesh_route_score(&pm), &pm, pick, NULL);
 	out->explored = true;
+	return 0;
 }
 
 int mesh_route_search(const struct mesh_route_query *q, struct mesh_route_result *out)
 {
 	const struct mesh_oracle *lat = q->lat;
 	const struct mesh_rnode *s = q->src, *d = q->dst;
-	struct cand *c = NULL, *byb = NULL;
+	struct search S = {.q = q, .minacc = q->acc_min_known ? q->acc_min : HUGE_VAL};
 	memset(out, 0, sizeof(*out));
 	if (q->require_aic && (!s->aic || !d->aic))
 		return -1;
 
-	struct terms sd;
-	terms_init(&sd, s);
-	terms_add(&sd, d);
+	terms_init(&S.sd, s);
+	terms_add(&S.sd, d);
 	struct mesh_path_metrics pm;
-	double best = score_of(&sd, lat->link_ms(lat->ctx, s, d), 1, &pm);
+	double best = score_of(&S.sd, lat->link_ms(lat->ctx, s, d), 1, &pm);
 	take(out, q, best, &pm, NULL, NULL);
 	out->evaluated = 1;
-	size_t n = 0;
-	if (q->max_relays < 1 || !q->nrelays)
-		goto done;
 
-	c = malloc(q->nrelays * sizeof(*c));
-	byb = malloc(q->nrelays * sizeof(*byb));
-	if (!c || !byb)
-		goto fail;
-	double minacc = 1e30;
-	for (size_t i = 0; i < q->nrelays; i++) {
-		const struct mesh_rnode *r = q->relays[i];
-		if (r == s || r == d || (q->require_aic && !r->aic))
-			continue;
-		c[n].r = r;
-		c[n].a = lat->link_ms(lat->ctx, s, r);
-		c[n].b = lat->link_ms(lat->ctx, r, d);
-		if (r->m.acc_ms < minacc)
-			minacc = r->m.acc_ms;
-		struct terms t = sd;
-		terms_add(&t, r);
-		double sc = score_of(&t, c[n].a + c[n].b, 2, &pm);
-		out->evaluated++;
-		if (sc > best + EPS) {
-			best = sc;
-			take(out, q, sc, &pm, r, NULL);
-		}
-		byb[n] = c[n];
-		n++;
-	}
-	if (q->max_relays < 2 || n < 2)
-		goto done;
-
-	/* bounds for r1 */
-	double cl = lat->corr_lb;
-	size_t m = 0;
-	for (size_t i = 0; i < n; i++) {
-		const struct mesh_rnode *r1 = c[i].r;
-		struct terms t = sd;
-		terms_add(&t, r1);
-		double lb = c[i].a + mesh_model_floor_ms(&r1->m, &d->m) + pos0(r1->m.acc_ms + minacc + cl) +
-			    pos0(minacc + d->m.acc_ms + cl);
-		double ub = score_of(&t, lb, 3, NULL);
-		if (ub <= best + EPS)
-			continue;
-		c[m] = c[i];
-		c[m].key = ub;
-		m++;
-	}
-	if (!m)
-		goto done;
-	/* r2 candidates: every relay of the first pass, by b ascending */
-	size_t nb = n;
-	qsort(c, m, sizeof(*c), by_key_desc);
-	qsort(byb, nb, sizeof(*byb), by_b_asc);
-	for (size_t i = 0; i < m; i++) {
-		if (c[i].key <= best + EPS)
-			break;
-		const struct mesh_rnode *r1 = c[i].r;
-		struct terms t1 = sd;
-		terms_add(&t1, r1);
-		double base = c[i].a + pos0(r1->m.acc_ms + minacc + cl);
-		double b1 = latency_budget(&t1, 3, best); /* for any r2 */
-		for (size_t j = 0; j < nb; j++) {
-			if (base + byb[j].b >= b1)
-				break; /* b ascending: no later r2 fits either */
-			const struct mesh_rnode *r2 = byb[j].r;
-			if (r2 == r1)
-				continue;
-			/* floor(r1,r2) >= chord / speed: a test without asin */
-			double acc12 = pos0(r1->m.acc_ms + r2->m.acc_ms + cl);
-			double rem = b1 - c[i].a - byb[j].b - acc12;
-			if (rem <= 0 || !chord_below(&r1->m, &r2->m, rem))
-				continue;
-			struct terms t2 = t1;
-			terms_add(&t2, r2);
-			double b2 = latency_budget(&t2, 3, best);
-			double lb = c[i].a + byb[j].b + mesh_model_floor_ms(&r1->m, &r2->m) + acc12;
-			if (lb >= b2)
-				continue;
-			double l = c[i].a + lat->link_ms(lat->ctx, r1, r2) + byb[j].b;
-			double sc = score_of(&t2, l, 3, &pm);
-			out->evaluated++;
-			if (sc > best + EPS) {
-				best = sc;
-				b1 = latency_budget(&t1, 3, best);
-				take(out, q, sc, &pm, r1, r2);
-			}
+	bool relays = q->max_relays >= 1 && q->nrelays;
+	if (relays && !q->acc_min_known && collect(&S) < 0)
+		return -1;
+	if (relays) {
+		/* Every relayed path has latency >= floor(s, d) plus the least
+		 * access terms (the triangle inequality) and at most the
+		 * endpoints' min-terms: when even that cannot beat the best,
+		 * no relay is looked at. */
+		double cl = lat->corr_lb;
+		S.fsd = mesh_model_floor_ms(&s->m, &d->m);
+		double lb = S.fsd - TRI_SLACK_MS + pos0(s->m.acc_ms + S.minacc + cl) +
+			    pos0(S.minacc + d->m.acc_ms + cl);
+		if (score_at0(&S.sd, 2) - lat_points(lb) > best + EPS) {
+			if (collect(&S) < 0)
+				return -1;
+			fill_bounds(&S);
+			one_relay(&S, out, &best);
+			if (q->max_relays >= 2 && S.n >= 2)
+				two_relays(&S, out, &best);
 		}
 	}
-done:
-	if (q->explore_cost > 0 && lat->link_belief)
-		explore(q, out, &sd, byb, n);
-	free(c);
-	free(byb);
+	if (q->explore_cost > 0 && lat->link_belief && explore(&S, out, relays, true) < 0) {
+		free(S.c);
+		return -1;
+	}
+	free(S.c);
 	return 0;
-fail:
-	free(c);
-	free(byb);
-	return -1;
 }
 
 int mesh_route_brute_force(const struct mesh_route_query *q, struct mesh_route_result *out)
@@ -460,6 +687,14 @@ int mesh_route_brute_force(const struct mesh_route_query *q, struct mesh_route_r
 			if (sc > out->score + EPS)
 				take(out, q, sc, &pm, r1, r2);
 		}
+	}
+	if (q->explore_cost > 0 && q->lat->link_belief) {
+		struct search S = {.q = q};
+		terms_init(&S.sd, s);
+		terms_add(&S.sd, d);
+		int rc = explore(&S, out, q->max_relays >= 1 && q->nrelays, false);
+		free(S.c);
+		return rc;
 	}
 	return 0;
 }

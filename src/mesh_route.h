@@ -90,12 +90,24 @@ struct mesh_oracle {
 	 * link_ms (mesh_model_link_belief). */
 	void (*link_belief)(void *ctx, const struct mesh_rnode *a, const struct mesh_rnode *b,
 			    struct mesh_link_belief *out);
+	/* Optional: a lower bound on link_ms(a, b) for any floor(a, b) >=
+	 * floor_lb, cheaper than link_ms (mesh_model_link_lb); the search
+	 * bounds with the larger of it and the promise above. */
+	double (*link_lb)(void *ctx, const struct mesh_rnode *a, const struct mesh_rnode *b, double floor_lb);
+	/* Optional, with link_belief: bounds on link_belief(a, b) for any
+	 * floor(a, b) in [floor_lb, floor_lb + MESH_FLOOR_LB_MAX_ERR_MS]:
+	 * *ok_lb <= ok_ms, *var_ub >= ok_var (mesh_model_belief_bound). */
+	void (*belief_bound)(void *ctx, const struct mesh_rnode *a, const struct mesh_rnode *b, double floor_lb,
+			     double *ok_lb, double *var_ub);
 };
 
 /* The learned model as an oracle (ctx = the struct mesh_model). */
 double mesh_route_model_link(void *model, const struct mesh_rnode *a, const struct mesh_rnode *b);
 void mesh_route_model_link_belief(void *model, const struct mesh_rnode *a, const struct mesh_rnode *b,
 				  struct mesh_link_belief *out);
+double mesh_route_model_link_lb(void *model, const struct mesh_rnode *a, const struct mesh_rnode *b, double floor_lb);
+void mesh_route_model_belief_bound(void *model, const struct mesh_rnode *a, const struct mesh_rnode *b, double floor_lb,
+				   double *ok_lb, double *var_ub);
 void mesh_route_model_oracle(struct mesh_oracle *o, const struct mesh_model *m);
 
 struct mesh_route_query {
@@ -108,6 +120,11 @@ struct mesh_route_query {
 	/* > 0: explore (see mesh_route_search); the cost of trying a path, in
 	 * score points. 0: the path of best predicted score. */
 	double explore_cost;
+	/* Optional: acc_min <= m.acc_ms of every relay in relays. Without it
+	 * the search reads every relay for it; with it a query whose bounds
+	 * rule every relayed path out reads none. */
+	bool acc_min_known;
+	double acc_min;
 };
 
 /* Exploration. The best predicted path is the best choice for one call,
@@ -148,7 +165,8 @@ void mesh_route_path_metrics(const struct mesh_oracle *lat, const struct mesh_rn
  * ran out. */
 int mesh_route_search(const struct mesh_route_query *q, struct mesh_route_result *out);
 
-/* Every path, for tests and the simulator's checks. */
+/* Every path, for tests and the simulator's checks; with explore_cost > 0
+ * the index of every direct and one-relay path, unpruned. */
 int mesh_route_brute_force(const struct mesh_route_query *q, struct mesh_route_result *out);
 
 /* ---- route cache: 5 minutes, dropped when a node on it changes ---- */

@@ -472,6 +472,71 @@ START_TEST(heartbeat_latency_prior)
 }
 END_TEST
 
+/* The eligible relays are kept between finds (per media type and AIC
+ * rule) and follow every change: a relay that stops accepting, a peer's
+ * beat (keeps the list), a relay's window ending with no write at all,
+ * a removed relay, one that does not carry the media. */
+START_TEST(relay_lists_follow_changes)
+{
+	int64_t now = 1000000, window = 90000;
+	struct mesh_registry *r = mesh_registry_new(window, 0);
+	struct mesh_node_info in;
+	struct al_error err = {0};
+	struct mesh_cached_route rt;
+	struct mesh_find_stats st;
+	info(&in, 1, "@alice.aura", MESH_PEER, 51.5, -0.1, 50, now);
+	ck_assert_int_eq(mesh_registry_add(r, &in, now), 0);
+	info(&in, 2, "@bob.aura", MESH_PEER, -33.9, 151.2, 50, now);
+	ck_assert_int_eq(mesh_registry_add(r, &in, now), 0);
+	info(&in, 3, "@relay.aura", MESH_RELAY, 1.35, 103.8, 80, now);
+	ck_assert_int_eq(mesh_registry_add(r, &in, now), 0);
+	info(&in, 4, "@relay.aura", MESH_RELAY, 1.30, 103.9, 80, now + 20000);
+	ck_assert_int_eq(mesh_registry_add(r, &in, now + 20000), 0);
+	info(&in, 5, "@relay.aura", MESH_EDGE, 1.32, 103.7, 80, now);
+	in.supports_video = false;
+	ck_assert_int_eq(mesh_registry_add(r, &in, now), 0);
+	const char *ids[6] = {NULL};
+	char idbuf[6][37];
+	for (int i = 1; i < 6; i++) {
+		snprintf(idbuf[i], sizeof(idbuf[i]), "00000000-0000-0000-0000-%012d", i);
+		ids[i] = idbuf[i];
+	}
+#define FIND(media, t) \
+	ck_assert_int_eq(mesh_registry_find(r, "@alice.aura", "@bob.aura", media, false, t, &rt, &st, &err), 0)
+	FIND(MESH_MEDIA_AUDIO, now + 20000);
+	ck_assert_uint_eq(st.relays_considered, 3);
+	FIND(MESH_MEDIA_VIDEO, now + 20000);
+	ck_assert_uint_eq(st.relays_considered, 2);
+	/* relay 3 stops accepting */
+	struct mesh_heartbeat hb = {0, -1, -1, -1, 0};
+	ck_assert_int_eq(mesh_registry_heartbeat(r, ids[3], "@urelay.aura:test", &hb, now + 30000, NULL, &err), 0);
+	FIND(MESH_MEDIA_AUDIO, now + 30000);
+	ck_assert_uint_eq(st.relays_considered, 2);
+	FIND(MESH_MEDIA_VIDEO, now + 30000);
+	ck_assert_uint_eq(st.relays_considered, 1);
+	/* a peer beats: nothing changes for the relays */
+	hb.accepting_connections = 1;
+	ck_assert_int_eq(mesh_registry_heartbeat(r, ids[1], "@ualice.aura:test", &hb, now + 40000, NULL, &err), 0);
+	FIND(MESH_MEDIA_AUDIO, now + 40000);
+	ck_assert_uint_eq(st.relays_considered, 2);
+	/* relay 5's window ends (it never beat again), relay 4's does not;
+	 * the endpoints keep beating */
+	ck_assert_int_eq(mesh_registry_heartbeat(r, ids[1], "@ualice.aura:test", &hb, now + 80000, NULL, &err), 0);
+	ck_assert_int_eq(mesh_registry_heartbeat(r, ids[2], "@ubob.aura:test", &hb, now + 80000, NULL, &err), 0);
+	FIND(MESH_MEDIA_AUDIO, now + window - 1);
+	ck_assert_uint_eq(st.relays_considered, 2);
+	FIND(MESH_MEDIA_AUDIO, now + window);
+	ck_assert_uint_eq(st.relays_considered, 1);
+	/* relay 4 removed */
+	ck_assert_int_eq(mesh_registry_remove(r, ids[4]), 0);
+	FIND(MESH_MEDIA_AUDIO, now + window);
+	ck_assert_uint_eq(st.relays_considered, 0);
+	ck_assert_int_eq(rt.n, 2);
+#undef FIND
+	mesh_registry_free(r);
+}
+END_TEST
+
 START_TEST(memory_per_node)
 {
 	struct mesh_registry *r = mesh_registry_new(90000, 0);
@@ -491,4 +556,4 @@ START_TEST(memory_per_node)
 END_TEST
 
 UNIT_MAIN("mesh_registry", lifecycle_and_routes, many_nodes_per_aura_and_bans, stale_nodes_between_sweeps, remote_nodes,
-	  rescore_after_feedback, heartbeat_latency_prior, memory_per_node)
+	  rescore_after_feedback, heartbeat_latency_prior, relay_lists_follow_changes, memory_per_node)

@@ -101,8 +101,8 @@ START_TEST(search_matches_brute_force)
 		const struct mesh_rnode *relays[N];
 		for (int i = 0; i < N - 2; i++)
 			relays[i] = &nodes[i + 2];
-		struct mesh_oracle o = {truth_link, &t, 0, NULL};
-		struct mesh_route_query q = {&nodes[0], &nodes[1], relays, N - 2, seed % 4 == 0, 2, &o, 0};
+		struct mesh_oracle o = {truth_link, &t, 0, NULL, NULL, NULL};
+		struct mesh_route_query q = {&nodes[0], &nodes[1], relays, N - 2, seed % 4 == 0, 2, &o, 0, false, 0};
 		struct mesh_route_result a, b;
 		int ra = mesh_route_search(&q, &a), rb = mesh_route_brute_force(&q, &b);
 		ck_assert_int_eq(ra, rb);
@@ -145,7 +145,7 @@ START_TEST(search_with_model_oracle_matches_brute_force)
 			relays[i] = &nodes[i + 2];
 		struct mesh_oracle o;
 		mesh_route_model_oracle(&o, m);
-		struct mesh_route_query q = {&nodes[0], &nodes[1], relays, N - 2, false, 2, &o, 0};
+		struct mesh_route_query q = {&nodes[0], &nodes[1], relays, N - 2, false, 2, &o, 0, false, 0};
 		struct mesh_route_result a, b;
 		ck_assert_int_eq(mesh_route_search(&q, &a), 0);
 		ck_assert_int_eq(mesh_route_brute_force(&q, &b), 0);
@@ -153,6 +153,188 @@ START_TEST(search_with_model_oracle_matches_brute_force)
 		mesh_model_free(m);
 		free(t.infl);
 	}
+}
+END_TEST
+
+/* The floor's lower bound without asin: never above the floor, at most
+ * 0.06 ms below, from identical to antipodal points. */
+START_TEST(floor_lower_bound)
+{
+	srand(11);
+	double worst = 0;
+	for (int k = 0; k < 200000; k++) {
+		struct mesh_mnode a = {0}, b = {0};
+		double la = (double)rand() / RAND_MAX * 180 - 90, lo = (double)rand() / RAND_MAX * 360 - 180;
+		mesh_mnode_set_position(&a, la, lo);
+		switch (k % 4) {
+		case 0:
+			/* anywhere */
+			mesh_mnode_set_position(&b, (double)rand() / RAND_MAX * 180 - 90,
+						(double)rand() / RAND_MAX * 360 - 180);
+			break;
+		case 1:
+			/* near */
+			mesh_mnode_set_position(&b, la + (double)rand() / RAND_MAX * 0.1, lo);
+			break;
+		case 2:
+			/* near the antipode */
+			mesh_mnode_set_position(&b, -la + (double)rand() / RAND_MAX * 0.1,
+						lo < 0 ? lo + 180 : lo - 180);
+			break;
+		default:
+			/* the same place, or around 90 degrees (the switch of branches) */
+			if (k % 8 == 3)
+				b = a;
+			else
+				mesh_mnode_set_position(&b, 0, lo + 89.5 + (double)rand() / RAND_MAX);
+			mesh_mnode_set_position(&a, 0, lo);
+		}
+		double fl = mesh_model_floor_ms(&a, &b), lb = mesh_model_floor_lb_ms(&a, &b);
+		ck_assert_msg(lb <= fl, "lb %.12f > floor %.12f", lb, fl);
+		if (fl - lb > worst)
+			worst = fl - lb;
+	}
+	ck_assert_msg(worst < 0.06, "worst %f ms", worst);
+}
+END_TEST
+
+/* Bigger worlds: 160 nodes, every one a relay. With a truth oracle with
+ * detours (relayed paths win often; on every third query every link of s
+ * but one and of d but one is a detour, so two relays win), the pruned
+ * search finds what trying every path finds and prices only a small part
+ * of the paths. */
+START_TEST(search_prunes_big_graph)
+{
+	enum { N = 160 };
+	static struct mesh_rnode nodes[N];
+	static const struct mesh_rnode *relays[N];
+	static float saved[N * N];
+	struct truth t;
+	random_world(77, N, nodes, &t);
+	for (int i = 0; i < N; i++)
+		relays[i] = &nodes[i]; /* s and d among them: the search skips them */
+	size_t paths = 0, priced = 0;
+	int relayed = 0, two = 0;
+	for (int k = 0; k < 45; k++) {
+		int si = rand() % N, di = rand() % N;
+		if (si == di)
+			continue;
+		int r1 = rand() % N, r2 = rand() % N;
+		bool detour = k % 3 == 0 && r1 != si && r1 != di && r2 != si && r2 != di && r1 != r2;
+		if (detour) {
+			memcpy(saved, t.infl, sizeof(saved));
+			for (int j = 0; j < N; j++) {
+				if (j != r1 && j != si)
+					t.infl[si * N + j] = t.infl[j * N + si] = saved[si * N + j] + 4;
+				if (j != r2 && j != di)
+					t.infl[di * N + j] = t.infl[j * N + di] = saved[di * N + j] + 4;
+			}
+		}
+		struct mesh_oracle o = {truth_link, &t, 0, NULL, NULL, NULL};
+		/* every second query with the relays' least access delay given */
+		double acc_min = HUGE_VAL;
+		for (int i = 0; i < N; i++)
+			if (nodes[i].m.acc_ms < acc_min)
+				acc_min = nodes[i].m.acc_ms;
+		struct mesh_route_query q = {.src = &nodes[si],
+					     .dst = &nodes[di],
+					     .relays = relays,
+					     .nrelays = N,
+					     .require_aic = k % 5 == 1,
+					     .max_relays = 2,
+					     .lat = &o,
+					     .acc_min_known = k % 2,
+					     .acc_min = acc_min};
+		struct mesh_route_result a, b;
+		int ra = mesh_route_search(&q, &a), rb = mesh_route_brute_force(&q, &b);
+		ck_assert_int_eq(ra, rb);
+		if (ra == 0) {
+			ck_assert_msg(fabs(a.score - b.score) < 1e-6, "query %d: search %f brute %f", k, a.score,
+				      b.score);
+			struct mesh_path_metrics pm;
+			mesh_route_path_metrics(&o, a.path, a.n, &pm);
+			ck_assert_double_eq_tol(mesh_route_score(&pm), a.score, 1e-6);
+			relayed += a.n > 2;
+			two += a.n == 4;
+			paths += 1 + (N - 2) + (size_t)(N - 2) * (N - 3);
+			priced += a.evaluated;
+		}
+		if (detour)
+			memcpy(t.infl, saved, sizeof(saved));
+	}
+	ck_assert_int_gt(relayed, 5);
+	ck_assert_int_gt(two, 1);
+	ck_assert_msg(priced * 50 < paths, "priced %zu of %zu paths", priced, paths);
+	free(t.infl);
+}
+END_TEST
+
+/* The same with the learned model as the oracle: links taught from the
+ * truth (one report in ten far too fast: negative corrections, so
+ * corr_lb < 0), unreported links everywhere else, and exploration on
+ * every second query: the same route as every path's score and index. */
+START_TEST(search_prunes_big_graph_model)
+{
+	enum { N = 160 };
+	static struct mesh_rnode nodes[N];
+	static const struct mesh_rnode *relays[N];
+	struct truth t;
+	random_world(78, N, nodes, &t);
+	for (int i = 0; i < N; i++)
+		relays[i] = &nodes[i];
+	struct mesh_model *m = mesh_model_new();
+	for (int k = 0; k < 1500; k++) {
+		int i = rand() % N, j = rand() % N, r = rand() % N;
+		if (i == j || r == i || r == j)
+			continue;
+		double f = rand() % 10 == 0 ? 0.5 : 1.0;
+		if (k % 3) {
+			struct mesh_mnode *p[2] = {&nodes[i].m, &nodes[j].m};
+			mesh_model_learn(m, p, 2, truth_link(&t, &nodes[i], &nodes[j]) * f);
+		} else {
+			struct mesh_mnode *p[3] = {&nodes[i].m, &nodes[r].m, &nodes[j].m};
+			mesh_model_learn(m, p, 3,
+					 (truth_link(&t, &nodes[i], &nodes[r]) + truth_link(&t, &nodes[r], &nodes[j])) *
+						 f);
+		}
+	}
+	ck_assert(mesh_model_corr_lower_bound(m) < 0);
+	struct mesh_oracle o;
+	mesh_route_model_oracle(&o, m);
+	int explored = 0, relayed = 0;
+	size_t priced = 0, queries = 0;
+	for (int k = 0; k < 90; k++) {
+		int si = rand() % N, di = rand() % N;
+		if (si == di)
+			continue;
+		struct mesh_route_query q = {.src = &nodes[si],
+					     .dst = &nodes[di],
+					     .relays = relays,
+					     .nrelays = N,
+					     .require_aic = k % 7 == 3,
+					     .max_relays = 2,
+					     .lat = &o,
+					     .explore_cost = k % 2 ? MESH_EXPLORE_COST_POINTS : 0};
+		struct mesh_route_result a, b;
+		int ra = mesh_route_search(&q, &a), rb = mesh_route_brute_force(&q, &b);
+		ck_assert_int_eq(ra, rb);
+		if (ra < 0)
+			continue;
+		ck_assert_msg(fabs(a.score - b.score) < 1e-6, "query %d: search %f brute %f", k, a.score, b.score);
+		ck_assert_int_eq(a.explored, b.explored);
+		ck_assert_int_eq(a.n, b.n);
+		for (int i = 0; i < a.n; i++)
+			ck_assert_ptr_eq(a.path[i], b.path[i]);
+		explored += a.explored;
+		relayed += a.n > 2;
+		priced += a.evaluated;
+		queries++;
+	}
+	ck_assert_int_gt(explored, 0);
+	ck_assert_int_gt(relayed, 0);
+	ck_assert_msg(priced < queries * N, "priced %zu in %zu queries", priced, queries);
+	mesh_model_free(m);
+	free(t.infl);
 }
 END_TEST
 
@@ -182,8 +364,8 @@ START_TEST(two_relays_win)
 	mat[2][3] = mat[3][2] = 10;
 	mat[3][1] = mat[1][3] = 10;
 	const struct mesh_rnode *relays[2] = {&hm[2], &hm[3]};
-	struct mesh_oracle o = {mat_link, NULL, 0, NULL};
-	struct mesh_route_query q = {&hm[0], &hm[1], relays, 2, false, 2, &o, 0};
+	struct mesh_oracle o = {mat_link, NULL, 0, NULL, NULL, NULL};
+	struct mesh_route_query q = {&hm[0], &hm[1], relays, 2, false, 2, &o, 0, false, 0};
 	struct mesh_route_result a, b;
 	ck_assert_int_eq(mesh_route_search(&q, &a), 0);
 	ck_assert_int_eq(mesh_route_brute_force(&q, &b), 0);
@@ -213,8 +395,8 @@ START_TEST(require_aic)
 	nodes[0].aic = nodes[1].aic = true;
 	nodes[2].aic = false;
 	const struct mesh_rnode *relays[1] = {&nodes[2]};
-	struct mesh_oracle o = {truth_link, &t, 0, NULL};
-	struct mesh_route_query q = {&nodes[0], &nodes[1], relays, 1, true, 2, &o, 0};
+	struct mesh_oracle o = {truth_link, &t, 0, NULL, NULL, NULL};
+	struct mesh_route_query q = {&nodes[0], &nodes[1], relays, 1, true, 2, &o, 0, false, 0};
 	struct mesh_route_result r;
 	ck_assert_int_eq(mesh_route_search(&q, &r), 0);
 	ck_assert_int_eq(r.n, 2);
@@ -528,7 +710,7 @@ START_TEST(search_explores_then_settles)
 			mesh_model_learn(m, sd, 2, direct);
 	}
 	mesh_route_model_oracle(&o, m);
-	struct mesh_route_query q = {&nodes[0], &nodes[1], relays, 1, false, 2, &o, 0};
+	struct mesh_route_query q = {&nodes[0], &nodes[1], relays, 1, false, 2, &o, 0, false, 0};
 	struct mesh_route_result res;
 	ck_assert_int_eq(mesh_route_search(&q, &res), 0);
 	ck_assert_int_eq(res.n, 2);
@@ -593,7 +775,8 @@ START_TEST(cache_invalidation)
 END_TEST
 
 UNIT_MAIN("mesh_route", score_bounds_and_weights, tiers, search_matches_brute_force,
-	  search_with_model_oracle_matches_brute_force, two_relays_win, require_aic, model_floor_and_convergence,
+	  search_with_model_oracle_matches_brute_force, floor_lower_bound, search_prunes_big_graph,
+	  search_prunes_big_graph_model, two_relays_win, require_aic, model_floor_and_convergence,
 	  model_evicts_least_used_links, model_class_means_learn, model_detour_goes_to_the_link,
 	  model_recenter_access_from_all_links, model_heartbeat_prior_and_offset, search_explores_then_settles,
 	  cache_invalidation)
