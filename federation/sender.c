@@ -2,6 +2,7 @@
  * database connection: per destination one transaction in flight, built
  * from federation_outbox, items deleted after a 200, exponential back-off
  * persisted in federation_destinations. */
+#include <event2/event.h>
 #include <sodium.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -28,11 +29,24 @@ struct inflight {
 	int next_count;
 };
 
+/* A delivery to record once the next transaction is on its way. */
+struct delivered {
+	char dest[256];
+	char txn_id[64];
+	int count;
+	int64_t prev_interval;
+};
+
 struct fed_sender {
 	struct federation *fed;
 	struct inflight slots[MAX_INFLIGHT];
 	int n;
 	atomic_bool wake_pending;
+	/* work after a PUT was handed to the client (post_send): the loop
+	 * first sends it, then this runs */
+	struct delivered done[MAX_INFLIGHT];
+	int ndone;
+	bool post_pending;
 };
 
 int64_t fed_backoff_next(int64_t current_ms)
@@ -304,6 +318,36 @@ static void prefetch(struct fed_sender *s, struct inflight *f)
 	f->next_body = build_txn(s, f->dest, f->next_txn, sizeof(f->next_txn), f->txn_id, &f->next_count, &iv);
 }
 
+
+/* After a PUT was handed to the client: the deliveries it followed are
+ * recorded and the next transactions prefetched, off the path of the
+ * request (the database calls block this thread). */
+static void post_send(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct fed_sender *s = arg;
+	s->post_pending = false;
+	while (s->ndone > 0) {
+		struct delivered d = s->done[--s->ndone];
+		if (record_delivery(s, d.dest, d.txn_id, d.count, d.prev_interval) && !slot_find(s, d.dest))
+			start_txn(s, d.dest);
+	}
+	for (int i = 0; i < s->n; i++)
+		prefetch(s, &s->slots[i]);
+}
+
+static void post_send_schedule(struct fed_sender *s)
+{
+	static const struct timeval soon = {0, 2000}; /* the loop writes the request first */
+	if (s->post_pending)
+		return;
+	if (event_base_once(fed_client_base(s->fed->fc), -1, EV_TIMEOUT, post_send, s, &soon) == 0)
+		s->post_pending = true;
+	else
+		post_send(-1, 0, s);
+}
+
 static void txn_done(const struct fed_response *resp, void *arg)
 {
 	struct txn_ctx *c = arg;
@@ -319,32 +363,27 @@ static void txn_done(const struct fed_response *resp, void *arg)
 		slot_remove(s, f);
 		return;
 	}
-	char dest[256], txn_id[64];
-	snprintf(dest, sizeof(dest), "%s", f->dest);
-	snprintf(txn_id, sizeof(txn_id), "%s", f->txn_id);
-	int count = f->count;
-	int64_t prev_interval = f->prev_interval;
+	struct delivered d = {.count = f->count, .prev_interval = f->prev_interval};
+	snprintf(d.dest, sizeof(d.dest), "%s", f->dest);
+	snprintf(d.txn_id, sizeof(d.txn_id), "%s", f->txn_id);
 	json_t *next = f->next_body;
 	f->next_body = NULL;
-	bool sent = false;
-	if (next) {
-		/* the next one first (this one is complete: still one in flight),
-		 * then this one's record */
+	if (next && s->ndone < MAX_INFLIGHT) {
+		/* the next one goes first (this one is complete: still one in
+		 * flight), this one's record after it (post_send) */
 		snprintf(f->txn_id, sizeof(f->txn_id), "%s", f->next_txn);
 		f->count = f->next_count;
 		f->prev_interval = 0;
-		sent = submit(s, f, next);
-		if (!sent)
+		if (!submit(s, f, next))
 			slot_remove(s, f);
-	} else {
-		slot_remove(s, f);
+		s->done[s->ndone++] = d;
+		post_send_schedule(s);
+		return;
 	}
-	bool ok = record_delivery(s, dest, txn_id, count, prev_interval);
-	f = slot_find(s, dest);
-	if (f)
-		prefetch(s, f);
-	else if (ok)
-		start_txn(s, dest); /* more items waiting? */
+	json_decref(next); /* still tagged: sent next, in order */
+	slot_remove(s, f);
+	if (record_delivery(s, d.dest, d.txn_id, d.count, d.prev_interval))
+		start_txn(s, d.dest); /* more items waiting? */
 }
 
 static void start_txn(struct fed_sender *s, const char *dest)
@@ -368,7 +407,7 @@ static void start_txn(struct fed_sender *s, const char *dest)
 	if (!submit(s, f, body))
 		slot_remove(s, f);
 	else
-		prefetch(s, f);
+		post_send_schedule(s); /* prefetch */
 }
 
 void fed_sender_tick(void *arg)
