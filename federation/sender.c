@@ -1,7 +1,10 @@
 /* sender.c - the durable sender, on the federation thread with its own
  * database connection: per destination one transaction in flight, built
  * from federation_outbox, items deleted after a 200, exponential back-off
- * persisted in federation_destinations. */
+ * persisted in federation_destinations. With a backlog the next full
+ * transaction is tagged and built while one is in flight and goes out on
+ * its 200; the database work after a PUT (recording deliveries, the
+ * prefetch) waits until the loop has written that request. */
 #include <event2/event.h>
 #include <sodium.h>
 #include <stdatomic.h>
