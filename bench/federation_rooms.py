@@ -157,7 +157,8 @@ def sustained_pdus(a, b, n_senders, conns, window, warmup, perf_dir=None):
     senders = [alice] + [User(a) for _ in range(n_senders - 1)]
     for u in senders[1:]:
         assert u.join(room).status_code == 200
-    for u in (User(b), User(b)):
+    bobs = [User(b), User(b)]
+    for u in bobs:
         deadline = time.time() + 30
         while u.post("/join/%s?server_name=%s" % (room, a.server_name)).status_code != 200:
             assert time.time() < deadline, "B cannot join"
@@ -216,6 +217,29 @@ def sustained_pdus(a, b, n_senders, conns, window, warmup, perf_dir=None):
     if backlog > 500:
         print("%-52s %8.0f PDUs/s (%d queued on A at the end of the window)" % (
             "B: the backlog drained (A idle)", backlog / max(drained, 0.001), backlog))
+    backlog_drain(a, b, bobs[0], room, wargs, script, max(5, window // 2))
+
+
+def backlog_drain(a, b, bob, room, wargs, script, seconds):
+    """B's accept rate with a standing queue: B is stopped while wrk sends
+    on A for some seconds, then started; B's users speak (A's back-off
+    for B ends) and B's stored rows are counted until it has them all."""
+    b.stop()
+    wrk(wargs + ["-d%ds" % seconds], a.base, script)
+    b.start()
+    want = count_messages(a, room)
+    queued = want - count_messages(b, room)
+    t0 = time.perf_counter()
+    bob.send_ok(room, "b is back")
+    deadline = t0 + 300
+    got = count_messages(b, room)
+    while got < want and time.perf_counter() < deadline:
+        time.sleep(0.05)
+        got = count_messages(b, room)
+    dt = time.perf_counter() - t0
+    print("%-52s %8.0f PDUs/s (%d queued while B was down, %s in %.1f s)" % (
+        "B: a standing queue on A drained (B restarted)", queued / dt, queued,
+        "all stored" if got >= want else "MISSING %d" % (want - got), dt))
 
 
 def joins_latency_calls(a, b, n_members, n_joins, n_msgs, n_calls):

@@ -17,7 +17,9 @@
 #include "error.h"
 
 #define FED_TXN_MAX_PDUS 50
+#define FED_TXN_MAX_PDUS_STR "50"
 #define FED_TXN_MAX_EDUS 100
+#define FED_TXN_MAX_EDUS_STR "100"
 #define FED_BACKOFF_MIN_MS 2000
 #define FED_BACKOFF_MAX_MS (10 * 60 * 1000)
 #define FED_EDU_TYPE_MAX 128
