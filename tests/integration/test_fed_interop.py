@@ -378,3 +378,20 @@ def test_device_endpoints_answer_without_keys(make_server, fake):
     # a device list update is accepted (and ignored)
     fake.send(a, [], edus=[{"edu_type": "m.device_list_update", "content": {
         "user_id": fake.user("x"), "device_id": "D", "stream_id": 1, "prev_id": []}}])
+
+
+def test_notary_returns_the_best_key_it_has(make_server):
+    a, c = make_server(), make_server()
+    r = a.fed_get("/_matrix/key/v2/query/" + c.server_name)
+    assert r.status_code == 200 and len(r.json()["server_keys"]) == 1, r.text
+    c.stop()
+    # a later validity than the stored one is asked: the refetch fails, the stored one comes back
+    far = 4102444800000
+    r = a.fed_get("/_matrix/key/v2/query/%s?minimum_valid_until_ts=%d" % (c.server_name, far))
+    assert r.status_code == 200, r.text
+    docs = r.json()["server_keys"]
+    assert len(docs) == 1 and docs[0]["server_name"] == c.server_name and docs[0]["valid_until_ts"] < far
+    r = requests.post(a.fed_base + "/_matrix/key/v2/query", json={"server_keys": {c.server_name: {
+        "ed25519:x": {"minimum_valid_until_ts": far}}}}, verify=a.ca + "/ca.crt", timeout=30)
+    assert r.status_code == 200 and len(r.json()["server_keys"]) == 1, r.text
+    c.start()
