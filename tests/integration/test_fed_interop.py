@@ -395,3 +395,16 @@ def test_notary_returns_the_best_key_it_has(make_server):
         "ed25519:x": {"minimum_valid_until_ts": far}}}}, verify=a.ca + "/ca.crt", timeout=30)
     assert r.status_code == 200 and len(r.json()["server_keys"]) == 1, r.text
     c.start()
+
+
+def test_origin_with_a_non_numeric_port_is_refused(make_server, fake):
+    a = make_server()
+    alice = User(a)
+    real = fake.name
+    fake.name = "localhost:http"
+    try:
+        r = fake.request(a, "GET", "/_matrix/federation/v1/query/profile?user_id=%s&field=displayname" % q(
+            alice.user_id))
+    finally:
+        fake.name = real
+    assert r.status_code == 400 and r.json()["errcode"] == "M_INVALID_PARAM", r.text
