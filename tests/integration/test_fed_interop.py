@@ -408,3 +408,26 @@ def test_origin_with_a_non_numeric_port_is_refused(make_server, fake):
     finally:
         fake.name = real
     assert r.status_code == 400 and r.json()["errcode"] == "M_INVALID_PARAM", r.text
+
+
+def test_erased_users_events_go_out_redacted(make_server, fake):
+    a = make_server()
+    alice, carol = User(a), User(a)
+    room_id = alice.create_room(preset="public_chat")
+    carol.join(room_id)
+    room, fred = fake_join(a, fake, room_id)
+    eid = alice.send_ok(room_id, "forget me")
+    kept = carol.send_ok(room_id, "keep me")
+    r = fake.request(a, "GET", "/_matrix/federation/v1/event/" + q(eid))
+    assert r.json()["pdus"][0]["content"]["body"] == "forget me"
+    auth = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": alice.name},
+            "password": "pw-" + alice.name}
+    r = alice.post("/account/deactivate", {"auth": auth, "erase": True})
+    assert r.status_code == 200, r.text
+    pdu = fake.request(a, "GET", "/_matrix/federation/v1/event/" + q(eid)).json()["pdus"][0]
+    assert "body" not in pdu["content"] and event_id(pdu) == eid
+    assert fake.request(a, "GET", "/_matrix/federation/v1/event/" + q(kept)).json()["pdus"][0]["content"][
+        "body"] == "keep me"
+    r = carol.post("/account/deactivate", {"auth": {"type": "m.login.password", "identifier": {
+        "type": "m.id.user", "user": carol.name}, "password": "pw-" + carol.name}, "erase": "yes"})
+    assert r.status_code == 400
