@@ -431,3 +431,18 @@ def test_erased_users_events_go_out_redacted(make_server, fake):
     r = carol.post("/account/deactivate", {"auth": {"type": "m.login.password", "identifier": {
         "type": "m.id.user", "user": carol.name}, "password": "pw-" + carol.name}, "erase": "yes"})
     assert r.status_code == 400
+
+
+def test_unfederated_room_refuses_other_servers(make_server, fake):
+    a, b = make_server(), make_server()
+    alice, bob = User(a), User(b)
+    room_id = alice.create_room(preset="public_chat", creation_content={"m.federate": False})
+    r = bob.post("/join/%s?server_name=%s" % (q(room_id), q(a.server_name)))
+    assert r.status_code == 403, r.text
+    r = fake.request(a, "GET", "/_matrix/federation/v1/make_join/%s/%s?ver=10&ver=11" % (
+        q(room_id), q(fake.user("x"))))
+    assert r.status_code == 403 and r.json()["errcode"] == "M_FORBIDDEN", r.text
+    # a federated room next to it is joinable as ever
+    other = alice.create_room(preset="public_chat")
+    r = bob.post("/join/%s?server_name=%s" % (q(other), q(a.server_name)))
+    assert r.status_code == 200, r.text
