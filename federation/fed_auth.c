@@ -112,6 +112,14 @@ void fed_auth_require(struct http_req *req, fed_auth_cont cont)
 		refuse(req, a.origin[0] ? a.origin : NULL, 401, "M_UNAUTHORIZED", err.message);
 		return;
 	}
+	char host[256];
+	int port;
+	bool ip;
+	if (fed_server_name_split(a.origin, host, sizeof(host), &port, &ip) < 0) {
+		/* "localhost:http" and the like: not a server name (spec grammar) */
+		refuse(req, NULL, 400, "M_INVALID_PARAM", "The origin is not a valid server name");
+		return;
+	}
 	if (a.destination[0] && strcasecmp(a.destination, req->app->cfg.server_name) != 0) {
 		char m[700];
 		snprintf(m, sizeof(m), "Destination %s is not this server (%s)", a.destination,

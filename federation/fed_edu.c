@@ -23,7 +23,9 @@
 #define FED_TYPING_TIMEOUT_MS 30000
 
 /* The server of a user ID column, in SQL. */
-#define SERVER_OF(col) "substr(" col ", strpos(" col ", ':') + 1)"
+#define SRV_USER "substr(user_id, strpos(user_id, ':') + 1)"
+#define SRV_B_USER "substr(b.user_id, strpos(b.user_id, ':') + 1)"
+#define SRV_M_USER "substr(m.user_id, strpos(m.user_id, ':') + 1)"
 
 static bool from_origin(const char *user_id, const char *origin)
 {
@@ -61,10 +63,8 @@ int federation_edu_to_room(struct db *db, const char *room_id, const char *self,
 {
 	return enqueue_sql(db,
 			   "INSERT INTO federation_outbox (destination, kind, payload) "
-			   "SELECT DISTINCT " SERVER_OF(
-				   "user_id") ", 'edu', $2::jsonb FROM room_memberships "
-					      "WHERE room_id = $1 AND membership = 'join' AND lower(" SERVER_OF(
-						      "user_id") ") <> lower($3)",
+			   "SELECT DISTINCT " SRV_USER ", 'edu', $2::jsonb FROM room_memberships "
+			   "WHERE room_id = $1 AND membership = 'join' AND lower(" SRV_USER ") <> lower($3)",
 			   room_id, edu_type, content, self, err);
 }
 
@@ -74,15 +74,12 @@ int federation_edu_to_peers(struct db *db, const char *user_id, const char *edu_
 	const char *c = strchr(user_id, ':');
 	if (!c)
 		return al_error_set(err, 400, "M_INVALID_PARAM", "malformed user ID");
-	return enqueue_sql(
-		db,
-		"INSERT INTO federation_outbox (destination, kind, payload) "
-		"SELECT DISTINCT " SERVER_OF(
-			"b.user_id") ", 'edu', $2::jsonb FROM room_memberships a "
-				     "JOIN room_memberships b ON b.room_id = a.room_id WHERE a.user_id = $1 AND "
-				     "a.membership = 'join' AND b.membership = 'join' AND lower(" SERVER_OF(
-					     "b.user_id") ") <> lower($3)",
-		user_id, edu_type, content, c + 1, err);
+	return enqueue_sql(db,
+			   "INSERT INTO federation_outbox (destination, kind, payload) "
+			   "SELECT DISTINCT " SRV_B_USER ", 'edu', $2::jsonb FROM room_memberships a "
+			   "JOIN room_memberships b ON b.room_id = a.room_id WHERE a.user_id = $1 AND "
+			   "a.membership = 'join' AND b.membership = 'join' AND lower(" SRV_B_USER ") <> lower($3)",
+			   user_id, edu_type, content, c + 1, err);
 }
 
 int federation_presence_for_room(struct db *db, const char *room_id, const char *self, const char *dest,
@@ -93,38 +90,17 @@ int federation_presence_for_room(struct db *db, const char *room_id, const char 
 	const char *p[] = {room_id, self, dest, now};
 	PGresult *r = db_exec(
 		db, err,
-		"WITH dests AS (SELECT DISTINCT " SERVER_OF(
-			"user_id") " AS d FROM room_memberships WHERE room_id = $1 "
-				   "AND membership = 'join' AND lower(" SERVER_OF(
-					   "user_id") ") <> lower($2) AND ($3::text IS NULL OR "
-						      "lower(" SERVER_OF(
-							      "user_id") ") = lower($3))), "
-									 "push AS (SELECT "
-									 "jsonb_agg(jsonb_build_object('user_id', "
-									 "p.user_id, 'presence', p.presence, "
-									 "'status_msg', p.status_msg, "
-									 "'last_active_ago', greatest(0, $4::bigint - "
-									 "p.last_active_ts), "
-									 "'currently_active', p.presence = 'online' "
-									 "AND $4::bigint - p.last_active_ts < 60000)) "
-									 "AS j "
-									 "FROM presence p JOIN room_memberships m ON "
-									 "m.user_id = p.user_id WHERE m.room_id = $1 "
-									 "AND "
-									 "m.membership = 'join' AND lower(" SERVER_OF(
-										 "m.user_id") ") = lower($2)) "
-											      "INSERT INTO "
-											      "federation_outbox "
-											      "(destination, kind, "
-											      "payload) SELECT d, "
-											      "'edu', "
-											      "jsonb_build_object('edu_"
-											      "type', 'm.presence', "
-											      "'content', "
-											      "jsonb_build_object('"
-											      "push', push.j)) "
-											      "FROM dests, push WHERE "
-											      "push.j IS NOT NULL",
+		"WITH dests AS (SELECT DISTINCT " SRV_USER " AS d FROM room_memberships WHERE room_id = $1 "
+		"AND membership = 'join' AND lower(" SRV_USER ") <> lower($2) "
+		"AND ($3::text IS NULL OR lower(" SRV_USER ") = lower($3))), "
+		"push AS (SELECT jsonb_agg(jsonb_build_object('user_id', p.user_id, 'presence', p.presence, "
+		"'status_msg', p.status_msg, 'last_active_ago', greatest(0, $4::bigint - p.last_active_ts), "
+		"'currently_active', p.presence = 'online' AND $4::bigint - p.last_active_ts < 60000)) AS j "
+		"FROM presence p JOIN room_memberships m ON m.user_id = p.user_id WHERE m.room_id = $1 "
+		"AND m.membership = 'join' AND lower(" SRV_M_USER ") = lower($2)) "
+		"INSERT INTO federation_outbox (destination, kind, payload) SELECT d, 'edu', "
+		"jsonb_build_object('edu_type', 'm.presence', 'content', jsonb_build_object('push', push.j)) "
+		"FROM dests, push WHERE push.j IS NOT NULL",
 		4, p);
 	if (!r)
 		return -1;

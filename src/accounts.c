@@ -385,6 +385,12 @@ int accounts_deactivate(struct db *db, const char *user_id, struct al_error *err
 	return db_transaction(db, err, deactivate, user_id);
 }
 
+int accounts_erase(struct db *db, const char *user_id, struct al_error *err)
+{
+	const char *p[1] = {user_id};
+	return exec_ok(db, err, "UPDATE users SET erased = true WHERE user_id = $1", 1, p);
+}
+
 static json_t *device_json(PGresult *r, int row)
 {
 	json_t *d = json_pack("{s:s}", "device_id", PQgetvalue(r, row, 0));

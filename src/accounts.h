@@ -127,6 +127,9 @@ int accounts_set_password(struct db *db, const char *user_id, const char *passwo
 /* Deactivate for good: no password, no devices or tokens, the AuraID
  * inactive, an audit entry. One transaction. */
 int accounts_deactivate(struct db *db, const char *user_id, struct al_error *err);
+/* Deactivation with erase: true (spec "Account deactivation"): the user's
+ * events are served redacted to whoever asks from now on (users.erased). */
+int accounts_erase(struct db *db, const char *user_id, struct al_error *err);
 
 /* {devices: [{device_id, display_name?, last_seen_ip?, last_seen_ts?}]} */
 json_t *accounts_devices_list(struct db *db, const char *user_id, struct al_error *err);

@@ -311,9 +311,11 @@ static void post_password(struct http_req *req)
 
 static void deactivate_action(struct http_req *req, void *ctx, const char *unused)
 {
+	bool erase = json_is_true((json_t *)ctx);
 	json_decref(ctx);
 	struct al_error err = {0};
-	if (accounts_deactivate(&req->worker->db, req->user_id, &err) < 0) {
+	if (accounts_deactivate(&req->worker->db, req->user_id, &err) < 0 ||
+	    (erase && accounts_erase(&req->worker->db, req->user_id, &err) < 0)) {
 		http_reply_al_error(req, &err);
 		return;
 	}
@@ -328,7 +330,12 @@ static void post_deactivate(struct http_req *req)
 	json_t *body;
 	if (auth_require(req) < 0 || ratelimit_check(req, "deactivate") < 0 || optional_body(req, &body) < 0)
 		return;
-	uia_password(req, body, NULL, deactivate_action, NULL);
+	json_t *erase = json_object_get(body, "erase");
+	if (erase && !json_is_boolean(erase)) {
+		http_reply_error(req, 400, "M_INVALID_PARAM", "erase must be a boolean");
+		return;
+	}
+	uia_password(req, body, NULL, deactivate_action, json_boolean(json_is_true(erase)));
 }
 
 /* ---- capabilities ---- */

@@ -86,14 +86,19 @@ bool room_acl_allows(const json_t *content, const char *server)
 	return list_matches(json_object_get(content, "allow"), host);
 }
 
-#define ACL_SQL                                                                                   \
-	"SELECT c.room_id, e.json FROM current_state c JOIN events e ON e.event_id = c.event_id " \
-	"WHERE c.type = 'm.room.server_acl' AND c.state_key = '' AND NOT e.rejected AND "
+#define ACL_SQL                                                                                           \
+	"SELECT c.room_id, e.json, c.type FROM current_state c JOIN events e ON e.event_id = c.event_id " \
+	"WHERE c.type IN ('m.room.server_acl', 'm.room.create') AND c.state_key = '' AND NOT e.rejected AND "
 
+/* A server ACL row: its rule; a create row: m.federate false keeps every
+ * other server out (the room stays with its creator's server). */
 static bool row_allows(PGresult *r, int i, const char *server)
 {
 	json_t *ev = cjson_parse_object(PQgetvalue(r, i, 1), (size_t)PQgetlength(r, i, 1), NULL, NULL);
-	bool ok = room_acl_allows(json_object_get(ev, "content"), server);
+	json_t *content = json_object_get(ev, "content");
+	bool ok = strcmp(PQgetvalue(r, i, 2), "m.room.create") == 0
+			  ? !json_is_false(json_object_get(content, "m.federate"))
+			  : room_acl_allows(content, server);
 	json_decref(ev);
 	return ok;
 }
@@ -104,11 +109,13 @@ int room_acl_check(struct db *db, const char *room_id, const char *server, struc
 	PGresult *r = db_exec(db, err, ACL_SQL "c.room_id = $1", 1, p);
 	if (!r)
 		return -1;
-	bool ok = PQntuples(r) == 0 || row_allows(r, 0, server);
+	bool ok = true;
+	for (int i = 0; ok && i < PQntuples(r); i++)
+		ok = row_allows(r, i, server);
 	PQclear(r);
 	return ok ? 0
-		  : al_error_set(err, 403, "M_FORBIDDEN", "Server %s is banned from room %s by its ACL", server,
-				 room_id);
+		  : al_error_set(err, 403, "M_FORBIDDEN",
+				 "Server %s may not take part in room %s (its ACL or m.federate)", server, room_id);
 }
 
 json_t *room_acl_denied_rooms(struct db *db, const json_t *rooms, const char *server)

@@ -8,7 +8,8 @@
  * it; then it must match an allow entry (no allow list: nobody). Entries
  * are globs (* any run of characters, ? one), matched case-insensitively;
  * entries that are not strings are ignored. A room without the event
- * allows everyone. */
+ * allows everyone. A room created with m.federate false admits no other
+ * server at all. */
 #ifndef AL_ROOM_ACL_H
 #define AL_ROOM_ACL_H
 

@@ -65,17 +65,24 @@ int room_fed_server_may_read(struct db *db, const char *room_id, const char *ser
 json_t *room_fed_event(struct db *db, const char *event_id, char *room_id_out, struct al_error *err)
 {
 	const char *p[] = {event_id};
-	PGresult *r = db_exec(
-		db, err,
-		"SELECT e.json, e.room_id, r.room_version FROM events e JOIN rooms r ON r.room_id = e.room_id "
-		"WHERE e.event_id = $1 AND NOT e.rejected",
-		1, p);
+	PGresult *r = db_exec(db, err,
+			      "SELECT e.json, e.room_id, r.room_version, coalesce(u.erased, false) FROM events e "
+			      "JOIN rooms r ON r.room_id = e.room_id LEFT JOIN users u ON u.user_id = e.sender "
+			      "WHERE e.event_id = $1 AND NOT e.rejected",
+			      1, p);
 	if (!r)
 		return NULL;
 	json_t *pdu = NULL;
 	if (PQntuples(r) == 1) {
 		pdu = room_fed_pdu(PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 2));
 		snprintf(room_id_out, 256, "%s", PQgetvalue(r, 0, 1));
+		struct event_rules rules;
+		/* an erased sender's events go out redacted (hashes and signatures kept) */
+		if (pdu && PQgetvalue(r, 0, 3)[0] == 't' && event_rules_for(PQgetvalue(r, 0, 2), &rules) == 0) {
+			json_t *red = event_redact(pdu, &rules);
+			json_decref(pdu);
+			pdu = red;
+		}
 	}
 	PQclear(r);
 	if (!pdu)

@@ -378,3 +378,71 @@ def test_device_endpoints_answer_without_keys(make_server, fake):
     # a device list update is accepted (and ignored)
     fake.send(a, [], edus=[{"edu_type": "m.device_list_update", "content": {
         "user_id": fake.user("x"), "device_id": "D", "stream_id": 1, "prev_id": []}}])
+
+
+def test_notary_returns_the_best_key_it_has(make_server):
+    a, c = make_server(), make_server()
+    r = a.fed_get("/_matrix/key/v2/query/" + c.server_name)
+    assert r.status_code == 200 and len(r.json()["server_keys"]) == 1, r.text
+    c.stop()
+    # a later validity than the stored one is asked: the refetch fails, the stored one comes back
+    far = 4102444800000
+    r = a.fed_get("/_matrix/key/v2/query/%s?minimum_valid_until_ts=%d" % (c.server_name, far))
+    assert r.status_code == 200, r.text
+    docs = r.json()["server_keys"]
+    assert len(docs) == 1 and docs[0]["server_name"] == c.server_name and docs[0]["valid_until_ts"] < far
+    r = requests.post(a.fed_base + "/_matrix/key/v2/query", json={"server_keys": {c.server_name: {
+        "ed25519:x": {"minimum_valid_until_ts": far}}}}, verify=a.ca + "/ca.crt", timeout=30)
+    assert r.status_code == 200 and len(r.json()["server_keys"]) == 1, r.text
+    c.start()
+
+
+def test_origin_with_a_non_numeric_port_is_refused(make_server, fake):
+    a = make_server()
+    alice = User(a)
+    real = fake.name
+    fake.name = "localhost:http"
+    try:
+        r = fake.request(a, "GET", "/_matrix/federation/v1/query/profile?user_id=%s&field=displayname" % q(
+            alice.user_id))
+    finally:
+        fake.name = real
+    assert r.status_code == 400 and r.json()["errcode"] == "M_INVALID_PARAM", r.text
+
+
+def test_erased_users_events_go_out_redacted(make_server, fake):
+    a = make_server()
+    alice, carol = User(a), User(a)
+    room_id = alice.create_room(preset="public_chat")
+    carol.join(room_id)
+    room, fred = fake_join(a, fake, room_id)
+    eid = alice.send_ok(room_id, "forget me")
+    kept = carol.send_ok(room_id, "keep me")
+    r = fake.request(a, "GET", "/_matrix/federation/v1/event/" + q(eid))
+    assert r.json()["pdus"][0]["content"]["body"] == "forget me"
+    auth = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": alice.name},
+            "password": "pw-" + alice.name}
+    r = alice.post("/account/deactivate", {"auth": auth, "erase": True})
+    assert r.status_code == 200, r.text
+    pdu = fake.request(a, "GET", "/_matrix/federation/v1/event/" + q(eid)).json()["pdus"][0]
+    assert "body" not in pdu["content"] and event_id(pdu) == eid
+    assert fake.request(a, "GET", "/_matrix/federation/v1/event/" + q(kept)).json()["pdus"][0]["content"][
+        "body"] == "keep me"
+    r = carol.post("/account/deactivate", {"auth": {"type": "m.login.password", "identifier": {
+        "type": "m.id.user", "user": carol.name}, "password": "pw-" + carol.name}, "erase": "yes"})
+    assert r.status_code == 400
+
+
+def test_unfederated_room_refuses_other_servers(make_server, fake):
+    a, b = make_server(), make_server()
+    alice, bob = User(a), User(b)
+    room_id = alice.create_room(preset="public_chat", creation_content={"m.federate": False})
+    r = bob.post("/join/%s?server_name=%s" % (q(room_id), q(a.server_name)))
+    assert r.status_code == 403, r.text
+    r = fake.request(a, "GET", "/_matrix/federation/v1/make_join/%s/%s?ver=10&ver=11" % (
+        q(room_id), q(fake.user("x"))))
+    assert r.status_code == 403 and r.json()["errcode"] == "M_FORBIDDEN", r.text
+    # a federated room next to it is joinable as ever
+    other = alice.create_room(preset="public_chat")
+    r = bob.post("/join/%s?server_name=%s" % (q(other), q(a.server_name)))
+    assert r.status_code == 200, r.text
