@@ -17,6 +17,7 @@
 #include "presence.h"
 #include "room.h"
 #include "sync.h"
+#include "sync_bus.h"
 #include "typing.h"
 
 #define CLIENT "/_matrix/client/r0|v3"
@@ -54,6 +55,7 @@ struct sync_state {
 	bool draining;
 	struct sync_worker *workers;
 	struct event *typing_sweep; /* on the main loop */
+	struct sync_bus *bus;       /* the other processes on this database; may be NULL */
 };
 
 struct sync_park {
@@ -328,7 +330,7 @@ static void get_sync(struct http_req *req)
 
 /* Queue a notice (kind 0: everything re-runs) for every worker with a
  * sync in flight. Any thread. */
-static void post_notice(struct sync_state *st, char kind, const char *id)
+static void post_local(struct sync_state *st, char kind, const char *id)
 {
 	size_t len = id ? strlen(id) : 0;
 	pthread_mutex_lock(&st->mu);
@@ -350,6 +352,19 @@ static void post_notice(struct sync_state *st, char kind, const char *id)
 		event_active(sw->wake, EV_READ, 1);
 	}
 	pthread_mutex_unlock(&st->mu);
+}
+
+/* ... and for the other processes on the database. */
+static void post_notice(struct sync_state *st, char kind, const char *id)
+{
+	post_local(st, kind, id);
+	sync_bus_publish(st->bus, kind ? kind : '*', id);
+}
+
+/* A notice of another process (main loop). */
+static void on_bus(void *arg, char kind, const char *id)
+{
+	post_local(arg, kind == '*' ? 0 : kind, id);
 }
 
 void sync_notify(struct app *app)
@@ -530,6 +545,7 @@ static void on_typing_sweep(evutil_socket_t fd, short what, void *arg)
 	struct app *app = arg;
 	if (typing_expire(app->typing, http_now_ms()) > 0)
 		sync_notify(app);
+	sync_bus_tick(app->sync->bus);
 }
 
 int sync_start(struct app *app)
@@ -562,6 +578,10 @@ int sync_start(struct app *app)
 		st->typing_sweep = event_new(app->main_base, -1, EV_PERSIST, on_typing_sweep, app);
 		if (!st->typing_sweep || event_add(st->typing_sweep, &tv) < 0)
 			return -1;
+		st->bus = sync_bus_new(app->main_base, app->cfg.conninfo, on_bus, st);
+		if (!st->bus)
+			return -1;
+		sync_bus_tick(st->bus);
 	}
 	int rc = 0;
 	rc |= http_route(app, ROUTER_GET, CLIENT "/sync", get_sync);
@@ -581,6 +601,7 @@ void sync_stop(struct app *app)
 	if (!st)
 		return;
 	/* Workers are gone; any wake event left belongs to a freed base. */
+	sync_bus_free(st->bus);
 	if (st->typing_sweep)
 		event_free(st->typing_sweep);
 	typing_free(app->typing);

@@ -8,7 +8,8 @@
  * one of the user's (joined, invited, knocking: read when she parked), or
  * the notice names her (then her rooms are read again). A sync collects
  * notices from before its first look at the stream, so nothing committed
- * between that look and parking is missed. */
+ * between that look and parking is missed. The notices also go to the
+ * other processes on the same database and theirs come in (sync_bus.h). */
 #ifndef AL_HANDLERS_SYNC_H
 #define AL_HANDLERS_SYNC_H
 

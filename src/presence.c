@@ -161,8 +161,11 @@ json_t *presence_get(struct db *db, const char *viewer, const char *user_id, int
  * (35 ms for a user in 1,000 rooms under load). p: user, since, upto. */
 static PGresult *presence_incremental(struct db *db, const char *const *p, struct al_error *err)
 {
-	return db_exec_prepared(
-		db, err, NULL, "presence_incremental",
+	/* planned with the token's value (no name): a generic plan takes
+	 * "stream_ordering > $2" for a third of the table and hashes all
+	 * memberships */
+	return db_exec(
+		db, err,
 		"WITH who AS (SELECT x.user_id FROM presence x WHERE x.stream_ordering > $2::bigint "
 		"AND x.stream_ordering <= $3::bigint AND (x.user_id = $1 OR EXISTS (SELECT 1 FROM room_memberships b "
 		"JOIN room_memberships a ON a.room_id = b.room_id AND a.user_id = $1 AND a.membership = 'join' "

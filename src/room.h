@@ -142,7 +142,13 @@ int room_alias_resolve(struct db *db, const char *alias, char *room_id, struct a
 int room_alias_delete(struct db *db, const char *alias, const char *user_id, struct al_error *err);
 json_t *room_alias_list(struct db *db, const char *room_id, struct al_error *err);
 
-/* Reads, as seen by user_id (joined, or up to the moment she left). */
+/* Reads, as seen by user_id: joined, or up to the moment she left (her
+ * leave or ban); a world-readable room (its current history_visibility)
+ * also by anyone else. Timeline reads (room_get_event, room_messages,
+ * room_context) also let an invitee in, and show only the events the
+ * history visibility rules allow (room_visibility.h): 404 for one event
+ * she may not see, a shorter chunk for a page (its tokens still move past
+ * the hidden events). */
 json_t *room_state(struct db *db, const char *room_id, const char *user_id, struct al_error *err);
 /* The content of one state event, or (as_event) the whole client event. */
 json_t *room_state_event(struct db *db, const char *room_id, const char *user_id, const char *type,
@@ -169,6 +175,10 @@ json_t *room_get_event(struct db *db, const char *room_id, const char *user_id, 
 /* dir 'b' or 'f'; from NULL: the end (b) or the start (f); to may be NULL. */
 json_t *room_messages(struct db *db, const char *room_id, const char *user_id, const char *device_id, const char *from,
 		      const char *to, char dir, int limit, json_t *filter, struct al_error *err);
+/* The event, limit/2 events before it and the rest after it (each as
+ * visible to user_id); "state" is the state of the room at the last event
+ * returned; start and end are /messages tokens before the first and after
+ * the last. */
 json_t *room_context(struct db *db, const char *room_id, const char *user_id, const char *event_id, int limit,
 		     struct al_error *err);
 

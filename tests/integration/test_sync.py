@@ -556,3 +556,44 @@ def test_long_poll_wake_is_per_user(server):
     tok = c.sync(since=body["next_batch"])["next_batch"]
     body, _ = parked_sync(c, tok, lambda: b.send_ok(room, "for c"))
     assert "for c" in [e["content"].get("body") for e in body["rooms"]["join"][room]["timeline"]["events"]]
+
+
+def test_long_poll_woken_by_another_process(make_server):
+    """Two auralinkd processes on one database: an event committed by one
+    wakes a sync parked on the other (LISTEN/NOTIFY), and only the parked
+    syncs of the room's members."""
+    import os
+    import shutil
+
+    from conftest import admin_sql
+
+    one = make_server()
+    two = make_server(start=False, server_name=one.server_name)
+    admin_sql('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % two.dbname)
+    two.dbname = one.dbname
+    shutil.copy(os.path.join(one.dir, "signing.key"), os.path.join(two.dir, "signing.key"))
+    two.write_config(True, "")
+    two.start()
+    a, b, c = User(one), User(one), User(one)
+    room = a.create_room(preset="public_chat")
+    assert b.join(room).status_code == 200
+    b.s, c.s = two, two  # b and c sync on the other process
+    tb, tc = b.sync()["next_batch"], c.sync()["next_batch"]
+    results, order = {}, []
+
+    def poll(u, tok, key, timeout_ms):
+        results[key] = u.sync(since=tok, timeout=timeout_ms)
+        order.append(key)
+
+    threads = [threading.Thread(target=poll, args=(c, tc, "c", 4000)),
+               threading.Thread(target=poll, args=(b, tb, "b", 20000))]
+    for th in threads:
+        th.start()
+    time.sleep(0.5)
+    assert not results, "the syncs did not park"
+    ev = a.send_ok(room, "from the other process")
+    for th in threads:
+        th.join(30)
+    assert ev in timeline_ids(results["b"], room)
+    assert order == ["b", "c"]
+    assert results["c"]["rooms"]["join"] == {}
