@@ -42,7 +42,7 @@ struct bf_job {
 static json_t *backward_extremities(struct db *db, const char *room_id, struct al_error *err)
 {
 	const char *p[] = {room_id};
-	PGresult *r = db_exec(
+	return db_exec_strings(
 		db, err,
 		"SELECT x.id FROM (SELECT ee.prev_event_id AS id, min(e.depth) AS d FROM events e "
 		"JOIN event_edges ee ON ee.event_id = e.event_id LEFT JOIN events pe ON pe.event_id = "
@@ -50,13 +50,6 @@ static json_t *backward_extremities(struct db *db, const char *room_id, struct a
 		"-" ROOM_BACKFILL_BASE_SQL ") AND (pe.event_id IS NULL OR pe.outlier) "
 		"GROUP BY ee.prev_event_id) x ORDER BY x.d, x.id LIMIT 20",
 		1, p);
-	if (!r)
-		return NULL;
-	json_t *a = json_array();
-	for (int i = 0; i < PQntuples(r); i++)
-		json_array_append_new(a, json_string(PQgetvalue(r, i, 0)));
-	PQclear(r);
-	return a;
 }
 
 static void job_free(struct bf_job *j)

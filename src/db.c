@@ -174,6 +174,20 @@ PGresult *db_exec(struct db *db, struct al_error *err, const char *sql, int npar
 	return exec_checked(db, err, NULL, sql, nparams, params);
 }
 
+json_t *db_exec_strings(struct db *db, struct al_error *err, const char *sql, int nparams, const char *const *params)
+{
+	PGresult *r = db_exec(db, err, sql, nparams, params);
+	if (!r)
+		return NULL;
+	json_t *a = json_array();
+	for (int i = 0; a && i < PQntuples(r); i++)
+		json_array_append_new(a, json_string(PQgetvalue(r, i, 0)));
+	PQclear(r);
+	if (!a)
+		al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	return a;
+}
+
 PGresult *db_exec_unique(struct db *db, struct al_error *err, int *conflict, const char *sql, int nparams,
 			 const char *const *params)
 {

@@ -2,6 +2,7 @@
 #ifndef AL_DB_H
 #define AL_DB_H
 
+#include <jansson.h>
 #include <libpq-fe.h>
 
 #include "error.h"
@@ -26,6 +27,10 @@ void db_close(struct db *db);
  * fills err with 500 M_UNKNOWN and returns NULL. A broken connection is
  * reset once and the statement retried when no transaction was open. */
 PGresult *db_exec(struct db *db, struct al_error *err, const char *sql, int nparams, const char *const *params);
+
+/* db_exec, and the first column of its rows as a new JSON array of
+ * strings; NULL with err on failure. */
+json_t *db_exec_strings(struct db *db, struct al_error *err, const char *sql, int nparams, const char *const *params);
 
 /* As db_exec, but a unique-violation (23505) is reported as 1 in *conflict
  * instead of as an error, so callers can answer "already taken". */

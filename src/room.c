@@ -1544,14 +1544,8 @@ int room_alias_delete(struct db *db, const char *alias, const char *user_id, str
 json_t *room_alias_list(struct db *db, const char *room_id, struct al_error *err)
 {
 	const char *p[] = {room_id};
-	PGresult *r = db_exec(db, err, "SELECT alias FROM room_aliases WHERE room_id = $1 ORDER BY alias", 1, p);
-	if (!r)
-		return NULL;
-	json_t *a = json_array();
-	for (int i = 0; i < PQntuples(r); i++)
-		json_array_append_new(a, json_string(PQgetvalue(r, i, 0)));
-	PQclear(r);
-	return json_pack("{s:o}", "aliases", a);
+	json_t *a = db_exec_strings(db, err, "SELECT alias FROM room_aliases WHERE room_id = $1 ORDER BY alias", 1, p);
+	return a ? json_pack("{s:o}", "aliases", a) : NULL;
 }
 
 /* ---- membership ---- */
@@ -2148,17 +2142,11 @@ json_t *room_joined_members(struct db *db, const char *room_id, const char *user
 json_t *room_joined_rooms(struct db *db, const char *user_id, struct al_error *err)
 {
 	const char *p[] = {user_id};
-	PGresult *r = db_exec(db, err,
-			      "SELECT room_id FROM room_memberships WHERE user_id = $1 AND membership = 'join' "
-			      "ORDER BY stream_ordering",
-			      1, p);
-	if (!r)
-		return NULL;
-	json_t *a = json_array();
-	for (int i = 0; i < PQntuples(r); i++)
-		json_array_append_new(a, json_string(PQgetvalue(r, i, 0)));
-	PQclear(r);
-	return json_pack("{s:o}", "joined_rooms", a);
+	json_t *a = db_exec_strings(db, err,
+				    "SELECT room_id FROM room_memberships WHERE user_id = $1 AND membership = 'join' "
+				    "ORDER BY stream_ordering",
+				    1, p);
+	return a ? json_pack("{s:o}", "joined_rooms", a) : NULL;
 }
 
 int room_require_joined(struct db *db, const char *room_id, const char *user_id, struct al_error *err)

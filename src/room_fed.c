@@ -308,18 +308,11 @@ json_t *room_fed_missing(struct db *db, const char *room_id, json_t *earliest, j
 json_t *room_fed_joined_servers(struct db *db, const char *room_id, struct al_error *err)
 {
 	const char *p[] = {room_id};
-	PGresult *r = db_exec(
+	return db_exec_strings(
 		db, err,
 		"SELECT DISTINCT substring(user_id from position(':' in user_id) + 1) FROM room_memberships "
 		"WHERE room_id = $1 AND membership = 'join' ORDER BY 1",
 		1, p);
-	if (!r)
-		return NULL;
-	json_t *a = json_array();
-	for (int i = 0; i < PQntuples(r); i++)
-		json_array_append_new(a, json_string(PQgetvalue(r, i, 0)));
-	PQclear(r);
-	return a;
 }
 
 json_t *room_fed_stripped_state(struct db *db, const char *room_id, const char *sender, struct al_error *err)
