@@ -104,13 +104,13 @@ int room_remote_set_state_after(const struct room_ctx *c, const char *room_id, c
 /* A room joined through a resident server (send_join): the room's state
  * and auth chain (arrays of verified PDUs) become outliers (each checked
  * against its auth events), then the join event joins the timeline with
- * that state as the state before it. Replaces an invite stub. */
+ * that state as the state before it. Replaces the placeholder room an invite left. */
 int room_remote_store_join(const struct room_ctx *c, const char *room_id, const char *version, const json_t *join,
 			   const char *join_id, json_t *state, json_t *auth_chain, int64_t *stream,
 			   struct al_error *err);
 
 /* An invite to a local user from a room this server is not in (federation
- * /invite): a stub room, the invite as the user's membership, and the
+ * /invite): a placeholder room, the invite as the user's membership, and the
  * stripped state for her /sync. When the room is here already (a local
  * member is joined), nothing is stored: the event arrives through /send. */
 int room_remote_store_invite(const struct room_ctx *c, const char *version, const json_t *invite, const char *event_id,

@@ -239,24 +239,24 @@ class FakeServer:
         earliest_events."""
         earliest = set(body.get("earliest_events", []))
         out, seen = [], set(earliest)
-        todo = list(body.get("latest_events", []))
-        while todo and len(out) < body.get("limit", 10):
-            eid = todo.pop(0)
+        pending = list(body.get("latest_events", []))
+        while pending and len(out) < body.get("limit", 10):
+            eid = pending.pop(0)
             for p in self.events.get(eid, {}).get("prev_events", []):
                 if p not in seen and p in self.events:
                     seen.add(p)
                     out.append(self.events[p])
-                    todo.append(p)
+                    pending.append(p)
         return out
 
     def auth_chain(self, eid):
-        out, todo, seen = [], [eid], set()
-        while todo:
-            for a in self.events.get(todo.pop(), {}).get("auth_events", []):
+        out, pending, seen = [], [eid], set()
+        while pending:
+            for a in self.events.get(pending.pop(), {}).get("auth_events", []):
                 if a not in seen and a in self.events:
                     seen.add(a)
                     out.append(self.events[a])
-                    todo.append(a)
+                    pending.append(a)
         return out
 
     def request(self, server, method, path, content=None):
