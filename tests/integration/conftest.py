@@ -22,12 +22,20 @@ if not PGHOST:
     raise RuntimeError("AURALINK_PGHOST is not set: run the integration tests through ./test.sh")
 
 
+_ports_handed_out = set()
+
+
 def free_port():
     """A free port below the kernel's ephemeral range (32768+): a port the
     kernel hands out could be taken as the source port of some outgoing
-    connection before the server binds it (or binds it again on a restart)."""
+    connection before the server binds it (or binds it again on a restart).
+    A port is handed out once per session: two picks in a row (a server's
+    client and federation ports) could otherwise be the same free port."""
     for _ in range(200):
         port = random.randrange(20000, 32000)
+        if port in _ports_handed_out:
+            continue
+        _ports_handed_out.add(port)
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
