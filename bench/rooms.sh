@@ -40,8 +40,8 @@ if [ -n "${AL_BENCH_STATEMENTS:-}" ]; then
 	psql -h "$SOCK" -U postgres -d postgres -qc "ALTER SYSTEM SET shared_preload_libraries = pg_stat_statements, auto_explain"
 	al_pg_stop "$STATE"
 	SOCK=$(al_pg_start "$STATE")
-	# and the plans of statements slower than 100 ms into the server log
-	psql -h "$SOCK" -U postgres -d postgres -q -c "ALTER SYSTEM SET auto_explain.log_min_duration = 100" \
+	# and the plans of statements slower than AL_BENCH_EXPLAIN_MS (100) ms into the server log
+	psql -h "$SOCK" -U postgres -d postgres -q -c "ALTER SYSTEM SET auto_explain.log_min_duration = ${AL_BENCH_EXPLAIN_MS:-100}" \
 		-c "ALTER SYSTEM SET auto_explain.log_analyze = on" -c "SELECT pg_reload_conf()" >/dev/null
 fi
 al_pg_createdb "$SOCK" auralink_bench
@@ -163,3 +163,10 @@ printf 'PUT /send, 1 room, 50 members (wrk):  %8.0f msg/s  p50 %6.2f ms  p99 %6.
 echo "  $S_N requests in ${DUR} s, $((AFTER - BEFORE)) events stored; room DAG linear: $LINEAR"
 /usr/bin/python3 "$AL_ROOT/bench/rooms.py" "$BASE" "$NROOMS" run "$STATE/room.json"
 statements "the sync runs"
+# AL_BENCH_KEEP=1: leave the server and PostgreSQL running to look at the
+# data (EXPLAIN the statements above); ends on kill or Ctrl-C.
+if [ -n "${AL_BENCH_KEEP:-}" ]; then
+	echo "kept: psql -h $SOCK -U postgres auralink_bench; server $BASE; kill $$ to end"
+	sleep infinity &
+	wait $!
+fi
