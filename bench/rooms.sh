@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench/rooms.sh - issue 6 figures: messages/s into one room of 50 members
-# via PUT /send, long-poll /sync wake latency after a send, incremental sync
+# via PUT /send, long-poll /sync wake latency after a send (client side, and
+# server side from the commit to the reply), incremental sync
 # latency for a user in many rooms, initial sync of 100 rooms; each next to
 # GET /versions from the same run as the baseline. Builds an optimised
 # auralinkd in build-bench/, private PostgreSQL with the default durable
@@ -80,6 +81,9 @@ PGB1=$(pgb 1 1)
 PGB32=$(pgb 32 2)
 
 /usr/bin/python3 "$AL_ROOT/bench/rooms.py" "$BASE" "$NROOMS" setup "$STATE/room.json"
+# the room's owner reads the server's wake figures (an admin endpoint)
+"$BUILD/auralinkd" --config "$STATE/auralinkd.conf" --grant-admin \
+	"$(/usr/bin/python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["owner"])' "$STATE/room.json")" >/dev/null
 {
 	/usr/bin/python3 - "$STATE/room.json" <<'PY'
 import json, sys, urllib.parse

@@ -13,6 +13,7 @@
 #include "handlers_events.h"
 #include "http.h"
 #include "keys.h"
+#include "latency_ring.h"
 #include "log.h"
 #include "presence.h"
 #include "room.h"
@@ -45,6 +46,7 @@ struct sync_worker {
 	struct sync_notice *spare;
 	int nnotices;
 	bool wake_all;
+	uint64_t notice_us; /* when the oldest notice not yet taken was posted (0: none) */
 };
 
 struct sync_state {
@@ -56,6 +58,7 @@ struct sync_state {
 	struct sync_worker *workers;
 	struct event *typing_sweep; /* on the main loop */
 	struct sync_bus *bus;       /* the other processes on this database; may be NULL */
+	struct latency_ring wakes;  /* notice posted (just after a commit) to the woken sync's reply */
 };
 
 struct sync_park {
@@ -165,6 +168,16 @@ static int park_matches(const struct sync_park *p, const struct sync_notice *n, 
 	return m;
 }
 
+static void wake_answered(struct sync_state *st, uint64_t posted)
+{
+	if (!posted)
+		return;
+	uint64_t now = http_now_us();
+	pthread_mutex_lock(&st->mu);
+	latency_ring_add(&st->wakes, now > posted ? now - posted : 0);
+	pthread_mutex_unlock(&st->mu);
+}
+
 static void on_wake(evutil_socket_t fd, short what, void *arg)
 {
 	struct sync_worker *sw = arg;
@@ -178,12 +191,20 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
 	sw->spare = mine;
 	sw->nnotices = 0;
 	sw->wake_all = false;
+	uint64_t posted = sw->notice_us;
+	sw->notice_us = 0;
 	pthread_mutex_unlock(&st->mu);
 	/* mine stays this thread's until the next on_wake, on this thread */
 	for (p = TAILQ_FIRST(&sw->parked); p; p = next) {
 		next = TAILQ_NEXT(p, link);
 		int m = all || draining || !p->rooms ? 2 : park_matches(p, mine, nn);
-		if (m == 0 || park_answer(p, draining) || m != 2)
+		if (m == 0)
+			continue;
+		if (park_answer(p, draining)) {
+			wake_answered(st, posted);
+			continue;
+		}
+		if (m != 2)
 			continue;
 		/* still parked (nothing for her after all): a notice of hers
 		 * may mean she joined or left rooms */
@@ -333,6 +354,7 @@ static void get_sync(struct http_req *req)
 static void post_local(struct sync_state *st, char kind, const char *id)
 {
 	size_t len = id ? strlen(id) : 0;
+	uint64_t now = http_now_us();
 	pthread_mutex_lock(&st->mu);
 	for (int i = 0; i < st->nworkers; i++) {
 		struct sync_worker *sw = &st->workers[i];
@@ -349,6 +371,8 @@ static void post_local(struct sync_state *st, char kind, const char *id)
 			sw->notices[sw->nnotices].kind = kind;
 			memcpy(sw->notices[sw->nnotices++].id, id, len + 1);
 		}
+		if (!sw->notice_us)
+			sw->notice_us = now;
 		event_active(sw->wake, EV_READ, 1);
 	}
 	pthread_mutex_unlock(&st->mu);
@@ -420,6 +444,24 @@ void sync_drain(struct app *app)
 	for (int i = 0; i < st->nworkers; i++)
 		if (wakes[i])
 			event_free(wakes[i]); /* waits for a running callback */
+}
+
+/* Admins: how long woken long-polls took from the notice (posted right
+ * after the commit of what woke them) to their reply, over the last
+ * LATENCY_RING_SIZE wakes of this process. */
+static void get_wake_stats(struct http_req *req)
+{
+	if (auth_require_admin(req) < 0)
+		return;
+	struct sync_state *st = req->app->sync;
+	pthread_mutex_lock(&st->mu);
+	json_t *o = latency_ring_summary(&st->wakes);
+	pthread_mutex_unlock(&st->mu);
+	if (!o) {
+		http_reply_error(req, 500, "M_UNKNOWN", "out of memory");
+		return;
+	}
+	http_reply_json(req, 200, o);
 }
 
 /* ---- filters ---- */
@@ -592,6 +634,7 @@ int sync_start(struct app *app)
 	rc |= http_route(app, ROUTER_PUT, CLIENT "/user/{userId}/rooms/{roomId}/account_data/{type}", put_account_data);
 	rc |= http_route(app, ROUTER_GET, CLIENT "/user/{userId}/rooms/{roomId}/account_data/{type}", get_account_data);
 	rc |= http_route(app, ROUTER_PUT, CLIENT "/sendToDevice/{eventType}/{txnId}", put_send_to_device);
+	rc |= http_route(app, ROUTER_GET, "/_auralink/admin/v1/sync/wakes", get_wake_stats);
 	return rc ? -1 : 0;
 }
 

@@ -36,8 +36,8 @@ bool room_visibility_allowed(const char *hv, const char *membership, bool joined
 	"WITH RECURSIVE ev AS MATERIALIZED (SELECT q.ord, e.room_id, e.stream_ordering s, e.state_group g, "           \
 	"CASE WHEN (e.type = 'm.room.history_visibility' AND e.state_key = '') "                                       \
 	"OR (e.type = 'm.room.member' AND e.state_key = $1) THEN (SELECT p.state_group FROM events p "                 \
-	"WHERE (p.room_id, p.stream_ordering) < (e.room_id, e.stream_ordering) "                                       \
-	"AND (p.room_id, p.stream_ordering) > (e.room_id, 0) AND p.state_group IS NOT NULL "                           \
+	"WHERE p.room_id = e.room_id AND p.stream_ordering < e.stream_ordering "                                       \
+	"AND p.stream_ordering > 0 AND p.state_group IS NOT NULL "                                                     \
 	"ORDER BY p.room_id DESC, p.stream_ordering DESC LIMIT 1) END pg, "                                            \
 	"(e.type = 'm.room.member' AND e.state_key = $1) own "                                                         \
 	"FROM unnest($2::text[]) WITH ORDINALITY q(id, ord) CROSS JOIN LATERAL (SELECT e.room_id, e.stream_ordering, " \

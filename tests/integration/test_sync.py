@@ -128,6 +128,32 @@ def test_long_poll_wakes_and_times_out(server):
     assert result["t"] - sent_at < 1.0
 
 
+def test_wake_latency_figures_for_admins(server):
+    """GET /_auralink/admin/v1/sync/wakes: one sample per long-poll answered
+    because of a notice (not per timeout), for admins only."""
+    a, boss = User(server), User(server)
+    server.run_cli("--grant-admin", boss.user_id)
+    url = "/_auralink/admin/v1/sync/wakes"
+    assert server.get(url, headers=a.h).status_code == 403
+    before = server.get(url, headers=boss.h).json()["count"]
+    room = a.create_room()
+    token = a.sync()["next_batch"]
+    a.sync(since=token, timeout=300)  # times out: no sample
+    assert server.get(url, headers=boss.h).json()["count"] == before
+    for i in range(3):
+        result = {}
+        th = threading.Thread(target=lambda: result.update(body=a.sync(since=token, timeout=20000)))
+        th.start()
+        time.sleep(0.3)
+        eid = a.send_ok(room, "wake %d" % i)
+        th.join(15)
+        assert eid in timeline_ids(result["body"], room)
+        token = result["body"]["next_batch"]
+    w = server.get(url, headers=boss.h).json()
+    assert w["count"] == before + 3 and w["samples"] == w["count"]
+    assert 0 <= w["p50_ms"] <= w["p99_ms"] <= w["max_ms"] < 15000
+
+
 def test_long_poll_client_disconnect(server):
     """A client that goes away while parked must not crash or leak."""
     import socket
