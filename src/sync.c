@@ -225,20 +225,42 @@ int sync_filter_load(struct db *db, const char *user_id, const char *param, stru
 
 /* ---- stream ---- */
 
-int64_t sync_current_position(struct db *db, struct al_error *err)
+/* The newest position of each stream (0 when empty); now is the newest
+ * of all. A sync skips the parts whose stream did not move after its
+ * token: a woken sync after one message runs half the queries. */
+struct sync_marks {
+	int64_t now, account_data, receipts, presence, memberships;
+};
+
+static int sync_marks_read(struct db *db, struct sync_marks *m, struct al_error *err)
 {
-	PGresult *r = db_exec_prepared(db, err, NULL, "sync_position",
-				       "SELECT greatest((SELECT max(stream_ordering) FROM events), "
-				       "(SELECT max(stream_ordering) FROM account_data), "
-				       "(SELECT max(stream_ordering) FROM receipts), "
-				       "(SELECT max(stream_ordering) FROM device_inbox), "
-				       "(SELECT max(stream_ordering) FROM presence), 0)",
+	PGresult *r = db_exec_prepared(db, err, NULL, "sync_marks",
+				       "SELECT coalesce((SELECT max(stream_ordering) FROM events), 0), "
+				       "coalesce((SELECT max(stream_ordering) FROM account_data), 0), "
+				       "coalesce((SELECT max(stream_ordering) FROM receipts), 0), "
+				       "coalesce((SELECT max(stream_ordering) FROM device_inbox), 0), "
+				       "coalesce((SELECT max(stream_ordering) FROM presence), 0), "
+				       "coalesce((SELECT max(stream_ordering) FROM room_memberships), 0)",
 				       0, NULL);
 	if (!r)
 		return -1;
-	int64_t v = col_i64(r, 0, 0);
+	int64_t events = col_i64(r, 0, 0), inbox = col_i64(r, 0, 3);
+	*m = (struct sync_marks){.account_data = col_i64(r, 0, 1),
+				 .receipts = col_i64(r, 0, 2),
+				 .presence = col_i64(r, 0, 4),
+				 .memberships = col_i64(r, 0, 5)};
 	PQclear(r);
-	return v;
+	int64_t all[] = {events, m->account_data, m->receipts, inbox, m->presence};
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		if (all[i] > m->now)
+			m->now = all[i];
+	return 0;
+}
+
+int64_t sync_current_position(struct db *db, struct al_error *err)
+{
+	struct sync_marks m;
+	return sync_marks_read(db, &m, err) < 0 ? -1 : m.now;
 }
 
 static bool type_matches(json_t *filter, const char *type)
@@ -692,9 +714,10 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 	char(*capbuf)[24] = NULL, (*lobuf)[24] = NULL;
 	int limit = f ? f->timeline_limit : SYNC_DEFAULT_TIMELINE;
 	*empty = true;
-	int64_t now = sync_current_position(db, err);
-	if (now < 0)
+	struct sync_marks marks;
+	if (sync_marks_read(db, &marks, err) < 0)
 		goto fail;
+	int64_t now = marks.now;
 	if (since > now)
 		since = now;
 	char s_since[24], s_now[24];
@@ -927,7 +950,7 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 		r = NULL;
 	}
 	/* Account data. */
-	{
+	if (since == 0 || marks.account_data > since) {
 		const char *p[] = {user_id, s_since, s_now};
 		r = db_exec_prepared(
 			db, err, NULL, "sync_account_data",
@@ -957,7 +980,8 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 	}
 
 	/* Ephemeral: receipts, typing. */
-	if (add_receipts(db, rooms, n, user_id, s_since, s_now, full_ids, nfull, err) < 0)
+	if ((since == 0 || nfull > 0 || marks.receipts > since) &&
+	    add_receipts(db, rooms, n, user_id, s_since, s_now, full_ids, nfull, err) < 0)
 		goto fail;
 	bool want_typing = !f || !f->ephemeral || type_matches(f->ephemeral, "m.typing");
 	bool want_receipts = !f || !f->ephemeral || type_matches(f->ephemeral, "m.receipt");
@@ -977,7 +1001,9 @@ json_t *sync_build(struct db *db, struct typing *typing, const char *user_id, co
 	/* Presence of the users she may see that changed since. */
 	json_t *pf = f && f->doc ? json_object_get(f->doc, "presence") : NULL;
 	json_t *pl = json_object_get(pf, "limit");
-	if (!pf || (type_matches(pf, "m.presence") && !(json_is_integer(pl) && json_integer_value(pl) == 0))) {
+	bool presence_moved = since == 0 || marks.presence > since || marks.memberships > since;
+	if (presence_moved &&
+	    (!pf || (type_matches(pf, "m.presence") && !(json_is_integer(pl) && json_integer_value(pl) == 0)))) {
 		presence = presence_sync_events(db, user_id, since, now, room_now_ms(), err);
 		if (!presence)
 			goto fail;
