@@ -135,6 +135,7 @@ static PGresult *exec_named(struct db *db, struct al_error *err, int *conflict, 
 		PQclear(r);
 		PQreset(db->conn);
 		db->nprepared = 0; /* a new session has none */
+		db->segments = 0;
 		session_setup(db);
 		r = exec_once(db, name, sql, nparams, params);
 	}
@@ -207,29 +208,35 @@ static void pipeline_error(PGresult *r, const char *what, int *conflict, struct 
 	al_error_set(err, 500, "M_UNKNOWN", "internal database error");
 }
 
-int db_pipeline(struct db *db, struct db_stmt *stmts, int n, int *conflict, struct al_error *err)
+/* Queue stmts and a sync. With segments already in flight nothing
+ * synchronous may be sent: a named statement runs prepared only if it
+ * already is (no replan), else unnamed. -1: nothing queued (err set);
+ * else 0, *failed the first statement that could not be queued (or -1). */
+static int pipeline_queue(struct db *db, struct db_stmt *stmts, int n, int *failed, struct al_error *err)
 {
-	int failed = -1, q = 0, nulls = 0;
-	bool synced = false;
-	if (conflict)
-		*conflict = 0;
+	bool busy = db->segments > 0;
+	*failed = -1;
 	for (int i = 0; i < n; i++)
 		stmts[i].result = NULL;
 	bool *use = calloc((size_t)n + 1, sizeof(*use));
 	if (!use)
 		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
 	for (int i = 0; i < n; i++) {
-		PGresult *fail = stmts[i].name
-					 ? ensure_prepared(db, stmts[i].name, stmts[i].sql, stmts[i].nparams, &use[i])
-					 : NULL;
+		if (!stmts[i].name)
+			continue;
+		if (busy) {
+			use[i] = prepared_slot(db, stmts[i].name) >= 0;
+			continue;
+		}
+		PGresult *fail = ensure_prepared(db, stmts[i].name, stmts[i].sql, stmts[i].nparams, &use[i]);
 		if (fail) {
-			pipeline_error(fail, "prepare", conflict, err);
+			pipeline_error(fail, "prepare", NULL, err);
 			PQclear(fail);
 			free(use);
 			return -1;
 		}
 	}
-	if (!PQenterPipelineMode(db->conn)) {
+	if (!busy && !PQenterPipelineMode(db->conn)) {
 		free(use);
 		pipeline_error(NULL, PQerrorMessage(db->conn), NULL, err);
 		return -1;
@@ -240,16 +247,29 @@ int db_pipeline(struct db *db, struct db_stmt *stmts, int n, int *conflict, stru
 				: PQsendQueryParams(db->conn, stmts[i].sql, stmts[i].nparams, NULL, stmts[i].params,
 						    NULL, NULL, 0);
 		if (!ok) {
-			failed = i;
+			*failed = i;
 			break;
 		}
 	}
 	free(use);
-	if (failed >= 0 || !PQpipelineSync(db->conn)) {
+	if (*failed >= 0 || !PQpipelineSync(db->conn)) {
 		pipeline_error(NULL, PQerrorMessage(db->conn), NULL, err);
-		failed = failed >= 0 ? failed : 0;
+		*failed = *failed >= 0 ? *failed : 0;
 		/* what was sent still answers; read up to the sync or a dead end */
 	}
+	db->segments++;
+	return 0;
+}
+
+/* Read the oldest segment in flight into stmts (the n it was queued
+ * with); pipeline mode ends with the last one. */
+static int pipeline_collect(struct db *db, struct db_stmt *stmts, int n, int failed, int *conflict,
+			    struct al_error *err)
+{
+	int q = 0, nulls = 0;
+	bool synced = false;
+	if (conflict)
+		*conflict = 0;
 	/* Each statement's result, then NULL; finally PGRES_PIPELINE_SYNC. */
 	while (!synced && nulls < 2 * n + 4 && PQstatus(db->conn) == CONNECTION_OK) {
 		PGresult *r = PQgetResult(db->conn);
@@ -275,13 +295,50 @@ int db_pipeline(struct db *db, struct db_stmt *stmts, int n, int *conflict, stru
 		failed = q < n ? q : n - 1;
 		pipeline_error(NULL, PQerrorMessage(db->conn), NULL, err);
 	}
-	if (synced)
+	db->segments = synced && db->segments > 0 ? db->segments - 1 : 0;
+	if (synced && db->segments == 0)
 		PQexitPipelineMode(db->conn);
 	for (int i = 0; failed >= 0 && i < n; i++) {
 		PQclear(stmts[i].result);
 		stmts[i].result = NULL;
 	}
 	return failed >= 0 ? -1 : 0;
+}
+
+int db_pipeline(struct db *db, struct db_stmt *stmts, int n, int *conflict, struct al_error *err)
+{
+	int failed;
+	if (conflict)
+		*conflict = 0;
+	if (pipeline_queue(db, stmts, n, &failed, err) < 0)
+		return -1;
+	return pipeline_collect(db, stmts, n, failed, conflict, err);
+}
+
+int db_pipeline_send(struct db *db, struct db_stmt *stmts, int n, struct al_error *err)
+{
+	int failed;
+	if (pipeline_queue(db, stmts, n, &failed, err) < 0)
+		return -1;
+	if (failed < 0)
+		return 0;
+	if (db->segments == 1) { /* half sent, alone: read what there is */
+		pipeline_collect(db, stmts, n, failed, NULL, err);
+		return -1;
+	}
+	/* half sent behind others (a broken connection, in practice): start
+	 * again; what was in flight reads as failed, its outcome unknown */
+	log_warn("db", "pipeline send failed with segments in flight, reconnecting");
+	PQreset(db->conn);
+	db->nprepared = 0;
+	db->segments = 0;
+	session_setup(db);
+	return -1;
+}
+
+int db_pipeline_recv(struct db *db, struct db_stmt *stmts, int n, int *conflict, struct al_error *err)
+{
+	return pipeline_collect(db, stmts, n, -1, conflict, err);
 }
 
 static int exec_simple(struct db *db, struct al_error *err, const char *sql)

@@ -17,6 +17,7 @@ struct db {
 	const char *prepared[DB_MAX_PREPARED];
 	unsigned long prepared_uses[DB_MAX_PREPARED];
 	int nprepared;
+	int segments; /* pipeline segments sent and not read yet */
 };
 
 int db_open(struct db *db, const char *conninfo, struct al_error *err);
@@ -61,6 +62,12 @@ struct db_stmt {
  * the statements after it did not run, no result is kept. An open
  * transaction is then aborted: roll it back. */
 int db_pipeline(struct db *db, struct db_stmt *stmts, int n, int *conflict, struct al_error *err);
+/* db_pipeline in two halves, so that the caller works while the server
+ * runs the statements. Segments are read in the order sent; while one is
+ * in flight only already prepared (or unnamed) statements can be sent.
+ * send: 0 queued, -1 not (err). recv: as db_pipeline, for the oldest. */
+int db_pipeline_send(struct db *db, struct db_stmt *stmts, int n, struct al_error *err);
+int db_pipeline_recv(struct db *db, struct db_stmt *stmts, int n, int *conflict, struct al_error *err);
 
 int db_begin(struct db *db, struct al_error *err);
 int db_commit(struct db *db, struct al_error *err);

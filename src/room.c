@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "calls.h"
+#include "calls_state.h"
 #include "cjson.h"
 #include "federation.h"
 #include "keys.h"
@@ -1160,6 +1161,9 @@ out:
 	return rc;
 }
 
+#define BATCH_STALE ROOM_BATCH_AGAIN /* the cached path: the room moved, nothing written */
+#define BATCH_UNCACHED (-4)          /* the cached path cannot take this batch */
+
 /* What the cached path expects of the room (decimal depth). */
 struct batch_guard {
 	const char *head, *depth;
@@ -1218,28 +1222,49 @@ struct batch_guard {
  * (STREAM_LOCK, held to commit: see room.h; u joins l, so no row, and no
  * nextval, exists before the lock is held), then draws the stream
  * positions in row order (nextval in the target list of an ordered
- * subquery; checked after). Returns 0 committed, 1 a unique violation
- * (nothing committed), -1 an error before COMMIT (nothing committed), -2
- * COMMIT failed (outcome unknown), 3 the guard refused (guarded: the
- * cached path, which begins the transaction here; nothing written,
- * nothing open). The transaction is open on 1 and -1. */
-static int batch_store_commit(struct writer *w, struct room_batch_item *items, const struct batch_guard *guard,
-			      struct al_error *err)
+ * subquery; checked after). Guarded (the cached path) it also begins the
+ * transaction. store_prepare builds the statements, store_outcome reads
+ * them: 0 committed, 1 a unique violation (nothing committed), -1 an
+ * error before COMMIT (nothing committed), -2 COMMIT failed (outcome
+ * unknown), 3 the guard refused (nothing written, nothing open). The
+ * transaction is open on 1 and -1. */
+struct batch_store {
+	const char **cols;
+	char *arr[13];
+	char group[24], depth[24];
+	const char *p[20];
+	struct db_stmt st[3];
+	int from; /* the first of st sent: unguarded, batch_open began the transaction */
+	bool guarded;
+};
+
+static void store_clear(struct batch_store *s)
 {
-	struct room_batch *b = w->batch;
-	int n = b->n, na = 0, ne = 0, np = 0, rc = -1;
+	for (int i = 0; i < 13; i++)
+		free(s->arr[i]);
+	free(s->cols);
+	for (int i = 0; i < 3; i++)
+		PQclear(s->st[i].result);
+	memset(s, 0, sizeof(*s));
+}
+
+static int store_prepare(const struct writer *w, const struct batch_guard *guard, struct batch_store *s,
+			 struct al_error *err)
+{
+	const struct room_batch *b = w->batch;
+	int n = b->n, na = 0, ne = 0, np = 0;
+	memset(s, 0, sizeof(*s));
 	for (int i = 0; i < n; i++) {
 		na += b->rows[i].nauth;
 		np += b->rows[i].nprev;
 	}
-	const char **cols = calloc((size_t)(8 * n + 2 * np + 2 * na + ROOM_MAX_PREV) + 1, sizeof(*cols));
-	char *arr[13] = {0};
-	if (!cols)
+	s->cols = calloc((size_t)(8 * n + 2 * np + 2 * na + ROOM_MAX_PREV) + 1, sizeof(*s->cols));
+	if (!s->cols)
 		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
-	const char **c8 = cols, **edge = cols + 8 * n, **auth = cols + 8 * n + 2 * np,
-		   **first = cols + 8 * n + 2 * np + 2 * na;
+	const char **c8 = s->cols, **edge = s->cols + 8 * n, **auth = s->cols + 8 * n + 2 * np,
+		   **first = s->cols + 8 * n + 2 * np + 2 * na;
 	for (int i = 0; i < n; i++) {
-		struct batch_row *r = &b->rows[i];
+		const struct batch_row *r = &b->rows[i];
 		c8[0 * n + i] = r->event_id;
 		c8[1 * n + i] = r->depth;
 		c8[2 * n + i] = r->type;
@@ -1266,51 +1291,57 @@ static int batch_store_commit(struct writer *w, struct room_batch_item *items, c
 			k++;
 		}
 	for (int i = 0; i < 8; i++)
-		arr[i] = room_pg_array(c8 + i * n, n);
-	arr[8] = room_pg_array(edge, ne);
-	arr[9] = room_pg_array(edge + np, ne);
-	arr[10] = room_pg_array(auth, na);
-	arr[11] = room_pg_array(auth + na, na);
-	arr[12] = room_pg_array(first, b->rows[0].nprev);
+		s->arr[i] = room_pg_array(c8 + i * n, n);
+	s->arr[8] = room_pg_array(edge, ne);
+	s->arr[9] = room_pg_array(edge + np, ne);
+	s->arr[10] = room_pg_array(auth, na);
+	s->arr[11] = room_pg_array(auth + na, na);
+	s->arr[12] = room_pg_array(first, b->rows[0].nprev);
 	for (int i = 0; i < 13; i++)
-		if (!arr[i]) {
-			al_error_set(err, 500, "M_UNKNOWN", "out of memory");
-			goto out;
-		}
-	char group[24], depth[24];
-	fmt_i64(group, sizeof(group), w->group);
-	fmt_i64(depth, sizeof(depth), w->depth);
-	const char *p[] = {w->room_id,
-			   arr[0],
-			   arr[1],
-			   arr[2],
-			   arr[3],
-			   arr[4],
-			   arr[5],
-			   arr[6],
-			   arr[7],
-			   w->group ? group : NULL,
-			   arr[8],
-			   arr[9],
-			   arr[10],
-			   arr[11],
-			   w->head,
-			   depth,
-			   arr[12],
-			   keys_server_name(w->c->keys),
-			   guard ? guard->head : NULL,
-			   guard ? guard->depth : NULL};
-	struct db_stmt st[3] = {
-		{.sql = "BEGIN"},
-		{.name = guard ? "room_batch_insert_guarded" : "room_batch_insert",
-		 .sql = guard ? BATCH_GUARD_SQL BATCH_INSERT_SQL : BATCH_LOCK_STREAM_SQL BATCH_INSERT_SQL,
-		 .nparams = guard ? 20 : 18,
-		 .params = p},
-		{.sql = "COMMIT"},
-	};
-	int conflict = 0;
-	int from = guard ? 0 : 1; /* unguarded: batch_open began the transaction */
-	if (db_pipeline(w->c->db, st + from, 3 - from, &conflict, err) < 0) {
+		if (!s->arr[i])
+			return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	fmt_i64(s->group, sizeof(s->group), w->group);
+	fmt_i64(s->depth, sizeof(s->depth), w->depth);
+	const char *p[20] = {w->room_id,
+			     s->arr[0],
+			     s->arr[1],
+			     s->arr[2],
+			     s->arr[3],
+			     s->arr[4],
+			     s->arr[5],
+			     s->arr[6],
+			     s->arr[7],
+			     w->group ? s->group : NULL,
+			     s->arr[8],
+			     s->arr[9],
+			     s->arr[10],
+			     s->arr[11],
+			     w->head,
+			     s->depth,
+			     s->arr[12],
+			     keys_server_name(w->c->keys),
+			     guard ? guard->head : NULL,
+			     guard ? guard->depth : NULL};
+	memcpy(s->p, p, sizeof(p));
+	s->guarded = guard != NULL;
+	s->from = guard ? 0 : 1;
+	s->st[0] = (struct db_stmt){.sql = "BEGIN"};
+	s->st[1] = (struct db_stmt){.name = guard ? "room_batch_insert_guarded" : "room_batch_insert",
+				    .sql = guard ? BATCH_GUARD_SQL BATCH_INSERT_SQL
+						 : BATCH_LOCK_STREAM_SQL BATCH_INSERT_SQL,
+				    .nparams = guard ? 20 : 18,
+				    .params = s->p};
+	s->st[2] = (struct db_stmt){.sql = "COMMIT"};
+	return 0;
+}
+
+/* rc: db_pipeline's (or db_pipeline_recv's) for s->st + s->from. */
+static int store_outcome(struct writer *w, struct room_batch_item *items, struct batch_store *s, int rc, int conflict,
+			 struct al_error *err)
+{
+	struct room_batch *b = w->batch;
+	int n = b->n;
+	if (rc < 0) {
 		/* INERROR: the INSERT failed, COMMIT did not run. IDLE: COMMIT
 		 * itself failed. A broken connection: unknown as well. */
 		PGTransactionStatusType ts = PQtransactionStatus(w->c->db->conn);
@@ -1320,16 +1351,11 @@ static int batch_store_commit(struct writer *w, struct room_batch_item *items, c
 			rc = -2;
 		if (!conflict && !err->errcode[0])
 			al_error_set(err, 500, "M_UNKNOWN", "internal database error");
-		goto out;
+		return rc;
 	}
-	PGresult *r = st[1].result;
-	if (guard && PQntuples(r) == 0) {
-		/* the room moved since the cached batch: nothing was written */
-		for (int i = 0; i < 3; i++)
-			PQclear(st[i].result);
-		rc = 3;
-		goto out;
-	}
+	PGresult *r = s->st[1].result;
+	if (s->guarded && PQntuples(r) == 0)
+		return 3; /* the room moved since the cached batch: nothing was written */
 	for (int j = 0; j < PQntuples(r); j++) {
 		const char *id = PQgetvalue(r, j, 0);
 		for (int i = 0; i < n; i++)
@@ -1339,25 +1365,31 @@ static int batch_store_commit(struct writer *w, struct room_batch_item *items, c
 			}
 	}
 	bool ordered = PQntuples(r) == n;
-	for (int i = from; i < 3; i++)
-		PQclear(st[i].result);
 	for (int i = 0; ordered && i < n; i++)
 		ordered = items[b->rows[i].item].stream > (i ? items[b->rows[i - 1].item].stream : 0);
 	if (!ordered) /* cannot happen (see above); committed all the same */
 		log_error("room", "batch stream positions out of DAG order room_id=%s", w->room_id);
-	rc = 0;
-out:
-	for (int i = 0; i < 13; i++)
-		free(arr[i]);
-	free(cols);
+	return 0;
+}
+
+static int batch_store_commit(struct writer *w, struct room_batch_item *items, const struct batch_guard *guard,
+			      struct al_error *err)
+{
+	struct batch_store s;
+	int conflict = 0, rc = store_prepare(w, guard, &s, err);
+	if (rc == 0) {
+		rc = db_pipeline(w->c->db, s.st + s.from, 3 - s.from, &conflict, err);
+		rc = store_outcome(w, items, &s, rc, conflict, err);
+	}
+	store_clear(&s);
 	return rc;
 }
 
 /* The cached path: the room as this writer's last batch left it, with
  * its head the only forward extremity and every sender's membership
  * known; no statement before the INSERT, whose guard checks all of it
- * (a batch's first round trip, and about a sixth of its time). Room
- * versions 1 and 2 (prev_events carry hashes) take the other path. */
+ * (a batch's first round trip). Room versions 1 and 2 (prev_events carry
+ * hashes) take the other path. */
 static bool batch_cached_ok(const struct wc_entry *e, const char *const *senders, int ns)
 {
 	if (!e || !e->xset || strcmp(e->xset, e->head) != 0 || !e->head[0])
@@ -1395,154 +1427,236 @@ static int batch_open_cached(struct writer *w, const struct wc_entry *e, json_t 
 	return 0;
 }
 
-#define BATCH_STALE (-3)    /* send_batch, cached: the room moved, nothing written */
-#define BATCH_UNCACHED (-4) /* send_batch, cached: the batch cannot take that path */
-
-static int send_batch(const struct room_ctx *c, const char *room_id, struct room_batch_item *items, int n,
-		      struct room_write_cache *cache, bool cached)
-{
+/* One batch from its items to its outcome (run_build, then the store,
+ * then run_end); in flight (room_batch_start) between the last two. */
+struct room_batch_flight {
+	struct room_ctx ctx;
+	struct room_write_cache *cache;
+	struct room_batch_item *items;
+	int n, ns, stored;
 	struct writer w;
-	struct room_batch b = {0};
-	struct al_error err = {0};
-	json_t *queried = NULL;
+	struct room_batch b;
+	struct al_error err;
+	json_t *queried;
 	/* per item: not looked at yet, done before this batch (not a timeline
 	 * event, or its txnId was stored), done in this batch (refused, repeat
 	 * of an earlier item, or a row of the INSERT) */
-	enum { ITEM_PENDING, ITEM_EARLIER, ITEM_THIS } *how = calloc((size_t)n + 1, sizeof(*how));
-	bool *done = calloc((size_t)n + 1, sizeof(*done));
-	const char **senders = calloc((size_t)n + 1, sizeof(*senders));
-	int stored = 0, ns = 0;
-	bool retry_each = false;
-	memset(&w, 0, sizeof(w));
-	w.c = c;
-	b.rows = calloc((size_t)n + 1, sizeof(*b.rows));
-	b.cap = n;
+	enum { ITEM_PENDING, ITEM_EARLIER, ITEM_THIS } * how;
+	bool *done;
+	const char **senders;
+	bool cached, retry_each;
+	bool cache_stored; /* in flight: the cache already shows this batch */
+	char guard_head[EVENT_ID_MAX], guard_depth[24];
+	struct batch_guard guard; /* .head set: the cached path */
+	struct batch_store store;
+};
+
+/* store_outcome's answers, and run_build's when it ends a batch before
+ * the store (run_end takes either) */
+enum {
+	STORE_UNKNOWN = -2,
+	STORE_ERROR = -1,
+	STORE_OK = 0,
+	STORE_CONFLICT = 1,
+	STORE_STALE = 3,
+	RUN_NOTHING = 100, /* no timeline item */
+	RUN_BUILT,         /* ready for the store */
+	RUN_FAIL,          /* every item fails with f->err */
+	RUN_FAIL_ROLLBACK, /* roll back, then as f->retry_each says */
+};
+
+static void run_free(struct room_batch_flight *f)
+{
+	if (!f)
+		return;
+	for (int i = 0; i < f->b.n; i++)
+		free(f->b.rows[i].json);
+	free(f->b.rows);
+	for (int i = 0; i < f->b.nxall; i++)
+		free((char *)f->b.xall[i]);
+	free(f->b.xall);
+	free(f->b.xset);
+	free(f->how);
+	free(f->done);
+	free(f->senders);
+	json_decref(f->queried);
+	writer_clear(&f->w);
+	store_clear(&f->store);
+	free(f);
+}
+
+static struct room_batch_flight *run_new(const struct room_ctx *c, const char *room_id, struct room_batch_item *items,
+					 int n, struct room_write_cache *cache, bool cached)
+{
+	struct room_batch_flight *f = calloc(1, sizeof(*f));
+	if (!f)
+		return NULL;
+	f->ctx = *c;
+	f->cache = cache;
+	f->items = items;
+	f->n = n;
+	f->cached = cached;
+	f->w.c = &f->ctx;
+	f->how = calloc((size_t)n + 1, sizeof(*f->how));
+	f->done = calloc((size_t)n + 1, sizeof(*f->done));
+	f->senders = calloc((size_t)n + 1, sizeof(*f->senders));
+	f->b.rows = calloc((size_t)n + 1, sizeof(*f->b.rows));
+	f->b.cap = n;
+	snprintf(f->w.room_id, sizeof(f->w.room_id), "%s", room_id);
 	for (int i = 0; i < n; i++) {
 		items[i].rc = -1;
 		items[i].stream = 0;
 		items[i].event_id[0] = 0;
 		memset(&items[i].err, 0, sizeof(items[i].err));
 	}
-	if (!how || !done || !senders || !b.rows || strlen(room_id) > ROOM_ID_MAX) {
-		al_error_set(&err, 500, "M_UNKNOWN", "out of memory");
-		goto fail;
+	if (!f->how || !f->done || !f->senders || !f->b.rows || strlen(room_id) > ROOM_ID_MAX) {
+		run_free(f);
+		return NULL;
 	}
-	snprintf(w.room_id, sizeof(w.room_id), "%s", room_id);
+	return f;
+}
+
+/* Up to the store: RUN_BUILT, or how the batch ends without one
+ * (RUN_NOTHING, RUN_FAIL, RUN_FAIL_ROLLBACK, BATCH_UNCACHED). */
+static int run_build(struct room_batch_flight *f)
+{
+	struct room_batch_item *items = f->items;
+	int n = f->n;
 	for (int i = 0; i < n; i++) {
 		if (items[i].spec.state_key || items[i].spec.redacts || !items[i].sender || !items[i].spec.type) {
 			al_error_set(&items[i].err, 500, "M_UNKNOWN", "not a timeline event");
-			done[i] = true;
-			how[i] = ITEM_EARLIER;
+			f->done[i] = true;
+			f->how[i] = ITEM_EARLIER;
 			continue;
 		}
 		bool seen = false;
-		for (int j = 0; j < ns && !seen; j++)
-			seen = strcmp(senders[j], items[i].sender) == 0;
+		for (int j = 0; j < f->ns && !seen; j++)
+			seen = strcmp(f->senders[j], items[i].sender) == 0;
 		if (!seen)
-			senders[ns++] = items[i].sender;
+			f->senders[f->ns++] = items[i].sender;
 	}
-	if (ns == 0)
-		goto out;
-	w.batch = &b;
-	struct wc_entry *ce = cached ? wc_find(cache, room_id) : NULL;
-	char guard_depth[24];
-	struct batch_guard guard = {0};
-	if (ce && batch_cached_ok(ce, senders, ns)) {
-		fmt_i64(guard_depth, sizeof(guard_depth), ce->depth);
-		guard = (struct batch_guard){.head = ce->head, .depth = guard_depth};
-		if (batch_open_cached(&w, ce, &queried, &err) < 0)
-			goto fail;
-	} else if (cached) {
-		stored = BATCH_UNCACHED;
-		goto out;
-	} else if (batch_open(&w, cache, senders, ns, items, n, done, &queried, &err) < 0) {
+	if (f->ns == 0)
+		return RUN_NOTHING;
+	f->w.batch = &f->b;
+	struct wc_entry *ce = f->cached ? wc_find(f->cache, f->w.room_id) : NULL;
+	if (ce && batch_cached_ok(ce, f->senders, f->ns)) {
+		snprintf(f->guard_head, sizeof(f->guard_head), "%s", ce->head);
+		fmt_i64(f->guard_depth, sizeof(f->guard_depth), ce->depth);
+		f->guard = (struct batch_guard){.head = f->guard_head, .depth = f->guard_depth};
+		if (batch_open_cached(&f->w, ce, &f->queried, &f->err) < 0)
+			return RUN_FAIL;
+	} else if (f->cached) {
+		return BATCH_UNCACHED;
+	} else if (batch_open(&f->w, f->cache, f->senders, f->ns, items, n, f->done, &f->queried, &f->err) < 0) {
 		/* 404 and the like answer every item; a database error is
 		 * retried item by item. */
-		retry_each = err.status == 500;
-		goto fail_rollback;
+		f->retry_each = f->err.status == 500;
+		return RUN_FAIL_ROLLBACK;
 	}
 	for (int i = 0; i < n; i++) {
-		if (done[i]) {
-			if (how[i] == ITEM_PENDING)
-				how[i] = ITEM_EARLIER; /* its txnId was stored */
+		if (f->done[i]) {
+			if (f->how[i] == ITEM_PENDING)
+				f->how[i] = ITEM_EARLIER; /* its txnId was stored */
 			continue;
 		}
-		const struct room_batch_item *twin = batch_twin(items, done, i);
-		done[i] = true;
-		how[i] = ITEM_THIS;
+		const struct room_batch_item *twin = batch_twin(items, f->done, i);
+		f->done[i] = true;
+		f->how[i] = ITEM_THIS;
 		if (twin) {
 			snprintf(items[i].event_id, sizeof(items[i].event_id), "%s", twin->event_id);
 			items[i].rc = 0;
 			continue;
 		}
-		b.cur = i;
-		if (writer_append(&w, items[i].sender, &items[i].spec, items[i].event_id, &items[i].err) == 0)
+		f->b.cur = i;
+		if (writer_append(&f->w, items[i].sender, &items[i].spec, items[i].event_id, &items[i].err) == 0)
 			items[i].rc = 0;
 	}
-	/* guard.head points into the cache entry, unchanged until wc_store */
-	int src = b.n > 0  ? batch_store_commit(&w, items, guard.head ? &guard : NULL, &err)
-		  : cached ? 3 /* all refused on cached state: ask the database */
-			   : (db_commit(c->db, &err) < 0 ? -2 : 0);
-	if (src == 3) {
-		stored = BATCH_STALE;
-		goto out;
+	return RUN_BUILT;
+}
+
+/* From code (store_outcome's, or run_build's) to the items' answers: the
+ * number of events stored, or BATCH_STALE / BATCH_UNCACHED (nothing
+ * written; the caller writes the batch again on the usual path). With
+ * segments in flight on the connection (in_flight) nothing may be sent:
+ * every failure then answers BATCH_STALE. */
+static int run_end(struct room_batch_flight *f, int code, bool in_flight)
+{
+	const struct room_ctx *c = &f->ctx;
+	struct room_batch_item *items = f->items;
+	int n = f->n, stored = 0;
+	if (code == RUN_NOTHING)
+		return 0;
+	if (code == BATCH_UNCACHED)
+		return BATCH_UNCACHED;
+	if (code == RUN_BUILT) { /* nothing to insert */
+		if (f->guard.head)
+			return BATCH_STALE; /* all refused on cached state: ask the database */
+		code = db_commit(c->db, &f->err) < 0 ? STORE_UNKNOWN : STORE_OK;
 	}
-	if (src == 1 || src == -1) {
-		retry_each = true;
-		goto fail_rollback;
-	}
-	if (src == -2) {
+	if (code == STORE_STALE || (in_flight && code != STORE_OK && code != STORE_UNKNOWN))
+		return BATCH_STALE;
+	switch (code) {
+	case STORE_OK:
+		stored = f->b.n;
+		if (!f->cache_stored)
+			wc_store(f->cache, &f->w, f->queried);
+		/* the stored-event hook, as room_send runs it after its commit */
+		for (int i = 0; i < f->b.n; i++) {
+			const struct room_batch_item *it = &items[f->b.rows[i].item];
+			calls_on_event(c->app, c->db, f->w.room_id, it->event_id, it->spec.type, NULL);
+		}
+		return stored;
+	case STORE_UNKNOWN:
 		/* Unknown outcome: no retry here (a client's txnId can). */
 		for (int i = 0; i < n; i++) {
-			if (how[i] == ITEM_THIS && items[i].rc == 0) {
+			if (f->how[i] == ITEM_THIS && items[i].rc == 0) {
 				items[i].rc = -1;
 				items[i].stream = 0;
-				items[i].err = err;
+				items[i].err = f->err;
 			}
 		}
-		goto out;
+		return 0;
+	case STORE_CONFLICT:
+	case STORE_ERROR:
+		f->retry_each = true;
+		/* fall through */
+	case RUN_FAIL_ROLLBACK: db_rollback(c->db); break;
+	default: /* RUN_FAIL */ break;
 	}
-	stored = b.n;
-	wc_store(cache, &w, queried);
-	/* the stored-event hook, as room_send runs it after its commit */
-	for (int i = 0; i < b.n; i++) {
-		const struct room_batch_item *it = &items[b.rows[i].item];
-		calls_on_event(c->app, c->db, room_id, it->event_id, it->spec.type, NULL);
-	}
-	goto out;
-fail_rollback:
-	db_rollback(c->db);
-fail:
 	for (int i = 0; i < n; i++) {
-		if (how && how[i] == ITEM_EARLIER && items[i].rc < 0)
+		if (f->how[i] == ITEM_EARLIER && items[i].rc < 0)
 			continue; /* not a timeline event */
-		if (retry_each) {
+		if (f->retry_each) {
 			/* One at a time through room_send, the reference path. */
 			memset(&items[i].err, 0, sizeof(items[i].err));
-			items[i].rc = room_send(c, room_id, items[i].sender, &items[i].spec, items[i].event_id,
+			items[i].rc = room_send(c, f->w.room_id, items[i].sender, &items[i].spec, items[i].event_id,
 						&items[i].stream, &items[i].err);
 			stored += items[i].rc == 0 && items[i].stream > 0;
 		} else {
 			items[i].rc = -1;
 			items[i].stream = 0;
-			items[i].err = err;
+			items[i].err = f->err;
 		}
 	}
-out:
-	if (retry_each && wc_find(cache, room_id))
-		wc_clear(wc_find(cache, room_id));
-	for (int i = 0; i < b.n; i++)
-		free(b.rows[i].json);
-	free(b.rows);
-	for (int i = 0; i < b.nxall; i++)
-		free((char *)b.xall[i]);
-	free(b.xall);
-	free(b.xset);
-	free(how);
-	free(done);
-	free(senders);
-	json_decref(queried);
-	writer_clear(&w);
+	if (f->retry_each && wc_find(f->cache, f->w.room_id))
+		wc_clear(wc_find(f->cache, f->w.room_id));
+	return stored;
+}
+
+static int send_batch(const struct room_ctx *c, const char *room_id, struct room_batch_item *items, int n,
+		      struct room_write_cache *cache, bool cached)
+{
+	struct room_batch_flight *f = run_new(c, room_id, items, n, cache, cached);
+	if (!f) {
+		for (int i = 0; i < n; i++)
+			al_error_set(&items[i].err, 500, "M_UNKNOWN", "out of memory");
+		return 0;
+	}
+	int code = run_build(f);
+	if (code == RUN_BUILT && f->b.n > 0)
+		code = batch_store_commit(&f->w, items, f->guard.head ? &f->guard : NULL, &f->err);
+	int stored = run_end(f, code, false);
+	run_free(f);
 	return stored;
 }
 
@@ -1558,6 +1672,46 @@ int room_send_batch(const struct room_ctx *c, const char *room_id, struct room_b
 	return send_batch(c, room_id, items, n, cache, false);
 }
 
+struct room_batch_flight *room_batch_start(const struct room_ctx *c, const char *room_id, struct room_batch_item *items,
+					   int n, struct room_write_cache *cache)
+{
+	for (int i = 0; i < n; i++)
+		if (calls_kind_parse(items[i].spec.type) >= 0)
+			return NULL; /* their hook reads the database after the commit */
+	struct room_batch_flight *f = run_new(c, room_id, items, n, cache, true);
+	if (!f)
+		return NULL;
+	if (run_build(f) != RUN_BUILT || f->b.n == 0 || !f->guard.head ||
+	    store_prepare(&f->w, &f->guard, &f->store, &f->err) < 0 ||
+	    db_pipeline_send(f->ctx.db, f->store.st, 3, &f->err) < 0) {
+		run_free(f);
+		return NULL;
+	}
+	/* the next batch builds on this one as if committed; room_batch_finish
+	 * forgets it if not */
+	wc_store(cache, &f->w, f->queried);
+	f->cache_stored = true;
+	return f;
+}
+
+int room_batch_finish(struct room_batch_flight *f, bool earlier_failed)
+{
+	int conflict = 0;
+	int rc = db_pipeline_recv(f->ctx.db, f->store.st, 3, &conflict, &f->err);
+	rc = store_outcome(&f->w, f->items, &f->store, rc, conflict, &f->err);
+	if (earlier_failed && rc != STORE_UNKNOWN && rc != STORE_OK)
+		rc = STORE_STALE; /* written later, after the earlier batch */
+	int stored = run_end(f, rc, f->ctx.db->segments > 0);
+	if (stored == BATCH_STALE) {
+		struct wc_entry *e = wc_find(f->cache, f->w.room_id);
+		if (e)
+			wc_clear(e);
+		if (f->ctx.db->segments == 0)
+			db_rollback(f->ctx.db); /* an aborted transaction, if any */
+	}
+	run_free(f);
+	return stored;
+}
 /* ---- aliases ---- */
 
 int room_alias_put(struct db *db, const char *alias, const char *room_id, const char *creator, struct al_error *err)

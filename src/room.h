@@ -112,6 +112,23 @@ struct room_batch_item {
 int room_send_batch(const struct room_ctx *c, const char *room_id, struct room_batch_item *items, int n,
 		    struct room_write_cache *cache);
 
+/* room_send_batch in two halves, so that a writer builds a room's next
+ * batch while the database writes this one: room_batch_start builds
+ * items on the cache (as the batch before it left the room, committed or
+ * still in flight) and sends the guarded INSERT without waiting; NULL
+ * when the batch cannot take that path (nothing sent: the caller reads
+ * what is in flight, then calls room_send_batch). room_batch_finish
+ * reads the oldest in flight, in the order started; it answers like
+ * room_send_batch, or ROOM_BATCH_AGAIN when nothing was written (the
+ * room moved, or earlier_failed: the batch before it did not commit), and
+ * the caller then writes those items with room_send_batch, in order, once
+ * nothing is in flight. c must stay valid until then. */
+#define ROOM_BATCH_AGAIN (-3)
+struct room_batch_flight;
+struct room_batch_flight *room_batch_start(const struct room_ctx *c, const char *room_id, struct room_batch_item *items,
+					   int n, struct room_write_cache *cache);
+int room_batch_finish(struct room_batch_flight *f, bool earlier_failed);
+
 /* Membership change as sender: membership "join" (sender joins; room_id
  * may be an alias), "invite"/"leave"/"ban" with target. reason may be NULL;
  * extra_content (a join's request body, may be NULL) adds members to the content.

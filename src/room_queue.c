@@ -34,6 +34,14 @@ struct rq_room {
 	char room_id[ROOM_ID_MAX + 1];
 };
 
+/* One batch of a room: its jobs, their items, the batch in flight. */
+struct rq_slot {
+	struct rq_job **jobs;
+	struct room_batch_item *items;
+	int n;
+	struct room_batch_flight *flight;
+};
+
 /* A room always goes to the same writer (by the hash of its ID), so that
  * writer's cache holds its state between batches. */
 struct rq_writer {
@@ -44,8 +52,7 @@ struct rq_writer {
 	struct rq_room *ready_head, *ready_tail; /* its rooms with jobs, not being written */
 	struct db db;
 	struct room_write_cache *cache;
-	struct room_batch_item *items;
-	struct rq_job **jobs;
+	struct rq_slot slots[2]; /* a batch in flight and the next one */
 };
 
 struct room_queue {
@@ -125,29 +132,31 @@ static void room_remove(struct room_queue *q, struct rq_room *r)
 	free(r);
 }
 
-static void write_batch(struct rq_writer *wr, struct rq_room *r, int n)
+static void slot_fill(struct rq_slot *s)
+{
+	for (int i = 0; i < s->n; i++) {
+		struct rq_job *j = s->jobs[i];
+		memset(&s->items[i], 0, sizeof(s->items[i]));
+		s->items[i].sender = j->sender;
+		s->items[i].spec.type = j->type;
+		s->items[i].spec.content = j->content;
+		s->items[i].spec.device_id = j->device_id;
+		s->items[i].spec.txn_id = j->txn_id;
+	}
+}
+
+/* The batch's outcome to its requests: the commit notice, then every
+ * job's reply on its own event_base. */
+static void slot_deliver(struct rq_writer *wr, struct rq_room *r, struct rq_slot *s, int stored)
 {
 	struct room_queue *q = wr->q;
-	struct room_ctx ctx = {.db = &wr->db, .keys = q->keys, .app = q->app};
-	for (int i = 0; i < n; i++) {
-		struct rq_job *j = wr->jobs[i];
-		memset(&wr->items[i], 0, sizeof(wr->items[i]));
-		wr->items[i].sender = j->sender;
-		wr->items[i].spec.type = j->type;
-		wr->items[i].spec.content = j->content;
-		wr->items[i].spec.device_id = j->device_id;
-		wr->items[i].spec.txn_id = j->txn_id;
-	}
-	int64_t t0 = log_enabled(LOG_LVL_DEBUG) ? room_now_ms() : 0;
-	int stored = room_send_batch(&ctx, r->room_id, wr->items, n, wr->cache);
-	log_debug("room_queue", "batch room_id=%s jobs=%d stored=%d ms=%lld", r->room_id, n, stored,
-		  (long long)(log_enabled(LOG_LVL_DEBUG) ? room_now_ms() - t0 : 0));
+	log_debug("room_queue", "batch room_id=%s jobs=%d stored=%d", r->room_id, s->n, stored);
 	if (stored > 0 && q->on_commit)
 		q->on_commit(q->commit_arg, r->room_id);
 	static const struct timeval now = {0, 0};
-	for (int i = 0; i < n; i++) {
-		struct rq_job *j = wr->jobs[i];
-		struct room_batch_item *it = &wr->items[i];
+	for (int i = 0; i < s->n; i++) {
+		struct rq_job *j = s->jobs[i];
+		struct room_batch_item *it = &s->items[i];
 		j->res.rc = it->rc;
 		j->res.stream = it->stream;
 		snprintf(j->res.event_id, sizeof(j->res.event_id), "%s", it->event_id);
@@ -161,6 +170,75 @@ static void write_batch(struct rq_writer *wr, struct rq_room *r, int n)
 			log_error("room_queue", "cannot schedule a reply; request dropped");
 			job_free(j);
 		}
+	}
+	pthread_mutex_lock(&q->mu);
+	q->total -= s->n;
+	pthread_mutex_unlock(&q->mu);
+	s->n = 0;
+}
+
+static void slot_write(struct rq_writer *wr, const struct room_ctx *ctx, struct rq_room *r, struct rq_slot *s)
+{
+	slot_deliver(wr, r, s, room_send_batch(ctx, r->room_id, s->items, s->n, wr->cache));
+}
+
+/* Under q->mu: up to ROOM_QUEUE_MAX_BATCH of r's jobs into s. */
+static void slot_take(struct rq_room *r, struct rq_slot *s)
+{
+	s->n = 0;
+	while (r->head && s->n < ROOM_QUEUE_MAX_BATCH) {
+		s->jobs[s->n++] = r->head;
+		r->head = r->head->next;
+	}
+	if (!r->head)
+		r->tail = NULL;
+}
+
+/* Writes the batch in wr->slots[0] and whatever r queues meanwhile: each
+ * next batch is built and sent while the one before it is in flight
+ * (room_batch_start), so the database writes one while this thread
+ * builds and signs the next. Any batch that cannot go that way, or that
+ * finds the room moved, is written by room_send_batch, in order, once
+ * nothing is in flight. */
+static void write_room(struct rq_writer *wr, struct rq_room *r)
+{
+	struct room_queue *q = wr->q;
+	struct room_ctx ctx = {.db = &wr->db, .keys = q->keys, .app = q->app};
+	struct rq_slot *cur = &wr->slots[0], *nxt = &wr->slots[1];
+	slot_fill(cur);
+	cur->flight = room_batch_start(&ctx, r->room_id, cur->items, cur->n, wr->cache);
+	if (!cur->flight) {
+		slot_write(wr, &ctx, r, cur);
+		return;
+	}
+	while (cur->flight) {
+		pthread_mutex_lock(&q->mu);
+		slot_take(r, nxt);
+		pthread_mutex_unlock(&q->mu);
+		if (nxt->n > 0) {
+			slot_fill(nxt);
+			nxt->flight = room_batch_start(&ctx, r->room_id, nxt->items, nxt->n, wr->cache);
+		}
+		int stored = room_batch_finish(cur->flight, false);
+		cur->flight = NULL;
+		if (stored == ROOM_BATCH_AGAIN) {
+			int later = nxt->flight ? room_batch_finish(nxt->flight, true) : ROOM_BATCH_AGAIN;
+			nxt->flight = NULL;
+			slot_write(wr, &ctx, r, cur);
+			if (nxt->n > 0 && later == ROOM_BATCH_AGAIN)
+				slot_write(wr, &ctx, r, nxt);
+			else if (nxt->n > 0)
+				slot_deliver(wr, r, nxt, later);
+			return;
+		}
+		slot_deliver(wr, r, cur, stored);
+		if (nxt->n > 0 && !nxt->flight) {
+			slot_write(wr, &ctx, r, nxt);
+			return;
+		}
+		struct rq_slot *t = cur;
+		cur = nxt;
+		nxt = t;
 	}
 }
 
@@ -182,20 +260,15 @@ static void *writer_main(void *arg)
 			wr->ready_tail = NULL;
 		r->ready = false;
 		r->busy = true;
-		int n = 0;
-		while (r->head && n < ROOM_QUEUE_MAX_BATCH) {
-			wr->jobs[n++] = r->head;
-			r->head = r->head->next;
-		}
-		if (!r->head)
-			r->tail = NULL;
+		slot_take(r, &wr->slots[0]);
 		pthread_mutex_unlock(&q->mu);
 
-		write_batch(wr, r, n);
+		write_room(wr, r);
+		/* slots[1] may hold the last batch: write_room swaps them */
+		wr->slots[0].n = wr->slots[1].n = 0;
 
 		pthread_mutex_lock(&q->mu);
 		r->busy = false;
-		q->total -= n;
 		if (r->head)
 			ready_push(q, r);
 		else
@@ -229,9 +302,13 @@ struct room_queue *room_queue_new(const char *conninfo, const struct keys *keys,
 		struct rq_writer *wr = &q->writers[i];
 		wr->q = q;
 		wr->cache = room_write_cache_new(ROOM_QUEUE_CACHED_ROOMS);
-		wr->items = calloc(ROOM_QUEUE_MAX_BATCH, sizeof(*wr->items));
-		wr->jobs = calloc(ROOM_QUEUE_MAX_BATCH, sizeof(*wr->jobs));
-		if (!wr->items || !wr->jobs || !wr->cache) {
+		bool oom = !wr->cache;
+		for (int k = 0; k < 2; k++) {
+			wr->slots[k].items = calloc(ROOM_QUEUE_MAX_BATCH, sizeof(*wr->slots[k].items));
+			wr->slots[k].jobs = calloc(ROOM_QUEUE_MAX_BATCH, sizeof(*wr->slots[k].jobs));
+			oom = oom || !wr->slots[k].items || !wr->slots[k].jobs;
+		}
+		if (oom) {
 			al_error_set(err, 500, "M_UNKNOWN", "out of memory");
 			goto fail;
 		}
@@ -327,8 +404,10 @@ void room_queue_free(struct room_queue *q)
 		if (wr->db.conn)
 			db_close(&wr->db);
 		room_write_cache_free(wr->cache);
-		free(wr->items);
-		free(wr->jobs);
+		for (int k = 0; k < 2; k++) {
+			free(wr->slots[k].items);
+			free(wr->slots[k].jobs);
+		}
 		pthread_cond_destroy(&wr->cond);
 	}
 	/* Jobs are left only when no writer ever started. */
