@@ -12,34 +12,16 @@
 
 #define KEYS_MAX_USERS 1000
 
-static bool local_user(struct http_req *req, const char *user_id)
-{
-	const char *c = user_id ? strchr(user_id, ':') : NULL;
-	return user_id && user_id[0] == '@' && strlen(user_id) <= 255 && c && federation_is_local(req->app, c + 1);
-}
-
 static void devices_authed(struct http_req *req)
 {
 	const char *user_id = req->params[0];
-	if (!local_user(req, user_id)) {
-		http_reply_error(req, 403, "M_FORBIDDEN", "User is not on this server");
+	PGresult *r = fed_local_user_rows(
+		req, user_id,
+		"SELECT d.device_id, d.display_name FROM users u LEFT JOIN devices d USING (user_id) "
+		"WHERE u.user_id = $1 AND u.deactivated_at IS NULL ORDER BY d.device_id",
+		"Unknown user");
+	if (!r)
 		return;
-	}
-	struct al_error err = {0};
-	const char *p[] = {user_id};
-	PGresult *r = db_exec(&req->worker->db, &err,
-			      "SELECT d.device_id, d.display_name FROM users u LEFT JOIN devices d USING (user_id) "
-			      "WHERE u.user_id = $1 AND u.deactivated_at IS NULL ORDER BY d.device_id",
-			      1, p);
-	if (!r) {
-		http_reply_al_error(req, &err);
-		return;
-	}
-	if (PQntuples(r) == 0) {
-		PQclear(r);
-		http_reply_error(req, 404, "M_NOT_FOUND", "Unknown user");
-		return;
-	}
 	json_t *list = json_array();
 	for (int i = 0; i < PQntuples(r); i++) {
 		if (PQgetisnull(r, i, 0))
@@ -72,7 +54,7 @@ static void keys_query_authed(struct http_req *req)
 	json_t *v;
 	json_object_foreach(dk, user_id, v)
 	{
-		if (local_user(req, user_id))
+		if (fed_user_is_local(req->app, user_id))
 			json_object_set_new(out, user_id, json_object());
 	}
 	http_reply_json(req, 200, json_pack("{s:o}", "device_keys", out));

@@ -169,10 +169,37 @@ static void post_key_query(struct http_req *req)
 
 /* ---- queries ---- */
 
-static bool user_is_local(struct app *app, const char *user_id)
+bool fed_user_is_local(struct app *app, const char *user_id)
 {
 	const char *colon = user_id ? strchr(user_id, ':') : NULL;
-	return user_id && user_id[0] == '@' && colon && federation_is_local(app, colon + 1);
+	return user_id && user_id[0] == '@' && strlen(user_id) <= 255 && colon && federation_is_local(app, colon + 1);
+}
+
+bool fed_require_local_user(struct http_req *req, const char *user_id)
+{
+	if (fed_user_is_local(req->app, user_id))
+		return true;
+	http_reply_error(req, 403, "M_FORBIDDEN", "User is not on this server");
+	return false;
+}
+
+PGresult *fed_local_user_rows(struct http_req *req, const char *user_id, const char *sql, const char *not_found)
+{
+	if (!fed_require_local_user(req, user_id))
+		return NULL;
+	struct al_error err = {0};
+	const char *p[] = {user_id};
+	PGresult *r = db_exec(&req->worker->db, &err, sql, 1, p);
+	if (!r) {
+		http_reply_al_error(req, &err);
+		return NULL;
+	}
+	if (PQntuples(r) == 0) {
+		PQclear(r);
+		http_reply_error(req, 404, "M_NOT_FOUND", "%s", not_found);
+		return NULL;
+	}
+	return r;
 }
 
 static void query_profile(struct http_req *req)
@@ -187,24 +214,11 @@ static void query_profile(struct http_req *req)
 		http_reply_error(req, 400, "M_INVALID_PARAM", "field must be displayname or avatar_url");
 		return;
 	}
-	if (!user_is_local(req->app, user_id)) {
-		http_reply_error(req, 403, "M_FORBIDDEN", "User is not on this server");
+	PGresult *r = fed_local_user_rows(
+		req, user_id, "SELECT displayname, avatar_url FROM users WHERE user_id = $1 AND deactivated_at IS NULL",
+		"Profile not found");
+	if (!r)
 		return;
-	}
-	struct al_error err = {0};
-	const char *p[1] = {user_id};
-	PGresult *r = db_exec(&req->worker->db, &err,
-			      "SELECT displayname, avatar_url FROM users WHERE user_id = $1 AND deactivated_at IS NULL",
-			      1, p);
-	if (!r) {
-		http_reply_al_error(req, &err);
-		return;
-	}
-	if (PQntuples(r) == 0) {
-		PQclear(r);
-		http_reply_error(req, 404, "M_NOT_FOUND", "Profile not found");
-		return;
-	}
 	json_t *o = json_object();
 	if ((!field || field[0] == 'd') && !PQgetisnull(r, 0, 0))
 		json_object_set_new(o, "displayname", json_string(PQgetvalue(r, 0, 0)));
@@ -302,10 +316,8 @@ static void query_mesh_nodes(struct http_req *req)
 		http_reply_error(req, 400, "M_MISSING_PARAM", "user_id is required");
 		return;
 	}
-	if (!user_is_local(req->app, user_id)) {
-		http_reply_error(req, 403, "M_FORBIDDEN", "User is not on this server");
+	if (!fed_require_local_user(req, user_id))
 		return;
-	}
 	if (!req->app->mesh) {
 		http_reply_error(req, 404, "M_UNRECOGNIZED", "The mesh is not enabled here");
 		return;

@@ -68,6 +68,14 @@ int fed_servers_register_routes(struct app *app);
 
 /* ---- handlers (fed_handlers.c) ---- */
 int fed_handlers_register(struct app *app);
+/* Is user_id a well-formed ID (at most 255 bytes) of a user of this server? */
+bool fed_user_is_local(struct app *app, const char *user_id);
+/* fed_user_is_local, or false after a 403 M_FORBIDDEN reply. */
+bool fed_require_local_user(struct http_req *req, const char *user_id);
+/* The rows of sql ($1 = user_id) for a user of this server; NULL once
+ * replied: 403 for another server's user, the database error, or 404
+ * M_NOT_FOUND not_found when there is no row. */
+PGresult *fed_local_user_rows(struct http_req *req, const char *user_id, const char *sql, const char *not_found);
 
 /* ---- AuraID across domains (fed_aura.c) ---- */
 struct fed_aura_cache *fed_aura_new(void);

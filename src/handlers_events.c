@@ -278,7 +278,6 @@ static void get_events(struct http_req *req)
 	if (auth_require(req) < 0)
 		return;
 	const char *from_s = http_req_query(req, "from");
-	const char *timeout_s = http_req_query(req, "timeout");
 	const char *room_id = http_req_query(req, "room_id");
 	struct sync_pos from = {0};
 	struct al_error err = {0};
@@ -302,17 +301,9 @@ static void get_events(struct http_req *req)
 			http_reply_al_error(req, &err);
 		return;
 	}
-	long timeout = 0;
-	if (timeout_s) {
-		char *end;
-		timeout = strtol(timeout_s, &end, 10);
-		if (*end || timeout < 0) {
-			http_reply_error(req, 400, "M_INVALID_PARAM", "timeout must be a non-negative integer");
-			return;
-		}
-		if (timeout > SYNC_MAX_TIMEOUT_MS)
-			timeout = SYNC_MAX_TIMEOUT_MS;
-	}
+	long timeout;
+	if (http_req_query_timeout(req, SYNC_MAX_TIMEOUT_MS, &timeout) < 0)
+		return;
 	const char *only = room_id ? room_id : "";
 	/* stream 0 would read as an initial sync: a fresh server has nothing */
 	if (from.stream == 0) {

@@ -289,7 +289,6 @@ static void get_sync(struct http_req *req)
 		return;
 	struct sync_state *st = req->app->sync;
 	const char *since_s = http_req_query(req, "since");
-	const char *timeout_s = http_req_query(req, "timeout");
 	const char *fs = http_req_query(req, "full_state");
 	bool full_state = fs && strcmp(fs, "true") == 0;
 	struct sync_pos since = {0};
@@ -297,17 +296,9 @@ static void get_sync(struct http_req *req)
 		http_reply_error(req, 400, "M_INVALID_PARAM", "malformed since token");
 		return;
 	}
-	long timeout = 0;
-	if (timeout_s) {
-		char *end;
-		timeout = strtol(timeout_s, &end, 10);
-		if (*end || timeout < 0) {
-			http_reply_error(req, 400, "M_INVALID_PARAM", "timeout must be a non-negative integer");
-			return;
-		}
-		if (timeout > SYNC_MAX_TIMEOUT_MS)
-			timeout = SYNC_MAX_TIMEOUT_MS;
-	}
+	long timeout;
+	if (http_req_query_timeout(req, SYNC_MAX_TIMEOUT_MS, &timeout) < 0)
+		return;
 	struct al_error err = {0};
 	struct sync_filter f = {0};
 	if (sync_filter_load(&req->worker->db, req->user_id, http_req_query(req, "filter"), &f, &err) < 0) {

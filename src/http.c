@@ -202,6 +202,22 @@ const char *http_req_query(struct http_req *req, const char *name)
 	return evhttp_find_header(&req->query, name);
 }
 
+int http_req_query_timeout(struct http_req *req, long max_ms, long *timeout_ms)
+{
+	*timeout_ms = 0;
+	const char *s = http_req_query(req, "timeout");
+	if (!s)
+		return 0;
+	char *end;
+	long v = strtol(s, &end, 10);
+	if (*end || v < 0) {
+		http_reply_error(req, 400, "M_INVALID_PARAM", "timeout must be a non-negative integer");
+		return -1;
+	}
+	*timeout_ms = v > max_ms ? max_ms : v;
+	return 0;
+}
+
 const char *http_req_header(struct http_req *req, const char *name)
 {
 	return evhttp_find_header(evhttp_request_get_input_headers(req->ev), name);

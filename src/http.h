@@ -73,6 +73,9 @@ json_t *http_req_json_body(struct http_req *req, struct al_error *err);
 
 /* Query parameter, or NULL. */
 const char *http_req_query(struct http_req *req, const char *name);
+/* The long-poll "timeout" query parameter in ms (0 when absent), capped at
+ * max_ms; -1 after a 400 reply when it is not a non-negative integer. */
+int http_req_query_timeout(struct http_req *req, long max_ms, long *timeout_ms);
 /* Request header, or NULL. */
 const char *http_req_header(struct http_req *req, const char *name);
 /* Raw body bytes (pulled up into one piece); NULL when empty. */

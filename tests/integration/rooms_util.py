@@ -1,4 +1,7 @@
-"""Helpers shared by test_rooms.py and test_sync.py."""
+"""Helpers shared by the client-API tests: a registered user, polling and
+parked long-poll syncs."""
+import threading
+import time
 import uuid
 
 import requests
@@ -75,3 +78,35 @@ class User:
 
 def errcode(r):
     return r.json().get("errcode")
+
+
+def wait_for(pred, timeout=8.0, step=0.1):
+    """pred()'s first true value within timeout seconds, else its last."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()
+
+
+def park_syncs(polls, action):
+    """Park one long-poll sync a (key, user, since, timeout_ms) of polls,
+    run action() once they all wait; returns the bodies by key, the keys in
+    the order the syncs came back, and what action returned."""
+    results, order = {}, []
+
+    def poll(key, user, since, timeout_ms):
+        results[key] = user.sync(since=since, timeout=timeout_ms)
+        order.append(key)
+
+    threads = [threading.Thread(target=poll, args=p) for p in polls]
+    for th in threads:
+        th.start()
+    time.sleep(0.5)
+    assert not results, "the syncs did not park"
+    value = action()
+    for th in threads:
+        th.join(30)
+    return results, order, value

@@ -9,7 +9,7 @@ import uuid
 
 import requests
 
-from rooms_util import User as RoomUser, errcode
+from rooms_util import User as RoomUser, errcode, wait_for
 
 A = "/_auralink/client/v1"
 VIDEO_SDP = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
@@ -91,16 +91,6 @@ def quiet(server):
     """No call event failed to be tracked (SQL errors and the like)."""
     bad = [l for l in server.read_log().splitlines() if l.startswith(("warn calls:", "error calls:"))]
     assert not bad, bad
-
-
-def wait_for(pred, timeout=8.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    return pred()
 
 
 def test_full_call_ringing_answer_hangup(server):

@@ -20,6 +20,7 @@ import signedjson.sign
 from unpaddedbase64 import encode_base64
 
 from conftest import free_port, lib_sh
+from rooms_util import wait_for
 
 C = "/_matrix/client/v3"
 ADM = "/_auralink/admin/v1"
@@ -184,16 +185,6 @@ def stats(s, h):
     r = s.get(ADM + "/federation/stats", headers=h)
     assert r.status_code == 200, r.text
     return r.json()
-
-
-def wait_for(fn, timeout=15, step=0.2):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(step)
-    return fn()
 
 
 # ---- keys at the signing time, clock tolerance ----
@@ -385,13 +376,15 @@ def test_periodic_health_check(make_server):
         rows = a.sql(q, b.server_name)
         return rows and rows[0][2] and rows[0][0] and rows[0]
 
-    first = wait_for(checked)
+    first = wait_for(checked, timeout=15, step=0.2)
     assert first, a.sql(q, b.server_name)
     assert first[1].startswith("auralink ")
-    later = wait_for(lambda: (a.sql(q, b.server_name)[0][2] or 0) > first[2] and a.sql(q, b.server_name)[0])
+    later = wait_for(lambda: (a.sql(q, b.server_name)[0][2] or 0) > first[2] and a.sql(q, b.server_name)[0],
+                     timeout=15, step=0.2)
     assert later and later[0], "no second health check"
     b.stop()
-    offline = wait_for(lambda: a.sql(q, b.server_name)[0][0] is False and a.sql(q, b.server_name)[0])
+    offline = wait_for(lambda: a.sql(q, b.server_name)[0][0] is False and a.sql(q, b.server_name)[0],
+                       timeout=15, step=0.2)
     assert offline, a.sql(q, b.server_name)
     assert offline[2] > later[2]
 

@@ -7,6 +7,8 @@ import uuid
 import pytest
 import requests
 
+from rooms_util import wait_for
+
 C = "/_matrix/client/v3"
 M = "/_auralink/client/v1/mesh"
 ADMIN = "/_auralink/admin/v1/mesh"
@@ -59,16 +61,6 @@ def mesh_server(make_server):
     s = make_server(start=False)
     s.write_config(True, 'admins = ["@meshadmin:%s"]; %s' % (s.server_name, MESH_CONF))
     return s.start()
-
-
-def wait_for(pred, timeout=6.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    return pred()
 
 
 def test_register_get_list_and_db(mesh_server):

@@ -6,7 +6,7 @@ import asyncio
 import threading
 import time
 
-from rooms_util import C, User, errcode
+from rooms_util import C, User, errcode, park_syncs
 
 
 def timeline_ids(body, room):
@@ -555,21 +555,7 @@ def test_long_poll_wake_is_per_user(server):
     assert b.join(room).status_code == 200
     c.create_room()
     ta, tc = a.sync()["next_batch"], c.sync()["next_batch"]
-    results, order = {}, []
-
-    def poll(u, tok, key, timeout_ms):
-        results[key] = u.sync(since=tok, timeout=timeout_ms)
-        order.append(key)
-
-    threads = [threading.Thread(target=poll, args=(c, tc, "c", 4000)),
-               threading.Thread(target=poll, args=(a, ta, "a", 20000))]
-    for th in threads:
-        th.start()
-    time.sleep(0.5)
-    assert not results, "the syncs did not park"
-    ev = b.send_ok(room, "for a")
-    for th in threads:
-        th.join(30)
+    results, order, ev = park_syncs([("c", c, tc, 4000), ("a", a, ta, 20000)], lambda: b.send_ok(room, "for a"))
     assert ev in timeline_ids(results["a"], room)
     assert order == ["a", "c"]
     assert results["c"]["rooms"]["join"] == {} and results["c"]["rooms"]["invite"] == {}
@@ -605,21 +591,8 @@ def test_long_poll_woken_by_another_process(make_server):
     assert b.join(room).status_code == 200
     b.s, c.s = two, two  # b and c sync on the other process
     tb, tc = b.sync()["next_batch"], c.sync()["next_batch"]
-    results, order = {}, []
-
-    def poll(u, tok, key, timeout_ms):
-        results[key] = u.sync(since=tok, timeout=timeout_ms)
-        order.append(key)
-
-    threads = [threading.Thread(target=poll, args=(c, tc, "c", 4000)),
-               threading.Thread(target=poll, args=(b, tb, "b", 20000))]
-    for th in threads:
-        th.start()
-    time.sleep(0.5)
-    assert not results, "the syncs did not park"
-    ev = a.send_ok(room, "from the other process")
-    for th in threads:
-        th.join(30)
+    results, order, ev = park_syncs([("c", c, tc, 4000), ("b", b, tb, 20000)],
+                                    lambda: a.send_ok(room, "from the other process"))
     assert ev in timeline_ids(results["b"], room)
     assert order == ["b", "c"]
     assert results["c"]["rooms"]["join"] == {}

@@ -26,19 +26,26 @@ static void info(struct mesh_node_info *in, int i, const char *aura, int type, d
 	in->uptime_percentage = 100;
 }
 
+/* alice in London and bob in Sydney (peers, nodes 1 and 2) and a relay in
+ * Singapore (node 3); in is left holding the relay. */
+static void add_far_peers_and_relay(struct mesh_registry *r, struct mesh_node_info *in, int64_t now)
+{
+	info(in, 1, "@alice.aura", MESH_PEER, 51.5, -0.1, 50, now);
+	ck_assert_int_eq(mesh_registry_add(r, in, now), 0);
+	info(in, 2, "@bob.aura", MESH_PEER, -33.9, 151.2, 50, now);
+	ck_assert_int_eq(mesh_registry_add(r, in, now), 0);
+	info(in, 3, "@relay.aura", MESH_RELAY, 1.35, 103.8, 80, now);
+	ck_assert_int_eq(mesh_registry_add(r, in, now), 0);
+}
+
 START_TEST(lifecycle_and_routes)
 {
 	int64_t now = 1000000;
 	struct mesh_registry *r = mesh_registry_new(90000, 1000);
 	struct mesh_node_info in;
 	struct al_error err = {0};
-	info(&in, 1, "@alice.aura", MESH_PEER, 51.5, -0.1, 50, now);
-	ck_assert_int_eq(mesh_registry_add(r, &in, now), 0);
+	add_far_peers_and_relay(r, &in, now);
 	ck_assert_int_eq(mesh_registry_add(r, &in, now), -1); /* duplicate */
-	info(&in, 2, "@bob.aura", MESH_PEER, -33.9, 151.2, 50, now);
-	ck_assert_int_eq(mesh_registry_add(r, &in, now), 0);
-	info(&in, 3, "@relay.aura", MESH_RELAY, 1.35, 103.8, 80, now); /* Singapore */
-	ck_assert_int_eq(mesh_registry_add(r, &in, now), 0);
 	size_t online = 0;
 	ck_assert_uint_eq(mesh_registry_count(r, &online), 3);
 	ck_assert_uint_eq(online, 3);
@@ -188,12 +195,7 @@ START_TEST(stale_nodes_between_sweeps)
 	struct al_error err = {0};
 	struct mesh_cached_route rt;
 	struct mesh_find_stats st;
-	info(&in, 1, "@alice.aura", MESH_PEER, 51.5, -0.1, 50, now);
-	ck_assert_int_eq(mesh_registry_add(r, &in, now), 0);
-	info(&in, 2, "@bob.aura", MESH_PEER, -33.9, 151.2, 50, now);
-	ck_assert_int_eq(mesh_registry_add(r, &in, now), 0);
-	info(&in, 3, "@relay.aura", MESH_RELAY, 1.35, 103.8, 80, now);
-	ck_assert_int_eq(mesh_registry_add(r, &in, now), 0);
+	add_far_peers_and_relay(r, &in, now);
 	info(&in, 4, "@carol.aura", MESH_PEER, 48.9, 2.35, 50, now);
 	ck_assert_int_eq(mesh_registry_add(r, &in, now), 0);
 	const char *relay = "00000000-0000-0000-0000-000000000003";
@@ -484,12 +486,7 @@ START_TEST(relay_lists_follow_changes)
 	struct al_error err = {0};
 	struct mesh_cached_route rt;
 	struct mesh_find_stats st;
-	info(&in, 1, "@alice.aura", MESH_PEER, 51.5, -0.1, 50, now);
-	ck_assert_int_eq(mesh_registry_add(r, &in, now), 0);
-	info(&in, 2, "@bob.aura", MESH_PEER, -33.9, 151.2, 50, now);
-	ck_assert_int_eq(mesh_registry_add(r, &in, now), 0);
-	info(&in, 3, "@relay.aura", MESH_RELAY, 1.35, 103.8, 80, now);
-	ck_assert_int_eq(mesh_registry_add(r, &in, now), 0);
+	add_far_peers_and_relay(r, &in, now);
 	info(&in, 4, "@relay.aura", MESH_RELAY, 1.30, 103.9, 80, now + 20000);
 	ck_assert_int_eq(mesh_registry_add(r, &in, now + 20000), 0);
 	info(&in, 5, "@relay.aura", MESH_EDGE, 1.32, 103.7, 80, now);
