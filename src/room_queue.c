@@ -222,6 +222,7 @@ static void write_room(struct rq_writer *wr, struct rq_room *r)
 		int stored = room_batch_finish(cur->flight, false);
 		cur->flight = NULL;
 		if (stored == ROOM_BATCH_AGAIN) {
+			log_debug("room_queue", "room_id=%s moved under a batch in flight: written again", r->room_id);
 			int later = nxt->flight ? room_batch_finish(nxt->flight, true) : ROOM_BATCH_AGAIN;
 			nxt->flight = NULL;
 			slot_write(wr, &ctx, r, cur);
