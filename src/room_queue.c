@@ -199,7 +199,8 @@ static void slot_take(struct rq_room *r, struct rq_slot *s)
  * (room_batch_start), so the database writes one while this thread
  * builds and signs the next. Any batch that cannot go that way, or that
  * finds the room moved, is written by room_send_batch, in order, once
- * nothing is in flight. */
+ * nothing is in flight. It goes on while r has jobs and no other room of
+ * this writer waits. */
 static void write_room(struct rq_writer *wr, struct rq_room *r)
 {
 	struct room_queue *q = wr->q;
@@ -212,8 +213,13 @@ static void write_room(struct rq_writer *wr, struct rq_room *r)
 		return;
 	}
 	while (cur->flight) {
+		/* another room of this writer waiting: r goes to the back of the
+		 * line after this batch (writer_main), as without pipelining */
 		pthread_mutex_lock(&q->mu);
-		slot_take(r, nxt);
+		if (wr->ready_head)
+			nxt->n = 0;
+		else
+			slot_take(r, nxt);
 		pthread_mutex_unlock(&q->mu);
 		if (nxt->n > 0) {
 			slot_fill(nxt);
@@ -264,9 +270,7 @@ static void *writer_main(void *arg)
 		slot_take(r, &wr->slots[0]);
 		pthread_mutex_unlock(&q->mu);
 
-		write_room(wr, r);
-		/* slots[1] may hold the last batch: write_room swaps them */
-		wr->slots[0].n = wr->slots[1].n = 0;
+		write_room(wr, r); /* every batch delivered: both slots empty */
 
 		pthread_mutex_lock(&q->mu);
 		r->busy = false;
