@@ -1176,14 +1176,18 @@ struct batch_guard {
  * the stream lock, as batch_open takes them): the room is as this
  * writer's last batch left it ($19 the head, the only forward extremity;
  * $20 its depth; $10 the state group) and no item's txnId is stored yet.
- * If not, l is empty and nothing is written. */
-#define BATCH_GUARD_SQL                                                                                              \
-	"WITH g AS MATERIALIZED (SELECT 1 FROM rooms r WHERE r.room_id = $1::text AND r.head_event_id = $19::text "  \
-	"AND r.head_depth = $20::bigint AND r.state_group IS NOT DISTINCT FROM $10::bigint FOR UPDATE OF r), "       \
-	"gx AS MATERIALIZED (SELECT 1 FROM g WHERE ARRAY(SELECT event_id FROM room_extremities "                     \
-	"WHERE room_id = $1::text) = ARRAY[$19::text] AND NOT EXISTS (SELECT 1 FROM unnest($5::text[], $8::text[], " \
-	"$9::text[]) q(usr, dev, txn) CROSS JOIN LATERAL (SELECT 1 FROM event_txns t WHERE t.user_id = q.usr "       \
-	"AND t.device_id = q.dev AND t.room_id = $1::text AND t.kind = 'send' AND t.txn_id = q.txn OFFSET 0) t)), "  \
+ * If not, l is empty and nothing is written. The extremities are read in
+ * key order (a plain index scan, which marks the dead entries every
+ * batch leaves: a bitmap scan walked all of them, a thousand after ten
+ * seconds of sends, until autovacuum) and so deleted (xd). */
+#define BATCH_GUARD_SQL                                                                                             \
+	"WITH g AS MATERIALIZED (SELECT 1 FROM rooms r WHERE r.room_id = $1::text AND r.head_event_id = $19::text " \
+	"AND r.head_depth = $20::bigint AND r.state_group IS NOT DISTINCT FROM $10::bigint FOR UPDATE OF r), "      \
+	"gx AS MATERIALIZED (SELECT 1 FROM g WHERE ARRAY(SELECT event_id FROM room_extremities "                    \
+	"WHERE room_id = $1::text ORDER BY event_id LIMIT 2) = ARRAY[$19::text] AND NOT EXISTS (SELECT 1 FROM "     \
+	"unnest($5::text[], $8::text[], "                                                                           \
+	"$9::text[]) q(usr, dev, txn) CROSS JOIN LATERAL (SELECT 1 FROM event_txns t WHERE t.user_id = q.usr "      \
+	"AND t.device_id = q.dev AND t.room_id = $1::text AND t.kind = 'send' AND t.txn_id = q.txn OFFSET 0) t)), " \
 	"l AS MATERIALIZED (SELECT pg_advisory_xact_lock(" STREAM_LOCK ") FROM gx), "
 #define BATCH_INSERT_SQL                                                                                                                                          \
 	"u AS (SELECT u.* FROM l, unnest($2::text[], $3::bigint[], $4::text[], $5::text[], "                                                                      \
@@ -1207,8 +1211,8 @@ struct batch_guard {
 	"WHERE u.txn_device IS NOT NULL AND u.txn_id IS NOT NULL), "                                                                                              \
 	"h AS (UPDATE rooms SET head_event_id = $15::text, head_depth = $16::bigint WHERE room_id = "                                                             \
 	"$1::text AND EXISTS (SELECT 1 FROM l)), "                                                                                                                \
-	"xd AS (DELETE FROM room_extremities WHERE room_id = $1::text AND event_id = "                                                                            \
-	"ANY($17::text[]) AND EXISTS (SELECT 1 FROM l)), "                                                                                                        \
+	"xd AS (DELETE FROM room_extremities x USING l, unnest($17::text[]) d(id) "                                                                               \
+	"WHERE x.room_id = $1::text AND x.event_id = d.id), "                                                                                                     \
 	"xi AS (INSERT INTO room_extremities (room_id, event_id) SELECT $1::text, $15::text FROM l), " /* the rows for the other servers in the room, in order */ \
 	"f AS (INSERT INTO federation_outbox (destination, kind, payload) SELECT d.s, 'pdu', "                                                                    \
 	"x.json::jsonb FROM (SELECT DISTINCT substring(user_id from position(':' in user_id) + 1) AS s "                                                          \
