@@ -235,12 +235,30 @@ def test_messages_pagination(server):
     assert [e["event_id"] for e in ctx["events_after"]] == [ids[8], ids[9]]
 
 
-def test_concurrent_senders_linear_dag(server):
+def room_with_members(server, n):
     a = User(server)
     room = a.create_room(preset="public_chat")
-    users = [User(server) for _ in range(20)]
+    users = [User(server) for _ in range(n)]
     for u in users:
         assert u.join(room).status_code == 200
+    return a, room, users
+
+
+def assert_one_line(server, room, sent):
+    """Every sent event stored; depths 1..N; each event's only prev_event
+    the one before it."""
+    rows = server.sql("SELECT event_id, depth, json FROM events WHERE room_id = %s ORDER BY depth", room)
+    assert set(sent) <= {r[0] for r in rows}
+    assert [r[1] for r in rows] == list(range(1, len(rows) + 1))
+    prev = None
+    for event_id, _, text in rows:
+        assert json.loads(text)["prev_events"] == ([prev] if prev else [])
+        prev = event_id
+    return rows
+
+
+def test_concurrent_senders_linear_dag(server):
+    a, room, users = room_with_members(server, 20)
 
     def blast(u):
         return [u.send_ok(room, "x%d" % i) for i in range(10)]
@@ -248,16 +266,7 @@ def test_concurrent_senders_linear_dag(server):
     with concurrent.futures.ThreadPoolExecutor(20) as ex:
         sent = [e for lst in ex.map(blast, users) for e in lst]
     assert len(set(sent)) == 200
-    rows = server.sql("SELECT event_id, depth, json FROM events WHERE room_id = %s ORDER BY depth", room)
-    stored = {r[0] for r in rows}
-    assert set(sent) <= stored
-    depths = [r[1] for r in rows]
-    assert depths == list(range(1, len(rows) + 1))
-    prev = None
-    for event_id, depth, text in rows:
-        pdu = json.loads(text)
-        assert pdu["prev_events"] == ([prev] if prev else [])
-        prev = event_id
+    rows = assert_one_line(server, room, sent)
     n_edges = server.sql("SELECT count(*) FROM event_edges e JOIN events v USING (event_id) WHERE v.room_id = %s",
                          room)[0][0]
     assert n_edges == len(rows) - 1
@@ -269,11 +278,7 @@ def test_state_changes_between_pipelined_batches(server):
     topic changes written meanwhile by the other path make batches find
     the room moved (nothing written, written again). Every message is
     stored once and the room stays one line."""
-    a = User(server)
-    room = a.create_room(preset="public_chat")
-    users = [User(server) for _ in range(12)]
-    for u in users:
-        assert u.join(room).status_code == 200
+    a, room, users = room_with_members(server, 12)
 
     def blast(u):
         return [u.send_ok(room, "m%d" % i) for i in range(15)]
@@ -289,13 +294,7 @@ def test_state_changes_between_pipelined_batches(server):
         sent = [e for lst in ex.map(blast, users) for e in lst]
         t.result()
     assert len(set(sent)) == len(sent) == 180
-    rows = server.sql("SELECT event_id, depth, json FROM events WHERE room_id = %s ORDER BY depth", room)
-    assert set(sent) <= {r[0] for r in rows}
-    assert [r[1] for r in rows] == list(range(1, len(rows) + 1))
-    prev = None
-    for event_id, _, text in rows:
-        assert json.loads(text)["prev_events"] == ([prev] if prev else [])
-        prev = event_id
+    assert_one_line(server, room, sent)
     messages = server.sql("SELECT count(*) FROM events WHERE room_id = %s AND type = 'm.room.message'", room)
     assert messages[0][0] == 180
     assert server.sql("SELECT count(*) FROM room_extremities WHERE room_id = %s", room)[0][0] == 1
