@@ -382,7 +382,47 @@ static bool joined(const struct sroom *sr)
  * column 6; rows oldest first per room) that the history visibility rules
  * hide from user_id (room_visibility.h). Only the rows a room keeps (its
  * last `limit`) at or before the user's membership event are checked: the
- * events after her join are hers to see. One query; malloc'd. */
+ * events after her join are hers to see. A hidden event that is part of
+ * the current state of a room she is in is shown all the same (as
+ * Synapse: the current state appears in the timeline whatever the
+ * history visibility; SyTest's "Current state appears in timeline in
+ * private history"). One query, two when something is hidden; malloc'd. */
+/* Un-hide the rows of r that are current state of a room she is joined to. */
+static int show_current_state(struct db *db, PGresult *r, struct sroom *rooms, int n, bool *hidden,
+			      struct al_error *err)
+{
+	int nr = PQntuples(r), k = 0;
+	const char **ids = calloc((size_t)nr + 1, sizeof(*ids));
+	if (!ids)
+		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	for (int i = 0; i < nr; i++) {
+		const struct sroom *sr = hidden[i] ? find_room(rooms, n, PQgetvalue(r, i, 0)) : NULL;
+		if (sr && joined(sr))
+			ids[k++] = PQgetvalue(r, i, 1);
+	}
+	char *arr = k > 0 ? room_pg_array(ids, k) : NULL;
+	free(ids);
+	if (k == 0)
+		return 0;
+	if (!arr)
+		return al_error_set(err, 500, "M_UNKNOWN", "out of memory");
+	const char *p[] = {arr};
+	PGresult *cs = db_exec(db, err,
+			       "SELECT cs.event_id FROM events e JOIN current_state cs ON cs.room_id = e.room_id "
+			       "AND cs.type = e.type AND cs.state_key = e.state_key AND cs.event_id = e.event_id "
+			       "WHERE e.event_id = ANY($1::text[]) AND e.state_key IS NOT NULL",
+			       1, p);
+	free(arr);
+	if (!cs)
+		return -1;
+	for (int j = 0; j < PQntuples(cs); j++)
+		for (int i = 0; i < nr; i++)
+			if (hidden[i] && strcmp(PQgetvalue(r, i, 1), PQgetvalue(cs, j, 0)) == 0)
+				hidden[i] = false;
+	PQclear(cs);
+	return 0;
+}
+
 static bool *timeline_hidden(struct db *db, PGresult *r, struct sroom *rooms, int n, int limit, const char *user_id,
 			     struct al_error *err)
 {
@@ -411,6 +451,8 @@ static bool *timeline_hidden(struct db *db, PGresult *r, struct sroom *rooms, in
 		goto fail;
 	for (int i = 0; i < k; i++)
 		hidden[at[i]] = !vis[i];
+	if (show_current_state(db, r, rooms, n, hidden, err) < 0)
+		goto fail;
 	free(vis);
 	free(ids);
 	free(at);

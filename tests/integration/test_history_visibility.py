@@ -144,3 +144,24 @@ def test_context_state_at_event(server):
     assert [e["event_id"] for e in back["chunk"] if e["type"] == "m.room.message"] == [ids[0]]
     fwd = messages(a, room, **{"from": ctx["end"], "dir": "f", "limit": 3})
     assert [e["event_id"] for e in fwd["chunk"]][:2] == [ids[4], ids[5]]
+
+
+def test_current_state_appears_in_sync_timeline(server):
+    """A member event sent while she was away is hidden by "joined"
+    visibility, but a sync after her return shows it in the timeline all the
+    same, because it is part of the room's current state (as Synapse does;
+    SyTest 31sync "Current state appears in timeline in private history").
+    A message sent while she was away stays hidden."""
+    a, b, c = User(server), User(server), User(server)
+    room = room_with(a, "joined")
+    assert b.join(room).status_code == 200
+    assert a.post("/rooms/%s/invite" % room, {"user_id": c.user_id}).status_code == 200
+    token = b.sync()["next_batch"]
+    assert b.post("/rooms/%s/leave" % room, {}).status_code == 200
+    assert c.join(room).status_code == 200
+    a.send_ok(room, "while b was away")
+    assert b.join(room).status_code == 200
+    timeline = b.sync(since=token)["rooms"]["join"][room]["timeline"]["events"]
+    assert any(e["type"] == "m.room.member" and e["state_key"] == c.user_id and
+               e["content"]["membership"] == "join" for e in timeline), timeline
+    assert "while b was away" not in bodies(timeline)
