@@ -16,6 +16,7 @@
 #include "latency_ring.h"
 #include "log.h"
 #include "presence.h"
+#include "ratelimit.h"
 #include "room.h"
 #include "sync.h"
 #include "sync_bus.h"
@@ -442,7 +443,7 @@ void sync_drain(struct app *app)
  * LATENCY_RING_SIZE wakes of this process. */
 static void get_wake_stats(struct http_req *req)
 {
-	if (auth_require_admin(req) < 0)
+	if (auth_require_admin(req) < 0 || ratelimit_check(req, "admin") < 0)
 		return;
 	struct sync_state *st = req->app->sync;
 	pthread_mutex_lock(&st->mu);

@@ -97,6 +97,8 @@ static struct group_values *group_values_of(PGresult *r, int *count)
 			continue;
 		struct group_values key = {.group = strtoll(PQgetvalue(r, row, 1), NULL, 10)};
 		struct group_values *g = bsearch(&key, gv, (size_t)k, sizeof(*gv), by_group);
+		if (!g)
+			continue;
 		if (is(PQgetvalue(r, row, 5), "m.room.member"))
 			g->membership = val(r, row, 6);
 		else
